@@ -1,0 +1,44 @@
+//! Payloads of the connection handshake ([`Op::Connect`](super::Op::Connect) and
+//! [`Op::ConnectResponse`](super::Op::ConnectResponse)), MessagePack maps keyed by field
+//! name so other languages and later versions can read them.
+
+use serde::{Deserialize, Serialize};
+
+/// Sent by the dialer right after the WebSocket upgrade.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectRequest {
+    /// The dialer's node name, as the acceptor knows it in its peer list.
+    pub host: String,
+    /// The dialer's instance id; a new value means the dialer restarted.
+    pub instance: String,
+    /// The dialer's wall clock, milliseconds since the Unix epoch.
+    pub clock_ms: i64,
+    /// The dialer's auth token (also sent as the upgrade's bearer token).
+    pub token: String,
+}
+
+/// The acceptor's answer to a [`ConnectRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectResponse {
+    /// Whether the connection is accepted.
+    pub accepted: bool,
+    /// Why it was rejected (empty when accepted).
+    pub reason: String,
+    /// The acceptor's node name.
+    pub host: String,
+    /// The acceptor's instance id.
+    pub instance: String,
+    /// The acceptor's wall clock, milliseconds since the Unix epoch.
+    pub clock_ms: i64,
+}
+
+/// Encodes a handshake payload.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs into a Vec cannot fail.
+    rmp_serde::to_vec_named(value).unwrap_or_default()
+}
+
+/// Decodes a handshake payload.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
+    rmp_serde::from_slice(bytes).map_err(|e| format!("bad handshake payload: {e}"))
+}

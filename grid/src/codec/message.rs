@@ -1,0 +1,316 @@
+//! One message: its header fields, ops and flags, and its encoding.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use super::wire::{self, Reader};
+use super::FrameError;
+
+/// The id of a handler on the wire. `0` is reserved and never names a handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HandlerId(pub u32);
+
+impl HandlerId {
+    /// Creates a handler id.
+    pub const fn new(id: u32) -> Self {
+        Self(id)
+    }
+
+    /// The numeric value sent on the wire.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for HandlerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// What a message means. The numeric values are the wire values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Op {
+    /// First message from the dialer: who it is, its instance, its clock, its token.
+    Connect = 1,
+    /// The acceptor's answer to [`Op::Connect`]: accepted or rejected with a reason.
+    ConnectResponse = 2,
+    /// Connection liveness probe; the payload is echoed in the [`Op::Pong`].
+    Ping = 3,
+    /// Answer to [`Op::Ping`].
+    Pong = 4,
+    /// A single call: handler id, deadline and request payload.
+    Request = 5,
+    /// The answer to a [`Op::Request`] (or an error with [`Flags::PAYLOAD_IS_ERROR`]).
+    Response = 6,
+    /// Opens a stream: handler id, deadline and initial payload.
+    ConnectMux = 7,
+    /// The handler side accepted a stream open; the payload grants the initial credit.
+    AckMux = 8,
+    /// The handler side refused a stream open; the payload is the error.
+    MuxConnectError = 9,
+    /// A stream message from the caller to the handler.
+    MuxClientMsg = 10,
+    /// A stream message from the handler to the caller.
+    MuxServerMsg = 11,
+    /// Credit returned to the handler side of a stream (caller consumed messages).
+    UnblockServerMux = 12,
+    /// Credit returned to the caller side of a stream (handler consumed messages).
+    UnblockClientMux = 13,
+    /// The handler side ended a stream (sent to the caller).
+    DisconnectClientMux = 14,
+    /// The caller ended or cancelled a call or stream (sent to the handler side).
+    DisconnectServerMux = 15,
+    /// Several messages in one frame; the payload is their concatenated encodings.
+    Merged = 16,
+}
+
+impl Op {
+    /// Every op, in wire order.
+    pub const ALL: [Op; 16] = [
+        Op::Connect,
+        Op::ConnectResponse,
+        Op::Ping,
+        Op::Pong,
+        Op::Request,
+        Op::Response,
+        Op::ConnectMux,
+        Op::AckMux,
+        Op::MuxConnectError,
+        Op::MuxClientMsg,
+        Op::MuxServerMsg,
+        Op::UnblockServerMux,
+        Op::UnblockClientMux,
+        Op::DisconnectClientMux,
+        Op::DisconnectServerMux,
+        Op::Merged,
+    ];
+
+    /// The op for a wire value, if it is one.
+    pub fn from_u8(v: u8) -> Option<Op> {
+        Op::ALL.get(usize::from(v).checked_sub(1)?).copied()
+    }
+}
+
+/// Header flags, a bit set. See PROTOCOL.md for each bit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Flags(pub u8);
+
+impl Flags {
+    /// No flags.
+    pub const NONE: Flags = Flags(0);
+    /// The sender's direction ends with this message.
+    pub const EOF: Flags = Flags(1);
+    /// The payload is an encoded error, not a value.
+    pub const PAYLOAD_IS_ERROR: Flags = Flags(2);
+    /// The payload is present and zero bytes long (as opposed to absent). Set by the encoder.
+    pub const ZERO_LENGTH: Flags = Flags(4);
+    /// A subroute hash field follows the payload. Set by the encoder.
+    pub const SUBROUTE: Flags = Flags(8);
+    /// A checksum field ends the message. Set by the encoder.
+    pub const CHECKSUM: Flags = Flags(16);
+    /// Bits that have a meaning; others are refused.
+    pub const KNOWN: Flags = Flags(31);
+    /// Bits the encoder derives from the message; ignored in [`Message::flags`] when encoding.
+    pub const DERIVED: Flags = Flags(4 | 8 | 16);
+
+    /// True if every bit of `other` is set.
+    pub const fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The union of two sets.
+    pub const fn union(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+
+    /// `self` without the bits of `other`.
+    pub const fn without(self, other: Flags) -> Flags {
+        Flags(self.0 & !other.0)
+    }
+}
+
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        self.union(rhs)
+    }
+}
+
+/// The hash that identifies a subroute on the wire: xxh3-64 of its UTF-8 bytes.
+pub fn subroute_hash(subroute: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(subroute.as_bytes())
+}
+
+/// One protocol message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The call or stream this message belongs to (0 for connection-level messages).
+    pub mux_id: u64,
+    /// Sequence number within the mux (0 where unused).
+    pub seq: u32,
+    /// Remaining time to the call's deadline in milliseconds (0: none).
+    pub deadline_ms: u32,
+    /// The handler called (0 where unused).
+    pub handler: HandlerId,
+    /// What this message means.
+    pub op: Op,
+    /// EOF and PAYLOAD_IS_ERROR; the derived bits are recomputed when encoding.
+    pub flags: Flags,
+    /// The subroute hash, if the call targets a subroute.
+    pub subroute: Option<u64>,
+    /// The payload; `Some(empty)` and `None` are distinct.
+    pub payload: Option<Bytes>,
+}
+
+impl Message {
+    /// A message with the given op and all other fields zero/absent.
+    pub fn new(op: Op) -> Self {
+        Self {
+            mux_id: 0,
+            seq: 0,
+            deadline_ms: 0,
+            handler: HandlerId(0),
+            op,
+            flags: Flags::NONE,
+            subroute: None,
+            payload: None,
+        }
+    }
+
+    /// The flags as they go on the wire.
+    pub fn wire_flags(&self, checksum: bool) -> Flags {
+        let mut f = self.flags.without(Flags::DERIVED);
+        if matches!(&self.payload, Some(p) if p.is_empty()) {
+            f = f | Flags::ZERO_LENGTH;
+        }
+        if self.subroute.is_some() {
+            f = f | Flags::SUBROUTE;
+        }
+        if checksum {
+            f = f | Flags::CHECKSUM;
+        }
+        f
+    }
+
+    /// Appends this message's encoding to `buf`.
+    pub fn encode_into(&self, buf: &mut Vec<u8>, checksum: bool) {
+        encode_parts(
+            buf,
+            self,
+            self.payload.as_deref(),
+            self.wire_flags(checksum),
+            checksum,
+        );
+    }
+
+    /// This message's encoding.
+    pub fn encode(&self, checksum: bool) -> Vec<u8> {
+        let len = self.payload.as_ref().map_or(0, |p| p.len());
+        let mut buf = Vec::with_capacity(32 + len);
+        self.encode_into(&mut buf, checksum);
+        buf
+    }
+
+    /// Reads one message starting at the reader's position.
+    pub(crate) fn decode(r: &mut Reader<'_>, max_payload: usize) -> Result<Message, FrameError> {
+        let start = r.pos();
+        let n = r.fixarray()?;
+        let mux_id = r.uint()?;
+        let seq = narrow(r.uint()?, "seq")?;
+        let deadline_ms = narrow(r.uint()?, "deadline")?;
+        let handler = HandlerId(narrow(r.uint()?, "handler")?);
+        let op_raw: u8 = narrow(r.uint()?, "op")?;
+        let op = Op::from_u8(op_raw).ok_or(FrameError::UnknownOp(op_raw))?;
+        let flags = Flags(narrow(r.uint()?, "flags")?);
+        if !Flags::KNOWN.contains(flags) {
+            return Err(FrameError::Malformed("unknown flag bits set"));
+        }
+        let expected = 7
+            + usize::from(flags.contains(Flags::SUBROUTE))
+            + usize::from(flags.contains(Flags::CHECKSUM));
+        if n != expected {
+            return Err(FrameError::Malformed(
+                "array length does not match the flags",
+            ));
+        }
+        let payload = r.nil_or_bin()?;
+        match &payload {
+            Some(p) if p.len() > max_payload && op != Op::Merged => {
+                return Err(FrameError::TooLarge {
+                    size: p.len(),
+                    limit: max_payload,
+                })
+            }
+            Some(p) if p.is_empty() != flags.contains(Flags::ZERO_LENGTH) => {
+                return Err(FrameError::Malformed(
+                    "ZERO_LENGTH flag does not match the payload",
+                ))
+            }
+            None if flags.contains(Flags::ZERO_LENGTH) => {
+                return Err(FrameError::Malformed(
+                    "ZERO_LENGTH flag on an absent payload",
+                ))
+            }
+            _ => {}
+        }
+        let subroute = if flags.contains(Flags::SUBROUTE) {
+            Some(r.uint()?)
+        } else {
+            None
+        };
+        if flags.contains(Flags::CHECKSUM) {
+            let covered_end = r.pos();
+            if !r.next_is_u64() {
+                return Err(FrameError::Malformed("checksum must be a uint 64"));
+            }
+            let sum = r.uint()?;
+            if sum != r.checksum_of(start, covered_end) {
+                return Err(FrameError::BadChecksum);
+            }
+        }
+        Ok(Message {
+            mux_id,
+            seq,
+            deadline_ms,
+            handler,
+            op,
+            flags: flags.without(Flags::DERIVED),
+            subroute,
+            payload,
+        })
+    }
+}
+
+/// Encodes a message header from `m` with an explicit payload and flags.
+pub(crate) fn encode_parts(
+    buf: &mut Vec<u8>,
+    m: &Message,
+    payload: Option<&[u8]>,
+    flags: Flags,
+    checksum: bool,
+) {
+    let start = buf.len();
+    let n = 7 + u8::from(m.subroute.is_some()) + u8::from(checksum);
+    buf.push(0x90 | n);
+    wire::write_uint(buf, m.mux_id);
+    wire::write_uint(buf, u64::from(m.seq));
+    wire::write_uint(buf, u64::from(m.deadline_ms));
+    wire::write_uint(buf, u64::from(m.handler.0));
+    wire::write_uint(buf, m.op as u64);
+    wire::write_uint(buf, u64::from(flags.0));
+    wire::write_nil_or_bin(buf, payload);
+    if let Some(h) = m.subroute {
+        wire::write_uint(buf, h);
+    }
+    if checksum {
+        let sum = xxhash_rust::xxh3::xxh3_64(&buf[start..]);
+        wire::write_u64_fixed(buf, sum);
+    }
+}
+
+fn narrow<T: TryFrom<u64>>(v: u64, field: &'static str) -> Result<T, FrameError> {
+    T::try_from(v).map_err(|_| FrameError::OutOfRange(field))
+}

@@ -1,0 +1,24 @@
+//! The wire format: message header, ops, flags, merged frames and checksums.
+//!
+//! This module knows bytes and message types only: no sockets, no tasks, no clock. Every
+//! function takes bytes (or a [`Message`]) and returns bytes (or messages), so it is tested
+//! without I/O. PROTOCOL.md at the repository root describes the same bytes for people
+//! writing a peer in another language; its test vectors are checked by the tests crate.
+//!
+//! Invariants:
+//! - Decoding never panics and never allocates in proportion to a length it has not yet
+//!   checked against the bytes actually received.
+//! - A decoded message's payload is a slice of the received frame (no copy).
+//! - `Some(empty)` and `None` payloads stay distinct on the wire (flag
+//!   [`Flags::ZERO_LENGTH`]).
+
+mod error_payload;
+mod frame;
+pub mod handshake;
+mod message;
+pub(crate) mod wire;
+
+pub use error_payload::{decode_error, encode_error, ErrorKind};
+pub(crate) use frame::encode_merged;
+pub use frame::{decode_frame, encode_frame, FrameError, FrameLimits};
+pub use message::{subroute_hash, Flags, HandlerId, Message, Op};

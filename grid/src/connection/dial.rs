@@ -1,0 +1,108 @@
+//! The dialing side of the handshake: TCP connect, WebSocket upgrade with the bearer token,
+//! then the connect message and its answer.
+
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::header::{HeaderValue, AUTHORIZATION};
+use tokio_tungstenite::tungstenite::{self};
+use uuid::Uuid;
+
+use super::handshake::{recv_message, send_message};
+use super::runner::Accepted;
+use super::ConnInner;
+use crate::codec::handshake::{decode, encode, ConnectRequest, ConnectResponse};
+use crate::codec::{Message, Op};
+use crate::core::wall_clock_ms;
+use crate::error::{Error, Result};
+
+/// Dials the peer and runs the handshake, within the dial timeout.
+pub(crate) async fn dial(inner: &ConnInner) -> Result<Accepted> {
+    let timeout = inner.core.config.dial_timeout;
+    tokio::time::timeout(timeout, dial_inner(inner))
+        .await
+        .map_err(|_| {
+            Error::Unreachable(format!("no answer within the dial timeout of {timeout:?}"))
+        })?
+}
+
+async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
+    let core = &inner.core;
+    let mut request = inner
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| Error::Config(format!("bad peer url {:?}: {e}", inner.url)))?;
+    let token = (core.token_provider)(&inner.remote);
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| Error::Config("the auth token is not a valid HTTP header value".into()))?;
+    request.headers_mut().insert(AUTHORIZATION, bearer);
+    let uri = request.uri();
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| Error::Unreachable(format!("{}: {e}", inner.url)))?;
+    let _ = tcp.set_nodelay(true);
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(request, tcp, Some(core.config.ws_config()))
+            .await
+            .map_err(upgrade_error)?;
+
+    let checksum = true;
+    let mut hello = Message::new(Op::Connect);
+    hello.payload = Some(
+        encode(&ConnectRequest {
+            host: core.local.to_string(),
+            instance: core.instance.to_string(),
+            clock_ms: wall_clock_ms(),
+            token,
+        })
+        .into(),
+    );
+    send_message(&mut ws, &hello, checksum).await?;
+    let answer = recv_message(&mut ws, core.config.limits()).await?;
+    if answer.op != Op::ConnectResponse {
+        return Err(Error::Protocol(format!(
+            "expected ConnectResponse, got {:?}",
+            answer.op
+        )));
+    }
+    let resp: ConnectResponse =
+        decode(answer.payload.as_deref().unwrap_or_default()).map_err(Error::Protocol)?;
+    if !resp.accepted {
+        return Err(Error::Rejected(resp.reason));
+    }
+    if resp.host != *inner.remote {
+        return Err(Error::Rejected(format!(
+            "reached {:?} at {} but expected {:?}",
+            resp.host, inner.url, inner.remote
+        )));
+    }
+    let instance = Uuid::parse_str(&resp.instance)
+        .map_err(|e| Error::Protocol(format!("bad instance id in ConnectResponse: {e}")))?;
+    Ok(Accepted {
+        ws,
+        instance,
+        checksum,
+    })
+}
+
+fn upgrade_error(e: tungstenite::Error) -> Error {
+    match e {
+        tungstenite::Error::Http(resp) => {
+            let body = resp
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+                .into_owned();
+            Error::Rejected(format!("HTTP {}: {}", resp.status(), body.trim()))
+        }
+        other => Error::Unreachable(format!("WebSocket upgrade failed: {other}")),
+    }
+}

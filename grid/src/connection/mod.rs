@@ -1,0 +1,300 @@
+//! One remote peer: its state, its live socket (if any) and the calls made to it.
+//!
+//! The path of a call: [`Connection::request`] (request.rs) registers the call in the live
+//! session's tables (`mux`) and queues its message; the writer task (writer.rs) merges
+//! queued messages into frames on the socket; on the remote, the reader task (reader.rs)
+//! decodes them and starts the handler (serve_call.rs), whose answer travels back the same
+//! way. The runner (runner.rs) dials or waits for the peer, runs the handshake
+//! (handshake.rs, dial.rs) and redials after a failure.
+
+mod dial;
+pub(crate) mod handshake;
+mod reader;
+mod request;
+mod runner;
+mod serve_call;
+mod session;
+mod writer;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch, Notify};
+use uuid::Uuid;
+
+pub use request::Request;
+pub(crate) use runner::Accepted;
+use session::Session;
+
+use crate::codec::{subroute_hash, HandlerId};
+use crate::core::Core;
+use crate::error::{Error, Result};
+use crate::stats::{ConnectionStats, Counters};
+
+/// Where a connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Never connected yet.
+    Unconnected,
+    /// Dialing, or waiting for the peer to dial in.
+    Connecting,
+    /// A socket is up and calls flow.
+    Connected,
+    /// The last attempt or socket failed; a new attempt follows (see [`Connection::last_error`]).
+    ConnectionError,
+    /// The manager was shut down; the connection is over for good.
+    Shutdown,
+}
+
+/// The link to one remote peer. Cheap to clone; all clones share the connection.
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) inner: Arc<ConnInner>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("local", &self.inner.core.local)
+            .field("remote", &self.inner.remote)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+pub(crate) struct ConnInner {
+    pub(crate) core: Arc<Core>,
+    pub(crate) remote: Arc<str>,
+    pub(crate) url: String,
+    pub(crate) dialer: bool,
+    pub(crate) counters: Arc<Counters>,
+    state: watch::Sender<State>,
+    session: Mutex<Option<Arc<Session>>>,
+    next_mux: AtomicU64,
+    idle: Arc<Notify>,
+    last_error: Mutex<Option<Error>>,
+    remote_instance: watch::Sender<Option<Uuid>>,
+    incoming: mpsc::Sender<Accepted>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Connection {
+    /// Creates the connection and starts its runner task.
+    pub(crate) fn start(core: Arc<Core>, remote: &str, url: String) -> Connection {
+        let dialer = dials(&core.local, remote);
+        let (incoming, incoming_rx) = mpsc::channel(1);
+        let inner = Arc::new(ConnInner {
+            remote: Arc::from(remote),
+            url,
+            dialer,
+            counters: Arc::default(),
+            state: watch::Sender::new(State::Unconnected),
+            session: Mutex::new(None),
+            next_mux: AtomicU64::new(1),
+            idle: Arc::default(),
+            last_error: Mutex::new(None),
+            remote_instance: watch::Sender::new(None),
+            incoming,
+            core: core.clone(),
+        });
+        core.tasks.spawn(runner::run(inner.clone(), incoming_rx));
+        Connection { inner }
+    }
+
+    /// The remote peer's name.
+    pub fn remote(&self) -> &str {
+        &self.inner.remote
+    }
+
+    /// True if this side dials the peer (decided from the two names; see [`dials`]).
+    pub fn is_dialer(&self) -> bool {
+        self.inner.dialer
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        *self.inner.state.borrow()
+    }
+
+    /// A receiver that sees every state change.
+    pub fn watch_state(&self) -> watch::Receiver<State> {
+        self.inner.state.subscribe()
+    }
+
+    /// Waits until the connection is up.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if the manager shuts down first.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn wait_for_connect(&self) -> Result<()> {
+        let mut rx = self.inner.state.subscribe();
+        let state = rx
+            .wait_for(|s| matches!(s, State::Connected | State::Shutdown))
+            .await
+            .map_err(|_| Error::Closed)?;
+        match *state {
+            State::Connected => Ok(()),
+            _ => Err(Error::Closed),
+        }
+    }
+
+    /// Prepares a single call to handler `id` on the peer. `payload` may be `None` (absent)
+    /// or bytes (possibly empty, which stays distinct from absent).
+    pub fn request(&self, id: HandlerId, payload: impl Into<Option<Bytes>>) -> Request {
+        Request {
+            conn: self.clone(),
+            handler: id,
+            subroute: None,
+            payload: payload.into(),
+            deadline: None,
+        }
+    }
+
+    /// A view of this connection that calls the handlers registered under `subroute` on the
+    /// peer (for example one handler instance per disk).
+    pub fn subroute(&self, subroute: &str) -> Subroute {
+        Subroute {
+            conn: self.clone(),
+            name: Arc::from(subroute),
+            hash: subroute_hash(subroute),
+        }
+    }
+
+    /// A snapshot of this connection's figures, including calls in flight right now.
+    pub fn stats(&self) -> ConnectionStats {
+        let (calls, handlers) = self.inner.in_flight();
+        self.inner.counters.snapshot(calls, handlers)
+    }
+
+    /// The remote's instance id from the last handshake (changes when it restarts).
+    pub fn remote_instance(&self) -> Option<Uuid> {
+        *self.inner.remote_instance.borrow()
+    }
+
+    /// A receiver that sees the remote's instance id after every handshake.
+    pub fn watch_remote_instance(&self) -> watch::Receiver<Option<Uuid>> {
+        self.inner.remote_instance.subscribe()
+    }
+
+    /// Why the last connection attempt or socket failed, if one did.
+    pub fn last_error(&self) -> Option<Error> {
+        lock(&self.inner.last_error).clone()
+    }
+
+    /// Waits until no call or handler is in flight on this connection.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.inner.in_flight() == (0, 0) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A connection seen through a subroute: calls reach the handlers registered under that
+/// subroute on the peer.
+#[derive(Clone, Debug)]
+pub struct Subroute {
+    conn: Connection,
+    name: Arc<str>,
+    hash: u64,
+}
+
+impl Subroute {
+    /// The subroute's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The connection underneath.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Prepares a single call to handler `id` under this subroute.
+    pub fn request(&self, id: HandlerId, payload: impl Into<Option<Bytes>>) -> Request {
+        Request {
+            subroute: Some((self.name.clone(), self.hash)),
+            ..self.conn.request(id, payload)
+        }
+    }
+}
+
+impl ConnInner {
+    pub(crate) fn next_mux_id(&self) -> u64 {
+        self.next_mux.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The live session, or the error a call gets when there is none.
+    fn live_session(&self) -> Result<Arc<Session>> {
+        lock(&self.session).clone().ok_or_else(|| self.lost_error())
+    }
+
+    /// The error for a call that finds no live socket.
+    pub(crate) fn lost_error(&self) -> Error {
+        if self.core.is_shut_down() {
+            Error::Closed
+        } else {
+            Error::Disconnected
+        }
+    }
+
+    fn in_flight(&self) -> (usize, usize) {
+        lock(&self.session)
+            .as_ref()
+            .map_or((0, 0), |s| s.calls.counts())
+    }
+
+    fn set_state(&self, state: State) {
+        self.state.send_if_modified(|s| {
+            let changed = *s != state && *s != State::Shutdown;
+            if changed {
+                *s = state;
+            }
+            changed
+        });
+    }
+
+    fn set_error(&self, err: Error) {
+        let mut last = lock(&self.last_error);
+        if last.as_ref() != Some(&err) {
+            tracing::warn!(local = %self.core.local, remote = %self.remote, error = %err, "connection failed");
+        }
+        *last = Some(err);
+    }
+
+    pub(crate) async fn hand_over(&self, accepted: Accepted) {
+        let _ = self.incoming.send(accepted).await;
+    }
+}
+
+/// Whether `local` dials `remote`: a symmetric, deterministic choice from the two names,
+/// so that exactly one side of every pair dials. The low bit of xxh3 over the two names in
+/// sorted order picks the smaller or the larger name; this spreads dialing evenly instead of
+/// letting one node dial everyone.
+pub fn dials(local: &str, remote: &str) -> bool {
+    let (lo, hi) = if local <= remote {
+        (local, remote)
+    } else {
+        (remote, local)
+    };
+    let mut key = Vec::with_capacity(lo.len() + hi.len() + 1);
+    key.extend_from_slice(lo.as_bytes());
+    key.push(0);
+    key.extend_from_slice(hi.as_bytes());
+    let smaller_dials = xxhash_rust::xxh3::xxh3_64(&key) & 1 == 0;
+    (local == lo) == smaller_dials
+}

@@ -1,0 +1,108 @@
+//! The reader task: reads frames off the socket, decodes them and routes each message to
+//! the call it belongs to (or to a new handler).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+
+use super::serve_call::serve_request;
+use super::session::Session;
+use super::ConnInner;
+use crate::codec::{decode_frame, encode_error, ErrorKind, Message, Op};
+
+/// Runs until the socket ends or the peer breaks the protocol. Returns why.
+pub(crate) async fn read_loop<S>(
+    conn: Arc<ConnInner>,
+    session: Arc<Session>,
+    mut stream: S,
+) -> String
+where
+    S: Stream<Item = Result<WsMessage, tungstenite::Error>> + Unpin,
+{
+    while let Some(next) = stream.next().await {
+        let frame = match next {
+            Ok(WsMessage::Binary(frame)) => frame,
+            Ok(WsMessage::Close(_)) => return "peer closed the socket".into(),
+            Ok(WsMessage::Text(_)) => return "protocol violation: text frame".into(),
+            Ok(_) => continue,
+            Err(e) => return format!("socket read failed: {e}"),
+        };
+        session.saw_peer();
+        let messages = match decode_frame(&frame, session.limits) {
+            Ok(m) => m,
+            Err(e) => return format!("protocol violation: {e}"),
+        };
+        conn.counters.frame_in(messages.len(), frame.len());
+        for msg in messages {
+            if let Err(why) = dispatch(&conn, &session, msg) {
+                return why;
+            }
+        }
+    }
+    "socket closed".into()
+}
+
+fn dispatch(conn: &Arc<ConnInner>, session: &Arc<Session>, msg: Message) -> Result<(), String> {
+    match msg.op {
+        Op::Request => serve_request(conn, session, msg)?,
+        Op::Response => {
+            if let Some(reply) = session.calls.take_client(msg.mux_id) {
+                let _ = reply.send(Ok(msg));
+            }
+        }
+        Op::DisconnectServerMux => {
+            if let Some(Some(handler)) = session.calls.take_server(msg.mux_id) {
+                handler.abort();
+            }
+        }
+        Op::Ping => {
+            let mut pong = Message::new(Op::Pong);
+            pong.payload = msg.payload;
+            session.try_send(&pong);
+        }
+        Op::Pong => record_rtt(conn, session, msg.payload),
+        Op::ConnectMux => {
+            // Streams are not served by this version: refuse the open like an unknown handler.
+            let mut refuse = Message::new(Op::MuxConnectError);
+            refuse.mux_id = msg.mux_id;
+            refuse.handler = msg.handler;
+            refuse.flags = crate::codec::Flags::PAYLOAD_IS_ERROR;
+            refuse.payload = Some(encode_error(
+                ErrorKind::UnknownHandler,
+                "streams are not supported",
+            ));
+            session.try_send(&refuse);
+        }
+        Op::AckMux
+        | Op::MuxConnectError
+        | Op::MuxClientMsg
+        | Op::MuxServerMsg
+        | Op::UnblockServerMux
+        | Op::UnblockClientMux
+        | Op::DisconnectClientMux => {
+            tracing::debug!(op = ?msg.op, mux = msg.mux_id, "stream message for an unknown mux ignored");
+        }
+        Op::Connect | Op::ConnectResponse | Op::Merged => {
+            return Err(format!(
+                "protocol violation: unexpected {:?} on a live connection",
+                msg.op
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn record_rtt(conn: &ConnInner, session: &Session, payload: Option<Bytes>) {
+    let Some(sent) = payload
+        .as_deref()
+        .and_then(|p| <[u8; 8]>::try_from(p).ok())
+        .map(u64::from_be_bytes)
+    else {
+        return;
+    };
+    let rtt = session.clock_ns().saturating_sub(sent).max(1);
+    conn.counters.last_ping_rtt_ns.store(rtt, Ordering::Relaxed);
+}

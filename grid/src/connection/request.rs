@@ -1,0 +1,131 @@
+//! The caller's side of a single call: `conn.request(id, payload).deadline(d).await`.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::session::Session;
+use super::Connection;
+use crate::codec::{HandlerId, Message, Op};
+use crate::error::{Error, Result};
+use crate::handler::CURRENT_DEADLINE;
+use crate::mux::response_outcome;
+
+/// A single call being prepared. Await it (it implements [`IntoFuture`]) to send it and get
+/// the handler's answer.
+///
+/// # Cancel safety
+/// Dropping the future at any point returns at once; if the request was already sent, the
+/// remote handler is cancelled (its future is dropped) and its answer, if any, is ignored.
+#[must_use = "a request does nothing until it is awaited"]
+pub struct Request {
+    pub(crate) conn: Connection,
+    pub(crate) handler: HandlerId,
+    pub(crate) subroute: Option<(Arc<str>, u64)>,
+    pub(crate) payload: Option<Bytes>,
+    pub(crate) deadline: Option<Duration>,
+}
+
+impl Request {
+    /// Sets how long the call may take (default: the manager's default deadline). The
+    /// deadline is sent to the handler. Inside a handler, the call being handled's deadline
+    /// also applies: whichever is sooner wins.
+    pub fn deadline(mut self, timeout: Duration) -> Self {
+        self.deadline = Some(timeout);
+        self
+    }
+
+    async fn run(self) -> Result<Option<Bytes>> {
+        let inner = &self.conn.inner;
+        let config = &inner.core.config;
+        let now = Instant::now();
+        let mut deadline = now + self.deadline.unwrap_or(config.default_deadline);
+        if let Ok(Some(inherited)) = CURRENT_DEADLINE.try_with(|d| *d) {
+            deadline = deadline.min(inherited);
+        }
+        if let Some(p) = &self.payload {
+            if p.len() > config.max_message_size {
+                return Err(Error::MessageTooLarge {
+                    size: p.len(),
+                    limit: config.max_message_size,
+                });
+            }
+        }
+        let session = inner.live_session()?;
+        let remaining = deadline.saturating_duration_since(now);
+        let deadline_ms = u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX);
+        if deadline_ms == 0 {
+            return Err(Error::DeadlineExceeded);
+        }
+        let mux_id = inner.next_mux_id();
+        let (tx, rx) = oneshot::channel();
+        if session.calls.insert_client(mux_id, tx).is_err() {
+            return Err(inner.lost_error());
+        }
+        let mut pending = Pending {
+            session: &session,
+            mux_id,
+            armed: true,
+        };
+        let msg = Message {
+            mux_id,
+            seq: 0,
+            deadline_ms,
+            handler: self.handler,
+            op: Op::Request,
+            flags: crate::codec::Flags::NONE,
+            subroute: self.subroute.as_ref().map(|(_, h)| *h),
+            payload: self.payload,
+        };
+        let answer = tokio::time::timeout_at(deadline, async {
+            session.send(&msg).await?;
+            rx.await.map_err(|_| Error::Disconnected)?
+        })
+        .await;
+        match answer {
+            Ok(Ok(reply)) => {
+                pending.armed = false;
+                let subroute = self.subroute.as_ref().map(|(n, _)| &**n);
+                response_outcome(reply, self.handler, subroute)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::DeadlineExceeded),
+        }
+    }
+}
+
+impl IntoFuture for Request {
+    type Output = Result<Option<Bytes>>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// A call that was registered with the session: if it is dropped while still registered
+/// (caller dropped the future, or the deadline passed), the entry is removed and the remote
+/// handler is told to stop.
+struct Pending<'a> {
+    session: &'a Arc<Session>,
+    mux_id: u64,
+    armed: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if self.session.calls.take_client(self.mux_id).is_some() {
+            let mut cancel = Message::new(Op::DisconnectServerMux);
+            cancel.mux_id = self.mux_id;
+            self.session.send_soon(cancel);
+        }
+    }
+}

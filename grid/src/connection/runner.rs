@@ -1,0 +1,191 @@
+//! The task behind every connection: get a socket (dial, or wait for the peer to dial in),
+//! run a session on it until it dies, and start over, until the manager shuts down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::dial::dial;
+use super::handshake::Ws;
+use super::reader::read_loop;
+use super::session::Session;
+use super::writer::write_loop;
+use super::{lock, ConnInner, State};
+use crate::codec::{Message, Op};
+use crate::error::Error;
+
+/// A socket that passed the handshake, with the remote's instance id.
+pub(crate) struct Accepted {
+    pub(crate) ws: Ws,
+    pub(crate) instance: Uuid,
+    pub(crate) checksum: bool,
+}
+
+enum End {
+    /// The socket died; the reason is for the log.
+    Lost(String),
+    /// The peer dialed in again while this session was up: switch to the new socket.
+    Replaced(Box<Accepted>),
+    /// The manager is shutting down.
+    Shutdown,
+}
+
+pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Accepted>) {
+    let core = inner.core.clone();
+    let mut attempt: u32 = 0;
+    let mut next: Option<Accepted> = None;
+    let mut connected_before = false;
+    loop {
+        if core.is_shut_down() {
+            break;
+        }
+        let accepted = if let Some(a) = next.take() {
+            a
+        } else if inner.dialer {
+            inner.set_state(State::Connecting);
+            let dialed = tokio::select! {
+                r = dial(&inner) => r,
+                _ = core.shutting_down() => break,
+            };
+            match dialed {
+                Ok(a) => a,
+                Err(e) => {
+                    inner.set_error(e);
+                    inner.set_state(State::ConnectionError);
+                    let delay = backoff(&core.config, attempt);
+                    attempt = attempt.saturating_add(1);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => continue,
+                        _ = core.shutting_down() => break,
+                    }
+                }
+            }
+        } else {
+            tokio::select! {
+                a = incoming.recv() => match a { Some(a) => a, None => break },
+                _ = core.shutting_down() => break,
+            }
+        };
+        attempt = 0;
+        if connected_before {
+            inner
+                .counters
+                .reconnects
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        connected_before = true;
+        note_instance(&inner, accepted.instance);
+        tracing::info!(local = %core.local, remote = %inner.remote, "connected");
+        match run_session(&inner, accepted, &mut incoming).await {
+            End::Shutdown => break,
+            End::Replaced(a) => {
+                tracing::info!(local = %core.local, remote = %inner.remote, "peer dialed in again; replacing the old socket");
+                next = Some(*a);
+            }
+            End::Lost(why) => {
+                tracing::warn!(local = %core.local, remote = %inner.remote, reason = %why, "connection lost");
+                inner.set_error(Error::Disconnected);
+                inner.set_state(State::ConnectionError);
+                if inner.dialer {
+                    // A short jittered pause so a whole cluster does not redial in lockstep.
+                    let delay = backoff(&core.config, 0);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = core.shutting_down() => break,
+                    }
+                } else {
+                    inner.set_state(State::Connecting);
+                }
+            }
+        }
+    }
+    inner.set_state(State::Shutdown);
+}
+
+fn note_instance(inner: &ConnInner, instance: Uuid) {
+    let previous = inner.remote_instance.send_replace(Some(instance));
+    if previous.is_some_and(|p| p != instance) {
+        inner
+            .counters
+            .remote_restarts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(remote = %inner.remote, %instance, "remote restarted (new instance id)");
+    }
+}
+
+/// Runs one socket until it dies, is replaced, or the manager shuts down. On return the
+/// session is uninstalled and its tables are closed.
+async fn run_session(
+    inner: &Arc<ConnInner>,
+    accepted: Accepted,
+    incoming: &mut mpsc::Receiver<Accepted>,
+) -> End {
+    let core = &inner.core;
+    let (sink, stream) = accepted.ws.split();
+    let (tx, rx) = mpsc::channel(core.config.queue_capacity);
+    let session = Arc::new(Session::new(
+        tx,
+        inner.idle.clone(),
+        accepted.checksum,
+        core.config.limits(),
+    ));
+    *lock(&inner.session) = Some(session.clone());
+    inner.set_state(State::Connected);
+
+    let mut writer = core.tasks.spawn(write_loop(
+        sink,
+        rx,
+        inner.counters.clone(),
+        accepted.checksum,
+    ));
+    let mut reader = core
+        .tasks
+        .spawn(read_loop(inner.clone(), session.clone(), stream));
+    let ping = core.config.ping_interval;
+    let mut tick = tokio::time::interval_at(Instant::now() + ping, ping);
+    let end = loop {
+        tokio::select! {
+            r = &mut reader => break End::Lost(r.unwrap_or_else(|e| format!("reader task ended: {e}"))),
+            r = &mut writer => break End::Lost(r.unwrap_or_else(|e| format!("writer task ended: {e}"))),
+            _ = tick.tick() => {
+                let silent = session.silent_for();
+                if silent > ping * 2 {
+                    break End::Lost(format!("peer silent for {silent:?} (ping interval {ping:?})"));
+                }
+                let mut probe = Message::new(Op::Ping);
+                probe.payload = Some(Bytes::copy_from_slice(&session.clock_ns().to_be_bytes()));
+                session.try_send(&probe);
+            }
+            a = incoming.recv(), if !inner.dialer => match a {
+                Some(a) => break End::Replaced(Box::new(a)),
+                None => break End::Shutdown,
+            },
+            _ = core.shutting_down() => break End::Shutdown,
+        }
+    };
+    *lock(&inner.session) = None;
+    let err = match end {
+        End::Shutdown => Error::Closed,
+        _ => Error::Disconnected,
+    };
+    session.calls.close(&err);
+    reader.abort();
+    writer.abort();
+    end
+}
+
+/// Jittered exponential backoff: `min * 2^attempt`, capped at `max`, scaled by a random
+/// factor in [0.5, 1].
+fn backoff(config: &crate::core::Config, attempt: u32) -> Duration {
+    let base = config
+        .reconnect_min
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(config.reconnect_max);
+    let random = (Uuid::new_v4().as_u128() as u64) % 1000;
+    base.mul_f64(0.5 + random as f64 / 2000.0)
+}

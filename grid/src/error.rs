@@ -1,0 +1,112 @@
+//! The one error type of grid, and the error a handler returns.
+
+use crate::handler::HandlerId;
+
+/// An error returned by a remote handler, carrying the remote's message.
+///
+/// Handlers return it to fail a call; callers receive it inside [`Error::Remote`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RemoteError {
+    /// The message the handler gave.
+    pub message: String,
+}
+
+impl RemoteError {
+    /// Creates a remote error with the given message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+impl From<String> for RemoteError {
+    fn from(message: String) -> Self {
+        Self { message }
+    }
+}
+
+impl From<&str> for RemoteError {
+    fn from(message: &str) -> Self {
+        Self::new(message)
+    }
+}
+
+/// Everything that can go wrong with a grid call or connection.
+///
+/// The error is cheap to clone so that one failure (a lost connection, a shutdown) can be
+/// delivered to every call it ends.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The peer is not connected, or the connection was lost while the call was in flight.
+    /// The connection redials on its own; retry once `wait_for_connect` resolves.
+    #[error("peer is not connected (the call was not delivered or its connection was lost)")]
+    Disconnected,
+    /// The call's deadline passed before a response arrived.
+    #[error("deadline exceeded before the remote answered")]
+    DeadlineExceeded,
+    /// The call was cancelled.
+    #[error("call cancelled")]
+    Cancelled,
+    /// The remote has no handler registered under this id (and subroute).
+    #[error("the remote has no handler {handler}{}; is it running an older build, or was the handler registered?", fmt_subroute(.subroute))]
+    UnknownHandler {
+        /// The handler that was called.
+        handler: HandlerId,
+        /// The subroute it was called on, if any.
+        subroute: Option<String>,
+    },
+    /// The remote handler returned an error (or panicked).
+    #[error("remote handler failed: {0}")]
+    Remote(#[from] RemoteError),
+    /// A payload could not be encoded or decoded.
+    #[error("payload codec error: {0}")]
+    Codec(String),
+    /// The peer broke the wire protocol; the connection is dropped and redialled.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The manager was shut down.
+    #[error("the grid manager was shut down")]
+    Closed,
+    /// A handler with this id (and subroute) is already registered.
+    #[error("a handler {handler}{} is already registered; handler ids must be unique per manager", fmt_subroute(.subroute))]
+    HandlerAlreadyExists {
+        /// The id registered twice.
+        handler: HandlerId,
+        /// The subroute it was registered on, if any.
+        subroute: Option<String>,
+    },
+    /// A payload is larger than the configured maximum message size. Only this call fails.
+    #[error("message of {size} bytes exceeds the maximum message size of {limit} bytes")]
+    MessageTooLarge {
+        /// The size of the payload that was refused.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The peer name is not one the manager was configured with.
+    #[error("unknown peer {0:?}: add it to the manager with ManagerBuilder::peer")]
+    UnknownPeer(String),
+    /// The peer could not be reached (connection refused, timeout, DNS, upgrade failure).
+    #[error("could not reach the peer: {0}")]
+    Unreachable(String),
+    /// The remote refused the connection (HTTP status before the upgrade, or a rejected
+    /// handshake), with its reason.
+    #[error("connection refused by the remote: {0}")]
+    Rejected(String),
+    /// The manager's configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+fn fmt_subroute(subroute: &Option<String>) -> String {
+    match subroute {
+        Some(s) => format!(" on subroute {s:?}"),
+        None => String::new(),
+    }
+}
+
+/// A `Result` with [`Error`] as its error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,208 @@
+//! Configuring a [`Manager`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{Manager, ManagerInner};
+use crate::connection::Connection;
+use crate::core::{Config, Core, TokenProvider, TokenValidator};
+use crate::error::{Error, Result};
+use crate::handler::Handlers;
+
+/// Configures and builds a [`Manager`]. Only `local`, the peers and the tokens are required.
+#[derive(Default)]
+#[must_use]
+pub struct ManagerBuilder {
+    local: Option<String>,
+    peers: Vec<(String, String)>,
+    config: Config,
+    provider: Option<TokenProvider>,
+    validator: Option<TokenValidator>,
+}
+
+impl std::fmt::Debug for ManagerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerBuilder")
+            .field("local", &self.local)
+            .field("peers", &self.peers)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl ManagerBuilder {
+    /// This node's name, as the other nodes list it.
+    pub fn local(mut self, name: impl Into<String>) -> Self {
+        self.local = Some(name.into());
+        self
+    }
+
+    /// A peer and its URL (`ws://host:port/grid/v1`). Listing this node itself is allowed
+    /// (every node can share one list) and ignored.
+    pub fn peer(mut self, name: impl Into<String>, url: impl Into<String>) -> Self {
+        self.peers.push((name.into(), url.into()));
+        self
+    }
+
+    /// Uses one shared secret: sent to every peer and the only token accepted.
+    pub fn token(self, secret: impl Into<String>) -> Self {
+        let secret: Arc<str> = Arc::from(secret.into());
+        let expected = secret.clone();
+        self.token_provider(move |_peer| secret.to_string())
+            .token_validator(move |token| {
+                if constant_time_eq(token.as_bytes(), expected.as_bytes()) {
+                    Ok(())
+                } else {
+                    Err("invalid token".into())
+                }
+            })
+    }
+
+    /// Computes the token presented to a peer (called with the peer's name on every dial).
+    pub fn token_provider(mut self, f: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+        self.provider = Some(Arc::new(f));
+        self
+    }
+
+    /// Checks a token a peer presented; `Err(reason)` refuses it.
+    pub fn token_validator(
+        mut self,
+        f: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.validator = Some(Arc::new(f));
+        self
+    }
+
+    /// The route path peers connect to (default `/grid/v1`).
+    pub fn route(mut self, path: impl Into<String>) -> Self {
+        self.config.route = path.into();
+        self
+    }
+
+    /// How long a dial and its handshake may take (default 5 s).
+    pub fn dial_timeout(mut self, d: Duration) -> Self {
+        self.config.dial_timeout = d;
+        self
+    }
+
+    /// How often each side pings; a peer silent for two intervals is dropped (default 10 s).
+    pub fn ping_interval(mut self, d: Duration) -> Self {
+        self.config.ping_interval = d;
+        self
+    }
+
+    /// The deadline of calls that set none (default 1 minute).
+    pub fn default_deadline(mut self, d: Duration) -> Self {
+        self.config.default_deadline = d;
+        self
+    }
+
+    /// The largest payload one message may carry (default 16 MiB).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// How far a dialer's clock may be from ours (default 5 minutes).
+    pub fn max_clock_skew(mut self, d: Duration) -> Self {
+        self.config.max_clock_skew = d;
+        self
+    }
+
+    /// Reconnect backoff bounds (default 50 ms doubling up to 5 s, jittered).
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.config.reconnect_min = min;
+        self.config.reconnect_max = max;
+        self
+    }
+
+    /// Messages queued per connection before senders wait (default 1024).
+    pub fn queue_capacity(mut self, messages: usize) -> Self {
+        self.config.queue_capacity = messages;
+        self
+    }
+
+    /// Builds the manager and starts one connection per peer. Must be called inside a tokio
+    /// runtime.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming what is missing or invalid.
+    pub fn build(self) -> Result<Manager> {
+        let local = self.local.filter(|l| !l.is_empty()).ok_or_else(|| {
+            Error::Config("the local node name is required (ManagerBuilder::local)".into())
+        })?;
+        let (Some(provider), Some(validator)) = (self.provider, self.validator) else {
+            return Err(Error::Config(
+                "authentication is required: set ManagerBuilder::token, or both token_provider and token_validator".into(),
+            ));
+        };
+        let c = &self.config;
+        if c.max_message_size == 0 || c.max_message_size > (1 << 30) {
+            return Err(Error::Config(
+                "max_message_size must be between 1 byte and 1 GiB".into(),
+            ));
+        }
+        if c.ping_interval.is_zero() || c.queue_capacity == 0 || c.reconnect_min.is_zero() {
+            return Err(Error::Config(
+                "ping interval, queue capacity and reconnect backoff must be non-zero".into(),
+            ));
+        }
+        if !c.route.starts_with('/') {
+            return Err(Error::Config(format!(
+                "route {:?} must start with '/'",
+                c.route
+            )));
+        }
+        tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::Config("Manager::build must be called inside a tokio runtime".into())
+        })?;
+
+        let mut urls = BTreeMap::new();
+        for (name, url) in self.peers {
+            if name == local {
+                continue;
+            }
+            if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                return Err(Error::Config(format!(
+                    "peer {name:?}: url {url:?} must start with ws:// or wss://"
+                )));
+            }
+            if url.starts_with("wss://") {
+                return Err(Error::Config(format!(
+                    "peer {name:?}: wss:// needs TLS, which this build does not include yet"
+                )));
+            }
+            if urls.insert(name.clone(), url).is_some() {
+                return Err(Error::Config(format!("peer {name:?} is listed twice")));
+            }
+        }
+        let core = Arc::new(Core {
+            local: Arc::from(local),
+            instance: Uuid::new_v4(),
+            config: self.config,
+            handlers: Handlers::default(),
+            tasks: Arc::default(),
+            shutdown: watch::Sender::new(false),
+            token_provider: provider,
+            token_validator: validator,
+        });
+        let connections = urls
+            .into_iter()
+            .map(|(name, url)| {
+                let conn = Connection::start(core.clone(), &name, url);
+                (name, conn)
+            })
+            .collect();
+        Ok(Manager {
+            inner: Arc::new(ManagerInner { core, connections }),
+        })
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

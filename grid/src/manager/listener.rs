@@ -1,0 +1,183 @@
+//! The accepting side: HTTP checks before the upgrade, then the handshake, then the socket
+//! goes to the peer's connection.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use uuid::Uuid;
+
+use crate::codec::handshake::{decode, encode, ConnectRequest, ConnectResponse};
+use crate::codec::{Message, Op};
+use crate::connection::handshake::{recv_message, send_message};
+use crate::connection::{Accepted, Connection};
+use crate::core::{wall_clock_ms, Core};
+use crate::error::{Error, Result};
+
+struct Listening {
+    core: Arc<Core>,
+    connections: BTreeMap<String, Connection>,
+    last_refusal: Mutex<String>,
+}
+
+pub(super) async fn serve(
+    core: Arc<Core>,
+    connections: BTreeMap<String, Connection>,
+    listener: TcpListener,
+) -> Result<()> {
+    let state = Arc::new(Listening {
+        core: core.clone(),
+        connections,
+        last_refusal: Mutex::new(String::new()),
+    });
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = core.shutting_down() => return Ok(()),
+        };
+        match accepted {
+            Ok((tcp, addr)) => {
+                core.tasks.spawn(accept_one(state.clone(), tcp, addr));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: pause instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn accept_one(state: Arc<Listening>, tcp: TcpStream, addr: SocketAddr) {
+    let core = &state.core;
+    let _ = tcp.set_nodelay(true);
+    let handshake = tokio::time::timeout(core.config.dial_timeout, handshake(&state, tcp)).await;
+    let refusal = match handshake {
+        Ok(Ok((conn, accepted))) => {
+            conn.inner.hand_over(accepted).await;
+            return;
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "handshake timed out".to_owned(),
+    };
+    let mut last = state.last_refusal.lock().unwrap_or_else(|e| e.into_inner());
+    if *last != refusal {
+        tracing::warn!(local = %core.local, %addr, reason = %refusal, "refused an incoming connection");
+        *last = refusal;
+    } else {
+        tracing::debug!(local = %core.local, %addr, reason = %refusal, "refused an incoming connection");
+    }
+}
+
+fn http_refusal(status: StatusCode, text: String) -> ErrorResponse {
+    let mut r = ErrorResponse::new(Some(text));
+    *r.status_mut() = status;
+    r
+}
+
+#[allow(clippy::result_large_err)] // the callback type is fixed by tungstenite
+async fn handshake(state: &Listening, tcp: TcpStream) -> Result<(Connection, Accepted)> {
+    let core = &state.core;
+    let route = core.config.route.as_str();
+    let check_http = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() != route {
+            return Err(http_refusal(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no grid endpoint at {:?}; peers connect to {route:?}",
+                    req.uri().path()
+                ),
+            ));
+        }
+        let bearer = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match bearer {
+            None => Err(http_refusal(
+                StatusCode::UNAUTHORIZED,
+                "missing bearer token in the Authorization header".into(),
+            )),
+            Some(token) => match (core.token_validator)(token) {
+                Ok(()) => Ok(resp),
+                Err(reason) => Err(http_refusal(
+                    StatusCode::FORBIDDEN,
+                    format!("token refused: {reason}"),
+                )),
+            },
+        }
+    };
+    let mut ws = tokio_tungstenite::accept_hdr_async_with_config(
+        tcp,
+        check_http,
+        Some(core.config.ws_config()),
+    )
+    .await
+    .map_err(|e| Error::Rejected(format!("upgrade refused: {e}")))?;
+    let checksum = true;
+    let hello = recv_message(&mut ws, core.config.limits()).await?;
+    if hello.op != Op::Connect {
+        return Err(Error::Protocol(format!(
+            "expected Connect, got {:?}",
+            hello.op
+        )));
+    }
+    let request: ConnectRequest =
+        decode(hello.payload.as_deref().unwrap_or_default()).map_err(Error::Protocol)?;
+    let verdict = check_connect(state, &request);
+    let mut answer = Message::new(Op::ConnectResponse);
+    answer.payload = Some(
+        encode(&ConnectResponse {
+            accepted: verdict.is_ok(),
+            reason: verdict.as_ref().err().cloned().unwrap_or_default(),
+            host: core.local.to_string(),
+            instance: core.instance.to_string(),
+            clock_ms: wall_clock_ms(),
+        })
+        .into(),
+    );
+    send_message(&mut ws, &answer, checksum).await?;
+    let (conn, instance) =
+        verdict.map_err(|reason| Error::Rejected(format!("{} refused: {reason}", request.host)))?;
+    Ok((
+        conn,
+        Accepted {
+            ws,
+            instance,
+            checksum,
+        },
+    ))
+}
+
+fn check_connect(state: &Listening, req: &ConnectRequest) -> Result<(Connection, Uuid), String> {
+    let core = &state.core;
+    let conn = state.connections.get(&req.host).ok_or_else(|| {
+        format!(
+            "unknown host {:?}: it is not in {}'s peer list",
+            req.host, core.local
+        )
+    })?;
+    if conn.is_dialer() {
+        return Err(format!(
+            "{} dials {}, not the other way round; do both nodes use the same names?",
+            core.local, req.host
+        ));
+    }
+    (core.token_validator)(&req.token).map_err(|r| format!("token refused: {r}"))?;
+    let skew_ms = wall_clock_ms().abs_diff(req.clock_ms);
+    let max = core.config.max_clock_skew;
+    if u128::from(skew_ms) > max.as_millis() {
+        return Err(format!(
+            "clock skew of {:.1}s exceeds the allowed {:.1}s; synchronise the clocks (NTP)",
+            skew_ms as f64 / 1000.0,
+            max.as_secs_f64()
+        ));
+    }
+    let instance = Uuid::parse_str(&req.instance).map_err(|e| format!("bad instance id: {e}"))?;
+    Ok((conn.clone(), instance))
+}

@@ -1,0 +1,30 @@
+//! Turning a response message into a call's result, and an error into wire form.
+
+use bytes::Bytes;
+
+use crate::codec::{decode_error, ErrorKind, Flags, HandlerId, Message};
+use crate::error::{Error, RemoteError, Result};
+
+/// The result a caller gets from a [`Op::Response`](crate::codec::Op::Response).
+pub(crate) fn response_outcome(
+    msg: Message,
+    handler: HandlerId,
+    subroute: Option<&str>,
+) -> Result<Option<Bytes>> {
+    if !msg.flags.contains(Flags::PAYLOAD_IS_ERROR) {
+        return Ok(msg.payload);
+    }
+    let payload = msg.payload.unwrap_or_default();
+    let (kind, message) = decode_error(&payload).map_err(Error::Protocol)?;
+    Err(match kind {
+        ErrorKind::Remote => Error::Remote(RemoteError { message }),
+        ErrorKind::UnknownHandler => Error::UnknownHandler {
+            handler,
+            subroute: subroute.map(str::to_owned),
+        },
+        ErrorKind::DeadlineExceeded => Error::DeadlineExceeded,
+        ErrorKind::Cancelled => Error::Cancelled,
+        ErrorKind::Codec => Error::Codec(message),
+        ErrorKind::Protocol => Error::Protocol(message),
+    })
+}

@@ -1,0 +1,96 @@
+//! Per-connection counters, updated with relaxed atomics on the hot path and read as a
+//! [`ConnectionStats`] snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// A snapshot of one connection's figures.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionStats {
+    /// Protocol messages received (a merged frame counts each message it carries).
+    pub messages_in: u64,
+    /// Protocol messages sent.
+    pub messages_out: u64,
+    /// WebSocket frames received.
+    pub frames_in: u64,
+    /// WebSocket frames sent.
+    pub frames_out: u64,
+    /// Received frames that carried several merged messages.
+    pub merged_frames_in: u64,
+    /// Sent frames that carried several merged messages.
+    pub merged_frames_out: u64,
+    /// Bytes received (frame payloads).
+    pub bytes_in: u64,
+    /// Bytes sent (frame payloads).
+    pub bytes_out: u64,
+    /// Connections established after the first one.
+    pub reconnects: u64,
+    /// Times the remote came back with a new instance id (it restarted).
+    pub remote_restarts: u64,
+    /// Round-trip time of the last answered ping.
+    pub last_ping_rtt: Option<Duration>,
+    /// Calls this side made that have not finished.
+    pub in_flight_calls: usize,
+    /// Handlers running on this side for the remote's calls.
+    pub in_flight_handlers: usize,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub messages_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub frames_in: AtomicU64,
+    pub frames_out: AtomicU64,
+    pub merged_frames_in: AtomicU64,
+    pub merged_frames_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub remote_restarts: AtomicU64,
+    /// Nanoseconds; 0 means no ping answered yet.
+    pub last_ping_rtt_ns: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn frame_in(&self, messages: usize, bytes: usize) {
+        self.frames_in.fetch_add(1, Relaxed);
+        self.messages_in.fetch_add(messages as u64, Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Relaxed);
+        if messages > 1 {
+            self.merged_frames_in.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn frame_out(&self, messages: usize, bytes: usize) {
+        self.frames_out.fetch_add(1, Relaxed);
+        self.messages_out.fetch_add(messages as u64, Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Relaxed);
+        if messages > 1 {
+            self.merged_frames_out.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot(
+        &self,
+        in_flight_calls: usize,
+        in_flight_handlers: usize,
+    ) -> ConnectionStats {
+        let rtt = self.last_ping_rtt_ns.load(Relaxed);
+        ConnectionStats {
+            messages_in: self.messages_in.load(Relaxed),
+            messages_out: self.messages_out.load(Relaxed),
+            frames_in: self.frames_in.load(Relaxed),
+            frames_out: self.frames_out.load(Relaxed),
+            merged_frames_in: self.merged_frames_in.load(Relaxed),
+            merged_frames_out: self.merged_frames_out.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            reconnects: self.reconnects.load(Relaxed),
+            remote_restarts: self.remote_restarts.load(Relaxed),
+            last_ping_rtt: (rtt > 0).then(|| Duration::from_nanos(rtt)),
+            in_flight_calls,
+            in_flight_handlers,
+        }
+    }
+}

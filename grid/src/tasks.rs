@@ -1,0 +1,58 @@
+//! Counting the tasks a manager spawned, so shutdown can wait for all of them and tests can
+//! prove that none is left behind.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+#[derive(Default)]
+pub(crate) struct Tasks {
+    live: AtomicUsize,
+    drained: Notify,
+}
+
+struct Guard(Arc<Tasks>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
+impl Tasks {
+    /// Spawns a task that counts as live until its future completes or is dropped (aborted).
+    pub(crate) fn spawn<F>(self: &Arc<Self>, fut: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        let guard = Guard(self.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            fut.await
+        })
+    }
+
+    pub(crate) fn live(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no counted task is live.
+    pub(crate) async fn drained(&self) {
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.live() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Helpers for grid's integration tests: clusters of managers on loopback, a
+//! fault-injecting TCP proxy, timeouts and leak checks.
+
+pub mod proxy;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use grid::{Manager, ManagerBuilder, State};
+use tokio::net::TcpListener;
+
+/// Fails the test if `fut` does not finish within 20 seconds (a hang fails fast, instead of
+/// running into CI's limit).
+pub async fn within<F: Future>(fut: F) -> F::Output {
+    match tokio::time::timeout(Duration::from_secs(20), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("test step did not finish within 20 s"),
+    }
+}
+
+/// The shared secret the test clusters use.
+pub const TOKEN: &str = "test-secret";
+
+/// A listener on an ephemeral loopback port, and the URL peers use to reach it.
+pub async fn listener() -> (TcpListener, String) {
+    let l = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let url = url_of(l.local_addr().expect("local addr"));
+    (l, url)
+}
+
+/// The grid URL of a socket address.
+pub fn url_of(addr: SocketAddr) -> String {
+    format!("ws://{addr}/grid/v1")
+}
+
+/// A builder with the test defaults: fast reconnects, the shared token.
+pub fn builder(local: &str) -> ManagerBuilder {
+    Manager::builder()
+        .local(local)
+        .token(TOKEN)
+        .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(200))
+        .dial_timeout(Duration::from_secs(2))
+}
+
+/// Several managers on loopback, each listing all the others.
+pub struct Cluster {
+    /// The managers, in the order of the names given.
+    pub managers: Vec<Manager>,
+    /// Each manager's URL.
+    pub urls: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `names.len()` managers, customised by `configure`, serving on loopback.
+    pub async fn start(
+        names: &[&str],
+        configure: impl Fn(ManagerBuilder) -> ManagerBuilder,
+    ) -> Cluster {
+        let mut listeners = Vec::new();
+        let mut urls = Vec::new();
+        for _ in names {
+            let (l, url) = listener().await;
+            listeners.push(l);
+            urls.push(url);
+        }
+        let mut managers = Vec::new();
+        for (name, listener) in names.iter().zip(listeners) {
+            let mut b = builder(name);
+            for (peer, url) in names.iter().zip(&urls) {
+                b = b.peer(*peer, url.clone());
+            }
+            let m = configure(b).build().expect("build manager");
+            tokio::spawn(m.clone().serve(listener));
+            managers.push(m);
+        }
+        Cluster { managers, urls }
+    }
+
+    /// Waits until every connection of every manager is up.
+    pub async fn connected(&self) {
+        for m in &self.managers {
+            connected(m).await;
+        }
+    }
+
+    /// Proves nothing leaked, then shuts every manager down and checks no task is left.
+    pub async fn finish(self) {
+        for m in &self.managers {
+            assert_idle(m).await;
+        }
+        for m in &self.managers {
+            shut_down(m).await;
+        }
+    }
+}
+
+/// Waits until all of a manager's connections are up.
+pub async fn connected(m: &Manager) {
+    for c in m.connections() {
+        within(c.wait_for_connect()).await.expect("connect");
+    }
+}
+
+/// Asserts that no call or handler is in flight on any of the manager's connections.
+pub async fn assert_idle(m: &Manager) {
+    for c in m.connections() {
+        let waited = tokio::time::timeout(Duration::from_secs(10), c.wait_idle()).await;
+        let stats = c.stats();
+        assert!(
+            waited.is_ok(),
+            "{} -> {}: calls still in flight: {stats:?}",
+            m.local(),
+            c.remote()
+        );
+        assert_eq!((stats.in_flight_calls, stats.in_flight_handlers), (0, 0));
+    }
+}
+
+/// Shuts a manager down and asserts that every task it started has ended.
+pub async fn shut_down(m: &Manager) {
+    within(m.shutdown()).await;
+    assert_eq!(
+        m.running_tasks(),
+        0,
+        "{}: tasks left after shutdown",
+        m.local()
+    );
+    for c in m.connections() {
+        assert_eq!(c.state(), State::Shutdown);
+    }
+}
+
+/// Waits until `cond` holds for the connection's state.
+pub async fn wait_state(c: &grid::Connection, cond: impl Fn(State) -> bool) -> State {
+    let mut rx = c.watch_state();
+    let s = within(rx.wait_for(|s| cond(*s)))
+        .await
+        .expect("state watch");
+    *s
+}

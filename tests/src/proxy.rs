@@ -1,0 +1,118 @@
+//! A fault-injecting TCP proxy: put it between two managers to cut every link, or to freeze
+//! traffic without closing the sockets (a silent peer).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A running proxy. Dropping it stops it and closes every link.
+pub struct Proxy {
+    addr: SocketAddr,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    frozen: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Starts a proxy on an ephemeral loopback port forwarding to `target`.
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let frozen = watch::Sender::new(false);
+        let accept = {
+            let links = links.clone();
+            let frozen = frozen.clone();
+            tokio::spawn(async move {
+                while let Ok((inbound, _)) = listener.accept().await {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
+                        continue;
+                    };
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
+                    let a = tokio::spawn(pump(ri, wo, frozen.subscribe()));
+                    let b = tokio::spawn(pump(ro, wi, frozen.subscribe()));
+                    let mut l = links.lock().expect("links");
+                    l.push(a);
+                    l.push(b);
+                }
+            })
+        };
+        Proxy {
+            addr,
+            links,
+            frozen,
+            accept,
+        }
+    }
+
+    /// The address to dial instead of the target.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Closes every current link (both sockets of each); new links are still accepted.
+    pub fn cut(&self) {
+        for l in self.links.lock().expect("links").drain(..) {
+            l.abort();
+        }
+    }
+
+    /// Stops forwarding bytes without closing anything: both peers go silent.
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    /// Forwards again.
+    pub fn thaw(&self) {
+        self.frozen.send_replace(false);
+    }
+
+    /// Links currently open.
+    pub fn open_links(&self) -> usize {
+        self.links
+            .lock()
+            .expect("links")
+            .iter()
+            .filter(|l| !l.is_finished())
+            .count()
+            / 2
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        let n = tokio::select! {
+            r = from.read(&mut buf) => match r { Ok(0) | Err(_) => return, Ok(n) => n },
+            _ = frozen.wait_for(|f| *f) => continue,
+        };
+        // Bytes read before a freeze are held back until the thaw.
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
