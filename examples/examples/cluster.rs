@@ -36,7 +36,10 @@ async fn start_node(name: &str, listener: TcpListener, urls: &[String]) -> Resul
             let key = key.ok_or_else(|| RemoteError::new("get needs a key"))?;
             match &key[..] {
                 b"color" => Ok(Bytes::from(format!("{me} likes teal"))),
-                _ => Err(RemoteError::new(format!("{me}: no such key {:?}", String::from_utf8_lossy(&key)))),
+                _ => Err(RemoteError::new(format!(
+                    "{me}: no such key {:?}",
+                    String::from_utf8_lossy(&key)
+                ))),
             }
         }
     })?;
@@ -76,12 +79,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let to_3 = nodes[0].connection("node-3")?;
-    println!("node-1 get(color) on node-3: {}", text(to_3.request(GET, Bytes::from("color")).await?));
+    println!(
+        "node-1 get(color) on node-3: {}",
+        text(to_3.request(GET, Bytes::from("color")).await?)
+    );
     match to_3.request(GET, Bytes::from("shape")).await {
         Err(Error::Remote(e)) => println!("node-1 get(shape) on node-3 failed remotely: {e}"),
         other => println!("unexpected: {other:?}"),
     }
-    match to_3.request(GET, Bytes::from("color")).deadline(Duration::from_millis(0)).await {
+    match to_3
+        .request(GET, Bytes::from("color"))
+        .deadline(Duration::from_millis(0))
+        .await
+    {
         Err(e) => println!("a call with a zero deadline: {e}"),
         Ok(_) => println!("unexpected: a zero deadline succeeded"),
     }
@@ -97,7 +107,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!("bringing node-3 back on the same address...");
-    let addr = urls[2].trim_start_matches("ws://").trim_end_matches("/grid/v1").to_owned();
+    let addr = urls[2]
+        .trim_start_matches("ws://")
+        .trim_end_matches("/grid/v1")
+        .to_owned();
     let listener = TcpListener::bind(&addr).await?;
     nodes.push(start_node("node-3", listener, &urls).await?);
     tokio::time::timeout(Duration::from_secs(10), to_3.wait_for_connect()).await??;
@@ -106,7 +119,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         to_3.stats().reconnects,
         to_3.stats().remote_restarts > 0
     );
-    println!("  node-1 -> node-3: {}", text(to_3.request(WHOAMI, None).await?));
+    println!(
+        "  node-1 -> node-3: {}",
+        text(to_3.request(WHOAMI, None).await?)
+    );
     let s = to_3.stats();
     println!(
         "node-1 -> node-3 stats: {} messages out in {} frames, {} in; last ping rtt {:?}",
