@@ -51,6 +51,8 @@ pub struct Cluster {
     pub managers: Vec<Manager>,
     /// Each manager's URL.
     pub urls: Vec<String>,
+    /// Each manager's `serve` task (ends after its shutdown, releasing the port).
+    pub serving: Vec<tokio::task::JoinHandle<grid::Result<()>>>,
 }
 
 impl Cluster {
@@ -67,16 +69,21 @@ impl Cluster {
             urls.push(url);
         }
         let mut managers = Vec::new();
+        let mut serving = Vec::new();
         for (name, listener) in names.iter().zip(listeners) {
             let mut b = builder(name);
             for (peer, url) in names.iter().zip(&urls) {
                 b = b.peer(*peer, url.clone());
             }
             let m = configure(b).build().expect("build manager");
-            tokio::spawn(m.clone().serve(listener));
+            serving.push(tokio::spawn(m.clone().serve(listener)));
             managers.push(m);
         }
-        Cluster { managers, urls }
+        Cluster {
+            managers,
+            urls,
+            serving,
+        }
     }
 
     /// Waits until every connection of every manager is up.
@@ -140,4 +147,69 @@ pub async fn wait_state(c: &grid::Connection, cond: impl Fn(State) -> bool) -> S
         .await
         .expect("state watch");
     *s
+}
+
+/// Two node names where the first dials the second.
+pub fn dialer_first() -> (&'static str, &'static str) {
+    if grid::dials("alpha", "beta") {
+        ("alpha", "beta")
+    } else {
+        ("beta", "alpha")
+    }
+}
+
+/// Two managers where the dialer reaches the acceptor through a fault-injecting proxy.
+pub struct ProxiedPair {
+    /// The dialing manager.
+    pub dialer: Manager,
+    /// The accepting manager.
+    pub acceptor: Manager,
+    /// The proxy on the dialer's path to the acceptor.
+    pub proxy: proxy::Proxy,
+}
+
+impl ProxiedPair {
+    /// Starts the pair; `configure` applies to both managers.
+    pub async fn start(configure: impl Fn(ManagerBuilder) -> ManagerBuilder) -> ProxiedPair {
+        let (d, a) = dialer_first();
+        let (dl, d_url) = listener().await;
+        let (al, _) = listener().await;
+        let proxy = proxy::Proxy::start(al.local_addr().expect("addr")).await;
+        let dialer = configure(builder(d).peer(a, url_of(proxy.addr())))
+            .build()
+            .expect("build dialer");
+        let acceptor = configure(builder(a).peer(d, d_url))
+            .build()
+            .expect("build acceptor");
+        tokio::spawn(dialer.clone().serve(dl));
+        tokio::spawn(acceptor.clone().serve(al));
+        ProxiedPair {
+            dialer,
+            acceptor,
+            proxy,
+        }
+    }
+
+    /// The dialer's connection to the acceptor, and the acceptor's to the dialer.
+    pub fn connections(&self) -> (grid::Connection, grid::Connection) {
+        let (d, a) = dialer_first();
+        (
+            self.dialer.connection(a).expect("conn"),
+            self.acceptor.connection(d).expect("conn"),
+        )
+    }
+
+    /// Waits until both sides are connected.
+    pub async fn connected(&self) {
+        connected(&self.dialer).await;
+        connected(&self.acceptor).await;
+    }
+
+    /// Leak checks and shutdown of both managers.
+    pub async fn finish(self) {
+        assert_idle(&self.dialer).await;
+        assert_idle(&self.acceptor).await;
+        shut_down(&self.dialer).await;
+        shut_down(&self.acceptor).await;
+    }
 }

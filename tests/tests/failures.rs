@@ -1,0 +1,218 @@
+//! Failure paths over real sockets: calls before connecting, sockets cut mid-call, silent
+//! peers, restarts.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use grid::{Error, HandlerId, State};
+use grid_tests::{
+    assert_idle, builder, connected, listener, shut_down, wait_state, within, Cluster, ProxiedPair,
+};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+const ECHO: HandlerId = HandlerId::new(1);
+const STUCK: HandlerId = HandlerId::new(2);
+
+/// Registers ECHO, and STUCK: a handler that reports its start and never finishes, counting
+/// how many of its futures were dropped.
+fn register(m: &grid::Manager, started: mpsc::UnboundedSender<()>, dropped: Arc<AtomicUsize>) {
+    m.register_single(ECHO, |_, p: Option<Bytes>| async move { Ok(p) })
+        .expect("register");
+    m.register_single(STUCK, move |_, _| {
+        let started = started.clone();
+        let dropped = dropped.clone();
+        async move {
+            struct Count(Arc<AtomicUsize>);
+            impl Drop for Count {
+                fn drop(&mut self) {
+                    self.0.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            let _count = Count(dropped);
+            let _ = started.send(());
+            std::future::pending::<()>().await;
+            Ok(Bytes::new())
+        }
+    })
+    .expect("register");
+}
+
+#[tokio::test]
+async fn call_before_connect_fails_at_once_with_disconnected() {
+    within(async {
+        // The peer's port has nothing listening.
+        let (l, url) = listener().await;
+        drop(l);
+        let m = builder("alpha").peer("beta", url).build().expect("build");
+        let conn = m.connection("beta").expect("conn");
+        assert_eq!(conn.request(ECHO, None).await, Err(Error::Disconnected));
+        assert!(matches!(m.connection("nobody"), Err(Error::UnknownPeer(_))));
+        assert_idle(&m).await;
+        shut_down(&m).await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn socket_killed_mid_call_fails_every_call_then_reconnects() {
+    within(async {
+        let pair = ProxiedPair::start(|b| b).await;
+        let (started_tx, mut started) = mpsc::unbounded_channel();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        register(&pair.dialer, started_tx.clone(), dropped.clone());
+        register(&pair.acceptor, started_tx, dropped.clone());
+        pair.connected().await;
+        let (d_conn, a_conn) = pair.connections();
+
+        // Calls in flight in both directions, all stuck in their handlers.
+        let mut calls = Vec::new();
+        for _ in 0..5 {
+            calls.push(tokio::spawn(d_conn.request(STUCK, None).into_future()));
+            calls.push(tokio::spawn(a_conn.request(STUCK, None).into_future()));
+        }
+        for _ in 0..10 {
+            started.recv().await.expect("handler started");
+        }
+        assert_eq!(d_conn.stats().in_flight_calls, 5);
+        assert_eq!(d_conn.stats().in_flight_handlers, 5);
+
+        pair.proxy.cut();
+        for call in calls {
+            assert_eq!(call.await.expect("task"), Err(Error::Disconnected));
+        }
+        // Every handler was dropped on both sides.
+        assert_idle(&pair.dialer).await;
+        assert_idle(&pair.acceptor).await;
+        assert_eq!(dropped.load(Ordering::SeqCst), 10);
+
+        // The dialer redials on its own; calls work again in both directions.
+        let mut watch = d_conn.watch_state();
+        within(
+            watch
+                .wait_for(|_| d_conn.stats().reconnects >= 1 && d_conn.state() == State::Connected),
+        )
+        .await
+        .expect("watch");
+        pair.connected().await;
+        assert_eq!(
+            d_conn.request(ECHO, Bytes::from("again")).await,
+            Ok(Some(Bytes::from("again")))
+        );
+        assert_eq!(
+            a_conn.request(ECHO, Bytes::from("back")).await,
+            Ok(Some(Bytes::from("back")))
+        );
+        assert!(a_conn.stats().reconnects >= 1);
+        pair.finish().await;
+    })
+    .await
+}
+
+use std::future::IntoFuture;
+
+#[tokio::test]
+async fn silent_peer_is_declared_dead_after_two_ping_intervals() {
+    within(async {
+        let pair = ProxiedPair::start(|b| b.ping_interval(Duration::from_millis(100))).await;
+        let (started_tx, mut started) = mpsc::unbounded_channel();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        register(&pair.dialer, started_tx.clone(), dropped.clone());
+        register(&pair.acceptor, started_tx, dropped.clone());
+        pair.connected().await;
+        let (d_conn, a_conn) = pair.connections();
+        let call = tokio::spawn(d_conn.request(STUCK, None).into_future());
+        started.recv().await.expect("handler started");
+        // Pings flow while the link is healthy.
+        let mut watch = d_conn.watch_state();
+        let rtt_seen = async {
+            while d_conn.stats().last_ping_rtt.is_none() {
+                tokio::task::yield_now().await;
+            }
+        };
+        within(rtt_seen).await;
+
+        // The proxy keeps both sockets open but forwards nothing.
+        pair.proxy.freeze();
+        assert_eq!(call.await.expect("task"), Err(Error::Disconnected));
+        within(watch.wait_for(|s| *s != State::Connected))
+            .await
+            .expect("watch");
+        wait_state(&a_conn, |s| s != State::Connected).await;
+        assert_idle(&pair.dialer).await;
+        assert_idle(&pair.acceptor).await;
+        assert_eq!(dropped.load(Ordering::SeqCst), 1);
+
+        pair.proxy.thaw();
+        pair.connected().await;
+        within(async {
+            loop {
+                match d_conn.request(ECHO, Bytes::from("alive")).await {
+                    Ok(p) => break assert_eq!(p, Some(Bytes::from("alive"))),
+                    // The acceptor may still be replacing a stale socket; wait for the next state.
+                    Err(Error::Disconnected) => {
+                        let _ = watch.changed().await;
+                    }
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+        })
+        .await;
+        pair.finish().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn remote_restart_is_detected() {
+    within(async {
+        let mut c = Cluster::start(&["alpha", "beta"], |b| b).await;
+        c.connected().await;
+        let to_beta = c.managers[0].connection("beta").expect("conn");
+        let first = to_beta.remote_instance().expect("instance after connect");
+        assert_eq!(first, c.managers[1].instance());
+
+        let old_beta = c.managers.pop().expect("beta");
+        shut_down(&old_beta).await;
+        c.serving
+            .pop()
+            .expect("serve task")
+            .await
+            .expect("join")
+            .expect("serve");
+        wait_state(&to_beta, |s| s != State::Connected).await;
+
+        // Beta comes back: same name and address, new process instance.
+        let addr = c.urls[1]
+            .trim_start_matches("ws://")
+            .trim_end_matches("/grid/v1")
+            .to_owned();
+        let l = TcpListener::bind(&addr).await.expect("rebind beta");
+        let new_beta = builder("beta")
+            .peer("alpha", c.urls[0].clone())
+            .build()
+            .expect("build");
+        new_beta
+            .register_single(ECHO, |_, p: Option<Bytes>| async move { Ok(p) })
+            .expect("register");
+        c.serving.push(tokio::spawn(new_beta.clone().serve(l)));
+        let mut instances = to_beta.watch_remote_instance();
+        let new_id = new_beta.instance();
+        within(instances.wait_for(|i| *i == Some(new_id)))
+            .await
+            .expect("watch");
+        assert_ne!(first, new_id);
+        assert_eq!(to_beta.stats().remote_restarts, 1);
+        c.managers.push(new_beta);
+        c.connected().await;
+        assert_eq!(
+            to_beta.request(ECHO, Bytes::from("hi")).await,
+            Ok(Some(Bytes::from("hi")))
+        );
+        connected(&c.managers[1]).await;
+        c.finish().await;
+    })
+    .await
+}
