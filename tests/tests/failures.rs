@@ -40,6 +40,19 @@ fn register(m: &grid::Manager, started: mpsc::UnboundedSender<()>, dropped: Arc<
     .expect("register");
 }
 
+/// A proxied pair with ECHO and STUCK on both sides, connected.
+async fn observed_pair(
+    configure: impl Fn(grid::ManagerBuilder) -> grid::ManagerBuilder,
+) -> (ProxiedPair, mpsc::UnboundedReceiver<()>, Arc<AtomicUsize>) {
+    let pair = ProxiedPair::start(configure).await;
+    let (started_tx, started) = mpsc::unbounded_channel();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    register(&pair.dialer, started_tx.clone(), dropped.clone());
+    register(&pair.acceptor, started_tx, dropped.clone());
+    pair.connected().await;
+    (pair, started, dropped)
+}
+
 #[tokio::test]
 async fn call_before_connect_fails_at_once_with_disconnected() {
     within(async {
@@ -59,12 +72,7 @@ async fn call_before_connect_fails_at_once_with_disconnected() {
 #[tokio::test]
 async fn socket_killed_mid_call_fails_every_call_then_reconnects() {
     within(async {
-        let pair = ProxiedPair::start(|b| b).await;
-        let (started_tx, mut started) = mpsc::unbounded_channel();
-        let dropped = Arc::new(AtomicUsize::new(0));
-        register(&pair.dialer, started_tx.clone(), dropped.clone());
-        register(&pair.acceptor, started_tx, dropped.clone());
-        pair.connected().await;
+        let (pair, mut started, dropped) = observed_pair(|b| b).await;
         let (d_conn, a_conn) = pair.connections();
 
         // Calls in flight in both directions, all stuck in their handlers.
@@ -116,12 +124,8 @@ use std::future::IntoFuture;
 #[tokio::test]
 async fn silent_peer_is_declared_dead_after_two_ping_intervals() {
     within(async {
-        let pair = ProxiedPair::start(|b| b.ping_interval(Duration::from_millis(100))).await;
-        let (started_tx, mut started) = mpsc::unbounded_channel();
-        let dropped = Arc::new(AtomicUsize::new(0));
-        register(&pair.dialer, started_tx.clone(), dropped.clone());
-        register(&pair.acceptor, started_tx, dropped.clone());
-        pair.connected().await;
+        let (pair, mut started, dropped) =
+            observed_pair(|b| b.ping_interval(Duration::from_millis(100))).await;
         let (d_conn, a_conn) = pair.connections();
         let call = tokio::spawn(d_conn.request(STUCK, None).into_future());
         started.recv().await.expect("handler started");

@@ -146,35 +146,51 @@ async fn unknown_handler_and_subroutes() {
     .await
 }
 
-type BoxedAnswer =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, RemoteError>> + Send>>;
-
-/// A handler that reports when it starts and when its future is dropped, and otherwise
-/// waits for `release`.
-fn observed(
-    started: mpsc::UnboundedSender<Option<std::time::Duration>>,
+/// A handler under observation: it reports its start (with the deadline it saw) and the
+/// drop of its future, and otherwise waits for `release`.
+struct Observed {
+    started: mpsc::UnboundedReceiver<Option<Duration>>,
     dropped: Arc<Notify>,
     finished: Arc<AtomicUsize>,
     release: Arc<Notify>,
-) -> impl Fn(CallContext, Option<Bytes>) -> BoxedAnswer + Send + Sync + 'static {
-    move |ctx, _| {
-        let started = started.clone();
-        let dropped = dropped.clone();
-        let finished = finished.clone();
-        let release = release.clone();
-        Box::pin(async move {
-            struct OnDrop(Arc<Notify>);
-            impl Drop for OnDrop {
-                fn drop(&mut self) {
-                    self.0.notify_one();
+}
+
+impl Observed {
+    fn register(m: &grid::Manager, id: HandlerId) -> Observed {
+        let (started_tx, started) = mpsc::unbounded_channel();
+        let o = Observed {
+            started,
+            dropped: Arc::default(),
+            finished: Arc::default(),
+            release: Arc::default(),
+        };
+        let (dropped, finished, release) =
+            (o.dropped.clone(), o.finished.clone(), o.release.clone());
+        m.register_single(id, move |ctx, _| {
+            let started = started_tx.clone();
+            let dropped = dropped.clone();
+            let finished = finished.clone();
+            let release = release.clone();
+            async move {
+                struct OnDrop(Arc<Notify>);
+                impl Drop for OnDrop {
+                    fn drop(&mut self) {
+                        self.0.notify_one();
+                    }
                 }
+                let _guard = OnDrop(dropped);
+                let _ = started.send(ctx.remaining());
+                release.notified().await;
+                finished.fetch_add(1, Ordering::SeqCst);
+                Ok(Bytes::from_static(b"late"))
             }
-            let _guard = OnDrop(dropped);
-            let _ = started.send(ctx.remaining());
-            release.notified().await;
-            finished.fetch_add(1, Ordering::SeqCst);
-            Ok(Bytes::from_static(b"late"))
         })
+        .expect("register");
+        o
+    }
+
+    fn finished(&self) -> usize {
+        self.finished.load(Ordering::SeqCst)
     }
 }
 
@@ -182,21 +198,7 @@ fn observed(
 async fn deadline_exceeded_drops_the_late_result_and_the_handler() {
     within(async {
         let c = pair().await;
-        let (started_tx, mut started) = mpsc::unbounded_channel();
-        let dropped = Arc::new(Notify::new());
-        let finished = Arc::new(AtomicUsize::new(0));
-        let release = Arc::new(Notify::new());
-        c.managers[1]
-            .register_single(
-                SLOW,
-                observed(
-                    started_tx,
-                    dropped.clone(),
-                    finished.clone(),
-                    release.clone(),
-                ),
-            )
-            .expect("register");
+        let mut slow = Observed::register(&c.managers[1], SLOW);
         let conn = c.managers[0].connection("beta").expect("conn");
         let call = conn
             .request(SLOW, None)
@@ -204,7 +206,8 @@ async fn deadline_exceeded_drops_the_late_result_and_the_handler() {
         let result = call.await;
         assert_eq!(result, Err(Error::DeadlineExceeded));
         // The handler saw the deadline, and was dropped instead of finishing.
-        let remaining = started
+        let remaining = slow
+            .started
             .recv()
             .await
             .expect("handler started")
@@ -213,11 +216,11 @@ async fn deadline_exceeded_drops_the_late_result_and_the_handler() {
             remaining <= Duration::from_millis(300),
             "deadline sent: {remaining:?}"
         );
-        dropped.notified().await;
-        release.notify_waiters();
-        assert_eq!(finished.load(Ordering::SeqCst), 0);
+        slow.dropped.notified().await;
+        slow.release.notify_waiters();
+        assert_eq!(slow.finished(), 0);
         c.finish().await;
-        assert_eq!(finished.load(Ordering::SeqCst), 0);
+        assert_eq!(slow.finished(), 0);
     })
     .await
 }
@@ -226,16 +229,7 @@ async fn deadline_exceeded_drops_the_late_result_and_the_handler() {
 async fn dropping_the_caller_future_cancels_the_remote_handler() {
     within(async {
         let c = pair().await;
-        let (started_tx, mut started) = mpsc::unbounded_channel();
-        let dropped = Arc::new(Notify::new());
-        let finished = Arc::new(AtomicUsize::new(0));
-        let release = Arc::new(Notify::new());
-        c.managers[1]
-            .register_single(
-                SLOW,
-                observed(started_tx, dropped.clone(), finished.clone(), release),
-            )
-            .expect("register");
+        let mut slow = Observed::register(&c.managers[1], SLOW);
         let conn = c.managers[0].connection("beta").expect("conn");
         let (go, stop) = oneshot::channel::<()>();
         let caller = tokio::spawn({
@@ -247,12 +241,12 @@ async fn dropping_the_caller_future_cancels_the_remote_handler() {
                 }
             }
         });
-        started.recv().await.expect("handler started");
+        slow.started.recv().await.expect("handler started");
         assert_eq!(conn.stats().in_flight_calls, 1);
         go.send(()).expect("stop caller");
         assert!(caller.await.expect("caller task").is_none());
-        dropped.notified().await;
-        assert_eq!(finished.load(Ordering::SeqCst), 0);
+        slow.dropped.notified().await;
+        assert_eq!(slow.finished(), 0);
         c.finish().await;
     })
     .await
@@ -360,17 +354,10 @@ async fn many_concurrent_calls_are_merged_into_frames() {
 async fn shutdown_fails_pending_calls_with_closed() {
     within(async {
         let c = pair().await;
-        let (started_tx, mut started) = mpsc::unbounded_channel();
-        let dropped = Arc::new(Notify::new());
-        c.managers[1]
-            .register_single(
-                SLOW,
-                observed(started_tx, dropped, Arc::default(), Arc::default()),
-            )
-            .expect("register");
+        let mut slow = Observed::register(&c.managers[1], SLOW);
         let conn = c.managers[0].connection("beta").expect("conn");
         let call = tokio::spawn(conn.request(SLOW, None).into_future());
-        started.recv().await.expect("started");
+        slow.started.recv().await.expect("started");
         c.managers[0].shutdown().await;
         assert_eq!(call.await.expect("task"), Err(Error::Closed));
         assert_eq!(conn.request(ECHO, None).await, Err(Error::Closed));
