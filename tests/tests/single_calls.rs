@@ -82,7 +82,19 @@ async fn remote_error_and_panic_reach_the_caller_and_server_keeps_serving() {
             Ok(Bytes::new())
         })
         .expect("register");
+        // A panic before the handler's future even exists.
+        b.register_single(
+            WHO,
+            |_, _| -> std::future::Ready<Result<Bytes, RemoteError>> {
+                panic!("boom before the future")
+            },
+        )
+        .expect("register");
         let conn = c.managers[0].connection("beta").expect("conn");
+        match conn.request(WHO, None).await {
+            Err(Error::Remote(e)) => assert!(e.message.contains("boom before the future"), "{e}"),
+            other => panic!("expected remote error from panic, got {other:?}"),
+        }
         match conn.request(FAIL, None).await {
             Err(Error::Remote(e)) => assert_eq!(e.message, "disk full"),
             other => panic!("expected remote error, got {other:?}"),

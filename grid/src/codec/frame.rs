@@ -60,10 +60,6 @@ pub fn encode_frame(messages: &[Message], checksum: bool) -> Bytes {
 /// Wraps already-encoded messages into one [`Op::Merged`] message.
 pub(crate) fn encode_merged(encoded: &[Bytes], checksum: bool) -> Vec<u8> {
     let total: usize = encoded.iter().map(Bytes::len).sum();
-    let mut inner = Vec::with_capacity(total);
-    for e in encoded {
-        inner.extend_from_slice(e);
-    }
     let mut buf = Vec::with_capacity(total + 32);
     let head = Message::new(Op::Merged);
     let flags = if checksum {
@@ -71,7 +67,7 @@ pub(crate) fn encode_merged(encoded: &[Bytes], checksum: bool) -> Vec<u8> {
     } else {
         Flags::NONE
     };
-    encode_parts(&mut buf, &head, Some(&inner), flags, checksum);
+    encode_parts(&mut buf, &head, Some(encoded), flags, checksum);
     buf
 }
 

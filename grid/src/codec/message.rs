@@ -197,13 +197,8 @@ impl Message {
 
     /// Appends this message's encoding to `buf`.
     pub fn encode_into(&self, buf: &mut Vec<u8>, checksum: bool) {
-        encode_parts(
-            buf,
-            self,
-            self.payload.as_deref(),
-            self.wire_flags(checksum),
-            checksum,
-        );
+        let payload = self.payload.as_ref().map(std::slice::from_ref);
+        encode_parts(buf, self, payload, self.wire_flags(checksum), checksum);
     }
 
     /// This message's encoding.
@@ -284,11 +279,12 @@ impl Message {
     }
 }
 
-/// Encodes a message header from `m` with an explicit payload and flags.
-pub(crate) fn encode_parts(
+/// Encodes a message's fields from `m`, with an explicit payload (given as pieces that are
+/// concatenated) and flags.
+pub(crate) fn encode_parts<P: AsRef<[u8]>>(
     buf: &mut Vec<u8>,
     m: &Message,
-    payload: Option<&[u8]>,
+    payload: Option<&[P]>,
     flags: Flags,
     checksum: bool,
 ) {

@@ -111,16 +111,19 @@ pub(crate) fn write_u64_fixed(buf: &mut Vec<u8>, v: u64) {
     let _ = rmp::encode::write_u64(buf, v);
 }
 
-/// Writes `nil` or a `bin` header followed by the bytes.
-pub(crate) fn write_nil_or_bin(buf: &mut Vec<u8>, payload: Option<&[u8]>) {
-    match payload {
+/// Writes `nil`, or a `bin` header followed by the concatenation of `pieces`.
+pub(crate) fn write_nil_or_bin<P: AsRef<[u8]>>(buf: &mut Vec<u8>, pieces: Option<&[P]>) {
+    match pieces {
         None => {
             let _ = rmp::encode::write_nil(buf);
         }
-        Some(p) => {
+        Some(pieces) => {
+            let len: usize = pieces.iter().map(|p| p.as_ref().len()).sum();
             // Payload lengths are bounded by the max message size (< 4 GiB) before encoding.
-            let _ = rmp::encode::write_bin_len(buf, p.len() as u32);
-            buf.extend_from_slice(p);
+            let _ = rmp::encode::write_bin_len(buf, len as u32);
+            for p in pieces {
+                buf.extend_from_slice(p.as_ref());
+            }
         }
     }
 }

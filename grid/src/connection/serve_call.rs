@@ -1,6 +1,7 @@
 //! Running a handler for a single call the remote made, and sending its answer.
 
-use std::panic::AssertUnwindSafe;
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,10 @@ use tokio::time::Instant;
 
 use super::session::Session;
 use super::ConnInner;
-use crate::codec::{encode_error, ErrorKind, Flags, Message, Op};
+use bytes::Bytes;
+
+use crate::codec::{encode_error, ErrorKind, Flags, HandlerId, Message, Op};
+use crate::error::RemoteError;
 use crate::handler::{CallContext, CURRENT_DEADLINE};
 
 /// Starts the handler for a request. Never fails the connection: a bad call gets an error
@@ -28,12 +32,6 @@ pub(crate) fn serve_request(
         ));
         return Ok(());
     };
-    if !session.calls.reserve_server(msg.mux_id) {
-        return Err(format!(
-            "protocol violation: mux id {} reused while in flight",
-            msg.mux_id
-        ));
-    }
     let deadline = (msg.deadline_ms > 0)
         .then(|| Instant::now() + Duration::from_millis(u64::from(msg.deadline_ms)));
     let ctx = CallContext {
@@ -43,13 +41,29 @@ pub(crate) fn serve_request(
         handler: msg.handler,
         mux_id: msg.mux_id,
     };
-    let mux_id = msg.mux_id;
-    let handler = msg.handler;
+    let (mux_id, handler) = (msg.mux_id, msg.handler);
     let max = core.config.max_message_size;
+    // The handler's synchronous part runs here: a panic in it must not unwind the reader.
+    let started = catch_unwind(AssertUnwindSafe(|| (entry.call)(ctx, msg.payload)));
+    let mut call = match started {
+        Ok(fut) => Box::pin(CURRENT_DEADLINE.scope(deadline, AssertUnwindSafe(fut).catch_unwind())),
+        Err(panic) => {
+            session.send_soon(answer(mux_id, handler, Err(panic), max));
+            return Ok(());
+        }
+    };
+    // Fast path: most handlers answer without waiting; answer those here, without a task.
+    if let Some(outcome) = (&mut call).now_or_never() {
+        session.send_soon(answer(mux_id, handler, outcome, max));
+        return Ok(());
+    }
+    if !session.calls.reserve_server(mux_id) {
+        return Err(format!(
+            "protocol violation: mux id {mux_id} reused while in flight"
+        ));
+    }
     let s = session.clone();
     let task = core.tasks.spawn(async move {
-        let call = AssertUnwindSafe((entry.call)(ctx, msg.payload)).catch_unwind();
-        let call = CURRENT_DEADLINE.scope(deadline, call);
         let outcome = match deadline {
             Some(d) => tokio::time::timeout_at(d, call).await.ok(),
             None => Some(call.await),
@@ -61,30 +75,39 @@ pub(crate) fn serve_request(
             tracing::debug!(%handler, mux_id, "handler missed its deadline; result dropped");
             return;
         };
-        let mut reply = Message::new(Op::Response);
-        reply.mux_id = mux_id;
-        reply.handler = handler;
-        match outcome {
-            Ok(Ok(payload)) if payload.as_ref().is_some_and(|p| p.len() > max) => {
-                let size = payload.map_or(0, |p| p.len());
-                let text = format!(
-                    "response of {size} bytes exceeds the maximum message size of {max} bytes"
-                );
-                tracing::warn!(%handler, mux_id, "{text}");
-                reply = error_reply(&reply, ErrorKind::Remote, &text);
-            }
-            Ok(Ok(payload)) => reply.payload = payload,
-            Ok(Err(remote)) => reply = error_reply(&reply, ErrorKind::Remote, &remote.message),
-            Err(panic) => {
-                let text = format!("handler panicked: {}", panic_message(&*panic));
-                tracing::error!(%handler, mux_id, "{text}");
-                reply = error_reply(&reply, ErrorKind::Remote, &text);
-            }
-        }
-        let _ = s.send(&reply).await;
+        let _ = s.send(&answer(mux_id, handler, outcome, max)).await;
     });
     session.calls.attach_server(mux_id, task.abort_handle());
     Ok(())
+}
+
+type Outcome = Result<Result<Option<Bytes>, RemoteError>, Box<dyn Any + Send>>;
+
+/// The Response for a handler's outcome: its answer, its error, or its panic.
+fn answer(mux_id: u64, handler: HandlerId, outcome: Outcome, max: usize) -> Message {
+    let mut reply = Message::new(Op::Response);
+    reply.mux_id = mux_id;
+    reply.handler = handler;
+    match outcome {
+        Ok(Ok(Some(payload))) if payload.len() > max => {
+            let text = format!(
+                "response of {} bytes exceeds the maximum message size of {max} bytes",
+                payload.len()
+            );
+            tracing::warn!(%handler, mux_id, "{text}");
+            error_reply(&reply, ErrorKind::Remote, &text)
+        }
+        Ok(Ok(payload)) => {
+            reply.payload = payload;
+            reply
+        }
+        Ok(Err(remote)) => error_reply(&reply, ErrorKind::Remote, &remote.message),
+        Err(panic) => {
+            let text = format!("handler panicked: {}", panic_message(&*panic));
+            tracing::error!(%handler, mux_id, "{text}");
+            error_reply(&reply, ErrorKind::Remote, &text)
+        }
+    }
 }
 
 fn error_reply(to: &Message, kind: ErrorKind, text: &str) -> Message {
@@ -96,7 +119,7 @@ fn error_reply(to: &Message, kind: ErrorKind, text: &str) -> Message {
     reply
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+fn panic_message(panic: &(dyn Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {
