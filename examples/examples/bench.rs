@@ -123,7 +123,9 @@ async fn raw_client() -> (mpsc::Sender<Bytes>, Waiters) {
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.expect("accept");
         let _ = tcp.set_nodelay(true);
-        let ws = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
+        let ws = tokio_tungstenite::accept_async_with_config(tcp, Some(grid::tuned_ws_config()))
+            .await
+            .expect("upgrade");
         let (mut tx, mut rx) = ws.split();
         while let Some(Ok(msg)) = rx.next().await {
             let _ = tx.feed(msg).await;
@@ -137,9 +139,13 @@ async fn raw_client() -> (mpsc::Sender<Bytes>, Waiters) {
     });
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let _ = tcp.set_nodelay(true);
-    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp)
-        .await
-        .expect("client");
+    let (ws, _) = tokio_tungstenite::client_async_with_config(
+        format!("ws://{addr}/"),
+        tcp,
+        Some(grid::tuned_ws_config()),
+    )
+    .await
+    .expect("client");
     let (mut sink, mut stream) = ws.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(1024);
     tokio::spawn(async move {
@@ -174,12 +180,31 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let secs: f64 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2.0);
+    let threads: usize = std::env::var("BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .expect("runtime");
+    println!("runtime: {threads} worker thread(s)");
+    runtime.block_on(run(secs));
+}
+
+async fn run(secs: f64) {
     let (a, _b) = grid_pair().await;
     let conn = a.connection("b").expect("conn");
     let payload = Bytes::from(vec![0xabu8; PAYLOAD]);
@@ -200,7 +225,11 @@ async fn main() {
         "p50 x",
         "p99 x"
     );
-    for callers in [1usize, 16, 256] {
+    let cases: Vec<usize> = std::env::var("BENCH_CALLERS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 16, 256]);
+    for callers in cases {
         let g = {
             let conn = conn.clone();
             let payload = payload.clone();

@@ -8,9 +8,7 @@ use grid::codec::{
 };
 use proptest::prelude::*;
 
-const LIMITS: FrameLimits = FrameLimits {
-    max_payload: 1 << 20,
-};
+const LIMITS: FrameLimits = FrameLimits::new(1 << 20);
 
 fn unhex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
@@ -184,10 +182,11 @@ proptest! {
             bad[i] ^= byte | 1;
         }
         let changed = bad != frame;
-        let result = decode_frame(&Bytes::from(bad), LIMITS);
+        let result = decode_frame(&Bytes::from(bad), LIMITS.requiring_checksums(checksum));
         if checksum && changed {
-            // With checksums every single corruption is caught.
-            prop_assert!(result.is_err());
+            // With checksums no corrupted content is ever delivered: either the corruption is
+            // caught, or it only touched the merged wrapper's unused header fields.
+            prop_assert!(result.is_err() || result.as_ref() == Ok(&ms), "corruption delivered: {result:?}");
         }
         let truncated = frame[..cut.index(frame.len())].to_vec();
         prop_assert!(decode_frame(&Bytes::from(truncated), LIMITS).is_err());
@@ -214,7 +213,7 @@ fn truncated_frame_is_an_error() {
 #[test]
 fn oversize_payload_is_refused_before_copying() {
     let frame = Bytes::from(request(&[1u8; 2000]).encode(false));
-    let err = decode_frame(&frame, FrameLimits { max_payload: 1000 });
+    let err = decode_frame(&frame, FrameLimits::new(1000));
     assert_eq!(
         err,
         Err(FrameError::TooLarge {
@@ -225,12 +224,7 @@ fn oversize_payload_is_refused_before_copying() {
     // A header that announces a 4 GiB payload in a tiny frame is truncated, not allocated.
     let lie = Bytes::from_static(&[0x97, 1, 0, 0, 3, 5, 0, 0xc6, 0xff, 0xff, 0xff, 0xff, 1, 2]);
     assert_eq!(
-        decode_frame(
-            &lie,
-            FrameLimits {
-                max_payload: usize::MAX
-            }
-        ),
+        decode_frame(&lie, FrameLimits::new(usize::MAX)),
         Err(FrameError::Truncated)
     );
 }
@@ -249,6 +243,23 @@ fn bad_checksum_is_an_error() {
     assert_eq!(
         decode_frame(&Bytes::from(frame), LIMITS),
         Err(FrameError::BadChecksum)
+    );
+}
+
+#[test]
+fn a_missing_checksum_is_refused_where_required() {
+    let frame = Bytes::from(request(b"hello").encode(false));
+    assert!(decode_frame(&frame, LIMITS).is_ok());
+    assert_eq!(
+        decode_frame(&frame, LIMITS.requiring_checksums(true)),
+        Err(FrameError::MissingChecksum)
+    );
+    let frame = encode_frame(&[request(b"a"), request(b"b")], true);
+    assert!(decode_frame(&frame, LIMITS.requiring_checksums(true)).is_ok());
+    let frame = encode_frame(&[request(b"a"), request(b"b")], false);
+    assert_eq!(
+        decode_frame(&frame, LIMITS.requiring_checksums(true)),
+        Err(FrameError::MissingChecksum)
     );
 }
 

@@ -73,13 +73,7 @@ async fn hello(url: &str, host: &str, clock_ms: i64) -> ConnectResponse {
             _ => continue,
         }
     };
-    let msgs = decode_frame(
-        &frame,
-        FrameLimits {
-            max_payload: 1 << 20,
-        },
-    )
-    .expect("decode");
+    let msgs = decode_frame(&frame, FrameLimits::new(1 << 20)).expect("decode");
     assert_eq!(msgs[0].op, Op::ConnectResponse);
     handshake::decode(msgs[0].payload.as_deref().expect("payload")).expect("response")
 }

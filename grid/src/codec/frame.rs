@@ -24,6 +24,9 @@ pub enum FrameError {
     /// The checksum does not match the bytes.
     #[error("checksum mismatch")]
     BadChecksum,
+    /// A message lacks the checksum this connection requires.
+    #[error("message without the required checksum")]
+    MissingChecksum,
     /// The op is not one this version knows.
     #[error("unknown op {0}")]
     UnknownOp(u8),
@@ -40,6 +43,25 @@ pub enum FrameError {
 pub struct FrameLimits {
     /// The largest payload a single message may carry.
     pub max_payload: usize,
+    /// Refuse any message other than a merged wrapper that carries no checksum (set on
+    /// connections that use checksums, so a corrupted op or flag cannot slip through).
+    pub require_checksum: bool,
+}
+
+impl FrameLimits {
+    /// Limits with the given maximum payload, checksums optional.
+    pub const fn new(max_payload: usize) -> Self {
+        Self {
+            max_payload,
+            require_checksum: false,
+        }
+    }
+
+    /// The same limits, requiring checksums or not.
+    pub const fn requiring_checksums(mut self, require: bool) -> Self {
+        self.require_checksum = require;
+        self
+    }
 }
 
 /// Encodes messages into one frame: the message itself when there is one, a
@@ -52,29 +74,26 @@ pub fn encode_frame(messages: &[Message], checksum: bool) -> Bytes {
                 .iter()
                 .map(|m| Bytes::from(m.encode(checksum)))
                 .collect();
-            Bytes::from(encode_merged(&encoded, checksum))
+            Bytes::from(encode_merged(&encoded))
         }
     }
 }
 
-/// Wraps already-encoded messages into one [`Op::Merged`] message.
-pub(crate) fn encode_merged(encoded: &[Bytes], checksum: bool) -> Vec<u8> {
+/// Wraps already-encoded messages into one [`Op::Merged`] message. The wrapper carries no
+/// checksum of its own: when checksums are on, every inner message carries one (hashing the
+/// same bytes twice would only cost time).
+pub(crate) fn encode_merged(encoded: &[Bytes]) -> Vec<u8> {
     let total: usize = encoded.iter().map(Bytes::len).sum();
-    let mut buf = Vec::with_capacity(total + 32);
+    let mut buf = Vec::with_capacity(total + 16);
     let head = Message::new(Op::Merged);
-    let flags = if checksum {
-        Flags::CHECKSUM
-    } else {
-        Flags::NONE
-    };
-    encode_parts(&mut buf, &head, Some(encoded), flags, checksum);
+    encode_parts(&mut buf, &head, Some(encoded), Flags::NONE, false);
     buf
 }
 
 /// Decodes one received frame into its messages (a merged frame yields its parts).
 pub fn decode_frame(frame: &Bytes, limits: FrameLimits) -> Result<Vec<Message>, FrameError> {
     let mut r = Reader::new(frame, 0);
-    let top = Message::decode(&mut r, limits.max_payload)?;
+    let top = Message::decode(&mut r, limits)?;
     if r.remaining() != 0 {
         return Err(FrameError::Malformed("trailing bytes after the message"));
     }
@@ -88,7 +107,7 @@ pub fn decode_frame(frame: &Bytes, limits: FrameLimits) -> Result<Vec<Message>, 
     // Every message takes at least 9 bytes, which bounds this allocation by the frame size.
     let mut out = Vec::with_capacity((inner.len() / 9).min(1024));
     while r.remaining() > 0 {
-        let m = Message::decode(&mut r, limits.max_payload)?;
+        let m = Message::decode(&mut r, limits)?;
         if m.op == Op::Merged {
             return Err(FrameError::Malformed("merged messages cannot nest"));
         }

@@ -5,7 +5,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use super::wire::{self, Reader};
-use super::FrameError;
+use super::{FrameError, FrameLimits};
 
 /// The id of a handler on the wire. `0` is reserved and never names a handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -210,7 +210,8 @@ impl Message {
     }
 
     /// Reads one message starting at the reader's position.
-    pub(crate) fn decode(r: &mut Reader<'_>, max_payload: usize) -> Result<Message, FrameError> {
+    pub(crate) fn decode(r: &mut Reader<'_>, limits: FrameLimits) -> Result<Message, FrameError> {
+        let max_payload = limits.max_payload;
         let start = r.pos();
         let n = r.fixarray()?;
         let mux_id = r.uint()?;
@@ -222,6 +223,9 @@ impl Message {
         let flags = Flags(narrow(r.uint()?, "flags")?);
         if !Flags::KNOWN.contains(flags) {
             return Err(FrameError::Malformed("unknown flag bits set"));
+        }
+        if limits.require_checksum && op != Op::Merged && !flags.contains(Flags::CHECKSUM) {
+            return Err(FrameError::MissingChecksum);
         }
         let expected = 7
             + usize::from(flags.contains(Flags::SUBROUTE))

@@ -36,18 +36,29 @@ where
             Err(e) => return format!("protocol violation: {e}"),
         };
         conn.counters.frame_in(messages.len(), frame.len());
+        // Answers produced while reading this frame go to the writer together, so they
+        // leave in one merged frame and wake the writer once.
+        let mut replies = Vec::new();
         for msg in messages {
-            if let Err(why) = dispatch(&conn, &session, msg) {
+            if let Err(why) = dispatch(&conn, &session, msg, &mut replies) {
                 return why;
             }
+        }
+        if !replies.is_empty() {
+            session.send_batch_soon(replies);
         }
     }
     "socket closed".into()
 }
 
-fn dispatch(conn: &Arc<ConnInner>, session: &Arc<Session>, msg: Message) -> Result<(), String> {
+fn dispatch(
+    conn: &Arc<ConnInner>,
+    session: &Arc<Session>,
+    msg: Message,
+    replies: &mut Vec<Bytes>,
+) -> Result<(), String> {
     match msg.op {
-        Op::Request => serve_request(conn, session, msg)?,
+        Op::Request => serve_request(conn, session, msg, replies)?,
         Op::Response => {
             if let Some(reply) = session.calls.take_client(msg.mux_id) {
                 let _ = reply.send(Ok(msg));
@@ -61,7 +72,7 @@ fn dispatch(conn: &Arc<ConnInner>, session: &Arc<Session>, msg: Message) -> Resu
         Op::Ping => {
             let mut pong = Message::new(Op::Pong);
             pong.payload = msg.payload;
-            session.try_send(&pong);
+            replies.push(session.encode(&pong));
         }
         Op::Pong => record_rtt(conn, session, msg.payload),
         Op::ConnectMux => {
@@ -74,7 +85,7 @@ fn dispatch(conn: &Arc<ConnInner>, session: &Arc<Session>, msg: Message) -> Resu
                 ErrorKind::UnknownHandler,
                 "streams are not supported",
             ));
-            session.try_send(&refuse);
+            replies.push(session.encode(&refuse));
         }
         Op::AckMux
         | Op::MuxConnectError

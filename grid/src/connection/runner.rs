@@ -132,17 +132,14 @@ async fn run_session(
         tx,
         inner.idle.clone(),
         accepted.checksum,
-        core.config.limits(),
+        core.config.limits().requiring_checksums(accepted.checksum),
     ));
     *lock(&inner.session) = Some(session.clone());
     inner.set_state(State::Connected);
 
-    let mut writer = core.tasks.spawn(write_loop(
-        sink,
-        rx,
-        inner.counters.clone(),
-        accepted.checksum,
-    ));
+    let mut writer = core
+        .tasks
+        .spawn(write_loop(sink, rx, inner.counters.clone()));
     let mut reader = core
         .tasks
         .spawn(read_loop(inner.clone(), session.clone(), stream));

@@ -16,20 +16,21 @@ use crate::codec::{encode_error, ErrorKind, Flags, HandlerId, Message, Op};
 use crate::error::RemoteError;
 use crate::handler::{CallContext, CURRENT_DEADLINE};
 
-/// Starts the handler for a request. Never fails the connection: a bad call gets an error
+/// Starts the handler for a request; an answer available at once goes into `replies`. Never fails the connection: a bad call gets an error
 /// answer. (Returns `Err` only for a protocol violation.)
 pub(crate) fn serve_request(
     conn: &Arc<ConnInner>,
     session: &Arc<Session>,
     msg: Message,
+    replies: &mut Vec<Bytes>,
 ) -> Result<(), String> {
     let core = &conn.core;
     let Some(entry) = core.handlers.single(msg.handler, msg.subroute) else {
-        session.send_soon(error_reply(
+        replies.push(session.encode(&error_reply(
             &msg,
             ErrorKind::UnknownHandler,
             "no such handler",
-        ));
+        )));
         return Ok(());
     };
     let deadline = (msg.deadline_ms > 0)
@@ -48,13 +49,13 @@ pub(crate) fn serve_request(
     let mut call = match started {
         Ok(fut) => Box::pin(CURRENT_DEADLINE.scope(deadline, AssertUnwindSafe(fut).catch_unwind())),
         Err(panic) => {
-            session.send_soon(answer(mux_id, handler, Err(panic), max));
+            replies.push(session.encode(&answer(mux_id, handler, Err(panic), max)));
             return Ok(());
         }
     };
     // Fast path: most handlers answer without waiting; answer those here, without a task.
     if let Some(outcome) = (&mut call).now_or_never() {
-        session.send_soon(answer(mux_id, handler, outcome, max));
+        replies.push(session.encode(&answer(mux_id, handler, outcome, max)));
         return Ok(());
     }
     if !session.calls.reserve_server(mux_id) {

@@ -16,8 +16,15 @@ use crate::codec::{FrameLimits, Message};
 use crate::error::{Error, Result};
 use crate::mux::CallTables;
 
+/// What the writer task takes from the queue: one encoded message, or several produced
+/// together (the answers to one received frame), which it merges like any others.
+pub(crate) enum Outgoing {
+    One(Bytes),
+    Batch(Vec<Bytes>),
+}
+
 pub(crate) struct Session {
-    out: mpsc::Sender<Bytes>,
+    out: mpsc::Sender<Outgoing>,
     pub(crate) calls: CallTables,
     pub(crate) checksum: bool,
     pub(crate) limits: FrameLimits,
@@ -27,7 +34,7 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(
-        out: mpsc::Sender<Bytes>,
+        out: mpsc::Sender<Outgoing>,
         idle: Arc<Notify>,
         checksum: bool,
         limits: FrameLimits,
@@ -52,7 +59,7 @@ impl Session {
     /// Cancel safe: if the future is dropped before it completes, the message was not queued.
     pub(crate) async fn send(&self, msg: &Message) -> Result<()> {
         self.out
-            .send(self.encode(msg))
+            .send(Outgoing::One(self.encode(msg)))
             .await
             .map_err(|_| Error::Disconnected)
     }
@@ -60,16 +67,25 @@ impl Session {
     /// Queues a message if there is room right now. Returns false if the queue is full or
     /// the writer is gone.
     pub(crate) fn try_send(&self, msg: &Message) -> bool {
-        self.out.try_send(self.encode(msg)).is_ok()
+        self.out.try_send(Outgoing::One(self.encode(msg))).is_ok()
     }
 
     /// Queues a message without waiting: at once if there is room, else from a small task
     /// (used from `Drop`, which cannot wait).
     pub(crate) fn send_soon(&self, msg: Message) {
-        if let Err(mpsc::error::TrySendError::Full(bytes)) = self.out.try_send(self.encode(&msg)) {
+        self.queue_soon(Outgoing::One(self.encode(&msg)));
+    }
+
+    /// Queues already-encoded messages as one item, like [`Session::send_soon`].
+    pub(crate) fn send_batch_soon(&self, batch: Vec<Bytes>) {
+        self.queue_soon(Outgoing::Batch(batch));
+    }
+
+    fn queue_soon(&self, item: Outgoing) {
+        if let Err(mpsc::error::TrySendError::Full(item)) = self.out.try_send(item) {
             let out = self.out.clone();
             tokio::spawn(async move {
-                let _ = out.send(bytes).await;
+                let _ = out.send(item).await;
             });
         }
     }

@@ -8,6 +8,7 @@ use futures::{Sink, SinkExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 
+use super::session::Outgoing;
 use crate::codec::encode_merged;
 use crate::core::MERGE_LIMIT;
 use crate::stats::Counters;
@@ -18,23 +19,18 @@ const MAX_BATCH: usize = 512;
 /// Runs until the socket fails or the queue closes. Returns a description of why.
 pub(crate) async fn write_loop<S>(
     mut sink: S,
-    mut queue: mpsc::Receiver<Bytes>,
+    mut queue: mpsc::Receiver<Outgoing>,
     counters: Arc<Counters>,
-    checksum: bool,
 ) -> String
 where
     S: Sink<WsMessage, Error = tungstenite::Error> + Unpin,
 {
     let mut batch: Vec<Bytes> = Vec::with_capacity(64);
     while let Some(first) = queue.recv().await {
-        let mut size = first.len();
-        batch.push(first);
+        let mut size = take(&mut batch, first);
         while batch.len() < MAX_BATCH && size < MERGE_LIMIT {
             match queue.try_recv() {
-                Ok(next) => {
-                    size += next.len();
-                    batch.push(next);
-                }
+                Ok(next) => size += take(&mut batch, next),
                 Err(_) => break,
             }
         }
@@ -42,7 +38,7 @@ where
         let frame = if count == 1 {
             batch.pop().unwrap_or_default()
         } else {
-            let merged = Bytes::from(encode_merged(&batch, checksum));
+            let merged = Bytes::from(encode_merged(&batch));
             batch.clear();
             merged
         };
@@ -53,4 +49,20 @@ where
     }
     let _ = sink.close().await;
     "outgoing queue closed".into()
+}
+
+/// Adds a queue item to the batch; returns the bytes added.
+fn take(batch: &mut Vec<Bytes>, item: Outgoing) -> usize {
+    match item {
+        Outgoing::One(b) => {
+            let n = b.len();
+            batch.push(b);
+            n
+        }
+        Outgoing::Batch(many) => {
+            let n = many.iter().map(Bytes::len).sum();
+            batch.extend(many);
+            n
+        }
+    }
 }
