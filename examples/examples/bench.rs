@@ -172,6 +172,21 @@ async fn raw_client() -> (mpsc::Sender<Bytes>, Waiters) {
     (out_tx, waiters)
 }
 
+/// The median of each figure over several runs.
+fn median(mut runs: Vec<Figures>) -> Figures {
+    let mid = runs.len() / 2;
+    runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let rps = runs[mid].rps;
+    runs.sort_by_key(|f| f.p50);
+    let p50 = runs[mid].p50;
+    runs.sort_by_key(|f| f.p99);
+    Figures {
+        rps,
+        p50,
+        p99: runs[mid].p99,
+    }
+}
+
 fn ratio(a: f64, b: f64) -> f64 {
     if b == 0.0 {
         0.0
@@ -211,7 +226,7 @@ async fn run(secs: f64) {
     let (raw_tx, waiters) = raw_client().await;
     let next_id = Arc::new(std::sync::atomic::AtomicU64::new(1));
 
-    println!("single calls, {PAYLOAD}-byte payload, one connection, {secs} s per case");
+    println!("single calls, {PAYLOAD}-byte payload, one connection, {secs} s per run, median of BENCH_ROUNDS (default 3) runs");
     println!(
         "{:>8} | {:>12} {:>10} {:>10} | {:>12} {:>10} {:>10} | {:>7} {:>7} {:>7}",
         "callers",
@@ -229,40 +244,68 @@ async fn run(secs: f64) {
         .ok()
         .map(|v| v.split(',').filter_map(|c| c.parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 16, 256]);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     for callers in cases {
-        let g = {
+        // Alternate grid and raw runs, then report the median of each figure: the machine
+        // is shared and noisy, and alternating spreads the noise over both.
+        let mut gs = Vec::new();
+        let mut rs = Vec::new();
+        let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+        for _ in 0..rounds {
             let conn = conn.clone();
-            let payload = payload.clone();
-            drive(callers, secs, move || {
-                let conn = conn.clone();
+            if only == "raw" {
+                gs.push(Figures {
+                    rps: 0.0,
+                    p50: Duration::ZERO,
+                    p99: Duration::ZERO,
+                });
+            } else {
                 let payload = payload.clone();
-                async move {
-                    let r = conn.request(ECHO, payload).await.expect("grid call");
-                    debug_assert_eq!(r.map(|b| b.len()), Some(PAYLOAD));
-                }
-            })
-            .await
-        };
-        let r = {
+                gs.push(
+                    drive(callers, secs, move || {
+                        let conn = conn.clone();
+                        let payload = payload.clone();
+                        async move {
+                            let r = conn.request(ECHO, payload).await.expect("grid call");
+                            debug_assert_eq!(r.map(|b| b.len()), Some(PAYLOAD));
+                        }
+                    })
+                    .await,
+                );
+            }
+            if only == "grid" {
+                rs.push(Figures {
+                    rps: 0.0,
+                    p50: Duration::ZERO,
+                    p99: Duration::ZERO,
+                });
+                continue;
+            }
             let raw_tx = raw_tx.clone();
             let waiters = waiters.clone();
             let next_id = next_id.clone();
-            drive(callers, secs, move || {
-                let raw_tx = raw_tx.clone();
-                let waiters = waiters.clone();
-                let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                async move {
-                    let mut msg = vec![0xabu8; PAYLOAD];
-                    msg[..8].copy_from_slice(&id.to_be_bytes());
-                    let (tx, rx) = oneshot::channel();
-                    waiters.lock().expect("lock").insert(id, tx);
-                    raw_tx.send(Bytes::from(msg)).await.expect("raw send");
-                    let echoed = rx.await.expect("raw echo");
-                    debug_assert_eq!(echoed.len(), PAYLOAD);
-                }
-            })
-            .await
-        };
+            rs.push(
+                drive(callers, secs, move || {
+                    let raw_tx = raw_tx.clone();
+                    let waiters = waiters.clone();
+                    let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    async move {
+                        let mut msg = vec![0xabu8; PAYLOAD];
+                        msg[..8].copy_from_slice(&id.to_be_bytes());
+                        let (tx, rx) = oneshot::channel();
+                        waiters.lock().expect("lock").insert(id, tx);
+                        raw_tx.send(Bytes::from(msg)).await.expect("raw send");
+                        let echoed = rx.await.expect("raw echo");
+                        debug_assert_eq!(echoed.len(), PAYLOAD);
+                    }
+                })
+                .await,
+            );
+        }
+        let (g, r) = (median(gs), median(rs));
         println!(
             "{callers:>8} | {:>12.0} {:>10.1?} {:>10.1?} | {:>12.0} {:>10.1?} {:>10.1?} | {:>7.2} {:>7.2} {:>7.2}",
             g.rps, g.p50, g.p99, r.rps, r.p50, r.p99,

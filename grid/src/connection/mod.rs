@@ -17,7 +17,7 @@ mod session;
 mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch, Notify};
@@ -70,7 +70,7 @@ pub(crate) struct ConnInner {
     pub(crate) dialer: bool,
     pub(crate) counters: Arc<Counters>,
     state: watch::Sender<State>,
-    session: Mutex<Option<Arc<Session>>>,
+    session: RwLock<Option<Arc<Session>>>,
     next_mux: AtomicU64,
     idle: Arc<Notify>,
     last_error: Mutex<Option<Error>>,
@@ -93,7 +93,7 @@ impl Connection {
             dialer,
             counters: Arc::default(),
             state: watch::Sender::new(State::Unconnected),
-            session: Mutex::new(None),
+            session: RwLock::new(None),
             next_mux: AtomicU64::new(1),
             idle: Arc::default(),
             last_error: Mutex::new(None),
@@ -238,9 +238,21 @@ impl ConnInner {
         self.next_mux.fetch_add(1, Ordering::Relaxed)
     }
 
+    fn current_session(&self) -> Option<Arc<Session>> {
+        self.session
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Installs (or, with `None`, removes) the live session.
+    fn set_session(&self, session: Option<Arc<Session>>) {
+        *self.session.write().unwrap_or_else(|e| e.into_inner()) = session;
+    }
+
     /// The live session, or the error a call gets when there is none.
     fn live_session(&self) -> Result<Arc<Session>> {
-        lock(&self.session).clone().ok_or_else(|| self.lost_error())
+        self.current_session().ok_or_else(|| self.lost_error())
     }
 
     /// The error for a call that finds no live socket.
@@ -253,7 +265,7 @@ impl ConnInner {
     }
 
     fn in_flight(&self) -> (usize, usize) {
-        lock(&self.session)
+        self.current_session()
             .as_ref()
             .map_or((0, 0), |s| s.calls.counts())
     }

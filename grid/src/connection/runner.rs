@@ -15,7 +15,7 @@ use super::handshake::Ws;
 use super::reader::read_loop;
 use super::session::Session;
 use super::writer::write_loop;
-use super::{lock, ConnInner, State};
+use super::{ConnInner, State};
 use crate::codec::{Message, Op};
 use crate::error::Error;
 
@@ -134,7 +134,7 @@ async fn run_session(
         accepted.checksum,
         core.config.limits().requiring_checksums(accepted.checksum),
     ));
-    *lock(&inner.session) = Some(session.clone());
+    inner.set_session(Some(session.clone()));
     inner.set_state(State::Connected);
 
     let mut writer = core
@@ -165,7 +165,7 @@ async fn run_session(
             _ = core.shutting_down() => break End::Shutdown,
         }
     };
-    *lock(&inner.session) = None;
+    inner.set_session(None);
     let err = match end {
         End::Shutdown => Error::Closed,
         _ => Error::Disconnected,
