@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use uuid::Uuid;
 
 use crate::codec::FrameLimits;
@@ -54,25 +53,11 @@ impl Config {
         FrameLimits::new(self.max_message_size)
     }
 
-    /// WebSocket limits: a frame holds one payload plus headers, or a merged batch.
-    pub(crate) fn ws_config(&self) -> WebSocketConfig {
-        let max = self.max_message_size + 2 * MERGE_LIMIT + 4096;
-        tuned_ws_config()
-            .max_message_size(Some(max))
-            .max_frame_size(Some(max))
+    /// The largest WebSocket message accepted: one payload plus headers, or a merged batch.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.max_message_size + 2 * MERGE_LIMIT + 4096
     }
 }
-
-/// The WebSocket settings grid uses apart from size limits. tungstenite zero-fills its whole
-/// read buffer before every read, so its 128 KiB default costs a 128 KiB memset per read
-/// of a small frame; a smaller buffer is much cheaper for RPC traffic and only costs a few
-/// more reads for large payloads. Public so that benchmarks can give a raw-WebSocket
-/// baseline the same settings.
-pub fn tuned_ws_config() -> WebSocketConfig {
-    WebSocketConfig::default().read_buffer_size(READ_BUFFER)
-}
-
-const READ_BUFFER: usize = 16 * 1024;
 
 pub(crate) struct Core {
     pub local: Arc<str>,

@@ -54,7 +54,7 @@ mod tasks;
 
 pub use bytes::Bytes;
 pub use connection::{dials, Connection, Request, State, Subroute};
-pub use core::{tuned_ws_config, TokenProvider, TokenValidator};
+pub use core::{TokenProvider, TokenValidator};
 pub use error::{Error, RemoteError, Result};
 pub use grid_macros::service;
 pub use handler::{CallContext, HandlerId, SingleFuture};

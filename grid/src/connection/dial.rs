@@ -7,8 +7,9 @@ use tokio_tungstenite::tungstenite::http::header::{HeaderValue, AUTHORIZATION};
 use tokio_tungstenite::tungstenite::{self};
 use uuid::Uuid;
 
-use super::handshake::{recv_message, send_message};
+use super::handshake::{framed, recv_message, send_message};
 use super::runner::Accepted;
+use super::websocket::Role;
 use super::ConnInner;
 use crate::codec::handshake::{decode, encode, ConnectRequest, ConnectResponse};
 use crate::codec::{Message, Op};
@@ -48,10 +49,10 @@ async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
         .await
         .map_err(|e| Error::Unreachable(format!("{}: {e}", inner.url)))?;
     let _ = tcp.set_nodelay(true);
-    let (mut ws, _) =
-        tokio_tungstenite::client_async_with_config(request, tcp, Some(core.config.ws_config()))
-            .await
-            .map_err(upgrade_error)?;
+    let (ws, _) = tokio_tungstenite::client_async(request, tcp)
+        .await
+        .map_err(upgrade_error)?;
+    let (mut reader, mut writer) = framed(ws.into_inner(), Role::Dialer, core.config.max_frame());
 
     let checksum = true;
     let mut hello = Message::new(Op::Connect);
@@ -64,8 +65,8 @@ async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
         })
         .into(),
     );
-    send_message(&mut ws, &hello, checksum).await?;
-    let answer = recv_message(&mut ws, core.config.limits()).await?;
+    send_message(&mut writer, &hello, checksum).await?;
+    let answer = recv_message(&mut reader, core.config.limits()).await?;
     if answer.op != Op::ConnectResponse {
         return Err(Error::Protocol(format!(
             "expected ConnectResponse, got {:?}",
@@ -86,7 +87,8 @@ async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
     let instance = Uuid::parse_str(&resp.instance)
         .map_err(|e| Error::Protocol(format!("bad instance id in ConnectResponse: {e}")))?;
     Ok(Accepted {
-        ws,
+        reader,
+        writer,
         instance,
         checksum,
     })

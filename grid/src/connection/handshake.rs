@@ -1,39 +1,43 @@
-//! Moving the handshake's two messages over a fresh socket, before any task runs on it.
+//! Moving the handshake's two messages over a freshly upgraded socket, before any task runs
+//! on it.
 
-use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::WebSocketStream;
 
+use super::websocket::{FrameReader, FrameWriter, Incoming, Role};
 use crate::codec::{decode_frame, FrameLimits, Message};
 use crate::error::{Error, Result};
 
-/// The socket type of a connection.
-pub(crate) type Ws = WebSocketStream<TcpStream>;
+/// Splits an upgraded socket into its framed read and write halves.
+///
+/// The upgrade must not have read past the HTTP exchange: it does not, because neither side
+/// sends a WebSocket frame before the upgrade completes on both ends (the dialer waits for
+/// the 101 before sending Connect, the acceptor waits for Connect before answering).
+pub(crate) fn framed(tcp: TcpStream, role: Role, max_frame: usize) -> (FrameReader, FrameWriter) {
+    let (read, write) = tcp.into_split();
+    (
+        FrameReader::new(Box::new(read), role, max_frame),
+        FrameWriter::new(Box::new(write), role),
+    )
+}
 
-pub(crate) async fn send_message(ws: &mut Ws, msg: &Message, checksum: bool) -> Result<()> {
-    ws.send(WsMessage::Binary(msg.encode(checksum).into()))
+pub(crate) async fn send_message(w: &mut FrameWriter, msg: &Message, checksum: bool) -> Result<()> {
+    w.binary(&msg.encode(checksum))
         .await
         .map_err(|e| Error::Unreachable(format!("handshake write failed: {e}")))
 }
 
 /// Reads the next protocol message; the handshake never merges.
-pub(crate) async fn recv_message(ws: &mut Ws, limits: FrameLimits) -> Result<Message> {
+pub(crate) async fn recv_message(r: &mut FrameReader, limits: FrameLimits) -> Result<Message> {
     loop {
-        let frame = match ws.next().await {
-            Some(Ok(WsMessage::Binary(b))) => b,
-            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
-            Some(Ok(other)) => {
-                return Err(Error::Protocol(format!(
-                    "expected a binary handshake frame, got {other:?}"
-                )))
-            }
-            Some(Err(e)) => return Err(Error::Unreachable(format!("handshake read failed: {e}"))),
-            None => {
+        let frame = match r.next().await {
+            Ok(Incoming::Binary(b)) => b,
+            Ok(Incoming::Ping(_)) => continue,
+            Ok(Incoming::Close) => {
                 return Err(Error::Unreachable(
                     "socket closed during the handshake".into(),
                 ))
             }
+            Err(why) => return Err(Error::Unreachable(format!("handshake failed: {why}"))),
         };
         let mut messages = decode_frame(&frame, limits)
             .map_err(|e| Error::Protocol(format!("bad handshake frame: {e}")))?;

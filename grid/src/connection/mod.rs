@@ -14,6 +14,7 @@ mod request;
 mod runner;
 mod serve_call;
 mod session;
+mod websocket;
 mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,7 @@ use uuid::Uuid;
 pub use request::Request;
 pub(crate) use runner::Accepted;
 use session::Session;
+pub(crate) use websocket::Role;
 
 use crate::codec::{subroute_hash, HandlerId};
 use crate::core::Core;

@@ -5,30 +5,28 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
-use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 
 use super::serve_call::serve_request;
 use super::session::Session;
+use super::websocket::{FrameReader, Incoming};
 use super::ConnInner;
 use crate::codec::{decode_frame, encode_error, ErrorKind, Message, Op};
 
 /// Runs until the socket ends or the peer breaks the protocol. Returns why.
-pub(crate) async fn read_loop<S>(
+pub(crate) async fn read_loop(
     conn: Arc<ConnInner>,
     session: Arc<Session>,
-    mut stream: S,
-) -> String
-where
-    S: Stream<Item = Result<WsMessage, tungstenite::Error>> + Unpin,
-{
-    while let Some(next) = stream.next().await {
-        let frame = match next {
-            Ok(WsMessage::Binary(frame)) => frame,
-            Ok(WsMessage::Close(_)) => return "peer closed the socket".into(),
-            Ok(WsMessage::Text(_)) => return "protocol violation: text frame".into(),
-            Ok(_) => continue,
-            Err(e) => return format!("socket read failed: {e}"),
+    mut socket: FrameReader,
+) -> String {
+    loop {
+        let frame = match socket.next().await {
+            Ok(Incoming::Binary(frame)) => frame,
+            Ok(Incoming::Ping(payload)) => {
+                session.websocket_pong(payload);
+                continue;
+            }
+            Ok(Incoming::Close) => return "peer closed the WebSocket".into(),
+            Err(why) => return why,
         };
         session.saw_peer();
         let messages = match decode_frame(&frame, session.limits) {
@@ -48,7 +46,6 @@ where
             session.send_batch_soon(replies);
         }
     }
-    "socket closed".into()
 }
 
 fn dispatch(

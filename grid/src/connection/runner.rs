@@ -5,15 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::dial::dial;
-use super::handshake::Ws;
 use super::reader::read_loop;
 use super::session::Session;
+use super::websocket::{FrameReader, FrameWriter};
 use super::writer::write_loop;
 use super::{ConnInner, State};
 use crate::codec::{Message, Op};
@@ -21,7 +20,8 @@ use crate::error::Error;
 
 /// A socket that passed the handshake, with the remote's instance id.
 pub(crate) struct Accepted {
-    pub(crate) ws: Ws,
+    pub(crate) reader: FrameReader,
+    pub(crate) writer: FrameWriter,
     pub(crate) instance: Uuid,
     pub(crate) checksum: bool,
 }
@@ -126,7 +126,6 @@ async fn run_session(
     incoming: &mut mpsc::Receiver<Accepted>,
 ) -> End {
     let core = &inner.core;
-    let (sink, stream) = accepted.ws.split();
     let (tx, rx) = mpsc::channel(core.config.queue_capacity);
     let session = Arc::new(Session::new(
         tx,
@@ -139,10 +138,10 @@ async fn run_session(
 
     let mut writer = core
         .tasks
-        .spawn(write_loop(sink, rx, inner.counters.clone()));
+        .spawn(write_loop(accepted.writer, rx, inner.counters.clone()));
     let mut reader = core
         .tasks
-        .spawn(read_loop(inner.clone(), session.clone(), stream));
+        .spawn(read_loop(inner.clone(), session.clone(), accepted.reader));
     let ping = core.config.ping_interval;
     let mut tick = tokio::time::interval_at(Instant::now() + ping, ping);
     let end = loop {

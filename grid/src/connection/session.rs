@@ -21,6 +21,8 @@ use crate::mux::CallTables;
 pub(crate) enum Outgoing {
     One(Bytes),
     Batch(Vec<Bytes>),
+    /// The answer to a WebSocket-level ping (not a grid message).
+    WebSocketPong(Bytes),
 }
 
 pub(crate) struct Session {
@@ -79,6 +81,11 @@ impl Session {
     /// Queues already-encoded messages as one item, like [`Session::send_soon`].
     pub(crate) fn send_batch_soon(&self, batch: Vec<Bytes>) {
         self.queue_soon(Outgoing::Batch(batch));
+    }
+
+    /// Queues the answer to a WebSocket-level ping.
+    pub(crate) fn websocket_pong(&self, payload: Bytes) {
+        self.queue_soon(Outgoing::WebSocketPong(payload));
     }
 
     fn queue_soon(&self, item: Outgoing) {

@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use crate::codec::handshake::{decode, encode, ConnectRequest, ConnectResponse};
 use crate::codec::{Message, Op};
-use crate::connection::handshake::{recv_message, send_message};
+use crate::connection::handshake::{framed, recv_message, send_message};
+use crate::connection::Role;
 use crate::connection::{Accepted, Connection};
 use crate::core::{wall_clock_ms, Core};
 use crate::error::{Error, Result};
@@ -112,15 +113,12 @@ async fn handshake(state: &Listening, tcp: TcpStream) -> Result<(Connection, Acc
             },
         }
     };
-    let mut ws = tokio_tungstenite::accept_hdr_async_with_config(
-        tcp,
-        check_http,
-        Some(core.config.ws_config()),
-    )
-    .await
-    .map_err(|e| Error::Rejected(format!("upgrade refused: {e}")))?;
+    let ws = tokio_tungstenite::accept_hdr_async(tcp, check_http)
+        .await
+        .map_err(|e| Error::Rejected(format!("upgrade refused: {e}")))?;
+    let (mut reader, mut writer) = framed(ws.into_inner(), Role::Acceptor, core.config.max_frame());
     let checksum = true;
-    let hello = recv_message(&mut ws, core.config.limits()).await?;
+    let hello = recv_message(&mut reader, core.config.limits()).await?;
     if hello.op != Op::Connect {
         return Err(Error::Protocol(format!(
             "expected Connect, got {:?}",
@@ -141,13 +139,14 @@ async fn handshake(state: &Listening, tcp: TcpStream) -> Result<(Connection, Acc
         })
         .into(),
     );
-    send_message(&mut ws, &answer, checksum).await?;
+    send_message(&mut writer, &answer, checksum).await?;
     let (conn, instance) =
         verdict.map_err(|reason| Error::Rejected(format!("{} refused: {reason}", request.host)))?;
     Ok((
         conn,
         Accepted {
-            ws,
+            reader,
+            writer,
             instance,
             checksum,
         },

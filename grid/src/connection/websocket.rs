@@ -1,0 +1,337 @@
+//! WebSocket framing (RFC 6455) on the two halves of a socket, after the HTTP upgrade.
+//!
+//! The upgrade itself is done by tokio-tungstenite; after it the socket is split into a
+//! read half owned by the reader task and a write half owned by the writer task, so
+//! neither ever waits for a lock held by the other or is woken for the other's readiness.
+//! Received payloads are slices of the read buffer (no copy).
+//!
+//! Only what grid needs is spoken: binary messages (fragmented ones are reassembled),
+//! ping (answered by the caller of [`FrameReader::next`]), pong (ignored) and close.
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use bytes::Bytes;
+
+/// The read half of a connection's socket.
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The write half of a connection's socket.
+pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xa;
+
+/// Which end of the WebSocket this is: the dialer (client) masks what it sends, the
+/// acceptor (server) does not, and each requires the other's convention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Dialer,
+    Acceptor,
+}
+
+/// What the reader got.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Incoming {
+    /// A complete binary message.
+    Binary(Bytes),
+    /// A WebSocket-level ping; answer with [`FrameWriter::pong`].
+    Ping(Bytes),
+    /// The peer closed the WebSocket.
+    Close,
+}
+
+/// A parsed frame header.
+#[derive(Debug, PartialEq, Eq)]
+struct Header {
+    fin: bool,
+    opcode: u8,
+    mask: Option<[u8; 4]>,
+    header_len: usize,
+    payload_len: u64,
+}
+
+/// Parses a frame header from the start of `buf`; `Ok(None)` if more bytes are needed.
+fn parse_header(buf: &[u8]) -> Result<Option<Header>, String> {
+    let (Some(&b0), Some(&b1)) = (buf.first(), buf.get(1)) else {
+        return Ok(None);
+    };
+    if b0 & 0x70 != 0 {
+        return Err("WebSocket frame with reserved bits set".into());
+    }
+    let (payload_len, mut at) = match b1 & 0x7f {
+        126 => match buf.get(2..4) {
+            Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
+            None => return Ok(None),
+        },
+        127 => match buf.get(2..10).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+            Some(b) => (u64::from_be_bytes(b), 10),
+            None => return Ok(None),
+        },
+        n => (u64::from(n), 2),
+    };
+    let mask = if b1 & 0x80 != 0 {
+        let Some(m) = buf
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        else {
+            return Ok(None);
+        };
+        at += 4;
+        Some(m)
+    } else {
+        None
+    };
+    Ok(Some(Header {
+        fin: b0 & 0x80 != 0,
+        opcode: b0 & 0x0f,
+        mask,
+        header_len: at,
+        payload_len,
+    }))
+}
+
+/// XORs `buf` with the 4-byte mask (masking and unmasking are the same operation).
+fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
+    let wide = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut chunks = buf.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i & 3];
+    }
+}
+
+/// Appends a frame header for a final frame.
+fn write_header(buf: &mut Vec<u8>, opcode: u8, len: usize, mask: Option<[u8; 4]>) {
+    buf.push(0x80 | opcode);
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    if len < 126 {
+        buf.push(mask_bit | len as u8);
+    } else if let Ok(short) = u16::try_from(len) {
+        buf.push(mask_bit | 126);
+        buf.extend_from_slice(&short.to_be_bytes());
+    } else {
+        buf.push(mask_bit | 127);
+        buf.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    if let Some(m) = mask {
+        buf.extend_from_slice(&m);
+    }
+}
+
+/// Reads WebSocket messages from the read half.
+pub(crate) struct FrameReader {
+    io: ReadHalf,
+    buf: BytesMut,
+    role: Role,
+    max_message: usize,
+    /// A fragmented binary message being reassembled.
+    partial: Option<BytesMut>,
+}
+
+impl FrameReader {
+    pub(crate) fn new(io: ReadHalf, role: Role, max_message: usize) -> Self {
+        Self {
+            io,
+            buf: BytesMut::with_capacity(16 * 1024),
+            role,
+            max_message,
+            partial: None,
+        }
+    }
+
+    /// The next message, or why the socket can no longer be read.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: bytes read so far stay buffered for the next call.
+    pub(crate) async fn next(&mut self) -> Result<Incoming, String> {
+        loop {
+            if let Some(incoming) = self.parse_one()? {
+                return Ok(incoming);
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(16 * 1024);
+            }
+            match self.io.read_buf(&mut self.buf).await {
+                Ok(0) => return Err("peer closed the socket".into()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("socket read failed: {e}")),
+            }
+        }
+    }
+
+    /// Takes one complete frame off the buffer, if there is one.
+    fn parse_one(&mut self) -> Result<Option<Incoming>, String> {
+        loop {
+            let Some(h) = parse_header(&self.buf)? else {
+                return Ok(None);
+            };
+            let expect_mask = self.role == Role::Acceptor;
+            if h.mask.is_some() != expect_mask {
+                return Err(format!(
+                    "WebSocket frame {} a mask, against RFC 6455 for this side",
+                    if expect_mask { "without" } else { "with" }
+                ));
+            }
+            let partial_len = self.partial.as_ref().map_or(0, BytesMut::len);
+            let len = usize::try_from(h.payload_len)
+                .ok()
+                .filter(|l| l.saturating_add(partial_len) <= self.max_message)
+                .ok_or_else(|| {
+                    format!(
+                        "WebSocket message of {} bytes exceeds the limit of {} bytes",
+                        h.payload_len.saturating_add(partial_len as u64),
+                        self.max_message
+                    )
+                })?;
+            let total = h.header_len + len;
+            if self.buf.len() < total {
+                self.buf.reserve(total - self.buf.len());
+                return Ok(None);
+            }
+            let mut payload = self.buf.split_to(total);
+            payload.advance(h.header_len);
+            if let Some(mask) = h.mask {
+                apply_mask(&mut payload, mask);
+            }
+            match (h.opcode, h.fin) {
+                (OP_BINARY, true) if self.partial.is_none() => {
+                    return Ok(Some(Incoming::Binary(payload.freeze())))
+                }
+                (OP_BINARY, false) if self.partial.is_none() => self.partial = Some(payload),
+                (OP_CONTINUATION, fin) => {
+                    let mut whole = self
+                        .partial
+                        .take()
+                        .ok_or("WebSocket continuation without a message to continue")?;
+                    whole.extend_from_slice(&payload);
+                    if fin {
+                        return Ok(Some(Incoming::Binary(whole.freeze())));
+                    }
+                    self.partial = Some(whole);
+                }
+                (OP_BINARY, _) => return Err("WebSocket message started inside another".into()),
+                (OP_PING, true) => return Ok(Some(Incoming::Ping(payload.freeze()))),
+                (OP_PONG, true) => {}
+                (OP_CLOSE, true) => return Ok(Some(Incoming::Close)),
+                (OP_TEXT, _) => {
+                    return Err("WebSocket text message; grid speaks binary only".into())
+                }
+                (op, _) => return Err(format!("unsupported WebSocket opcode {op:#x}")),
+            }
+        }
+    }
+}
+
+/// Writes WebSocket messages to the write half.
+pub(crate) struct FrameWriter {
+    io: WriteHalf,
+    role: Role,
+    buf: Vec<u8>,
+}
+
+impl FrameWriter {
+    pub(crate) fn new(io: WriteHalf, role: Role) -> Self {
+        Self {
+            io,
+            role,
+            buf: Vec::with_capacity(64),
+        }
+    }
+
+    /// Sends one binary message.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: a cancelled send may leave half a frame on the socket, so the
+    /// socket must then be dropped (the writer task only stops by ending the session).
+    pub(crate) async fn binary(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        self.frame(OP_BINARY, payload).await
+    }
+
+    /// Answers a WebSocket-level ping.
+    pub(crate) async fn pong(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        self.frame(OP_PONG, payload).await
+    }
+
+    /// Sends a close frame and shuts the write half down.
+    pub(crate) async fn close(&mut self) -> std::io::Result<()> {
+        self.frame(OP_CLOSE, &[]).await?;
+        self.io.shutdown().await
+    }
+
+    async fn frame(&mut self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+        self.buf.clear();
+        match self.role {
+            Role::Dialer => {
+                let mask: [u8; 4] = rand::random();
+                write_header(&mut self.buf, opcode, payload.len(), Some(mask));
+                let start = self.buf.len();
+                self.buf.extend_from_slice(payload);
+                apply_mask(&mut self.buf[start..], mask);
+                self.io.write_all(&self.buf).await
+            }
+            Role::Acceptor => {
+                write_header(&mut self.buf, opcode, payload.len(), None);
+                let mut both = Buf::chain(&self.buf[..], payload);
+                self.io.write_all_buf(&mut both).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_at_every_length_class() {
+        for len in [0usize, 1, 125, 126, 65535, 65536, 1 << 20] {
+            for mask in [None, Some([1, 2, 3, 4])] {
+                let mut buf = Vec::new();
+                write_header(&mut buf, OP_BINARY, len, mask);
+                let h = parse_header(&buf).expect("valid").expect("complete");
+                assert_eq!(
+                    h,
+                    Header {
+                        fin: true,
+                        opcode: OP_BINARY,
+                        mask,
+                        header_len: buf.len(),
+                        payload_len: len as u64
+                    }
+                );
+                for cut in 0..buf.len() {
+                    assert_eq!(parse_header(&buf[..cut]), Ok(None), "cut at {cut}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn masking_is_an_involution_and_matches_the_rfc_example() {
+        // RFC 6455 §5.7: "Hello" masked with 37 fa 21 3d.
+        let mut hello = *b"Hello";
+        apply_mask(&mut hello, [0x37, 0xfa, 0x21, 0x3d]);
+        assert_eq!(hello, [0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+        let original: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let mut data = original.clone();
+        apply_mask(&mut data, [9, 8, 7, 6]);
+        assert_ne!(data, original);
+        apply_mask(&mut data, [9, 8, 7, 6]);
+        assert_eq!(data, original);
+    }
+
+    #[test]
+    fn reserved_bits_are_refused() {
+        assert!(parse_header(&[0xc2, 0x00]).is_err());
+    }
+}
