@@ -2,6 +2,7 @@
 //! fault-injecting TCP proxy, timeouts and leak checks.
 
 pub mod proxy;
+pub mod raw;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,89 +1,11 @@
 //! Connections that must be refused, with their reasons: bad token, unknown host, wrong
 //! path, clock skew, wrong direction.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
-use grid::codec::handshake::{self, ConnectRequest, ConnectResponse};
-use grid::codec::{decode_frame, FrameLimits, Message, Op};
 use grid::{Error, State};
+use grid_tests::raw::{acceptor, hello, http_status, now_ms, upgrade};
 use grid_tests::{builder, dialer_first, listener, shut_down, wait_state, within, TOKEN};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::header::{HeaderValue, AUTHORIZATION};
-use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
-
-/// An acceptor named after the second of `dialer_first`, listing the first as its peer.
-async fn acceptor() -> (grid::Manager, String) {
-    let (d, a) = dialer_first();
-    let (l, url) = listener().await;
-    // The acceptor's own URL for the dialer is never used (it does not dial).
-    let m = builder(a)
-        .peer(d, "ws://127.0.0.1:1/grid/v1")
-        .build()
-        .expect("build");
-    tokio::spawn(m.clone().serve(l));
-    (m, url)
-}
-
-async fn upgrade(
-    url: &str,
-    token: Option<&str>,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    tungstenite::Error,
-> {
-    let mut req = url.into_client_request().expect("request");
-    if let Some(t) = token {
-        req.headers_mut().insert(
-            AUTHORIZATION,
-            HeaderValue::from_str(&format!("Bearer {t}")).expect("header"),
-        );
-    }
-    tokio_tungstenite::connect_async(req)
-        .await
-        .map(|(ws, _)| ws)
-}
-
-fn http_status(r: Result<impl Sized, tungstenite::Error>) -> u16 {
-    match r {
-        Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
-        Err(e) => panic!("expected an HTTP refusal, got {e}"),
-        Ok(_) => panic!("expected an HTTP refusal, got an upgrade"),
-    }
-}
-
-/// Upgrades with the right token, sends a hand-made Connect and returns the answer.
-async fn hello(url: &str, host: &str, clock_ms: i64) -> ConnectResponse {
-    let mut ws = upgrade(url, Some(TOKEN)).await.expect("upgrade");
-    let mut m = Message::new(Op::Connect);
-    let req = ConnectRequest {
-        host: host.into(),
-        instance: grid::Uuid::new_v4().to_string(),
-        clock_ms,
-        token: TOKEN.into(),
-    };
-    m.payload = Some(Bytes::from(handshake::encode(&req)));
-    ws.send(WsMessage::Binary(m.encode(true).into()))
-        .await
-        .expect("send");
-    let frame = loop {
-        match ws.next().await.expect("answer").expect("frame") {
-            WsMessage::Binary(b) => break b,
-            _ => continue,
-        }
-    };
-    let msgs = decode_frame(&frame, FrameLimits::new(1 << 20)).expect("decode");
-    assert_eq!(msgs[0].op, Op::ConnectResponse);
-    handshake::decode(msgs[0].payload.as_deref().expect("payload")).expect("response")
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
-}
 
 #[tokio::test]
 async fn wrong_path_and_missing_or_bad_token_are_refused_before_the_upgrade() {

@@ -1,0 +1,101 @@
+//! A raw WebSocket peer for tests that speak the protocol by hand.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use grid::codec::handshake::{self, ConnectRequest, ConnectResponse};
+use grid::codec::{decode_frame, FrameLimits, Message, Op};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::header::{HeaderValue, AUTHORIZATION};
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+
+use crate::{builder, dialer_first, listener, TOKEN};
+
+/// An acceptor named after the second of `dialer_first`, listing the first as its peer.
+pub async fn acceptor() -> (grid::Manager, String) {
+    let (d, a) = dialer_first();
+    let (l, url) = listener().await;
+    // The acceptor's own URL for the dialer is never used (it does not dial).
+    let m = builder(a)
+        .peer(d, "ws://127.0.0.1:1/grid/v1")
+        .build()
+        .expect("build");
+    tokio::spawn(m.clone().serve(l));
+    (m, url)
+}
+
+/// A raw tokio-tungstenite client socket.
+pub type RawSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Upgrades to a WebSocket at `url`, with `Authorization: Bearer <token>` if given.
+pub async fn upgrade(url: &str, token: Option<&str>) -> Result<RawSocket, tungstenite::Error> {
+    let mut req = url.into_client_request().expect("request");
+    if let Some(t) = token {
+        req.headers_mut().insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {t}")).expect("header"),
+        );
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// The HTTP status of a refused upgrade.
+pub fn http_status(r: Result<impl Sized, tungstenite::Error>) -> u16 {
+    match r {
+        Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+        Ok(_) => panic!("expected an HTTP refusal, got an upgrade"),
+    }
+}
+
+/// The encoding of a hand-made Connect message (with checksum).
+pub fn connect_message(host: &str, clock_ms: i64) -> Vec<u8> {
+    let mut m = Message::new(Op::Connect);
+    let req = ConnectRequest {
+        host: host.into(),
+        instance: grid::Uuid::new_v4().to_string(),
+        clock_ms,
+        token: TOKEN.into(),
+    };
+    m.payload = Some(Bytes::from(handshake::encode(&req)));
+    m.encode(true)
+}
+
+/// The next grid messages on a raw socket (WebSocket pings and pongs are skipped).
+pub async fn next_messages(ws: &mut RawSocket) -> Vec<Message> {
+    loop {
+        match ws.next().await.expect("a frame").expect("a good frame") {
+            WsMessage::Binary(b) => {
+                return decode_frame(&b, FrameLimits::new(1 << 20)).expect("decode")
+            }
+            _ => continue,
+        }
+    }
+}
+
+/// Decodes a ConnectResponse.
+pub fn connect_response(m: &Message) -> ConnectResponse {
+    assert_eq!(m.op, Op::ConnectResponse);
+    handshake::decode(m.payload.as_deref().expect("payload")).expect("response")
+}
+
+/// Upgrades with the right token, sends a hand-made Connect and returns the answer.
+pub async fn hello(url: &str, host: &str, clock_ms: i64) -> ConnectResponse {
+    let mut ws = upgrade(url, Some(TOKEN)).await.expect("upgrade");
+    ws.send(WsMessage::Binary(connect_message(host, clock_ms).into()))
+        .await
+        .expect("send");
+    connect_response(&next_messages(&mut ws).await[0])
+}
+
+/// The wall clock in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
