@@ -30,6 +30,8 @@ pub struct ConnectionStats {
     pub remote_restarts: u64,
     /// Round-trip time of the last answered ping.
     pub last_ping_rtt: Option<Duration>,
+    /// Bytes of chunked payloads received so far whose last chunk has not arrived.
+    pub assembling_bytes: u64,
     /// Calls this side made that have not finished.
     pub in_flight_calls: usize,
     /// Handlers running on this side for the remote's calls.
@@ -48,6 +50,7 @@ pub(crate) struct Counters {
     pub bytes_out: AtomicU64,
     pub reconnects: AtomicU64,
     pub remote_restarts: AtomicU64,
+    pub assembling_bytes: AtomicU64,
     /// Nanoseconds; 0 means no ping answered yet.
     pub last_ping_rtt_ns: AtomicU64,
 }
@@ -89,6 +92,7 @@ impl Counters {
             reconnects: self.reconnects.load(Relaxed),
             remote_restarts: self.remote_restarts.load(Relaxed),
             last_ping_rtt: (rtt > 0).then(|| Duration::from_nanos(rtt)),
+            assembling_bytes: self.assembling_bytes.load(Relaxed),
             in_flight_calls,
             in_flight_handlers,
         }

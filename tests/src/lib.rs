@@ -124,6 +124,7 @@ pub async fn assert_idle(m: &Manager) {
             c.remote()
         );
         assert_eq!((stats.in_flight_calls, stats.in_flight_handlers), (0, 0));
+        assert_eq!(stats.assembling_bytes, 0);
     }
 }
 

@@ -14,7 +14,17 @@ pub struct Proxy {
     addr: SocketAddr,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
     frozen: watch::Sender<bool>,
+    rate: watch::Sender<Option<u64>>,
+    forwarded: watch::Sender<u64>,
     accept: JoinHandle<()>,
+}
+
+/// What every pump of a proxy shares.
+#[derive(Clone)]
+struct Controls {
+    frozen: watch::Receiver<bool>,
+    rate: watch::Receiver<Option<u64>>,
+    forwarded: watch::Sender<u64>,
 }
 
 impl Proxy {
@@ -24,9 +34,15 @@ impl Proxy {
         let addr = listener.local_addr().expect("proxy addr");
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let frozen = watch::Sender::new(false);
+        let rate = watch::Sender::new(None);
+        let forwarded = watch::Sender::new(0u64);
         let accept = {
             let links = links.clone();
-            let frozen = frozen.clone();
+            let controls = Controls {
+                frozen: frozen.subscribe(),
+                rate: rate.subscribe(),
+                forwarded: forwarded.clone(),
+            };
             tokio::spawn(async move {
                 while let Ok((inbound, _)) = listener.accept().await {
                     let Ok(outbound) = TcpStream::connect(target).await else {
@@ -36,8 +52,8 @@ impl Proxy {
                     let _ = outbound.set_nodelay(true);
                     let (ri, wi) = inbound.into_split();
                     let (ro, wo) = outbound.into_split();
-                    let a = tokio::spawn(pump(ri, wo, frozen.subscribe()));
-                    let b = tokio::spawn(pump(ro, wi, frozen.subscribe()));
+                    let a = tokio::spawn(pump(ri, wo, controls.clone()));
+                    let b = tokio::spawn(pump(ro, wi, controls.clone()));
                     let mut l = links.lock().expect("links");
                     l.push(a);
                     l.push(b);
@@ -48,6 +64,8 @@ impl Proxy {
             addr,
             links,
             frozen,
+            rate,
+            forwarded,
             accept,
         }
     }
@@ -74,6 +92,17 @@ impl Proxy {
         self.frozen.send_replace(false);
     }
 
+    /// Limits each direction of every link to about `bytes_per_sec` (`None`: no limit).
+    pub fn throttle(&self, bytes_per_sec: Option<u64>) {
+        self.rate.send_replace(bytes_per_sec);
+    }
+
+    /// Waits until the proxy has forwarded at least `bytes` in all (both directions).
+    pub async fn forwarded_at_least(&self, bytes: u64) {
+        let mut rx = self.forwarded.subscribe();
+        let _ = rx.wait_for(|n| *n >= bytes).await;
+    }
+
     /// Links currently open.
     pub fn open_links(&self) -> usize {
         self.links
@@ -96,23 +125,28 @@ impl Drop for Proxy {
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut frozen: watch::Receiver<bool>,
+    mut c: Controls,
 ) {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 16 * 1024];
     loop {
-        if frozen.wait_for(|f| !*f).await.is_err() {
+        if c.frozen.wait_for(|f| !*f).await.is_err() {
             return;
         }
         let n = tokio::select! {
             r = from.read(&mut buf) => match r { Ok(0) | Err(_) => return, Ok(n) => n },
-            _ = frozen.wait_for(|f| *f) => continue,
+            _ = c.frozen.wait_for(|f| *f) => continue,
         };
         // Bytes read before a freeze are held back until the thaw.
-        if frozen.wait_for(|f| !*f).await.is_err() {
+        if c.frozen.wait_for(|f| !*f).await.is_err() {
             return;
+        }
+        let rate = *c.rate.borrow();
+        if let Some(rate) = rate.filter(|r| *r > 0) {
+            tokio::time::sleep(std::time::Duration::from_secs_f64(n as f64 / rate as f64)).await;
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
+        c.forwarded.send_modify(|total| *total += n as u64);
     }
 }

@@ -126,12 +126,20 @@ fn any_message() -> impl Strategy<Value = Message> {
         any::<u32>(),
         any::<u32>(),
         any_op(),
-        prop::sample::select(vec![
-            Flags::NONE,
-            Flags::EOF,
-            Flags::PAYLOAD_IS_ERROR,
-            Flags::EOF | Flags::PAYLOAD_IS_ERROR,
-        ]),
+        // Every combination of the flags a sender sets (the others are derived).
+        (0u8..8).prop_map(|bits| {
+            let mut f = Flags::NONE;
+            for (bit, flag) in [
+                (1, Flags::EOF),
+                (2, Flags::PAYLOAD_IS_ERROR),
+                (4, Flags::MORE),
+            ] {
+                if bits & bit != 0 {
+                    f = f | flag;
+                }
+            }
+            f
+        }),
         prop::option::of(any::<u64>()),
         prop::option::of(prop::collection::vec(any::<u8>(), 0..300)),
     )

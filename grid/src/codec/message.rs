@@ -111,8 +111,11 @@ impl Flags {
     pub const SUBROUTE: Flags = Flags(8);
     /// A checksum field ends the message. Set by the encoder.
     pub const CHECKSUM: Flags = Flags(16);
+    /// More parts of this payload follow (a large payload sent in chunks); the parts share
+    /// the mux id and op, and `seq` numbers them from 0.
+    pub const MORE: Flags = Flags(32);
     /// Bits that have a meaning; others are refused.
-    pub const KNOWN: Flags = Flags(31);
+    pub const KNOWN: Flags = Flags(63);
     /// Bits the encoder derives from the message; ignored in [`Message::flags`] when encoding.
     pub const DERIVED: Flags = Flags(4 | 8 | 16);
 

@@ -189,7 +189,8 @@ impl Connection {
         lock(&self.inner.last_error).clone()
     }
 
-    /// Waits until no call or handler is in flight on this connection.
+    /// Waits until no call or handler is in flight on this connection, and no chunked
+    /// payload is half received.
     ///
     /// # Cancel safety
     /// Cancel safe.
@@ -198,7 +199,8 @@ impl Connection {
             let notified = self.inner.idle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.inner.in_flight() == (0, 0) {
+            let assembling = self.inner.counters.assembling_bytes.load(Ordering::Relaxed);
+            if self.inner.in_flight() == (0, 0) && assembling == 0 {
                 return;
             }
             notified.await;

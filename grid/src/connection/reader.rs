@@ -11,6 +11,7 @@ use super::session::Session;
 use super::websocket::{FrameReader, Incoming};
 use super::ConnInner;
 use crate::codec::{decode_frame, encode_error, ErrorKind, Message, Op};
+use crate::mux::Assembler;
 
 /// Runs until the socket ends or the peer breaks the protocol. Returns why.
 pub(crate) async fn read_loop(
@@ -18,6 +19,9 @@ pub(crate) async fn read_loop(
     session: Arc<Session>,
     mut socket: FrameReader,
 ) -> String {
+    let max = conn.core.config.max_message_size;
+    let mut assembler = Assembler::new(max, max.saturating_mul(4));
+    let mut assembling = 0;
     loop {
         let frame = match socket.next().await {
             Ok(Incoming::Binary(frame)) => frame,
@@ -38,8 +42,26 @@ pub(crate) async fn read_loop(
         // leave in one merged frame and wake the writer once.
         let mut replies = Vec::new();
         for msg in messages {
+            if msg.op == Op::DisconnectServerMux {
+                assembler.forget(Op::Request, msg.mux_id);
+            }
+            let msg = match assembler.push(msg) {
+                Ok(Some(whole)) => whole,
+                Ok(None) => continue,
+                Err(why) => return format!("protocol violation: {why}"),
+            };
             if let Err(why) = dispatch(&conn, &session, msg, &mut replies) {
                 return why;
+            }
+        }
+        let held = assembler.held() as u64;
+        if held != assembling {
+            assembling = held;
+            conn.counters
+                .assembling_bytes
+                .store(held, Ordering::Relaxed);
+            if held == 0 {
+                conn.idle.notify_waiters();
             }
         }
         if !replies.is_empty() {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::session::Session;
+use super::session::{Session, CHUNK};
 use super::Connection;
 use crate::codec::{HandlerId, Message, Op};
 use crate::error::{Error, Result};
@@ -71,8 +71,9 @@ impl Request {
             session: &session,
             mux_id,
             armed: true,
+            chunked: self.payload.as_ref().is_some_and(|p| p.len() > CHUNK),
         };
-        let msg = Message {
+        let head = Message {
             mux_id,
             seq: 0,
             deadline_ms,
@@ -80,10 +81,10 @@ impl Request {
             op: Op::Request,
             flags: crate::codec::Flags::NONE,
             subroute: self.subroute.as_ref().map(|(_, h)| *h),
-            payload: self.payload,
+            payload: None,
         };
         let answer = tokio::time::timeout_at(deadline, async {
-            session.send(&msg).await?;
+            session.send_payload(head, self.payload).await?;
             rx.await.map_err(|_| Error::Disconnected)?
         })
         .await;
@@ -115,6 +116,8 @@ struct Pending<'a> {
     session: &'a Arc<Session>,
     mux_id: u64,
     armed: bool,
+    /// The request went in chunks: the cancel must follow them through the bulk lane.
+    chunked: bool,
 }
 
 impl Drop for Pending<'_> {
@@ -125,7 +128,11 @@ impl Drop for Pending<'_> {
         if self.session.calls.take_client(self.mux_id).is_some() {
             let mut cancel = Message::new(Op::DisconnectServerMux);
             cancel.mux_id = self.mux_id;
-            self.session.send_soon(cancel);
+            if self.chunked {
+                self.session.send_bulk_soon(cancel);
+            } else {
+                self.session.send_soon(cancel);
+            }
         }
     }
 }

@@ -127,8 +127,11 @@ async fn run_session(
 ) -> End {
     let core = &inner.core;
     let (tx, rx) = mpsc::channel(core.config.queue_capacity);
+    // A few chunks in flight per connection: enough to keep the socket busy, few enough that
+    // a cancel queued behind them goes out soon.
+    let (bulk_tx, bulk_rx) = mpsc::channel(4);
     let session = Arc::new(Session::new(
-        tx,
+        (tx, bulk_tx),
         inner.idle.clone(),
         accepted.checksum,
         core.config.limits().requiring_checksums(accepted.checksum),
@@ -136,9 +139,12 @@ async fn run_session(
     inner.set_session(Some(session.clone()));
     inner.set_state(State::Connected);
 
-    let mut writer = core
-        .tasks
-        .spawn(write_loop(accepted.writer, rx, inner.counters.clone()));
+    let mut writer = core.tasks.spawn(write_loop(
+        accepted.writer,
+        rx,
+        bulk_rx,
+        inner.counters.clone(),
+    ));
     let mut reader = core
         .tasks
         .spawn(read_loop(inner.clone(), session.clone(), accepted.reader));
@@ -165,6 +171,10 @@ async fn run_session(
         }
     };
     inner.set_session(None);
+    inner
+        .counters
+        .assembling_bytes
+        .store(0, std::sync::atomic::Ordering::Relaxed);
     let err = match end {
         End::Shutdown => Error::Closed,
         _ => Error::Disconnected,

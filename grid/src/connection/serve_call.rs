@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::time::Instant;
 
-use super::session::Session;
+use super::session::{Session, CHUNK};
 use super::ConnInner;
 use bytes::Bytes;
 
@@ -55,7 +55,16 @@ pub(crate) fn serve_request(
     };
     // Fast path: most handlers answer without waiting; answer those here, without a task.
     if let Some(outcome) = (&mut call).now_or_never() {
-        replies.push(session.encode(&answer(mux_id, handler, outcome, max)));
+        let mut reply = answer(mux_id, handler, outcome, max);
+        if reply.payload.as_ref().is_some_and(|p| p.len() > CHUNK) {
+            // A large answer goes out in chunks, which may wait for the bulk lane.
+            let s = session.clone();
+            let payload = reply.payload.take();
+            core.tasks
+                .spawn(async move { s.send_payload(reply, payload).await });
+        } else {
+            replies.push(session.encode(&reply));
+        }
         return Ok(());
     }
     if !session.calls.reserve_server(mux_id) {
@@ -76,7 +85,9 @@ pub(crate) fn serve_request(
             tracing::debug!(%handler, mux_id, "handler missed its deadline; result dropped");
             return;
         };
-        let _ = s.send(&answer(mux_id, handler, outcome, max)).await;
+        let mut reply = answer(mux_id, handler, outcome, max);
+        let payload = reply.payload.take();
+        let _ = s.send_payload(reply, payload).await;
     });
     session.calls.attach_server(mux_id, task.abort_handle());
     Ok(())

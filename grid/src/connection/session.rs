@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 
-use crate::codec::{FrameLimits, Message};
+use crate::codec::{Flags, FrameLimits, Message};
 use crate::error::{Error, Result};
 use crate::mux::CallTables;
 
@@ -25,8 +25,13 @@ pub(crate) enum Outgoing {
     WebSocketPong(Bytes),
 }
 
+/// Payloads larger than this travel in chunks of this size through the bulk lane, which
+/// the writer interleaves with other traffic.
+pub(crate) const CHUNK: usize = 64 * 1024;
+
 pub(crate) struct Session {
     out: mpsc::Sender<Outgoing>,
+    bulk: mpsc::Sender<Bytes>,
     pub(crate) calls: CallTables,
     pub(crate) checksum: bool,
     pub(crate) limits: FrameLimits,
@@ -36,13 +41,14 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(
-        out: mpsc::Sender<Outgoing>,
+        (out, bulk): (mpsc::Sender<Outgoing>, mpsc::Sender<Bytes>),
         idle: Arc<Notify>,
         checksum: bool,
         limits: FrameLimits,
     ) -> Self {
         Self {
             out,
+            bulk,
             calls: CallTables::new(idle),
             checksum,
             limits,
@@ -64,6 +70,54 @@ impl Session {
             .send(Outgoing::One(self.encode(msg)))
             .await
             .map_err(|_| Error::Disconnected)
+    }
+
+    /// Sends `head` with `payload`: in one message when it is small, else in chunks (flag
+    /// MORE, `seq` counting the parts) through the bulk lane.
+    ///
+    /// # Cancel safety
+    /// If the future is dropped after some chunks were queued, the peer holds a partial
+    /// payload: the caller must then send a cancel through [`Session::send_bulk_soon`], which
+    /// travels behind those chunks and tells the peer to drop them.
+    pub(crate) async fn send_payload(
+        &self,
+        mut head: Message,
+        payload: Option<Bytes>,
+    ) -> Result<()> {
+        let p = match payload {
+            Some(p) if p.len() > CHUNK => p,
+            small => {
+                head.payload = small;
+                return self.send(&head).await;
+            }
+        };
+        let base = head.flags;
+        let parts = p.len().div_ceil(CHUNK);
+        for i in 0..parts {
+            let end = ((i + 1) * CHUNK).min(p.len());
+            head.seq = i as u32;
+            head.flags = if i + 1 < parts {
+                base | Flags::MORE
+            } else {
+                base
+            };
+            head.payload = Some(p.slice(i * CHUNK..end));
+            self.bulk
+                .send(self.encode(&head))
+                .await
+                .map_err(|_| Error::Disconnected)?;
+        }
+        Ok(())
+    }
+
+    /// Queues a message behind the chunks already in the bulk lane, without waiting.
+    pub(crate) fn send_bulk_soon(&self, msg: Message) {
+        if let Err(mpsc::error::TrySendError::Full(bytes)) = self.bulk.try_send(self.encode(&msg)) {
+            let bulk = self.bulk.clone();
+            tokio::spawn(async move {
+                let _ = bulk.send(bytes).await;
+            });
+        }
     }
 
     /// Queues a message if there is room right now. Returns false if the queue is full or

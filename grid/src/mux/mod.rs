@@ -9,8 +9,10 @@
 //! - an entry is removed exactly once, by whoever finishes the call first (answer,
 //!   deadline, drop, disconnect); the loser finds nothing and does nothing.
 
+mod assembly;
 mod calls;
 mod outcome;
 
+pub(crate) use assembly::Assembler;
 pub(crate) use calls::CallTables;
 pub(crate) use outcome::response_outcome;
