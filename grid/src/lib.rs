@@ -61,3 +61,8 @@ pub use handler::{CallContext, HandlerId, SingleFuture};
 pub use manager::{Manager, ManagerBuilder};
 pub use stats::ConnectionStats;
 pub use uuid::Uuid;
+
+/// The repository README's code, compiled as a doctest so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

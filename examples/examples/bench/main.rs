@@ -1,0 +1,204 @@
+//! Single-call benchmark: grid against a raw tokio-tungstenite echo baseline, in one run.
+//!
+//! `cargo run --release -p grid-examples --example bench [seconds-per-run]`
+//!
+//! Both run in one process on one multi-threaded runtime (2 workers; `BENCH_THREADS`
+//! changes it), over loopback, with one WebSocket and N concurrent callers each sending a
+//! 512-byte payload and waiting for the echo (see raw.rs for the baseline). Each case
+//! alternates grid and raw runs `BENCH_ROUNDS` times (default 3) and reports medians.
+//! `BENCH_CALLERS=1,16` picks the cases; `BENCH_ONLY=grid|raw` runs one side (profiling).
+//!
+//! The last case measures 512-byte calls by one caller while 16 MiB echoes run back to
+//! back on the same connection: grid sends large payloads in chunks between other
+//! traffic; a raw WebSocket sends them whole.
+
+mod drive;
+mod raw;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use drive::{drive, median, ratio, Figures};
+use grid::{Bytes, Connection, HandlerId, Manager};
+use raw::RawClient;
+use tokio::net::TcpListener;
+
+const PAYLOAD: usize = 512;
+const BULK: usize = 16 << 20;
+const ECHO: HandlerId = HandlerId::new(1);
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let secs: f64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
+    let threads: usize = env("BENCH_THREADS", 2);
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .expect("runtime");
+    println!("runtime: {threads} worker thread(s)");
+    runtime.block_on(run(secs));
+}
+
+async fn grid_pair() -> (Manager, Manager) {
+    let la = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let lb = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let ua = format!("ws://{}/grid/v1", la.local_addr().expect("addr"));
+    let ub = format!("ws://{}/grid/v1", lb.local_addr().expect("addr"));
+    let build = |local: &str, peer: &str, url: String| {
+        Manager::builder()
+            .local(local)
+            .peer(peer, url)
+            .token("bench")
+            .build()
+            .expect("build")
+    };
+    let (a, b) = (build("a", "b", ub), build("b", "a", ua));
+    for m in [&a, &b] {
+        m.register_single(ECHO, |_, p: Option<Bytes>| async move { Ok(p) })
+            .expect("register");
+    }
+    tokio::spawn(a.clone().serve(la));
+    tokio::spawn(b.clone().serve(lb));
+    for m in [&a, &b] {
+        for c in m.connections() {
+            c.wait_for_connect().await.expect("connect");
+        }
+    }
+    (a, b)
+}
+
+fn grid_call(
+    conn: &Connection,
+    len: usize,
+) -> impl Fn() -> futures::future::BoxFuture<'static, ()> + Clone {
+    let conn = conn.clone();
+    let payload = Bytes::from(vec![0xabu8; len]);
+    move || {
+        let conn = conn.clone();
+        let payload = payload.clone();
+        Box::pin(async move {
+            let r = conn.request(ECHO, payload).await.expect("grid call");
+            debug_assert_eq!(r.map(|b| b.len()), Some(len));
+        })
+    }
+}
+
+fn raw_call(
+    raw: &RawClient,
+    len: usize,
+) -> impl Fn() -> futures::future::BoxFuture<'static, ()> + Clone {
+    let raw = raw.clone();
+    move || {
+        let raw = raw.clone();
+        Box::pin(async move { raw.echo(len).await })
+    }
+}
+
+/// Runs `small` by one caller while `bulk` runs back to back in the background.
+async fn beside_bulk(
+    secs: f64,
+    small: impl Fn() -> futures::future::BoxFuture<'static, ()> + Clone + Send + Sync + 'static,
+    bulk: impl Fn() -> futures::future::BoxFuture<'static, ()> + Send + 'static,
+) -> Figures {
+    let stop = Arc::new(AtomicBool::new(false));
+    let bulk_task = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                bulk().await;
+            }
+        }
+    });
+    let figures = drive(1, secs, small).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = bulk_task.await;
+    figures
+}
+
+fn row(label: &str, g: &Figures, r: &Figures) {
+    println!(
+        "{label:>10} | {:>12.0} {:>10.1?} {:>10.1?} | {:>12.0} {:>10.1?} {:>10.1?} | {:>7.2} {:>7.2} {:>7.2}",
+        g.rps,
+        g.p50,
+        g.p99,
+        r.rps,
+        r.p50,
+        r.p99,
+        ratio(g.rps, r.rps),
+        ratio(g.p50.as_secs_f64(), r.p50.as_secs_f64()),
+        ratio(g.p99.as_secs_f64(), r.p99.as_secs_f64()),
+    );
+}
+
+async fn run(secs: f64) {
+    let (a, _b) = grid_pair().await;
+    let conn = a.connection("b").expect("conn");
+    let raw = RawClient::start().await;
+    let rounds: usize = env("BENCH_ROUNDS", 3);
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let zero = || Figures {
+        rps: 0.0,
+        p50: Duration::ZERO,
+        p99: Duration::ZERO,
+    };
+
+    println!("single calls, {PAYLOAD}-byte payload, one connection, {secs} s per run, median of {rounds} runs");
+    println!(
+        "{:>10} | {:>12} {:>10} {:>10} | {:>12} {:>10} {:>10} | {:>7} {:>7} {:>7}",
+        "callers",
+        "grid req/s",
+        "p50",
+        "p99",
+        "raw req/s",
+        "p50",
+        "p99",
+        "thru x",
+        "p50 x",
+        "p99 x"
+    );
+    let cases: Vec<usize> = std::env::var("BENCH_CALLERS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|c| c.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 16, 256]);
+    for callers in cases {
+        let (mut gs, mut rs) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            gs.push(match only.as_str() {
+                "raw" => zero(),
+                _ => drive(callers, secs, grid_call(&conn, PAYLOAD)).await,
+            });
+            rs.push(match only.as_str() {
+                "grid" => zero(),
+                _ => drive(callers, secs, raw_call(&raw, PAYLOAD)).await,
+            });
+        }
+        row(&callers.to_string(), &median(gs), &median(rs));
+    }
+    if env("BENCH_BULK", 1) == 1 && only.is_empty() {
+        let g = beside_bulk(secs, grid_call(&conn, PAYLOAD), grid_call(&conn, BULK)).await;
+        let r = beside_bulk(secs, raw_call(&raw, PAYLOAD), raw_call(&raw, BULK)).await;
+        row("1+16MiB", &g, &r);
+    }
+    let s = conn.stats();
+    println!(
+        "grid a->b: {} messages out in {} frames ({} merged); {} in",
+        s.messages_out, s.frames_out, s.merged_frames_out, s.messages_in
+    );
+}
