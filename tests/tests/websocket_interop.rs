@@ -122,3 +122,65 @@ async fn a_message_without_the_required_checksum_drops_the_socket() {
     })
     .await
 }
+
+#[tokio::test]
+async fn the_handler_side_enforces_the_deadline_on_its_own() {
+    within(async {
+        let (m, url) = acceptor().await;
+        let (dropped_tx, mut dropped) = tokio::sync::mpsc::unbounded_channel::<()>();
+        m.register_single(ECHO, move |_, _| {
+            let dropped_tx = dropped_tx.clone();
+            async move {
+                struct OnDrop(tokio::sync::mpsc::UnboundedSender<()>);
+                impl Drop for OnDrop {
+                    fn drop(&mut self) {
+                        let _ = self.0.send(());
+                    }
+                }
+                let _guard = OnDrop(dropped_tx);
+                std::future::pending::<()>().await;
+                Ok(Bytes::from_static(b"too late"))
+            }
+        })
+        .expect("register");
+        let (d, _) = dialer_first();
+        let mut ws = upgrade(&url, Some(TOKEN)).await.expect("upgrade");
+        ws.send(WsMessage::Binary(connect_message(d, now_ms()).into()))
+            .await
+            .expect("send");
+        assert!(connect_response(&next_messages(&mut ws).await[0]).accepted);
+        let conn = m.connection(d).expect("conn");
+        wait_state(&conn, |s| s == State::Connected).await;
+
+        // A caller that never cancels: the handler side drops the handler at the deadline.
+        let mut req = Message::new(Op::Request);
+        req.mux_id = 5;
+        req.deadline_ms = 50;
+        req.handler = ECHO;
+        ws.send(WsMessage::Binary(req.encode(true).into()))
+            .await
+            .expect("request");
+        dropped
+            .recv()
+            .await
+            .expect("handler dropped at its deadline");
+        grid_tests::assert_idle(&m).await;
+
+        // Nothing was sent for the call: the next grid message after our ping is its pong.
+        let mut ping = Message::new(Op::Ping);
+        ping.payload = Some(Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 1]));
+        ws.send(WsMessage::Binary(ping.encode(true).into()))
+            .await
+            .expect("ping");
+        let next = loop {
+            let msgs = next_messages(&mut ws).await;
+            // The acceptor's own periodic pings may come first; they are not answers.
+            if let Some(m) = msgs.into_iter().find(|m| m.op != Op::Ping) {
+                break m;
+            }
+        };
+        assert_eq!(next.op, Op::Pong, "unexpected {next:?}");
+        shut_down(&m).await;
+    })
+    .await
+}
