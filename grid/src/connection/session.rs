@@ -73,7 +73,7 @@ impl Session {
     }
 
     /// Sends `head` with `payload`: in one message when it is small, else in chunks (flag
-    /// MORE, `seq` counting the parts) through the bulk lane.
+    /// MORE on all but the last, every part repeating the header) through the bulk lane.
     ///
     /// # Cancel safety
     /// If the future is dropped after some chunks were queued, the peer holds a partial
@@ -95,7 +95,6 @@ impl Session {
         let parts = p.len().div_ceil(CHUNK);
         for i in 0..parts {
             let end = ((i + 1) * CHUNK).min(p.len());
-            head.seq = i as u32;
             head.flags = if i + 1 < parts {
                 base | Flags::MORE
             } else {

@@ -11,9 +11,9 @@ use bytes::BytesMut;
 use crate::codec::{Flags, Message, Op};
 
 struct Partial {
-    first: Message,
     body: BytesMut,
-    next_seq: u32,
+    /// The sequence number every part repeats (the message's own, for streams).
+    seq: u32,
 }
 
 /// Payloads being reassembled, keyed by (op, mux id).
@@ -48,32 +48,17 @@ impl Assembler {
             if !more {
                 return Ok(Some(msg));
             }
-            if msg.seq != 0 {
-                return Err(format!(
-                    "chunk {} of mux {} without its start",
-                    msg.seq, msg.mux_id
-                ));
-            }
             let body_len = msg.payload.as_ref().map_or(0, |p| p.len());
             self.hold(body_len)?;
             let mut body = BytesMut::with_capacity(body_len * 2);
             body.extend_from_slice(msg.payload.as_deref().unwrap_or_default());
-            let mut first = msg;
-            first.payload = None;
-            self.partials.insert(
-                key,
-                Partial {
-                    first,
-                    body,
-                    next_seq: 1,
-                },
-            );
+            self.partials.insert(key, Partial { body, seq: msg.seq });
             return Ok(None);
         };
-        if msg.seq != partial.next_seq {
+        if msg.seq != partial.seq {
             return Err(format!(
-                "chunk {} of mux {} arrived where chunk {} was expected",
-                msg.seq, msg.mux_id, partial.next_seq
+                "a part of message {} of mux {} arrived inside message {}",
+                msg.seq, msg.mux_id, partial.seq
             ));
         }
         let part = msg.payload.as_deref().unwrap_or_default();
@@ -91,7 +76,6 @@ impl Assembler {
         }
         self.held = held;
         partial.body.extend_from_slice(part);
-        partial.next_seq += 1;
         if more {
             return Ok(None);
         }
@@ -101,7 +85,6 @@ impl Assembler {
         self.held -= done.body.len();
         let mut whole = msg;
         whole.flags = whole.flags.without(Flags::MORE);
-        whole.seq = done.first.seq;
         whole.payload = Some(done.body.freeze());
         Ok(Some(whole))
     }
@@ -148,12 +131,12 @@ mod tests {
     #[test]
     fn parts_are_joined_in_order() {
         let mut a = Assembler::new(100, 1000);
-        assert_eq!(a.push(part(0, true, b"ab")), Ok(None));
-        assert_eq!(a.push(part(1, true, b"cd")), Ok(None));
+        assert_eq!(a.push(part(3, true, b"ab")), Ok(None));
+        assert_eq!(a.push(part(3, true, b"cd")), Ok(None));
         assert_eq!(a.held(), 4);
-        let whole = a.push(part(2, false, b"e")).expect("ok").expect("complete");
+        let whole = a.push(part(3, false, b"e")).expect("ok").expect("complete");
         assert_eq!(whole.payload, Some(Bytes::from_static(b"abcde")));
-        assert_eq!(whole.seq, 0);
+        assert_eq!(whole.seq, 3);
         assert!(!whole.flags.contains(Flags::MORE));
         assert_eq!(a.held(), 0);
     }
@@ -166,11 +149,10 @@ mod tests {
     }
 
     #[test]
-    fn gaps_oversize_and_floods_are_errors() {
+    fn interleaved_oversize_and_floods_are_errors() {
         let mut a = Assembler::new(4, 1000);
-        assert!(a.push(part(1, true, b"a")).is_err());
         assert_eq!(a.push(part(0, true, b"ab")), Ok(None));
-        assert!(a.push(part(2, false, b"c")).is_err());
+        assert!(a.push(part(1, false, b"c")).is_err());
         let mut a = Assembler::new(4, 1000);
         assert_eq!(a.push(part(0, true, b"ab")), Ok(None));
         assert!(a.push(part(1, false, b"cde")).is_err());
