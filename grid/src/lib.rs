@@ -53,12 +53,13 @@ mod stats;
 mod tasks;
 
 pub use bytes::Bytes;
-pub use connection::{dials, Connection, Request, State, Subroute};
+pub use connection::{dials, Connection, OpenStream, Request, State, Stream, Subroute};
 pub use core::{TokenProvider, TokenValidator};
 pub use error::{Error, RemoteError, Result};
 pub use grid_macros::service;
-pub use handler::{CallContext, HandlerId, SingleFuture};
+pub use handler::{CallContext, HandlerId, SingleFuture, StreamCall, StreamFuture, StreamHandler};
 pub use manager::{Manager, ManagerBuilder};
+pub use mux::{Permit, StreamReceiver, StreamSender};
 pub use stats::ConnectionStats;
 pub use uuid::Uuid;
 

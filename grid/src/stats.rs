@@ -32,9 +32,9 @@ pub struct ConnectionStats {
     pub last_ping_rtt: Option<Duration>,
     /// Bytes of chunked payloads received so far whose last chunk has not arrived.
     pub assembling_bytes: u64,
-    /// Calls this side made that have not finished.
+    /// Calls and streams this side made or opened that have not finished.
     pub in_flight_calls: usize,
-    /// Handlers running on this side for the remote's calls.
+    /// Handlers (single calls and streams) running on this side for the remote.
     pub in_flight_handlers: usize,
 }
 

@@ -9,11 +9,14 @@
 
 mod dial;
 pub(crate) mod handshake;
+mod open_stream;
 mod reader;
 mod request;
 mod runner;
 mod serve_call;
+mod serve_stream;
 mod session;
+mod stream_dispatch;
 mod websocket;
 mod writer;
 
@@ -24,6 +27,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch, Notify};
 use uuid::Uuid;
 
+pub use open_stream::{OpenStream, Stream};
 pub use request::Request;
 pub(crate) use runner::Accepted;
 use session::Session;
@@ -158,6 +162,18 @@ impl Connection {
         }
     }
 
+    /// Prepares to open a stream to handler `id` on the peer with an initial payload.
+    /// Await it to get the caller's ends ([`Stream`]).
+    pub fn open_stream(&self, id: HandlerId, payload: impl Into<Option<Bytes>>) -> OpenStream {
+        OpenStream {
+            conn: self.clone(),
+            handler: id,
+            subroute: None,
+            payload: payload.into(),
+            deadline: None,
+        }
+    }
+
     /// A view of this connection that calls the handlers registered under `subroute` on the
     /// peer (for example one handler instance per disk).
     pub fn subroute(&self, subroute: &str) -> Subroute {
@@ -228,6 +244,14 @@ impl Subroute {
         &self.conn
     }
 
+    /// Prepares to open a stream to handler `id` under this subroute.
+    pub fn open_stream(&self, id: HandlerId, payload: impl Into<Option<Bytes>>) -> OpenStream {
+        OpenStream {
+            subroute: Some((self.name.clone(), self.hash)),
+            ..self.conn.open_stream(id, payload)
+        }
+    }
+
     /// Prepares a single call to handler `id` under this subroute.
     pub fn request(&self, id: HandlerId, payload: impl Into<Option<Bytes>>) -> Request {
         Request {
@@ -271,7 +295,7 @@ impl ConnInner {
     fn in_flight(&self) -> (usize, usize) {
         self.current_session()
             .as_ref()
-            .map_or((0, 0), |s| s.calls.counts())
+            .map_or((0, 0), |s| s.in_flight())
     }
 
     fn set_state(&self, state: State) {

@@ -8,9 +8,10 @@ use bytes::Bytes;
 
 use super::serve_call::serve_request;
 use super::session::Session;
+use super::stream_dispatch::dispatch_stream;
 use super::websocket::{FrameReader, Incoming};
 use super::ConnInner;
-use crate::codec::{decode_frame, encode_error, ErrorKind, Message, Op};
+use crate::codec::{decode_frame, Message, Op};
 use crate::mux::Assembler;
 
 /// Runs until the socket ends or the peer breaks the protocol. Returns why.
@@ -26,7 +27,7 @@ pub(crate) async fn read_loop(
         let frame = match socket.next().await {
             Ok(Incoming::Binary(frame)) => frame,
             Ok(Incoming::Ping(payload)) => {
-                session.websocket_pong(payload);
+                session.outbox.websocket_pong(payload);
                 continue;
             }
             Ok(Incoming::Close) => return "peer closed the WebSocket".into(),
@@ -44,6 +45,8 @@ pub(crate) async fn read_loop(
         for msg in messages {
             if msg.op == Op::DisconnectServerMux {
                 assembler.forget(Op::Request, msg.mux_id);
+                assembler.forget(Op::ConnectMux, msg.mux_id);
+                assembler.forget(Op::MuxClientMsg, msg.mux_id);
             }
             let msg = match assembler.push(msg) {
                 Ok(Some(whole)) => whole,
@@ -65,7 +68,7 @@ pub(crate) async fn read_loop(
             }
         }
         if !replies.is_empty() {
-            session.send_batch_soon(replies);
+            session.outbox.send_batch_soon(replies);
         }
     }
 }
@@ -83,38 +86,27 @@ fn dispatch(
                 let _ = reply.send(Ok(msg));
             }
         }
-        Op::DisconnectServerMux => {
-            if let Some(Some(handler)) = session.calls.take_server(msg.mux_id) {
-                handler.abort();
-            }
-        }
+        Op::DisconnectServerMux => match session.calls.take_server(msg.mux_id) {
+            Some(Some(handler)) => handler.abort(),
+            Some(None) => {}
+            None => dispatch_stream(conn, session, msg, replies)?,
+        },
+        Op::Ping if msg.mux_id != 0 => dispatch_stream(conn, session, msg, replies)?,
+        Op::Pong if msg.mux_id != 0 => {}
         Op::Ping => {
             let mut pong = Message::new(Op::Pong);
             pong.payload = msg.payload;
-            replies.push(session.encode(&pong));
+            replies.push(session.outbox.encode(&pong));
         }
         Op::Pong => record_rtt(conn, session, msg.payload),
-        Op::ConnectMux => {
-            // Streams are not served by this version: refuse the open like an unknown handler.
-            let mut refuse = Message::new(Op::MuxConnectError);
-            refuse.mux_id = msg.mux_id;
-            refuse.handler = msg.handler;
-            refuse.flags = crate::codec::Flags::PAYLOAD_IS_ERROR;
-            refuse.payload = Some(encode_error(
-                ErrorKind::UnknownHandler,
-                "streams are not supported",
-            ));
-            replies.push(session.encode(&refuse));
-        }
-        Op::AckMux
+        Op::ConnectMux
+        | Op::AckMux
         | Op::MuxConnectError
         | Op::MuxClientMsg
         | Op::MuxServerMsg
         | Op::UnblockServerMux
         | Op::UnblockClientMux
-        | Op::DisconnectClientMux => {
-            tracing::debug!(op = ?msg.op, mux = msg.mux_id, "stream message for an unknown mux ignored");
-        }
+        | Op::DisconnectClientMux => dispatch_stream(conn, session, msg, replies)?,
         Op::Connect | Op::ConnectResponse | Op::Merged => {
             return Err(format!(
                 "protocol violation: unexpected {:?} on a live connection",

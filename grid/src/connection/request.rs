@@ -9,12 +9,13 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::session::{Session, CHUNK};
+use super::session::Session;
 use super::Connection;
 use crate::codec::{HandlerId, Message, Op};
 use crate::error::{Error, Result};
 use crate::handler::CURRENT_DEADLINE;
 use crate::mux::response_outcome;
+use crate::mux::CHUNK;
 
 /// A single call being prepared. Await it (it implements [`IntoFuture`]) to send it and get
 /// the handler's answer.
@@ -84,7 +85,10 @@ impl Request {
             payload: None,
         };
         let answer = tokio::time::timeout_at(deadline, async {
-            session.send_payload(head, self.payload).await?;
+            session
+                .outbox
+                .send_payload(head, self.payload, false)
+                .await?;
             rx.await.map_err(|_| Error::Disconnected)?
         })
         .await;
@@ -129,9 +133,9 @@ impl Drop for Pending<'_> {
             let mut cancel = Message::new(Op::DisconnectServerMux);
             cancel.mux_id = self.mux_id;
             if self.chunked {
-                self.session.send_bulk_soon(cancel);
+                self.session.outbox.send_bulk_soon(cancel);
             } else {
-                self.session.send_soon(cancel);
+                self.session.outbox.send_soon(cancel);
             }
         }
     }

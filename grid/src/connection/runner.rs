@@ -12,11 +12,13 @@ use uuid::Uuid;
 use super::dial::dial;
 use super::reader::read_loop;
 use super::session::Session;
+use super::stream_dispatch::check_streams;
 use super::websocket::{FrameReader, FrameWriter};
 use super::writer::write_loop;
 use super::{ConnInner, State};
 use crate::codec::{Message, Op};
 use crate::error::Error;
+use crate::mux::Outbox;
 
 /// A socket that passed the handshake, with the remote's instance id.
 pub(crate) struct Accepted {
@@ -131,9 +133,8 @@ async fn run_session(
     // a cancel queued behind them goes out soon.
     let (bulk_tx, bulk_rx) = mpsc::channel(4);
     let session = Arc::new(Session::new(
-        (tx, bulk_tx),
+        Outbox::new(tx, bulk_tx, accepted.checksum),
         inner.idle.clone(),
-        accepted.checksum,
         core.config.limits().requiring_checksums(accepted.checksum),
     ));
     inner.set_session(Some(session.clone()));
@@ -150,6 +151,8 @@ async fn run_session(
         .spawn(read_loop(inner.clone(), session.clone(), accepted.reader));
     let ping = core.config.ping_interval;
     let mut tick = tokio::time::interval_at(Instant::now() + ping, ping);
+    let stream_ping = core.config.stream_ping_interval;
+    let mut stream_tick = tokio::time::interval_at(Instant::now() + stream_ping, stream_ping);
     let end = loop {
         tokio::select! {
             r = &mut reader => break End::Lost(r.unwrap_or_else(|e| format!("reader task ended: {e}"))),
@@ -161,8 +164,9 @@ async fn run_session(
                 }
                 let mut probe = Message::new(Op::Ping);
                 probe.payload = Some(Bytes::copy_from_slice(&session.clock_ns().to_be_bytes()));
-                session.try_send(&probe);
+                session.outbox.try_send(&probe);
             }
+            _ = stream_tick.tick() => check_streams(&session, stream_ping),
             a = incoming.recv(), if !inner.dialer => match a {
                 Some(a) => break End::Replaced(Box::new(a)),
                 None => break End::Shutdown,
@@ -179,7 +183,7 @@ async fn run_session(
         End::Shutdown => Error::Closed,
         _ => Error::Disconnected,
     };
-    session.calls.close(&err);
+    session.close(&err);
     reader.abort();
     writer.abort();
     end

@@ -8,13 +8,14 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::time::Instant;
 
-use super::session::{Session, CHUNK};
+use super::session::Session;
 use super::ConnInner;
+use crate::mux::CHUNK;
 use bytes::Bytes;
 
 use crate::codec::{encode_error, ErrorKind, Flags, HandlerId, Message, Op};
 use crate::error::RemoteError;
-use crate::handler::{CallContext, CURRENT_DEADLINE};
+use crate::handler::{CallContext, Cancel, FireOnDrop, CURRENT_DEADLINE};
 
 /// Starts the handler for a request; an answer available at once goes into `replies`. Never fails the connection: a bad call gets an error
 /// answer. (Returns `Err` only for a protocol violation.)
@@ -26,7 +27,7 @@ pub(crate) fn serve_request(
 ) -> Result<(), String> {
     let core = &conn.core;
     let Some(entry) = core.handlers.single(msg.handler, msg.subroute) else {
-        replies.push(session.encode(&error_reply(
+        replies.push(session.outbox.encode(&error_reply(
             &msg,
             ErrorKind::UnknownHandler,
             "no such handler",
@@ -41,7 +42,9 @@ pub(crate) fn serve_request(
         subroute: entry.subroute.clone(),
         handler: msg.handler,
         mux_id: msg.mux_id,
+        cancel: Cancel::default(),
     };
+    let cancel = ctx.cancel.clone();
     let (mux_id, handler) = (msg.mux_id, msg.handler);
     let max = core.config.max_message_size;
     // The handler's synchronous part runs here: a panic in it must not unwind the reader.
@@ -49,7 +52,11 @@ pub(crate) fn serve_request(
     let mut call = match started {
         Ok(fut) => Box::pin(CURRENT_DEADLINE.scope(deadline, AssertUnwindSafe(fut).catch_unwind())),
         Err(panic) => {
-            replies.push(session.encode(&answer(mux_id, handler, Err(panic), max)));
+            replies.push(
+                session
+                    .outbox
+                    .encode(&answer(mux_id, handler, Err(panic), max)),
+            );
             return Ok(());
         }
     };
@@ -61,9 +68,9 @@ pub(crate) fn serve_request(
             let s = session.clone();
             let payload = reply.payload.take();
             core.tasks
-                .spawn(async move { s.send_payload(reply, payload).await });
+                .spawn(async move { s.outbox.send_payload(reply, payload, false).await });
         } else {
-            replies.push(session.encode(&reply));
+            replies.push(session.outbox.encode(&reply));
         }
         return Ok(());
     }
@@ -74,6 +81,8 @@ pub(crate) fn serve_request(
     }
     let s = session.clone();
     let task = core.tasks.spawn(async move {
+        // Fires the call's cancellation if this task is aborted or misses its deadline.
+        let on_abort = FireOnDrop::new(cancel);
         let outcome = match deadline {
             Some(d) => tokio::time::timeout_at(d, call).await.ok(),
             None => Some(call.await),
@@ -85,9 +94,10 @@ pub(crate) fn serve_request(
             tracing::debug!(%handler, mux_id, "handler missed its deadline; result dropped");
             return;
         };
+        on_abort.disarm();
         let mut reply = answer(mux_id, handler, outcome, max);
         let payload = reply.payload.take();
-        let _ = s.send_payload(reply, payload).await;
+        let _ = s.outbox.send_payload(reply, payload, false).await;
     });
     session.calls.attach_server(mux_id, task.abort_handle());
     Ok(())
@@ -131,7 +141,7 @@ fn error_reply(to: &Message, kind: ErrorKind, text: &str) -> Message {
     reply
 }
 
-fn panic_message(panic: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {

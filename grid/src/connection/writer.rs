@@ -6,10 +6,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::session::Outgoing;
 use super::websocket::FrameWriter;
 use crate::codec::encode_merged;
 use crate::core::MERGE_LIMIT;
+use crate::mux::{BulkItem, Outgoing};
 use crate::stats::Counters;
 
 /// Most messages merged into one frame.
@@ -23,7 +23,7 @@ const MAX_BATCH: usize = 512;
 pub(crate) async fn write_loop(
     mut socket: FrameWriter,
     mut queue: mpsc::Receiver<Outgoing>,
-    mut bulk: mpsc::Receiver<Bytes>,
+    mut bulk: mpsc::Receiver<BulkItem>,
     counters: Arc<Counters>,
 ) -> String {
     let mut batch: Vec<Bytes> = Vec::with_capacity(64);
@@ -43,7 +43,7 @@ pub(crate) async fn write_loop(
             },
             chunk = bulk.recv(), if bulk_open => match chunk {
                 Some(chunk) => {
-                    if let Err(e) = write_chunk(&mut socket, &counters, &chunk).await {
+                    if let Err(e) = write_chunk(&mut socket, &counters, chunk).await {
                         return e;
                     }
                     continue;
@@ -92,7 +92,7 @@ pub(crate) async fn write_loop(
             return format!("socket write failed: {e}");
         }
         if let Ok(chunk) = bulk.try_recv() {
-            if let Err(e) = write_chunk(&mut socket, &counters, &chunk).await {
+            if let Err(e) = write_chunk(&mut socket, &counters, chunk).await {
                 return e;
             }
         }
@@ -104,13 +104,17 @@ pub(crate) async fn write_loop(
 async fn write_chunk(
     socket: &mut FrameWriter,
     counters: &Counters,
-    chunk: &[u8],
+    chunk: BulkItem,
 ) -> Result<(), String> {
-    counters.frame_out(1, chunk.len());
+    counters.frame_out(1, chunk.bytes.len());
     socket
-        .binary(chunk)
+        .binary(&chunk.bytes)
         .await
-        .map_err(|e| format!("socket write failed: {e}"))
+        .map_err(|e| format!("socket write failed: {e}"))?;
+    if let Some(written) = chunk.written {
+        let _ = written.send(());
+    }
+    Ok(())
 }
 
 /// Adds a queue item to the batch (or to the WebSocket pongs); returns the bytes added.
@@ -160,7 +164,11 @@ mod tests {
             qtx.try_send(Outgoing::One(n)).expect("room");
         }
         for c in chunks {
-            btx.try_send(c).expect("room");
+            btx.try_send(BulkItem {
+                bytes: c,
+                written: None,
+            })
+            .expect("room");
         }
         drop((qtx, btx));
         write_loop(writer, qrx, brx, Arc::default()).await;

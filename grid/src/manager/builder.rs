@@ -95,6 +95,14 @@ impl ManagerBuilder {
         self
     }
 
+    /// How often a caller pings each stream it opened; a handler side cancels a stream
+    /// whose caller was silent for three intervals, and a caller learns within one
+    /// interval that its stream's handler is gone (default 15 s).
+    pub fn stream_ping_interval(mut self, d: Duration) -> Self {
+        self.config.stream_ping_interval = d;
+        self
+    }
+
     /// The deadline of calls that set none (default 1 minute).
     pub fn default_deadline(mut self, d: Duration) -> Self {
         self.config.default_deadline = d;
@@ -146,7 +154,11 @@ impl ManagerBuilder {
                 "max_message_size must be between 1 byte and 1 GiB".into(),
             ));
         }
-        if c.ping_interval.is_zero() || c.queue_capacity == 0 || c.reconnect_min.is_zero() {
+        if c.ping_interval.is_zero()
+            || c.stream_ping_interval.is_zero()
+            || c.queue_capacity == 0
+            || c.reconnect_min.is_zero()
+        {
             return Err(Error::Config(
                 "ping interval, queue capacity and reconnect backoff must be non-zero".into(),
             ));

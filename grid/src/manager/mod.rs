@@ -18,7 +18,7 @@ use crate::codec::HandlerId;
 use crate::connection::Connection;
 use crate::core::Core;
 use crate::error::{Error, RemoteError, Result};
-use crate::handler::{single_fn, CallContext};
+use crate::handler::{single_fn, CallContext, StreamHandler};
 
 /// A node's handle on the grid: owns one [`Connection`] per peer, the handler table and the
 /// listener. Cheap to clone.
@@ -131,6 +131,31 @@ impl Manager {
             .core
             .handlers
             .add_single(id, Some(subroute), single_fn(handler))
+    }
+
+    /// Registers a stream handler under `id` (see [`StreamHandler`]).
+    ///
+    /// # Errors
+    /// [`Error::HandlerAlreadyExists`] if `id` is taken (single and stream handlers share
+    /// one id space); [`Error::Config`] for id 0.
+    pub fn register_stream(&self, id: HandlerId, handler: StreamHandler) -> Result<()> {
+        self.inner.core.handlers.add_stream(id, None, handler)
+    }
+
+    /// Registers a stream handler under `id` for one subroute.
+    ///
+    /// # Errors
+    /// As [`Manager::register_stream`].
+    pub fn register_stream_on(
+        &self,
+        id: HandlerId,
+        subroute: &str,
+        handler: StreamHandler,
+    ) -> Result<()> {
+        self.inner
+            .core
+            .handlers
+            .add_stream(id, Some(subroute), handler)
     }
 
     /// Accepts peers on `listener` until [`Manager::shutdown`]. Upgrades are accepted on the

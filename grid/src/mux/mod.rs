@@ -11,8 +11,15 @@
 
 mod assembly;
 mod calls;
+mod outbox;
 mod outcome;
+mod stream_ends;
+mod streams;
 
 pub(crate) use assembly::Assembler;
 pub(crate) use calls::CallTables;
-pub(crate) use outcome::response_outcome;
+pub(crate) use outbox::{BulkItem, Outbox, Outgoing, CHUNK};
+pub(crate) use outcome::{payload_error, response_outcome};
+pub(crate) use stream_ends::{CancelOnDrop, Credit, Unread};
+pub use stream_ends::{Permit, StreamReceiver, StreamSender};
+pub(crate) use streams::{Ack, CallerStream, HandlerStream, Inbound, StreamTables};

@@ -14,9 +14,20 @@ pub(crate) fn response_outcome(
     if !msg.flags.contains(Flags::PAYLOAD_IS_ERROR) {
         return Ok(msg.payload);
     }
-    let payload = msg.payload.unwrap_or_default();
-    let (kind, message) = decode_error(&payload).map_err(Error::Protocol)?;
-    Err(match kind {
+    Err(error_of(msg.payload.as_deref(), handler, subroute))
+}
+
+/// The error carried by a message flagged PAYLOAD_IS_ERROR.
+pub(crate) fn payload_error(msg: &Message) -> Error {
+    error_of(msg.payload.as_deref(), msg.handler, None)
+}
+
+fn error_of(payload: Option<&[u8]>, handler: HandlerId, subroute: Option<&str>) -> Error {
+    let (kind, message) = match decode_error(payload.unwrap_or_default()) {
+        Ok(decoded) => decoded,
+        Err(why) => return Error::Protocol(why),
+    };
+    match kind {
         ErrorKind::Remote => Error::Remote(RemoteError { message }),
         ErrorKind::UnknownHandler => Error::UnknownHandler {
             handler,
@@ -26,5 +37,5 @@ pub(crate) fn response_outcome(
         ErrorKind::Cancelled => Error::Cancelled,
         ErrorKind::Codec => Error::Codec(message),
         ErrorKind::Protocol => Error::Protocol(message),
-    })
+    }
 }

@@ -1,0 +1,131 @@
+//! Handler registration: the tables of single-call and stream handlers, and what a handler
+//! sees of its call.
+
+mod context;
+mod stream;
+
+pub use context::CallContext;
+pub(crate) use context::{Cancel, FireOnDrop};
+pub use stream::{StreamCall, StreamFuture, StreamHandler};
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::codec::subroute_hash;
+pub use crate::codec::HandlerId;
+use crate::error::{Error, RemoteError, Result};
+
+tokio::task_local! {
+    /// The deadline of the call being handled by the current task, inherited by calls the
+    /// handler makes.
+    pub(crate) static CURRENT_DEADLINE: Option<Instant>;
+}
+
+/// The boxed future a single-call handler returns.
+pub type SingleFuture = Pin<Box<dyn Future<Output = Result<Option<Bytes>, RemoteError>> + Send>>;
+
+pub(crate) type SingleFn = Arc<dyn Fn(CallContext, Option<Bytes>) -> SingleFuture + Send + Sync>;
+
+/// Wraps a user closure into the boxed form stored in the table.
+pub(crate) fn single_fn<F, Fut, R>(f: F) -> SingleFn
+where
+    F: Fn(CallContext, Option<Bytes>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, RemoteError>> + Send + 'static,
+    R: Into<Option<Bytes>>,
+{
+    Arc::new(move |ctx, payload| {
+        let fut = f(ctx, payload);
+        Box::pin(async move { fut.await.map(Into::into) })
+    })
+}
+
+#[derive(Clone)]
+pub(crate) struct SingleEntry {
+    pub(crate) call: SingleFn,
+    pub(crate) subroute: Option<Arc<str>>,
+}
+
+#[derive(Clone)]
+pub(crate) struct StreamEntry {
+    pub(crate) handler: StreamHandler,
+    pub(crate) subroute: Option<Arc<str>>,
+}
+
+#[derive(Clone)]
+enum Entry {
+    Single(SingleEntry),
+    Stream(StreamEntry),
+}
+
+/// All handlers registered on a manager, keyed by id and subroute hash. Single and stream
+/// handlers share one id space.
+#[derive(Default)]
+pub(crate) struct Handlers {
+    table: RwLock<HashMap<(HandlerId, Option<u64>), Entry>>,
+}
+
+impl Handlers {
+    fn add(
+        &self,
+        id: HandlerId,
+        subroute: Option<&str>,
+        entry: impl FnOnce(Option<Arc<str>>) -> Entry,
+    ) -> Result<()> {
+        if id.get() == 0 {
+            return Err(Error::Config("handler id 0 is reserved".into()));
+        }
+        let key = (id, subroute.map(subroute_hash));
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        if table.contains_key(&key) {
+            return Err(Error::HandlerAlreadyExists {
+                handler: id,
+                subroute: subroute.map(str::to_owned),
+            });
+        }
+        table.insert(key, entry(subroute.map(Arc::from)));
+        Ok(())
+    }
+
+    pub(crate) fn add_single(
+        &self,
+        id: HandlerId,
+        subroute: Option<&str>,
+        call: SingleFn,
+    ) -> Result<()> {
+        self.add(id, subroute, |subroute| {
+            Entry::Single(SingleEntry { call, subroute })
+        })
+    }
+
+    pub(crate) fn add_stream(
+        &self,
+        id: HandlerId,
+        subroute: Option<&str>,
+        handler: StreamHandler,
+    ) -> Result<()> {
+        self.add(id, subroute, |subroute| {
+            Entry::Stream(StreamEntry { handler, subroute })
+        })
+    }
+
+    pub(crate) fn single(&self, id: HandlerId, subroute: Option<u64>) -> Option<SingleEntry> {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        match table.get(&(id, subroute)) {
+            Some(Entry::Single(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn stream(&self, id: HandlerId, subroute: Option<u64>) -> Option<StreamEntry> {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        match table.get(&(id, subroute)) {
+            Some(Entry::Stream(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
+}

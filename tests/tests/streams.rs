@@ -1,0 +1,308 @@
+//! Streams over real loopback sockets: data both ways, errors, cancellation, deadlines,
+//! congestion (credit), many streams at once.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use grid::{Error, HandlerId, RemoteError, StreamCall, StreamHandler};
+use grid_tests::{within, Cluster};
+use tokio::sync::mpsc;
+
+const ECHO: HandlerId = HandlerId::new(10);
+const SOURCE: HandlerId = HandlerId::new(11);
+const FAILING: HandlerId = HandlerId::new(12);
+
+fn remote(e: Error) -> RemoteError {
+    RemoteError::new(e.to_string())
+}
+
+fn num(i: u32) -> Bytes {
+    Bytes::from(i.to_be_bytes().to_vec())
+}
+
+fn unnum(b: &Bytes) -> u32 {
+    u32::from_be_bytes(b[..4].try_into().expect("4 bytes"))
+}
+
+/// Echoes every input message back after the initial payload, then returns.
+fn echo() -> StreamHandler {
+    StreamHandler::new(|mut call: StreamCall| async move {
+        call.output
+            .send(call.payload.clone().unwrap_or_default())
+            .await
+            .map_err(remote)?;
+        let mut input = call
+            .input
+            .take()
+            .ok_or_else(|| RemoteError::new("no input"))?;
+        while let Some(msg) = input.recv().await {
+            call.output
+                .send(msg.map_err(remote)?)
+                .await
+                .map_err(remote)?;
+        }
+        Ok(())
+    })
+    .in_capacity(16)
+    .out_capacity(16)
+}
+
+/// Sends as many numbered messages as the initial payload says, then returns.
+fn source() -> StreamHandler {
+    StreamHandler::new(|mut call: StreamCall| async move {
+        let n = unnum(&call.payload.clone().unwrap_or_default());
+        for i in 0..n {
+            call.output.send(num(i)).await.map_err(remote)?;
+        }
+        Ok(())
+    })
+    .out_capacity(8)
+}
+
+async fn pair() -> Cluster {
+    let c = Cluster::start(&["alpha", "beta"], |b| b).await;
+    for m in &c.managers {
+        m.register_stream(ECHO, echo()).expect("register");
+        m.register_stream(SOURCE, source()).expect("register");
+        m.register_stream(
+            FAILING,
+            StreamHandler::new(|mut call: StreamCall| async move {
+                for i in 0..3 {
+                    call.output.send(num(i)).await.map_err(remote)?;
+                }
+                Err(RemoteError::new("disk on fire"))
+            })
+            .in_capacity(4),
+        )
+        .expect("register");
+    }
+    c.connected().await;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roundtrip_with_initial_payload_and_a_thousand_messages_each_way() {
+    within(async {
+        let c = pair().await;
+        // Both directions of the connection at once.
+        let runs = [("alpha", "beta"), ("beta", "alpha")].map(|(from, to)| {
+            let conn = c
+                .managers
+                .iter()
+                .find(|m| m.local() == from)
+                .expect("m")
+                .connection(to)
+                .expect("conn");
+            async move {
+                let stream = conn
+                    .open_stream(ECHO, Bytes::from_static(b"hello"))
+                    .await
+                    .expect("open");
+                let mut requests = stream.requests.expect("echo takes input");
+                let mut responses = stream.responses;
+                let writer = tokio::spawn(async move {
+                    for i in 0..1000 {
+                        requests.send(num(i)).await.expect("send");
+                    }
+                    requests.close().await.expect("close");
+                });
+                assert_eq!(
+                    responses.next().await.expect("first").expect("ok"),
+                    Bytes::from_static(b"hello")
+                );
+                for i in 0..1000 {
+                    let got = responses.next().await.expect("item").expect("ok");
+                    assert_eq!(unnum(&got), i, "out of order or lost");
+                }
+                assert!(
+                    responses.next().await.is_none(),
+                    "clean end after the handler returned"
+                );
+                writer.await.expect("writer");
+            }
+        });
+        futures::future::join_all(runs).await;
+        c.finish().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_handler_only_stream_has_no_request_sender() {
+    within(async {
+        let c = pair().await;
+        let conn = c.managers[0].connection("beta").expect("conn");
+        let stream = conn.open_stream(SOURCE, num(100)).await.expect("open");
+        assert!(stream.requests.is_none());
+        let got: Vec<u32> = stream
+            .responses
+            .map(|r| unnum(&r.expect("ok")))
+            .collect()
+            .await;
+        assert_eq!(got, (0..100).collect::<Vec<_>>());
+        c.finish().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_handler_error_mid_stream_is_the_last_item_and_cancels_the_requests() {
+    within(async {
+        let c = pair().await;
+        let conn = c.managers[0].connection("beta").expect("conn");
+        let stream = conn.open_stream(FAILING, None).await.expect("open");
+        let mut requests = stream.requests.expect("takes input");
+        let items: Vec<Result<Bytes, Error>> = stream.responses.collect().await;
+        assert_eq!(items.len(), 4);
+        for (i, item) in items[..3].iter().enumerate() {
+            assert_eq!(unnum(item.as_ref().expect("ok")), i as u32);
+        }
+        match &items[3] {
+            Err(Error::Remote(e)) => assert_eq!(e.message, "disk on fire"),
+            other => panic!("expected the handler's error, got {other:?}"),
+        }
+        assert_eq!(requests.send(num(1)).await, Err(Error::Cancelled));
+        drop(requests);
+        c.finish().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn unknown_stream_handler_is_refused_at_open() {
+    within(async {
+        let c = pair().await;
+        let conn = c.managers[0].connection("beta").expect("conn");
+        match conn.open_stream(HandlerId::new(777), None).await {
+            Err(Error::UnknownHandler { handler, .. }) => assert_eq!(handler, HandlerId::new(777)),
+            other => panic!("expected UnknownHandler, got {other:?}"),
+        }
+        // A single-call id is not a stream handler either.
+        c.managers[1]
+            .register_single(
+                HandlerId::new(5),
+                |_, p: Option<Bytes>| async move { Ok(p) },
+            )
+            .expect("register");
+        assert!(matches!(
+            conn.open_stream(HandlerId::new(5), None).await,
+            Err(Error::UnknownHandler { .. })
+        ));
+        c.finish().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn dropping_the_responses_cancels_the_handler_and_its_input_never_looks_finished() {
+    within(async {
+        let c = pair().await;
+        let (seen_tx, mut seen) = mpsc::unbounded_channel::<Result<Bytes, Error>>();
+        let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
+        let cancelled = Arc::new(AtomicUsize::new(0));
+        let count = cancelled.clone();
+        c.managers[1]
+            .register_stream(
+                HandlerId::new(20),
+                StreamHandler::new(move |mut call: StreamCall| {
+                    let seen_tx = seen_tx.clone();
+                    let started_tx = started_tx.clone();
+                    let count = count.clone();
+                    async move {
+                        // An upload consumer running beside the handler, as real code does.
+                        let mut input = call.input.take().expect("input");
+                        let ctx = call.ctx.clone();
+                        tokio::spawn(async move {
+                            while let Some(item) = input.recv().await {
+                                let end = item.is_err();
+                                let _ = seen_tx.send(item);
+                                if end {
+                                    return;
+                                }
+                            }
+                            let _ = seen_tx.send(Ok(Bytes::from_static(b"CLEAN EOF")));
+                        });
+                        tokio::spawn(async move {
+                            ctx.cancelled().await;
+                            count.fetch_add(1, Ordering::SeqCst);
+                        });
+                        let _ = started_tx.send(());
+                        std::future::pending::<()>().await;
+                        Ok(())
+                    }
+                })
+                .in_capacity(4),
+            )
+            .expect("register");
+        let conn = c.managers[0].connection("beta").expect("conn");
+        let stream = conn
+            .open_stream(HandlerId::new(20), None)
+            .await
+            .expect("open");
+        let mut requests = stream.requests.expect("input");
+        requests.send(num(1)).await.expect("send");
+        started.recv().await.expect("handler started");
+        assert_eq!(unnum(&seen.recv().await.expect("first").expect("ok")), 1);
+        drop(stream.responses);
+        // The upload consumer sees a cancellation error, never a clean end.
+        assert_eq!(seen.recv().await.expect("end"), Err(Error::Cancelled));
+        assert_eq!(requests.send(num(2)).await, Err(Error::Cancelled));
+        drop(requests);
+        c.finish().await;
+        assert_eq!(
+            cancelled.load(Ordering::SeqCst),
+            1,
+            "the handler's context saw the cancellation"
+        );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_deadline_expiring_mid_stream_ends_both_sides() {
+    within(async {
+        let c = pair().await;
+        let (dropped_tx, mut dropped) = mpsc::unbounded_channel::<()>();
+        c.managers[1]
+            .register_stream(
+                HandlerId::new(21),
+                StreamHandler::new(move |mut call: StreamCall| {
+                    let dropped_tx = dropped_tx.clone();
+                    async move {
+                        struct OnDrop(mpsc::UnboundedSender<()>);
+                        impl Drop for OnDrop {
+                            fn drop(&mut self) {
+                                let _ = self.0.send(());
+                            }
+                        }
+                        let _guard = OnDrop(dropped_tx);
+                        call.output.send(num(1)).await.map_err(remote)?;
+                        std::future::pending::<()>().await;
+                        Ok(())
+                    }
+                }),
+            )
+            .expect("register");
+        let conn = c.managers[0].connection("beta").expect("conn");
+        let mut stream = conn
+            .open_stream(HandlerId::new(21), None)
+            .deadline(Duration::from_millis(300))
+            .await
+            .expect("open");
+        assert_eq!(
+            unnum(&stream.responses.next().await.expect("one").expect("ok")),
+            1
+        );
+        assert_eq!(
+            stream.responses.next().await,
+            Some(Err(Error::DeadlineExceeded))
+        );
+        assert!(stream.responses.next().await.is_none());
+        dropped.recv().await.expect("the handler was dropped");
+        c.finish().await;
+    })
+    .await
+}
