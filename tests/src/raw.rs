@@ -99,3 +99,33 @@ pub fn now_ms() -> i64 {
         .expect("clock")
         .as_millis() as i64
 }
+
+/// A raw peer that completed the handshake as the dialer of the pair.
+pub async fn handshaken(url: &str) -> RawSocket {
+    let (d, _) = dialer_first();
+    let mut ws = upgrade(url, Some(TOKEN)).await.expect("upgrade");
+    ws.send(WsMessage::Binary(connect_message(d, now_ms()).into()))
+        .await
+        .expect("send");
+    let answer = connect_response(&next_messages(&mut ws).await[0]);
+    assert!(answer.accepted, "{}", answer.reason);
+    ws
+}
+
+/// Sends one grid message (with checksum) on a raw socket.
+pub async fn send(ws: &mut RawSocket, m: &Message) {
+    ws.send(WsMessage::Binary(m.encode(true).into()))
+        .await
+        .expect("send");
+}
+
+/// Reads until a grid message matching `pred` arrives, and returns it.
+pub async fn wait_for(ws: &mut RawSocket, pred: impl Fn(&Message) -> bool) -> Message {
+    loop {
+        for m in next_messages(ws).await {
+            if pred(&m) {
+                return m;
+            }
+        }
+    }
+}
