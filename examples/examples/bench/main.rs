@@ -11,9 +11,14 @@
 //! The last case measures 512-byte calls by one caller while 16 MiB echoes run back to
 //! back on the same connection: grid sends large payloads in chunks between other
 //! traffic; a raw WebSocket sends them whole.
+//!
+//! Then streams (streams.rs): 64-byte messages from handler to caller on one stream and on
+//! 100 streams, against a raw WebSocket pushing the same messages, and resident memory per
+//! idle open stream (`BENCH_STREAMS=0` skips them).
 
 mod drive;
 mod raw;
+mod streams;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -73,6 +78,7 @@ async fn grid_pair() -> (Manager, Manager) {
     for m in [&a, &b] {
         m.register_single(ECHO, |_, p: Option<Bytes>| async move { Ok(p) })
             .expect("register");
+        streams::register(m);
     }
     tokio::spawn(a.clone().serve(la));
     tokio::spawn(b.clone().serve(lb));
@@ -195,6 +201,25 @@ async fn run(secs: f64) {
         let g = beside_bulk(secs, grid_call(&conn, PAYLOAD), grid_call(&conn, BULK)).await;
         let r = beside_bulk(secs, raw_call(&raw, PAYLOAD), raw_call(&raw, BULK)).await;
         row("1+16MiB", &g, &r);
+    }
+    if env("BENCH_STREAMS", 1) == 1 && only.is_empty() {
+        let total: u64 = env("BENCH_STREAM_MESSAGES", 2_000_000);
+        println!("streams: {total} messages of 64 bytes, handler to caller");
+        let raw = streams::raw_rate(total).await;
+        let one = streams::grid_rate(&conn, 1, total).await;
+        let hundred = streams::grid_rate(&conn, 100, total).await;
+        println!("  raw WebSocket push    {raw:>12.0} msg/s");
+        println!(
+            "  grid, one stream      {one:>12.0} msg/s  ({:.2} x raw)",
+            ratio(one, raw)
+        );
+        println!(
+            "  grid, 100 streams     {hundred:>12.0} msg/s  ({:.2} x raw)",
+            ratio(hundred, raw)
+        );
+        let n = env("BENCH_IDLE_STREAMS", 10_000usize);
+        let per = streams::idle_memory(&conn, n).await;
+        println!("  {n} idle open streams: {per:.0} bytes resident per stream (both ends)");
     }
     let s = conn.stats();
     println!(

@@ -137,6 +137,7 @@ impl OpenStream {
             op: Op::MuxClientMsg,
             seq: Arc::new(AtomicU32::new(0)),
             eof_on_drop: true,
+            held: 0,
         });
         let responses = StreamReceiver {
             items,

@@ -90,6 +90,7 @@ pub(crate) fn serve_open(
         op: Op::MuxServerMsg,
         seq: seq.clone(),
         eof_on_drop: false,
+        held: 0,
     };
     let call = StreamCall {
         ctx: CallContext {

@@ -76,6 +76,9 @@ pub struct StreamSender {
     pub(crate) seq: Arc<AtomicU32>,
     /// Caller side: dropping the sender ends the direction with EOF.
     pub(crate) eof_on_drop: bool,
+    /// Credits already taken from `credit` and not yet spent (taking them in batches keeps
+    /// the shared semaphore off the per-message path).
+    pub(crate) held: u32,
 }
 
 impl std::fmt::Debug for StreamSender {
@@ -107,27 +110,35 @@ impl StreamSender {
     /// # Cancel safety
     /// Cancel safe: no credit is taken if the future is dropped.
     pub async fn reserve(&mut self) -> Result<Permit<'_>> {
-        let credit = self.credit.clone();
-        let acquired = match credit.permits.acquire().await {
-            Ok(p) => {
-                p.forget();
-                true
-            }
-            Err(_) => false,
-        };
-        if acquired {
-            Ok(Permit {
-                sender: self,
-                spent: false,
-            })
-        } else {
-            Err(self.credit.ended())
+        if self.credit.permits.is_closed() {
+            return Err(self.credit.ended());
         }
+        if self.held == 0 {
+            let credit = self.credit.clone();
+            match credit.permits.acquire().await {
+                Ok(p) => p.forget(),
+                Err(_) => return Err(self.credit.ended()),
+            }
+            // Take whatever else is available now, too.
+            let more = credit.permits.available_permits() as u32;
+            if more > 0 {
+                if let Ok(p) = credit.permits.try_acquire_many(more) {
+                    p.forget();
+                    self.held = more;
+                }
+            }
+        } else {
+            self.held -= 1;
+        }
+        Ok(Permit {
+            sender: self,
+            spent: false,
+        })
     }
 
     /// Messages that could be sent right now without waiting.
     pub fn credit(&self) -> usize {
-        self.credit.permits.available_permits()
+        self.credit.permits.available_permits() + self.held as usize
     }
 
     /// Ends this direction (EOF) after the messages already sent.
@@ -182,7 +193,7 @@ impl Permit<'_> {
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         if !self.spent {
-            self.sender.credit.permits.add_permits(1);
+            self.sender.held += 1;
         }
     }
 }
