@@ -1,17 +1,23 @@
-//! The main demo: three nodes in one process calling each other, then one node goes down
-//! and comes back while the others see `Disconnected` and the reconnect.
+//! The main demo: three nodes in one process doing single calls and streams (a handler
+//! stream and a two-way stream), then one node goes down and comes back while the others
+//! see `Disconnected` and the reconnect.
 //!
 //! Run with `cargo run -p grid-examples --example cluster`.
 
 use std::time::Duration;
 
-use grid::{Bytes, Error, HandlerId, Manager, RemoteError, State};
+use futures::StreamExt;
+use grid::{Bytes, Error, HandlerId, Manager, RemoteError, State, StreamCall, StreamHandler};
 use tokio::net::TcpListener;
 
 /// `get(key)` on a node's little key-value map.
 const GET: HandlerId = HandlerId::new(1);
 /// `whoami`: answers with the node's name and the caller's.
 const WHOAMI: HandlerId = HandlerId::new(2);
+/// `countdown(n)`: a handler stream of n, n-1, ..., 1.
+const COUNTDOWN: HandlerId = HandlerId::new(3);
+/// `shout`: a two-way stream answering every message upper-cased.
+const SHOUT: HandlerId = HandlerId::new(4);
 
 const NAMES: [&str; 3] = ["node-1", "node-2", "node-3"];
 
@@ -43,8 +49,46 @@ async fn start_node(name: &str, listener: TcpListener, urls: &[String]) -> Resul
             }
         }
     })?;
+    manager.register_stream(
+        COUNTDOWN,
+        StreamHandler::new(|mut call: StreamCall| async move {
+            let from = call
+                .payload
+                .as_deref()
+                .and_then(|p| p.first().copied())
+                .unwrap_or(3);
+            for i in (1..=from).rev() {
+                call.output
+                    .send(Bytes::from(i.to_string()))
+                    .await
+                    .map_err(remote)?;
+            }
+            Ok(())
+        })
+        .out_capacity(2),
+    )?;
+    manager.register_stream(
+        SHOUT,
+        StreamHandler::new(|mut call: StreamCall| async move {
+            let mut input = call
+                .input
+                .take()
+                .ok_or_else(|| RemoteError::new("no input"))?;
+            while let Some(msg) = input.recv().await {
+                let upper = msg.map_err(remote)?.to_ascii_uppercase();
+                call.output.send(Bytes::from(upper)).await.map_err(remote)?;
+            }
+            Ok(())
+        })
+        .in_capacity(4)
+        .out_capacity(4),
+    )?;
     tokio::spawn(manager.clone().serve(listener));
     Ok(manager)
+}
+
+fn remote(e: Error) -> RemoteError {
+    RemoteError::new(e.to_string())
 }
 
 fn text(b: Option<Bytes>) -> String {
@@ -95,6 +139,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(e) => println!("a call with a zero deadline: {e}"),
         Ok(_) => println!("unexpected: a zero deadline succeeded"),
     }
+
+    let to_2 = nodes[0].connection("node-2")?;
+    let mut countdown = to_2
+        .open_stream(COUNTDOWN, Bytes::from_static(&[5]))
+        .await?;
+    let mut seen = Vec::new();
+    while let Some(item) = countdown.responses.next().await {
+        seen.push(text(Some(item?)));
+    }
+    println!("node-1 countdown stream from node-2: {}", seen.join(" "));
+    let shout = to_2.open_stream(SHOUT, None).await?;
+    let mut requests = shout.requests.ok_or("shout takes input")?;
+    let mut responses = shout.responses;
+    for word in ["grid", "streams", "both", "ways"] {
+        requests.send(Bytes::from(word)).await?;
+        let answer = responses.next().await.ok_or("stream ended early")??;
+        println!(
+            "  node-1 -> node-2 shout {word:?} -> {:?}",
+            text(Some(answer))
+        );
+    }
+    requests.close().await?;
+    println!(
+        "  shout stream ended cleanly: {}",
+        responses.next().await.is_none()
+    );
 
     println!("shutting node-3 down...");
     let old = nodes.pop().ok_or("no node")?;

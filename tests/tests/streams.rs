@@ -306,3 +306,100 @@ async fn a_deadline_expiring_mid_stream_ends_both_sides() {
     })
     .await
 }
+
+#[tokio::test]
+async fn streams_on_subroutes_and_explicit_cancel() {
+    within(async {
+        let c = pair().await;
+        let (cancelled_tx, mut cancelled) = mpsc::unbounded_channel::<String>();
+        c.managers[1]
+            .register_stream_on(
+                HandlerId::new(30),
+                "disk-3",
+                StreamHandler::new(move |mut call: StreamCall| {
+                    let cancelled_tx = cancelled_tx.clone();
+                    async move {
+                        let name = call.ctx.subroute().unwrap_or("-").to_owned();
+                        call.output
+                            .send(Bytes::from(name.clone()))
+                            .await
+                            .map_err(remote)?;
+                        let ctx = call.ctx.clone();
+                        tokio::spawn(async move {
+                            ctx.cancelled().await;
+                            let _ = cancelled_tx.send(name);
+                        });
+                        std::future::pending::<()>().await;
+                        Ok(())
+                    }
+                }),
+            )
+            .expect("register");
+        let conn = c.managers[0].connection("beta").expect("conn");
+        assert!(matches!(
+            conn.open_stream(HandlerId::new(30), None).await,
+            Err(Error::UnknownHandler { subroute: None, .. })
+        ));
+        match conn
+            .subroute("disk-4")
+            .open_stream(HandlerId::new(30), None)
+            .await
+        {
+            Err(Error::UnknownHandler {
+                subroute: Some(s), ..
+            }) => assert_eq!(s, "disk-4"),
+            other => panic!("expected UnknownHandler on disk-4, got {other:?}"),
+        }
+        let mut stream = conn
+            .subroute("disk-3")
+            .open_stream(HandlerId::new(30), None)
+            .await
+            .expect("open");
+        assert_eq!(
+            stream.responses.next().await.expect("name").expect("ok"),
+            Bytes::from("disk-3")
+        );
+        stream.responses.cancel();
+        assert!(stream.responses.next().await.is_none());
+        assert_eq!(cancelled.recv().await.as_deref(), Some("disk-3"));
+        c.finish().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_stream_messages_arrive_whole_and_in_order_among_small_ones() {
+    within(async {
+        let c = pair().await;
+        let conn = c.managers[0].connection("beta").expect("conn");
+        let stream = conn.open_stream(ECHO, None).await.expect("open");
+        let mut requests = stream.requests.expect("input");
+        let mut responses = stream.responses;
+        let sizes: Vec<usize> = (0..40)
+            .map(|i| if i % 3 == 0 { 200_000 + i } else { 10 + i })
+            .collect();
+        let payloads: Vec<Bytes> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Bytes::from(vec![i as u8; *n]))
+            .collect();
+        let sent = payloads.clone();
+        let writer = tokio::spawn(async move {
+            for p in sent {
+                requests.send(p).await.expect("send");
+            }
+            requests.close().await.expect("close");
+        });
+        assert_eq!(
+            responses.next().await.expect("initial").expect("ok"),
+            Bytes::new()
+        );
+        for p in payloads {
+            assert_eq!(responses.next().await.expect("item").expect("ok"), p);
+        }
+        assert!(responses.next().await.is_none());
+        writer.await.expect("writer");
+        c.finish().await;
+    })
+    .await
+}

@@ -465,3 +465,47 @@ impl StreamTables {
         (c, h)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mux::stream_ends::encode_credit;
+
+    #[test]
+    fn ack_and_credit_payloads_match_protocol_md() {
+        let ack = Ack {
+            in_capacity: 16,
+            out_capacity: 8,
+        };
+        assert_eq!(&ack.encode()[..], &[0x92, 0x10, 0x08]);
+        assert_eq!(Ack::decode(Some(&[0x92, 0x10, 0x08])), Ok(ack));
+        assert!(Ack::decode(Some(&[0x91, 0x10])).is_err());
+        assert_eq!(&encode_credit(4)[..], &[0x04]);
+        assert_eq!(decode_credit(Some(&[0x04])), Ok(4));
+        assert!(decode_credit(None).is_err());
+    }
+
+    fn data(seq: u32, flags: Flags) -> Message {
+        let mut m = Message::new(Op::MuxServerMsg);
+        m.mux_id = 1;
+        m.seq = seq;
+        m.flags = flags;
+        m.payload = Some(Bytes::from_static(b"x"));
+        m
+    }
+
+    #[test]
+    fn inbound_checks_sequence_and_credit() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let unread = Arc::new(Unread::default());
+        let mut inbound = Inbound::new(tx, unread, 2);
+        assert_eq!(inbound.deliver(&data(1, Flags::NONE)), Ok(true));
+        assert_eq!(inbound.deliver(&data(2, Flags::NONE)), Ok(true));
+        // A third unread message exceeds the capacity of 2.
+        assert!(inbound.deliver(&data(3, Flags::NONE)).is_err());
+        assert!(rx.try_recv().is_ok());
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut inbound = Inbound::new(tx, Arc::new(Unread::default()), 8);
+        assert!(inbound.deliver(&data(2, Flags::NONE)).is_err(), "gap");
+    }
+}
