@@ -215,3 +215,18 @@ impl ProxiedPair {
         shut_down(&self.acceptor).await;
     }
 }
+
+/// A 4-byte big-endian number as a payload.
+pub fn num(i: u32) -> bytes::Bytes {
+    bytes::Bytes::from(i.to_be_bytes().to_vec())
+}
+
+/// The number in a payload made by [`num`].
+pub fn unnum(b: &bytes::Bytes) -> u32 {
+    u32::from_be_bytes(b[..4].try_into().expect("4 bytes"))
+}
+
+/// A grid error as a handler's error.
+pub fn remote(e: grid::Error) -> grid::RemoteError {
+    grid::RemoteError::new(e.to_string())
+}

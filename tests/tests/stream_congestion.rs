@@ -3,26 +3,13 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt;
-use grid::{Error, HandlerId, RemoteError, StreamCall, StreamHandler};
-use grid_tests::{within, Cluster};
+use grid::{HandlerId, StreamCall, StreamHandler};
+use grid_tests::{num, remote, unnum, within, Cluster};
 use tokio::sync::{mpsc, oneshot};
 
 const OUT_CAP: u32 = 8;
 const IN_CAP: u32 = 4;
-
-fn remote(e: Error) -> RemoteError {
-    RemoteError::new(e.to_string())
-}
-
-fn num(i: u32) -> Bytes {
-    Bytes::from(i.to_be_bytes().to_vec())
-}
-
-fn unnum(b: &Bytes) -> u32 {
-    u32::from_be_bytes(b[..4].try_into().expect("4 bytes"))
-}
 
 /// No report arrives within a short window. (Used only to check that something is
 /// blocked: a slow machine can only make this pass, never fail, when the code is right.)

@@ -7,18 +7,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use grid::codec::{Flags, HandlerId, Message, Op};
-use grid::{Error, RemoteError, State, StreamCall, StreamHandler};
+use grid::{Error, State, StreamCall, StreamHandler};
 use grid_tests::raw::{acceptor, handshaken, send, wait_for};
-use grid_tests::{builder, dialer_first, shut_down, wait_state, within, ProxiedPair};
+use grid_tests::{builder, dialer_first, num, remote, shut_down, wait_state, within, ProxiedPair};
 use tokio::sync::mpsc;
-
-fn remote(e: Error) -> RemoteError {
-    RemoteError::new(e.to_string())
-}
-
-fn num(i: u32) -> Bytes {
-    Bytes::from(i.to_be_bytes().to_vec())
-}
 
 /// A handler that reports when it is dropped, and otherwise serves `body`.
 fn watched(dropped: mpsc::UnboundedSender<()>, in_capacity: u32) -> StreamHandler {

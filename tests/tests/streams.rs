@@ -8,24 +8,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use grid::{Error, HandlerId, RemoteError, StreamCall, StreamHandler};
-use grid_tests::{within, Cluster};
+use grid_tests::{num, remote, unnum, within, Cluster};
 use tokio::sync::mpsc;
 
 const ECHO: HandlerId = HandlerId::new(10);
 const SOURCE: HandlerId = HandlerId::new(11);
 const FAILING: HandlerId = HandlerId::new(12);
-
-fn remote(e: Error) -> RemoteError {
-    RemoteError::new(e.to_string())
-}
-
-fn num(i: u32) -> Bytes {
-    Bytes::from(i.to_be_bytes().to_vec())
-}
-
-fn unnum(b: &Bytes) -> u32 {
-    u32::from_be_bytes(b[..4].try_into().expect("4 bytes"))
-}
 
 /// Echoes every input message back after the initial payload, then returns.
 fn echo() -> StreamHandler {

@@ -23,8 +23,11 @@ mod writer;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 pub use open_stream::{OpenStream, Stream};
@@ -36,6 +39,7 @@ pub(crate) use websocket::Role;
 use crate::codec::{subroute_hash, HandlerId};
 use crate::core::Core;
 use crate::error::{Error, Result};
+use crate::handler::CURRENT_DEADLINE;
 use crate::stats::{ConnectionStats, Counters};
 
 /// Where a connection stands.
@@ -67,6 +71,14 @@ impl std::fmt::Debug for Connection {
             .field("state", &self.state())
             .finish()
     }
+}
+
+/// A call or stream about to be sent (see [`ConnInner::begin_call`]).
+pub(crate) struct CallStart {
+    pub(crate) session: Arc<Session>,
+    pub(crate) deadline: Instant,
+    pub(crate) deadline_ms: u32,
+    pub(crate) mux_id: u64,
 }
 
 pub(crate) struct ConnInner {
@@ -276,6 +288,40 @@ impl ConnInner {
     /// Installs (or, with `None`, removes) the live session.
     fn set_session(&self, session: Option<Arc<Session>>) {
         *self.session.write().unwrap_or_else(|e| e.into_inner()) = session;
+    }
+
+    /// What every call or stream does before sending: compute its deadline (the call's
+    /// own or the default, capped by the deadline of the call being handled), refuse an
+    /// oversize payload, find the live session and pick a mux id.
+    pub(crate) fn begin_call(
+        &self,
+        timeout: Option<Duration>,
+        payload: Option<&Bytes>,
+    ) -> Result<CallStart> {
+        let config = &self.core.config;
+        let now = Instant::now();
+        let mut deadline = now + timeout.unwrap_or(config.default_deadline);
+        if let Ok(Some(inherited)) = CURRENT_DEADLINE.try_with(|d| *d) {
+            deadline = deadline.min(inherited);
+        }
+        if let Some(p) = payload.filter(|p| p.len() > config.max_message_size) {
+            return Err(Error::MessageTooLarge {
+                size: p.len(),
+                limit: config.max_message_size,
+            });
+        }
+        let session = self.live_session()?;
+        let deadline_ms =
+            u32::try_from(deadline.saturating_duration_since(now).as_millis()).unwrap_or(u32::MAX);
+        if deadline_ms == 0 {
+            return Err(Error::DeadlineExceeded);
+        }
+        Ok(CallStart {
+            session,
+            deadline,
+            deadline_ms,
+            mux_id: self.next_mux_id(),
+        })
     }
 
     /// The live session, or the error a call gets when there is none.

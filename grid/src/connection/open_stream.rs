@@ -9,13 +9,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 
 use super::session::Session;
-use super::Connection;
+use super::{CallStart, Connection};
 use crate::codec::{HandlerId, Message, Op};
 use crate::error::{Error, Result};
-use crate::handler::CURRENT_DEADLINE;
 use crate::mux::{
     Ack, CallerStream, CancelOnDrop, Credit, Inbound, StreamReceiver, StreamSender, Unread,
 };
@@ -56,27 +54,12 @@ impl OpenStream {
 
     async fn run(self) -> Result<Stream> {
         let inner = &self.conn.inner;
-        let config = &inner.core.config;
-        let now = Instant::now();
-        let mut deadline = now + self.deadline.unwrap_or(config.default_deadline);
-        if let Ok(Some(inherited)) = CURRENT_DEADLINE.try_with(|d| *d) {
-            deadline = deadline.min(inherited);
-        }
-        if let Some(p) = &self.payload {
-            if p.len() > config.max_message_size {
-                return Err(Error::MessageTooLarge {
-                    size: p.len(),
-                    limit: config.max_message_size,
-                });
-            }
-        }
-        let session = inner.live_session()?;
-        let deadline_ms =
-            u32::try_from(deadline.saturating_duration_since(now).as_millis()).unwrap_or(u32::MAX);
-        if deadline_ms == 0 {
-            return Err(Error::DeadlineExceeded);
-        }
-        let mux_id = inner.next_mux_id();
+        let CallStart {
+            session,
+            deadline,
+            deadline_ms,
+            mux_id,
+        } = inner.begin_call(self.deadline, self.payload.as_ref())?;
         let (items_tx, items) = mpsc::unbounded_channel();
         let unread = Arc::new(Unread::default());
         let requests = Credit::new(0);

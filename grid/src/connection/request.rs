@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
 use super::session::Session;
-use super::Connection;
+use super::{CallStart, Connection};
 use crate::codec::{HandlerId, Message, Op};
 use crate::error::{Error, Result};
-use crate::handler::CURRENT_DEADLINE;
 use crate::mux::response_outcome;
 use crate::mux::CHUNK;
 
@@ -43,27 +41,12 @@ impl Request {
 
     async fn run(self) -> Result<Option<Bytes>> {
         let inner = &self.conn.inner;
-        let config = &inner.core.config;
-        let now = Instant::now();
-        let mut deadline = now + self.deadline.unwrap_or(config.default_deadline);
-        if let Ok(Some(inherited)) = CURRENT_DEADLINE.try_with(|d| *d) {
-            deadline = deadline.min(inherited);
-        }
-        if let Some(p) = &self.payload {
-            if p.len() > config.max_message_size {
-                return Err(Error::MessageTooLarge {
-                    size: p.len(),
-                    limit: config.max_message_size,
-                });
-            }
-        }
-        let session = inner.live_session()?;
-        let remaining = deadline.saturating_duration_since(now);
-        let deadline_ms = u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX);
-        if deadline_ms == 0 {
-            return Err(Error::DeadlineExceeded);
-        }
-        let mux_id = inner.next_mux_id();
+        let CallStart {
+            session,
+            deadline,
+            deadline_ms,
+            mux_id,
+        } = inner.begin_call(self.deadline, self.payload.as_ref())?;
         let (tx, rx) = oneshot::channel();
         if session.calls.insert_client(mux_id, tx).is_err() {
             return Err(inner.lost_error());

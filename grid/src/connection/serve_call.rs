@@ -3,10 +3,8 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::time::Instant;
 
 use super::session::Session;
 use super::ConnInner;
@@ -15,7 +13,7 @@ use bytes::Bytes;
 
 use crate::codec::{encode_error, ErrorKind, Flags, HandlerId, Message, Op};
 use crate::error::RemoteError;
-use crate::handler::{CallContext, Cancel, FireOnDrop, CURRENT_DEADLINE};
+use crate::handler::{CallContext, FireOnDrop, CURRENT_DEADLINE};
 
 /// Starts the handler for a request; an answer available at once goes into `replies`. Never fails the connection: a bad call gets an error
 /// answer. (Returns `Err` only for a protocol violation.)
@@ -34,16 +32,8 @@ pub(crate) fn serve_request(
         )));
         return Ok(());
     };
-    let deadline = (msg.deadline_ms > 0)
-        .then(|| Instant::now() + Duration::from_millis(u64::from(msg.deadline_ms)));
-    let ctx = CallContext {
-        caller: conn.remote.clone(),
-        deadline,
-        subroute: entry.subroute.clone(),
-        handler: msg.handler,
-        mux_id: msg.mux_id,
-        cancel: Cancel::default(),
-    };
+    let ctx = CallContext::incoming(conn.remote.clone(), &msg, entry.subroute.clone());
+    let deadline = ctx.deadline;
     let cancel = ctx.cancel.clone();
     let (mux_id, handler) = (msg.mux_id, msg.handler);
     let max = core.config.max_message_size;

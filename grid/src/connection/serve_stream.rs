@@ -4,7 +4,6 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
@@ -15,7 +14,7 @@ use super::session::Session;
 use super::ConnInner;
 use crate::codec::{encode_error, ErrorKind, Flags, Message, Op};
 use crate::error::Error;
-use crate::handler::{CallContext, Cancel, FireOnDrop, StreamCall, CURRENT_DEADLINE};
+use crate::handler::{CallContext, FireOnDrop, StreamCall, CURRENT_DEADLINE};
 use crate::mux::{Ack, Credit, HandlerStream, Inbound, StreamReceiver, StreamSender, Unread};
 
 fn refusal(msg: &Message, kind: ErrorKind, text: &str) -> Message {
@@ -45,9 +44,8 @@ pub(crate) fn serve_open(
     };
     let (mux_id, handler) = (msg.mux_id, msg.handler);
     let (in_capacity, out_capacity) = (entry.handler.in_capacity, entry.handler.out_capacity);
-    let deadline = (msg.deadline_ms > 0)
-        .then(|| Instant::now() + Duration::from_millis(u64::from(msg.deadline_ms)));
-    let cancel = Cancel::default();
+    let ctx = CallContext::incoming(conn.remote.clone(), &msg, entry.subroute.clone());
+    let (deadline, cancel) = (ctx.deadline, ctx.cancel.clone());
     let output_credit = Credit::new(out_capacity);
     let (input, input_end) = if in_capacity > 0 {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -93,14 +91,7 @@ pub(crate) fn serve_open(
         held: 0,
     };
     let call = StreamCall {
-        ctx: CallContext {
-            caller: conn.remote.clone(),
-            deadline,
-            subroute: entry.subroute.clone(),
-            handler,
-            mux_id,
-            cancel: cancel.clone(),
-        },
+        ctx,
         payload: msg.payload,
         input: input_end,
         output,

@@ -21,6 +21,24 @@ pub struct CallContext {
 }
 
 impl CallContext {
+    /// The context of a call the peer `caller` made with `msg` (its deadline counts from
+    /// now), served by the handler registered under `subroute`.
+    pub(crate) fn incoming(
+        caller: Arc<str>,
+        msg: &crate::codec::Message,
+        subroute: Option<Arc<str>>,
+    ) -> Self {
+        Self {
+            caller,
+            deadline: (msg.deadline_ms > 0)
+                .then(|| Instant::now() + Duration::from_millis(u64::from(msg.deadline_ms))),
+            subroute,
+            handler: msg.handler,
+            mux_id: msg.mux_id,
+            cancel: Cancel::default(),
+        }
+    }
+
     /// The name of the node that made the call.
     pub fn caller(&self) -> &str {
         &self.caller
