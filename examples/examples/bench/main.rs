@@ -157,6 +157,9 @@ async fn run(secs: f64) {
     let (a, _b) = grid_pair().await;
     let conn = a.connection("b").expect("conn");
     let raw = RawClient::start().await;
+    // Memory first, before other figures have grown (and freed) the heap.
+    let idle_streams = env("BENCH_IDLE_STREAMS", 10_000usize);
+    let idle_bytes = streams::idle_memory(&conn, idle_streams).await;
     let rounds: usize = env("BENCH_ROUNDS", 3);
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let zero = || Figures {
@@ -217,9 +220,7 @@ async fn run(secs: f64) {
             "  grid, 100 streams     {hundred:>12.0} msg/s  ({:.2} x raw)",
             ratio(hundred, raw)
         );
-        let n = env("BENCH_IDLE_STREAMS", 10_000usize);
-        let per = streams::idle_memory(&conn, n).await;
-        println!("  {n} idle open streams: {per:.0} bytes resident per stream (both ends)");
+        println!("  {idle_streams} idle open streams: {idle_bytes:.0} bytes resident per stream (both ends; measured first, on a fresh heap)");
     }
     let s = conn.stats();
     println!(
