@@ -10,6 +10,8 @@ use crate::handler::HandlerId;
 pub struct RemoteError {
     /// The message the handler gave.
     pub message: String,
+    /// The handler side could not decode the request: the caller gets [`Error::Codec`].
+    pub(crate) codec: bool,
 }
 
 impl RemoteError {
@@ -17,13 +19,31 @@ impl RemoteError {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            codec: false,
+        }
+    }
+
+    /// A request the handler side could not decode; the caller gets [`Error::Codec`].
+    pub(crate) fn codec(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            codec: true,
+        }
+    }
+
+    /// The wire kind of this error.
+    pub(crate) fn kind(&self) -> crate::codec::ErrorKind {
+        if self.codec {
+            crate::codec::ErrorKind::Codec
+        } else {
+            crate::codec::ErrorKind::Remote
         }
     }
 }
 
 impl From<String> for RemoteError {
     fn from(message: String) -> Self {
-        Self { message }
+        Self::new(message)
     }
 }
 

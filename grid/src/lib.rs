@@ -51,6 +51,7 @@ mod manager;
 mod mux;
 mod stats;
 mod tasks;
+pub mod typed;
 
 pub use bytes::Bytes;
 pub use connection::{dials, Connection, OpenStream, Request, State, Stream, Subroute};
@@ -61,9 +62,46 @@ pub use handler::{CallContext, HandlerId, SingleFuture, StreamCall, StreamFuture
 pub use manager::{Manager, ManagerBuilder};
 pub use mux::{Permit, StreamReceiver, StreamSender};
 pub use stats::ConnectionStats;
+pub use typed::{Receiver, Sender, Service, ServiceServer, Target};
 pub use uuid::Uuid;
 
 /// The repository README's code, compiled as a doctest so it cannot drift from the API.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// Declares the services a node serves together, and fails to compile if two of them have
+/// the same service id (their handler ids would collide on the wire):
+///
+/// ```compile_fail
+/// # use grid::RemoteError;
+/// #[grid::service(id = 7)]
+/// pub trait Disks {
+///     async fn info(&self, disk: u32) -> Result<u64, RemoteError>;
+/// }
+/// #[grid::service(id = 7)]
+/// pub trait Locks {
+///     async fn lock(&self, name: String) -> Result<bool, RemoteError>;
+/// }
+/// grid::services![DisksService, LocksService]; // error: same service id
+/// ```
+#[macro_export]
+macro_rules! services {
+    (@pairs $head:ty $(, $tail:ty)*) => {
+        $(
+            const _: () = {
+                if <$head as $crate::Service>::SERVICE_ID == <$tail as $crate::Service>::SERVICE_ID {
+                    ::core::panic!(::core::concat!(
+                        "services `", ::core::stringify!($head), "` and `", ::core::stringify!($tail),
+                        "` have the same service id; give one of them another #[grid::service(id = N)]"
+                    ));
+                }
+            };
+        )*
+        $crate::services!(@pairs $($tail),*);
+    };
+    (@pairs) => {};
+    ($($service:ty),+ $(,)?) => {
+        $crate::services!(@pairs $($service),+);
+    };
+}

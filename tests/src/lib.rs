@@ -3,6 +3,7 @@
 
 pub mod proxy;
 pub mod raw;
+pub mod storage;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -39,7 +39,7 @@ pub(crate) use websocket::Role;
 use crate::codec::{subroute_hash, HandlerId};
 use crate::core::Core;
 use crate::error::{Error, Result};
-use crate::handler::CURRENT_DEADLINE;
+use crate::handler::CURRENT_CALL;
 use crate::stats::{ConnectionStats, Counters};
 
 /// Where a connection stands.
@@ -301,7 +301,7 @@ impl ConnInner {
         let config = &self.core.config;
         let now = Instant::now();
         let mut deadline = now + timeout.unwrap_or(config.default_deadline);
-        if let Ok(Some(inherited)) = CURRENT_DEADLINE.try_with(|d| *d) {
+        if let Ok(Some(inherited)) = CURRENT_CALL.try_with(|c| c.deadline) {
             deadline = deadline.min(inherited);
         }
         if let Some(p) = payload.filter(|p| p.len() > config.max_message_size) {

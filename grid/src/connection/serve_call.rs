@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use crate::codec::{encode_error, ErrorKind, Flags, HandlerId, Message, Op};
 use crate::error::RemoteError;
-use crate::handler::{CallContext, FireOnDrop, CURRENT_DEADLINE};
+use crate::handler::{CallContext, FireOnDrop, CURRENT_CALL};
 
 /// Starts the handler for a request; an answer available at once goes into `replies`. Never fails the connection: a bad call gets an error
 /// answer. (Returns `Err` only for a protocol violation.)
@@ -38,9 +38,12 @@ pub(crate) fn serve_request(
     let (mux_id, handler) = (msg.mux_id, msg.handler);
     let max = core.config.max_message_size;
     // The handler's synchronous part runs here: a panic in it must not unwind the reader.
-    let started = catch_unwind(AssertUnwindSafe(|| (entry.call)(ctx, msg.payload)));
+    let current = ctx.clone();
+    let started = catch_unwind(AssertUnwindSafe(|| {
+        CURRENT_CALL.sync_scope(current.clone(), || (entry.call)(ctx, msg.payload))
+    }));
     let mut call = match started {
-        Ok(fut) => Box::pin(CURRENT_DEADLINE.scope(deadline, AssertUnwindSafe(fut).catch_unwind())),
+        Ok(fut) => Box::pin(CURRENT_CALL.scope(current, AssertUnwindSafe(fut).catch_unwind())),
         Err(panic) => {
             replies.push(
                 session
@@ -113,7 +116,7 @@ fn answer(mux_id: u64, handler: HandlerId, outcome: Outcome, max: usize) -> Mess
             reply.payload = payload;
             reply
         }
-        Ok(Err(remote)) => error_reply(&reply, ErrorKind::Remote, &remote.message),
+        Ok(Err(remote)) => error_reply(&reply, remote.kind(), &remote.message),
         Err(panic) => {
             let text = format!("handler panicked: {}", panic_message(&*panic));
             tracing::error!(%handler, mux_id, "{text}");

@@ -14,7 +14,7 @@ use super::session::Session;
 use super::ConnInner;
 use crate::codec::{encode_error, ErrorKind, Flags, Message, Op};
 use crate::error::Error;
-use crate::handler::{CallContext, FireOnDrop, StreamCall, CURRENT_DEADLINE};
+use crate::handler::{CallContext, FireOnDrop, StreamCall, CURRENT_CALL};
 use crate::mux::{Ack, Credit, HandlerStream, Inbound, StreamReceiver, StreamSender, Unread};
 
 fn refusal(msg: &Message, kind: ErrorKind, text: &str) -> Message {
@@ -90,6 +90,7 @@ pub(crate) fn serve_open(
         eof_on_drop: false,
         held: 0,
     };
+    let current = ctx.clone();
     let call = StreamCall {
         ctx,
         payload: msg.payload,
@@ -115,7 +116,7 @@ pub(crate) fn serve_open(
             return;
         }
         let body = AssertUnwindSafe(async move { run(call).await }).catch_unwind();
-        let body = CURRENT_DEADLINE.scope(deadline, body);
+        let body = CURRENT_CALL.scope(current, body);
         let outcome = match deadline {
             Some(d) => tokio::time::timeout_at(d, body).await.ok(),
             None => Some(body.await),
@@ -131,7 +132,7 @@ pub(crate) fn serve_open(
         end.seq = seq.fetch_add(1, Ordering::Relaxed) + 1;
         let failure = match outcome {
             Some(Ok(Ok(()))) => None,
-            Some(Ok(Err(remote))) => Some((ErrorKind::Remote, remote.message)),
+            Some(Ok(Err(remote))) => Some((remote.kind(), remote.message)),
             Some(Err(panic)) => {
                 let text = format!(
                     "stream handler panicked: {}",

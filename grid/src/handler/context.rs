@@ -39,6 +39,12 @@ impl CallContext {
         }
     }
 
+    /// The context of the call being handled by the current task, if any. Typed service
+    /// methods use this to reach their caller, deadline and subroute.
+    pub fn current() -> Option<CallContext> {
+        super::CURRENT_CALL.try_with(CallContext::clone).ok()
+    }
+
     /// The name of the node that made the call.
     pub fn caller(&self) -> &str {
         &self.caller

@@ -14,16 +14,15 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use tokio::time::Instant;
 
 use crate::codec::subroute_hash;
 pub use crate::codec::HandlerId;
 use crate::error::{Error, RemoteError, Result};
 
 tokio::task_local! {
-    /// The deadline of the call being handled by the current task, inherited by calls the
-    /// handler makes.
-    pub(crate) static CURRENT_DEADLINE: Option<Instant>;
+    /// The call being handled by the current task: its deadline is inherited by calls the
+    /// handler makes, and [`CallContext::current`] reads it.
+    pub(crate) static CURRENT_CALL: CallContext;
 }
 
 /// The boxed future a single-call handler returns.
@@ -88,6 +87,40 @@ impl Handlers {
             });
         }
         table.insert(key, entry(subroute.map(Arc::from)));
+        Ok(())
+    }
+
+    /// Adds several handlers under one subroute: all of them, or none if any id is taken.
+    pub(crate) fn add_all(
+        &self,
+        subroute: Option<&str>,
+        items: Vec<(HandlerId, crate::typed::Kind)>,
+    ) -> Result<()> {
+        let hash = subroute.map(subroute_hash);
+        let name: Option<Arc<str>> = subroute.map(Arc::from);
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        let mut seen = std::collections::HashSet::new();
+        for (id, _) in &items {
+            if id.get() == 0 {
+                return Err(Error::Config("handler id 0 is reserved".into()));
+            }
+            if table.contains_key(&(*id, hash)) || !seen.insert(*id) {
+                return Err(Error::HandlerAlreadyExists {
+                    handler: *id,
+                    subroute: subroute.map(str::to_owned),
+                });
+            }
+        }
+        for (id, kind) in items {
+            let subroute = name.clone();
+            let entry = match kind {
+                crate::typed::Kind::Single(call) => Entry::Single(SingleEntry { call, subroute }),
+                crate::typed::Kind::Stream(handler) => {
+                    Entry::Stream(StreamEntry { handler, subroute })
+                }
+            };
+            table.insert((id, hash), entry);
+        }
         Ok(())
     }
 

@@ -28,7 +28,7 @@ fn error_of(payload: Option<&[u8]>, handler: HandlerId, subroute: Option<&str>) 
         Err(why) => return Error::Protocol(why),
     };
     match kind {
-        ErrorKind::Remote => Error::Remote(RemoteError { message }),
+        ErrorKind::Remote => Error::Remote(RemoteError::new(message)),
         ErrorKind::UnknownHandler => Error::UnknownHandler {
             handler,
             subroute: subroute.map(str::to_owned),

@@ -1,0 +1,88 @@
+//! The `{Trait}Client` type: one async method per service method, encoding the request and
+//! decoding the answer; cheap to clone; deadlines per client and per call.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::ast::{Kind, Method, Service};
+
+fn method(s: &Service, m: &Method) -> TokenStream {
+    let service = format_ident!("{}Service", s.ident);
+    let (name, c, req_name, req, resp) = (&m.ident, m.const_name(), &m.req_name, &m.req, &m.resp);
+    let deadline_ms = m.deadline_ms;
+    let attrs = m.attrs.iter().filter(|a| a.path().is_ident("doc"));
+    let deadline = quote! {
+        if let ::core::option::Option::Some(d) = ::grid::typed::__private::deadline(self.deadline, #deadline_ms) {
+            call = call.deadline(d);
+        }
+    };
+    match m.kind {
+        Kind::Single => quote! {
+            #(#attrs)*
+            pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<#resp, ::grid::Error> {
+                let payload = ::grid::typed::encode(&#req_name)?;
+                let mut call = self.target.request(#service::#c, payload);
+                #deadline
+                let answer = call.await?;
+                ::grid::typed::decode(answer.as_deref())
+            }
+        },
+        Kind::HandlerStream => quote! {
+            #(#attrs)*
+            pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<::grid::Receiver<#resp>, ::grid::Error> {
+                let payload = ::grid::typed::encode(&#req_name)?;
+                let mut call = self.target.open_stream(#service::#c, payload);
+                #deadline
+                let stream = call.await?;
+                ::core::result::Result::Ok(::grid::Receiver::new(stream.responses))
+            }
+        },
+        Kind::TwoWay => {
+            let in_ty = m.input.as_ref().map(|(_, t)| t.clone());
+            quote! {
+                #(#attrs)*
+                pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<(::grid::Sender<#in_ty>, ::grid::Receiver<#resp>), ::grid::Error> {
+                    let payload = ::grid::typed::encode(&#req_name)?;
+                    let mut call = self.target.open_stream(#service::#c, payload);
+                    #deadline
+                    let stream = call.await?;
+                    let requests = stream.requests.ok_or_else(|| {
+                        ::grid::Error::Protocol("the remote handler takes no input: does it run another version of this service?".into())
+                    })?;
+                    ::core::result::Result::Ok((::grid::Sender::new(requests), ::grid::Receiver::new(stream.responses)))
+                }
+            }
+        }
+    }
+}
+
+pub fn render_client(s: &Service) -> TokenStream {
+    let (vis, trait_name) = (&s.vis, &s.ident);
+    let client = format_ident!("{}Client", s.ident);
+    let doc =
+        format!("Calls the [`{trait_name}`] service on a connection or subroute. Cheap to clone.");
+    let methods = s.methods.iter().map(|m| method(s, m));
+    quote! {
+        #[doc = #doc]
+        #[derive(Clone, Debug)]
+        #vis struct #client {
+            target: ::grid::Target,
+            deadline: ::core::option::Option<::core::time::Duration>,
+        }
+
+        impl #client {
+            /// A client for the service on `target` (a `Connection` or a `Subroute`).
+            pub fn new(target: impl ::core::convert::Into<::grid::Target>) -> Self {
+                Self { target: target.into(), deadline: ::core::option::Option::None }
+            }
+
+            /// A copy of this client whose calls use `deadline` (instead of each method's
+            /// default, or the manager's).
+            pub fn with_deadline(&self, deadline: ::core::time::Duration) -> Self {
+                Self { target: self.target.clone(), deadline: ::core::option::Option::Some(deadline) }
+            }
+
+            #(#methods)*
+        }
+    }
+}

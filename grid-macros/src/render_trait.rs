@@ -1,0 +1,76 @@
+//! The rewritten trait (methods return `Send` futures, so servers can run them on any
+//! thread) and the `{Trait}Service` type that names the handler ids.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+
+use crate::ast::Service;
+use crate::ids::handler_id;
+
+pub fn render_trait(s: &Service) -> TokenStream {
+    let Service {
+        attrs, vis, ident, ..
+    } = s;
+    let methods = s.methods.iter().map(|m| {
+        let (attrs, name, ret) = (&m.attrs, &m.ident, &m.ret);
+        let params: Vec<_> = m
+            .param_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let p = match i {
+                    0 => m.req_name.clone(),
+                    _ if m.output_name.is_some() && i + 1 == m.param_types.len() => m.output_name.clone().unwrap_or_else(|| format_ident!("out")),
+                    _ => m.input.as_ref().map_or_else(|| format_ident!("input"), |(n, _)| n.clone()),
+                };
+                quote!(#p: #t)
+            })
+            .collect();
+        quote_spanned! {m.span=>
+            #(#attrs)*
+            fn #name(&self, #(#params),*) -> impl ::core::future::Future<Output = #ret> + ::core::marker::Send;
+        }
+    });
+    quote! {
+        #(#attrs)*
+        #vis trait #ident: ::core::marker::Send + ::core::marker::Sync + 'static {
+            #(#methods)*
+        }
+    }
+}
+
+pub fn render_ids(s: &Service) -> TokenStream {
+    let vis = &s.vis;
+    let service = format_ident!("{}Service", s.ident);
+    let name = s.ident.to_string();
+    let sid = s.id;
+    let doc = format!("Handler ids and description of the [`{name}`] service (id {sid}).");
+    let consts = s.methods.iter().map(|m| {
+        let c = m.const_name();
+        let id = handler_id(s.id, m.method_id);
+        let doc = format!("The handler id of `{}::{}`: {id:#010x}.", name, m.ident);
+        quote! {
+            #[doc = #doc]
+            pub const #c: ::grid::HandlerId = ::grid::HandlerId::new(#id);
+        }
+    });
+    let entries = s.methods.iter().map(|m| {
+        let (c, n) = (m.const_name(), m.ident.to_string());
+        quote!((#n, #service::#c))
+    });
+    quote! {
+        #[doc = #doc]
+        #[derive(Clone, Copy, Debug)]
+        #vis struct #service;
+
+        impl #service {
+            #(#consts)*
+        }
+
+        impl ::grid::Service for #service {
+            const NAME: &'static str = #name;
+            const SERVICE_ID: u16 = #sid;
+            const METHODS: &'static [(&'static str, ::grid::HandlerId)] = &[#(#entries),*];
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The typed layer that `#[grid::service]` generates code against: payload encoding, typed
+//! stream ends, call targets, and service registration.
+//!
+//! Payloads are MessagePack maps keyed by field name (`rmp_serde::to_vec_named`), so a
+//! service can add a field to a request or response without breaking older peers: older
+//! peers ignore fields they do not know, and newer peers read a missing field as its
+//! default when it is an `Option` or marked `#[serde(default)]`.
+
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::Stream as FuturesStream;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::connection::{Connection, OpenStream, Request, Subroute};
+use crate::error::{Error, RemoteError, Result};
+use crate::handler::{single_fn, CallContext, HandlerId, SingleFn, StreamHandler};
+use crate::mux::{StreamReceiver, StreamSender};
+
+/// Encodes a payload.
+///
+/// # Errors
+/// [`Error::Codec`] if the value cannot be serialized.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
+    rmp_serde::to_vec_named(value)
+        .map(Bytes::from)
+        .map_err(|e| Error::Codec(format!("cannot encode {}: {e}", std::any::type_name::<T>())))
+}
+
+/// Decodes a payload.
+///
+/// # Errors
+/// [`Error::Codec`] naming the type and the reason.
+pub fn decode<T: DeserializeOwned>(payload: Option<&[u8]>) -> Result<T> {
+    rmp_serde::from_slice(payload.unwrap_or_default())
+        .map_err(|e| Error::Codec(format!("cannot decode {}: {e}", std::any::type_name::<T>())))
+}
+
+/// Where a typed client sends its calls: a connection, or a subroute of one.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// The handlers registered without a subroute.
+    Connection(Connection),
+    /// The handlers registered under a subroute.
+    Subroute(Subroute),
+}
+
+impl Target {
+    /// A single call to `id`.
+    pub fn request(&self, id: HandlerId, payload: Bytes) -> Request {
+        match self {
+            Target::Connection(c) => c.request(id, payload),
+            Target::Subroute(s) => s.request(id, payload),
+        }
+    }
+
+    /// Opens a stream to `id`.
+    pub fn open_stream(&self, id: HandlerId, payload: Bytes) -> OpenStream {
+        match self {
+            Target::Connection(c) => c.open_stream(id, payload),
+            Target::Subroute(s) => s.open_stream(id, payload),
+        }
+    }
+}
+
+impl From<Connection> for Target {
+    fn from(c: Connection) -> Self {
+        Target::Connection(c)
+    }
+}
+
+impl From<Subroute> for Target {
+    fn from(s: Subroute) -> Self {
+        Target::Subroute(s)
+    }
+}
+
+/// The typed sending end of a stream: each item is encoded, then sent against credit.
+pub struct Sender<T> {
+    inner: StreamSender,
+    _items: PhantomData<fn(T)>,
+}
+
+impl<T> std::fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl<T: Serialize> Sender<T> {
+    /// Wraps a byte-level sender.
+    pub fn new(inner: StreamSender) -> Self {
+        Self {
+            inner,
+            _items: PhantomData,
+        }
+    }
+
+    /// Sends one item, waiting for credit if the receiver is behind.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] if the item cannot be encoded; otherwise as
+    /// [`StreamSender::send`].
+    ///
+    /// # Cancel safety
+    /// As [`StreamSender::send`].
+    pub async fn send(&mut self, item: &T) -> Result<()> {
+        let bytes = encode(item)?;
+        self.inner.send(bytes).await
+    }
+
+    /// Ends this direction (EOF).
+    ///
+    /// # Cancel safety
+    /// As [`StreamSender::close`].
+    pub async fn close(self) -> Result<()> {
+        self.inner.close().await
+    }
+
+    /// Items that could be sent right now without waiting.
+    pub fn credit(&self) -> usize {
+        self.inner.credit()
+    }
+
+    /// The byte-level sender underneath.
+    pub fn into_inner(self) -> StreamSender {
+        self.inner
+    }
+}
+
+/// The typed receiving end of a stream: a [`futures::Stream`] of decoded items.
+pub struct Receiver<T> {
+    inner: StreamReceiver,
+    _items: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl<T: DeserializeOwned> Receiver<T> {
+    /// Wraps a byte-level receiver.
+    pub fn new(inner: StreamReceiver) -> Self {
+        Self {
+            inner,
+            _items: PhantomData,
+        }
+    }
+
+    /// The next item; `None` after the end. An item that cannot be decoded is an
+    /// [`Error::Codec`] item; the stream goes on.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn recv(&mut self) -> Option<Result<T>> {
+        futures::StreamExt::next(self).await
+    }
+
+    /// Cancels the stream (caller side; see [`StreamReceiver::cancel`]).
+    pub fn cancel(&mut self) {
+        self.inner.cancel();
+    }
+
+    /// The byte-level receiver underneath.
+    pub fn into_inner(self) -> StreamReceiver {
+        self.inner
+    }
+}
+
+impl<T: DeserializeOwned> FuturesStream for Receiver<T> {
+    type Item = Result<T>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.inner)
+            .poll_next(cx)
+            .map(|item| item.map(|r| r.and_then(|b| decode(Some(&b)))))
+    }
+}
+
+/// What a generated service describes about itself.
+pub trait Service {
+    /// The trait's name.
+    const NAME: &'static str;
+    /// The service id (the high 16 bits of its handler ids).
+    const SERVICE_ID: u16;
+    /// Every method's name and handler id.
+    const METHODS: &'static [(&'static str, HandlerId)];
+}
+
+/// A server for a service (generated by `#[grid::service]`): the handlers to register.
+pub trait ServiceServer {
+    /// The handlers of this service, ready to register.
+    fn registrations(self) -> Registrations;
+}
+
+pub(crate) enum Kind {
+    Single(SingleFn),
+    Stream(StreamHandler),
+}
+
+/// Handlers to register together (all or none), built by generated servers.
+#[derive(Default)]
+pub struct Registrations {
+    pub(crate) items: Vec<(HandlerId, Kind)>,
+}
+
+impl std::fmt::Debug for Registrations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.items.iter().map(|(id, _)| id))
+            .finish()
+    }
+}
+
+impl Registrations {
+    /// No handlers yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a single-call handler.
+    pub fn single<F, Fut>(mut self, id: HandlerId, handler: F) -> Self
+    where
+        F: Fn(CallContext, Option<Bytes>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = std::result::Result<Bytes, RemoteError>> + Send + 'static,
+    {
+        self.items.push((id, Kind::Single(single_fn(handler))));
+        self
+    }
+
+    /// Adds a stream handler.
+    pub fn stream(mut self, id: HandlerId, handler: StreamHandler) -> Self {
+        self.items.push((id, Kind::Stream(handler)));
+        self
+    }
+}
+
+/// Support for generated code; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    use super::*;
+
+    /// Decodes a request on the handler side: a failure reaches the caller as
+    /// [`Error::Codec`].
+    pub fn decode_request<T: DeserializeOwned>(
+        payload: Option<&[u8]>,
+    ) -> std::result::Result<T, RemoteError> {
+        decode(payload).map_err(|e| RemoteError::codec(e.to_string()))
+    }
+
+    /// Encodes a response on the handler side.
+    pub fn encode_response<T: Serialize>(value: &T) -> std::result::Result<Bytes, RemoteError> {
+        encode(value).map_err(|e| RemoteError::new(e.to_string()))
+    }
+
+    /// The caller's deadline for a method: the client's, else the method's default.
+    pub fn deadline(
+        client: Option<std::time::Duration>,
+        method_ms: u64,
+    ) -> Option<std::time::Duration> {
+        client.or((method_ms > 0).then(|| std::time::Duration::from_millis(method_ms)))
+    }
+
+    /// The current call's context (for generated dispatch).
+    pub fn context() -> Option<CallContext> {
+        CallContext::current()
+    }
+}
