@@ -129,10 +129,15 @@ fn method_options(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> MethodOpti
                         _ => o.deadline_ms = Some(v),
                     }
                 }
-                _ => errors.push(
-                    meta.path.span(),
-                    "unknown grid option; expected one of: stream, id, in_capacity, out_capacity, deadline_ms",
-                ),
+                _ => {
+                    errors.push(
+                        meta.path.span(),
+                        "unknown grid option; expected one of: stream, id, in_capacity, out_capacity, deadline_ms",
+                    );
+                    if meta.input.peek(syn::Token![=]) {
+                        let _: Expr = meta.value()?.parse()?;
+                    }
+                }
             }
             Ok(())
         });
@@ -192,7 +197,17 @@ fn is_unit(ty: &Type) -> bool {
 fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
     let before = errors.0.len();
     let options = method_options(&mut f.attrs, errors);
-    let sig = &f.sig;
+    let sig = f.sig.clone();
+    // The trait is re-emitted as written when there are errors: a pattern other than a
+    // name would add a rustc error of its own there, so it becomes `_`.
+    for arg in f.sig.inputs.iter_mut() {
+        if let FnArg::Typed(pt) = arg {
+            if !matches!(&*pt.pat, Pat::Ident(_) | Pat::Wild(_)) {
+                *pt.pat = syn::parse_quote!(_);
+            }
+        }
+    }
+    let sig = &sig;
     let span = sig.ident.span();
     if sig.asyncness.is_none() {
         errors.push(
@@ -225,8 +240,7 @@ fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
             ),
         );
     }
-    let mut inputs = sig.inputs.iter();
-    match inputs.next() {
+    match sig.inputs.first() {
         Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
         Some(FnArg::Receiver(r)) => errors.push(
             r.span(),
@@ -241,11 +255,19 @@ fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
         ),
     }
     let mut params = Vec::new();
-    for arg in inputs {
+    for arg in sig.inputs.iter() {
         let FnArg::Typed(pt) = arg else { continue };
         match &*pt.pat {
-            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => params.push((pi.ident.clone(), (*pt.ty).clone())),
-            other => errors.push(other.span(), "unsupported parameter pattern: give the parameter a plain name, like `req: Request`"),
+            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                params.push((pi.ident.clone(), (*pt.ty).clone()))
+            }
+            other => {
+                errors.push(other.span(), "unsupported parameter pattern: give the parameter a plain name, like `req: Request`");
+                params.push((
+                    syn::Ident::new("unsupported", other.span()),
+                    (*pt.ty).clone(),
+                ));
+            }
         }
     }
     let ret = match &sig.output {

@@ -3,6 +3,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 
 use crate::ast::Service;
 use crate::ids::handler_id;
@@ -58,7 +59,20 @@ pub fn render_ids(s: &Service) -> TokenStream {
         let (c, n) = (m.const_name(), m.ident.to_string());
         quote!((#n, #service::#c))
     });
+    let wire_checks = s.methods.iter().flat_map(|m| {
+        let mut types = vec![&m.req, &m.resp];
+        types.extend(m.input.as_ref().map(|(_, t)| t));
+        types.into_iter().map(|t| {
+            quote_spanned! {t.span()=>
+                ::grid::typed::__private::assert_wire_type::<#t>();
+            }
+        })
+    });
     quote! {
+        const _: fn() = || {
+            #(#wire_checks)*
+        };
+
         #[doc = #doc]
         #[derive(Clone, Copy, Debug)]
         #vis struct #service;

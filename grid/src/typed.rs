@@ -266,6 +266,10 @@ pub mod __private {
         client.or((method_ms > 0).then(|| std::time::Duration::from_millis(method_ms)))
     }
 
+    /// Compiles only for types that can travel on the wire (generated next to each
+    /// method's types, so a missing `Serialize`/`Deserialize` is reported at the type).
+    pub fn assert_wire_type<T: Serialize + DeserializeOwned>() {}
+
     /// The current call's context (for generated dispatch).
     pub fn context() -> Option<CallContext> {
         CallContext::current()
