@@ -30,7 +30,8 @@ mod tests {
     #[test]
     fn ids_are_stable() {
         // Pinned: changing these breaks every deployed peer.
-        assert_eq!(method_id("disk_info"), method_id("disk_info"));
+        assert_eq!(method_id("disk_info"), 0x8e99); // the example in PROTOCOL.md
+        assert_eq!(method_id("walk_dir"), 0x81b9);
         assert_eq!(method_id(""), 0x9dc5 ^ 0x811c);
         assert_eq!(handler_id(1, 2), 0x0001_0002);
     }

@@ -39,6 +39,71 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Typed services
+//!
+//! Write the API as a trait under [`macro@service`]; implement it; register the generated
+//! server; call the generated client. Ids are stable on the wire: the service id you give,
+//! and a method id derived from the method's name (or `#[grid(id = N)]`).
+//!
+//! ```
+//! use futures::StreamExt;
+//! use grid::{RemoteError, Sender};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! pub struct Greeting {
+//!     pub name: String,
+//! }
+//!
+//! #[grid::service(id = 42)]
+//! pub trait Greeter {
+//!     /// A single call.
+//!     async fn greet(&self, req: Greeting) -> Result<String, RemoteError>;
+//!
+//!     /// The handler streams its answers back.
+//!     #[grid(stream, out_capacity = 8)]
+//!     async fn count(&self, up_to: u32, out: Sender<u32>) -> Result<(), RemoteError>;
+//! }
+//!
+//! struct Friendly;
+//!
+//! impl Greeter for Friendly {
+//!     async fn greet(&self, req: Greeting) -> Result<String, RemoteError> {
+//!         let caller = grid::CallContext::current().map(|c| c.caller().to_owned());
+//!         Ok(format!("hello {} (from {})", req.name, caller.unwrap_or_default()))
+//!     }
+//!
+//!     async fn count(&self, up_to: u32, mut out: Sender<u32>) -> Result<(), RemoteError> {
+//!         for i in 1..=up_to {
+//!             out.send(&i).await.map_err(|e| RemoteError::new(e.to_string()))?;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Two nodes in one process, on loopback.
+//! let (la, lb) = (tokio::net::TcpListener::bind("127.0.0.1:0").await?, tokio::net::TcpListener::bind("127.0.0.1:0").await?);
+//! let (ua, ub) = (format!("ws://{}/grid/v1", la.local_addr()?), format!("ws://{}/grid/v1", lb.local_addr()?));
+//! let a = grid::Manager::builder().local("a").peer("a", ua.clone()).peer("b", ub.clone()).token("s").build()?;
+//! let b = grid::Manager::builder().local("b").peer("a", ua).peer("b", ub).token("s").build()?;
+//! b.register(GreeterServer::new(Friendly))?;
+//! tokio::spawn(a.clone().serve(la));
+//! tokio::spawn(b.clone().serve(lb));
+//!
+//! let to_b = a.connection("b")?;
+//! to_b.wait_for_connect().await?;
+//! let greeter = GreeterClient::new(to_b);
+//! assert_eq!(greeter.greet(Greeting { name: "grid".into() }).await?, "hello grid (from a)");
+//! let counted: Vec<u32> = greeter.count(3).await?.map(|n| n.unwrap()).collect().await;
+//! assert_eq!(counted, [1, 2, 3]);
+//! # a.shutdown().await;
+//! # b.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! The wire protocol is described in `PROTOCOL.md` at the repository root.
 #![deny(missing_docs)]
 
@@ -57,6 +122,37 @@ pub use bytes::Bytes;
 pub use connection::{dials, Connection, OpenStream, Request, State, Stream, Subroute};
 pub use core::{TokenProvider, TokenValidator};
 pub use error::{Error, RemoteError, Result};
+/// Turns a trait into a grid service. See the [crate documentation](crate#typed-services)
+/// for a complete example.
+///
+/// `#[grid::service(id = N)]` (N in 1..=65535, stable on the wire) on a trait of
+/// `async fn` methods taking `&self` generates, next to the trait (rewritten so that its
+/// futures are `Send`):
+/// - `{Trait}Service`: one `HandlerId` constant per method (`{Trait}Service::METHOD_NAME`)
+///   and the [`Service`] description, for [`services!`];
+/// - `{Trait}Server<T>`: wraps an implementation; register it with [`Manager::register`]
+///   (or [`Manager::register_on`] for a subroute); all methods or none;
+/// - `{Trait}Client`: one async method per service method, built from a [`Connection`]
+///   or [`Subroute`]; cheap to clone; `with_deadline(d)` for a per-client or per-call
+///   deadline.
+///
+/// Method shapes:
+/// - single: `async fn m(&self, req: Req) -> Result<Resp, RemoteError>`;
+/// - handler stream: `#[grid(stream)] async fn m(&self, req: Req, out: Sender<Item>) ->
+///   Result<(), RemoteError>`; the client gets a [`Receiver`];
+/// - two-way: `#[grid(stream)] async fn m(&self, req: Req, input: Receiver<In>, out:
+///   Sender<Item>) -> Result<(), RemoteError>`; the client gets a [`Sender`] and a
+///   [`Receiver`].
+///
+/// Options in `#[grid(...)]`: `stream`, `id = N` (method id, 1..=65535; default: a hash of
+/// the name, see PROTOCOL.md), `in_capacity = N`, `out_capacity = N`, `deadline_ms = N`
+/// (the method's default deadline). Requests, responses and items are any serde types,
+/// encoded as MessagePack maps (adding an `Option` or `#[serde(default)]` field stays
+/// compatible both ways). Handlers reach the caller, deadline and subroute through
+/// [`CallContext::current`]. Mistakes (two methods with one id, reserved ids, a method that
+/// is not async, no `&self`, a wrong return type, a stream without its `Sender`, generic
+/// methods, parameter patterns) are compile errors at the offending span, all reported at
+/// once.
 pub use grid_macros::service;
 pub use handler::{CallContext, HandlerId, SingleFuture, StreamCall, StreamFuture, StreamHandler};
 pub use manager::{Manager, ManagerBuilder};
