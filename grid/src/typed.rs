@@ -25,9 +25,12 @@ use crate::mux::{StreamReceiver, StreamSender};
 /// # Errors
 /// [`Error::Codec`] if the value cannot be serialized.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
-    rmp_serde::to_vec_named(value)
-        .map(Bytes::from)
-        .map_err(|e| Error::Codec(format!("cannot encode {}: {e}", std::any::type_name::<T>())))
+    // Sized for typical small messages up front: growing a Vec from empty costs several
+    // reallocations per call.
+    let mut buf = Vec::with_capacity(256);
+    rmp_serde::encode::write_named(&mut buf, value)
+        .map_err(|e| Error::Codec(format!("cannot encode {}: {e}", std::any::type_name::<T>())))?;
+    Ok(Bytes::from(buf))
 }
 
 /// Decodes a payload.

@@ -357,7 +357,11 @@ async fn overlapping_services_are_refused_at_registration_all_or_nothing() {
         );
         assert_eq!(<StorageService as Service>::METHODS.len(), 5);
         assert_eq!(StorageService::RUNNING_SUM.get(), 0x0001_004d);
-        assert_eq!(StorageService::DISK_INFO.get(), 0x0001_8e99, "pinned in PROTOCOL.md");
+        assert_eq!(
+            StorageService::DISK_INFO.get(),
+            0x0001_8e99,
+            "pinned in PROTOCOL.md"
+        );
         c.finish().await;
     })
     .await

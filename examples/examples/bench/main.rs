@@ -19,6 +19,7 @@
 mod drive;
 mod raw;
 mod streams;
+mod typed;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -79,6 +80,7 @@ async fn grid_pair() -> (Manager, Manager) {
         m.register_single(ECHO, |_, p: Option<Bytes>| async move { Ok(p) })
             .expect("register");
         streams::register(m);
+        typed::register(m);
     }
     tokio::spawn(a.clone().serve(la));
     tokio::spawn(b.clone().serve(lb));
@@ -199,6 +201,47 @@ async fn run(secs: f64) {
             });
         }
         row(&callers.to_string(), &median(gs), &median(rs));
+    }
+    if env("BENCH_TYPED", 1) == 1 && only.is_empty() {
+        // Typed calls (a small struct each way) against bytes of the same size.
+        let typed_client = typed::client(&conn);
+        let bytes = typed::sample_bytes();
+        println!(
+            "typed layer: a {}-byte struct each way, 256 callers (grid typed vs grid bytes)",
+            bytes.len()
+        );
+        let (mut ts, mut bs) = (Vec::new(), Vec::new());
+        let typed_callers = env("BENCH_TYPED_CALLERS", 256usize);
+        for _ in 0..rounds {
+            let c = typed_client.clone();
+            ts.push(
+                drive(typed_callers, secs, move || {
+                    let c = c.clone();
+                    Box::pin(async move {
+                        c.echo(typed::sample()).await.expect("typed call");
+                    }) as futures::future::BoxFuture<'static, ()>
+                })
+                .await,
+            );
+            let (conn, bytes) = (conn.clone(), bytes.clone());
+            bs.push(
+                drive(typed_callers, secs, move || {
+                    let (conn, bytes) = (conn.clone(), bytes.clone());
+                    Box::pin(async move {
+                        conn.request(ECHO, bytes).await.expect("bytes call");
+                    }) as futures::future::BoxFuture<'static, ()>
+                })
+                .await,
+            );
+        }
+        row(&format!("typed/{typed_callers}"), &median(ts), &median(bs));
+        let total: u64 = env("BENCH_STREAM_MESSAGES", 2_000_000);
+        let typed_rate = typed::typed_stream_rate(&typed_client, total).await;
+        let bytes_rate = streams::grid_rate(&conn, 1, total).await;
+        println!(
+            "  typed stream {typed_rate:.0} items/s vs bytes stream {bytes_rate:.0} msg/s ({:.2} x)",
+            ratio(typed_rate, bytes_rate)
+        );
     }
     if env("BENCH_BULK", 1) == 1 && only.is_empty() {
         let g = beside_bulk(secs, grid_call(&conn, PAYLOAD), grid_call(&conn, BULK)).await;
