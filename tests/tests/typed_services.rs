@@ -366,3 +366,34 @@ async fn overlapping_services_are_refused_at_registration_all_or_nothing() {
     })
     .await
 }
+
+#[tokio::test]
+async fn dropping_a_typed_stream_cancels_its_handler_and_method_deadlines_apply() {
+    within(async {
+        let (c, client, disks) = served().await;
+        // A handler stream whose caller drops the receiver: the handler's send fails and
+        // the mux is freed on both sides (checked by finish()).
+        let mut entries = client.walk_dir(1_000_000).await.expect("open");
+        assert_eq!(
+            entries.recv().await.expect("first").expect("ok").name,
+            "file-0"
+        );
+        drop(entries);
+        // The two-way stream: dropping the receiver cancels it; the sender then fails.
+        let (mut numbers, totals) = client.running_sum(0).await.expect("open");
+        numbers.send(&1).await.expect("send");
+        drop(totals);
+        loop {
+            if numbers.send(&1).await.is_err() {
+                break;
+            }
+        }
+        drop(numbers);
+        // `hang` declares a 60 s default deadline; a client deadline overrides it.
+        let quick = client.with_deadline(Duration::from_millis(100));
+        assert_eq!(quick.hang(()).await, Err(Error::DeadlineExceeded));
+        disks.hang_dropped.notified().await;
+        c.finish().await;
+    })
+    .await
+}
