@@ -235,6 +235,33 @@ async fn run(secs: f64) {
             );
         }
         row(&format!("typed/{typed_callers}"), &median(ts), &median(bs));
+        // The same with a struct of plain numbers (no allocation in the struct itself).
+        let nbytes = grid::typed::encode(&typed::numbers()).expect("encode");
+        let (mut ts, mut bs) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let c = typed_client.clone();
+            ts.push(
+                drive(typed_callers, secs, move || {
+                    let c = c.clone();
+                    Box::pin(async move {
+                        c.echo_numbers(typed::numbers()).await.expect("typed call");
+                    }) as futures::future::BoxFuture<'static, ()>
+                })
+                .await,
+            );
+            let (conn, bytes) = (conn.clone(), nbytes.clone());
+            bs.push(
+                drive(typed_callers, secs, move || {
+                    let (conn, bytes) = (conn.clone(), bytes.clone());
+                    Box::pin(async move {
+                        conn.request(ECHO, bytes).await.expect("bytes call");
+                    }) as futures::future::BoxFuture<'static, ()>
+                })
+                .await,
+            );
+        }
+        println!("  the same with a {}-byte struct of numbers:", nbytes.len());
+        row(&format!("num/{typed_callers}"), &median(ts), &median(bs));
         let total: u64 = env("BENCH_STREAM_MESSAGES", 2_000_000);
         let typed_rate = typed::typed_stream_rate(&typed_client, total).await;
         let bytes_rate = streams::grid_rate(&conn, 1, total).await;

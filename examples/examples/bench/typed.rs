@@ -15,6 +15,16 @@ pub struct Small {
     pub flags: Vec<u8>,
 }
 
+/// A small request of plain numbers (no heap fields).
+#[derive(Clone, Copy, Serialize, Deserialize)]
+pub struct Numbers {
+    pub shard: u64,
+    pub offset: u64,
+    pub length: u64,
+    pub version: u32,
+    pub flags: u32,
+}
+
 /// A stream item of about 64 bytes encoded (a directory-listing record).
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Record {
@@ -29,6 +39,9 @@ pub trait Bench {
     /// Echoes the request.
     async fn echo(&self, req: Small) -> Result<Small, RemoteError>;
 
+    /// Echoes a request of plain numbers.
+    async fn echo_numbers(&self, req: Numbers) -> Result<Numbers, RemoteError>;
+
     /// Streams `n` records of about 64 bytes.
     #[grid(stream, out_capacity = 1024)]
     async fn push(&self, n: u64, out: Sender<Record>) -> Result<(), RemoteError>;
@@ -38,6 +51,10 @@ struct Impl;
 
 impl Bench for Impl {
     async fn echo(&self, req: Small) -> Result<Small, RemoteError> {
+        Ok(req)
+    }
+
+    async fn echo_numbers(&self, req: Numbers) -> Result<Numbers, RemoteError> {
         Ok(req)
     }
 
@@ -68,6 +85,16 @@ pub fn sample() -> Small {
         object: "holiday/beach/img_0042.jpg".into(),
         version: 7,
         flags: vec![1, 2, 3, 4],
+    }
+}
+
+pub fn numbers() -> Numbers {
+    Numbers {
+        shard: 17,
+        offset: 1 << 33,
+        length: 65_536,
+        version: 3,
+        flags: 0b1011,
     }
 }
 
