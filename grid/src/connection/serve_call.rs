@@ -1,7 +1,9 @@
 //! Running a handler for a single call the remote made, and sending its answer.
 
 use std::any::Any;
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::FutureExt;
@@ -37,13 +39,22 @@ pub(crate) fn serve_request(
     let cancel = ctx.cancel.clone();
     let (mux_id, handler) = (msg.mux_id, msg.handler);
     let max = core.config.max_message_size;
+    let span =
+        tracing::debug_span!("grid.handle", peer = %conn.remote, handler = %handler, mux = mux_id);
     // The handler's synchronous part runs here: a panic in it must not unwind the reader.
     let current = ctx.clone();
     let started = catch_unwind(AssertUnwindSafe(|| {
+        let _entered = (!span.is_disabled()).then(|| span.enter());
         CURRENT_CALL.sync_scope(current.clone(), || (entry.call)(ctx, msg.payload))
     }));
-    let mut call = match started {
-        Ok(fut) => Box::pin(CURRENT_CALL.scope(current, AssertUnwindSafe(fut).catch_unwind())),
+    let mut call: Pin<Box<dyn Future<Output = Outcome> + Send>> = match started {
+        Ok(fut) if span.is_disabled() => {
+            Box::pin(CURRENT_CALL.scope(current, AssertUnwindSafe(fut).catch_unwind()))
+        }
+        Ok(fut) => Box::pin(tracing::Instrument::instrument(
+            CURRENT_CALL.scope(current, AssertUnwindSafe(fut).catch_unwind()),
+            span,
+        )),
         Err(panic) => {
             replies.push(
                 session

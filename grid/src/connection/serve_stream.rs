@@ -99,62 +99,67 @@ pub(crate) fn serve_open(
     };
     let s = session.clone();
     let run = entry.handler.call.clone();
-    let task = core.tasks.spawn(async move {
-        let on_abort = FireOnDrop::new(cancel);
-        let mut ack = Message::new(Op::AckMux);
-        ack.mux_id = mux_id;
-        ack.handler = handler;
-        ack.payload = Some(
-            Ack {
-                in_capacity,
-                out_capacity,
+    let span =
+        tracing::debug_span!("grid.stream", peer = %conn.remote, handler = %handler, mux = mux_id);
+    let task = core.tasks.spawn(tracing::Instrument::instrument(
+        async move {
+            let on_abort = FireOnDrop::new(cancel);
+            let mut ack = Message::new(Op::AckMux);
+            ack.mux_id = mux_id;
+            ack.handler = handler;
+            ack.payload = Some(
+                Ack {
+                    in_capacity,
+                    out_capacity,
+                }
+                .encode(),
+            );
+            // The ack goes out before anything the handler sends.
+            if s.outbox.send(&ack).await.is_err() {
+                return;
             }
-            .encode(),
-        );
-        // The ack goes out before anything the handler sends.
-        if s.outbox.send(&ack).await.is_err() {
-            return;
-        }
-        let body = AssertUnwindSafe(async move { run(call).await }).catch_unwind();
-        let body = CURRENT_CALL.scope(current, body);
-        let outcome = match deadline {
-            Some(d) => tokio::time::timeout_at(d, body).await.ok(),
-            None => Some(body.await),
-        };
-        let timed_out = outcome.is_none();
-        if !s.streams.handler_done(mux_id) {
-            return; // cancelled meanwhile; the caller knows
-        }
-        let mut end = Message::new(Op::MuxServerMsg);
-        end.mux_id = mux_id;
-        end.handler = handler;
-        end.flags = Flags::EOF;
-        end.seq = seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let failure = match outcome {
-            Some(Ok(Ok(()))) => None,
-            Some(Ok(Err(remote))) => Some((remote.kind(), remote.message)),
-            Some(Err(panic)) => {
-                let text = format!(
-                    "stream handler panicked: {}",
-                    super::serve_call::panic_message(&*panic)
-                );
-                tracing::error!(%handler, mux_id, "{text}");
-                Some((ErrorKind::Remote, text))
+            let body = AssertUnwindSafe(async move { run(call).await }).catch_unwind();
+            let body = CURRENT_CALL.scope(current, body);
+            let outcome = match deadline {
+                Some(d) => tokio::time::timeout_at(d, body).await.ok(),
+                None => Some(body.await),
+            };
+            let timed_out = outcome.is_none();
+            if !s.streams.handler_done(mux_id) {
+                return; // cancelled meanwhile; the caller knows
             }
-            None => Some((
-                ErrorKind::DeadlineExceeded,
-                Error::DeadlineExceeded.to_string(),
-            )),
-        };
-        if let Some((kind, text)) = failure {
-            end.flags = Flags::EOF | Flags::PAYLOAD_IS_ERROR;
-            end.payload = Some(encode_error(kind, &text));
-        }
-        if !timed_out {
-            on_abort.disarm();
-        }
-        let _ = s.outbox.send(&end).await;
-    });
+            let mut end = Message::new(Op::MuxServerMsg);
+            end.mux_id = mux_id;
+            end.handler = handler;
+            end.flags = Flags::EOF;
+            end.seq = seq.fetch_add(1, Ordering::Relaxed) + 1;
+            let failure = match outcome {
+                Some(Ok(Ok(()))) => None,
+                Some(Ok(Err(remote))) => Some((remote.kind(), remote.message)),
+                Some(Err(panic)) => {
+                    let text = format!(
+                        "stream handler panicked: {}",
+                        super::serve_call::panic_message(&*panic)
+                    );
+                    tracing::error!(%handler, mux_id, "{text}");
+                    Some((ErrorKind::Remote, text))
+                }
+                None => Some((
+                    ErrorKind::DeadlineExceeded,
+                    Error::DeadlineExceeded.to_string(),
+                )),
+            };
+            if let Some((kind, text)) = failure {
+                end.flags = Flags::EOF | Flags::PAYLOAD_IS_ERROR;
+                end.payload = Some(encode_error(kind, &text));
+            }
+            if !timed_out {
+                on_abort.disarm();
+            }
+            let _ = s.outbox.send(&end).await;
+        },
+        span,
+    ));
     session.streams.attach_task(mux_id, task.abort_handle());
     Ok(())
 }

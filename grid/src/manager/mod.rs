@@ -19,6 +19,7 @@ use crate::connection::Connection;
 use crate::core::Core;
 use crate::error::{Error, RemoteError, Result};
 use crate::handler::{single_fn, CallContext, StreamHandler};
+use crate::metrics::{ManagerStats, PeerStats};
 use crate::typed::ServiceServer;
 
 /// A node's handle on the grid: owns one [`Connection`] per peer, the handler table and the
@@ -205,6 +206,23 @@ impl Manager {
     pub async fn shutdown(&self) {
         self.inner.core.shutdown.send_replace(true);
         self.inner.core.tasks.drained().await;
+    }
+
+    /// Every peer's state and figures, for dashboards
+    /// ([`ManagerStats::to_prometheus`]) and health checks.
+    pub fn stats(&self) -> ManagerStats {
+        ManagerStats {
+            local: self.local().to_owned(),
+            peers: self
+                .connections()
+                .map(|c| PeerStats {
+                    peer: c.remote().to_owned(),
+                    state: c.state(),
+                    stats: c.stats(),
+                })
+                .collect(),
+            running_tasks: self.running_tasks(),
+        }
     }
 
     /// Tasks the manager has running (connections, sockets, handlers); 0 after shutdown.

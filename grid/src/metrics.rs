@@ -1,0 +1,164 @@
+//! Figures for a whole manager, and their Prometheus text rendering (no HTTP server
+//! needed: serve the string from whatever endpoint the application already has).
+
+use std::fmt::Write as _;
+
+use crate::connection::State;
+use crate::stats::ConnectionStats;
+
+/// One peer's figures.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PeerStats {
+    /// The peer's name.
+    pub peer: String,
+    /// Where its connection stands.
+    pub state: State,
+    /// Its connection's counters.
+    pub stats: ConnectionStats,
+}
+
+/// A snapshot of a manager's figures (see [`Manager::stats`](crate::Manager::stats)).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ManagerStats {
+    /// This node's name.
+    pub local: String,
+    /// Every peer, ordered by name.
+    pub peers: Vec<PeerStats>,
+    /// Tasks the manager has running.
+    pub running_tasks: usize,
+}
+
+struct Metric {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: fn(&PeerStats) -> f64,
+}
+
+const METRICS: &[Metric] = &[
+    Metric {
+        name: "grid_connected",
+        kind: "gauge",
+        help: "1 if the connection to the peer is up.",
+        value: |p| f64::from(u8::from(p.state == State::Connected)),
+    },
+    Metric {
+        name: "grid_messages_in_total",
+        kind: "counter",
+        help: "Protocol messages received from the peer.",
+        value: |p| p.stats.messages_in as f64,
+    },
+    Metric {
+        name: "grid_messages_out_total",
+        kind: "counter",
+        help: "Protocol messages sent to the peer.",
+        value: |p| p.stats.messages_out as f64,
+    },
+    Metric {
+        name: "grid_frames_in_total",
+        kind: "counter",
+        help: "WebSocket frames received from the peer.",
+        value: |p| p.stats.frames_in as f64,
+    },
+    Metric {
+        name: "grid_frames_out_total",
+        kind: "counter",
+        help: "WebSocket frames sent to the peer.",
+        value: |p| p.stats.frames_out as f64,
+    },
+    Metric {
+        name: "grid_merged_frames_out_total",
+        kind: "counter",
+        help: "Sent frames that merged several messages.",
+        value: |p| p.stats.merged_frames_out as f64,
+    },
+    Metric {
+        name: "grid_bytes_in_total",
+        kind: "counter",
+        help: "Bytes received from the peer.",
+        value: |p| p.stats.bytes_in as f64,
+    },
+    Metric {
+        name: "grid_bytes_out_total",
+        kind: "counter",
+        help: "Bytes sent to the peer.",
+        value: |p| p.stats.bytes_out as f64,
+    },
+    Metric {
+        name: "grid_reconnects_total",
+        kind: "counter",
+        help: "Connections to the peer established after the first.",
+        value: |p| p.stats.reconnects as f64,
+    },
+    Metric {
+        name: "grid_remote_restarts_total",
+        kind: "counter",
+        help: "Times the peer came back with a new instance id.",
+        value: |p| p.stats.remote_restarts as f64,
+    },
+    Metric {
+        name: "grid_in_flight_calls",
+        kind: "gauge",
+        help: "Calls and streams this node has open to the peer.",
+        value: |p| p.stats.in_flight_calls as f64,
+    },
+    Metric {
+        name: "grid_in_flight_handlers",
+        kind: "gauge",
+        help: "Handlers running here for the peer.",
+        value: |p| p.stats.in_flight_handlers as f64,
+    },
+    Metric {
+        name: "grid_ping_rtt_seconds",
+        kind: "gauge",
+        help: "Round trip of the last answered ping (NaN before the first).",
+        value: |p| p.stats.last_ping_rtt.map_or(f64::NAN, |d| d.as_secs_f64()),
+    },
+];
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl ManagerStats {
+    /// The figures in the Prometheus text exposition format (version 0.0.4), one series
+    /// per peer, labelled `local` and `peer`.
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::new();
+        let local = escape(&self.local);
+        for m in METRICS {
+            let _ = writeln!(out, "# HELP {} {}", m.name, m.help);
+            let _ = writeln!(out, "# TYPE {} {}", m.name, m.kind);
+            for p in &self.peers {
+                let v = (m.value)(p);
+                let v = if v.is_nan() {
+                    "NaN".to_owned()
+                } else {
+                    v.to_string()
+                };
+                let _ = writeln!(
+                    out,
+                    "{}{{local=\"{local}\",peer=\"{}\"}} {v}",
+                    m.name,
+                    escape(&p.peer)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP grid_running_tasks Tasks the manager has running."
+        );
+        let _ = writeln!(out, "# TYPE grid_running_tasks gauge");
+        let _ = writeln!(
+            out,
+            "grid_running_tasks{{local=\"{local}\"}} {}",
+            self.running_tasks
+        );
+        out
+    }
+}
