@@ -75,6 +75,18 @@ impl From<Connection> for Target {
     }
 }
 
+impl From<&Connection> for Target {
+    fn from(c: &Connection) -> Self {
+        Target::Connection(c.clone())
+    }
+}
+
+impl From<&Subroute> for Target {
+    fn from(s: &Subroute) -> Self {
+        Target::Subroute(s.clone())
+    }
+}
+
 impl From<Subroute> for Target {
     fn from(s: Subroute) -> Self {
         Target::Subroute(s)
