@@ -61,6 +61,24 @@ impl Config {
     }
 }
 
+/// TLS settings (feature `tls`).
+#[derive(Clone, Default)]
+pub(crate) struct Tls {
+    #[cfg(feature = "tls")]
+    pub client: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    #[cfg(feature = "tls")]
+    pub server: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+}
+
+impl Tls {
+    pub(crate) fn has_client(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.client.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+}
+
 pub(crate) struct Core {
     pub local: Arc<str>,
     pub instance: Uuid,
@@ -70,6 +88,8 @@ pub(crate) struct Core {
     pub shutdown: watch::Sender<bool>,
     pub token_provider: TokenProvider,
     pub token_validator: TokenValidator,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub tls: Tls,
 }
 
 impl Core {

@@ -119,6 +119,12 @@ mod stats;
 mod tasks;
 pub mod typed;
 
+/// TLS through rustls (feature `tls`): the types to build client and server settings with.
+#[cfg(feature = "tls")]
+pub mod tls {
+    pub use tokio_rustls::rustls;
+}
+
 pub use bytes::Bytes;
 pub use connection::{dials, Connection, OpenStream, Request, State, Stream, Subroute};
 pub use core::{TokenProvider, TokenValidator};

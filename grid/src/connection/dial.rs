@@ -7,9 +7,12 @@ use tokio_tungstenite::tungstenite::http::header::{HeaderValue, AUTHORIZATION};
 use tokio_tungstenite::tungstenite::{self};
 use uuid::Uuid;
 
+#[cfg(feature = "tls")]
+use super::handshake::framed_stream;
 use super::handshake::{framed, recv_message, send_message};
 use super::runner::Accepted;
 use super::websocket::Role;
+use super::websocket::{FrameReader, FrameWriter};
 use super::ConnInner;
 use crate::codec::handshake::{decode, encode, ConnectRequest, ConnectResponse};
 use crate::codec::{Message, Op};
@@ -43,18 +46,24 @@ async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
         .unwrap_or_default()
         .trim_matches(['[', ']'])
         .to_owned();
-    let port = uri.port_u16().unwrap_or(80);
+    let secure = uri.scheme_str() == Some("wss");
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
 
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| Error::Unreachable(format!("{}: {e}", inner.url)))?;
     let _ = tcp.set_nodelay(true);
-    let (ws, _) = tokio_tungstenite::client_async(request, tcp)
-        .await
-        .map_err(upgrade_error)?;
-    let (mut reader, mut writer) = framed(ws.into_inner(), Role::Dialer, core.config.max_frame());
-
-    let checksum = true;
+    let max_frame = core.config.max_frame();
+    let (mut reader, mut writer) = if secure {
+        tls_upgrade(core, request, tcp, &host).await?
+    } else {
+        let (ws, _) = tokio_tungstenite::client_async(request, tcp)
+            .await
+            .map_err(upgrade_error)?;
+        framed(ws.into_inner(), Role::Dialer, max_frame)
+    };
+    // TLS already protects the bytes: no checksums then.
+    let checksum = !secure;
     let mut hello = Message::new(Op::Connect);
     hello.payload = Some(
         encode(&ConnectRequest {
@@ -92,6 +101,48 @@ async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
         instance,
         checksum,
     })
+}
+
+/// The TLS handshake, then the WebSocket upgrade over it.
+#[cfg(feature = "tls")]
+async fn tls_upgrade(
+    core: &crate::core::Core,
+    request: tungstenite::handshake::client::Request,
+    tcp: TcpStream,
+    host: &str,
+) -> Result<(FrameReader, FrameWriter)> {
+    use tokio_rustls::rustls::pki_types::ServerName;
+    let config = core
+        .tls
+        .client
+        .clone()
+        .ok_or_else(|| Error::Config("wss:// peers need ManagerBuilder::tls_client".into()))?;
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|e| Error::Config(format!("{host:?} is not a valid TLS server name: {e}")))?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| Error::Unreachable(format!("TLS handshake with {host} failed: {e}")))?;
+    let (ws, _) = tokio_tungstenite::client_async(request, tls)
+        .await
+        .map_err(upgrade_error)?;
+    Ok(framed_stream(
+        ws.into_inner(),
+        Role::Dialer,
+        core.config.max_frame(),
+    ))
+}
+
+#[cfg(not(feature = "tls"))]
+async fn tls_upgrade(
+    _core: &crate::core::Core,
+    _request: tungstenite::handshake::client::Request,
+    _tcp: TcpStream,
+    _host: &str,
+) -> Result<(FrameReader, FrameWriter)> {
+    Err(Error::Config(
+        "wss:// peers need grid's `tls` feature".into(),
+    ))
 }
 
 fn upgrade_error(e: tungstenite::Error) -> Error {

@@ -20,6 +20,23 @@ pub(crate) fn framed(tcp: TcpStream, role: Role, max_frame: usize) -> (FrameRead
     )
 }
 
+/// Splits an upgraded TLS stream (or any other stream) into framed halves.
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
+pub(crate) fn framed_stream<S>(
+    stream: S,
+    role: Role,
+    max_frame: usize,
+) -> (FrameReader, FrameWriter)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(stream);
+    (
+        FrameReader::new(Box::new(read), role, max_frame),
+        FrameWriter::new(Box::new(write), role),
+    )
+}
+
 pub(crate) async fn send_message(w: &mut FrameWriter, msg: &Message, checksum: bool) -> Result<()> {
     w.binary(&msg.encode(checksum))
         .await

@@ -202,6 +202,14 @@ impl Connection {
         self.inner.counters.snapshot(calls, handlers)
     }
 
+    /// Whether the live socket is TLS (`wss://`); `None` while not connected. TLS
+    /// connections carry no checksums.
+    pub fn is_tls(&self) -> Option<bool> {
+        self.inner
+            .current_session()
+            .map(|s| !s.limits.require_checksum)
+    }
+
     /// The remote's instance id from the last handshake (changes when it restarts).
     pub fn remote_instance(&self) -> Option<Uuid> {
         *self.inner.remote_instance.borrow()

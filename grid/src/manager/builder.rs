@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{Manager, ManagerInner};
 use crate::connection::Connection;
-use crate::core::{Config, Core, TokenProvider, TokenValidator};
+use crate::core::{Config, Core, Tls, TokenProvider, TokenValidator};
 use crate::error::{Error, Result};
 use crate::handler::Handlers;
 
@@ -22,6 +22,7 @@ pub struct ManagerBuilder {
     config: Config,
     provider: Option<TokenProvider>,
     validator: Option<TokenValidator>,
+    tls: Tls,
 }
 
 impl std::fmt::Debug for ManagerBuilder {
@@ -74,6 +75,29 @@ impl ManagerBuilder {
         f: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static,
     ) -> Self {
         self.validator = Some(Arc::new(f));
+        self
+    }
+
+    /// The TLS client settings (roots, client certificate) used to dial `wss://` peers.
+    /// Checksums are off on TLS connections: TLS protects the bytes already.
+    #[cfg(feature = "tls")]
+    pub fn tls_client(
+        mut self,
+        config: std::sync::Arc<tokio_rustls::rustls::ClientConfig>,
+    ) -> Self {
+        self.tls.client = Some(config);
+        self
+    }
+
+    /// Makes [`Manager::serve`](super::Manager::serve) accept TLS only, with these server
+    /// settings (certificate chain and key; client authentication if configured). Peers
+    /// then list this node with a `wss://` URL.
+    #[cfg(feature = "tls")]
+    pub fn tls_server(
+        mut self,
+        config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+    ) -> Self {
+        self.tls.server = Some(config);
         self
     }
 
@@ -183,9 +207,9 @@ impl ManagerBuilder {
                     "peer {name:?}: url {url:?} must start with ws:// or wss://"
                 )));
             }
-            if url.starts_with("wss://") {
+            if url.starts_with("wss://") && !self.tls.has_client() {
                 return Err(Error::Config(format!(
-                    "peer {name:?}: wss:// needs TLS, which this build does not include yet"
+                    "peer {name:?}: wss:// needs TLS client settings: ManagerBuilder::tls_client (feature `tls`)"
                 )));
             }
             if urls.insert(name.clone(), url).is_some() {
@@ -201,6 +225,7 @@ impl ManagerBuilder {
             shutdown: watch::Sender::new(false),
             token_provider: provider,
             token_validator: validator,
+            tls: self.tls,
         });
         let connections = urls
             .into_iter()

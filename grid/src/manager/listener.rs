@@ -113,11 +113,36 @@ async fn handshake(state: &Listening, tcp: TcpStream) -> Result<(Connection, Acc
             },
         }
     };
-    let ws = tokio_tungstenite::accept_hdr_async(tcp, check_http)
-        .await
-        .map_err(|e| Error::Rejected(format!("upgrade refused: {e}")))?;
-    let (mut reader, mut writer) = framed(ws.into_inner(), Role::Acceptor, core.config.max_frame());
-    let checksum = true;
+    let max_frame = core.config.max_frame();
+    let refused =
+        |e: tokio_tungstenite::tungstenite::Error| Error::Rejected(format!("upgrade refused: {e}"));
+    #[cfg(feature = "tls")]
+    let tls = core.tls.server.clone();
+    #[cfg(not(feature = "tls"))]
+    let tls: Option<std::convert::Infallible> = None;
+    // TLS already protects the bytes: no checksums then.
+    let checksum = tls.is_none();
+    let (mut reader, mut writer) = match tls {
+        None => {
+            let ws = tokio_tungstenite::accept_hdr_async(tcp, check_http)
+                .await
+                .map_err(refused)?;
+            framed(ws.into_inner(), Role::Acceptor, max_frame)
+        }
+        #[cfg(feature = "tls")]
+        Some(config) => {
+            let stream = tokio_rustls::TlsAcceptor::from(config)
+                .accept(tcp)
+                .await
+                .map_err(|e| Error::Rejected(format!("TLS handshake failed: {e}")))?;
+            let ws = tokio_tungstenite::accept_hdr_async(stream, check_http)
+                .await
+                .map_err(refused)?;
+            crate::connection::handshake::framed_stream(ws.into_inner(), Role::Acceptor, max_frame)
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match never {},
+    };
     let hello = recv_message(&mut reader, core.config.limits()).await?;
     if hello.op != Op::Connect {
         return Err(Error::Protocol(format!(
