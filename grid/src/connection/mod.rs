@@ -34,7 +34,7 @@ pub use open_stream::{OpenStream, Stream};
 pub use request::Request;
 pub(crate) use runner::Accepted;
 use session::Session;
-pub(crate) use websocket::Role;
+pub(crate) use websocket::{FrameReader, FrameWriter, Role};
 
 use crate::codec::{subroute_hash, HandlerId};
 use crate::core::Core;

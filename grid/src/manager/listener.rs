@@ -15,12 +15,12 @@ use crate::codec::handshake::{decode, encode, ConnectRequest, ConnectResponse};
 use crate::codec::{Message, Op};
 use crate::connection::handshake::{framed, recv_message, send_message};
 use crate::connection::Role;
-use crate::connection::{Accepted, Connection};
+use crate::connection::{Accepted, Connection, FrameReader, FrameWriter};
 use crate::core::{wall_clock_ms, Core};
 use crate::error::{Error, Result};
 
-struct Listening {
-    core: Arc<Core>,
+pub(crate) struct Listening {
+    pub(crate) core: Arc<Core>,
     connections: BTreeMap<String, Connection>,
     last_refusal: Mutex<String>,
 }
@@ -30,11 +30,7 @@ pub(super) async fn serve(
     connections: BTreeMap<String, Connection>,
     listener: TcpListener,
 ) -> Result<()> {
-    let state = Arc::new(Listening {
-        core: core.clone(),
-        connections,
-        last_refusal: Mutex::new(String::new()),
-    });
+    let state = Arc::new(Listening::new(core.clone(), connections));
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -65,12 +61,28 @@ async fn accept_one(state: Arc<Listening>, tcp: TcpStream, addr: SocketAddr) {
         Ok(Err(e)) => e.to_string(),
         Err(_) => "handshake timed out".to_owned(),
     };
-    let mut last = state.last_refusal.lock().unwrap_or_else(|e| e.into_inner());
-    if *last != refusal {
-        tracing::warn!(local = %core.local, %addr, reason = %refusal, "refused an incoming connection");
-        *last = refusal;
-    } else {
-        tracing::debug!(local = %core.local, %addr, reason = %refusal, "refused an incoming connection");
+    state.refused(&addr.to_string(), refusal);
+}
+
+impl Listening {
+    pub(crate) fn new(core: Arc<Core>, connections: BTreeMap<String, Connection>) -> Self {
+        Self {
+            core,
+            connections,
+            last_refusal: Mutex::new(String::new()),
+        }
+    }
+
+    /// Logs a refusal: a warning the first time, quietly while the same one repeats.
+    pub(crate) fn refused(&self, addr: &str, refusal: String) {
+        let core = &self.core;
+        let mut last = self.last_refusal.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != refusal {
+            tracing::warn!(local = %core.local, %addr, reason = %refusal, "refused an incoming connection");
+            *last = refusal;
+        } else {
+            tracing::debug!(local = %core.local, %addr, reason = %refusal, "refused an incoming connection");
+        }
     }
 }
 
@@ -83,34 +95,14 @@ fn http_refusal(status: StatusCode, text: String) -> ErrorResponse {
 #[allow(clippy::result_large_err)] // the callback type is fixed by tungstenite
 async fn handshake(state: &Listening, tcp: TcpStream) -> Result<(Connection, Accepted)> {
     let core = &state.core;
-    let route = core.config.route.as_str();
     let check_http = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() != route {
-            return Err(http_refusal(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no grid endpoint at {:?}; peers connect to {route:?}",
-                    req.uri().path()
-                ),
-            ));
-        }
-        let bearer = req
+        let auth = req
             .headers()
             .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match bearer {
-            None => Err(http_refusal(
-                StatusCode::UNAUTHORIZED,
-                "missing bearer token in the Authorization header".into(),
-            )),
-            Some(token) => match (core.token_validator)(token) {
-                Ok(()) => Ok(resp),
-                Err(reason) => Err(http_refusal(
-                    StatusCode::FORBIDDEN,
-                    format!("token refused: {reason}"),
-                )),
-            },
+            .and_then(|v| v.to_str().ok());
+        match check_upgrade(core, req.uri().path(), auth) {
+            Ok(()) => Ok(resp),
+            Err((status, text)) => Err(http_refusal(status, text)),
         }
     };
     let max_frame = core.config.max_frame();
@@ -122,7 +114,7 @@ async fn handshake(state: &Listening, tcp: TcpStream) -> Result<(Connection, Acc
     let tls: Option<std::convert::Infallible> = None;
     // TLS already protects the bytes: no checksums then.
     let checksum = tls.is_none();
-    let (mut reader, mut writer) = match tls {
+    let (reader, writer) = match tls {
         None => {
             let ws = tokio_tungstenite::accept_hdr_async(tcp, check_http)
                 .await
@@ -143,6 +135,42 @@ async fn handshake(state: &Listening, tcp: TcpStream) -> Result<(Connection, Acc
         #[cfg(not(feature = "tls"))]
         Some(never) => match never {},
     };
+    grid_handshake(state, reader, writer, checksum).await
+}
+
+/// The checks made on the HTTP upgrade request, before any upgrade: the route path and
+/// the bearer token. `Err` carries the HTTP status and the reason to answer with.
+pub(crate) fn check_upgrade(
+    core: &Core,
+    path: &str,
+    authorization: Option<&str>,
+) -> Result<(), (StatusCode, String)> {
+    let route = core.config.route.as_str();
+    if path != route {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("no grid endpoint at {path:?}; peers connect to {route:?}"),
+        ));
+    }
+    match authorization.and_then(|v| v.strip_prefix("Bearer ")) {
+        None => Err((
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token in the Authorization header".into(),
+        )),
+        Some(token) => (core.token_validator)(token)
+            .map_err(|reason| (StatusCode::FORBIDDEN, format!("token refused: {reason}"))),
+    }
+}
+
+/// The grid handshake on an upgraded socket: read Connect, check it, answer, and name the
+/// connection the socket belongs to.
+pub(crate) async fn grid_handshake(
+    state: &Listening,
+    mut reader: FrameReader,
+    mut writer: FrameWriter,
+    checksum: bool,
+) -> Result<(Connection, Accepted)> {
+    let core = &state.core;
     let hello = recv_message(&mut reader, core.config.limits()).await?;
     if hello.op != Op::Connect {
         return Err(Error::Protocol(format!(

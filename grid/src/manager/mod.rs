@@ -3,6 +3,8 @@
 
 mod builder;
 mod listener;
+#[cfg(feature = "axum")]
+mod mount;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -1,0 +1,81 @@
+//! grid served on an existing axum server, beside the application's own routes.
+
+use bytes::Bytes;
+use grid::HandlerId;
+use grid_tests::raw::{http_status, upgrade};
+use grid_tests::{assert_idle, builder, dialer_first, shut_down, within};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const ECHO: HandlerId = HandlerId::new(1);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grid_mounted_on_axum_beside_other_routes() {
+    within(async {
+        let (d, a) = dialer_first();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let url = format!("ws://{addr}/grid/v1");
+        // The acceptor is served by axum; it never dials, so its peer URL is unused.
+        let acceptor = builder(a)
+            .peer(d, "ws://127.0.0.1:1/grid/v1")
+            .build()
+            .expect("build");
+        acceptor
+            .register_single(ECHO, |ctx, p: Option<Bytes>| async move {
+                let mut answer = ctx.caller().as_bytes().to_vec();
+                answer.extend_from_slice(&p.unwrap_or_default());
+                Ok(Bytes::from(answer))
+            })
+            .expect("register");
+        let app = axum::Router::new()
+            .route("/health", axum::routing::get(|| async { "ok" }))
+            .merge(acceptor.axum_router());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+        // The application's own route still answers.
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut response = String::new();
+        tcp.read_to_string(&mut response).await.expect("read");
+        assert!(
+            response.starts_with("HTTP/1.1 200") && response.ends_with("ok"),
+            "{response}"
+        );
+
+        // Refusals before the upgrade, as with Manager::serve.
+        assert_eq!(http_status(upgrade(&url, None).await), 401);
+        assert_eq!(http_status(upgrade(&url, Some("wrong")).await), 403);
+
+        // A grid peer connects through axum and both sides call each other.
+        let dialer = builder(d).peer(a, url.clone()).build().expect("build");
+        dialer
+            .register_single(ECHO, |_, p: Option<Bytes>| async move { Ok(p) })
+            .expect("register");
+        let to_acceptor = dialer.connection(a).expect("conn");
+        to_acceptor.wait_for_connect().await.expect("connect");
+        let answer = to_acceptor
+            .request(ECHO, Bytes::from_static(b"!"))
+            .await
+            .expect("call");
+        assert_eq!(answer, Some(Bytes::from(format!("{d}!"))));
+        let back = acceptor.connection(d).expect("conn");
+        back.wait_for_connect().await.expect("connected");
+        assert_eq!(
+            back.request(ECHO, Bytes::from_static(b"x"))
+                .await
+                .expect("call"),
+            Some(Bytes::from_static(b"x"))
+        );
+        assert_eq!(to_acceptor.is_tls(), Some(false));
+
+        assert_idle(&dialer).await;
+        assert_idle(&acceptor).await;
+        shut_down(&dialer).await;
+        shut_down(&acceptor).await;
+        server.abort();
+    })
+    .await
+}
