@@ -5,6 +5,8 @@
 //! client (`render_*`). On errors it still emits the trait without grid's attributes, so
 //! the user sees the macro's errors and not a cascade of others.
 
+#![deny(missing_docs)]
+
 mod ast;
 mod check;
 mod ids;
