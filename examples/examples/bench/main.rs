@@ -140,6 +140,32 @@ async fn beside_bulk(
     figures
 }
 
+/// Alternates runs of `typed_call` and of byte-level calls carrying `bytes`; medians.
+async fn typed_vs_bytes(
+    conn: &Connection,
+    callers: usize,
+    secs: f64,
+    rounds: usize,
+    typed_call: impl Fn() -> futures::future::BoxFuture<'static, ()> + Clone + Send + Sync + 'static,
+    bytes: Bytes,
+) -> (Figures, Figures) {
+    let (mut ts, mut bs) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        ts.push(drive(callers, secs, typed_call.clone()).await);
+        let (conn, bytes) = (conn.clone(), bytes.clone());
+        bs.push(
+            drive(callers, secs, move || {
+                let (conn, bytes) = (conn.clone(), bytes.clone());
+                Box::pin(async move {
+                    conn.request(ECHO, bytes).await.expect("bytes call");
+                }) as futures::future::BoxFuture<'static, ()>
+            })
+            .await,
+        );
+    }
+    (median(ts), median(bs))
+}
+
 fn row(label: &str, g: &Figures, r: &Figures) {
     println!(
         "{label:>10} | {:>12.0} {:>10.1?} {:>10.1?} | {:>12.0} {:>10.1?} {:>10.1?} | {:>7.2} {:>7.2} {:>7.2}",
@@ -210,58 +236,28 @@ async fn run(secs: f64) {
             "typed layer: a {}-byte struct each way, 256 callers (grid typed vs grid bytes)",
             bytes.len()
         );
-        let (mut ts, mut bs) = (Vec::new(), Vec::new());
         let typed_callers = env("BENCH_TYPED_CALLERS", 256usize);
-        for _ in 0..rounds {
-            let c = typed_client.clone();
-            ts.push(
-                drive(typed_callers, secs, move || {
-                    let c = c.clone();
-                    Box::pin(async move {
-                        c.echo(typed::sample()).await.expect("typed call");
-                    }) as futures::future::BoxFuture<'static, ()>
-                })
-                .await,
-            );
-            let (conn, bytes) = (conn.clone(), bytes.clone());
-            bs.push(
-                drive(typed_callers, secs, move || {
-                    let (conn, bytes) = (conn.clone(), bytes.clone());
-                    Box::pin(async move {
-                        conn.request(ECHO, bytes).await.expect("bytes call");
-                    }) as futures::future::BoxFuture<'static, ()>
-                })
-                .await,
-            );
-        }
-        row(&format!("typed/{typed_callers}"), &median(ts), &median(bs));
+        let c = typed_client.clone();
+        let typed_call = move || {
+            let c = c.clone();
+            Box::pin(async move {
+                c.echo(typed::sample()).await.expect("typed call");
+            }) as futures::future::BoxFuture<'static, ()>
+        };
+        let (t, b) = typed_vs_bytes(&conn, typed_callers, secs, rounds, typed_call, bytes).await;
+        row(&format!("typed/{typed_callers}"), &t, &b);
         // The same with a struct of plain numbers (no allocation in the struct itself).
         let nbytes = grid::typed::encode(&typed::numbers()).expect("encode");
-        let (mut ts, mut bs) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            let c = typed_client.clone();
-            ts.push(
-                drive(typed_callers, secs, move || {
-                    let c = c.clone();
-                    Box::pin(async move {
-                        c.echo_numbers(typed::numbers()).await.expect("typed call");
-                    }) as futures::future::BoxFuture<'static, ()>
-                })
-                .await,
-            );
-            let (conn, bytes) = (conn.clone(), nbytes.clone());
-            bs.push(
-                drive(typed_callers, secs, move || {
-                    let (conn, bytes) = (conn.clone(), bytes.clone());
-                    Box::pin(async move {
-                        conn.request(ECHO, bytes).await.expect("bytes call");
-                    }) as futures::future::BoxFuture<'static, ()>
-                })
-                .await,
-            );
-        }
         println!("  the same with a {}-byte struct of numbers:", nbytes.len());
-        row(&format!("num/{typed_callers}"), &median(ts), &median(bs));
+        let c = typed_client.clone();
+        let typed_call = move || {
+            let c = c.clone();
+            Box::pin(async move {
+                c.echo_numbers(typed::numbers()).await.expect("typed call");
+            }) as futures::future::BoxFuture<'static, ()>
+        };
+        let (t, b) = typed_vs_bytes(&conn, typed_callers, secs, rounds, typed_call, nbytes).await;
+        row(&format!("num/{typed_callers}"), &t, &b);
         let total: u64 = env("BENCH_STREAM_MESSAGES", 2_000_000);
         let typed_rate = typed::typed_stream_rate(&typed_client, total).await;
         let bytes_rate = streams::grid_rate(&conn, 1, total).await;

@@ -183,6 +183,16 @@ impl Message {
         }
     }
 
+    /// An error answer of kind `kind` with `op`, to the message `to` (same mux and handler).
+    pub fn error_to(op: Op, to: &Message, kind: super::ErrorKind, text: &str) -> Message {
+        let mut m = Message::new(op);
+        m.mux_id = to.mux_id;
+        m.handler = to.handler;
+        m.flags = Flags::PAYLOAD_IS_ERROR;
+        m.payload = Some(super::encode_error(kind, text));
+        m
+    }
+
     /// The flags as they go on the wire.
     pub fn wire_flags(&self, checksum: bool) -> Flags {
         let mut f = self.flags.without(Flags::DERIVED);

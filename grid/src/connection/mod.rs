@@ -7,6 +7,33 @@
 //! way. The runner (runner.rs) dials or waits for the peer, runs the handshake
 //! (handshake.rs, dial.rs) and redials after a failure.
 
+/// Boxes the future of a call (`$call` is the `Request` or `OpenStream`), inside a DEBUG
+/// span named `$name` with the peer, handler and (recorded later) mux id, when DEBUG is
+/// enabled. When it is not, no span is created or carried: even a disabled span held by
+/// every call measurably slows calls under load.
+macro_rules! traced {
+    ($name:literal, $call:expr, $fut:expr) => {{
+        if tracing::level_enabled!(tracing::Level::DEBUG) {
+            let span = tracing::debug_span!(
+                $name,
+                peer = %$call.conn.inner.remote,
+                handler = %$call.handler,
+                mux = tracing::field::Empty,
+            );
+            Box::pin(tracing::Instrument::instrument($fut, span))
+        } else {
+            Box::pin($fut)
+        }
+    }};
+}
+
+/// Records a call's mux id in its span (see `traced!`).
+pub(crate) fn record_mux(mux_id: u64) {
+    if tracing::level_enabled!(tracing::Level::DEBUG) {
+        tracing::Span::current().record("mux", mux_id);
+    }
+}
+
 mod dial;
 pub(crate) mod handshake;
 mod open_stream;

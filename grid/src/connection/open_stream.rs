@@ -60,9 +60,7 @@ impl OpenStream {
             deadline_ms,
             mux_id,
         } = inner.begin_call(self.deadline, self.payload.as_ref())?;
-        if tracing::level_enabled!(tracing::Level::DEBUG) {
-            tracing::Span::current().record("mux", mux_id);
-        }
+        super::record_mux(mux_id);
         let (items_tx, items) = mpsc::unbounded_channel();
         let unread = Arc::new(Unread::default());
         let requests = Credit::new(0);
@@ -151,13 +149,7 @@ impl IntoFuture for OpenStream {
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let span = tracing::debug_span!(
-            "grid.open_stream",
-            peer = %self.conn.inner.remote,
-            handler = %self.handler,
-            mux = tracing::field::Empty,
-        );
-        Box::pin(tracing::Instrument::instrument(self.run(), span))
+        traced!("grid.open_stream", self, self.run())
     }
 }
 

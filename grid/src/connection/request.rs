@@ -47,9 +47,7 @@ impl Request {
             deadline_ms,
             mux_id,
         } = inner.begin_call(self.deadline, self.payload.as_ref())?;
-        if tracing::level_enabled!(tracing::Level::DEBUG) {
-            tracing::Span::current().record("mux", mux_id);
-        }
+        super::record_mux(mux_id);
         let (tx, rx) = oneshot::channel();
         if session.calls.insert_client(mux_id, tx).is_err() {
             return Err(inner.lost_error());
@@ -95,16 +93,7 @@ impl IntoFuture for Request {
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        if !tracing::level_enabled!(tracing::Level::DEBUG) {
-            return Box::pin(self.run());
-        }
-        let span = tracing::debug_span!(
-            "grid.call",
-            peer = %self.conn.inner.remote,
-            handler = %self.handler,
-            mux = tracing::field::Empty,
-        );
-        Box::pin(tracing::Instrument::instrument(self.run(), span))
+        traced!("grid.call", self, self.run())
     }
 }
 

@@ -13,7 +13,7 @@ use super::ConnInner;
 use crate::mux::CHUNK;
 use bytes::Bytes;
 
-use crate::codec::{encode_error, ErrorKind, Flags, HandlerId, Message, Op};
+use crate::codec::{ErrorKind, HandlerId, Message, Op};
 use crate::error::RemoteError;
 use crate::handler::{CallContext, FireOnDrop, CURRENT_CALL};
 
@@ -137,12 +137,7 @@ fn answer(mux_id: u64, handler: HandlerId, outcome: Outcome, max: usize) -> Mess
 }
 
 fn error_reply(to: &Message, kind: ErrorKind, text: &str) -> Message {
-    let mut reply = Message::new(Op::Response);
-    reply.mux_id = to.mux_id;
-    reply.handler = to.handler;
-    reply.flags = Flags::PAYLOAD_IS_ERROR;
-    reply.payload = Some(encode_error(kind, text));
-    reply
+    Message::error_to(Op::Response, to, kind, text)
 }
 
 pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {

@@ -17,15 +17,6 @@ use crate::error::Error;
 use crate::handler::{CallContext, FireOnDrop, StreamCall, CURRENT_CALL};
 use crate::mux::{Ack, Credit, HandlerStream, Inbound, StreamReceiver, StreamSender, Unread};
 
-fn refusal(msg: &Message, kind: ErrorKind, text: &str) -> Message {
-    let mut m = Message::new(Op::MuxConnectError);
-    m.mux_id = msg.mux_id;
-    m.handler = msg.handler;
-    m.flags = Flags::PAYLOAD_IS_ERROR;
-    m.payload = Some(encode_error(kind, text));
-    m
-}
-
 /// Opens the stream a ConnectMux asks for, or queues its refusal in `replies`.
 pub(crate) fn serve_open(
     conn: &Arc<ConnInner>,
@@ -35,11 +26,13 @@ pub(crate) fn serve_open(
 ) -> Result<(), String> {
     let core = &conn.core;
     let Some(entry) = core.handlers.stream(msg.handler, msg.subroute) else {
-        replies.push(session.outbox.encode(&refusal(
+        let refusal = Message::error_to(
+            Op::MuxConnectError,
             &msg,
             ErrorKind::UnknownHandler,
             "no such stream handler",
-        )));
+        );
+        replies.push(session.outbox.encode(&refusal));
         return Ok(());
     };
     let (mux_id, handler) = (msg.mux_id, msg.handler);
