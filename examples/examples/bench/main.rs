@@ -6,7 +6,9 @@
 //! changes it), over loopback, with one WebSocket and N concurrent callers each sending a
 //! 512-byte payload and waiting for the echo (see raw.rs for the baseline). Each case
 //! alternates grid and raw runs `BENCH_ROUNDS` times (default 3) and reports medians.
-//! `BENCH_CALLERS=1,16` picks the cases; `BENCH_ONLY=grid|raw` runs one side (profiling).
+//! `BENCH_CALLERS=1,16` picks the cases; `BENCH_ONLY=grid|raw` runs one side (profiling);
+//! `BENCH_FIXED_CALLS=N` (with `BENCH_ONLY`) makes exactly N sequential calls and exits, for
+//! instruction counts under `valgrind --tool=callgrind`.
 //!
 //! The last case measures 512-byte calls by one caller while 16 MiB echoes run back to
 //! back on the same connection: grid sends large payloads in chunks between other
@@ -193,6 +195,24 @@ async fn run(secs: f64) {
     let (a, _b) = grid_pair().await;
     let conn = a.connection("b").expect("conn");
     let raw = RawClient::start().await;
+    // For instruction counts under callgrind: exactly N sequential calls of one side, then
+    // exit (run twice with different N and divide the difference by the difference in N).
+    if let Some(n) = std::env::var("BENCH_FIXED_CALLS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let raw_side = std::env::var("BENCH_ONLY").as_deref() == Ok("raw");
+        let (g, r) = (grid_call(&conn, PAYLOAD), raw_call(&raw, PAYLOAD));
+        for _ in 0..n {
+            if raw_side {
+                r().await;
+            } else {
+                g().await;
+            }
+        }
+        println!("{n} calls done");
+        return;
+    }
     // Memory first, before other figures have grown (and freed) the heap.
     let idle_streams = env("BENCH_IDLE_STREAMS", 10_000usize);
     let idle_bytes = streams::idle_memory(&conn, idle_streams).await;
