@@ -26,6 +26,28 @@ pub(crate) enum Outgoing {
 /// the writer interleaves with other traffic.
 pub(crate) const CHUNK: usize = 64 * 1024;
 
+/// Encodes a sender's small messages into slices of one larger buffer, so that a stream
+/// sending many small messages does not allocate once per message.
+#[derive(Default)]
+pub(crate) struct Arena {
+    scratch: Vec<u8>,
+    buf: bytes::BytesMut,
+}
+
+impl Arena {
+    const BLOCK: usize = 4 * 1024;
+
+    pub(crate) fn encode(&mut self, msg: &Message, checksum: bool) -> Bytes {
+        self.scratch.clear();
+        msg.encode_into(&mut self.scratch, checksum);
+        if self.buf.capacity() - self.buf.len() < self.scratch.len() {
+            self.buf = bytes::BytesMut::with_capacity(Self::BLOCK.max(self.scratch.len()));
+        }
+        self.buf.extend_from_slice(&self.scratch);
+        self.buf.split().freeze()
+    }
+}
+
 /// A chunk of a large payload, and who wants to know when it is on the socket.
 pub(crate) struct BulkItem {
     pub(crate) bytes: Bytes,
@@ -134,12 +156,13 @@ impl Outbox {
         mut head: Message,
         payload: Bytes,
         seq: &AtomicU32,
+        arena: &mut Arena,
     ) -> Result<()> {
         if payload.len() <= CHUNK {
             let permit = self.out.reserve().await.map_err(|_| Error::Disconnected)?;
             head.seq = seq.fetch_add(1, Ordering::Relaxed) + 1;
             head.payload = Some(payload);
-            permit.send(Outgoing::One(self.encode(&head)));
+            permit.send(Outgoing::One(arena.encode(&head, self.checksum)));
             return Ok(());
         }
         head.seq = seq.fetch_add(1, Ordering::Relaxed) + 1;

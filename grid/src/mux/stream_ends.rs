@@ -16,7 +16,7 @@ use futures::Stream;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Sleep;
 
-use super::outbox::Outbox;
+use super::outbox::{Arena, Outbox};
 use super::streams::StreamTables;
 use crate::codec::{Flags, HandlerId, Message, Op};
 use crate::error::{Error, Result};
@@ -79,6 +79,7 @@ pub struct StreamSender {
     /// Credits already taken from `credit` and not yet spent (taking them in batches keeps
     /// the shared semaphore off the per-message path).
     pub(crate) held: u32,
+    pub(crate) arena: Arena,
 }
 
 impl std::fmt::Debug for StreamSender {
@@ -184,9 +185,11 @@ impl Permit<'_> {
     /// As [`StreamSender::send`] once sending started.
     pub async fn send(mut self, payload: Bytes) -> Result<()> {
         self.spent = true;
-        let s = &*self.sender;
+        let s = &mut *self.sender;
         let head = s.message(Flags::NONE);
-        s.outbox.send_numbered(head, payload, &s.seq).await
+        s.outbox
+            .send_numbered(head, payload, &s.seq, &mut s.arena)
+            .await
     }
 }
 
