@@ -12,7 +12,7 @@ use super::stream_dispatch::dispatch_stream;
 use super::websocket::{FrameReader, Incoming};
 use super::ConnInner;
 use crate::codec::{decode_frame, Message, Op};
-use crate::mux::Assembler;
+use crate::mux::{Arena, Assembler};
 
 /// Runs until the socket ends or the peer breaks the protocol. Returns why.
 pub(crate) async fn read_loop(
@@ -23,6 +23,7 @@ pub(crate) async fn read_loop(
     let max = conn.core.config.max_message_size;
     let mut assembler = Assembler::new(max, max.saturating_mul(4));
     let mut assembling = 0;
+    let mut replies = Replies::new(session.outbox.checksum());
     loop {
         let frame = match socket.next().await {
             Ok(Incoming::Binary(frame)) => frame,
@@ -41,7 +42,7 @@ pub(crate) async fn read_loop(
         conn.counters.frame_in(messages.len(), frame.len());
         // Answers produced while reading this frame go to the writer together, so they
         // leave in one merged frame and wake the writer once.
-        let mut replies = Vec::new();
+        replies.clear();
         for msg in messages {
             if msg.op == Op::DisconnectServerMux {
                 assembler.forget(Op::Request, msg.mux_id);
@@ -67,8 +68,8 @@ pub(crate) async fn read_loop(
                 conn.idle.notify_waiters();
             }
         }
-        if !replies.is_empty() {
-            session.outbox.send_batch_soon(replies);
+        if let Some(batch) = replies.take() {
+            session.outbox.send_batch_soon(batch);
         }
     }
 }
@@ -77,7 +78,7 @@ fn dispatch(
     conn: &Arc<ConnInner>,
     session: &Arc<Session>,
     msg: Message,
-    replies: &mut Vec<Bytes>,
+    replies: &mut Replies,
 ) -> Result<(), String> {
     match msg.op {
         Op::Request => serve_request(conn, session, msg, replies)?,
@@ -96,7 +97,7 @@ fn dispatch(
         Op::Ping => {
             let mut pong = Message::new(Op::Pong);
             pong.payload = msg.payload;
-            replies.push(session.outbox.encode(&pong));
+            replies.push(&pong);
         }
         Op::Pong => record_rtt(conn, session, msg.payload),
         Op::ConnectMux
@@ -115,6 +116,38 @@ fn dispatch(
         }
     }
     Ok(())
+}
+
+/// Answers produced while reading one frame, encoded into slices of one arena (no
+/// allocation per answer), handed to the writer together.
+pub(crate) struct Replies {
+    items: Vec<Bytes>,
+    arena: Arena,
+    checksum: bool,
+}
+
+impl Replies {
+    fn new(checksum: bool) -> Self {
+        Self {
+            items: Vec::new(),
+            arena: Arena::default(),
+            checksum,
+        }
+    }
+
+    /// Adds an answer.
+    pub(crate) fn push(&mut self, msg: &Message) {
+        self.items.push(self.arena.encode(msg, self.checksum));
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+    }
+
+    /// The answers so far, if any.
+    fn take(&mut self) -> Option<Vec<Bytes>> {
+        (!self.items.is_empty()).then(|| std::mem::take(&mut self.items))
+    }
 }
 
 fn record_rtt(conn: &ConnInner, session: &Session, payload: Option<Bytes>) {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 
+use super::reader::Replies;
 use super::session::Session;
 use super::ConnInner;
 use crate::mux::CHUNK;
@@ -23,15 +24,15 @@ pub(crate) fn serve_request(
     conn: &Arc<ConnInner>,
     session: &Arc<Session>,
     msg: Message,
-    replies: &mut Vec<Bytes>,
+    replies: &mut Replies,
 ) -> Result<(), String> {
     let core = &conn.core;
     let Some(entry) = core.handlers.single(msg.handler, msg.subroute) else {
-        replies.push(session.outbox.encode(&error_reply(
+        replies.push(&error_reply(
             &msg,
             ErrorKind::UnknownHandler,
             "no such handler",
-        )));
+        ));
         return Ok(());
     };
     let ctx = CallContext::incoming(conn.remote.clone(), &msg, entry.subroute.clone());
@@ -56,11 +57,7 @@ pub(crate) fn serve_request(
             span,
         )),
         Err(panic) => {
-            replies.push(
-                session
-                    .outbox
-                    .encode(&answer(mux_id, handler, Err(panic), max)),
-            );
+            replies.push(&answer(mux_id, handler, Err(panic), max));
             return Ok(());
         }
     };
@@ -74,7 +71,7 @@ pub(crate) fn serve_request(
             core.tasks
                 .spawn(async move { s.outbox.send_payload(reply, payload, false).await });
         } else {
-            replies.push(session.outbox.encode(&reply));
+            replies.push(&reply);
         }
         return Ok(());
     }

@@ -5,11 +5,11 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::reader::Replies;
 use super::session::Session;
 use super::ConnInner;
 use crate::codec::{encode_error, ErrorKind, Flags, Message, Op};
@@ -22,7 +22,7 @@ pub(crate) fn serve_open(
     conn: &Arc<ConnInner>,
     session: &Arc<Session>,
     msg: Message,
-    replies: &mut Vec<Bytes>,
+    replies: &mut Replies,
 ) -> Result<(), String> {
     let core = &conn.core;
     let Some(entry) = core.handlers.stream(msg.handler, msg.subroute) else {
@@ -32,7 +32,7 @@ pub(crate) fn serve_open(
             ErrorKind::UnknownHandler,
             "no such stream handler",
         );
-        replies.push(session.outbox.encode(&refusal));
+        replies.push(&refusal);
         return Ok(());
     };
     let (mux_id, handler) = (msg.mux_id, msg.handler);

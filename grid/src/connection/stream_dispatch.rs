@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::reader::Replies;
 use super::serve_stream::serve_open;
 use super::session::Session;
 use super::ConnInner;
@@ -18,7 +18,7 @@ pub(crate) fn dispatch_stream(
     conn: &Arc<ConnInner>,
     session: &Arc<Session>,
     msg: Message,
-    replies: &mut Vec<Bytes>,
+    replies: &mut Replies,
 ) -> Result<(), String> {
     let streams = &session.streams;
     let answer = match msg.op {
@@ -59,7 +59,7 @@ pub(crate) fn dispatch_stream(
         _ => None,
     };
     if let Some(m) = answer {
-        replies.push(session.outbox.encode(&m));
+        replies.push(&m);
     }
     Ok(())
 }

@@ -74,6 +74,11 @@ impl Outbox {
         }
     }
 
+    /// Whether messages carry checksums on this socket.
+    pub(crate) fn checksum(&self) -> bool {
+        self.checksum
+    }
+
     pub(crate) fn encode(&self, msg: &Message) -> Bytes {
         Bytes::from(msg.encode(self.checksum))
     }
