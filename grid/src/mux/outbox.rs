@@ -34,8 +34,14 @@ pub(crate) struct Arena {
     buf: bytes::BytesMut,
 }
 
+thread_local! {
+    static THREAD_ARENA: std::cell::RefCell<Arena> = std::cell::RefCell::new(Arena::default());
+}
+
 impl Arena {
     const BLOCK: usize = 4 * 1024;
+    /// Payloads up to this size are encoded into an arena; larger ones get their own buffer.
+    const SMALL: usize = 1024;
 
     pub(crate) fn encode(&mut self, msg: &Message, checksum: bool) -> Bytes {
         self.scratch.clear();
@@ -79,8 +85,13 @@ impl Outbox {
         self.checksum
     }
 
+    /// Encodes a message; small ones go into the current thread's arena (no allocation per
+    /// message).
     pub(crate) fn encode(&self, msg: &Message) -> Bytes {
-        Bytes::from(msg.encode(self.checksum))
+        if msg.payload.as_ref().is_some_and(|p| p.len() > Arena::SMALL) {
+            return Bytes::from(msg.encode(self.checksum));
+        }
+        THREAD_ARENA.with(|a| a.borrow_mut().encode(msg, self.checksum))
     }
 
     /// Queues a message for the writer task.
