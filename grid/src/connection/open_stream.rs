@@ -122,7 +122,6 @@ impl OpenStream {
             seq: Arc::new(AtomicU32::new(0)),
             eof_on_drop: true,
             held: 0,
-            arena: Default::default(),
         });
         let responses = StreamReceiver {
             items,

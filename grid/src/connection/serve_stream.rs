@@ -82,7 +82,6 @@ pub(crate) fn serve_open(
         seq: seq.clone(),
         eof_on_drop: false,
         held: 0,
-        arena: Default::default(),
     };
     let current = ctx.clone();
     let call = StreamCall {

@@ -172,13 +172,12 @@ impl Outbox {
         mut head: Message,
         payload: Bytes,
         seq: &AtomicU32,
-        arena: &mut Arena,
     ) -> Result<()> {
         if payload.len() <= CHUNK {
             let permit = self.out.reserve().await.map_err(|_| Error::Disconnected)?;
             head.seq = seq.fetch_add(1, Ordering::Relaxed) + 1;
             head.payload = Some(payload);
-            permit.send(Outgoing::One(arena.encode(&head, self.checksum)));
+            permit.send(Outgoing::One(self.encode(&head)));
             return Ok(());
         }
         head.seq = seq.fetch_add(1, Ordering::Relaxed) + 1;

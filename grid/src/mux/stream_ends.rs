@@ -16,7 +16,7 @@ use futures::Stream;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Sleep;
 
-use super::outbox::{Arena, Outbox};
+use super::outbox::Outbox;
 use super::streams::StreamTables;
 use crate::codec::{Flags, HandlerId, Message, Op};
 use crate::error::{Error, Result};
@@ -79,7 +79,6 @@ pub struct StreamSender {
     /// Credits already taken from `credit` and not yet spent (taking them in batches keeps
     /// the shared semaphore off the per-message path).
     pub(crate) held: u32,
-    pub(crate) arena: Arena,
 }
 
 impl std::fmt::Debug for StreamSender {
@@ -185,11 +184,9 @@ impl Permit<'_> {
     /// As [`StreamSender::send`] once sending started.
     pub async fn send(mut self, payload: Bytes) -> Result<()> {
         self.spent = true;
-        let s = &mut *self.sender;
+        let s = &*self.sender;
         let head = s.message(Flags::NONE);
-        s.outbox
-            .send_numbered(head, payload, &s.seq, &mut s.arena)
-            .await
+        s.outbox.send_numbered(head, payload, &s.seq).await
     }
 }
 
