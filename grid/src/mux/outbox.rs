@@ -91,7 +91,16 @@ impl Outbox {
         if msg.payload.as_ref().is_some_and(|p| p.len() > Arena::SMALL) {
             return Bytes::from(msg.encode(self.checksum));
         }
-        THREAD_ARENA.with(|a| a.borrow_mut().encode(msg, self.checksum))
+        // `try_with`: a message sent from a destructor while the thread exits finds no arena.
+        THREAD_ARENA
+            .try_with(|a| {
+                a.try_borrow_mut()
+                    .ok()
+                    .map(|mut a| a.encode(msg, self.checksum))
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Bytes::from(msg.encode(self.checksum)))
     }
 
     /// Queues a message for the writer task.
