@@ -25,12 +25,9 @@ use crate::mux::{StreamReceiver, StreamSender};
 /// # Errors
 /// [`Error::Codec`] if the value cannot be serialized.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
-    // Sized for typical small messages up front: growing a Vec from empty costs several
-    // reallocations per call.
-    let mut buf = Vec::with_capacity(256);
-    rmp_serde::encode::write_named(&mut buf, value)
-        .map_err(|e| Error::Codec(format!("cannot encode {}: {e}", std::any::type_name::<T>())))?;
-    Ok(Bytes::from(buf))
+    // Into a reused buffer, then an arena: no allocation (or reallocation chain) per payload.
+    crate::mux::encode_with(|buf| rmp_serde::encode::write_named(buf, value))
+        .map_err(|e| Error::Codec(format!("cannot encode {}: {e}", std::any::type_name::<T>())))
 }
 
 /// Decodes a payload.

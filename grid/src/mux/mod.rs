@@ -18,7 +18,7 @@ mod streams;
 
 pub(crate) use assembly::Assembler;
 pub(crate) use calls::CallTables;
-pub(crate) use outbox::{Arena, BulkItem, Outbox, Outgoing, CHUNK};
+pub(crate) use outbox::{encode_with, Arena, BulkItem, Outbox, Outgoing, CHUNK};
 pub(crate) use outcome::{payload_error, response_outcome};
 pub(crate) use stream_ends::{CancelOnDrop, Credit, Unread};
 pub use stream_ends::{Permit, StreamReceiver, StreamSender};

@@ -46,11 +46,57 @@ impl Arena {
     pub(crate) fn encode(&mut self, msg: &Message, checksum: bool) -> Bytes {
         self.scratch.clear();
         msg.encode_into(&mut self.scratch, checksum);
-        if self.buf.capacity() - self.buf.len() < self.scratch.len() {
-            self.buf = bytes::BytesMut::with_capacity(Self::BLOCK.max(self.scratch.len()));
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let bytes = self.copy(&scratch);
+        scratch.clear();
+        self.scratch = scratch;
+        bytes
+    }
+
+    /// Copies `data` into the arena.
+    fn copy(&mut self, data: &[u8]) -> Bytes {
+        if self.buf.capacity() - self.buf.len() < data.len() {
+            self.buf = bytes::BytesMut::with_capacity(Self::BLOCK.max(data.len()));
         }
-        self.buf.extend_from_slice(&self.scratch);
+        self.buf.extend_from_slice(data);
         self.buf.split().freeze()
+    }
+}
+
+/// Runs `write` into a reused per-thread buffer and returns what it wrote as `Bytes` from the
+/// per-thread arena (small results) or a buffer of their own (large ones): typed payloads are
+/// encoded without an allocation each.
+pub(crate) fn encode_with<E>(
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<Bytes, E> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(256));
+    }
+    let mut write = Some(write);
+    let pooled = SCRATCH.try_with(|scratch| {
+        let mut scratch = scratch.try_borrow_mut().ok()?;
+        scratch.clear();
+        let result = write.take().map(|w| w(&mut scratch))?;
+        Some(result.map(|()| {
+            if scratch.len() > Arena::SMALL {
+                return Bytes::copy_from_slice(&scratch);
+            }
+            THREAD_ARENA
+                .try_with(|a| a.try_borrow_mut().ok().map(|mut a| a.copy(&scratch)))
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Bytes::copy_from_slice(&scratch))
+        }))
+    });
+    match pooled.ok().flatten() {
+        Some(result) => result,
+        None => {
+            let mut buf = Vec::with_capacity(256);
+            match write.take() {
+                Some(w) => w(&mut buf).map(|()| Bytes::from(buf)),
+                None => Ok(Bytes::from(buf)),
+            }
+        }
     }
 }
 
