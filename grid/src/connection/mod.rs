@@ -100,6 +100,34 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// What a single call or a stream open is made of, before it is sent.
+pub(crate) struct Call {
+    pub(crate) conn: Connection,
+    pub(crate) handler: HandlerId,
+    /// The subroute's name and hash.
+    pub(crate) subroute: Option<(Arc<str>, u64)>,
+    pub(crate) payload: Option<Bytes>,
+    /// The caller's timeout; `None`: the manager's default.
+    pub(crate) deadline: Option<Duration>,
+}
+
+impl Call {
+    fn new(
+        conn: &Connection,
+        handler: HandlerId,
+        payload: Option<Bytes>,
+        subroute: Option<(Arc<str>, u64)>,
+    ) -> Self {
+        Self {
+            conn: conn.clone(),
+            handler,
+            subroute,
+            payload,
+            deadline: None,
+        }
+    }
+}
+
 /// A call or stream about to be sent (see [`ConnInner::begin_call`]).
 pub(crate) struct CallStart {
     pub(crate) session: Arc<Session>,
@@ -193,11 +221,7 @@ impl Connection {
     /// or bytes (possibly empty, which stays distinct from absent).
     pub fn request(&self, id: HandlerId, payload: impl Into<Option<Bytes>>) -> Request {
         Request {
-            conn: self.clone(),
-            handler: id,
-            subroute: None,
-            payload: payload.into(),
-            deadline: None,
+            call: Call::new(self, id, payload.into(), None),
         }
     }
 
@@ -205,11 +229,7 @@ impl Connection {
     /// Await it to get the caller's ends ([`Stream`]).
     pub fn open_stream(&self, id: HandlerId, payload: impl Into<Option<Bytes>>) -> OpenStream {
         OpenStream {
-            conn: self.clone(),
-            handler: id,
-            subroute: None,
-            payload: payload.into(),
-            deadline: None,
+            call: Call::new(self, id, payload.into(), None),
         }
     }
 
@@ -294,16 +314,24 @@ impl Subroute {
     /// Prepares to open a stream to handler `id` under this subroute.
     pub fn open_stream(&self, id: HandlerId, payload: impl Into<Option<Bytes>>) -> OpenStream {
         OpenStream {
-            subroute: Some((self.name.clone(), self.hash)),
-            ..self.conn.open_stream(id, payload)
+            call: Call::new(
+                &self.conn,
+                id,
+                payload.into(),
+                Some((self.name.clone(), self.hash)),
+            ),
         }
     }
 
     /// Prepares a single call to handler `id` under this subroute.
     pub fn request(&self, id: HandlerId, payload: impl Into<Option<Bytes>>) -> Request {
         Request {
-            subroute: Some((self.name.clone(), self.hash)),
-            ..self.conn.request(id, payload)
+            call: Call::new(
+                &self.conn,
+                id,
+                payload.into(),
+                Some((self.name.clone(), self.hash)),
+            ),
         }
     }
 }

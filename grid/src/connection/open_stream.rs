@@ -7,12 +7,11 @@ use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::session::Session;
-use super::{CallStart, Connection};
-use crate::codec::{HandlerId, Message, Op};
+use super::{Call, CallStart};
+use crate::codec::{Message, Op};
 use crate::error::{Error, Result};
 use crate::mux::{
     Ack, CallerStream, CancelOnDrop, Credit, Inbound, StreamReceiver, StreamSender, Unread,
@@ -37,29 +36,32 @@ pub struct Stream {
 /// Dropping the future before it resolves cancels the stream on the remote.
 #[must_use = "a stream is opened only when awaited"]
 pub struct OpenStream {
-    pub(crate) conn: Connection,
-    pub(crate) handler: HandlerId,
-    pub(crate) subroute: Option<(Arc<str>, u64)>,
-    pub(crate) payload: Option<Bytes>,
-    pub(crate) deadline: Option<Duration>,
+    pub(crate) call: Call,
 }
 
 impl OpenStream {
     /// How long the whole stream may last (default: the manager's default deadline). Sent
     /// to the handler; enforced on both sides.
     pub fn deadline(mut self, timeout: Duration) -> Self {
-        self.deadline = Some(timeout);
+        self.call.deadline = Some(timeout);
         self
     }
 
     async fn run(self) -> Result<Stream> {
-        let inner = &self.conn.inner;
+        let Call {
+            conn,
+            handler,
+            subroute,
+            payload,
+            deadline: timeout,
+        } = self.call;
+        let inner = &conn.inner;
         let CallStart {
             session,
             deadline,
             deadline_ms,
             mux_id,
-        } = inner.begin_call(self.deadline, self.payload.as_ref())?;
+        } = inner.begin_call(timeout, payload.as_ref())?;
         super::record_mux(mux_id);
         let (items_tx, items) = mpsc::unbounded_channel();
         let unread = Arc::new(Unread::default());
@@ -83,17 +85,14 @@ impl OpenStream {
             mux_id,
             seq: 0,
             deadline_ms,
-            handler: self.handler,
+            handler,
             op: Op::ConnectMux,
             flags: crate::codec::Flags::NONE,
-            subroute: self.subroute.as_ref().map(|(_, h)| *h),
+            subroute: subroute.as_ref().map(|(_, h)| *h),
             payload: None,
         };
         let ack = tokio::time::timeout_at(deadline, async {
-            session
-                .outbox
-                .send_payload(open, self.payload, true)
-                .await?;
+            session.outbox.send_payload(open, payload, true).await?;
             ack_rx.await.map_err(|_| Error::Disconnected)?
         })
         .await
@@ -104,7 +103,7 @@ impl OpenStream {
                 opening.armed = false;
                 return Err(Error::UnknownHandler {
                     handler,
-                    subroute: self.subroute.as_ref().map(|(n, _)| n.to_string()),
+                    subroute: subroute.as_ref().map(|(n, _)| n.to_string()),
                 });
             }
             Err(e) => {
@@ -117,7 +116,7 @@ impl OpenStream {
             outbox: session.outbox.clone(),
             credit: requests,
             mux_id,
-            handler: self.handler,
+            handler,
             op: Op::MuxClientMsg,
             seq: Arc::new(AtomicU32::new(0)),
             eof_on_drop: true,
@@ -149,7 +148,7 @@ impl IntoFuture for OpenStream {
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        traced!("grid.open_stream", self, self.run())
+        traced!("grid.open_stream", self.call, self.run())
     }
 }
 

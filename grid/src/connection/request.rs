@@ -9,8 +9,8 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::session::Session;
-use super::{CallStart, Connection};
-use crate::codec::{HandlerId, Message, Op};
+use super::{Call, CallStart};
+use crate::codec::{Message, Op};
 use crate::error::{Error, Result};
 use crate::mux::response_outcome;
 use crate::mux::CHUNK;
@@ -23,11 +23,7 @@ use crate::mux::CHUNK;
 /// remote handler is cancelled (its future is dropped) and its answer, if any, is ignored.
 #[must_use = "a request does nothing until it is awaited"]
 pub struct Request {
-    pub(crate) conn: Connection,
-    pub(crate) handler: HandlerId,
-    pub(crate) subroute: Option<(Arc<str>, u64)>,
-    pub(crate) payload: Option<Bytes>,
-    pub(crate) deadline: Option<Duration>,
+    pub(crate) call: Call,
 }
 
 impl Request {
@@ -35,18 +31,25 @@ impl Request {
     /// deadline is sent to the handler. Inside a handler, the call being handled's deadline
     /// also applies: whichever is sooner wins.
     pub fn deadline(mut self, timeout: Duration) -> Self {
-        self.deadline = Some(timeout);
+        self.call.deadline = Some(timeout);
         self
     }
 
     async fn run(self) -> Result<Option<Bytes>> {
-        let inner = &self.conn.inner;
+        let Call {
+            conn,
+            handler,
+            subroute,
+            payload,
+            deadline: timeout,
+        } = self.call;
+        let inner = &conn.inner;
         let CallStart {
             session,
             deadline,
             deadline_ms,
             mux_id,
-        } = inner.begin_call(self.deadline, self.payload.as_ref())?;
+        } = inner.begin_call(timeout, payload.as_ref())?;
         super::record_mux(mux_id);
         let (tx, rx) = oneshot::channel();
         if session.calls.insert_client(mux_id, tx).is_err() {
@@ -56,31 +59,28 @@ impl Request {
             session: &session,
             mux_id,
             armed: true,
-            chunked: self.payload.as_ref().is_some_and(|p| p.len() > CHUNK),
+            chunked: payload.as_ref().is_some_and(|p| p.len() > CHUNK),
         };
         let head = Message {
             mux_id,
             seq: 0,
             deadline_ms,
-            handler: self.handler,
+            handler,
             op: Op::Request,
             flags: crate::codec::Flags::NONE,
-            subroute: self.subroute.as_ref().map(|(_, h)| *h),
+            subroute: subroute.as_ref().map(|(_, h)| *h),
             payload: None,
         };
         let answer = tokio::time::timeout_at(deadline, async {
-            session
-                .outbox
-                .send_payload(head, self.payload, false)
-                .await?;
+            session.outbox.send_payload(head, payload, false).await?;
             rx.await.map_err(|_| Error::Disconnected)?
         })
         .await;
         match answer {
             Ok(Ok(reply)) => {
                 pending.armed = false;
-                let subroute = self.subroute.as_ref().map(|(n, _)| &**n);
-                response_outcome(reply, self.handler, subroute)
+                let subroute = subroute.as_ref().map(|(n, _)| &**n);
+                response_outcome(reply, handler, subroute)
             }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::DeadlineExceeded),
@@ -93,7 +93,7 @@ impl IntoFuture for Request {
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        traced!("grid.call", self, self.run())
+        traced!("grid.call", self.call, self.run())
     }
 }
 
