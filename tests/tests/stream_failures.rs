@@ -247,3 +247,30 @@ async fn a_sequence_gap_fails_that_stream_only() {
     })
     .await
 }
+
+#[tokio::test]
+async fn the_handler_side_enforces_a_streams_deadline_on_its_own() {
+    within(async {
+        let (m, url) = acceptor().await;
+        let (dropped_tx, mut dropped) = mpsc::unbounded_channel();
+        m.register_stream(HandlerId::new(1), watched(dropped_tx, 0))
+            .expect("register");
+        let mut ws = handshaken(&url).await;
+        // A raw caller that never cancels and never reads: only the handler side's own
+        // deadline can end this stream.
+        let mut open = Message::new(Op::ConnectMux);
+        open.mux_id = 3;
+        open.handler = HandlerId::new(1);
+        open.deadline_ms = 100;
+        send(&mut ws, &open).await;
+        let end = wait_for(&mut ws, |m| m.mux_id == 3 && m.flags.contains(Flags::EOF)).await;
+        assert!(end.flags.contains(Flags::PAYLOAD_IS_ERROR));
+        let (kind, _) =
+            grid::codec::decode_error(end.payload.as_deref().expect("error")).expect("decode");
+        assert_eq!(kind, grid::codec::ErrorKind::DeadlineExceeded);
+        dropped.recv().await.expect("the handler was dropped");
+        grid_tests::assert_idle(&m).await;
+        shut_down(&m).await;
+    })
+    .await
+}

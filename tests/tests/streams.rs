@@ -391,3 +391,43 @@ async fn large_stream_messages_arrive_whole_and_in_order_among_small_ones() {
     })
     .await
 }
+
+#[tokio::test]
+async fn an_oversize_stream_message_fails_that_send_only() {
+    within(async {
+        let c = Cluster::start(&["alpha", "beta"], |b| b.max_message_size(100_000)).await;
+        for m in &c.managers {
+            m.register_stream(ECHO, echo()).expect("register");
+        }
+        c.connected().await;
+        let conn = c.managers[0].connection("beta").expect("conn");
+        let stream = conn.open_stream(ECHO, None).await.expect("open");
+        let mut requests = stream.requests.expect("input");
+        let mut responses = stream.responses;
+        assert_eq!(
+            responses.next().await.expect("initial").expect("ok"),
+            Bytes::new()
+        );
+        let before = requests.credit();
+        match requests.send(Bytes::from(vec![1u8; 100_001])).await {
+            Err(Error::MessageTooLarge { size, limit }) => {
+                assert_eq!((size, limit), (100_001, 100_000))
+            }
+            other => panic!("expected MessageTooLarge, got {other:?}"),
+        }
+        assert_eq!(
+            requests.credit(),
+            before,
+            "the refused message kept its credit"
+        );
+        // The stream and the connection carry on; a message at the limit goes through.
+        let fits = Bytes::from(vec![2u8; 100_000]);
+        requests.send(fits.clone()).await.expect("send");
+        assert_eq!(responses.next().await.expect("echo").expect("ok"), fits);
+        requests.close().await.expect("close");
+        assert!(responses.next().await.is_none());
+        assert_eq!(conn.stats().reconnects, 0);
+        c.finish().await;
+    })
+    .await
+}

@@ -121,6 +121,7 @@ impl OpenStream {
             seq: Arc::new(AtomicU32::new(0)),
             eof_on_drop: true,
             held: 0,
+            max_message: inner.core.config.max_message_size,
         });
         let responses = StreamReceiver {
             items,

@@ -82,6 +82,7 @@ pub(crate) fn serve_open(
         seq: seq.clone(),
         eof_on_drop: false,
         held: 0,
+        max_message: core.config.max_message_size,
     };
     let current = ctx.clone();
     let call = StreamCall {

@@ -79,6 +79,8 @@ pub struct StreamSender {
     /// Credits already taken from `credit` and not yet spent (taking them in batches keeps
     /// the shared semaphore off the per-message path).
     pub(crate) held: u32,
+    /// The largest payload one message may carry (the manager's max message size).
+    pub(crate) max_message: usize,
 }
 
 impl std::fmt::Debug for StreamSender {
@@ -182,7 +184,18 @@ impl Permit<'_> {
     ///
     /// # Cancel safety
     /// As [`StreamSender::send`] once sending started.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] for a payload over the maximum message size: nothing is
+    /// sent, the credit is kept, and the stream carries on.
     pub async fn send(mut self, payload: Bytes) -> Result<()> {
+        let limit = self.sender.max_message;
+        if payload.len() > limit {
+            return Err(Error::MessageTooLarge {
+                size: payload.len(),
+                limit,
+            });
+        }
         self.spent = true;
         let s = &*self.sender;
         let head = s.message(Flags::NONE);
