@@ -28,7 +28,7 @@ macro_rules! traced {
 }
 
 /// Records a call's mux id in its span (see `traced!`).
-fn record_mux(mux_id: u64) {
+pub(crate) fn record_mux(mux_id: u64) {
     if tracing::level_enabled!(tracing::Level::DEBUG) {
         tracing::Span::current().record("mux", mux_id);
     }
@@ -126,47 +126,9 @@ impl Call {
             deadline: None,
         }
     }
-
-    /// What every call or stream does before sending: compute its deadline (the call's
-    /// own or the default, capped by the deadline of the call being handled), refuse an
-    /// oversize payload, find the live session and pick a mux id.
-    /// The mux id is recorded in the call's span.
-    pub(crate) fn begin(&self) -> Result<CallStart> {
-        let inner = &self.conn.inner;
-        let config = &inner.core.config;
-        let now = Instant::now();
-        let mut deadline = now + self.deadline.unwrap_or(config.default_deadline);
-        if let Ok(Some(inherited)) = CURRENT_CALL.try_with(|c| c.deadline) {
-            deadline = deadline.min(inherited);
-        }
-        if let Some(p) = self
-            .payload
-            .as_ref()
-            .filter(|p| p.len() > config.max_message_size)
-        {
-            return Err(Error::MessageTooLarge {
-                size: p.len(),
-                limit: config.max_message_size,
-            });
-        }
-        let session = inner.live_session()?;
-        let deadline_ms =
-            u32::try_from(deadline.saturating_duration_since(now).as_millis()).unwrap_or(u32::MAX);
-        if deadline_ms == 0 {
-            return Err(Error::DeadlineExceeded);
-        }
-        let mux_id = inner.next_mux_id();
-        record_mux(mux_id);
-        Ok(CallStart {
-            session,
-            deadline,
-            deadline_ms,
-            mux_id,
-        })
-    }
 }
 
-/// A call or stream about to be sent (see [`Call::begin`]).
+/// A call or stream about to be sent (see [`ConnInner::begin_call`]).
 pub(crate) struct CallStart {
     pub(crate) session: Arc<Session>,
     pub(crate) deadline: Instant,
@@ -389,6 +351,40 @@ impl ConnInner {
     /// Installs (or, with `None`, removes) the live session.
     fn set_session(&self, session: Option<Arc<Session>>) {
         *self.session.write().unwrap_or_else(|e| e.into_inner()) = session;
+    }
+
+    /// What every call or stream does before sending: compute its deadline (the call's
+    /// own or the default, capped by the deadline of the call being handled), refuse an
+    /// oversize payload, find the live session and pick a mux id.
+    pub(crate) fn begin_call(
+        &self,
+        timeout: Option<Duration>,
+        payload: Option<&Bytes>,
+    ) -> Result<CallStart> {
+        let config = &self.core.config;
+        let now = Instant::now();
+        let mut deadline = now + timeout.unwrap_or(config.default_deadline);
+        if let Ok(Some(inherited)) = CURRENT_CALL.try_with(|c| c.deadline) {
+            deadline = deadline.min(inherited);
+        }
+        if let Some(p) = payload.filter(|p| p.len() > config.max_message_size) {
+            return Err(Error::MessageTooLarge {
+                size: p.len(),
+                limit: config.max_message_size,
+            });
+        }
+        let session = self.live_session()?;
+        let deadline_ms =
+            u32::try_from(deadline.saturating_duration_since(now).as_millis()).unwrap_or(u32::MAX);
+        if deadline_ms == 0 {
+            return Err(Error::DeadlineExceeded);
+        }
+        Ok(CallStart {
+            session,
+            deadline,
+            deadline_ms,
+            mux_id: self.next_mux_id(),
+        })
     }
 
     /// The live session, or the error a call gets when there is none.

@@ -48,20 +48,21 @@ impl OpenStream {
     }
 
     async fn run(self) -> Result<Stream> {
-        let CallStart {
-            session,
-            deadline,
-            deadline_ms,
-            mux_id,
-        } = self.call.begin()?;
         let Call {
             conn,
             handler,
             subroute,
             payload,
-            ..
+            deadline: timeout,
         } = self.call;
         let inner = &conn.inner;
+        let CallStart {
+            session,
+            deadline,
+            deadline_ms,
+            mux_id,
+        } = inner.begin_call(timeout, payload.as_ref())?;
+        super::record_mux(mux_id);
         let (items_tx, items) = mpsc::unbounded_channel();
         let unread = Arc::new(Unread::default());
         let requests = Credit::new(0);

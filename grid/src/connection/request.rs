@@ -36,20 +36,21 @@ impl Request {
     }
 
     async fn run(self) -> Result<Option<Bytes>> {
-        let CallStart {
-            session,
-            deadline,
-            deadline_ms,
-            mux_id,
-        } = self.call.begin()?;
         let Call {
             conn,
             handler,
             subroute,
             payload,
-            ..
+            deadline: timeout,
         } = self.call;
         let inner = &conn.inner;
+        let CallStart {
+            session,
+            deadline,
+            deadline_ms,
+            mux_id,
+        } = inner.begin_call(timeout, payload.as_ref())?;
+        super::record_mux(mux_id);
         let (tx, rx) = oneshot::channel();
         if session.calls.insert_client(mux_id, tx).is_err() {
             return Err(inner.lost_error());
