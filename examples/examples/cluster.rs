@@ -90,7 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let count = acks.recv().await.ok_or("stream ended early")??;
         println!("  sent job/{i}, node-1 has stored {count}");
     }
-    entries.close().await?;
+    entries.finish().await?;
     println!("  stream ended cleanly: {}", acks.recv().await.is_none());
 
     step("a handler stream: node-2 scans node-1's jobs");

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::codec::FrameLimits;
+use crate::connection::PeerLimits;
 use crate::handler::Handlers;
 use crate::tasks::Tasks;
 
@@ -15,9 +16,6 @@ use crate::tasks::Tasks;
 pub type TokenProvider = Arc<dyn Fn(&str) -> String + Send + Sync>;
 /// Checks a token a remote presented; `Err` carries the reason sent back.
 pub type TokenValidator = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
-
-/// Largest merged frame the writer builds from small messages.
-pub(crate) const MERGE_LIMIT: usize = 64 * 1024;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
@@ -30,8 +28,17 @@ pub(crate) struct Config {
     pub max_clock_skew: Duration,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
-    pub queue_capacity: usize,
+    pub max_concurrent_calls: usize,
+    pub max_send_buffer: usize,
+    pub reassembly_window: usize,
+    pub max_early_cancels: usize,
 }
+
+/// The default of [`Config::max_concurrent_calls`], also assumed for a peer that does not
+/// announce its own.
+pub(crate) const DEFAULT_MAX_CONCURRENT: usize = 1024;
+/// The default maximum message size.
+pub(crate) const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
 
 impl Default for Config {
     fn default() -> Self {
@@ -41,11 +48,14 @@ impl Default for Config {
             ping_interval: Duration::from_secs(10),
             stream_ping_interval: Duration::from_secs(15),
             default_deadline: Duration::from_secs(60),
-            max_message_size: 16 << 20,
+            max_message_size: DEFAULT_MAX_MESSAGE,
             max_clock_skew: Duration::from_secs(5 * 60),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
-            queue_capacity: 1024,
+            max_concurrent_calls: DEFAULT_MAX_CONCURRENT,
+            max_send_buffer: 4 << 20,
+            reassembly_window: 4 * DEFAULT_MAX_MESSAGE,
+            max_early_cancels: 1000,
         }
     }
 }
@@ -57,7 +67,36 @@ impl Config {
 
     /// The largest WebSocket message accepted: one payload plus headers, or a merged batch.
     pub(crate) fn max_frame(&self) -> usize {
-        self.max_message_size + 2 * MERGE_LIMIT + 4096
+        self.max_message_size + 2 * crate::engine::MERGE_LIMIT + 4096
+    }
+
+    /// The engine's settings for a session with a peer that announced `peer`.
+    pub(crate) fn engine(&self, peer: PeerLimits) -> crate::engine::Config {
+        let or_default = |v: Option<u64>, default: usize| {
+            v.and_then(|v| usize::try_from(v).ok()).unwrap_or(default)
+        };
+        crate::engine::Config {
+            max_message_size: self.max_message_size,
+            ping_interval: self.ping_interval,
+            stream_ping_interval: self.stream_ping_interval,
+            max_concurrent: self.max_concurrent_calls,
+            peer_max_concurrent: or_default(
+                peer.max_concurrent.map(u64::from),
+                DEFAULT_MAX_CONCURRENT,
+            ),
+            reassembly_window: self.reassembly_window,
+            peer_reassembly_window: or_default(peer.reassembly_window, 4 * DEFAULT_MAX_MESSAGE),
+            max_send_buffer: self.max_send_buffer,
+            max_early_cancels: self.max_early_cancels,
+        }
+    }
+
+    /// What this side announces in the handshake.
+    pub(crate) fn announced(&self) -> PeerLimits {
+        PeerLimits {
+            max_concurrent: u32::try_from(self.max_concurrent_calls).ok(),
+            reassembly_window: u64::try_from(self.reassembly_window).ok(),
+        }
     }
 }
 

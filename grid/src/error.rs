@@ -1,6 +1,6 @@
 //! The one error type of grid, and the error a handler returns.
 
-use crate::handler::HandlerId;
+use crate::codec::{decode_error, ErrorKind, HandlerId};
 
 /// An error returned by a remote handler, carrying the remote's message.
 ///
@@ -67,9 +67,23 @@ pub enum Error {
     /// The call's deadline passed before a response arrived.
     #[error("deadline exceeded before the remote answered")]
     DeadlineExceeded,
-    /// The call was cancelled.
+    /// The call was cancelled: by this side's code (a dropped future, a stream dropped or
+    /// cancelled before its end) or by the other side (a caller that gave up on the call
+    /// being handled).
     #[error("call cancelled")]
     Cancelled,
+    /// The other side of a stream ended it normally and takes no more messages: a handler
+    /// that returned `Ok` while its caller was still sending, or a sender used after its
+    /// own `finish`. Distinct from [`Error::Cancelled`]: nothing was abandoned.
+    #[error("the stream has ended: the other side finished and takes no more messages")]
+    StreamEnded,
+    /// The remote already serves as many calls and streams on this connection as it
+    /// allows at once; the call was not started. Retry later, or make fewer calls at once.
+    #[error("the remote is busy: it serves at most {limit} calls and streams at once on this connection; nothing was started")]
+    Busy {
+        /// The remote's limit of concurrent calls and streams on the connection.
+        limit: usize,
+    },
     /// The remote has no handler registered under this id (and subroute).
     #[error("the remote has no handler {handler}{}; is it running an older build, or was the handler registered?", fmt_subroute(.subroute))]
     UnknownHandler {
@@ -119,6 +133,42 @@ pub enum Error {
     /// The manager's configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+}
+
+impl Error {
+    /// The error carried by an error payload (flag PAYLOAD_IS_ERROR) of a call to
+    /// `handler` (on `subroute`, if any).
+    pub(crate) fn from_wire(
+        payload: Option<&[u8]>,
+        handler: HandlerId,
+        subroute: Option<&str>,
+    ) -> Error {
+        let (kind, message) = match decode_error(payload.unwrap_or_default()) {
+            Ok(decoded) => decoded,
+            Err(why) => return Error::Protocol(why),
+        };
+        match kind {
+            ErrorKind::Remote => Error::Remote(RemoteError::new(message)),
+            ErrorKind::UnknownHandler => Error::UnknownHandler {
+                handler,
+                subroute: subroute.map(str::to_owned),
+            },
+            ErrorKind::DeadlineExceeded => Error::DeadlineExceeded,
+            ErrorKind::Cancelled => Error::Cancelled,
+            ErrorKind::Codec => Error::Codec(message),
+            ErrorKind::Protocol => Error::Protocol(message),
+            ErrorKind::Busy => Error::Busy {
+                limit: busy_limit(&message).unwrap_or(0),
+            },
+        }
+    }
+}
+
+/// The limit named in a Busy refusal's text ("busy: N calls ..."), if it names one.
+fn busy_limit(message: &str) -> Option<usize> {
+    message
+        .split_whitespace()
+        .find_map(|word| word.parse().ok())
 }
 
 fn fmt_subroute(subroute: &Option<String>) -> String {

@@ -107,14 +107,15 @@
 //! The wire protocol is described in `PROTOCOL.md` at the repository root.
 #![deny(missing_docs)]
 
+mod arena;
 pub mod codec;
 mod connection;
 mod core;
+mod engine;
 mod error;
 mod handler;
 mod manager;
 mod metrics;
-mod mux;
 mod stats;
 mod tasks;
 pub mod typed;
@@ -126,7 +127,10 @@ pub mod tls {
 }
 
 pub use bytes::Bytes;
-pub use connection::{dials, Connection, OpenStream, Request, State, Stream, Subroute};
+pub use connection::{
+    dials, Connection, OpenStream, Permit, Request, State, Stream, StreamReceiver, StreamSender,
+    Subroute,
+};
 pub use core::{TokenProvider, TokenValidator};
 pub use error::{Error, RemoteError, Result};
 /// Turns a trait into a grid service. See the [crate documentation](crate#typed-services)
@@ -164,7 +168,6 @@ pub use grid_macros::service;
 pub use handler::{CallContext, HandlerId, SingleFuture, StreamCall, StreamFuture, StreamHandler};
 pub use manager::{Manager, ManagerBuilder};
 pub use metrics::{ManagerStats, PeerStats};
-pub use mux::{Permit, StreamReceiver, StreamSender};
 pub use stats::ConnectionStats;
 pub use typed::{Receiver, Sender, Service, ServiceServer, Target};
 pub use uuid::Uuid;

@@ -50,9 +50,6 @@ pub(crate) struct Counters {
     pub bytes_out: AtomicU64,
     pub reconnects: AtomicU64,
     pub remote_restarts: AtomicU64,
-    pub assembling_bytes: AtomicU64,
-    /// Nanoseconds; 0 means no ping answered yet.
-    pub last_ping_rtt_ns: AtomicU64,
 }
 
 impl Counters {
@@ -74,12 +71,14 @@ impl Counters {
         }
     }
 
+    /// The counters, with what the live session reports (zeros without one).
     pub(crate) fn snapshot(
         &self,
         in_flight_calls: usize,
         in_flight_handlers: usize,
+        assembling_bytes: u64,
+        last_ping_rtt: Option<Duration>,
     ) -> ConnectionStats {
-        let rtt = self.last_ping_rtt_ns.load(Relaxed);
         ConnectionStats {
             messages_in: self.messages_in.load(Relaxed),
             messages_out: self.messages_out.load(Relaxed),
@@ -91,8 +90,8 @@ impl Counters {
             bytes_out: self.bytes_out.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
             remote_restarts: self.remote_restarts.load(Relaxed),
-            last_ping_rtt: (rtt > 0).then(|| Duration::from_nanos(rtt)),
-            assembling_bytes: self.assembling_bytes.load(Relaxed),
+            last_ping_rtt,
+            assembling_bytes,
             in_flight_calls,
             in_flight_handlers,
         }

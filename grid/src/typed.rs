@@ -16,9 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::connection::{Connection, OpenStream, Request, Subroute};
+use crate::connection::{StreamReceiver, StreamSender};
 use crate::error::{Error, RemoteError, Result};
 use crate::handler::{single_fn, CallContext, HandlerId, SingleFn, StreamHandler};
-use crate::mux::{StreamReceiver, StreamSender};
 
 /// Encodes a payload.
 ///
@@ -26,7 +26,7 @@ use crate::mux::{StreamReceiver, StreamSender};
 /// [`Error::Codec`] if the value cannot be serialized.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
     // Into a reused buffer, then an arena: no allocation (or reallocation chain) per payload.
-    crate::mux::encode_with(|buf| rmp_serde::encode::write_named(buf, value))
+    crate::arena::encode_with(|buf| rmp_serde::encode::write_named(buf, value))
         .map_err(|e| Error::Codec(format!("cannot encode {}: {e}", std::any::type_name::<T>())))
 }
 
@@ -124,12 +124,16 @@ impl<T: Serialize> Sender<T> {
         self.inner.send(bytes).await
     }
 
-    /// Ends this direction (EOF).
+    /// Ends this direction (EOF) after the items already sent. A caller's sender dropped
+    /// without it cancels the stream instead (see [`StreamSender::finish`]).
+    ///
+    /// # Errors
+    /// As [`StreamSender::finish`].
     ///
     /// # Cancel safety
-    /// As [`StreamSender::close`].
-    pub async fn close(self) -> Result<()> {
-        self.inner.close().await
+    /// As [`StreamSender::finish`].
+    pub async fn finish(self) -> Result<()> {
+        self.inner.finish().await
     }
 
     /// Items that could be sent right now without waiting.

@@ -60,6 +60,8 @@ pub fn connect_message(host: &str, clock_ms: i64) -> Vec<u8> {
         instance: grid::Uuid::new_v4().to_string(),
         clock_ms,
         token: TOKEN.into(),
+        max_concurrent: None,
+        reassembly_window: None,
     };
     m.payload = Some(Bytes::from(handshake::encode(&req)));
     m.encode(true)

@@ -104,7 +104,7 @@ async fn a_handler_that_stops_reading_holds_the_caller_at_its_in_capacity() {
                 requests.send(num(i)).await.expect("send");
                 let _ = sent_tx.send(i);
             }
-            requests.close().await.expect("close");
+            requests.finish().await.expect("finish");
         });
         for i in 0..IN_CAP {
             assert_eq!(sent.recv().await, Some(i));
@@ -168,7 +168,7 @@ async fn both_sides_blocked_on_full_windows_lose_nothing_when_one_resumes() {
                 }
                 requests.send(num(i)).await.expect("send");
             }
-            requests.close().await.expect("close");
+            requests.finish().await.expect("finish");
         });
         blocked.await.expect("writer reached a full window");
         // The caller resumes reading: the handler drains its output, then its input.

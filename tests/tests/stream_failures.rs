@@ -115,7 +115,7 @@ async fn a_socket_killed_mid_stream_ends_both_sides_then_new_streams_work() {
             .expect("open after reconnect");
         let mut requests = s.requests.expect("input");
         requests.send(num(9)).await.expect("send");
-        requests.close().await.expect("close");
+        requests.finish().await.expect("finish");
         let got: Vec<Result<Bytes, Error>> = s.responses.collect().await;
         assert_eq!(got, vec![Ok(num(9))]);
         drop((s1, s2));

@@ -95,7 +95,7 @@ async fn roundtrip_with_initial_payload_and_a_thousand_messages_each_way() {
                     for i in 0..1000 {
                         requests.send(num(i)).await.expect("send");
                     }
-                    requests.close().await.expect("close");
+                    requests.finish().await.expect("finish");
                 });
                 assert_eq!(
                     responses.next().await.expect("first").expect("ok"),
@@ -137,7 +137,7 @@ async fn a_handler_only_stream_has_no_request_sender() {
 }
 
 #[tokio::test]
-async fn a_handler_error_mid_stream_is_the_last_item_and_cancels_the_requests() {
+async fn a_handler_error_mid_stream_is_the_last_item_and_ends_the_requests_with_it() {
     within(async {
         let c = pair().await;
         let conn = c.managers[0].connection("beta").expect("conn");
@@ -152,7 +152,11 @@ async fn a_handler_error_mid_stream_is_the_last_item_and_cancels_the_requests() 
             Err(Error::Remote(e)) => assert_eq!(e.message, "disk on fire"),
             other => panic!("expected the handler's error, got {other:?}"),
         }
-        assert_eq!(requests.send(num(1)).await, Err(Error::Cancelled));
+        // The requests end with the handler's error: nothing was cancelled.
+        assert_eq!(
+            requests.send(num(1)).await,
+            Err(Error::Remote(RemoteError::new("disk on fire")))
+        );
         drop(requests);
         c.finish().await;
     })
@@ -376,7 +380,7 @@ async fn large_stream_messages_arrive_whole_and_in_order_among_small_ones() {
             for p in sent {
                 requests.send(p).await.expect("send");
             }
-            requests.close().await.expect("close");
+            requests.finish().await.expect("finish");
         });
         assert_eq!(
             responses.next().await.expect("initial").expect("ok"),
@@ -424,7 +428,7 @@ async fn an_oversize_stream_message_fails_that_send_only() {
         let fits = Bytes::from(vec![2u8; 100_000]);
         requests.send(fits.clone()).await.expect("send");
         assert_eq!(responses.next().await.expect("echo").expect("ok"), fits);
-        requests.close().await.expect("close");
+        requests.finish().await.expect("finish");
         assert!(responses.next().await.is_none());
         assert_eq!(conn.stats().reconnects, 0);
         c.finish().await;

@@ -125,7 +125,7 @@ async fn every_method_kind_works_over_the_wire() {
         for n in [1u64, 2, 3] {
             numbers.send(&n).await.expect("send");
         }
-        numbers.close().await.expect("close");
+        numbers.finish().await.expect("finish");
         let got: Vec<u64> = totals.by_ref().map(|t| t.expect("total")).collect().await;
         assert_eq!(got, vec![101, 103, 106]);
         c.finish().await;

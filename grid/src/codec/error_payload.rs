@@ -19,6 +19,9 @@ pub enum ErrorKind {
     Codec = 5,
     /// The handler side found a protocol violation in this call.
     Protocol = 6,
+    /// The handler side is at its limit of concurrent calls and streams for this
+    /// connection; nothing was started. Retrying later may succeed.
+    Busy = 7,
 }
 
 impl ErrorKind {
@@ -30,6 +33,7 @@ impl ErrorKind {
             4 => Self::Cancelled,
             5 => Self::Codec,
             6 => Self::Protocol,
+            7 => Self::Busy,
             _ => return None,
         })
     }

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::message::{encode_parts, Flags, Message, Op};
+use super::message::{Message, Op};
 use super::wire::Reader;
 
 /// Why a received frame was refused. Any of these ends the connection (the peer is broken
@@ -67,54 +67,192 @@ impl FrameLimits {
 /// Encodes messages into one frame: the message itself when there is one, a
 /// [`Op::Merged`] message wrapping their encodings when there are several.
 pub fn encode_frame(messages: &[Message], checksum: bool) -> Bytes {
-    match messages {
-        [one] => Bytes::from(one.encode(checksum)),
-        many => {
-            let encoded: Vec<Bytes> = many
-                .iter()
-                .map(|m| Bytes::from(m.encode(checksum)))
-                .collect();
-            Bytes::from(encode_merged(&encoded))
-        }
+    let mut builder = FrameBuilder::new(0);
+    for m in messages {
+        builder.push(m, checksum);
     }
+    let start = builder.finish();
+    Bytes::copy_from_slice(&builder.buffer()[start..])
 }
 
-/// Wraps already-encoded messages into one [`Op::Merged`] message. The wrapper carries no
-/// checksum of its own: when checksums are on, every inner message carries one (hashing the
-/// same bytes twice would only cost time).
-pub(crate) fn encode_merged(encoded: &[Bytes]) -> Vec<u8> {
-    let total: usize = encoded.iter().map(Bytes::len).sum();
-    let mut buf = Vec::with_capacity(total + 16);
-    let head = Message::new(Op::Merged);
-    encode_parts(&mut buf, &head, Some(encoded), Flags::NONE, false);
-    buf
+/// The most bytes the header of a merged wrapper takes (fixarray, six small fields, and a
+/// `bin 32` marker with its length).
+const WRAPPER_HEADER: usize = 7 + 5;
+
+/// Builds one frame straight into a reused buffer: messages are encoded one after another,
+/// and when there are several, the merged wrapper's header is written in front of them
+/// afterwards (into room kept free for it), so nothing is copied twice. Room for a
+/// transport header (`headroom` bytes) is kept in front of the frame as well.
+#[derive(Debug)]
+pub struct FrameBuilder {
+    buf: Vec<u8>,
+    headroom: usize,
+    count: usize,
+}
+
+impl FrameBuilder {
+    /// An empty builder keeping `headroom` bytes free in front of every frame.
+    pub fn new(headroom: usize) -> Self {
+        let mut buf = Vec::with_capacity(4096);
+        buf.resize(headroom + WRAPPER_HEADER, 0);
+        Self {
+            buf,
+            headroom,
+            count: 0,
+        }
+    }
+
+    /// Appends one message.
+    pub fn push(&mut self, message: &Message, checksum: bool) {
+        message.encode_into(&mut self.buf, checksum);
+        self.count += 1;
+    }
+
+    /// Messages pushed since the last [`FrameBuilder::clear`].
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when no message was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes of the messages pushed so far.
+    pub fn body_len(&self) -> usize {
+        self.buf.len() - self.headroom - WRAPPER_HEADER
+    }
+
+    /// Completes the frame and returns where it starts in [`FrameBuilder::buffer`]: the
+    /// frame is `buffer()[start..]`, and at least `headroom` bytes are free before `start`.
+    pub fn finish(&mut self) -> usize {
+        let body = self.headroom + WRAPPER_HEADER;
+        if self.count < 2 {
+            return body;
+        }
+        // The wrapper: fixarray of 7, mux/seq/deadline/handler 0, op Merged, flags 0, and
+        // the payload's bin marker; the payload is the body already in place.
+        let mut header = [0u8; WRAPPER_HEADER];
+        header[0] = 0x97;
+        header[5] = Op::Merged as u8;
+        let (marker, used) = super::wire::bin_marker(self.body_len());
+        let n = 7 + used;
+        header[7..n].copy_from_slice(&marker[..used]);
+        let start = body - n;
+        if let Some(dst) = self.buf.get_mut(start..body) {
+            dst.copy_from_slice(&header[..n]);
+        }
+        start
+    }
+
+    /// The whole buffer (headroom included); see [`FrameBuilder::finish`].
+    pub fn buffer(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The whole buffer, writable (a transport fills its header and masks in place).
+    pub fn buffer_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// Empties the builder for the next frame, keeping its allocation.
+    pub fn clear(&mut self) {
+        self.buf.truncate(self.headroom + WRAPPER_HEADER);
+        self.count = 0;
+    }
 }
 
 /// Decodes one received frame into its messages (a merged frame yields its parts).
+///
+/// This collects the whole frame; a receiver that must bound the work one frame can cause
+/// uses [`FrameMessages`] instead, which decodes one message at a time.
 pub fn decode_frame(frame: &Bytes, limits: FrameLimits) -> Result<Vec<Message>, FrameError> {
-    let mut r = Reader::new(frame, 0);
-    let top = Message::decode(&mut r, limits)?;
-    if r.remaining() != 0 {
-        return Err(FrameError::Malformed("trailing bytes after the message"));
-    }
-    if top.op != Op::Merged {
-        return Ok(vec![top]);
-    }
-    let inner = top
-        .payload
-        .ok_or(FrameError::Malformed("merged message without payload"))?;
-    let mut r = Reader::new(&inner, 0);
-    // Every message takes at least 9 bytes, which bounds this allocation by the frame size.
-    let mut out = Vec::with_capacity((inner.len() / 9).min(1024));
-    while r.remaining() > 0 {
-        let m = Message::decode(&mut r, limits)?;
-        if m.op == Op::Merged {
-            return Err(FrameError::Malformed("merged messages cannot nest"));
-        }
-        out.push(m);
-    }
-    if out.is_empty() {
-        return Err(FrameError::Malformed("empty merged message"));
+    let mut messages = FrameMessages::new(frame, limits)?;
+    let mut out = Vec::new();
+    for m in &mut messages {
+        out.push(m?);
     }
     Ok(out)
+}
+
+/// The messages of one received frame, decoded one at a time (a merged frame yields its
+/// parts in order). After the first error the iterator ends.
+pub struct FrameMessages {
+    /// The merged payload being walked, or the single message not yet yielded.
+    inner: Inner,
+    limits: FrameLimits,
+}
+
+enum Inner {
+    One(Option<Message>),
+    Merged { payload: Bytes, pos: usize },
+    Done,
+}
+
+impl FrameMessages {
+    /// Checks the frame's outer message and prepares to walk it.
+    ///
+    /// # Errors
+    /// Any [`FrameError`] of the outer message (a merged wrapper without payload, trailing
+    /// bytes after it, ...).
+    pub fn new(frame: &Bytes, limits: FrameLimits) -> Result<Self, FrameError> {
+        let mut r = Reader::new(frame, 0);
+        let top = Message::decode(&mut r, limits)?;
+        if r.remaining() != 0 {
+            return Err(FrameError::Malformed("trailing bytes after the message"));
+        }
+        let inner = if top.op == Op::Merged {
+            let payload = top
+                .payload
+                .ok_or(FrameError::Malformed("merged message without payload"))?;
+            if payload.is_empty() {
+                return Err(FrameError::Malformed("empty merged message"));
+            }
+            Inner::Merged { payload, pos: 0 }
+        } else {
+            Inner::One(Some(top))
+        };
+        Ok(Self { inner, limits })
+    }
+}
+
+impl Iterator for FrameMessages {
+    type Item = Result<Message, FrameError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.inner {
+            Inner::One(one) => {
+                let m = one.take();
+                if m.is_none() {
+                    self.inner = Inner::Done;
+                }
+                m.map(Ok)
+            }
+            Inner::Merged { payload, pos } => {
+                if *pos >= payload.len() {
+                    self.inner = Inner::Done;
+                    return None;
+                }
+                let mut r = Reader::new(payload, *pos);
+                let decoded = Message::decode(&mut r, self.limits).and_then(|m| {
+                    if m.op == Op::Merged {
+                        Err(FrameError::Malformed("merged messages cannot nest"))
+                    } else {
+                        Ok(m)
+                    }
+                });
+                match decoded {
+                    Ok(m) => {
+                        *pos = r.pos();
+                        Some(Ok(m))
+                    }
+                    Err(e) => {
+                        self.inner = Inner::Done;
+                        Some(Err(e))
+                    }
+                }
+            }
+            Inner::Done => None,
+        }
+    }
 }

@@ -15,6 +15,15 @@ pub struct ConnectRequest {
     pub clock_ms: i64,
     /// The dialer's auth token (also sent as the upgrade's bearer token).
     pub token: String,
+    /// The most calls and streams this side serves at once for the other side (absent:
+    /// 1024). The other side refuses, with a Busy error, calls beyond it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+    /// The most bytes of chunked payloads this side holds half received at once (absent:
+    /// 4 × 16 MiB). The other side starts no chunked payload that would take the payloads
+    /// it is still sending in chunks beyond this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reassembly_window: Option<u64>,
 }
 
 /// The acceptor's answer to a [`ConnectRequest`].
@@ -30,6 +39,15 @@ pub struct ConnectResponse {
     pub instance: String,
     /// The acceptor's wall clock, milliseconds since the Unix epoch.
     pub clock_ms: i64,
+    /// The most calls and streams this side serves at once for the other side (absent:
+    /// 1024). The other side refuses, with a Busy error, calls beyond it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+    /// The most bytes of chunked payloads this side holds half received at once (absent:
+    /// 4 × 16 MiB). The other side starts no chunked payload that would take the payloads
+    /// it is still sending in chunks beyond this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reassembly_window: Option<u64>,
 }
 
 /// Encodes a handshake payload.

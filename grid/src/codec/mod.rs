@@ -16,9 +16,10 @@ mod error_payload;
 mod frame;
 pub mod handshake;
 mod message;
+mod stream;
 pub(crate) mod wire;
 
 pub use error_payload::{decode_error, encode_error, ErrorKind};
-pub(crate) use frame::encode_merged;
-pub use frame::{decode_frame, encode_frame, FrameError, FrameLimits};
+pub use frame::{decode_frame, encode_frame, FrameBuilder, FrameError, FrameLimits, FrameMessages};
 pub use message::{subroute_hash, Flags, HandlerId, Message, Op};
+pub use stream::{decode_credit, encode_credit, Ack};

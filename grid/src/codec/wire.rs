@@ -127,3 +127,23 @@ pub(crate) fn write_nil_or_bin<P: AsRef<[u8]>>(buf: &mut Vec<u8>, pieces: Option
         }
     }
 }
+
+/// The marker and length of a `bin` of `len` bytes, in its shortest form: the bytes and
+/// how many of them are used.
+pub(crate) fn bin_marker(len: usize) -> ([u8; 5], usize) {
+    let mut m = [0u8; 5];
+    if let Ok(short) = u8::try_from(len) {
+        m[0] = 0xc4;
+        m[1] = short;
+        (m, 2)
+    } else if let Ok(mid) = u16::try_from(len) {
+        m[0] = 0xc5;
+        m[1..3].copy_from_slice(&mid.to_be_bytes());
+        (m, 3)
+    } else {
+        // Payload lengths are bounded by the max message size (< 4 GiB) before encoding.
+        m[0] = 0xc6;
+        m[1..5].copy_from_slice(&(len as u32).to_be_bytes());
+        (m, 5)
+    }
+}

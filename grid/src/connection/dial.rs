@@ -71,6 +71,8 @@ async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
             instance: core.instance.to_string(),
             clock_ms: wall_clock_ms(),
             token,
+            max_concurrent: core.config.announced().max_concurrent,
+            reassembly_window: core.config.announced().reassembly_window,
         })
         .into(),
     );
@@ -100,6 +102,10 @@ async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
         writer,
         instance,
         checksum,
+        peer: super::PeerLimits {
+            max_concurrent: resp.max_concurrent,
+            reassembly_window: resp.reassembly_window,
+        },
     })
 }
 

@@ -1,11 +1,14 @@
 //! One remote peer: its state, its live socket (if any) and the calls made to it.
 //!
-//! The path of a call: [`Connection::request`] (request.rs) registers the call in the live
-//! session's tables (`mux`) and queues its message; the writer task (writer.rs) merges
-//! queued messages into frames on the socket; on the remote, the reader task (reader.rs)
-//! decodes them and starts the handler (serve_call.rs), whose answer travels back the same
-//! way. The runner (runner.rs) dials or waits for the peer, runs the handshake
-//! (handshake.rs, dial.rs) and redials after a failure.
+//! This module is the driver around the protocol engine (`crate::engine`): sockets, tasks
+//! and timers. The path of a call: [`Connection::request`] (request.rs) opens the call in
+//! the live session's engine (session.rs), which queues its message; the writer task
+//! (writer.rs) takes what the engine has to send and writes it as frames on the socket; on
+//! the remote, the reader task (reader.rs) hands each decoded message to its engine, which
+//! admits the call, and starts the handler (serve.rs, serve_call.rs, serve_stream.rs); the
+//! answer travels back the same way. Stream ends are in stream_ends.rs. The runner
+//! (runner.rs) dials or waits for the peer, runs the handshake (handshake.rs, dial.rs),
+//! drives the engine's timers, and redials after a failure.
 
 /// Boxes the future of a call (`$call` is the `Request` or `OpenStream`), inside a DEBUG
 /// span named `$name` with the peer, handler and (recorded later) mux id, when DEBUG is
@@ -40,31 +43,34 @@ mod open_stream;
 mod reader;
 mod request;
 mod runner;
+mod serve;
 mod serve_call;
 mod serve_stream;
 mod session;
-mod stream_dispatch;
+mod stream_ends;
 mod websocket;
 mod writer;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
 pub use open_stream::{OpenStream, Stream};
 pub use request::Request;
-pub(crate) use runner::Accepted;
+pub(crate) use runner::{Accepted, PeerLimits};
 use session::Session;
+pub use stream_ends::{Permit, StreamReceiver, StreamSender};
 pub(crate) use websocket::{FrameReader, FrameWriter, Role};
 
 use crate::codec::{subroute_hash, HandlerId};
 use crate::core::Core;
+use crate::engine::Outgoing;
 use crate::error::{Error, Result};
 use crate::handler::CURRENT_CALL;
 use crate::stats::{ConnectionStats, Counters};
@@ -128,12 +134,31 @@ impl Call {
     }
 }
 
-/// A call or stream about to be sent (see [`ConnInner::begin_call`]).
-pub(crate) struct CallStart {
-    pub(crate) session: Arc<Session>,
-    pub(crate) deadline: Instant,
-    pub(crate) deadline_ms: u32,
-    pub(crate) mux_id: u64,
+impl Call {
+    /// What every call or stream does before it is opened: compute its deadline (the
+    /// call's own or the default, capped by the deadline of the call being handled, if
+    /// any) and find the live session. Returns the session, what to open, and the
+    /// subroute's name.
+    fn prepare(self) -> Result<(Arc<Session>, Outgoing, Option<Arc<str>>)> {
+        let inner = &self.conn.inner;
+        let mut deadline =
+            Instant::now() + self.deadline.unwrap_or(inner.core.config.default_deadline);
+        if let Ok(Some(inherited)) = CURRENT_CALL.try_with(|c| c.deadline) {
+            deadline = deadline.min(inherited);
+        }
+        let session = inner.live_session()?;
+        let (name, hash) = match self.subroute {
+            Some((name, hash)) => (Some(name), Some(hash)),
+            None => (None, None),
+        };
+        let outgoing = Outgoing {
+            handler: self.handler,
+            subroute: hash,
+            payload: self.payload,
+            deadline: deadline.into_std(),
+        };
+        Ok((session, outgoing, name))
+    }
 }
 
 pub(crate) struct ConnInner {
@@ -144,8 +169,6 @@ pub(crate) struct ConnInner {
     pub(crate) counters: Arc<Counters>,
     state: watch::Sender<State>,
     session: RwLock<Option<Arc<Session>>>,
-    next_mux: AtomicU64,
-    idle: Arc<Notify>,
     last_error: Mutex<Option<Error>>,
     remote_instance: watch::Sender<Option<Uuid>>,
     incoming: mpsc::Sender<Accepted>,
@@ -167,8 +190,6 @@ impl Connection {
             counters: Arc::default(),
             state: watch::Sender::new(State::Unconnected),
             session: RwLock::new(None),
-            next_mux: AtomicU64::new(1),
-            idle: Arc::default(),
             last_error: Mutex::new(None),
             remote_instance: watch::Sender::new(None),
             incoming,
@@ -245,16 +266,22 @@ impl Connection {
 
     /// A snapshot of this connection's figures, including calls in flight right now.
     pub fn stats(&self) -> ConnectionStats {
-        let (calls, handlers) = self.inner.in_flight();
-        self.inner.counters.snapshot(calls, handlers)
+        let live = self.inner.current_session().map(|s| {
+            s.with(|e| {
+                let (calls, handlers) = e.in_flight();
+                (calls, handlers, e.assembling(), e.last_rtt())
+            })
+        });
+        let (calls, handlers, assembling, rtt) = live.unwrap_or_default();
+        self.inner
+            .counters
+            .snapshot(calls, handlers, assembling as u64, rtt)
     }
 
     /// Whether the live socket is TLS (`wss://`); `None` while not connected. TLS
     /// connections carry no checksums.
     pub fn is_tls(&self) -> Option<bool> {
-        self.inner
-            .current_session()
-            .map(|s| !s.limits.require_checksum)
+        self.inner.current_session().map(|s| !s.checksum)
     }
 
     /// The remote's instance id from the last handshake (changes when it restarts).
@@ -278,16 +305,11 @@ impl Connection {
     /// # Cancel safety
     /// Cancel safe.
     pub async fn wait_idle(&self) {
-        loop {
-            let notified = self.inner.idle.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let assembling = self.inner.counters.assembling_bytes.load(Ordering::Relaxed);
-            if self.inner.in_flight() == (0, 0) && assembling == 0 {
-                return;
-            }
-            notified.await;
-        }
+        poll_fn(|cx| match self.inner.current_session() {
+            Some(s) if !s.with(|e| e.poll_idle(cx.waker())) => Poll::Pending,
+            _ => Poll::Ready(()),
+        })
+        .await
     }
 }
 
@@ -337,10 +359,6 @@ impl Subroute {
 }
 
 impl ConnInner {
-    pub(crate) fn next_mux_id(&self) -> u64 {
-        self.next_mux.fetch_add(1, Ordering::Relaxed)
-    }
-
     fn current_session(&self) -> Option<Arc<Session>> {
         self.session
             .read()
@@ -351,40 +369,6 @@ impl ConnInner {
     /// Installs (or, with `None`, removes) the live session.
     fn set_session(&self, session: Option<Arc<Session>>) {
         *self.session.write().unwrap_or_else(|e| e.into_inner()) = session;
-    }
-
-    /// What every call or stream does before sending: compute its deadline (the call's
-    /// own or the default, capped by the deadline of the call being handled), refuse an
-    /// oversize payload, find the live session and pick a mux id.
-    pub(crate) fn begin_call(
-        &self,
-        timeout: Option<Duration>,
-        payload: Option<&Bytes>,
-    ) -> Result<CallStart> {
-        let config = &self.core.config;
-        let now = Instant::now();
-        let mut deadline = now + timeout.unwrap_or(config.default_deadline);
-        if let Ok(Some(inherited)) = CURRENT_CALL.try_with(|c| c.deadline) {
-            deadline = deadline.min(inherited);
-        }
-        if let Some(p) = payload.filter(|p| p.len() > config.max_message_size) {
-            return Err(Error::MessageTooLarge {
-                size: p.len(),
-                limit: config.max_message_size,
-            });
-        }
-        let session = self.live_session()?;
-        let deadline_ms =
-            u32::try_from(deadline.saturating_duration_since(now).as_millis()).unwrap_or(u32::MAX);
-        if deadline_ms == 0 {
-            return Err(Error::DeadlineExceeded);
-        }
-        Ok(CallStart {
-            session,
-            deadline,
-            deadline_ms,
-            mux_id: self.next_mux_id(),
-        })
     }
 
     /// The live session, or the error a call gets when there is none.
@@ -399,12 +383,6 @@ impl ConnInner {
         } else {
             Error::Disconnected
         }
-    }
-
-    fn in_flight(&self) -> (usize, usize) {
-        self.current_session()
-            .as_ref()
-            .map_or((0, 0), |s| s.in_flight())
     }
 
     fn set_state(&self, state: State) {

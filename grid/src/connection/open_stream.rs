@@ -1,39 +1,37 @@
 //! The caller's side of a stream: `conn.open_stream(id, payload).await` sends the open,
-//! waits for the handler side's ack, and returns the caller's two ends.
+//! waits for the handler side's answer, and returns the caller's two ends.
 
-use std::future::{Future, IntoFuture};
+use std::future::{poll_fn, Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
-
 use super::session::Session;
-use super::{Call, CallStart};
-use crate::codec::{Message, Op};
+use super::stream_ends::{StreamReceiver, StreamSender};
+use super::Call;
+use crate::engine::{Key, Side};
 use crate::error::{Error, Result};
-use crate::mux::{
-    Ack, CallerStream, CancelOnDrop, Credit, Inbound, StreamReceiver, StreamSender, Unread,
-};
 
 /// The caller's ends of an open stream.
+///
+/// End the requests with [`StreamSender::finish`]: dropped without it, the sender cancels
+/// the stream. Dropping the responses before their end cancels it too, whatever the order
+/// in which the two ends are dropped.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Stream {
-    /// Messages to the handler; `None` when the handler takes none (in-capacity 0). Close
-    /// it (or drop it) to send EOF.
+    /// Messages to the handler; `None` when the handler takes none (in-capacity 0).
     pub requests: Option<StreamSender>,
     /// The handler's messages. Ends with `None` when the handler returned `Ok`, or with one
-    /// `Err` (the handler's error, `DeadlineExceeded`, `Disconnected`, ...). Dropping it
-    /// before the end cancels the handler.
+    /// `Err` (the handler's error, `DeadlineExceeded`, `Disconnected`, ...).
     pub responses: StreamReceiver,
 }
 
 /// A stream being opened. Await it (it implements [`IntoFuture`]).
 ///
 /// # Cancel safety
-/// Dropping the future before it resolves cancels the stream on the remote.
+/// Dropping the future before it resolves cancels the stream on the remote (or, if the
+/// open was not yet written to the socket, never sends it).
 #[must_use = "a stream is opened only when awaited"]
 pub struct OpenStream {
     pub(crate) call: Call,
@@ -48,98 +46,33 @@ impl OpenStream {
     }
 
     async fn run(self) -> Result<Stream> {
-        let Call {
-            conn,
-            handler,
-            subroute,
-            payload,
-            deadline: timeout,
-        } = self.call;
-        let inner = &conn.inner;
-        let CallStart {
-            session,
-            deadline,
-            deadline_ms,
-            mux_id,
-        } = inner.begin_call(timeout, payload.as_ref())?;
-        super::record_mux(mux_id);
-        let (items_tx, items) = mpsc::unbounded_channel();
-        let unread = Arc::new(Unread::default());
-        let requests = Credit::new(0);
-        let (ack_tx, ack_rx) = oneshot::channel();
-        let entry = CallerStream {
-            responses: Inbound::new(items_tx, unread.clone(), 0),
-            requests: requests.clone(),
-            request_capacity: 0,
-            ack: Some(ack_tx),
-        };
-        if session.streams.open_caller(mux_id, entry).is_err() {
-            return Err(inner.lost_error());
-        }
+        let max_message = self.call.conn.inner.core.config.max_message_size;
+        let (session, outgoing, subroute) = self.call.prepare()?;
+        let now = tokio::time::Instant::now().into_std();
+        let key = session.with(|e| e.open_stream(now, outgoing))?;
+        super::record_mux(key.mux_id());
         let mut opening = Opening {
             session: &session,
-            mux_id,
+            key,
             armed: true,
         };
-        let open = Message {
-            mux_id,
-            seq: 0,
-            deadline_ms,
-            handler,
-            op: Op::ConnectMux,
-            flags: crate::codec::Flags::NONE,
-            subroute: subroute.as_ref().map(|(_, h)| *h),
-            payload: None,
-        };
-        let ack = tokio::time::timeout_at(deadline, async {
-            session.outbox.send_payload(open, payload, true).await?;
-            ack_rx.await.map_err(|_| Error::Disconnected)?
-        })
-        .await
-        .map_err(|_| Error::DeadlineExceeded)?;
-        let ack: Ack = match ack {
+        let opened = poll_fn(|cx| session.with(|e| e.poll_opened(key, cx))).await;
+        opening.armed = false;
+        let ack = match opened {
             Ok(ack) => ack,
             Err(Error::UnknownHandler { handler, .. }) => {
-                opening.armed = false;
                 return Err(Error::UnknownHandler {
                     handler,
-                    subroute: subroute.as_ref().map(|(n, _)| n.to_string()),
-                });
+                    subroute: subroute.map(|s| s.to_string()),
+                })
             }
-            Err(e) => {
-                opening.armed = matches!(e, Error::Protocol(_));
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         };
-        opening.armed = false;
-        let requests = (ack.in_capacity > 0).then(|| StreamSender {
-            outbox: session.outbox.clone(),
-            credit: requests,
-            mux_id,
-            handler,
-            op: Op::MuxClientMsg,
-            seq: Arc::new(AtomicU32::new(0)),
-            eof_on_drop: true,
-            held: 0,
-            max_message: inner.core.config.max_message_size,
-        });
-        let responses = StreamReceiver {
-            items,
-            unread,
-            outbox: session.outbox.clone(),
-            mux_id,
-            unblock: Op::UnblockServerMux,
-            batch: (ack.out_capacity / 2).max(1),
-            owed: 0,
-            deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
-            cancel_on_drop: Some(CancelOnDrop {
-                tables: session.streams.clone(),
-            }),
-            done: false,
-        };
+        let requests = (ack.in_capacity > 0)
+            .then(|| StreamSender::new(session.clone(), Side::Caller, key, max_message));
         Ok(Stream {
             requests,
-            responses,
+            responses: StreamReceiver::new(session.clone(), Side::Caller, key),
         })
     }
 }
@@ -153,20 +86,18 @@ impl IntoFuture for OpenStream {
     }
 }
 
-/// A stream being opened: if dropped while still registered, the entry is removed and the
-/// handler side is told.
+/// A stream being opened: dropped before the answer was taken, it is cancelled.
 struct Opening<'a> {
     session: &'a Arc<Session>,
-    mux_id: u64,
+    key: Key,
     armed: bool,
 }
 
 impl Drop for Opening<'_> {
     fn drop(&mut self) {
-        if self.armed && self.session.streams.client_cancel(self.mux_id) {
-            let mut cancel = Message::new(Op::DisconnectServerMux);
-            cancel.mux_id = self.mux_id;
-            self.session.outbox.send_bulk_soon(cancel);
+        if self.armed {
+            let key = self.key;
+            self.session.with(|e| e.drop_opening(key));
         }
     }
 }

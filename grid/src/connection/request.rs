@@ -1,19 +1,17 @@
 //! The caller's side of a single call: `conn.request(id, payload).deadline(d).await`.
 
-use std::future::{Future, IntoFuture};
+use std::future::{poll_fn, Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
 
 use super::session::Session;
-use super::{Call, CallStart};
-use crate::codec::{Message, Op};
+use super::Call;
+use crate::codec::Flags;
+use crate::engine::Key;
 use crate::error::{Error, Result};
-use crate::mux::response_outcome;
-use crate::mux::CHUNK;
 
 /// A single call being prepared. Await it (it implements [`IntoFuture`]) to send it and get
 /// the handler's answer.
@@ -21,6 +19,7 @@ use crate::mux::CHUNK;
 /// # Cancel safety
 /// Dropping the future at any point returns at once; if the request was already sent, the
 /// remote handler is cancelled (its future is dropped) and its answer, if any, is ignored.
+/// A request not yet written to the socket is simply not sent.
 #[must_use = "a request does nothing until it is awaited"]
 pub struct Request {
     pub(crate) call: Call,
@@ -36,55 +35,29 @@ impl Request {
     }
 
     async fn run(self) -> Result<Option<Bytes>> {
-        let Call {
-            conn,
-            handler,
-            subroute,
-            payload,
-            deadline: timeout,
-        } = self.call;
-        let inner = &conn.inner;
-        let CallStart {
-            session,
-            deadline,
-            deadline_ms,
-            mux_id,
-        } = inner.begin_call(timeout, payload.as_ref())?;
-        super::record_mux(mux_id);
-        let (tx, rx) = oneshot::channel();
-        if session.calls.insert_client(mux_id, tx).is_err() {
-            return Err(inner.lost_error());
-        }
+        let (session, outgoing, subroute) = self.call.prepare()?;
+        let handler = outgoing.handler;
+        let now = tokio::time::Instant::now().into_std();
+        let key = session.with(|e| e.open_call(now, outgoing))?;
+        super::record_mux(key.mux_id());
         let mut pending = Pending {
             session: &session,
-            mux_id,
+            key,
             armed: true,
-            chunked: payload.as_ref().is_some_and(|p| p.len() > CHUNK),
         };
-        let head = Message {
-            mux_id,
-            seq: 0,
-            deadline_ms,
-            handler,
-            op: Op::Request,
-            flags: crate::codec::Flags::NONE,
-            subroute: subroute.as_ref().map(|(_, h)| *h),
-            payload: None,
-        };
-        let answer = tokio::time::timeout_at(deadline, async {
-            session.outbox.send_payload(head, payload, false).await?;
-            rx.await.map_err(|_| Error::Disconnected)?
-        })
-        .await;
-        match answer {
-            Ok(Ok(reply)) => {
-                pending.armed = false;
-                let subroute = subroute.as_ref().map(|(n, _)| &**n);
-                response_outcome(reply, handler, subroute)
-            }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(Error::DeadlineExceeded),
+        let answer = poll_fn(|cx| session.with(|e| e.poll_call(key, cx))).await;
+        pending.armed = false;
+        let reply = answer?;
+        // A chunked answer's parts are joined here, by the caller's task.
+        let payload = reply.payload.into_bytes();
+        if reply.flags.contains(Flags::PAYLOAD_IS_ERROR) {
+            return Err(Error::from_wire(
+                payload.as_deref(),
+                handler,
+                subroute.as_deref(),
+            ));
         }
+        Ok(payload)
     }
 }
 
@@ -97,30 +70,19 @@ impl IntoFuture for Request {
     }
 }
 
-/// A call that was registered with the session: if it is dropped while still registered
-/// (caller dropped the future, or the deadline passed), the entry is removed and the remote
-/// handler is told to stop.
+/// A call registered with the engine: dropped before its answer was taken, it is abandoned
+/// (the remote handler is told to stop).
 struct Pending<'a> {
     session: &'a Arc<Session>,
-    mux_id: u64,
+    key: Key,
     armed: bool,
-    /// The request went in chunks: the cancel must follow them through the bulk lane.
-    chunked: bool,
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if self.session.calls.take_client(self.mux_id).is_some() {
-            let mut cancel = Message::new(Op::DisconnectServerMux);
-            cancel.mux_id = self.mux_id;
-            if self.chunked {
-                self.session.outbox.send_bulk_soon(cancel);
-            } else {
-                self.session.outbox.send_soon(cancel);
-            }
+        if self.armed {
+            let key = self.key;
+            self.session.with(|e| e.drop_call(key));
         }
     }
 }

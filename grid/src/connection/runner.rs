@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -12,20 +11,27 @@ use uuid::Uuid;
 use super::dial::dial;
 use super::reader::read_loop;
 use super::session::Session;
-use super::stream_dispatch::check_streams;
 use super::websocket::{FrameReader, FrameWriter};
 use super::writer::write_loop;
 use super::{ConnInner, State};
-use crate::codec::{Message, Op};
+use crate::engine::Engine;
 use crate::error::Error;
-use crate::mux::Outbox;
 
-/// A socket that passed the handshake, with the remote's instance id.
+/// A socket that passed the handshake, with the remote's instance id and the limits it
+/// announced.
 pub(crate) struct Accepted {
     pub(crate) reader: FrameReader,
     pub(crate) writer: FrameWriter,
     pub(crate) instance: Uuid,
     pub(crate) checksum: bool,
+    pub(crate) peer: PeerLimits,
+}
+
+/// What the peer announced it accepts (absent: the defaults).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PeerLimits {
+    pub(crate) max_concurrent: Option<u32>,
+    pub(crate) reassembly_window: Option<u64>,
 }
 
 enum End {
@@ -91,7 +97,11 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Acce
             }
             End::Lost(why) => {
                 tracing::warn!(local = %core.local, remote = %inner.remote, reason = %why, "connection lost");
-                inner.set_error(Error::Disconnected);
+                inner.set_error(if why.starts_with("protocol violation") {
+                    Error::Protocol(why)
+                } else {
+                    Error::Disconnected
+                });
                 inner.set_state(State::ConnectionError);
                 if inner.dialer {
                     // A short jittered pause so a whole cluster does not redial in lockstep.
@@ -120,70 +130,55 @@ fn note_instance(inner: &ConnInner, instance: Uuid) {
     }
 }
 
-/// Runs one socket until it dies, is replaced, or the manager shuts down. On return the
-/// session is uninstalled and its tables are closed.
+/// Runs one socket until it dies, is replaced, or the manager shuts down: the reader and
+/// writer tasks move bytes, and this loop wakes the engine when its timers are due. On
+/// return the session is uninstalled and its engine closed.
 async fn run_session(
     inner: &Arc<ConnInner>,
     accepted: Accepted,
     incoming: &mut mpsc::Receiver<Accepted>,
 ) -> End {
     let core = &inner.core;
-    let (tx, rx) = mpsc::channel(core.config.queue_capacity);
-    // A few chunks in flight per connection: enough to keep the socket busy, few enough that
-    // a cancel queued behind them goes out soon.
-    let (bulk_tx, bulk_rx) = mpsc::channel(4);
+    let engine = Engine::new(core.config.engine(accepted.peer), Instant::now().into_std());
     let session = Arc::new(Session::new(
-        Outbox::new(tx, bulk_tx, accepted.checksum),
-        inner.idle.clone(),
+        engine,
+        accepted.checksum,
         core.config.limits().requiring_checksums(accepted.checksum),
     ));
     inner.set_session(Some(session.clone()));
     inner.set_state(State::Connected);
 
-    let mut writer = core.tasks.spawn(write_loop(
-        accepted.writer,
-        rx,
-        bulk_rx,
-        inner.counters.clone(),
-    ));
+    let mut writer = core
+        .tasks
+        .spawn(write_loop(inner.clone(), session.clone(), accepted.writer));
     let mut reader = core
         .tasks
         .spawn(read_loop(inner.clone(), session.clone(), accepted.reader));
-    let ping = core.config.ping_interval;
-    let mut tick = tokio::time::interval_at(Instant::now() + ping, ping);
-    let stream_ping = core.config.stream_ping_interval;
-    let mut stream_tick = tokio::time::interval_at(Instant::now() + stream_ping, stream_ping);
     let end = loop {
+        let due = Instant::from_std(session.with(|e| e.poll_timeout()));
         tokio::select! {
             r = &mut reader => break End::Lost(r.unwrap_or_else(|e| format!("reader task ended: {e}"))),
             r = &mut writer => break End::Lost(r.unwrap_or_else(|e| format!("writer task ended: {e}"))),
-            _ = tick.tick() => {
-                let silent = session.silent_for();
-                if silent > ping * 2 {
-                    break End::Lost(format!("peer silent for {silent:?} (ping interval {ping:?})"));
+            () = tokio::time::sleep_until(due) => {
+                let now = Instant::now().into_std();
+                if let Err(why) = session.with(|e| e.handle_timeout(now)) {
+                    break End::Lost(why);
                 }
-                let mut probe = Message::new(Op::Ping);
-                probe.payload = Some(Bytes::copy_from_slice(&session.clock_ns().to_be_bytes()));
-                session.outbox.try_send(&probe);
             }
-            _ = stream_tick.tick() => check_streams(&session, stream_ping),
+            () = session.timer.notified() => {}
             a = incoming.recv(), if !inner.dialer => match a {
                 Some(a) => break End::Replaced(Box::new(a)),
                 None => break End::Shutdown,
             },
-            _ = core.shutting_down() => break End::Shutdown,
+            () = core.shutting_down() => break End::Shutdown,
         }
     };
     inner.set_session(None);
-    inner
-        .counters
-        .assembling_bytes
-        .store(0, std::sync::atomic::Ordering::Relaxed);
     let err = match end {
         End::Shutdown => Error::Closed,
         _ => Error::Disconnected,
     };
-    session.close(&err);
+    session.with(|e| e.close(err));
     reader.abort();
     writer.abort();
     end

@@ -1,68 +1,143 @@
-//! One live socket of a connection: its outbox, its call tables and its liveness.
+//! One live socket of a connection: its protocol engine behind one lock, and the handler
+//! tasks it runs.
 //!
-//! A session exists from a successful handshake until its socket dies. Nothing survives it:
-//! when it ends, its tables are closed (every waiting caller gets its error, every handler
-//! is aborted) and its queue's receiver (owned by the writer task) is dropped, so anything
-//! still trying to send fails at once instead of waiting on a dead socket.
+//! A session exists from a successful handshake until its socket dies. Everything that
+//! touches the engine goes through [`Session::with`], which afterwards does what the engine
+//! asked for: stops the handler tasks whose call ended, wakes the tasks waiting on the
+//! engine (after the lock is released), and tells the runner when the next timer moved.
+//! Nothing survives a session: when it ends the engine is closed (every caller gets its
+//! error, every handler is stopped) and whoever still holds it gets the session's error.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::cell::RefCell;
+use std::sync::{Mutex, MutexGuard};
+use std::task::Waker;
 
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 
 use crate::codec::FrameLimits;
-use crate::error::Error;
-use crate::mux::{CallTables, Outbox, StreamTables};
+use crate::engine::{Engine, Key};
+use crate::handler::Cancel;
+
+/// A running handler task, as the session stops it.
+pub(crate) struct HandlerTask {
+    pub(crate) abort: AbortHandle,
+    pub(crate) cancel: Cancel,
+}
+
+impl HandlerTask {
+    fn stop(self) {
+        self.cancel.fire();
+        self.abort.abort();
+    }
+}
+
+struct Shared {
+    engine: Engine,
+    /// Running handler tasks, by the slot of their engine key.
+    tasks: Vec<Option<(Key, HandlerTask)>>,
+}
 
 pub(crate) struct Session {
-    pub(crate) outbox: Arc<Outbox>,
-    pub(crate) calls: CallTables,
-    pub(crate) streams: Arc<StreamTables>,
+    shared: Mutex<Shared>,
+    /// Whether messages carry checksums on this socket (not on TLS).
+    pub(crate) checksum: bool,
+    /// What the reader accepts.
     pub(crate) limits: FrameLimits,
-    started: Instant,
-    last_seen_ms: AtomicU64,
+    /// Notified when the engine's next timeout moved earlier than the runner sleeps.
+    pub(crate) timer: Notify,
+}
+
+thread_local! {
+    /// Wakers collected under the lock, woken after it (a reused buffer).
+    static WAKES: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Session {
-    pub(crate) fn new(outbox: Outbox, idle: Arc<Notify>, limits: FrameLimits) -> Self {
+    pub(crate) fn new(engine: Engine, checksum: bool, limits: FrameLimits) -> Self {
         Self {
-            outbox: Arc::new(outbox),
-            calls: CallTables::new(idle.clone()),
-            streams: Arc::new(StreamTables::new(idle)),
+            shared: Mutex::new(Shared {
+                engine,
+                tasks: Vec::new(),
+            }),
+            checksum,
             limits,
-            started: Instant::now(),
-            last_seen_ms: AtomicU64::new(0),
+            timer: Notify::new(),
         }
     }
 
-    /// Ends every call and stream of this session with `err`.
-    pub(crate) fn close(&self, err: &Error) {
-        self.calls.close(err);
-        self.streams.close(err);
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Calls and streams in flight: (made or opened here, served here).
-    pub(crate) fn in_flight(&self) -> (usize, usize) {
-        let (calls, handlers) = self.calls.counts();
-        let (opened, served) = self.streams.counts();
-        (calls + opened, handlers + served)
+    /// Runs `f` on the engine, then stops the handlers it ended, wakes the tasks it
+    /// readied (outside the lock) and re-arms the runner's timer if needed.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Engine) -> R) -> R {
+        self.with_finished(None, f)
     }
 
-    /// Records that the peer just sent something.
-    pub(crate) fn saw_peer(&self) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        self.last_seen_ms.store(ms, Ordering::Relaxed);
+    /// As [`Session::with`], for a handler task that ended on its own: its task is
+    /// forgotten in the same step.
+    pub(crate) fn with_finished<R>(
+        &self,
+        finished: Option<Key>,
+        f: impl FnOnce(&mut Engine) -> R,
+    ) -> R {
+        let mut wakes = WAKES
+            .try_with(|w| std::mem::take(&mut *w.borrow_mut()))
+            .unwrap_or_default();
+        let (result, timer_moved) = {
+            let mut shared = self.lock();
+            let Shared { engine, tasks } = &mut *shared;
+            if let Some(key) = finished {
+                if let Some(slot) = tasks.get_mut(key.index()) {
+                    if slot.as_ref().is_some_and(|(k, _)| *k == key) {
+                        *slot = None;
+                    }
+                }
+            }
+            let result = f(engine);
+            for key in engine.take_stops() {
+                if let Some(slot) = tasks.get_mut(key.index()) {
+                    if slot.as_ref().is_some_and(|(k, _)| *k == key) {
+                        if let Some((_, task)) = slot.take() {
+                            task.stop();
+                        }
+                    }
+                }
+            }
+            engine.take_wakes(&mut wakes);
+            (result, engine.timeout_moved())
+        };
+        for w in wakes.drain(..) {
+            w.wake();
+        }
+        let _ = WAKES.try_with(|w| {
+            if let Ok(mut slot) = w.try_borrow_mut() {
+                *slot = wakes;
+            }
+        });
+        if timer_moved {
+            self.timer.notify_one();
+        }
+        result
     }
 
-    /// How long the peer has been silent.
-    pub(crate) fn silent_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_seen_ms.load(Ordering::Relaxed));
-        self.started.elapsed().saturating_sub(last)
-    }
-
-    /// Nanoseconds since the session started, carried by pings to measure round trips.
-    pub(crate) fn clock_ns(&self) -> u64 {
-        self.started.elapsed().as_nanos() as u64
+    /// Records the task of a handler the engine started. If the call already ended while
+    /// the task was spawned, the task is stopped at once.
+    pub(crate) fn attach(&self, key: Key, task: HandlerTask) {
+        let mut shared = self.lock();
+        if !shared.engine.handler_running(key) {
+            drop(shared);
+            task.stop();
+            return;
+        }
+        let index = key.index();
+        if shared.tasks.len() <= index {
+            shared.tasks.resize_with(index + 1, || None);
+        }
+        if let Some(slot) = shared.tasks.get_mut(index) {
+            *slot = Some((key, task));
+        }
     }
 }

@@ -110,22 +110,34 @@ fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
     }
 }
 
-/// Appends a frame header for a final frame.
-fn write_header(buf: &mut Vec<u8>, opcode: u8, len: usize, mask: Option<[u8; 4]>) {
-    buf.push(0x80 | opcode);
+/// A frame header for a final frame: the bytes and how many are used (2 to 14).
+fn header(opcode: u8, len: usize, mask: Option<[u8; 4]>) -> ([u8; 14], usize) {
+    let mut h = [0u8; 14];
+    h[0] = 0x80 | opcode;
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    let mut at = 2;
     if len < 126 {
-        buf.push(mask_bit | len as u8);
+        h[1] = mask_bit | len as u8;
     } else if let Ok(short) = u16::try_from(len) {
-        buf.push(mask_bit | 126);
-        buf.extend_from_slice(&short.to_be_bytes());
+        h[1] = mask_bit | 126;
+        h[2..4].copy_from_slice(&short.to_be_bytes());
+        at = 4;
     } else {
-        buf.push(mask_bit | 127);
-        buf.extend_from_slice(&(len as u64).to_be_bytes());
+        h[1] = mask_bit | 127;
+        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        at = 10;
     }
     if let Some(m) = mask {
-        buf.extend_from_slice(&m);
+        h[at..at + 4].copy_from_slice(&m);
+        at += 4;
     }
+    (h, at)
+}
+
+/// Appends a frame header for a final frame.
+fn write_header(buf: &mut Vec<u8>, opcode: u8, len: usize, mask: Option<[u8; 4]>) {
+    let (h, n) = header(opcode, len, mask);
+    buf.extend_from_slice(&h[..n]);
 }
 
 /// Reads WebSocket messages from the read half.
@@ -232,6 +244,10 @@ impl FrameReader {
     }
 }
 
+/// Room a [`crate::codec::FrameBuilder`] keeps in front of a frame for the WebSocket
+/// header (at most 14 bytes: 2, 8 of length, 4 of mask).
+pub(crate) const HEADROOM: usize = 14;
+
 /// Writes WebSocket messages to the write half.
 pub(crate) struct FrameWriter {
     io: WriteHalf,
@@ -255,6 +271,41 @@ impl FrameWriter {
     /// socket must then be dropped (the writer task only stops by ending the session).
     pub(crate) async fn binary(&mut self, payload: &[u8]) -> std::io::Result<()> {
         self.frame(OP_BINARY, payload).await
+    }
+
+    /// Sends the frame a builder holds (`buffer()[start..]`) as one binary message: the
+    /// WebSocket header goes into the room in front of it and the payload is masked in
+    /// place, so the message leaves in one write without a copy.
+    ///
+    /// # Cancel safety
+    /// As [`FrameWriter::binary`].
+    pub(crate) async fn send_built(
+        &mut self,
+        frame: &mut crate::codec::FrameBuilder,
+        start: usize,
+    ) -> std::io::Result<()> {
+        let buf = frame.buffer_mut();
+        let len = buf.len().saturating_sub(start);
+        let mask = match self.role {
+            Role::Dialer => Some(rand::random::<[u8; 4]>()),
+            Role::Acceptor => None,
+        };
+        let (header, n) = header(OP_BINARY, len, mask);
+        let Some(at) = start.checked_sub(n) else {
+            return Err(std::io::Error::other("no room for the WebSocket header"));
+        };
+        if let Some(m) = mask {
+            if let Some(payload) = buf.get_mut(start..) {
+                apply_mask(payload, m);
+            }
+        }
+        if let Some(dst) = buf.get_mut(at..start) {
+            dst.copy_from_slice(&header[..n]);
+        }
+        match buf.get(at..) {
+            Some(bytes) => self.io.write_all(bytes).await,
+            None => Ok(()),
+        }
     }
 
     /// Answers a WebSocket-level ping.

@@ -21,20 +21,22 @@ pub struct CallContext {
 }
 
 impl CallContext {
-    /// The context of a call the peer `caller` made with `msg` (its deadline counts from
-    /// now), served by the handler registered under `subroute`.
+    /// The context of a call the peer `caller` made to `handler` under its mux id, with the
+    /// deadline the engine computed when the call arrived, served by the handler registered
+    /// under `subroute`.
     pub(crate) fn incoming(
         caller: Arc<str>,
-        msg: &crate::codec::Message,
+        handler: HandlerId,
+        mux_id: u64,
+        deadline: Option<std::time::Instant>,
         subroute: Option<Arc<str>>,
     ) -> Self {
         Self {
             caller,
-            deadline: (msg.deadline_ms > 0)
-                .then(|| Instant::now() + Duration::from_millis(u64::from(msg.deadline_ms))),
+            deadline: deadline.map(Instant::from_std),
             subroute,
-            handler: msg.handler,
-            mux_id: msg.mux_id,
+            handler,
+            mux_id,
             cancel: Cancel::default(),
         }
     }
@@ -76,9 +78,12 @@ impl CallContext {
         self.mux_id
     }
 
-    /// Resolves when the call is cancelled: the caller dropped it or cancelled it, its
-    /// deadline passed, or the connection was lost. The handler's own future is dropped at
-    /// that moment; this is for tasks the handler started with a clone of the context.
+    /// Resolves when the call is over, for any reason: the handler returned (and its answer
+    /// was queued), the caller dropped or cancelled the call, its deadline passed, the
+    /// connection was lost or the manager shut down. Work started for the call (a task
+    /// holding a clone of the context) should stop then: nobody waits for it any more. The
+    /// handler's own future is dropped at that moment when the call did not end by its
+    /// return.
     ///
     /// # Cancel safety
     /// Cancel safe.
@@ -86,9 +91,35 @@ impl CallContext {
         self.cancel.wait().await
     }
 
-    /// True once the call was cancelled (see [`CallContext::cancelled`]).
+    /// True once the call is over (see [`CallContext::cancelled`]).
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_fired()
+    }
+
+    /// Runs `fut` as part of this call, typically in a task the handler spawns:
+    /// `tokio::spawn(ctx.scope(async move { ... }))`. Calls `fut` makes inherit the call's
+    /// deadline (a shorter one of their own still wins) and see this context as
+    /// [`CallContext::current`]; when the call is over (see [`CallContext::cancelled`])
+    /// `fut` is dropped, which cancels the calls it has in flight, and the scope resolves
+    /// to [`Error::Cancelled`](crate::Error::Cancelled).
+    ///
+    /// # Cancel safety
+    /// Dropping the scope drops `fut`.
+    pub fn scope<F: std::future::Future>(
+        &self,
+        fut: F,
+    ) -> impl std::future::Future<Output = crate::Result<F::Output>> + use<F> {
+        let ctx = self.clone();
+        let cancel = self.cancel.clone();
+        async move {
+            let run = super::CURRENT_CALL.scope(ctx, fut);
+            tokio::pin!(run);
+            tokio::select! {
+                biased;
+                out = &mut run => Ok(out),
+                () = cancel.wait() => Err(crate::Error::Cancelled),
+            }
+        }
     }
 }
 
@@ -125,18 +156,13 @@ impl Cancel {
     }
 }
 
-/// Fires a [`Cancel`] when dropped, unless disarmed: held by a handler's task, so that an
-/// abort (or any end other than the handler's own return) cancels the call.
+/// Fires a [`Cancel`] when dropped: held by a handler's task, so that the call is over
+/// (for [`CallContext::cancelled`]) however the task ends, by its return or an abort.
 pub(crate) struct FireOnDrop(Option<Cancel>);
 
 impl FireOnDrop {
     pub(crate) fn new(cancel: Cancel) -> Self {
         Self(Some(cancel))
-    }
-
-    /// The handler finished on its own: do not fire.
-    pub(crate) fn disarm(mut self) {
-        self.0 = None;
     }
 }
 

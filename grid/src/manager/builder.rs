@@ -152,9 +152,44 @@ impl ManagerBuilder {
         self
     }
 
-    /// Messages queued per connection before senders wait (default 1024).
-    pub fn queue_capacity(mut self, messages: usize) -> Self {
-        self.config.queue_capacity = messages;
+    /// How many calls and streams this node serves at once for one peer (default 1024; the
+    /// analogue of HTTP/2's `max_concurrent_streams`). It is announced in the handshake, so
+    /// a grid peer refuses its own calls beyond it at once with [`Error::Busy`]; calls a
+    /// peer sends beyond it anyway are refused with Busy, and a peer that keeps sending them
+    /// without reading the refusals is disconnected. Bounds the handler tasks one peer can
+    /// make this node run.
+    pub fn max_concurrent_calls(mut self, calls: usize) -> Self {
+        self.config.max_concurrent_calls = calls;
+        self
+    }
+
+    /// How many bytes of answers (single-call responses and handlers' stream messages) may
+    /// wait for a peer's socket before this node stops starting new handlers for that peer
+    /// (default 4 MiB; the analogue of h2's `max_send_buffer_size`). Calls that arrive
+    /// meanwhile wait, admitted, until the peer reads; none is refused. A peer that reads
+    /// nothing at all is declared dead after two ping intervals.
+    pub fn max_send_buffer(mut self, bytes: usize) -> Self {
+        self.config.max_send_buffer = bytes;
+        self
+    }
+
+    /// How many bytes of large payloads (those sent in chunks) this node holds half
+    /// received from one peer at once (default 4 × the default maximum message size, 64
+    /// MiB; the analogue of HTTP/2's connection window). It is announced in the handshake
+    /// and a grid peer starts no chunked payload beyond it, so any number of concurrent
+    /// large calls complete; a peer that exceeds it is disconnected with the reason. At
+    /// least the maximum message size.
+    pub fn reassembly_window(mut self, bytes: usize) -> Self {
+        self.config.reassembly_window = bytes;
+        self
+    }
+
+    /// How many calls and streams one peer may cancel before their handler started, within
+    /// one ping interval, before it is disconnected as a flooder (default 1000; HTTP/2's
+    /// "rapid reset" attack opens and cancels streams in a loop). Calls and streams
+    /// cancelled in the same frame that opened them never start a handler at all.
+    pub fn max_early_cancels(mut self, cancels: usize) -> Self {
+        self.config.max_early_cancels = cancels;
         self
     }
 
@@ -180,12 +215,19 @@ impl ManagerBuilder {
         }
         if c.ping_interval.is_zero()
             || c.stream_ping_interval.is_zero()
-            || c.queue_capacity == 0
+            || c.max_concurrent_calls == 0
+            || c.max_concurrent_calls > u32::MAX as usize
             || c.reconnect_min.is_zero()
         {
             return Err(Error::Config(
-                "ping interval, queue capacity and reconnect backoff must be non-zero".into(),
+                "ping intervals, max_concurrent_calls and the reconnect backoff must be non-zero (and max_concurrent_calls at most 2^32 - 1)".into(),
             ));
+        }
+        if c.reassembly_window < c.max_message_size {
+            return Err(Error::Config(format!(
+                "reassembly_window ({} bytes) must be at least max_message_size ({} bytes)",
+                c.reassembly_window, c.max_message_size
+            )));
         }
         if !c.route.starts_with('/') {
             return Err(Error::Config(format!(

@@ -15,7 +15,7 @@ use crate::codec::handshake::{decode, encode, ConnectRequest, ConnectResponse};
 use crate::codec::{Message, Op};
 use crate::connection::handshake::{framed, recv_message, send_message};
 use crate::connection::Role;
-use crate::connection::{Accepted, Connection, FrameReader, FrameWriter};
+use crate::connection::{Accepted, Connection, FrameReader, FrameWriter, PeerLimits};
 use crate::core::{wall_clock_ms, Core};
 use crate::error::{Error, Result};
 
@@ -189,6 +189,8 @@ pub(crate) async fn grid_handshake(
             host: core.local.to_string(),
             instance: core.instance.to_string(),
             clock_ms: wall_clock_ms(),
+            max_concurrent: core.config.announced().max_concurrent,
+            reassembly_window: core.config.announced().reassembly_window,
         })
         .into(),
     );
@@ -202,6 +204,10 @@ pub(crate) async fn grid_handshake(
             writer,
             instance,
             checksum,
+            peer: PeerLimits {
+                max_concurrent: request.max_concurrent,
+                reassembly_window: request.reassembly_window,
+            },
         },
     ))
 }

@@ -1,0 +1,66 @@
+//! Starting the handlers the engine admitted: find what is registered under the call's
+//! handler id and subroute, and run it (single calls: serve_call.rs; streams:
+//! serve_stream.rs). Every task started here is counted by the manager and can be stopped
+//! by the session when its call ends without it.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use super::session::Session;
+use super::ConnInner;
+use crate::engine::{Answer, Key, Start};
+use crate::handler::CallContext;
+
+/// Where the answers of handlers that finish at once go: collected by the reader, which
+/// hands them to the engine together with its next batch of messages, or applied at once.
+pub(crate) enum Answers<'a> {
+    Collect(&'a mut Vec<(Key, Answer)>),
+    Apply,
+}
+
+impl Answers<'_> {
+    pub(crate) fn give(&mut self, session: &Session, key: Key, answer: Answer) {
+        match self {
+            Answers::Collect(v) => v.push((key, answer)),
+            Answers::Apply => session.with(|e| e.answer(key, answer)),
+        }
+    }
+}
+
+/// Starts every handler in `starts`.
+pub(crate) fn start_handlers(
+    conn: &Arc<ConnInner>,
+    session: &Arc<Session>,
+    starts: &mut Vec<Start>,
+    mut answers: Answers<'_>,
+) {
+    for start in starts.drain(..) {
+        if start.stream {
+            super::serve_stream::start(conn, session, start);
+        } else {
+            super::serve_call::start(conn, session, start, &mut answers);
+        }
+    }
+}
+
+/// The context of the call `start` admitted, for the handler registered under `subroute`.
+pub(crate) fn context(conn: &ConnInner, start: &Start, subroute: Option<Arc<str>>) -> CallContext {
+    CallContext::incoming(
+        conn.remote.clone(),
+        start.handler,
+        start.mux_id,
+        start.deadline,
+        subroute,
+    )
+}
+
+/// The text of a handler's panic.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_owned()
+    }
+}

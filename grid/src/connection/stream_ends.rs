@@ -1,0 +1,270 @@
+//! The ends of a stream that users hold: a [`StreamSender`] that waits for credit before
+//! each message, and a [`StreamReceiver`] that returns credit as it reads.
+//!
+//! Both are handles on the stream's state in the connection's engine. Credit is what bounds
+//! memory: a sender holds one credit per message it may still send, granted by the
+//! receiving side as its user reads, so no side ever buffers more than the capacity it
+//! declared, whatever the speed difference.
+//!
+//! End of input is explicit: a sender ends its direction with [`StreamSender::finish`]. A
+//! caller's sender dropped without it cancels the stream, and so does a caller's receiver
+//! dropped before the end, so an abandoned stream reaches the handler as
+//! [`Error::Cancelled`], never as a clean end.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::Stream;
+
+use super::session::Session;
+use crate::engine::{Key, Side};
+use crate::error::{Error, Result};
+
+/// Sends one direction of a stream. Not `Clone`: messages are numbered in the order they
+/// are sent.
+///
+/// A caller's sender must be ended with [`StreamSender::finish`]; dropped without it, it
+/// cancels the stream (the handler's input ends with [`Error::Cancelled`]). A handler's
+/// sender needs no `finish`: the handler's return ends its direction.
+pub struct StreamSender {
+    session: Arc<Session>,
+    side: Side,
+    key: Key,
+    max_message: usize,
+    /// `finish` consumed the sender: its drop does nothing more.
+    finished: bool,
+}
+
+impl std::fmt::Debug for StreamSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSender")
+            .field("side", &self.side)
+            .field("mux", &self.key.mux_id())
+            .finish()
+    }
+}
+
+impl StreamSender {
+    pub(crate) fn new(session: Arc<Session>, side: Side, key: Key, max_message: usize) -> Self {
+        Self {
+            session,
+            side,
+            key,
+            max_message,
+            finished: false,
+        }
+    }
+
+    fn check_size(&self, payload: &Bytes) -> Result<()> {
+        if payload.len() > self.max_message {
+            return Err(Error::MessageTooLarge {
+                size: payload.len(),
+                limit: self.max_message,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends one message, first waiting for credit if the receiver is behind.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] for a payload over the maximum message size (nothing is
+    /// sent, the stream carries on). Once the stream ended: [`Error::StreamEnded`] when the
+    /// other side finished normally, [`Error::Cancelled`] when it was cancelled,
+    /// [`Error::Disconnected`] when the connection was lost, or the stream's own error.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: if the future is dropped before it completes, nothing was sent and no
+    /// credit was taken. Once a message is accepted it goes out whole, chunked or not.
+    pub async fn send(&mut self, payload: Bytes) -> Result<()> {
+        self.check_size(&payload)?;
+        let (side, key) = (self.side, self.key);
+        let mut payload = Some(payload);
+        poll_fn(|cx| {
+            self.session.with(|e| match e.poll_reserve(side, key, cx) {
+                Poll::Ready(Ok(())) => {
+                    Poll::Ready(e.send(side, key, payload.take().unwrap_or_default()))
+                }
+                Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+                Poll::Pending => Poll::Pending,
+            })
+        })
+        .await
+    }
+
+    /// Waits for one credit and holds it in a [`Permit`], which then sends without waiting.
+    /// Dropping the permit gives the credit back.
+    ///
+    /// # Errors
+    /// As [`StreamSender::send`] once the stream ended.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: no credit is taken if the future is dropped.
+    pub async fn reserve(&mut self) -> Result<Permit<'_>> {
+        let (side, key) = (self.side, self.key);
+        let session = self.session.clone();
+        poll_fn(|cx| session.with(|e| e.poll_reserve(side, key, cx))).await?;
+        Ok(Permit {
+            sender: self,
+            spent: false,
+        })
+    }
+
+    /// Messages that could be sent right now without waiting.
+    pub fn credit(&self) -> usize {
+        self.session.with(|e| e.credit(self.side, self.key))
+    }
+
+    /// Ends this direction after the messages already sent: the receiver's stream ends
+    /// cleanly once it has read them. (A handler's direction ends when the handler returns;
+    /// finishing its sender early only gives it up.)
+    ///
+    /// # Errors
+    /// The stream's error if it had already ended some other way: the end then did not
+    /// reach the other side as a clean one.
+    ///
+    /// # Cancel safety
+    /// Cancel safe (it does not wait).
+    pub async fn finish(mut self) -> Result<()> {
+        self.finished = true;
+        let (side, key) = (self.side, self.key);
+        let ended = self.session.with(|e| {
+            let ended = e.send_ended(side, key);
+            e.finish(side, key);
+            ended
+        });
+        match ended {
+            None | Some(Error::StreamEnded) => Ok(()),
+            Some(err) => Err(err),
+        }
+    }
+}
+
+impl Drop for StreamSender {
+    fn drop(&mut self) {
+        if !self.finished {
+            let (side, key) = (self.side, self.key);
+            self.session.with(|e| e.drop_sender(side, key));
+        }
+    }
+}
+
+/// One credit of a [`StreamSender`], taken by [`StreamSender::reserve`].
+pub struct Permit<'a> {
+    sender: &'a mut StreamSender,
+    spent: bool,
+}
+
+impl std::fmt::Debug for Permit<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit")
+            .field("sender", &self.sender)
+            .finish()
+    }
+}
+
+impl Permit<'_> {
+    /// Sends one message on the credit, without waiting.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] for a payload over the maximum message size: nothing is
+    /// sent, the credit is kept for another message, and the stream carries on. The
+    /// stream's error if it ended since the credit was taken.
+    pub fn send(mut self, payload: Bytes) -> Result<()> {
+        self.sender.check_size(&payload)?;
+        self.spent = true;
+        let (side, key) = (self.sender.side, self.sender.key);
+        self.sender.session.with(|e| e.send(side, key, payload))
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.spent {
+            let (side, key) = (self.sender.side, self.sender.key);
+            self.sender.session.with(|e| e.unreserve(side, key));
+        }
+    }
+}
+
+/// Receives one direction of a stream: a [`futures::Stream`] of messages, ending with
+/// `None` after the sender's clean end, or with one `Err` item.
+///
+/// A caller's receiver dropped (or [`cancel`](StreamReceiver::cancel)led) before the end
+/// cancels the stream, and with it the remote handler.
+pub struct StreamReceiver {
+    session: Arc<Session>,
+    side: Side,
+    key: Key,
+    /// The end was returned (or the receiver cancelled): nothing more comes.
+    done: bool,
+}
+
+impl std::fmt::Debug for StreamReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamReceiver")
+            .field("side", &self.side)
+            .field("mux", &self.key.mux_id())
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl StreamReceiver {
+    pub(crate) fn new(session: Arc<Session>, side: Side, key: Key) -> Self {
+        Self {
+            session,
+            side,
+            key,
+            done: false,
+        }
+    }
+
+    /// The next message; `None` after the end.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a message is never lost by dropping this future.
+    pub async fn recv(&mut self) -> Option<Result<Bytes>> {
+        futures::StreamExt::next(self).await
+    }
+
+    /// Cancels the stream (caller side): the remote handler is cancelled and this receiver
+    /// ends (`None`). Does nothing on a handler's input or after the end.
+    pub fn cancel(&mut self) {
+        if self.side == Side::Caller && !self.done {
+            self.done = true;
+            let key = self.key;
+            self.session.with(|e| e.drop_receiver(Side::Caller, key));
+        }
+    }
+}
+
+impl Stream for StreamReceiver {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let (side, key) = (self.side, self.key);
+        let item = self.session.with(|e| e.poll_recv(side, key, cx));
+        if matches!(item, Poll::Ready(None | Some(Err(_)))) {
+            self.done = true;
+            self.session.with(|e| e.drop_receiver(side, key));
+        }
+        // A chunked message's parts are joined here, outside the engine's lock.
+        item.map(|i| i.map(|r| r.map(|p| p.into_bytes().unwrap_or_default())))
+    }
+}
+
+impl Drop for StreamReceiver {
+    fn drop(&mut self) {
+        if !self.done {
+            let (side, key) = (self.side, self.key);
+            self.session.with(|e| e.drop_receiver(side, key));
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Reassembling payloads that were sent in chunks (flag [`Flags::MORE`]).
+//!
+//! Large payloads travel as several messages so that the writer can interleave them with
+//! other traffic. The engine owns one [`Assembler`]; it is fed every incoming message and
+//! returns whole messages. What it holds is bounded by the reassembly window this side
+//! announced in the handshake: the peer's sender keeps the payloads it has in progress
+//! within it (see `window::ChunkBudget`), so more is the peer's violation.
+//!
+//! Parts are kept as they arrived (slices of the received frames, no copy) and handed on
+//! as a [`Payload`] of parts, joined by whoever takes it, outside the engine's lock: a
+//! 16 MiB payload is copied once, by its consumer, and never while other calls wait.
+
+use std::collections::HashMap;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::codec::{Flags, Message, Op};
+
+/// A received payload: absent, whole, or the parts of a chunked one (joined on demand).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Payload {
+    #[default]
+    Absent,
+    Whole(Bytes),
+    Parts(Vec<Bytes>),
+}
+
+impl Payload {
+    /// The payload as one buffer (the parts of a chunked one are copied together once).
+    pub(crate) fn into_bytes(self) -> Option<Bytes> {
+        match self {
+            Payload::Absent => None,
+            Payload::Whole(b) => Some(b),
+            Payload::Parts(parts) => {
+                let len = parts.iter().map(Bytes::len).sum();
+                let mut whole = BytesMut::with_capacity(len);
+                for p in parts {
+                    whole.extend_from_slice(&p);
+                }
+                Some(whole.freeze())
+            }
+        }
+    }
+}
+
+impl From<Option<Bytes>> for Payload {
+    fn from(p: Option<Bytes>) -> Self {
+        p.map_or(Payload::Absent, Payload::Whole)
+    }
+}
+
+/// A message whose payload is complete (its header is the last part's).
+#[derive(Debug)]
+pub(crate) struct Whole {
+    /// The header; its `payload` is always `None` (see `payload`).
+    pub(crate) msg: Message,
+    pub(crate) payload: Payload,
+}
+
+impl Whole {
+    fn of(mut msg: Message) -> Whole {
+        let payload = Payload::from(msg.payload.take());
+        Whole { msg, payload }
+    }
+}
+
+struct Partial {
+    parts: Vec<Bytes>,
+    len: usize,
+    /// The sequence number every part repeats (the message's own, for streams).
+    seq: u32,
+}
+
+/// Payloads being reassembled, keyed by (op, mux id).
+pub(crate) struct Assembler {
+    partials: HashMap<(Op, u64), Partial>,
+    /// Bytes held in partial payloads.
+    held: usize,
+    max_message: usize,
+    /// The reassembly window: more bytes held half received is a violation, unless one
+    /// payload alone is in progress (a payload larger than the window is sent alone).
+    max_held: usize,
+}
+
+impl Assembler {
+    pub(crate) fn new(max_message: usize, max_held: usize) -> Self {
+        Self {
+            partials: HashMap::new(),
+            held: 0,
+            max_message,
+            max_held,
+        }
+    }
+
+    /// Feeds one message. Returns the whole message when it is complete (at once for a
+    /// message that was not chunked), `None` while parts are missing, and an error when the
+    /// peer breaks the rules (a gap, an oversize payload, too much held).
+    pub(crate) fn push(&mut self, mut msg: Message) -> Result<Option<Whole>, String> {
+        let more = msg.flags.contains(Flags::MORE);
+        if !more && self.partials.is_empty() {
+            return Ok(Some(Whole::of(msg)));
+        }
+        let key = (msg.op, msg.mux_id);
+        let part = msg.payload.take().unwrap_or_default();
+        let in_progress = self.partials.len();
+        let Some(partial) = self.partials.get_mut(&key) else {
+            if !more {
+                msg.payload = Some(part);
+                return Ok(Some(Whole::of(msg)));
+            }
+            self.hold(part.len(), in_progress)?;
+            let len = part.len();
+            self.partials.insert(
+                key,
+                Partial {
+                    parts: vec![part],
+                    len,
+                    seq: msg.seq,
+                },
+            );
+            return Ok(None);
+        };
+        if msg.seq != partial.seq {
+            return Err(format!(
+                "a part of message {} of mux {} arrived inside message {}",
+                msg.seq, msg.mux_id, partial.seq
+            ));
+        }
+        if partial.len + part.len() > self.max_message {
+            return Err(format!(
+                "chunked payload of mux {} exceeds the maximum message size of {} bytes",
+                msg.mux_id, self.max_message
+            ));
+        }
+        let (held, max_held) = (self.held + part.len(), self.max_held);
+        if held > max_held && in_progress > 1 {
+            return Err(format!(
+                "peer has more than its reassembly window of {max_held} bytes of chunked payloads in flight"
+            ));
+        }
+        self.held = held;
+        partial.len += part.len();
+        partial.parts.push(part);
+        if more {
+            return Ok(None);
+        }
+        let Some(done) = self.partials.remove(&key) else {
+            return Ok(None);
+        };
+        self.held -= done.len;
+        msg.flags = msg.flags.without(Flags::MORE);
+        Ok(Some(Whole {
+            msg,
+            payload: Payload::Parts(done.parts),
+        }))
+    }
+
+    /// Drops a partial payload (its call ended).
+    pub(crate) fn forget(&mut self, op: Op, mux_id: u64) {
+        if let Some(p) = self.partials.remove(&(op, mux_id)) {
+            self.held -= p.len;
+        }
+    }
+
+    fn hold(&mut self, bytes: usize, in_progress: usize) -> Result<(), String> {
+        if bytes > self.max_message {
+            return Err(format!(
+                "chunk of {bytes} bytes exceeds the maximum message size of {} bytes",
+                self.max_message
+            ));
+        }
+        if self.held + bytes > self.max_held && in_progress > 0 {
+            return Err(format!(
+                "peer has more than its reassembly window of {} bytes of chunked payloads in flight",
+                self.max_held
+            ));
+        }
+        self.held += bytes;
+        Ok(())
+    }
+
+    /// Bytes held in partial payloads.
+    pub(crate) fn held(&self) -> usize {
+        self.held
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(seq: u32, more: bool, data: &'static [u8]) -> Message {
+        let mut m = Message::new(Op::Request);
+        m.mux_id = 7;
+        m.seq = seq;
+        m.flags = if more { Flags::MORE } else { Flags::NONE };
+        m.payload = Some(Bytes::from_static(data));
+        m
+    }
+
+    fn bytes(w: Option<Whole>) -> Option<Bytes> {
+        w.expect("complete").payload.into_bytes()
+    }
+
+    #[test]
+    fn parts_are_joined_in_order() {
+        let mut a = Assembler::new(100, 1000);
+        assert!(a.push(part(3, true, b"ab")).expect("ok").is_none());
+        assert!(a.push(part(3, true, b"cd")).expect("ok").is_none());
+        assert_eq!(a.held(), 4);
+        let whole = a.push(part(3, false, b"e")).expect("ok").expect("complete");
+        assert_eq!(whole.msg.seq, 3);
+        assert!(!whole.msg.flags.contains(Flags::MORE));
+        assert_eq!(
+            whole.payload.into_bytes(),
+            Some(Bytes::from_static(b"abcde"))
+        );
+        assert_eq!(a.held(), 0);
+    }
+
+    #[test]
+    fn unchunked_messages_pass_through() {
+        let mut a = Assembler::new(100, 1000);
+        assert_eq!(
+            bytes(a.push(part(0, false, b"x")).expect("ok")),
+            Some(Bytes::from_static(b"x"))
+        );
+    }
+
+    #[test]
+    fn interleaved_oversize_and_floods_are_errors() {
+        let mut a = Assembler::new(4, 1000);
+        assert!(a.push(part(0, true, b"ab")).expect("ok").is_none());
+        assert!(a.push(part(1, false, b"c")).is_err());
+        let mut a = Assembler::new(4, 1000);
+        assert!(a.push(part(0, true, b"ab")).expect("ok").is_none());
+        assert!(a.push(part(0, false, b"cde")).is_err());
+        let mut a = Assembler::new(100, 3);
+        assert!(
+            a.push(part(0, true, b"abcd")).expect("ok").is_none(),
+            "one payload alone may exceed the window"
+        );
+        let mut other = part(0, true, b"x");
+        other.mux_id = 8;
+        assert!(a.push(other).is_err(), "a second one may not");
+    }
+
+    #[test]
+    fn forgetting_releases_what_was_held() {
+        let mut a = Assembler::new(100, 1000);
+        assert!(a.push(part(0, true, b"abc")).expect("ok").is_none());
+        a.forget(Op::Request, 7);
+        assert_eq!(a.held(), 0);
+        // A new start for the same mux is accepted after forgetting.
+        assert!(a.push(part(0, true, b"x")).expect("ok").is_none());
+    }
+}

@@ -1,0 +1,510 @@
+//! Single calls on both sides, and what calls and streams share: opening one as the
+//! caller, admitting one as the handler side (or refusing it), and starting its handler.
+//!
+//! A call this side makes is `Waiting` until its answer, deadline, cancel or the session's
+//! end makes it `Answered`; the user's future then takes the result. A call served here is
+//! `Pending` until its handler starts, `Running` until the handler answers (or is stopped),
+//! then `Done`.
+
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::assembly::Payload;
+use super::outbox::OutQueue;
+use super::state::Stream;
+use super::{CallerEntry, Engine, HandlerEntry, Key, Side, Start};
+use crate::codec::{encode_error, ErrorKind, Flags, HandlerId, Message, Op};
+use crate::error::Error;
+
+/// A call or stream this side asks the peer for.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    pub(crate) handler: HandlerId,
+    pub(crate) subroute: Option<u64>,
+    pub(crate) payload: Option<Bytes>,
+    pub(crate) deadline: Instant,
+}
+
+/// The answer to a call as it arrived: whether it is an error, and its payload.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) flags: Flags,
+    pub(crate) payload: Payload,
+}
+
+#[derive(Debug)]
+pub(super) enum CallState {
+    Waiting,
+    Answered(Result<Reply, Error>),
+    /// The user took the result (or gave up).
+    Taken,
+}
+
+/// A single call this side made.
+#[derive(Debug)]
+pub(super) struct CallerCall {
+    pub(super) state: CallState,
+    pub(super) waker: Option<Waker>,
+    pub(super) deadline: Instant,
+    pub(super) out: OutQueue,
+    pub(super) counted: bool,
+    /// The user's future still holds the call.
+    pub(super) held: bool,
+}
+
+impl CallerCall {
+    pub(super) fn wire_done(&self) -> bool {
+        !matches!(self.state, CallState::Waiting) && self.out.is_idle()
+    }
+
+    pub(super) fn released(&self) -> bool {
+        !self.held
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HandlerCallState {
+    Pending,
+    Running,
+    Done,
+}
+
+/// A single call served here.
+#[derive(Debug)]
+pub(super) struct HandlerCall {
+    pub(super) mux_id: u64,
+    pub(super) handler: HandlerId,
+    pub(super) state: HandlerCallState,
+    pub(super) deadline: Option<Instant>,
+    pub(super) out: OutQueue,
+    pub(super) counted: bool,
+    pub(super) batch: u64,
+}
+
+impl HandlerCall {
+    pub(super) fn wire_done(&self) -> bool {
+        self.state == HandlerCallState::Done && self.out.is_idle()
+    }
+}
+
+/// What a handler's answer carries: its payload, or an error kind and text.
+pub(crate) type Answer = Result<Option<Bytes>, (ErrorKind, String)>;
+
+impl Engine {
+    /// Checks what every new call or stream needs; returns its deadline in ms.
+    fn admit_outgoing(&self, now: Instant, o: &Outgoing) -> Result<u32, Error> {
+        if let Some(err) = self.refuse_new() {
+            return Err(err);
+        }
+        let limit = self.config.max_message_size;
+        if let Some(p) = o.payload.as_ref().filter(|p| p.len() > limit) {
+            return Err(Error::MessageTooLarge {
+                size: p.len(),
+                limit,
+            });
+        }
+        let ms = u32::try_from(o.deadline.saturating_duration_since(now).as_millis())
+            .unwrap_or(u32::MAX);
+        if ms == 0 {
+            return Err(Error::DeadlineExceeded);
+        }
+        Ok(ms)
+    }
+
+    /// Sends the opening message of a call or stream now if the peer serves another one at
+    /// once, else keeps it until one of this side's calls or streams ends (the peer would
+    /// refuse it with Busy).
+    fn activate_or_queue(&mut self, key: Key, open: Message) {
+        if self.active_callers < self.config.peer_max_concurrent {
+            self.activate(key, open);
+        } else {
+            self.queued.push_back((key, open));
+        }
+    }
+
+    fn activate(&mut self, key: Key, open: Message) {
+        match self.callers.get_mut(key) {
+            Some(CallerEntry::Call(c)) => c.counted = true,
+            Some(CallerEntry::Stream(s)) => s.counted = true,
+            None => return,
+        }
+        self.active_callers += 1;
+        self.push_out(Side::Caller, key, open);
+    }
+
+    /// Sends the queued calls and streams that still want to go, while the peer has room.
+    pub(super) fn activate_queued(&mut self) {
+        while self.active_callers < self.config.peer_max_concurrent {
+            let Some((key, open)) = self.queued.pop_front() else {
+                return;
+            };
+            let wanted = match self.callers.get(key) {
+                Some(CallerEntry::Call(c)) => matches!(c.state, CallState::Waiting),
+                Some(CallerEntry::Stream(s)) => {
+                    s.state == super::state::StreamState::Opening && s.opened.is_none()
+                }
+                None => false,
+            };
+            if wanted {
+                self.activate(key, open);
+            }
+        }
+    }
+
+    fn open_message(key: Key, op: Op, o: Outgoing, deadline_ms: u32) -> Message {
+        Message {
+            mux_id: key.mux_id(),
+            seq: 0,
+            deadline_ms,
+            handler: o.handler,
+            op,
+            flags: Flags::NONE,
+            subroute: o.subroute,
+            payload: o.payload,
+        }
+    }
+
+    /// Makes a single call: queues its request and returns the key its future polls. When
+    /// as many calls and streams as the peer serves at once are in flight, the request
+    /// waits (within its deadline) until one of them ends.
+    ///
+    /// # Errors
+    /// The session's error once closed; `MessageTooLarge`; `DeadlineExceeded` for a
+    /// deadline already past.
+    pub(crate) fn open_call(&mut self, now: Instant, o: Outgoing) -> Result<Key, Error> {
+        let ms = self.admit_outgoing(now, &o)?;
+        let deadline = o.deadline;
+        let key = self.callers.insert(CallerEntry::Call(CallerCall {
+            state: CallState::Waiting,
+            waker: None,
+            deadline,
+            out: OutQueue::default(),
+            counted: false,
+            held: true,
+        }));
+        self.timers.add_deadline(deadline, Side::Caller, key);
+        self.activate_or_queue(key, Self::open_message(key, Op::Request, o, ms));
+        Ok(key)
+    }
+
+    /// Opens a stream: queues the open and returns the key its future polls.
+    ///
+    /// # Errors
+    /// As [`Engine::open_call`].
+    pub(crate) fn open_stream(&mut self, now: Instant, o: Outgoing) -> Result<Key, Error> {
+        let ms = self.admit_outgoing(now, &o)?;
+        let deadline = o.deadline;
+        let key = self
+            .callers
+            .insert(CallerEntry::Stream(Box::new(Stream::new(
+                Side::Caller,
+                0,
+                o.handler,
+                now,
+            ))));
+        if let Some(CallerEntry::Stream(s)) = self.callers.get_mut(key) {
+            s.mux_id = key.mux_id();
+            s.handles = 1;
+            s.deadline = Some(deadline);
+            s.counted = false;
+        }
+        self.timers.add_deadline(deadline, Side::Caller, key);
+        self.activate_or_queue(key, Self::open_message(key, Op::ConnectMux, o, ms));
+        Ok(key)
+    }
+
+    /// The answer of a call, once there is one (the response message, or why there is none).
+    pub(crate) fn poll_call(
+        &mut self,
+        key: Key,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Reply, Error>> {
+        let Some(CallerEntry::Call(c)) = self.callers.get_mut(key) else {
+            return Poll::Ready(Err(Error::Cancelled));
+        };
+        match std::mem::replace(&mut c.state, CallState::Taken) {
+            CallState::Answered(r) => {
+                c.held = false;
+                self.settle(Side::Caller, key);
+                Poll::Ready(r)
+            }
+            CallState::Waiting => {
+                c.state = CallState::Waiting;
+                match &c.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => c.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            CallState::Taken => Poll::Ready(Err(Error::Cancelled)),
+        }
+    }
+
+    /// The user dropped a call's future: if it was still waiting, the handler side is told
+    /// to stop (unless the request never left, then it is simply not sent).
+    pub(crate) fn drop_call(&mut self, key: Key) {
+        let Some(CallerEntry::Call(c)) = self.callers.get_mut(key) else {
+            return;
+        };
+        c.held = false;
+        if matches!(c.state, CallState::Waiting) {
+            c.state = CallState::Taken;
+            self.abandon_call(key);
+        }
+        self.settle(Side::Caller, key);
+    }
+
+    /// Ends a waiting call on the wire: drops what was not sent, and tells the handler side
+    /// if anything was.
+    fn abandon_call(&mut self, key: Key) {
+        let Some(CallerEntry::Call(c)) = self.callers.get(key) else {
+            return;
+        };
+        let (transmitted, deadline) = (c.out.transmitted, c.deadline);
+        self.timers.remove_deadline(deadline, Side::Caller, key);
+        self.clear_out(Side::Caller, key);
+        self.assembler.forget(Op::Response, key.mux_id());
+        if transmitted {
+            let mut cancel = Message::new(Op::DisconnectServerMux);
+            cancel.mux_id = key.mux_id();
+            self.push_out(Side::Caller, key, cancel);
+        }
+    }
+
+    /// Ends a waiting call with `err` (deadline, lost session), waking its future.
+    pub(super) fn fail_call(&mut self, key: Key, err: Error) {
+        let Some(CallerEntry::Call(c)) = self.callers.get_mut(key) else {
+            return;
+        };
+        if !matches!(c.state, CallState::Waiting) {
+            return;
+        }
+        c.state = CallState::Answered(Err(err));
+        let waker = c.waker.take();
+        self.wake(waker);
+        self.abandon_call(key);
+        self.settle(Side::Caller, key);
+    }
+
+    /// A Response arrived.
+    pub(super) fn on_response(&mut self, msg: Message, payload: Payload) {
+        let Some(key) = Key::from_mux_id(msg.mux_id) else {
+            return;
+        };
+        let Some(CallerEntry::Call(c)) = self.callers.get_mut(key) else {
+            return;
+        };
+        if !matches!(c.state, CallState::Waiting) {
+            return;
+        }
+        c.state = CallState::Answered(Ok(Reply {
+            flags: msg.flags,
+            payload,
+        }));
+        let (waker, deadline) = (c.waker.take(), c.deadline);
+        self.wake(waker);
+        self.timers.remove_deadline(deadline, Side::Caller, key);
+        self.clear_out(Side::Caller, key);
+        self.settle(Side::Caller, key);
+    }
+
+    /// A Request or ConnectMux arrived: admit it (its handler starts after this batch of
+    /// messages), refuse it with Busy beyond the concurrency limit, or report the peer.
+    pub(super) fn admit(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        payload: Payload,
+        stream: bool,
+    ) -> Result<(), String> {
+        if self.closed.is_some() {
+            return Ok(());
+        }
+        if self.handler_ids.contains_key(&msg.mux_id) {
+            return Err(format!("mux id {} reused while in flight", msg.mux_id));
+        }
+        if self.active_handlers >= self.config.max_concurrent {
+            let op = if stream {
+                Op::MuxConnectError
+            } else {
+                Op::Response
+            };
+            let text = format!(
+                "busy: {} calls and streams are in flight on this connection",
+                self.config.max_concurrent
+            );
+            let refusal = Message::error_to(op, &msg, ErrorKind::Busy, &text);
+            if !self.push_refusal(refusal) {
+                return Err(format!(
+                    "the peer keeps calling beyond the limit of {} concurrent calls without reading the refusals",
+                    self.config.max_concurrent
+                ));
+            }
+            return Ok(());
+        }
+        let deadline = (msg.deadline_ms > 0)
+            .then(|| now + std::time::Duration::from_millis(u64::from(msg.deadline_ms)));
+        let entry = if stream {
+            let mut s = Stream::new(Side::Handler, msg.mux_id, msg.handler, now);
+            s.deadline = deadline;
+            s.batch = self.batch;
+            HandlerEntry::Stream(Box::new(s))
+        } else {
+            HandlerEntry::Call(HandlerCall {
+                mux_id: msg.mux_id,
+                handler: msg.handler,
+                state: HandlerCallState::Pending,
+                deadline,
+                out: OutQueue::default(),
+                counted: true,
+                batch: self.batch,
+            })
+        };
+        let key = self.handlers.insert(entry);
+        self.handler_ids.insert(msg.mux_id, key);
+        self.active_handlers += 1;
+        if let Some(d) = deadline {
+            self.timers.add_deadline(d, Side::Handler, key);
+        }
+        self.starts.push_back(Start {
+            key,
+            stream,
+            mux_id: msg.mux_id,
+            handler: msg.handler,
+            subroute: msg.subroute,
+            payload,
+            deadline,
+        });
+        Ok(())
+    }
+
+    /// Releases an admitted handler to start, if its call is still wanted.
+    pub(super) fn start(&mut self, start: Start) -> Option<Start> {
+        match self.handlers.get_mut(start.key)? {
+            HandlerEntry::Call(c) if c.state == HandlerCallState::Pending => {
+                c.state = HandlerCallState::Running;
+                Some(start)
+            }
+            HandlerEntry::Stream(s) if s.state == super::state::StreamState::Pending => Some(start),
+            _ => None,
+        }
+    }
+
+    /// A handler answered its single call: the answer is queued (dropped if the call ended
+    /// meanwhile: cancelled, past its deadline, or the session closed).
+    pub(crate) fn answer(&mut self, key: Key, answer: Answer) {
+        let Some(HandlerEntry::Call(c)) = self.handlers.get_mut(key) else {
+            return;
+        };
+        if c.state != HandlerCallState::Running {
+            return;
+        }
+        c.state = HandlerCallState::Done;
+        let mut reply = Message::new(Op::Response);
+        reply.mux_id = c.mux_id;
+        reply.handler = c.handler;
+        let deadline = c.deadline;
+        match answer {
+            Ok(payload) => reply.payload = payload,
+            Err((kind, text)) => {
+                reply.flags = Flags::PAYLOAD_IS_ERROR;
+                reply.payload = Some(encode_error(kind, &text));
+            }
+        }
+        if let Some(d) = deadline {
+            self.timers.remove_deadline(d, Side::Handler, key);
+        }
+        self.push_out(Side::Handler, key, reply);
+        self.settle(Side::Handler, key);
+    }
+
+    /// Refuses an admitted call or stream (no handler under its id): an error answer.
+    pub(crate) fn refuse(&mut self, key: Key, kind: ErrorKind, text: &str) {
+        match self.handlers.get(key) {
+            Some(HandlerEntry::Call(_)) => self.answer(key, Err((kind, text.to_owned()))),
+            Some(HandlerEntry::Stream(_)) => self.refuse_stream(key, kind, text),
+            None => {}
+        }
+    }
+
+    /// The caller gave up on a call served here (DisconnectServerMux).
+    pub(super) fn cancel_handler_call(&mut self, key: Key) -> Result<(), String> {
+        let Some(HandlerEntry::Call(c)) = self.handlers.get_mut(key) else {
+            return Ok(());
+        };
+        let (state, batch, deadline) = (c.state, c.batch, c.deadline);
+        c.state = HandlerCallState::Done;
+        match state {
+            HandlerCallState::Pending => self.early_cancel(batch)?,
+            HandlerCallState::Running => self.stops.push(key),
+            HandlerCallState::Done => {}
+        }
+        if let Some(d) = deadline {
+            self.timers.remove_deadline(d, Side::Handler, key);
+        }
+        self.clear_out(Side::Handler, key);
+        self.settle(Side::Handler, key);
+        Ok(())
+    }
+
+    /// A call served here passed its deadline: its handler is stopped, nothing is sent.
+    pub(super) fn expire_handler_call(&mut self, key: Key) {
+        let Some(HandlerEntry::Call(c)) = self.handlers.get_mut(key) else {
+            return;
+        };
+        if c.state == HandlerCallState::Running {
+            self.stops.push(key);
+        }
+        c.state = HandlerCallState::Done;
+        self.settle(Side::Handler, key);
+    }
+
+    /// Counts a call or stream the peer cancelled before its handler could start; a peer
+    /// that does this beyond the limit within a ping interval is flooding ("rapid reset").
+    pub(super) fn early_cancel(&mut self, admitted_in: u64) -> Result<(), String> {
+        if admitted_in != self.batch {
+            return Ok(());
+        }
+        self.early_cancels += 1;
+        if self.early_cancels > self.config.max_early_cancels {
+            return Err(format!(
+                "the peer cancelled more than {} calls or streams before they started within one ping interval (rapid reset)",
+                self.config.max_early_cancels
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ends a caller entry with the session's error.
+    pub(super) fn close_caller(&mut self, key: Key, err: &Error) {
+        match self.callers.get(key) {
+            Some(CallerEntry::Call(_)) => {
+                self.fail_call(key, err.clone());
+                // Nothing more goes out on a closed session.
+                self.clear_out(Side::Caller, key);
+                self.settle(Side::Caller, key);
+            }
+            Some(CallerEntry::Stream(_)) => {
+                self.end_stream(Side::Caller, key, super::streams::Ending::lost(err));
+            }
+            None => {}
+        }
+    }
+
+    /// Ends a handler entry with the session's error.
+    pub(super) fn close_handler(&mut self, key: Key, err: &Error) {
+        match self.handlers.get(key) {
+            Some(HandlerEntry::Call(_)) => {
+                self.expire_handler_call(key);
+                self.clear_out(Side::Handler, key);
+                self.settle(Side::Handler, key);
+            }
+            Some(HandlerEntry::Stream(_)) => {
+                self.end_stream(Side::Handler, key, super::streams::Ending::lost(err));
+            }
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! The protocol engine: one per live socket, it owns the meaning of every op and the life
+//! of every call and stream on that socket.
+//!
+//! The engine does no I/O, reads no clock and spawns nothing (like quinn-proto's
+//! `Connection`). The driver (`connection/`) feeds it decoded messages and the time
+//! ([`Engine::handle`], [`Engine::handle_timeout`]), takes from it what to send
+//! ([`Engine::poll_transmit`]), which handlers to start ([`Engine::take_starts`]) or stop
+//! ([`Engine::take_stops`]), which tasks to wake ([`Engine::take_wakes`]) and when to call
+//! it again ([`Engine::poll_timeout`]). The user's ends of calls and streams act on it
+//! through the driver, under one lock per connection. Calls and streams are created only
+//! here.
+//!
+//! Files, one concern each: `calls.rs` (single calls, both sides), `state.rs` and
+//! `streams.rs` (streams: the state enum and its transitions), `receive.rs` (what each
+//! incoming op means), `outbox.rs` (what to send next), `timers.rs` (deadlines, pings,
+//! silence), `window.rs` (credit arithmetic), `assembly.rs` (chunked payloads), `slab.rs`
+//! (entries by key).
+//!
+//! Invariants:
+//! - every call and stream ends exactly once on each side, and its end reaches the user:
+//!   an answer, an error item, or the session's error when the socket dies;
+//! - an abandoned stream never looks finished: a sender dropped without `finish`, a
+//!   receiver dropped before the end, a cancel, a deadline or a lost connection all end
+//!   the handler's input with an error, never with a clean end;
+//! - what a peer can make this side hold is bounded by the protocol: at most
+//!   `max_concurrent` calls and streams served at once (the rest refused with Busy), stream
+//!   messages within the credit granted, chunked payloads within the reassembly window,
+//!   one pending pong, refusals waiting for the socket at most `max_concurrent` (more means
+//!   the peer does not read: it is disconnected), and no handler started while the answers
+//!   waiting for the socket exceed `max_send_buffer`;
+//! - this side keeps the peer's limits in turn (its `max_concurrent` and window, from the
+//!   handshake), so two correct nodes never violate each other's limits;
+//! - once closed (socket lost, manager shut down) nothing can be added and nothing waits:
+//!   every caller got its error and every handler was told to stop.
+
+mod assembly;
+mod calls;
+mod outbox;
+mod receive;
+mod slab;
+mod state;
+mod streams;
+mod timers;
+mod window;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+pub(crate) use assembly::Payload;
+pub(crate) use calls::{Answer, Outgoing};
+pub(crate) use outbox::{Transmit, MERGE_LIMIT};
+pub(crate) use slab::Key;
+
+use crate::codec::HandlerId;
+use crate::error::Error;
+use assembly::Assembler;
+use calls::{CallerCall, HandlerCall};
+use outbox::Outbox;
+use slab::Slab;
+use state::Stream;
+use timers::Timers;
+
+/// Which end of a call or stream this side is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Side {
+    /// This side made the call or opened the stream.
+    Caller,
+    /// This side runs the handler.
+    Handler,
+}
+
+/// The engine's settings: this side's limits, and the peer's (from the handshake).
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    /// The largest payload one message may carry, either way.
+    pub(crate) max_message_size: usize,
+    /// How often the connection is pinged; silence for two intervals is a dead peer.
+    pub(crate) ping_interval: Duration,
+    /// How often a caller pings its streams; a caller silent for three is cancelled.
+    pub(crate) stream_ping_interval: Duration,
+    /// Calls and streams served here at once for the peer.
+    pub(crate) max_concurrent: usize,
+    /// Calls and streams the peer serves at once for this side.
+    pub(crate) peer_max_concurrent: usize,
+    /// Bytes of chunked payloads this side holds half received at once.
+    pub(crate) reassembly_window: usize,
+    /// The peer's reassembly window, which this side's chunked sends stay within.
+    pub(crate) peer_reassembly_window: usize,
+    /// Answer bytes waiting for the socket beyond which no new handler is started.
+    pub(crate) max_send_buffer: usize,
+    /// Calls and streams the peer may cancel before their handler started, per ping
+    /// interval, before it is disconnected as a flooder ("rapid reset").
+    pub(crate) max_early_cancels: usize,
+}
+
+/// A handler to start: the engine admitted an incoming call or stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Start {
+    pub(crate) key: Key,
+    pub(crate) stream: bool,
+    pub(crate) mux_id: u64,
+    pub(crate) handler: HandlerId,
+    pub(crate) subroute: Option<u64>,
+    /// Joined by the driver, outside the engine's lock.
+    pub(crate) payload: Payload,
+    pub(crate) deadline: Option<Instant>,
+}
+
+// Single calls are the hot path and stay inline; streams are boxed.
+#[allow(clippy::large_enum_variant)]
+enum CallerEntry {
+    Call(CallerCall),
+    Stream(Box<Stream>),
+}
+
+enum HandlerEntry {
+    Call(HandlerCall),
+    Stream(Box<Stream>),
+}
+
+/// One connection's protocol state. See the module documentation.
+pub(crate) struct Engine {
+    config: Config,
+    callers: Slab<CallerEntry>,
+    handlers: Slab<HandlerEntry>,
+    /// The peer's mux ids of the calls and streams served here, while they are live.
+    handler_ids: HashMap<u64, Key>,
+    /// Live (not yet ended on the wire) calls and streams per side.
+    active_callers: usize,
+    active_handlers: usize,
+    outbox: Outbox,
+    assembler: Assembler,
+    timers: Timers,
+    /// Calls and streams of this side waiting for the peer to serve fewer at once, with
+    /// their opening message.
+    queued: VecDeque<(Key, crate::codec::Message)>,
+    /// Handlers admitted and not yet started, in order.
+    starts: VecDeque<Start>,
+    /// Handlers to stop: their call ended without them.
+    stops: Vec<Key>,
+    /// Tasks to wake once the lock is released.
+    wakes: Vec<Waker>,
+    writer: Option<Waker>,
+    idle: Vec<Waker>,
+    closed: Option<Error>,
+    /// The reader's current batch of messages; a stream opened and cancelled in the same
+    /// batch never starts its handler.
+    batch: u64,
+    early_cancels: usize,
+    /// When the engine was created: pings carry the time since.
+    epoch: Instant,
+    last_rtt: Option<Duration>,
+}
+
+impl Engine {
+    /// A new engine for a socket that just passed its handshake at `now`.
+    pub(crate) fn new(config: Config, now: Instant) -> Engine {
+        let max = config.max_message_size;
+        Engine {
+            assembler: Assembler::new(max, config.reassembly_window),
+            outbox: Outbox::new(config.peer_reassembly_window as u64),
+            timers: Timers::new(&config, now),
+            config,
+            callers: Slab::default(),
+            handlers: Slab::default(),
+            handler_ids: HashMap::new(),
+            active_callers: 0,
+            active_handlers: 0,
+            queued: VecDeque::new(),
+            starts: VecDeque::new(),
+            stops: Vec::new(),
+            wakes: Vec::new(),
+            writer: None,
+            idle: Vec::new(),
+            closed: None,
+            batch: 0,
+            early_cancels: 0,
+            epoch: now,
+            last_rtt: None,
+        }
+    }
+
+    /// Ends everything with `err` (the socket died or the manager shut down): every caller
+    /// gets `err`, every running handler is to be stopped, nothing more is sent.
+    pub(crate) fn close(&mut self, err: Error) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.closed = Some(err.clone());
+        for key in self.callers.keys() {
+            self.close_caller(key, &err);
+        }
+        for key in self.handlers.keys() {
+            self.close_handler(key, &err);
+        }
+        self.outbox.clear();
+        self.queued.clear();
+        self.starts.clear();
+        self.timers.clear_deadlines();
+        self.assembler = Assembler::new(self.config.max_message_size, 0);
+        if let Some(w) = self.writer.take() {
+            self.wakes.push(w);
+        }
+        self.check_idle();
+    }
+
+    /// Handlers admitted since the last call, to start now, in order; the reader calls this
+    /// after each batch of messages. None are released while the answers waiting for the
+    /// socket exceed the send buffer: they stay admitted until the writer catches up.
+    pub(crate) fn take_starts(&mut self, out: &mut Vec<Start>) {
+        while self.outbox.handler_bytes <= self.config.max_send_buffer {
+            let Some(start) = self.starts.pop_front() else {
+                break;
+            };
+            if let Some(start) = self.start(start) {
+                out.push(start);
+            }
+        }
+    }
+
+    /// The reader finished a batch of messages (see [`Engine::early_cancel`]).
+    pub(crate) fn end_batch(&mut self) {
+        self.batch += 1;
+    }
+
+    /// Whether the handler of a call or stream served here is running (started, and its
+    /// call not ended): the driver keeps its task only then.
+    pub(crate) fn handler_running(&self, key: Key) -> bool {
+        match self.handlers.get(key) {
+            Some(HandlerEntry::Call(c)) => c.state == calls::HandlerCallState::Running,
+            Some(HandlerEntry::Stream(s)) => s.state == state::StreamState::Open,
+            None => false,
+        }
+    }
+
+    /// True if admitted handlers wait for the send buffer to drain.
+    pub(crate) fn has_deferred_starts(&self) -> bool {
+        !self.starts.is_empty() && self.outbox.handler_bytes <= self.config.max_send_buffer
+    }
+
+    /// Running handlers whose call ended without them (cancel, deadline, lost connection):
+    /// the driver stops their tasks.
+    pub(crate) fn take_stops(&mut self) -> std::vec::Drain<'_, Key> {
+        self.stops.drain(..)
+    }
+
+    /// The tasks to wake: call after releasing the lock around the engine.
+    pub(crate) fn take_wakes(&mut self, into: &mut Vec<Waker>) {
+        into.append(&mut self.wakes);
+    }
+
+    /// (calls and streams made here, calls and streams served here) not yet released.
+    pub(crate) fn in_flight(&self) -> (usize, usize) {
+        (self.callers.len(), self.handlers.len())
+    }
+
+    /// Bytes of chunked payloads received so far and not complete.
+    pub(crate) fn assembling(&self) -> usize {
+        self.assembler.held()
+    }
+
+    /// The round trip of the last answered connection ping.
+    pub(crate) fn last_rtt(&self) -> Option<Duration> {
+        self.last_rtt
+    }
+
+    /// Ready once nothing is in flight and nothing half received; else registers `waker`.
+    pub(crate) fn poll_idle(&mut self, waker: &Waker) -> bool {
+        if self.is_idle() {
+            return true;
+        }
+        if !self.idle.iter().any(|w| w.will_wake(waker)) {
+            self.idle.push(waker.clone());
+        }
+        false
+    }
+
+    fn is_idle(&self) -> bool {
+        self.callers.is_empty() && self.handlers.is_empty() && self.assembler.held() == 0
+    }
+
+    fn check_idle(&mut self) {
+        if !self.idle.is_empty() && self.is_idle() {
+            self.wakes.append(&mut self.idle);
+        }
+    }
+
+    /// The error a new call gets on a closed engine.
+    fn refuse_new(&self) -> Option<Error> {
+        self.closed.clone()
+    }
+
+    /// Settles an entry after a change: once it ended on the wire and has nothing left to
+    /// send it stops counting against the limits, and once no user end holds it, it is
+    /// removed.
+    fn settle(&mut self, side: Side, key: Key) {
+        let (done, counted, released) = match self.entry_status(side, key) {
+            Some(s) => s,
+            None => return,
+        };
+        if done && counted {
+            self.set_uncounted(side, key);
+            match side {
+                Side::Caller => {
+                    self.active_callers -= 1;
+                    self.activate_queued();
+                }
+                Side::Handler => self.active_handlers -= 1,
+            }
+        }
+        if done && released {
+            self.remove(side, key);
+        }
+    }
+
+    fn remove(&mut self, side: Side, key: Key) {
+        match side {
+            Side::Caller => {
+                self.callers.remove(key);
+            }
+            Side::Handler => {
+                if let Some(entry) = self.handlers.remove(key) {
+                    let mux_id = match &entry {
+                        HandlerEntry::Call(c) => c.mux_id,
+                        HandlerEntry::Stream(s) => s.mux_id,
+                    };
+                    if self.handler_ids.get(&mux_id) == Some(&key) {
+                        self.handler_ids.remove(&mux_id);
+                    }
+                }
+            }
+        }
+        self.check_idle();
+    }
+
+    /// (ended on the wire with nothing left to send, still counted, no user end left).
+    fn entry_status(&self, side: Side, key: Key) -> Option<(bool, bool, bool)> {
+        match side {
+            Side::Caller => match self.callers.get(key)? {
+                CallerEntry::Call(c) => Some((c.wire_done(), c.counted, c.released())),
+                CallerEntry::Stream(s) => Some((s.wire_done(), s.counted, s.released())),
+            },
+            Side::Handler => match self.handlers.get(key)? {
+                HandlerEntry::Call(c) => Some((c.wire_done(), c.counted, true)),
+                HandlerEntry::Stream(s) => Some((s.wire_done(), s.counted, s.released())),
+            },
+        }
+    }
+
+    fn set_uncounted(&mut self, side: Side, key: Key) {
+        match side {
+            Side::Caller => match self.callers.get_mut(key) {
+                Some(CallerEntry::Call(c)) => c.counted = false,
+                Some(CallerEntry::Stream(s)) => s.counted = false,
+                None => {}
+            },
+            Side::Handler => {
+                match self.handlers.get_mut(key) {
+                    Some(HandlerEntry::Call(c)) => c.counted = false,
+                    Some(HandlerEntry::Stream(s)) => s.counted = false,
+                    None => {}
+                }
+                // The peer may use this mux id again.
+                let mux = self.handler_mux_id(key);
+                if let Some(mux) = mux {
+                    if self.handler_ids.get(&mux) == Some(&key) {
+                        self.handler_ids.remove(&mux);
+                    }
+                }
+            }
+        }
+    }
+
+    fn handler_mux_id(&self, key: Key) -> Option<u64> {
+        match self.handlers.get(key)? {
+            HandlerEntry::Call(c) => Some(c.mux_id),
+            HandlerEntry::Stream(s) => Some(s.mux_id),
+        }
+    }
+
+    fn wake(&mut self, waker: Option<Waker>) {
+        if let Some(w) = waker {
+            self.wakes.push(w);
+        }
+    }
+
+    /// The writer has something to send: wake it if it waits.
+    fn wake_writer(&mut self) {
+        if let Some(w) = self.writer.take() {
+            self.wakes.push(w);
+        }
+    }
+}

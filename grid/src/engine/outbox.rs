@@ -1,0 +1,450 @@
+//! What to send next.
+//!
+//! Every call and stream keeps its own queue of messages ([`OutQueue`]), in order; the
+//! outbox only schedules *which* entry sends next, so a message that is no longer wanted
+//! (a request cancelled before the writer took it) is simply dropped with its entry, and a
+//! queue's order is never broken. Connection messages (pong, ping, refusals) have slots of
+//! their own, bounded: one pong (the latest ping's), one ping, and refusals up to the
+//! concurrency limit.
+//!
+//! A frame is a batch of small messages (merged, at most [`MERGE_LIMIT`] bytes) followed by
+//! at most one chunk of a large payload, so a small message waits for one chunk at most and
+//! chunks are never starved. Large payloads are sent in chunks of [`CHUNK`] bytes; one is
+//! started only within the peer's reassembly window ([`ChunkBudget`]), and payloads in
+//! progress take turns.
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::window::ChunkBudget;
+use super::{CallerEntry, Engine, HandlerEntry, Key, Side};
+use crate::codec::{Flags, Message, Op};
+use crate::error::Error;
+
+/// Payloads larger than this travel in chunks of this size.
+pub(crate) const CHUNK: usize = 64 * 1024;
+/// Largest merged frame built from small messages.
+pub(crate) const MERGE_LIMIT: usize = 64 * 1024;
+/// Most messages merged into one frame.
+const MAX_BATCH: usize = 512;
+/// Most messages one entry sends before the next entry's turn.
+const PER_TURN: usize = 64;
+
+/// Where an entry sits in the schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+enum Sched {
+    /// Nothing to send, or not yet scheduled.
+    #[default]
+    Idle,
+    /// In the ready queue.
+    Ready,
+    /// Its head is a large payload being sent in chunks.
+    Bulk,
+    /// Its head is a large payload waiting for room in the peer's reassembly window.
+    Waiting,
+}
+
+/// One entry's messages to send, in order. The first one is kept inline: a single call
+/// never has more than one message queued, and needs no allocation for it.
+#[derive(Debug, Default)]
+pub(crate) struct OutQueue {
+    head: Option<Message>,
+    rest: VecDeque<Message>,
+    /// Bytes of the head's payload already sent in chunks.
+    chunk_offset: usize,
+    /// Payload bytes queued.
+    bytes: usize,
+    sched: Sched,
+    /// Something of this entry was taken by the writer: the peer may know of it.
+    pub(crate) transmitted: bool,
+    /// A pong is queued (a stream's pongs are coalesced: one waiting at most).
+    pong_queued: bool,
+}
+
+impl OutQueue {
+    /// Queues a message; false if it was coalesced with one already queued.
+    fn push(&mut self, m: Message) -> bool {
+        if m.op == Op::Pong {
+            if self.pong_queued {
+                return false;
+            }
+            self.pong_queued = true;
+        }
+        self.bytes += payload_len(&m);
+        if self.head.is_none() {
+            self.head = Some(m);
+        } else {
+            self.rest.push_back(m);
+        }
+        true
+    }
+
+    fn front(&self) -> Option<&Message> {
+        self.head.as_ref()
+    }
+
+    fn pop(&mut self) -> Option<Message> {
+        let m = self.head.take()?;
+        self.head = self.rest.pop_front();
+        self.bytes -= payload_len(&m);
+        self.chunk_offset = 0;
+        if m.op == Op::Pong {
+            self.pong_queued = false;
+        }
+        Some(m)
+    }
+
+    /// True when nothing is queued and the entry is not scheduled.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.head.is_none() && self.sched == Sched::Idle
+    }
+}
+
+fn payload_len(m: &Message) -> usize {
+    m.payload.as_ref().map_or(0, Bytes::len)
+}
+
+/// What the writer sends next: WebSocket-level pong, merged messages, one chunk.
+#[derive(Debug, Default)]
+pub(crate) struct Transmit {
+    /// The payload of a WebSocket-level ping to answer.
+    pub(crate) transport_pong: Option<Bytes>,
+    /// Small messages, for one (merged) frame.
+    pub(crate) messages: Vec<Message>,
+    /// One chunk of a large payload, for a frame of its own.
+    pub(crate) chunk: Option<Message>,
+    bytes: usize,
+}
+
+impl Transmit {
+    fn clear(&mut self) {
+        self.transport_pong = None;
+        self.messages.clear();
+        self.chunk = None;
+        self.bytes = 0;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.transport_pong.is_none() && self.messages.is_empty() && self.chunk.is_none()
+    }
+
+    fn is_full(&self) -> bool {
+        self.messages.len() >= MAX_BATCH || self.bytes >= MERGE_LIMIT
+    }
+
+    fn push(&mut self, m: Message) {
+        self.bytes += payload_len(&m) + 16;
+        self.messages.push(m);
+    }
+}
+
+/// The schedule and the connection-level slots.
+pub(super) struct Outbox {
+    ready: VecDeque<(Side, Key)>,
+    bulk: VecDeque<(Side, Key)>,
+    waiting: VecDeque<(Side, Key)>,
+    budget: ChunkBudget,
+    transport_pong: Option<Bytes>,
+    pong: Option<Bytes>,
+    ping: Option<Bytes>,
+    refusals: VecDeque<Message>,
+    /// Payload bytes queued by handlers (answers and their stream messages).
+    pub(super) handler_bytes: usize,
+}
+
+impl Outbox {
+    pub(super) fn new(peer_window: u64) -> Self {
+        Self {
+            ready: VecDeque::new(),
+            bulk: VecDeque::new(),
+            waiting: VecDeque::new(),
+            budget: ChunkBudget::new(peer_window),
+            transport_pong: None,
+            pong: None,
+            ping: None,
+            refusals: VecDeque::new(),
+            handler_bytes: 0,
+        }
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.ready.clear();
+        self.bulk.clear();
+        self.waiting.clear();
+        self.refusals.clear();
+        self.pong = None;
+        self.ping = None;
+        self.transport_pong = None;
+    }
+
+    pub(super) fn refusals(&self) -> usize {
+        self.refusals.len()
+    }
+}
+
+impl Engine {
+    /// Fills `tx` with the next frame's content. Pending (with the waker registered) when
+    /// there is nothing to send; an error once the engine is closed (the writer stops).
+    pub(crate) fn poll_transmit(
+        &mut self,
+        now: Instant,
+        tx: &mut Transmit,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Error>> {
+        tx.clear();
+        // The writer is back: what it took before is written.
+        self.timers.write_started = None;
+        if let Some(err) = &self.closed {
+            return Poll::Ready(Err(err.clone()));
+        }
+        tx.transport_pong = self.outbox.transport_pong.take();
+        if let Some(p) = self.outbox.pong.take() {
+            let mut m = Message::new(Op::Pong);
+            m.payload = Some(p);
+            tx.push(m);
+        }
+        if let Some(p) = self.outbox.ping.take() {
+            let mut m = Message::new(Op::Ping);
+            m.payload = Some(p);
+            tx.push(m);
+        }
+        while !tx.is_full() {
+            match self.outbox.refusals.pop_front() {
+                Some(m) => tx.push(m),
+                None => break,
+            }
+        }
+        while !tx.is_full() {
+            let Some((side, key)) = self.outbox.ready.pop_front() else {
+                break;
+            };
+            self.take_from(side, key, tx);
+        }
+        self.take_chunk(tx);
+        if tx.is_empty() {
+            self.writer = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        self.timers.write_started = Some(now);
+        Poll::Ready(Ok(()))
+    }
+
+    /// Queues a message of an entry.
+    pub(super) fn push_out(&mut self, side: Side, key: Key, m: Message) {
+        let len = payload_len(&m);
+        let Some(out) = self.out_mut(side, key) else {
+            return;
+        };
+        if !out.push(m) {
+            return;
+        }
+        let schedule = out.sched == Sched::Idle;
+        if schedule {
+            out.sched = Sched::Ready;
+        }
+        if side == Side::Handler {
+            self.outbox.handler_bytes += len;
+        }
+        if schedule {
+            self.outbox.ready.push_back((side, key));
+            self.wake_writer();
+        }
+    }
+
+    /// Drops everything an entry still had to send (it was cancelled or failed). A large
+    /// payload in progress gives its room in the window back; the peer drops its partial
+    /// copy when it gets the cancel that follows.
+    pub(super) fn clear_out(&mut self, side: Side, key: Key) {
+        let Some(out) = self.out_mut(side, key) else {
+            return;
+        };
+        let sched = std::mem::take(&mut out.sched);
+        let head_len = out.front().map_or(0, payload_len);
+        let bytes = out.bytes;
+        out.head = None;
+        out.rest.clear();
+        out.bytes = 0;
+        out.chunk_offset = 0;
+        out.pong_queued = false;
+        if side == Side::Handler {
+            self.outbox.handler_bytes -= bytes;
+        }
+        match sched {
+            Sched::Idle => {}
+            Sched::Ready => self.outbox.ready.retain(|e| *e != (side, key)),
+            Sched::Waiting => self.outbox.waiting.retain(|e| *e != (side, key)),
+            Sched::Bulk => {
+                self.outbox.bulk.retain(|e| *e != (side, key));
+                self.outbox.budget.finish(head_len as u64);
+                self.admit_waiting();
+            }
+        }
+    }
+
+    /// Queues a connection-level refusal (an answer for which there is no entry). False if
+    /// the peer already has more refusals waiting than the concurrency limit: it sends
+    /// faster than it reads, and must be disconnected.
+    pub(super) fn push_refusal(&mut self, m: Message) -> bool {
+        if self.outbox.refusals() >= self.config.max_concurrent {
+            return false;
+        }
+        self.outbox.refusals.push_back(m);
+        self.wake_writer();
+        true
+    }
+
+    /// Answers the latest connection ping (older unanswered ones are superseded).
+    pub(super) fn push_pong(&mut self, payload: Option<Bytes>) {
+        self.outbox.pong = Some(payload.unwrap_or_default());
+        self.wake_writer();
+    }
+
+    /// Answers a WebSocket-level ping (the latest one only).
+    pub(crate) fn transport_ping(&mut self, payload: Bytes) {
+        self.outbox.transport_pong = Some(payload);
+        self.wake_writer();
+    }
+
+    pub(super) fn push_ping(&mut self, payload: Bytes) {
+        self.outbox.ping = Some(payload);
+        self.wake_writer();
+    }
+
+    fn out_mut(&mut self, side: Side, key: Key) -> Option<&mut OutQueue> {
+        match side {
+            Side::Caller => match self.callers.get_mut(key)? {
+                CallerEntry::Call(c) => Some(&mut c.out),
+                CallerEntry::Stream(s) => Some(&mut s.out),
+            },
+            Side::Handler => match self.handlers.get_mut(key)? {
+                HandlerEntry::Call(c) => Some(&mut c.out),
+                HandlerEntry::Stream(s) => Some(&mut s.out),
+            },
+        }
+    }
+
+    /// Takes an entry's small messages (up to its turn), or schedules its large head.
+    fn take_from(&mut self, side: Side, key: Key, tx: &mut Transmit) {
+        let mut taken_bytes = 0;
+        let mut emptied = false;
+        let mut next = Sched::Idle;
+        {
+            let Some(out) = self.out_mut(side, key) else {
+                return;
+            };
+            out.sched = Sched::Idle;
+            let mut n = 0;
+            while let Some(head) = out.front() {
+                let len = payload_len(head);
+                if len > CHUNK {
+                    next = Sched::Waiting;
+                    break;
+                }
+                if n >= PER_TURN || tx.is_full() {
+                    next = Sched::Ready;
+                    break;
+                }
+                if let Some(m) = out.pop() {
+                    taken_bytes += len;
+                    tx.push(m);
+                    out.transmitted = true;
+                }
+                n += 1;
+            }
+            if out.front().is_none() {
+                emptied = true;
+            }
+            out.sched = next;
+        }
+        if side == Side::Handler {
+            self.outbox.handler_bytes -= taken_bytes;
+        }
+        match next {
+            Sched::Ready => self.outbox.ready.push_back((side, key)),
+            Sched::Waiting => {
+                self.outbox.waiting.push_back((side, key));
+                self.admit_waiting();
+            }
+            Sched::Idle | Sched::Bulk => {}
+        }
+        if emptied {
+            self.settle(side, key);
+        }
+    }
+
+    /// Moves waiting large payloads into the bulk lane while the peer's window has room.
+    fn admit_waiting(&mut self) {
+        while let Some(&(side, key)) = self.outbox.waiting.front() {
+            let size = match self.out_mut(side, key).and_then(|o| o.front()) {
+                Some(m) => payload_len(m) as u64,
+                None => {
+                    self.outbox.waiting.pop_front();
+                    continue;
+                }
+            };
+            if !self.outbox.budget.try_start(size) {
+                break;
+            }
+            self.outbox.waiting.pop_front();
+            if let Some(out) = self.out_mut(side, key) {
+                out.sched = Sched::Bulk;
+            }
+            self.outbox.bulk.push_back((side, key));
+        }
+    }
+
+    /// Takes the next chunk of the large payload whose turn it is.
+    fn take_chunk(&mut self, tx: &mut Transmit) {
+        let Some((side, key)) = self.outbox.bulk.pop_front() else {
+            return;
+        };
+        let mut finished = None;
+        let mut more = false;
+        {
+            let Some(out) = self.out_mut(side, key) else {
+                return;
+            };
+            let offset = out.chunk_offset;
+            let Some(head) = out.front() else {
+                out.sched = Sched::Idle;
+                return;
+            };
+            let Some(payload) = head.payload.clone() else {
+                return;
+            };
+            let end = (offset + CHUNK).min(payload.len());
+            let mut chunk = head.clone();
+            chunk.payload = Some(payload.slice(offset..end));
+            if end < payload.len() {
+                chunk.flags = chunk.flags | Flags::MORE;
+                out.chunk_offset = end;
+                out.sched = Sched::Bulk;
+            } else {
+                out.pop();
+                finished = Some(payload.len());
+                more = out.front().is_some();
+                out.sched = if more { Sched::Ready } else { Sched::Idle };
+            }
+            out.transmitted = true;
+            tx.chunk = Some(chunk);
+        }
+        match finished {
+            None => self.outbox.bulk.push_back((side, key)),
+            Some(len) => {
+                self.outbox.budget.finish(len as u64);
+                if side == Side::Handler {
+                    self.outbox.handler_bytes -= len;
+                }
+                if more {
+                    self.outbox.ready.push_back((side, key));
+                } else {
+                    self.settle(side, key);
+                }
+                self.admit_waiting();
+            }
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! What each incoming message means. The reader hands messages over one at a time
+//! ([`Engine::handle`]); a merged frame is never collected first.
+//!
+//! A violation that concerns one stream fails that stream only (the peer is told why). A
+//! violation of the connection's rules (a reused mux id, a chunk out of place, an op that
+//! has no meaning on a live connection, a flood) is returned: the connection is closed.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::assembly::{Payload, Whole};
+use super::state::StreamState;
+use super::{CallerEntry, Engine, HandlerEntry, Key, Side};
+use crate::codec::{decode_credit, encode_error, ErrorKind, Flags, Message, Op};
+use crate::error::Error;
+
+impl Engine {
+    /// Applies one message from the peer, received at `now`.
+    ///
+    /// # Errors
+    /// Why the peer broke the connection's rules; the connection must be closed.
+    pub(crate) fn handle(&mut self, now: Instant, msg: Message) -> Result<(), String> {
+        if self.closed.is_some() {
+            return Ok(());
+        }
+        let result = self.apply(now, msg);
+        // A partial payload may have been dropped: someone may wait for idleness.
+        self.check_idle();
+        result
+    }
+
+    fn apply(&mut self, now: Instant, msg: Message) -> Result<(), String> {
+        self.timers.last_heard = now;
+        if msg.flags.contains(Flags::MORE) && !self.wants_chunk(&msg) {
+            return Ok(());
+        }
+        let Some(Whole { msg, payload }) = self.assembler.push(msg)? else {
+            return Ok(());
+        };
+        match msg.op {
+            Op::Request => self.admit(now, msg, payload, false),
+            Op::ConnectMux => self.admit(now, msg, payload, true),
+            Op::Response => {
+                self.on_response(msg, payload);
+                Ok(())
+            }
+            Op::AckMux => {
+                if let Some(key) = self.caller_stream(msg.mux_id) {
+                    self.on_ack(key, payload.into_bytes().as_deref());
+                }
+                Ok(())
+            }
+            Op::MuxConnectError | Op::DisconnectClientMux => {
+                if let Some(key) = self.caller_stream(msg.mux_id) {
+                    let err = if msg.flags.contains(Flags::PAYLOAD_IS_ERROR) {
+                        Error::from_wire(payload.into_bytes().as_deref(), msg.handler, None)
+                    } else {
+                        Error::Cancelled
+                    };
+                    self.end_stream(Side::Caller, key, Self::ended_by_handler(Err(err)));
+                }
+                Ok(())
+            }
+            Op::MuxServerMsg => {
+                if let Some(key) = self.caller_stream(msg.mux_id) {
+                    self.on_data(Side::Caller, key, msg, payload);
+                }
+                Ok(())
+            }
+            Op::MuxClientMsg => {
+                if let Some(key) = self.handler_stream(msg.mux_id, now) {
+                    self.on_data(Side::Handler, key, msg, payload);
+                }
+                Ok(())
+            }
+            Op::UnblockClientMux => {
+                if let Some(key) = self.caller_stream(msg.mux_id) {
+                    self.on_credit(Side::Caller, key, payload.into_bytes().as_deref());
+                }
+                Ok(())
+            }
+            Op::UnblockServerMux => {
+                if let Some(key) = self.handler_stream(msg.mux_id, now) {
+                    self.on_credit(Side::Handler, key, payload.into_bytes().as_deref());
+                }
+                Ok(())
+            }
+            Op::DisconnectServerMux => self.on_caller_cancel(msg.mux_id),
+            Op::Ping if msg.mux_id == 0 => {
+                self.push_pong(payload.into_bytes());
+                Ok(())
+            }
+            Op::Ping => self.on_stream_ping(msg.mux_id, now),
+            Op::Pong if msg.mux_id == 0 => {
+                self.on_pong(now, payload.into_bytes().as_deref());
+                Ok(())
+            }
+            Op::Pong => Ok(()),
+            Op::Connect | Op::ConnectResponse | Op::Merged => {
+                Err(format!("unexpected {:?} on a live connection", msg.op))
+            }
+        }
+    }
+
+    /// Whether a part of a chunked payload is for something still live; parts of an answer
+    /// to a call or stream this side gave up on are dropped, not held.
+    fn wants_chunk(&self, msg: &Message) -> bool {
+        let caller_live = |mux| {
+            Key::from_mux_id(mux)
+                .and_then(|k| self.callers.get(k))
+                .is_some_and(|e| match e {
+                    CallerEntry::Call(c) => matches!(c.state, super::calls::CallState::Waiting),
+                    CallerEntry::Stream(s) => s.state != StreamState::Closed,
+                })
+        };
+        match msg.op {
+            Op::Response | Op::MuxServerMsg => caller_live(msg.mux_id),
+            Op::MuxClientMsg => self.handler_ids.contains_key(&msg.mux_id),
+            _ => true,
+        }
+    }
+
+    fn caller_stream(&self, mux_id: u64) -> Option<Key> {
+        let key = Key::from_mux_id(mux_id)?;
+        matches!(self.callers.get(key), Some(CallerEntry::Stream(_))).then_some(key)
+    }
+
+    /// The handler stream under the peer's mux id, noting that its caller is alive.
+    fn handler_stream(&mut self, mux_id: u64, now: Instant) -> Option<Key> {
+        let key = *self.handler_ids.get(&mux_id)?;
+        let s = self.stream_mut(Side::Handler, key)?;
+        s.last_heard = now;
+        Some(key)
+    }
+
+    /// A data message (or EOF) for a stream.
+    fn on_data(&mut self, side: Side, key: Key, msg: Message, payload: Payload) {
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        match s.state {
+            StreamState::Open => {}
+            StreamState::Opening | StreamState::Pending => {
+                let why = "stream message before the stream was acknowledged".to_owned();
+                return self.stream_violation(side, key, why);
+            }
+            StreamState::Closed => return,
+        }
+        if side == Side::Handler && s.recv.end.is_some() {
+            let why = "stream message after EOF, or to a handler that takes no input".to_owned();
+            return self.stream_violation(side, key, why);
+        }
+        if msg.seq != s.recv.next_seq {
+            let why = format!(
+                "stream message {} arrived where {} was expected (lost or reordered)",
+                msg.seq, s.recv.next_seq
+            );
+            return self.stream_violation(side, key, why);
+        }
+        s.recv.next_seq = s.recv.next_seq.wrapping_add(1);
+        let eof = msg.flags.contains(Flags::EOF);
+        let (failure, data) = if msg.flags.contains(Flags::PAYLOAD_IS_ERROR) {
+            let e = Error::from_wire(payload.into_bytes().as_deref(), msg.handler, None);
+            (Some(e), Payload::Absent)
+        } else {
+            (None, payload)
+        };
+        match (data, &failure) {
+            (Payload::Absent, None) => {}
+            (payload, None) => {
+                if let Err(why) = s.recv.window.receive() {
+                    return self.stream_violation(side, key, why);
+                }
+                if s.recv.discard {
+                    let n = s.recv.window.discard(1);
+                    self.return_credit(side, key, n);
+                } else {
+                    s.recv.queue.push_back(payload);
+                    let waker = s.recv.waker.take();
+                    self.wake(waker);
+                }
+            }
+            (_, Some(_)) if !eof => {
+                let why = "error payload on a stream message without EOF".to_owned();
+                return self.stream_violation(side, key, why);
+            }
+            (_, Some(_)) => {}
+        }
+        if !eof {
+            return;
+        }
+        match (side, failure) {
+            (Side::Handler, _) => {
+                // The caller's EOF: its input is complete (an error from a caller means
+                // nothing here, it cannot fail a handler's input).
+                let Some(s) = self.stream_mut(side, key) else {
+                    return;
+                };
+                s.recv.end_with(Ok(()));
+                let waker = s.recv.waker.take();
+                self.wake(waker);
+            }
+            (Side::Caller, failure) => {
+                let result = failure.map_or(Ok(()), Err);
+                self.end_stream(side, key, Self::ended_by_handler(result));
+            }
+        }
+    }
+
+    fn return_credit(&mut self, side: Side, key: Key, n: u32) {
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        if n == 0 || s.state != StreamState::Open {
+            return;
+        }
+        let mut m = Message::new(s.unblock_op());
+        m.mux_id = s.mux_id;
+        m.payload = Some(crate::codec::encode_credit(n));
+        self.push_out(side, key, m);
+    }
+
+    /// Credit returned by the peer for this side's messages.
+    fn on_credit(&mut self, side: Side, key: Key, payload: Option<&[u8]>) {
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        if s.state != StreamState::Open {
+            return;
+        }
+        match decode_credit(payload).and_then(|n| s.send.credit.grant(n)) {
+            Ok(()) => {
+                let waker = s.send.waker.take();
+                self.wake(waker);
+            }
+            Err(why) => self.stream_violation(side, key, why),
+        }
+    }
+
+    /// The caller ended or gave up on a call or stream served here.
+    fn on_caller_cancel(&mut self, mux_id: u64) -> Result<(), String> {
+        for op in [Op::Request, Op::ConnectMux, Op::MuxClientMsg] {
+            self.assembler.forget(op, mux_id);
+        }
+        let Some(&key) = self.handler_ids.get(&mux_id) else {
+            return Ok(());
+        };
+        match self.handlers.get(key) {
+            Some(HandlerEntry::Call(_)) => self.cancel_handler_call(key),
+            Some(HandlerEntry::Stream(_)) => {
+                self.cancel_handler_stream(key, Self::cancelled_by_caller())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A caller pings a stream it opened: pong if it runs here, else say it does not.
+    fn on_stream_ping(&mut self, mux_id: u64, now: Instant) -> Result<(), String> {
+        if let Some(key) = self.handler_stream(mux_id, now) {
+            let mut pong = Message::new(Op::Pong);
+            pong.mux_id = mux_id;
+            self.push_out(Side::Handler, key, pong);
+            return Ok(());
+        }
+        let mut gone = Message::new(Op::DisconnectClientMux);
+        gone.mux_id = mux_id;
+        gone.flags = Flags::PAYLOAD_IS_ERROR;
+        gone.payload = Some(encode_error(
+            ErrorKind::Cancelled,
+            "the stream is not running on the remote",
+        ));
+        if self.push_refusal(gone) {
+            Ok(())
+        } else {
+            Err("the peer pings streams that do not exist faster than it reads the answers".into())
+        }
+    }
+
+    fn on_pong(&mut self, now: Instant, payload: Option<&[u8]>) {
+        let Some(sent) = payload
+            .and_then(|p| <[u8; 8]>::try_from(p).ok())
+            .map(u64::from_be_bytes)
+        else {
+            return;
+        };
+        let elapsed = now.saturating_duration_since(self.epoch).as_nanos() as u64;
+        let rtt = elapsed.saturating_sub(sent).max(1);
+        self.last_rtt = Some(std::time::Duration::from_nanos(rtt));
+    }
+
+    /// The payload of a connection ping sent now: the time since the engine started.
+    pub(super) fn ping_payload(&self, now: Instant) -> Bytes {
+        let ns = now.saturating_duration_since(self.epoch).as_nanos() as u64;
+        Bytes::copy_from_slice(&ns.to_be_bytes())
+    }
+}

@@ -1,0 +1,204 @@
+//! The state of one stream on one side: where it stands, and its two directions.
+//!
+//! ```text
+//!   caller:  Opening ──ack──> Open ──end──> Closed
+//!      │                                   ^
+//!      └──refused / cancel / deadline──────┘
+//!   handler: Pending ──accept──> Open ──end──> Closed
+//!      │                                   ^
+//!      └──refused / cancel / deadline──────┘
+//! ```
+//!
+//! A state only moves forward. Each direction ends on its own: the sending half when this
+//! side finished (EOF) or the stream closed, the receiving half when the peer's EOF came or
+//! the stream closed. `Closed` means over on the wire; the user's ends may still read what
+//! was delivered before the end, then see the end.
+
+use std::collections::VecDeque;
+use std::task::Waker;
+use std::time::Instant;
+
+use super::assembly::Payload;
+use super::outbox::OutQueue;
+use super::window::{RecvWindow, SendCredit};
+use super::Side;
+use crate::codec::{Ack, HandlerId, Op};
+use crate::error::Error;
+
+/// Where a stream stands. See the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StreamState {
+    /// Caller: the open is queued or sent, and not yet answered.
+    Opening,
+    /// Handler: admitted; its handler has not started.
+    Pending,
+    /// Accepted: messages flow.
+    Open,
+    /// Over on the wire for this side.
+    Closed,
+}
+
+/// The sending direction of a stream, as this side sees it.
+#[derive(Debug)]
+pub(crate) struct SendHalf {
+    pub(crate) credit: SendCredit,
+    /// The last sequence number used.
+    pub(crate) seq: u32,
+    /// Why nothing more may be sent, once that is so.
+    pub(crate) end: Option<Error>,
+    /// The user's sender is waiting for credit.
+    pub(crate) waker: Option<Waker>,
+}
+
+impl SendHalf {
+    fn new() -> Self {
+        Self {
+            credit: SendCredit::new(0),
+            seq: 0,
+            end: None,
+            waker: None,
+        }
+    }
+}
+
+/// The receiving direction of a stream, as this side sees it.
+#[derive(Debug)]
+pub(crate) struct RecvHalf {
+    pub(crate) window: RecvWindow,
+    /// The sequence number the next message must carry.
+    pub(crate) next_seq: u32,
+    /// Delivered and not yet read; never more than the window's capacity.
+    pub(crate) queue: VecDeque<Payload>,
+    /// How the direction ends once the queue is read: `Ok` for the peer's EOF.
+    pub(crate) end: Option<Result<(), Error>>,
+    /// The end was handed to the user: the receiver is done.
+    pub(crate) done: bool,
+    /// The user dropped the receiver: messages are discarded and their credit returned.
+    pub(crate) discard: bool,
+    pub(crate) waker: Option<Waker>,
+}
+
+impl RecvHalf {
+    fn new() -> Self {
+        Self {
+            window: RecvWindow::new(0),
+            next_seq: 1,
+            queue: VecDeque::new(),
+            end: None,
+            done: false,
+            discard: false,
+            waker: None,
+        }
+    }
+
+    /// Ends the direction, unless it already ended (the first end wins).
+    pub(crate) fn end_with(&mut self, end: Result<(), Error>) {
+        if self.end.is_none() {
+            self.end = Some(end);
+        }
+    }
+}
+
+/// One stream, on either side.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    pub(crate) side: Side,
+    /// The mux id on the wire (this side's key for a caller, the peer's id for a handler).
+    pub(crate) mux_id: u64,
+    pub(crate) handler: HandlerId,
+    pub(crate) state: StreamState,
+    pub(crate) send: SendHalf,
+    pub(crate) recv: RecvHalf,
+    /// Caller: the answer to the open, until the opening future takes it.
+    pub(crate) opened: Option<Result<Ack, Error>>,
+    pub(crate) open_waker: Option<Waker>,
+    /// User objects holding this stream (the opening future, a sender, a receiver).
+    pub(crate) handles: u8,
+    pub(crate) deadline: Option<Instant>,
+    /// When the peer last sent anything for this stream (handler side: pings included).
+    pub(crate) last_heard: Instant,
+    pub(crate) out: OutQueue,
+    /// Handler: the reader batch that admitted the stream.
+    pub(crate) batch: u64,
+    /// Counted against the concurrency limit of its side.
+    pub(crate) counted: bool,
+}
+
+impl Stream {
+    pub(crate) fn new(side: Side, mux_id: u64, handler: HandlerId, now: Instant) -> Self {
+        Self {
+            side,
+            mux_id,
+            handler,
+            state: match side {
+                Side::Caller => StreamState::Opening,
+                Side::Handler => StreamState::Pending,
+            },
+            send: SendHalf::new(),
+            recv: RecvHalf::new(),
+            opened: None,
+            open_waker: None,
+            handles: 0,
+            deadline: None,
+            last_heard: now,
+            out: OutQueue::default(),
+            batch: 0,
+            counted: true,
+        }
+    }
+
+    /// Over on the wire, with nothing left to send.
+    pub(crate) fn wire_done(&self) -> bool {
+        self.state == StreamState::Closed && self.out.is_idle()
+    }
+
+    /// No user object holds the stream any more.
+    pub(crate) fn released(&self) -> bool {
+        self.handles == 0
+    }
+
+    /// The op of this side's data messages.
+    pub(crate) fn data_op(&self) -> Op {
+        match self.side {
+            Side::Caller => Op::MuxClientMsg,
+            Side::Handler => Op::MuxServerMsg,
+        }
+    }
+
+    /// The op that returns credit to the peer.
+    pub(crate) fn unblock_op(&self) -> Op {
+        match self.side {
+            Side::Caller => Op::UnblockServerMux,
+            Side::Handler => Op::UnblockClientMux,
+        }
+    }
+
+    /// The op that ends the stream abnormally from this side.
+    pub(crate) fn cancel_op(&self) -> Op {
+        match self.side {
+            Side::Caller => Op::DisconnectServerMux,
+            Side::Handler => Op::DisconnectClientMux,
+        }
+    }
+
+    /// The op of the peer's data messages (whose partial payloads are dropped on an end).
+    pub(crate) fn peer_data_op(&self) -> Op {
+        match self.side {
+            Side::Caller => Op::MuxServerMsg,
+            Side::Handler => Op::MuxClientMsg,
+        }
+    }
+
+    /// Takes the wakers of everything waiting on this stream.
+    pub(crate) fn take_wakers(&mut self, into: &mut Vec<Waker>) {
+        into.extend(
+            [
+                self.send.waker.take(),
+                self.recv.waker.take(),
+                self.open_waker.take(),
+            ]
+            .into_iter()
+            .flatten(),
+        );
+    }
+}

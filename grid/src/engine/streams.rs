@@ -1,0 +1,526 @@
+//! Streams: how one ends, on either side, and everything their users do (wait for the
+//! open, send against credit, finish, receive, drop).
+//!
+//! Every way a stream can end goes through [`Engine::end_stream`] with an [`Ending`] that
+//! says what (if anything) to tell the peer, what each direction's user sees, and whether
+//! the handler must be stopped. The endings are the table in PROTOCOL.md §6.
+
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+
+use super::assembly::Payload;
+use super::state::{Stream, StreamState};
+use super::window::{RecvWindow, SendCredit};
+use super::{CallerEntry, Engine, HandlerEntry, Key, Side};
+use crate::codec::{encode_credit, encode_error, Ack, ErrorKind, Flags, Message};
+use crate::error::Error;
+
+/// How a stream ends on this side.
+#[derive(Debug)]
+pub(super) struct Ending {
+    /// Tell the peer: with this side's cancel op (`Some(None)`: no payload) or, for a
+    /// handler's return or deadline, an EOF data message (`eof`).
+    notify: Option<Option<(ErrorKind, String)>>,
+    /// The notice is the handler's end of stream (EOF), not a cancel.
+    eof: bool,
+    /// Keep the messages already queued to the peer (they go before the end).
+    keep_out: bool,
+    /// What the receiving direction ends with, after what was delivered (unless dropped).
+    recv: Result<(), Error>,
+    /// Drop what was delivered and not yet read.
+    drop_queue: bool,
+    /// What sending fails with from now on.
+    send: Error,
+    /// The end was not the handler's doing: stop it.
+    stop: bool,
+}
+
+impl Ending {
+    /// This side's user gave up (caller: sender dropped unfinished, receiver dropped, cancel).
+    pub(super) fn cancelled() -> Self {
+        Self {
+            notify: Some(None),
+            eof: false,
+            keep_out: false,
+            recv: Err(Error::Cancelled),
+            drop_queue: true,
+            send: Error::Cancelled,
+            stop: true,
+        }
+    }
+
+    /// The stream's deadline passed.
+    pub(super) fn deadline(side: Side) -> Self {
+        let notify = match side {
+            Side::Caller => None,
+            Side::Handler => Some((
+                ErrorKind::DeadlineExceeded,
+                Error::DeadlineExceeded.to_string(),
+            )),
+        };
+        Self {
+            notify: Some(notify),
+            eof: side == Side::Handler,
+            keep_out: false,
+            recv: Err(Error::DeadlineExceeded),
+            drop_queue: true,
+            send: Error::DeadlineExceeded,
+            stop: true,
+        }
+    }
+
+    /// The session ended: nothing to tell anyone, everything fails with its error.
+    pub(super) fn lost(err: &Error) -> Self {
+        Self {
+            notify: None,
+            eof: false,
+            keep_out: false,
+            recv: Err(err.clone()),
+            drop_queue: false,
+            send: err.clone(),
+            stop: true,
+        }
+    }
+
+    /// The peer ended the stream (caller: the handler's EOF, error, or disconnect; handler:
+    /// the caller's cancel).
+    fn by_peer(recv: Result<(), Error>, send: Error, drop_queue: bool) -> Self {
+        Self {
+            notify: None,
+            eof: false,
+            keep_out: false,
+            recv,
+            drop_queue,
+            send,
+            stop: true,
+        }
+    }
+
+    /// The peer broke the protocol on this stream only: it fails, the peer is told why.
+    fn violation(why: String) -> Self {
+        Self {
+            notify: Some(Some((ErrorKind::Protocol, why.clone()))),
+            eof: false,
+            keep_out: false,
+            recv: Err(Error::Protocol(why.clone())),
+            drop_queue: false,
+            send: Error::Protocol(why),
+            stop: true,
+        }
+    }
+
+    /// The handler returned (with its error, if any): its end goes after its messages.
+    fn returned(failure: Option<(ErrorKind, String)>) -> Self {
+        Self {
+            notify: Some(failure),
+            eof: true,
+            keep_out: true,
+            recv: Err(Error::StreamEnded),
+            drop_queue: true,
+            send: Error::StreamEnded,
+            stop: false,
+        }
+    }
+
+    /// The handler side refused the open; the refusal is already queued.
+    fn refused() -> Self {
+        Self {
+            keep_out: true,
+            ..Self::lost(&Error::Cancelled)
+        }
+    }
+
+    /// The handler side cancels a stream whose caller stopped pinging it.
+    pub(super) fn silent_caller() -> Self {
+        Self {
+            notify: Some(Some((
+                ErrorKind::Cancelled,
+                "the caller stopped pinging the stream".into(),
+            ))),
+            ..Self::cancelled()
+        }
+    }
+}
+
+impl Engine {
+    pub(super) fn stream_mut(&mut self, side: Side, key: Key) -> Option<&mut Stream> {
+        match side {
+            Side::Caller => match self.callers.get_mut(key)? {
+                CallerEntry::Stream(s) => Some(s),
+                CallerEntry::Call(_) => None,
+            },
+            Side::Handler => match self.handlers.get_mut(key)? {
+                HandlerEntry::Stream(s) => Some(s),
+                HandlerEntry::Call(_) => None,
+            },
+        }
+    }
+
+    /// Ends a stream (once: later endings find it closed and do nothing).
+    pub(super) fn end_stream(&mut self, side: Side, key: Key, how: Ending) {
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        if s.state == StreamState::Closed {
+            return;
+        }
+        let was = s.state;
+        s.state = StreamState::Closed;
+        if s.opened.is_none() && was == StreamState::Opening {
+            s.opened = Some(Err(match &how.recv {
+                Err(e) => e.clone(),
+                Ok(()) => Error::StreamEnded,
+            }));
+        }
+        if how.drop_queue {
+            s.recv.queue.clear();
+        }
+        s.recv.end_with(how.recv);
+        s.send.end.get_or_insert(how.send);
+        let (mux_id, handler, seq, transmitted) =
+            (s.mux_id, s.handler, s.send.seq, s.out.transmitted);
+        let (deadline, peer_op, cancel_op, data_op) =
+            (s.deadline, s.peer_data_op(), s.cancel_op(), s.data_op());
+        let mut wakers = Vec::new();
+        s.take_wakers(&mut wakers);
+        self.wakes.append(&mut wakers);
+        if let Some(d) = deadline {
+            self.timers.remove_deadline(d, side, key);
+        }
+        self.assembler.forget(peer_op, mux_id);
+        if !how.keep_out {
+            self.clear_out(side, key);
+        }
+        // A caller tells the handler side only if the open may have reached it.
+        let tell = side == Side::Handler || transmitted;
+        if let (Some(notice), true) = (how.notify, tell) {
+            let mut m = Message::new(if how.eof { data_op } else { cancel_op });
+            m.mux_id = mux_id;
+            m.handler = handler;
+            if how.eof {
+                m.flags = Flags::EOF;
+                m.seq = seq.wrapping_add(1);
+            }
+            if let Some((kind, text)) = notice {
+                m.flags = m.flags | Flags::PAYLOAD_IS_ERROR;
+                m.payload = Some(encode_error(kind, &text));
+            }
+            self.push_out(side, key, m);
+        }
+        if side == Side::Handler && how.stop && was == StreamState::Open {
+            self.stops.push(key);
+        }
+        self.settle(side, key);
+    }
+
+    /// A protocol violation confined to one stream: it fails, the connection carries on.
+    pub(super) fn stream_violation(&mut self, side: Side, key: Key, why: String) {
+        tracing::debug!(?side, %why, "stream failed");
+        self.end_stream(side, key, Ending::violation(why));
+    }
+
+    // ---- opening (caller) -----------------------------------------------------------
+
+    /// The open's answer: the capacities granted, or why the stream did not open. On
+    /// success the opening future's hold becomes the ends' (a receiver, and a sender when
+    /// the handler takes input).
+    pub(crate) fn poll_opened(
+        &mut self,
+        key: Key,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Ack, Error>> {
+        let Some(s) = self.stream_mut(Side::Caller, key) else {
+            return Poll::Ready(Err(Error::Cancelled));
+        };
+        match s.opened.take() {
+            Some(Ok(ack)) => {
+                s.handles = 1 + u8::from(ack.in_capacity > 0);
+                Poll::Ready(Ok(ack))
+            }
+            Some(Err(e)) => {
+                s.handles = 0;
+                self.settle(Side::Caller, key);
+                Poll::Ready(Err(e))
+            }
+            None => {
+                s.open_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// The opening future was dropped before it took the answer: the stream is cancelled.
+    pub(crate) fn drop_opening(&mut self, key: Key) {
+        let Some(s) = self.stream_mut(Side::Caller, key) else {
+            return;
+        };
+        s.handles = 0;
+        s.opened = None;
+        self.end_stream(Side::Caller, key, Ending::cancelled());
+        self.settle(Side::Caller, key);
+    }
+
+    pub(super) fn on_ack(&mut self, key: Key, payload: Option<&[u8]>) {
+        let Some(s) = self.stream_mut(Side::Caller, key) else {
+            return;
+        };
+        if s.state != StreamState::Opening {
+            let why = "AckMux for a stream already open".to_owned();
+            return self.stream_violation(Side::Caller, key, why);
+        }
+        let ack = match Ack::decode(payload) {
+            Ok(ack) => ack,
+            Err(why) => return self.stream_violation(Side::Caller, key, why),
+        };
+        s.state = StreamState::Open;
+        s.send.credit = SendCredit::new(ack.in_capacity);
+        s.recv.window = RecvWindow::new(ack.out_capacity.max(1));
+        if ack.in_capacity == 0 {
+            s.send.end = Some(Error::StreamEnded);
+        }
+        s.opened = Some(Ok(ack));
+        let waker = s.open_waker.take();
+        self.wake(waker);
+    }
+
+    // ---- accepting (handler) ----------------------------------------------------------
+
+    /// The driver found the handler of an admitted stream: acknowledge it with the
+    /// capacities. False if the stream ended meanwhile (then nothing is to be started).
+    pub(crate) fn accept_stream(&mut self, key: Key, in_capacity: u32, out_capacity: u32) -> bool {
+        let Some(s) = self.stream_mut(Side::Handler, key) else {
+            return false;
+        };
+        if s.state != StreamState::Pending {
+            return false;
+        }
+        let out_capacity = out_capacity.max(1);
+        s.state = StreamState::Open;
+        s.send.credit = SendCredit::new(out_capacity);
+        s.recv.window = RecvWindow::new(in_capacity);
+        if in_capacity == 0 {
+            s.recv.end = Some(Ok(()));
+        }
+        s.handles = 1 + u8::from(in_capacity > 0);
+        let (mux_id, handler) = (s.mux_id, s.handler);
+        let mut ack = Message::new(crate::codec::Op::AckMux);
+        ack.mux_id = mux_id;
+        ack.handler = handler;
+        ack.payload = Some(
+            Ack {
+                in_capacity,
+                out_capacity,
+            }
+            .encode(),
+        );
+        self.push_out(Side::Handler, key, ack);
+        true
+    }
+
+    pub(super) fn refuse_stream(&mut self, key: Key, kind: ErrorKind, text: &str) {
+        let Some(s) = self.stream_mut(Side::Handler, key) else {
+            return;
+        };
+        if s.state != StreamState::Pending {
+            return;
+        }
+        let mut m = Message::new(crate::codec::Op::MuxConnectError);
+        m.mux_id = s.mux_id;
+        m.handler = s.handler;
+        m.flags = Flags::PAYLOAD_IS_ERROR;
+        m.payload = Some(encode_error(kind, text));
+        self.push_out(Side::Handler, key, m);
+        self.end_stream(Side::Handler, key, Ending::refused());
+    }
+
+    /// The handler returned: its end (with its error, if any) goes after its messages.
+    pub(crate) fn stream_returned(&mut self, key: Key, failure: Option<(ErrorKind, String)>) {
+        self.end_stream(Side::Handler, key, Ending::returned(failure));
+    }
+
+    /// The caller ended or abandoned its side (cancel, or a silent caller).
+    pub(super) fn cancel_handler_stream(&mut self, key: Key, how: Ending) -> Result<(), String> {
+        let Some(s) = self.stream_mut(Side::Handler, key) else {
+            return Ok(());
+        };
+        if s.state == StreamState::Pending {
+            let batch = s.batch;
+            self.early_cancel(batch)?;
+        }
+        self.end_stream(Side::Handler, key, how);
+        Ok(())
+    }
+
+    pub(super) fn cancelled_by_caller() -> Ending {
+        Ending::by_peer(Err(Error::Cancelled), Error::Cancelled, true)
+    }
+
+    /// The handler side ended the stream (EOF, error, or disconnect), as the caller sees it.
+    pub(super) fn ended_by_handler(result: Result<(), Error>) -> Ending {
+        let send = match &result {
+            Ok(()) => Error::StreamEnded,
+            Err(e) => e.clone(),
+        };
+        Ending::by_peer(result, send, false)
+    }
+
+    // ---- sending --------------------------------------------------------------------
+
+    /// Takes one credit for a message, waiting (with the waker registered) for the receiver.
+    pub(crate) fn poll_reserve(
+        &mut self,
+        side: Side,
+        key: Key,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Error>> {
+        let Some(s) = self.stream_mut(side, key) else {
+            return Poll::Ready(Err(Error::Cancelled));
+        };
+        if let Some(e) = &s.send.end {
+            return Poll::Ready(Err(e.clone()));
+        }
+        if s.send.credit.take() {
+            return Poll::Ready(Ok(()));
+        }
+        s.send.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Why the sending direction ended, if it did.
+    pub(crate) fn send_ended(&mut self, side: Side, key: Key) -> Option<Error> {
+        match self.stream_mut(side, key) {
+            Some(s) => s.send.end.clone(),
+            None => Some(Error::Cancelled),
+        }
+    }
+
+    /// Gives back a credit taken by [`Engine::poll_reserve`] and not used.
+    pub(crate) fn unreserve(&mut self, side: Side, key: Key) {
+        if let Some(s) = self.stream_mut(side, key) {
+            s.send.credit.untake();
+        }
+    }
+
+    /// Credit the sender could take right now.
+    pub(crate) fn credit(&mut self, side: Side, key: Key) -> usize {
+        self.stream_mut(side, key)
+            .filter(|s| s.send.end.is_none())
+            .map_or(0, |s| s.send.credit.available() as usize)
+    }
+
+    /// Sends a message on a credit already taken.
+    pub(crate) fn send(&mut self, side: Side, key: Key, payload: Bytes) -> Result<(), Error> {
+        let Some(s) = self.stream_mut(side, key) else {
+            return Err(Error::Cancelled);
+        };
+        if let Some(e) = &s.send.end {
+            return Err(e.clone());
+        }
+        s.send.seq = s.send.seq.wrapping_add(1);
+        let mut m = Message::new(s.data_op());
+        m.mux_id = s.mux_id;
+        m.handler = s.handler;
+        m.seq = s.send.seq;
+        m.payload = Some(payload);
+        self.push_out(side, key, m);
+        Ok(())
+    }
+
+    /// The sender ends its direction. A caller's EOF goes to the handler; a handler's
+    /// direction ends when it returns, so finishing its sender only releases it.
+    pub(crate) fn finish(&mut self, side: Side, key: Key) {
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        s.handles = s.handles.saturating_sub(1);
+        if s.send.end.is_none() {
+            s.send.end = Some(Error::StreamEnded);
+            if side == Side::Caller && s.state == StreamState::Open {
+                s.send.seq = s.send.seq.wrapping_add(1);
+                let mut eof = Message::new(s.data_op());
+                eof.mux_id = s.mux_id;
+                eof.handler = s.handler;
+                eof.seq = s.send.seq;
+                eof.flags = Flags::EOF;
+                self.push_out(side, key, eof);
+            }
+        }
+        self.settle(side, key);
+    }
+
+    /// The sender was dropped. A caller's sender dropped without `finish` cancels the
+    /// stream: a half-sent upload must never look complete.
+    pub(crate) fn drop_sender(&mut self, side: Side, key: Key) {
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        s.handles = s.handles.saturating_sub(1);
+        let abandoned = s.send.end.is_none();
+        if side == Side::Caller && abandoned {
+            self.end_stream(side, key, Ending::cancelled());
+        }
+        self.settle(side, key);
+    }
+
+    // ---- receiving ------------------------------------------------------------------
+
+    /// The next message, the direction's end, or nothing yet (waker registered).
+    pub(crate) fn poll_recv(
+        &mut self,
+        side: Side,
+        key: Key,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Payload, Error>>> {
+        let Some(s) = self.stream_mut(side, key) else {
+            return Poll::Ready(None);
+        };
+        if s.recv.done {
+            return Poll::Ready(None);
+        }
+        if let Some(b) = s.recv.queue.pop_front() {
+            let open = s.state == StreamState::Open;
+            if let Some(n) = s.recv.window.read(1).filter(|_| open) {
+                let mut m = Message::new(s.unblock_op());
+                m.mux_id = s.mux_id;
+                m.payload = Some(encode_credit(n));
+                self.push_out(side, key, m);
+            }
+            return Poll::Ready(Some(Ok(b)));
+        }
+        if let Some(end) = s.recv.end.take() {
+            s.recv.done = true;
+            return Poll::Ready(end.err().map(Err));
+        }
+        s.recv.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// The receiver was dropped. A caller's receiver dropped before the end cancels the
+    /// stream; a handler's just stops taking messages (their credit goes straight back).
+    pub(crate) fn drop_receiver(&mut self, side: Side, key: Key) {
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        s.handles = s.handles.saturating_sub(1);
+        let unfinished = !s.recv.done;
+        s.recv.done = true;
+        match side {
+            Side::Caller if unfinished => self.end_stream(side, key, Ending::cancelled()),
+            Side::Caller => {}
+            Side::Handler => {
+                s.recv.discard = true;
+                let queued = s.recv.queue.len() as u32;
+                s.recv.queue.clear();
+                let n = s.recv.window.discard(queued);
+                if n > 0 && s.state == StreamState::Open {
+                    let mut m = Message::new(s.unblock_op());
+                    m.mux_id = s.mux_id;
+                    m.payload = Some(encode_credit(n));
+                    self.push_out(side, key, m);
+                }
+            }
+        }
+        self.settle(side, key);
+    }
+}

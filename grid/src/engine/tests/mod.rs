@@ -1,0 +1,243 @@
+//! The engine stepped by hand: two engines wired together in memory (every frame goes
+//! through the real encoder and decoder, checksums on), a virtual clock, and a driver that
+//! only records what the engines ask for.
+
+mod calls;
+mod streams;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{Config, Engine, Key, Outgoing, Start, Transmit};
+use crate::codec::{FrameBuilder, FrameLimits, FrameMessages, HandlerId, Message};
+
+/// Counts how often it was woken.
+#[derive(Default)]
+pub(super) struct Counter(AtomicUsize);
+
+impl Wake for Counter {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A waker and how often it was woken.
+pub(super) struct Watch {
+    counter: Arc<Counter>,
+    waker: Waker,
+}
+
+impl Watch {
+    pub(super) fn new() -> Self {
+        let counter = Arc::new(Counter::default());
+        Self {
+            waker: Waker::from(counter.clone()),
+            counter,
+        }
+    }
+
+    pub(super) fn cx(&self) -> Context<'_> {
+        Context::from_waker(&self.waker)
+    }
+
+    pub(super) fn woken(&self) -> usize {
+        self.counter.0.load(Ordering::SeqCst)
+    }
+}
+
+pub(super) fn config() -> Config {
+    Config {
+        max_message_size: 1 << 20,
+        ping_interval: Duration::from_secs(10),
+        stream_ping_interval: Duration::from_secs(15),
+        max_concurrent: 64,
+        peer_max_concurrent: 64,
+        reassembly_window: 4 << 20,
+        peer_reassembly_window: 4 << 20,
+        max_send_buffer: 4 << 20,
+        max_early_cancels: 100,
+    }
+}
+
+/// One side: its engine and what it asked its driver for.
+pub(super) struct Node {
+    pub(super) e: Engine,
+    /// Handlers it started, in order (the tests play the handlers).
+    pub(super) started: Vec<Start>,
+    /// Handlers it asked to stop.
+    pub(super) stopped: Vec<Key>,
+    /// Why it closed the connection, if it did.
+    pub(super) violation: Option<String>,
+    /// Messages it received, in order (for tests that look at the wire).
+    pub(super) received: Vec<Message>,
+    /// The most bytes of partial payloads it held after any frame.
+    pub(super) max_assembling: usize,
+}
+
+impl Node {
+    fn new(config: Config, now: Instant) -> Self {
+        Self {
+            e: Engine::new(config, now),
+            started: Vec::new(),
+            stopped: Vec::new(),
+            violation: None,
+            received: Vec::new(),
+            max_assembling: 0,
+        }
+    }
+
+    /// Wakes what the engine readied, as the driver does after each step.
+    pub(super) fn wake(&mut self) {
+        let mut wakes = Vec::new();
+        self.e.take_wakes(&mut wakes);
+        wakes.into_iter().for_each(Waker::wake);
+        self.stopped.extend(self.e.take_stops());
+    }
+
+    /// The frames this side would write now, encoded as the writer does.
+    fn transmit(&mut self, now: Instant) -> Vec<bytes::Bytes> {
+        let w = Watch::new();
+        let mut tx = Transmit::default();
+        let mut frames = Vec::new();
+        while let Poll::Ready(Ok(())) = self.e.poll_transmit(now, &mut tx, &mut w.cx()) {
+            for batch in [&tx.messages[..], tx.chunk.as_slice()] {
+                if batch.is_empty() {
+                    continue;
+                }
+                let mut b = FrameBuilder::new(0);
+                for m in batch {
+                    b.push(m, true);
+                }
+                let start = b.finish();
+                frames.push(Bytes::copy_from_slice(&b.buffer()[start..]));
+            }
+            if frames.len() > 10_000 {
+                panic!("a side keeps transmitting");
+            }
+        }
+        self.wake();
+        frames
+    }
+
+    /// Applies received frames as the reader does: message by message, then starts.
+    fn receive(&mut self, now: Instant, frames: Vec<bytes::Bytes>) {
+        let limits = FrameLimits::new(self.e.config.max_message_size).requiring_checksums(true);
+        for frame in frames {
+            if self.violation.is_some() {
+                return;
+            }
+            for m in FrameMessages::new(&frame, limits).expect("a valid frame") {
+                let m = m.expect("a valid message");
+                self.received.push(m.clone());
+                if let Err(why) = self.e.handle(now, m) {
+                    self.violation = Some(why);
+                    return;
+                }
+            }
+            self.e.take_starts(&mut self.started);
+            self.e.end_batch();
+            self.max_assembling = self.max_assembling.max(self.e.assembling());
+            self.wake();
+        }
+        self.wake();
+    }
+
+    /// The last handler started (the tests play it).
+    pub(super) fn last_start(&self) -> Start {
+        self.started.last().cloned().expect("a handler was started")
+    }
+}
+
+/// Two engines connected in memory: `a` and `b`, and the virtual time.
+pub(super) struct Net {
+    pub(super) a: Node,
+    pub(super) b: Node,
+    pub(super) now: Instant,
+}
+
+impl Net {
+    pub(super) fn new() -> Net {
+        Net::with(config(), config())
+    }
+
+    pub(super) fn with(a: Config, b: Config) -> Net {
+        let now = Instant::now();
+        Net {
+            a: Node::new(a, now),
+            b: Node::new(b, now),
+            now,
+        }
+    }
+
+    /// Delivers A's frames to B, then B's to A, until neither has anything to send.
+    pub(super) fn pump(&mut self) {
+        for _ in 0..1000 {
+            let ab = self.a.transmit(self.now);
+            let ba = self.b.transmit(self.now);
+            if ab.is_empty() && ba.is_empty() {
+                return;
+            }
+            self.b.receive(self.now, ab);
+            self.a.receive(self.now, ba);
+        }
+        panic!("the engines never went quiet");
+    }
+
+    /// One direction only: A's frames to B.
+    pub(super) fn a_to_b(&mut self) {
+        let frames = self.a.transmit(self.now);
+        self.b.receive(self.now, frames);
+    }
+
+    /// One direction only: B's frames to A.
+    pub(super) fn b_to_a(&mut self) {
+        let frames = self.b.transmit(self.now);
+        self.a.receive(self.now, frames);
+    }
+
+    /// Moves the clock and runs both engines' timers (without delivering anything).
+    pub(super) fn advance(&mut self, d: Duration) {
+        self.now += d;
+        for node in [&mut self.a, &mut self.b] {
+            if let Err(why) = node.e.handle_timeout(self.now) {
+                node.violation.get_or_insert(why);
+            }
+            node.wake();
+        }
+    }
+
+    /// A call from A to handler 7, with a deadline `secs` from now.
+    pub(super) fn call(&mut self, payload: &'static [u8], secs: u64) -> Key {
+        let o = self.outgoing(7, payload, secs);
+        self.a.e.open_call(self.now, o).expect("open")
+    }
+
+    /// An outgoing call or stream to `handler` with a deadline `secs` from now.
+    pub(super) fn outgoing(&self, handler: u32, payload: &'static [u8], secs: u64) -> Outgoing {
+        Outgoing {
+            handler: HandlerId::new(handler),
+            subroute: None,
+            payload: Some(Bytes::from_static(payload)),
+            deadline: self.now + Duration::from_secs(secs),
+        }
+    }
+}
+
+/// Both engines are empty: no call, stream or partial payload left on either side.
+pub(super) fn assert_idle(net: &Net) {
+    for (name, node) in [("a", &net.a), ("b", &net.b)] {
+        assert_eq!(node.e.in_flight(), (0, 0), "{name}: entries left");
+        assert_eq!(node.e.assembling(), 0, "{name}: partial payloads left");
+        assert_eq!(node.e.active_callers, 0, "{name}: callers still counted");
+        assert_eq!(node.e.active_handlers, 0, "{name}: handlers still counted");
+        assert!(node.e.handler_ids.is_empty(), "{name}: mux ids still taken");
+        assert_eq!(
+            node.e.outbox.handler_bytes, 0,
+            "{name}: answer bytes counted"
+        );
+    }
+}

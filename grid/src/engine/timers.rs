@@ -1,0 +1,180 @@
+//! Everything the engine does because time passed: deadlines, connection pings and the
+//! silence check, stream pings and silent callers, and a writer that stopped making
+//! progress. The driver sleeps until [`Engine::poll_timeout`] and then calls
+//! [`Engine::handle_timeout`]; the engine never reads a clock itself.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use super::state::StreamState;
+use super::streams::Ending;
+use super::{CallerEntry, Config, Engine, HandlerEntry, Key, Side};
+use crate::codec::{Message, Op};
+use crate::error::Error;
+
+pub(super) struct Timers {
+    deadlines: BTreeSet<(Instant, Side, Key)>,
+    /// When the peer last sent anything.
+    pub(super) last_heard: Instant,
+    next_ping: Instant,
+    next_stream_tick: Instant,
+    /// When the writer took the frame it is still writing.
+    pub(super) write_started: Option<Instant>,
+    ping: Duration,
+    /// What the driver was last told to sleep until.
+    armed: Option<Instant>,
+}
+
+impl Timers {
+    pub(super) fn new(config: &Config, now: Instant) -> Self {
+        Self {
+            deadlines: BTreeSet::new(),
+            last_heard: now,
+            next_ping: now + config.ping_interval,
+            next_stream_tick: now + config.stream_ping_interval,
+            write_started: None,
+            ping: config.ping_interval,
+            armed: None,
+        }
+    }
+
+    pub(super) fn add_deadline(&mut self, at: Instant, side: Side, key: Key) {
+        self.deadlines.insert((at, side, key));
+    }
+
+    pub(super) fn remove_deadline(&mut self, at: Instant, side: Side, key: Key) {
+        self.deadlines.remove(&(at, side, key));
+    }
+
+    pub(super) fn clear_deadlines(&mut self) {
+        self.deadlines.clear();
+    }
+
+    /// The earliest moment something is due.
+    fn next(&self) -> Instant {
+        let mut next = self.next_ping.min(self.next_stream_tick);
+        next = next.min(self.last_heard + self.ping * 2);
+        if let Some(&(at, _, _)) = self.deadlines.first() {
+            next = next.min(at);
+        }
+        if let Some(started) = self.write_started {
+            next = next.min(started + self.ping * 2);
+        }
+        next
+    }
+}
+
+impl Engine {
+    /// When to call [`Engine::handle_timeout`] next.
+    pub(crate) fn poll_timeout(&mut self) -> Instant {
+        let next = self.timers.next();
+        self.timers.armed = Some(next);
+        next
+    }
+
+    /// True if something became due before the moment last returned by
+    /// [`Engine::poll_timeout`] (the driver must sleep less).
+    pub(crate) fn timeout_moved(&self) -> bool {
+        self.timers
+            .armed
+            .is_some_and(|armed| self.timers.next() < armed)
+    }
+
+    /// Does what is due at `now`.
+    ///
+    /// # Errors
+    /// Why the connection must be closed: the peer was silent for two ping intervals, or
+    /// it has not read anything for two ping intervals.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Result<(), String> {
+        if self.closed.is_some() {
+            return Ok(());
+        }
+        let ping = self.config.ping_interval;
+        let silent = now.saturating_duration_since(self.timers.last_heard);
+        if silent >= ping * 2 {
+            return Err(format!(
+                "peer silent for {silent:?} (ping interval {ping:?})"
+            ));
+        }
+        if let Some(started) = self.timers.write_started {
+            let stuck = now.saturating_duration_since(started);
+            if stuck >= ping * 2 {
+                return Err(format!(
+                    "the peer has not read for {stuck:?}: the socket takes nothing (ping interval {ping:?})"
+                ));
+            }
+        }
+        if now >= self.timers.next_ping {
+            self.timers.next_ping = now + ping;
+            self.early_cancels = 0;
+            let payload = self.ping_payload(now);
+            self.push_ping(payload);
+        }
+        if now >= self.timers.next_stream_tick {
+            self.timers.next_stream_tick = now + self.config.stream_ping_interval;
+            self.stream_tick(now);
+        }
+        while let Some(&(at, side, key)) = self.timers.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.timers.deadlines.pop_first();
+            self.expire(side, key);
+        }
+        Ok(())
+    }
+
+    fn expire(&mut self, side: Side, key: Key) {
+        match side {
+            Side::Caller => match self.callers.get(key) {
+                Some(CallerEntry::Call(_)) => self.fail_call(key, Error::DeadlineExceeded),
+                Some(CallerEntry::Stream(_)) => {
+                    self.end_stream(side, key, Ending::deadline(side));
+                }
+                None => {}
+            },
+            Side::Handler => match self.handlers.get(key) {
+                Some(HandlerEntry::Call(_)) => self.expire_handler_call(key),
+                Some(HandlerEntry::Stream(_)) => {
+                    self.end_stream(side, key, Ending::deadline(side));
+                }
+                None => {}
+            },
+        }
+    }
+
+    /// Pings every stream opened here that the peer knows of, and cancels the streams
+    /// served here whose caller has been silent for three stream-ping intervals.
+    fn stream_tick(&mut self, now: Instant) {
+        let mut pings = Vec::new();
+        for (key, entry) in self.callers.iter_mut() {
+            if let CallerEntry::Stream(s) = entry {
+                let live = matches!(s.state, StreamState::Opening | StreamState::Open);
+                if live && s.out.transmitted {
+                    pings.push((key, s.mux_id));
+                }
+            }
+        }
+        for (key, mux_id) in pings {
+            let mut ping = Message::new(Op::Ping);
+            ping.mux_id = mux_id;
+            self.push_out(Side::Caller, key, ping);
+        }
+        let Some(since) = now.checked_sub(self.config.stream_ping_interval * 3) else {
+            return;
+        };
+        let mut silent = Vec::new();
+        for (key, entry) in self.handlers.iter_mut() {
+            if let HandlerEntry::Stream(s) = entry {
+                let live = matches!(s.state, StreamState::Pending | StreamState::Open);
+                if live && s.last_heard < since {
+                    silent.push(key);
+                }
+            }
+        }
+        for key in silent {
+            tracing::debug!(?key, "stream cancelled: its caller stopped pinging");
+            self.end_stream(Side::Handler, key, Ending::silent_caller());
+        }
+    }
+}

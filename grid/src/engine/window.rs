@@ -1,0 +1,196 @@
+//! Credit arithmetic, with no I/O: per stream direction (messages) and per connection
+//! (bytes of chunked payloads in progress).
+//!
+//! Invariants:
+//! - a sender never holds more credit than the receiver's capacity, and never spends credit
+//!   it does not hold;
+//! - a receiver never holds more unreturned messages than its capacity: one more is the
+//!   peer's violation, reported, never buffered.
+
+/// The sending side of one stream direction: how many messages it may still send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SendCredit {
+    available: u32,
+    capacity: u32,
+}
+
+impl SendCredit {
+    /// A direction whose receiver accepts `capacity` messages in flight; all of it granted.
+    pub(crate) fn new(capacity: u32) -> Self {
+        Self {
+            available: capacity,
+            capacity,
+        }
+    }
+
+    /// Credit that may be spent now.
+    pub(crate) fn available(&self) -> u32 {
+        self.available
+    }
+
+    /// Spends one credit; false (and nothing spent) if there is none.
+    pub(crate) fn take(&mut self) -> bool {
+        if self.available == 0 {
+            return false;
+        }
+        self.available -= 1;
+        true
+    }
+
+    /// Gives back a credit taken but not spent (a reservation dropped unused).
+    pub(crate) fn untake(&mut self) {
+        self.available = (self.available + 1).min(self.capacity);
+    }
+
+    /// Adds credit the receiver returned. Credit beyond the capacity means the receiver
+    /// returned messages it never got: its violation.
+    pub(crate) fn grant(&mut self, n: u32) -> Result<(), String> {
+        match self.available.checked_add(n) {
+            Some(total) if total <= self.capacity => {
+                self.available = total;
+                Ok(())
+            }
+            _ => Err(format!(
+                "credit over-granted: {n} returned with {} of {} outstanding",
+                self.available, self.capacity
+            )),
+        }
+    }
+}
+
+/// The receiving side of one stream direction: messages received and not yet returned as
+/// credit (queued for the user, or read and owed back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecvWindow {
+    capacity: u32,
+    queued: u32,
+    owed: u32,
+}
+
+impl RecvWindow {
+    pub(crate) fn new(capacity: u32) -> Self {
+        Self {
+            capacity,
+            queued: 0,
+            owed: 0,
+        }
+    }
+
+    /// Counts one received message; an error if the sender had no credit for it.
+    pub(crate) fn receive(&mut self) -> Result<(), String> {
+        if self.queued + self.owed >= self.capacity {
+            return Err(format!(
+                "message sent without credit (capacity {})",
+                self.capacity
+            ));
+        }
+        self.queued += 1;
+        Ok(())
+    }
+
+    /// The user read `n` messages: they are owed back. Returns the credit to send now, if
+    /// enough is owed to be worth a message (half the capacity, at least one).
+    pub(crate) fn read(&mut self, n: u32) -> Option<u32> {
+        let n = n.min(self.queued);
+        self.queued -= n;
+        self.owed += n;
+        (self.owed >= (self.capacity / 2).max(1)).then(|| std::mem::take(&mut self.owed))
+    }
+
+    /// Returns everything owed at once (the receiver discards instead of queueing).
+    pub(crate) fn discard(&mut self, n: u32) -> u32 {
+        let n = n.min(self.queued);
+        self.queued -= n;
+        n + std::mem::take(&mut self.owed)
+    }
+}
+
+/// The per-connection budget of chunked payloads in progress, as the sender tracks it: the
+/// bytes of the payloads it started sending in chunks and has not finished. Because the
+/// receiver reads the chunks in the order they were sent, the bytes it holds half received
+/// are never more than this, so keeping this within the receiver's reassembly window keeps
+/// the receiver within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChunkBudget {
+    limit: u64,
+    in_progress: u64,
+}
+
+impl ChunkBudget {
+    pub(crate) fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            in_progress: 0,
+        }
+    }
+
+    /// Starts a payload of `size` bytes if it fits (a payload larger than the whole window
+    /// starts alone, once nothing else is in progress).
+    pub(crate) fn try_start(&mut self, size: u64) -> bool {
+        let fits = self.in_progress + size <= self.limit || self.in_progress == 0;
+        if fits {
+            self.in_progress += size;
+        }
+        fits
+    }
+
+    /// A started payload was finished or abandoned.
+    pub(crate) fn finish(&mut self, size: u64) {
+        self.in_progress = self.in_progress.saturating_sub(size);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn in_progress(&self) -> u64 {
+        self.in_progress
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_credit_is_never_negative_nor_over_capacity() {
+        let mut c = SendCredit::new(2);
+        assert!(c.take() && c.take());
+        assert!(!c.take(), "no credit left");
+        assert_eq!(c.available(), 0);
+        c.grant(1).expect("within capacity");
+        assert!(c.grant(2).is_err(), "3 outstanding of 2");
+        assert_eq!(c.available(), 1, "a refused grant changes nothing");
+        c.untake();
+        c.untake();
+        assert_eq!(c.available(), 2, "never above capacity");
+        assert!(c.grant(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn recv_window_refuses_a_message_beyond_credit_and_returns_in_batches() {
+        let mut w = RecvWindow::new(4);
+        for _ in 0..4 {
+            w.receive().expect("within credit");
+        }
+        assert!(w.receive().is_err());
+        assert_eq!(w.read(1), None, "one owed is below half the capacity");
+        assert!(w.receive().is_err(), "owed credit is not yet returned");
+        assert_eq!(w.read(1), Some(2));
+        w.receive().expect("two returned, so two more may come");
+        w.receive().expect("two returned, so two more may come");
+        assert!(w.receive().is_err());
+        assert_eq!(w.discard(10), 4, "discarding returns what was queued");
+    }
+
+    #[test]
+    fn chunk_budget_bounds_payloads_in_progress() {
+        let mut b = ChunkBudget::new(100);
+        assert!(b.try_start(60));
+        assert!(!b.try_start(60), "120 > 100");
+        assert!(b.try_start(40));
+        b.finish(60);
+        assert!(b.try_start(60));
+        b.finish(100);
+        assert_eq!(b.in_progress(), 0);
+        assert!(b.try_start(500), "an oversize payload starts alone");
+        assert!(!b.try_start(1));
+    }
+}
