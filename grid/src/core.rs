@@ -8,9 +8,16 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::codec::FrameLimits;
-use crate::connection::PeerLimits;
 use crate::handler::Handlers;
 use crate::tasks::Tasks;
+
+/// What a peer announced in the handshake that it accepts (absent: the defaults).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PeerLimits {
+    pub(crate) max_concurrent: Option<u32>,
+    pub(crate) reassembly_window: Option<u64>,
+    pub(crate) max_request_bytes: Option<u64>,
+}
 
 /// Returns the token to present to a remote, given the remote's name.
 pub type TokenProvider = Arc<dyn Fn(&str) -> String + Send + Sync>;
@@ -31,6 +38,7 @@ pub(crate) struct Config {
     pub max_concurrent_calls: usize,
     pub max_send_buffer: usize,
     pub reassembly_window: usize,
+    pub max_request_bytes: usize,
     pub max_early_cancels: usize,
 }
 
@@ -55,6 +63,7 @@ impl Default for Config {
             max_concurrent_calls: DEFAULT_MAX_CONCURRENT,
             max_send_buffer: 4 << 20,
             reassembly_window: 4 * DEFAULT_MAX_MESSAGE,
+            max_request_bytes: 4 * DEFAULT_MAX_MESSAGE,
             max_early_cancels: 1000,
         }
     }
@@ -84,6 +93,8 @@ impl Config {
                 peer.max_concurrent.map(u64::from),
                 DEFAULT_MAX_CONCURRENT,
             ),
+            max_request_bytes: self.max_request_bytes,
+            peer_max_request_bytes: or_default(peer.max_request_bytes, 4 * DEFAULT_MAX_MESSAGE),
             reassembly_window: self.reassembly_window,
             peer_reassembly_window: or_default(peer.reassembly_window, 4 * DEFAULT_MAX_MESSAGE),
             max_send_buffer: self.max_send_buffer,
@@ -96,6 +107,7 @@ impl Config {
         PeerLimits {
             max_concurrent: u32::try_from(self.max_concurrent_calls).ok(),
             reassembly_window: u64::try_from(self.reassembly_window).ok(),
+            max_request_bytes: u64::try_from(self.max_request_bytes).ok(),
         }
     }
 }

@@ -77,13 +77,12 @@ pub enum Error {
     /// own `finish`. Distinct from [`Error::Cancelled`]: nothing was abandoned.
     #[error("the stream has ended: the other side finished and takes no more messages")]
     StreamEnded,
-    /// The remote already serves as many calls and streams on this connection as it
-    /// allows at once; the call was not started. Retry later, or make fewer calls at once.
-    #[error("the remote is busy: it serves at most {limit} calls and streams at once on this connection; nothing was started")]
-    Busy {
-        /// The remote's limit of concurrent calls and streams on the connection.
-        limit: usize,
-    },
+    /// The remote already serves as much as it allows at once on this connection (calls
+    /// and streams, or bytes of their requests); the call was not started. A grid caller
+    /// waits for room instead, so this comes from a peer that ignored the limits it was
+    /// told. The text is the remote's.
+    #[error("the remote is busy, nothing was started: {0}")]
+    Busy(String),
     /// The remote has no handler registered under this id (and subroute).
     #[error("the remote has no handler {handler}{}; is it running an older build, or was the handler registered?", fmt_subroute(.subroute))]
     UnknownHandler {
@@ -157,18 +156,9 @@ impl Error {
             ErrorKind::Cancelled => Error::Cancelled,
             ErrorKind::Codec => Error::Codec(message),
             ErrorKind::Protocol => Error::Protocol(message),
-            ErrorKind::Busy => Error::Busy {
-                limit: busy_limit(&message).unwrap_or(0),
-            },
+            ErrorKind::Busy => Error::Busy(message),
         }
     }
-}
-
-/// The limit named in a Busy refusal's text ("busy: N calls ..."), if it names one.
-fn busy_limit(message: &str) -> Option<usize> {
-    message
-        .split_whitespace()
-        .find_map(|word| word.parse().ok())
 }
 
 fn fmt_subroute(subroute: &Option<String>) -> String {

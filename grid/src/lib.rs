@@ -116,7 +116,9 @@ mod error;
 mod handler;
 mod manager;
 mod metrics;
+mod session;
 mod stats;
+mod stream_ends;
 mod tasks;
 pub mod typed;
 
@@ -127,10 +129,7 @@ pub mod tls {
 }
 
 pub use bytes::Bytes;
-pub use connection::{
-    dials, Connection, OpenStream, Permit, Request, State, Stream, StreamReceiver, StreamSender,
-    Subroute,
-};
+pub use connection::{dials, Connection, OpenStream, Request, State, Stream, Subroute};
 pub use core::{TokenProvider, TokenValidator};
 pub use error::{Error, RemoteError, Result};
 /// Turns a trait into a grid service. See the [crate documentation](crate#typed-services)
@@ -169,6 +168,7 @@ pub use handler::{CallContext, HandlerId, SingleFuture, StreamCall, StreamFuture
 pub use manager::{Manager, ManagerBuilder};
 pub use metrics::{ManagerStats, PeerStats};
 pub use stats::ConnectionStats;
+pub use stream_ends::{Permit, StreamReceiver, StreamSender};
 pub use typed::{Receiver, Sender, Service, ServiceServer, Target};
 pub use uuid::Uuid;
 

@@ -16,9 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::connection::{Connection, OpenStream, Request, Subroute};
-use crate::connection::{StreamReceiver, StreamSender};
 use crate::error::{Error, RemoteError, Result};
-use crate::handler::{single_fn, CallContext, HandlerId, SingleFn, StreamHandler};
+use crate::handler::{single_fn, CallContext, Handler, HandlerId, StreamHandler};
+use crate::stream_ends::{StreamReceiver, StreamSender};
 
 /// Encodes a payload.
 ///
@@ -214,15 +214,10 @@ pub trait ServiceServer {
     fn registrations(self) -> Registrations;
 }
 
-pub(crate) enum Kind {
-    Single(SingleFn),
-    Stream(StreamHandler),
-}
-
 /// Handlers to register together (all or none), built by generated servers.
 #[derive(Default)]
 pub struct Registrations {
-    pub(crate) items: Vec<(HandlerId, Kind)>,
+    pub(crate) items: Vec<(HandlerId, Handler)>,
 }
 
 impl std::fmt::Debug for Registrations {
@@ -245,13 +240,13 @@ impl Registrations {
         F: Fn(CallContext, Option<Bytes>) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = std::result::Result<Bytes, RemoteError>> + Send + 'static,
     {
-        self.items.push((id, Kind::Single(single_fn(handler))));
+        self.items.push((id, Handler::Single(single_fn(handler))));
         self
     }
 
     /// Adds a stream handler.
     pub fn stream(mut self, id: HandlerId, handler: StreamHandler) -> Self {
-        self.items.push((id, Kind::Stream(handler)));
+        self.items.push((id, Handler::Stream(handler)));
         self
     }
 }

@@ -1,6 +1,9 @@
 //! Helpers for grid's integration tests: clusters of managers on loopback, a
 //! fault-injecting TCP proxy, timeouts and leak checks.
 
+#[allow(unsafe_code)]
+pub mod alloc;
+pub mod hostile;
 pub mod proxy;
 pub mod raw;
 pub mod storage;
@@ -225,6 +228,14 @@ pub fn num(i: u32) -> bytes::Bytes {
 /// The number in a payload made by [`num`].
 pub fn unnum(b: &bytes::Bytes) -> u32 {
     u32::from_be_bytes(b[..4].try_into().expect("4 bytes"))
+}
+
+/// This process's resident memory in bytes (from `/proc/self/statm`; 0 where unavailable).
+pub fn resident_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096)
 }
 
 /// A grid error as a handler's error.

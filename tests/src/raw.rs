@@ -54,15 +54,19 @@ pub fn http_status(r: Result<impl Sized, tungstenite::Error>) -> u16 {
 
 /// The encoding of a hand-made Connect message (with checksum).
 pub fn connect_message(host: &str, clock_ms: i64) -> Vec<u8> {
-    let mut m = Message::new(Op::Connect);
-    let req = ConnectRequest {
+    encode_connect(ConnectRequest {
         host: host.into(),
         instance: grid::Uuid::new_v4().to_string(),
         clock_ms,
         token: TOKEN.into(),
         max_concurrent: None,
         reassembly_window: None,
-    };
+        max_request_bytes: None,
+    })
+}
+
+fn encode_connect(req: ConnectRequest) -> Vec<u8> {
+    let mut m = Message::new(Op::Connect);
     m.payload = Some(Bytes::from(handshake::encode(&req)));
     m.encode(true)
 }
@@ -104,14 +108,17 @@ pub fn now_ms() -> i64 {
 
 /// A raw peer that completed the handshake as the dialer of the pair.
 pub async fn handshaken(url: &str) -> RawSocket {
-    let (d, _) = dialer_first();
-    let mut ws = upgrade(url, Some(TOKEN)).await.expect("upgrade");
-    ws.send(WsMessage::Binary(connect_message(d, now_ms()).into()))
-        .await
-        .expect("send");
-    let answer = connect_response(&next_messages(&mut ws).await[0]);
-    assert!(answer.accepted, "{}", answer.reason);
-    ws
+    handshaken_announcing(url, None, None).await
+}
+
+/// A handshaken raw peer, as the dialer of the pair, announcing `max_concurrent` and
+/// `window` (absent: the defaults).
+pub async fn handshaken_announcing(
+    url: &str,
+    max_concurrent: Option<u32>,
+    window: Option<u64>,
+) -> RawSocket {
+    handshake_as(url, dialer_first().0, max_concurrent, window).await
 }
 
 /// Sends one grid message (with checksum) on a raw socket.
@@ -130,4 +137,84 @@ pub async fn wait_for(ws: &mut RawSocket, pred: impl Fn(&Message) -> bool) -> Me
             }
         }
     }
+}
+
+/// Several grid messages (with checksums) merged into the bytes of one frame.
+pub fn merged_frame(messages: &[Message]) -> Vec<u8> {
+    let mut inner = Vec::new();
+    for m in messages {
+        m.encode_into(&mut inner, true);
+    }
+    let mut merged = Message::new(Op::Merged);
+    merged.payload = Some(Bytes::from(inner));
+    merged.encode(false)
+}
+
+/// Sends several grid messages (with checksums) merged into one frame, without reading.
+pub async fn send_merged(
+    ws: &mut RawSocket,
+    messages: &[Message],
+) -> Result<(), tungstenite::Error> {
+    ws.send(WsMessage::Binary(merged_frame(messages).into()))
+        .await
+}
+
+/// A raw peer that only writes: WebSocket frames straight onto the socket, masked with a
+/// zero key (so the payload goes out as is, without a copy), never reading anything.
+pub struct Flooder {
+    io: tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+}
+
+impl Flooder {
+    /// Takes over a handshaken raw peer's socket.
+    pub fn new(ws: RawSocket) -> Self {
+        Self {
+            io: ws.into_inner(),
+        }
+    }
+
+    /// Writes one binary WebSocket message carrying `frame` (a grid frame).
+    pub async fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let mut header = vec![0x82u8];
+        let len = frame.len();
+        if len < 126 {
+            header.push(0x80 | len as u8);
+        } else if let Ok(short) = u16::try_from(len) {
+            header.push(0x80 | 126);
+            header.extend_from_slice(&short.to_be_bytes());
+        } else {
+            header.push(0x80 | 127);
+            header.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        header.extend_from_slice(&[0, 0, 0, 0]);
+        self.io.write_all(&header).await?;
+        self.io.write_all(frame).await
+    }
+}
+
+/// A raw peer that completed the handshake as `host`, announcing `max_concurrent` and
+/// `window` (absent: the defaults).
+pub async fn handshake_as(
+    url: &str,
+    host: &str,
+    max_concurrent: Option<u32>,
+    window: Option<u64>,
+) -> RawSocket {
+    let mut ws = upgrade(url, Some(TOKEN)).await.expect("upgrade");
+    let hello = encode_connect(ConnectRequest {
+        host: host.into(),
+        instance: grid::Uuid::new_v4().to_string(),
+        clock_ms: now_ms(),
+        token: TOKEN.into(),
+        max_concurrent,
+        reassembly_window: window,
+        max_request_bytes: None,
+    });
+    ws.send(WsMessage::Binary(hello.into()))
+        .await
+        .expect("send");
+    let answer = connect_response(&next_messages(&mut ws).await[0]);
+    assert!(answer.accepted, "{}", answer.reason);
+    ws
 }

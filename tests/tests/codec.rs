@@ -103,6 +103,7 @@ fn protocol_md_handshake_vector_matches() {
         token: "t".into(),
         max_concurrent: None,
         reassembly_window: None,
+        max_request_bytes: None,
     };
     assert_eq!(handshake::encode(&req), bytes);
     assert_eq!(

@@ -24,6 +24,11 @@ pub struct ConnectRequest {
     /// it is still sending in chunks beyond this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reassembly_window: Option<u64>,
+    /// The most bytes of request payloads (single calls' requests and streams' initial
+    /// payloads) this side holds at once for the other side's calls in flight (absent:
+    /// 64 MiB). The other side waits before sending a call beyond it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_bytes: Option<u64>,
 }
 
 /// The acceptor's answer to a [`ConnectRequest`].
@@ -48,6 +53,11 @@ pub struct ConnectResponse {
     /// it is still sending in chunks beyond this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reassembly_window: Option<u64>,
+    /// The most bytes of request payloads (single calls' requests and streams' initial
+    /// payloads) this side holds at once for the other side's calls in flight (absent:
+    /// 64 MiB). The other side waits before sending a call beyond it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_bytes: Option<u64>,
 }
 
 /// Encodes a handshake payload.

@@ -73,6 +73,7 @@ async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
             token,
             max_concurrent: core.config.announced().max_concurrent,
             reassembly_window: core.config.announced().reassembly_window,
+            max_request_bytes: core.config.announced().max_request_bytes,
         })
         .into(),
     );
@@ -102,9 +103,10 @@ async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
         writer,
         instance,
         checksum,
-        peer: super::PeerLimits {
+        peer: crate::core::PeerLimits {
             max_concurrent: resp.max_concurrent,
             reassembly_window: resp.reassembly_window,
+            max_request_bytes: resp.max_request_bytes,
         },
     })
 }

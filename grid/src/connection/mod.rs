@@ -46,8 +46,6 @@ mod runner;
 mod serve;
 mod serve_call;
 mod serve_stream;
-mod session;
-mod stream_ends;
 mod websocket;
 mod writer;
 
@@ -61,11 +59,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::session::Session;
 pub use open_stream::{OpenStream, Stream};
 pub use request::Request;
-pub(crate) use runner::{Accepted, PeerLimits};
-use session::Session;
-pub use stream_ends::{Permit, StreamReceiver, StreamSender};
+pub(crate) use runner::Accepted;
 pub(crate) use websocket::{FrameReader, FrameWriter, Role};
 
 use crate::codec::{subroute_hash, HandlerId};

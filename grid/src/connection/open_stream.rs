@@ -6,11 +6,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::session::Session;
-use super::stream_ends::{StreamReceiver, StreamSender};
 use super::Call;
 use crate::engine::{Key, Side};
 use crate::error::{Error, Result};
+use crate::session::Session;
+use crate::stream_ends::{StreamReceiver, StreamSender};
 
 /// The caller's ends of an open stream.
 ///

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::serve::{start_handlers, Answers};
-use super::session::Session;
 use super::websocket::{FrameReader, Incoming};
 use super::ConnInner;
 use crate::codec::{FrameMessages, Message};
 use crate::engine::{Answer, Key, Start};
+use crate::session::Session;
 
 /// Messages applied under one lock. Handlers admitted in a batch start after it, so a
 /// stream opened and cancelled within one batch never starts a task.

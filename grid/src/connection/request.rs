@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::session::Session;
 use super::Call;
 use crate::codec::Flags;
 use crate::engine::Key;
 use crate::error::{Error, Result};
+use crate::session::Session;
 
 /// A single call being prepared. Await it (it implements [`IntoFuture`]) to send it and get
 /// the handler's answer.

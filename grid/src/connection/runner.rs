@@ -10,12 +10,13 @@ use uuid::Uuid;
 
 use super::dial::dial;
 use super::reader::read_loop;
-use super::session::Session;
 use super::websocket::{FrameReader, FrameWriter};
 use super::writer::write_loop;
 use super::{ConnInner, State};
+use crate::core::PeerLimits;
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::session::Session;
 
 /// A socket that passed the handshake, with the remote's instance id and the limits it
 /// announced.
@@ -25,13 +26,6 @@ pub(crate) struct Accepted {
     pub(crate) instance: Uuid,
     pub(crate) checksum: bool,
     pub(crate) peer: PeerLimits,
-}
-
-/// What the peer announced it accepts (absent: the defaults).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct PeerLimits {
-    pub(crate) max_concurrent: Option<u32>,
-    pub(crate) reassembly_window: Option<u64>,
 }
 
 enum End {

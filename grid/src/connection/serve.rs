@@ -6,10 +6,10 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use super::session::Session;
 use super::ConnInner;
 use crate::engine::{Answer, Key, Start};
 use crate::handler::CallContext;
+use crate::session::Session;
 
 /// Where the answers of handlers that finish at once go: collected by the reader, which
 /// hands them to the engine together with its next batch of messages, or applied at once.

@@ -11,12 +11,12 @@ use bytes::Bytes;
 use futures::FutureExt;
 
 use super::serve::{context, panic_message, Answers};
-use super::session::{HandlerTask, Session};
 use super::ConnInner;
 use crate::codec::{ErrorKind, HandlerId};
 use crate::engine::{Answer, Start};
 use crate::error::RemoteError;
 use crate::handler::{FireOnDrop, CURRENT_CALL};
+use crate::session::Session;
 
 type Outcome = Result<Result<Option<Bytes>, RemoteError>, Box<dyn Any + Send>>;
 
@@ -77,13 +77,7 @@ pub(crate) fn start(
         let reply = answer(mux_id, handler, outcome, max);
         s.with_finished(Some(key), |e| e.answer(key, reply));
     });
-    session.attach(
-        key,
-        HandlerTask {
-            abort: task.abort_handle(),
-            cancel,
-        },
-    );
+    session.attach(key, task.abort_handle());
 }
 
 /// The answer for a handler's outcome: its payload, its error, or its panic.

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use futures::FutureExt;
 
 use super::serve::{context, panic_message};
-use super::session::{HandlerTask, Session};
-use super::stream_ends::{StreamReceiver, StreamSender};
 use super::ConnInner;
 use crate::codec::ErrorKind;
 use crate::engine::{Side, Start};
 use crate::handler::{FireOnDrop, StreamCall, CURRENT_CALL};
+use crate::session::Session;
+use crate::stream_ends::{StreamReceiver, StreamSender};
 
 /// Starts the handler of the stream `start` admitted, or refuses the stream.
 pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start) {
@@ -62,11 +62,5 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
         },
         span,
     ));
-    session.attach(
-        key,
-        HandlerTask {
-            abort: task.abort_handle(),
-            cancel,
-        },
-    );
+    session.attach(key, task.abort_handle());
 }

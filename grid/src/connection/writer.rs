@@ -8,11 +8,11 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::serve::{start_handlers, Answers};
-use super::session::Session;
 use super::websocket::{FrameWriter, HEADROOM};
 use super::ConnInner;
 use crate::codec::FrameBuilder;
 use crate::engine::Transmit;
+use crate::session::Session;
 
 /// Runs until the socket fails or the session closes. Returns a description of why.
 pub(crate) async fn write_loop(

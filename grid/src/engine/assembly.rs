@@ -26,6 +26,15 @@ pub(crate) enum Payload {
 }
 
 impl Payload {
+    /// Its size in bytes.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Payload::Absent => 0,
+            Payload::Whole(b) => b.len(),
+            Payload::Parts(parts) => parts.iter().map(Bytes::len).sum(),
+        }
+    }
+
     /// The payload as one buffer (the parts of a chunked one are copied together once).
     pub(crate) fn into_bytes(self) -> Option<Bytes> {
         match self {

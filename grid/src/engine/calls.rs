@@ -49,7 +49,8 @@ pub(super) struct CallerCall {
     pub(super) waker: Option<Waker>,
     pub(super) deadline: Instant,
     pub(super) out: OutQueue,
-    pub(super) counted: bool,
+    /// While live on the wire: counted against the limits, with its request's bytes.
+    pub(super) counted: Option<usize>,
     /// The user's future still holds the call.
     pub(super) held: bool,
 }
@@ -79,7 +80,8 @@ pub(super) struct HandlerCall {
     pub(super) state: HandlerCallState,
     pub(super) deadline: Option<Instant>,
     pub(super) out: OutQueue,
-    pub(super) counted: bool,
+    /// While live on the wire: counted against the limits, with its request's bytes.
+    pub(super) counted: Option<usize>,
     pub(super) batch: u64,
 }
 
@@ -113,11 +115,21 @@ impl Engine {
         Ok(ms)
     }
 
-    /// Sends the opening message of a call or stream now if the peer serves another one at
-    /// once, else keeps it until one of this side's calls or streams ends (the peer would
-    /// refuse it with Busy).
+    /// Whether the peer takes one more call or stream with a request of `len` bytes now:
+    /// within its concurrency limit and its request window (a request larger than the
+    /// whole window goes alone).
+    fn peer_has_room(&self, len: usize) -> bool {
+        self.active_callers < self.config.peer_max_concurrent
+            && (self.request_bytes.0 == 0
+                || self.request_bytes.0 + len <= self.config.peer_max_request_bytes)
+    }
+
+    /// Sends the opening message of a call or stream now if the peer has room for it, else
+    /// keeps it (in order) until this side's calls or streams in flight make room: the
+    /// peer would refuse it with Busy.
     fn activate_or_queue(&mut self, key: Key, open: Message) {
-        if self.active_callers < self.config.peer_max_concurrent {
+        let len = open.payload.as_ref().map_or(0, Bytes::len);
+        if self.queued.is_empty() && self.peer_has_room(len) {
             self.activate(key, open);
         } else {
             self.queued.push_back((key, open));
@@ -125,21 +137,22 @@ impl Engine {
     }
 
     fn activate(&mut self, key: Key, open: Message) {
+        let len = open.payload.as_ref().map_or(0, Bytes::len);
         match self.callers.get_mut(key) {
-            Some(CallerEntry::Call(c)) => c.counted = true,
-            Some(CallerEntry::Stream(s)) => s.counted = true,
+            Some(CallerEntry::Call(c)) => c.counted = Some(len),
+            Some(CallerEntry::Stream(s)) => s.counted = Some(len),
             None => return,
         }
         self.active_callers += 1;
+        self.request_bytes.0 += len;
         self.push_out(Side::Caller, key, open);
     }
 
-    /// Sends the queued calls and streams that still want to go, while the peer has room.
+    /// Sends the queued calls and streams that still want to go, in order, while the peer
+    /// has room.
     pub(super) fn activate_queued(&mut self) {
-        while self.active_callers < self.config.peer_max_concurrent {
-            let Some((key, open)) = self.queued.pop_front() else {
-                return;
-            };
+        while let Some((key, open)) = self.queued.front() {
+            let key = *key;
             let wanted = match self.callers.get(key) {
                 Some(CallerEntry::Call(c)) => matches!(c.state, CallState::Waiting),
                 Some(CallerEntry::Stream(s)) => {
@@ -147,8 +160,13 @@ impl Engine {
                 }
                 None => false,
             };
-            if wanted {
-                self.activate(key, open);
+            if wanted && !self.peer_has_room(open.payload.as_ref().map_or(0, Bytes::len)) {
+                return;
+            }
+            if let Some((key, open)) = self.queued.pop_front() {
+                if wanted {
+                    self.activate(key, open);
+                }
             }
         }
     }
@@ -181,7 +199,7 @@ impl Engine {
             waker: None,
             deadline,
             out: OutQueue::default(),
-            counted: false,
+            counted: None,
             held: true,
         }));
         self.timers.add_deadline(deadline, Side::Caller, key);
@@ -208,7 +226,6 @@ impl Engine {
             s.mux_id = key.mux_id();
             s.handles = 1;
             s.deadline = Some(deadline);
-            s.counted = false;
         }
         self.timers.add_deadline(deadline, Side::Caller, key);
         self.activate_or_queue(key, Self::open_message(key, Op::ConnectMux, o, ms));
@@ -325,16 +342,27 @@ impl Engine {
         if self.handler_ids.contains_key(&msg.mux_id) {
             return Err(format!("mux id {} reused while in flight", msg.mux_id));
         }
-        if self.active_handlers >= self.config.max_concurrent {
+        let len = payload.len();
+        let held = self.request_bytes.1;
+        let over = if self.active_handlers >= self.config.max_concurrent {
+            Some(format!(
+                "{} calls and streams are in flight on this connection, the most it serves at once",
+                self.config.max_concurrent
+            ))
+        } else if held > 0 && held + len > self.config.max_request_bytes {
+            Some(format!(
+                "{held} bytes of requests are held for this connection; {len} more would exceed its limit of {}",
+                self.config.max_request_bytes
+            ))
+        } else {
+            None
+        };
+        if let Some(text) = over {
             let op = if stream {
                 Op::MuxConnectError
             } else {
                 Op::Response
             };
-            let text = format!(
-                "busy: {} calls and streams are in flight on this connection",
-                self.config.max_concurrent
-            );
             let refusal = Message::error_to(op, &msg, ErrorKind::Busy, &text);
             if !self.push_refusal(refusal) {
                 return Err(format!(
@@ -349,6 +377,7 @@ impl Engine {
         let entry = if stream {
             let mut s = Stream::new(Side::Handler, msg.mux_id, msg.handler, now);
             s.deadline = deadline;
+            s.counted = Some(len);
             s.batch = self.batch;
             HandlerEntry::Stream(Box::new(s))
         } else {
@@ -358,13 +387,14 @@ impl Engine {
                 state: HandlerCallState::Pending,
                 deadline,
                 out: OutQueue::default(),
-                counted: true,
+                counted: Some(len),
                 batch: self.batch,
             })
         };
         let key = self.handlers.insert(entry);
         self.handler_ids.insert(msg.mux_id, key);
         self.active_handlers += 1;
+        self.request_bytes.1 += len;
         if let Some(d) = deadline {
             self.timers.add_deadline(d, Side::Handler, key);
         }

@@ -86,6 +86,10 @@ pub(crate) struct Config {
     pub(crate) max_concurrent: usize,
     /// Calls and streams the peer serves at once for this side.
     pub(crate) peer_max_concurrent: usize,
+    /// Bytes of request (and stream open) payloads held here at once for the peer's calls.
+    pub(crate) max_request_bytes: usize,
+    /// The same limit on the peer's side, which this side's calls stay within.
+    pub(crate) peer_max_request_bytes: usize,
     /// Bytes of chunked payloads this side holds half received at once.
     pub(crate) reassembly_window: usize,
     /// The peer's reassembly window, which this side's chunked sends stay within.
@@ -132,6 +136,8 @@ pub(crate) struct Engine {
     /// Live (not yet ended on the wire) calls and streams per side.
     active_callers: usize,
     active_handlers: usize,
+    /// Request payload bytes of those calls and streams: (made here, served here).
+    request_bytes: (usize, usize),
     outbox: Outbox,
     assembler: Assembler,
     timers: Timers,
@@ -170,6 +176,7 @@ impl Engine {
             handler_ids: HashMap::new(),
             active_callers: 0,
             active_handlers: 0,
+            request_bytes: (0, 0),
             queued: VecDeque::new(),
             starts: VecDeque::new(),
             stops: Vec::new(),
@@ -303,13 +310,17 @@ impl Engine {
             None => return,
         };
         if done && counted {
-            self.set_uncounted(side, key);
+            let bytes = self.set_uncounted(side, key);
             match side {
                 Side::Caller => {
                     self.active_callers -= 1;
+                    self.request_bytes.0 -= bytes;
                     self.activate_queued();
                 }
-                Side::Handler => self.active_handlers -= 1,
+                Side::Handler => {
+                    self.active_handlers -= 1;
+                    self.request_bytes.1 -= bytes;
+                }
             }
         }
         if done && released {
@@ -341,38 +352,39 @@ impl Engine {
     fn entry_status(&self, side: Side, key: Key) -> Option<(bool, bool, bool)> {
         match side {
             Side::Caller => match self.callers.get(key)? {
-                CallerEntry::Call(c) => Some((c.wire_done(), c.counted, c.released())),
-                CallerEntry::Stream(s) => Some((s.wire_done(), s.counted, s.released())),
+                CallerEntry::Call(c) => Some((c.wire_done(), c.counted.is_some(), c.released())),
+                CallerEntry::Stream(s) => Some((s.wire_done(), s.counted.is_some(), s.released())),
             },
             Side::Handler => match self.handlers.get(key)? {
-                HandlerEntry::Call(c) => Some((c.wire_done(), c.counted, true)),
-                HandlerEntry::Stream(s) => Some((s.wire_done(), s.counted, s.released())),
+                HandlerEntry::Call(c) => Some((c.wire_done(), c.counted.is_some(), true)),
+                HandlerEntry::Stream(s) => Some((s.wire_done(), s.counted.is_some(), s.released())),
             },
         }
     }
 
-    fn set_uncounted(&mut self, side: Side, key: Key) {
-        match side {
+    /// Stops counting an entry against the limits; returns its request's bytes.
+    fn set_uncounted(&mut self, side: Side, key: Key) -> usize {
+        let taken = match side {
             Side::Caller => match self.callers.get_mut(key) {
-                Some(CallerEntry::Call(c)) => c.counted = false,
-                Some(CallerEntry::Stream(s)) => s.counted = false,
-                None => {}
+                Some(CallerEntry::Call(c)) => c.counted.take(),
+                Some(CallerEntry::Stream(s)) => s.counted.take(),
+                None => None,
             },
-            Side::Handler => {
-                match self.handlers.get_mut(key) {
-                    Some(HandlerEntry::Call(c)) => c.counted = false,
-                    Some(HandlerEntry::Stream(s)) => s.counted = false,
-                    None => {}
-                }
-                // The peer may use this mux id again.
-                let mux = self.handler_mux_id(key);
-                if let Some(mux) = mux {
-                    if self.handler_ids.get(&mux) == Some(&key) {
-                        self.handler_ids.remove(&mux);
-                    }
+            Side::Handler => match self.handlers.get_mut(key) {
+                Some(HandlerEntry::Call(c)) => c.counted.take(),
+                Some(HandlerEntry::Stream(s)) => s.counted.take(),
+                None => None,
+            },
+        };
+        if side == Side::Handler {
+            // The peer may use this mux id again.
+            if let Some(mux) = self.handler_mux_id(key) {
+                if self.handler_ids.get(&mux) == Some(&key) {
+                    self.handler_ids.remove(&mux);
                 }
             }
         }
+        taken.unwrap_or(0)
     }
 
     fn handler_mux_id(&self, key: Key) -> Option<u64> {

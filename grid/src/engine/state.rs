@@ -120,8 +120,8 @@ pub(crate) struct Stream {
     pub(crate) out: OutQueue,
     /// Handler: the reader batch that admitted the stream.
     pub(crate) batch: u64,
-    /// Counted against the concurrency limit of its side.
-    pub(crate) counted: bool,
+    /// While live on the wire: counted against the limits, with its open's payload bytes.
+    pub(crate) counted: Option<usize>,
 }
 
 impl Stream {
@@ -143,7 +143,7 @@ impl Stream {
             last_heard: now,
             out: OutQueue::default(),
             batch: 0,
-            counted: true,
+            counted: None,
         }
     }
 

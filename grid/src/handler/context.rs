@@ -158,18 +158,16 @@ impl Cancel {
 
 /// Fires a [`Cancel`] when dropped: held by a handler's task, so that the call is over
 /// (for [`CallContext::cancelled`]) however the task ends, by its return or an abort.
-pub(crate) struct FireOnDrop(Option<Cancel>);
+pub(crate) struct FireOnDrop(Cancel);
 
 impl FireOnDrop {
     pub(crate) fn new(cancel: Cancel) -> Self {
-        Self(Some(cancel))
+        Self(cancel)
     }
 }
 
 impl Drop for FireOnDrop {
     fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            c.fire();
-        }
+        self.0.fire();
     }
 }

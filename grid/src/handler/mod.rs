@@ -5,7 +5,7 @@ mod context;
 mod stream;
 
 pub use context::CallContext;
-pub(crate) use context::{Cancel, FireOnDrop};
+pub(crate) use context::FireOnDrop;
 pub use stream::{StreamCall, StreamFuture, StreamHandler};
 
 use std::collections::HashMap;
@@ -41,6 +41,12 @@ where
         let fut = f(ctx, payload);
         Box::pin(async move { fut.await.map(Into::into) })
     })
+}
+
+/// A handler to register: a single-call handler or a stream handler.
+pub(crate) enum Handler {
+    Single(SingleFn),
+    Stream(StreamHandler),
 }
 
 #[derive(Clone)]
@@ -94,7 +100,7 @@ impl Handlers {
     pub(crate) fn add_all(
         &self,
         subroute: Option<&str>,
-        items: Vec<(HandlerId, crate::typed::Kind)>,
+        items: Vec<(HandlerId, Handler)>,
     ) -> Result<()> {
         let hash = subroute.map(subroute_hash);
         let name: Option<Arc<str>> = subroute.map(Arc::from);
@@ -114,10 +120,8 @@ impl Handlers {
         for (id, kind) in items {
             let subroute = name.clone();
             let entry = match kind {
-                crate::typed::Kind::Single(call) => Entry::Single(SingleEntry { call, subroute }),
-                crate::typed::Kind::Stream(handler) => {
-                    Entry::Stream(StreamEntry { handler, subroute })
-                }
+                Handler::Single(call) => Entry::Single(SingleEntry { call, subroute }),
+                Handler::Stream(handler) => Entry::Stream(StreamEntry { handler, subroute }),
             };
             table.insert((id, hash), entry);
         }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::CallContext;
-use crate::connection::{StreamReceiver, StreamSender};
 use crate::error::RemoteError;
+use crate::stream_ends::{StreamReceiver, StreamSender};
 
 /// Everything a stream handler gets when a caller opens its stream.
 #[derive(Debug)]

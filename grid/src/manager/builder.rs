@@ -184,6 +184,17 @@ impl ManagerBuilder {
         self
     }
 
+    /// How many bytes of requests (single calls' payloads and streams' initial payloads)
+    /// this node holds at once for one peer's calls in flight (default 64 MiB). It is
+    /// announced in the handshake, and a grid peer waits (within each call's deadline)
+    /// before sending a call beyond it; a peer that sends one anyway gets a Busy refusal.
+    /// With [`ManagerBuilder::max_send_buffer`] and the reassembly window, it bounds what a
+    /// peer can make this node hold, whatever it sends. At least the maximum message size.
+    pub fn max_request_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_request_bytes = bytes;
+        self
+    }
+
     /// How many calls and streams one peer may cancel before their handler started, within
     /// one ping interval, before it is disconnected as a flooder (default 1000; HTTP/2's
     /// "rapid reset" attack opens and cancels streams in a loop). Calls and streams
@@ -223,11 +234,16 @@ impl ManagerBuilder {
                 "ping intervals, max_concurrent_calls and the reconnect backoff must be non-zero (and max_concurrent_calls at most 2^32 - 1)".into(),
             ));
         }
-        if c.reassembly_window < c.max_message_size {
-            return Err(Error::Config(format!(
-                "reassembly_window ({} bytes) must be at least max_message_size ({} bytes)",
-                c.reassembly_window, c.max_message_size
-            )));
+        for (name, value) in [
+            ("reassembly_window", c.reassembly_window),
+            ("max_request_bytes", c.max_request_bytes),
+        ] {
+            if value < c.max_message_size {
+                return Err(Error::Config(format!(
+                    "{name} ({value} bytes) must be at least max_message_size ({} bytes)",
+                    c.max_message_size
+                )));
+            }
         }
         if !c.route.starts_with('/') {
             return Err(Error::Config(format!(

@@ -15,8 +15,8 @@ use crate::codec::handshake::{decode, encode, ConnectRequest, ConnectResponse};
 use crate::codec::{Message, Op};
 use crate::connection::handshake::{framed, recv_message, send_message};
 use crate::connection::Role;
-use crate::connection::{Accepted, Connection, FrameReader, FrameWriter, PeerLimits};
-use crate::core::{wall_clock_ms, Core};
+use crate::connection::{Accepted, Connection, FrameReader, FrameWriter};
+use crate::core::{wall_clock_ms, Core, PeerLimits};
 use crate::error::{Error, Result};
 
 pub(crate) struct Listening {
@@ -191,6 +191,7 @@ pub(crate) async fn grid_handshake(
             clock_ms: wall_clock_ms(),
             max_concurrent: core.config.announced().max_concurrent,
             reassembly_window: core.config.announced().reassembly_window,
+            max_request_bytes: core.config.announced().max_request_bytes,
         })
         .into(),
     );
@@ -207,6 +208,7 @@ pub(crate) async fn grid_handshake(
             peer: PeerLimits {
                 max_concurrent: request.max_concurrent,
                 reassembly_window: request.reassembly_window,
+                max_request_bytes: request.max_request_bytes,
             },
         },
     ))

@@ -220,7 +220,7 @@ fn a_peer_calling_beyond_the_limit_gets_busy_refusals_and_then_is_disconnected()
         .iter()
         .filter(|k| {
             matches!(answer_of(&mut net, **k), Poll::Ready(Ok(m))
-                if matches!(Error::from_wire(m.payload.as_deref(), m.handler, None), Error::Busy { limit: 4 }))
+                if matches!(Error::from_wire(m.payload.as_deref(), m.handler, None), Error::Busy(_)))
         })
         .count();
     assert_eq!(busy, 2, "two refused with Busy");
@@ -341,4 +341,40 @@ fn calls_opened_and_cancelled_in_one_frame_never_start_and_a_flood_of_them_is_re
         }
     }
     assert!(result.is_err_and(|w| w.contains("rapid reset")));
+}
+
+#[test]
+fn requests_beyond_the_peers_request_window_wait_and_a_peer_ignoring_it_is_refused() {
+    let window = 300 * 1024;
+    let big = Bytes::from(vec![3u8; 128 * 1024]);
+    let open = |net: &mut Net| {
+        let mut o = net.outgoing(7, b"", 60);
+        o.payload = Some(big.clone());
+        net.a.e.open_call(net.now, o).expect("open")
+    };
+    let mut a = config();
+    a.peer_max_request_bytes = window;
+    let mut b = config();
+    b.max_request_bytes = window;
+    let mut net = Net::with(a, b.clone());
+    let keys: Vec<_> = (0..3).map(|_| open(&mut net)).collect();
+    net.pump();
+    assert_eq!(net.b.started.len(), 2, "two requests fit in the window");
+    let first = net.b.started[0].key;
+    net.b.e.answer(first, Ok(None));
+    net.pump();
+    assert_eq!(net.b.started.len(), 3, "an answer made room for the third");
+    assert!(matches!(answer_of(&mut net, keys[0]), Poll::Ready(Ok(_))));
+
+    // A peer that ignores the window is refused beyond it.
+    let mut rude = config();
+    rude.peer_max_request_bytes = usize::MAX;
+    let mut net = Net::with(rude, b);
+    let keys: Vec<_> = (0..3).map(|_| open(&mut net)).collect();
+    net.pump();
+    assert_eq!(net.b.started.len(), 2);
+    assert!(matches!(
+        answer_of(&mut net, keys[2]),
+        Poll::Ready(Ok(m)) if matches!(Error::from_wire(m.payload.as_deref(), m.handler, None), Error::Busy(_))
+    ));
 }

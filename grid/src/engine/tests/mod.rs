@@ -56,6 +56,8 @@ pub(super) fn config() -> Config {
         stream_ping_interval: Duration::from_secs(15),
         max_concurrent: 64,
         peer_max_concurrent: 64,
+        max_request_bytes: 4 << 20,
+        peer_max_request_bytes: 4 << 20,
         reassembly_window: 4 << 20,
         peer_reassembly_window: 4 << 20,
         max_send_buffer: 4 << 20,

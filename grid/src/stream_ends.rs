@@ -19,9 +19,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 
-use super::session::Session;
 use crate::engine::{Key, Side};
 use crate::error::{Error, Result};
+use crate::session::Session;
 
 /// Sends one direction of a stream. Not `Clone`: messages are numbered in the order they
 /// are sent.

@@ -1,5 +1,6 @@
 //! One live socket of a connection: its protocol engine behind one lock, and the handler
-//! tasks it runs.
+//! tasks it runs. Everything that acts on the engine (the socket reader and writer, the
+//! timers, the users' calls and stream ends, the handler tasks) goes through here.
 //!
 //! A session exists from a successful handshake until its socket dies. Everything that
 //! touches the engine goes through [`Session::with`], which afterwards does what the engine
@@ -17,25 +18,12 @@ use tokio::task::AbortHandle;
 
 use crate::codec::FrameLimits;
 use crate::engine::{Engine, Key};
-use crate::handler::Cancel;
-
-/// A running handler task, as the session stops it.
-pub(crate) struct HandlerTask {
-    pub(crate) abort: AbortHandle,
-    pub(crate) cancel: Cancel,
-}
-
-impl HandlerTask {
-    fn stop(self) {
-        self.cancel.fire();
-        self.abort.abort();
-    }
-}
 
 struct Shared {
     engine: Engine,
-    /// Running handler tasks, by the slot of their engine key.
-    tasks: Vec<Option<(Key, HandlerTask)>>,
+    /// Running handler tasks, by the slot of their engine key. Stopping one aborts it; the
+    /// task's own guard then marks its call over (`CallContext::cancelled`).
+    tasks: Vec<Option<(Key, AbortHandle)>>,
 }
 
 pub(crate) struct Session {
@@ -101,7 +89,7 @@ impl Session {
                 if let Some(slot) = tasks.get_mut(key.index()) {
                     if slot.as_ref().is_some_and(|(k, _)| *k == key) {
                         if let Some((_, task)) = slot.take() {
-                            task.stop();
+                            task.abort();
                         }
                     }
                 }
@@ -125,11 +113,11 @@ impl Session {
 
     /// Records the task of a handler the engine started. If the call already ended while
     /// the task was spawned, the task is stopped at once.
-    pub(crate) fn attach(&self, key: Key, task: HandlerTask) {
+    pub(crate) fn attach(&self, key: Key, task: AbortHandle) {
         let mut shared = self.lock();
         if !shared.engine.handler_running(key) {
             drop(shared);
-            task.stop();
+            task.abort();
             return;
         }
         let index = key.index();
