@@ -1,7 +1,9 @@
 //! A global allocator that counts the bytes allocated and not yet freed, so a test can
 //! bound what the node holds (live heap), unaffected by how the C allocator keeps freed
 //! memory around. A test binary opts in with
-//! `#[global_allocator] static ALLOC: grid_tests::alloc::Counting = grid_tests::alloc::Counting;`.
+//! `#[global_allocator] static ALLOC: grid_tests::alloc::Counting = grid_tests::alloc::Counting;`
+//! and every test in it takes [`exclusive`] first: the counts are the whole process's, so
+//! tests measuring them must not run side by side.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,4 +71,11 @@ pub fn reset_peak() {
 /// The most bytes that were live at once since [`reset_peak`].
 pub fn peak() -> usize {
     PEAK.load(Ordering::Relaxed)
+}
+
+/// Held for the whole of a test that measures the heap: tests in one binary run in
+/// parallel, and the counts are the process's.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    ONE_AT_A_TIME.lock().await
 }

@@ -147,10 +147,26 @@ impl Budget {
         }
     }
 
+    /// Waits until the node runs at most `tasks` more tasks than at the baseline (tasks
+    /// that were stopped end as soon as the runtime drops them).
+    pub async fn tasks_settle(&self, node: &Manager, tasks: usize) {
+        within(async {
+            while node.running_tasks() > self.tasks + tasks {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+    }
+
     /// Asserts the peak live heap since the baseline grew by at most `heap` bytes, and that
     /// the node runs at most `tasks` more tasks now.
     pub fn check(&self, node: &Manager, heap: usize, tasks: usize, what: &str) {
         let grown = alloc::peak().saturating_sub(self.heap);
+        eprintln!(
+            "{what}: heap grew by up to {:.1} MiB, {} tasks running",
+            grown as f64 / 1048576.0,
+            node.running_tasks()
+        );
         assert!(
             grown <= heap,
             "{what}: the heap grew by up to {:.1} MiB (bound {:.1} MiB)",

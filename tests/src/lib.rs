@@ -3,6 +3,7 @@
 
 #[allow(unsafe_code)]
 pub mod alloc;
+pub mod handlers;
 pub mod hostile;
 pub mod proxy;
 pub mod raw;

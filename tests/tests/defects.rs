@@ -1,9 +1,7 @@
-//! The seven defects found in grid before it had a protocol engine, each reproduced over
-//! real sockets. Each of these tests failed before the engine (issue 9) and must keep
-//! passing.
-
-#[global_allocator]
-static ALLOC: grid_tests::alloc::Counting = grid_tests::alloc::Counting;
+//! The defects found in grid before it had a protocol engine, each reproduced over real
+//! sockets; each of these tests failed before the engine (issue 9) and must keep passing.
+//! Defects 3 and 6 (a peer that never reads, rapid reset) are in hostile_peers.rs, whose
+//! tests measure the heap.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,10 +9,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use grid::codec::{HandlerId, Message, Op};
-use grid::{CallContext, Error, State, StreamCall, StreamHandler, StreamReceiver};
-use grid_tests::hostile::{Attacked, Budget, ECHO as ECHO_FRIENDLY};
-use grid_tests::raw::{handshaken_announcing, merged_frame, Flooder};
+use grid::codec::HandlerId;
+use grid::{CallContext, Error, State, StreamHandler};
+use grid_tests::handlers::{read_to_end, upload};
+use grid_tests::raw::handshaken_announcing;
 use grid_tests::{dialer_first, num, shut_down, wait_state, within, Cluster};
 use tokio::sync::mpsc;
 
@@ -22,34 +20,6 @@ const UPLOAD: HandlerId = HandlerId::new(1);
 const QUICK: HandlerId = HandlerId::new(2);
 const ECHO: HandlerId = HandlerId::new(3);
 const WATCHED: HandlerId = HandlerId::new(4);
-
-/// A stream handler that hands its input and context to the test, then waits forever: the
-/// test reads the input as a handler would, even after the handler itself was stopped.
-fn upload(taken: mpsc::UnboundedSender<(StreamReceiver, CallContext)>) -> StreamHandler {
-    StreamHandler::new(move |mut call: StreamCall| {
-        let taken = taken.clone();
-        async move {
-            if let Some(input) = call.input.take() {
-                let _ = taken.send((input, call.ctx.clone()));
-            }
-            std::future::pending::<()>().await;
-            Ok(())
-        }
-    })
-    .in_capacity(16)
-}
-
-/// Reads a handler's input to its end: the messages and how it ended.
-async fn read_to_end(mut input: StreamReceiver) -> (usize, Result<(), Error>) {
-    let mut n = 0;
-    while let Some(item) = input.next().await {
-        match item {
-            Ok(_) => n += 1,
-            Err(e) => return (n, Err(e)),
-        }
-    }
-    (n, Ok(()))
-}
 
 /// Defect 1: a caller that sent part of an upload and dropped its stream (whole, or its
 /// halves in either order) made the handler's input end cleanly about half the time, and
@@ -141,69 +111,6 @@ async fn opening_streams_never_races_the_stream_ping() {
     .await
 }
 
-/// The limits the attacked node runs with: what it may hold for one peer is about
-/// `max_request_bytes` (requests) + `max_send_buffer` (answers) + a batch of answers
-/// started before the buffer filled + `reassembly_window` (partial payloads), here
-/// 4 + 1 + 6 + 4 MiB.
-fn limited(b: grid::ManagerBuilder) -> grid::ManagerBuilder {
-    b.max_message_size(1 << 20)
-        .max_request_bytes(4 << 20)
-        .reassembly_window(4 << 20)
-        .max_send_buffer(1 << 20)
-        .max_concurrent_calls(256)
-        .ping_interval(Duration::from_millis(300))
-}
-
-/// Defect 3: a peer that floods pings, or 96 KiB echo requests, and never reads made the
-/// node buffer without limit (300-400 MiB, ~480,000 tasks) while the connection stayed up.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_that_never_reads_costs_bounded_memory_and_is_dropped() {
-    within(async {
-        let node = Attacked::start(limited).await;
-        let conn = node.attacker_conn();
-        let mut ping = Message::new(Op::Ping);
-        ping.payload = Some(Bytes::from_static(&[0; 8]));
-        let pings = merged_frame(&vec![ping; 4000]);
-        let echoes: Vec<Vec<u8>> = (0..3000u64)
-            .map(|i| {
-                let mut call = Message::new(Op::Request);
-                call.mux_id = i + 1;
-                call.handler = ECHO_FRIENDLY;
-                call.deadline_ms = 60_000;
-                call.payload = Some(Bytes::from(vec![7u8; 96 << 10]));
-                call.encode(true)
-            })
-            .collect();
-        let friend = node.keep_calling();
-        let budget = Budget::measure(&node.node);
-        let mut flood = Flooder::new(node.attacker().await);
-        wait_state(&conn, |s| s == State::Connected).await;
-        // 200,000 pings, then 288 MiB of echo requests; nothing is ever read.
-        let mut sent = 0;
-        for _ in 0..50 {
-            if flood.send(&pings).await.is_err() {
-                break;
-            }
-        }
-        for frame in &echoes {
-            if flood.send(frame).await.is_err() {
-                break;
-            }
-            sent += 1;
-        }
-        // The peer is dropped for not reading; until then it cost bounded memory and no
-        // task per reply, and the friend was served throughout.
-        wait_state(&conn, |s| s != State::Connected).await;
-        budget.check(&node.node, 32 << 20, 16, "a peer that never reads");
-        friend.served(10).await;
-        friend.stop();
-        assert!(sent > 0);
-        drop(flood);
-        node.finish().await;
-    })
-    .await
-}
-
 /// Defect 4: `ctx.cancelled()` never resolved for a call that completed normally, even after
 /// shutdown, so a watcher task per call leaked.
 #[tokio::test]
@@ -280,80 +187,6 @@ async fn two_correct_nodes_never_break_each_others_limits() {
             }
         }
         c.finish().await;
-    })
-    .await
-}
-
-/// Defect 6: a peer sending stream opens each followed by its cancel, in merged frames,
-/// made the node start a task per open (up to 17,000) and grow by tens of MiB; a single
-/// 16 MiB frame of pairs was decoded into a list first. The flooder was never refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rapid_reset_starts_no_handlers_and_the_flooder_is_refused() {
-    within(async {
-        let node = Attacked::start(|b| b).await;
-        let started = Arc::new(AtomicUsize::new(0));
-        let s = started.clone();
-        node.node
-            .register_stream(
-                QUICK,
-                StreamHandler::new(move |_| {
-                    s.fetch_add(1, Ordering::SeqCst);
-                    async { std::future::pending::<Result<(), grid::RemoteError>>().await }
-                }),
-            )
-            .expect("register");
-        let conn = node.attacker_conn();
-        let mut pairs = Vec::new();
-        for i in 0..400u64 {
-            let mut open = Message::new(Op::ConnectMux);
-            open.mux_id = i + 1;
-            open.handler = QUICK;
-            open.deadline_ms = 60_000;
-            let mut cancel = Message::new(Op::DisconnectServerMux);
-            cancel.mux_id = i + 1;
-            pairs.push(open);
-            pairs.push(cancel);
-        }
-        let frame = merged_frame(&pairs);
-        // One 16 MiB frame of 400,000 pairs.
-        let many: Vec<Message> = (0..500).flat_map(|_| pairs.iter().cloned()).collect();
-        let huge = merged_frame(&many);
-        drop(many);
-        let friend = node.keep_calling();
-        let budget = Budget::measure(&node.node);
-
-        let mut flood = Flooder::new(node.attacker().await);
-        wait_state(&conn, |s| s == State::Connected).await;
-        for _ in 0..250 {
-            if flood.send(&frame).await.is_err() {
-                break;
-            }
-        }
-        wait_state(&conn, |s| s != State::Connected).await;
-        assert!(
-            matches!(conn.last_error(), Some(Error::Protocol(why)) if why.contains("rapid reset")),
-            "{:?}",
-            conn.last_error()
-        );
-        budget.check(&node.node, 8 << 20, 8, "pairs in frames");
-
-        // The large frame is processed message by message, and the flooder refused early.
-        let mut flood = Flooder::new(node.attacker().await);
-        wait_state(&conn, |s| s == State::Connected).await;
-        let _ = flood.send(&huge).await;
-        wait_state(&conn, |s| s != State::Connected).await;
-        assert_eq!(started.load(Ordering::SeqCst), 0, "no handler ever started");
-        // The frame itself is read into memory once: nothing in proportion to its pairs.
-        budget.check(
-            &node.node,
-            huge.len() + (8 << 20),
-            8,
-            "one 16 MiB frame of pairs",
-        );
-        friend.served(10).await;
-        friend.stop();
-        drop(flood);
-        node.finish().await;
     })
     .await
 }

@@ -407,3 +407,62 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+impl Engine {
+    /// Asserts every invariant the engine keeps between steps (for the stepped tests).
+    pub(crate) fn check_invariants(&self) {
+        let mut counted = (0, 0, 0, 0);
+        for (_, e) in self.callers.iter() {
+            let (c, s) = match e {
+                CallerEntry::Call(c) => (c.counted, None),
+                CallerEntry::Stream(s) => (s.counted, Some(s)),
+            };
+            if let Some(bytes) = c {
+                counted.0 += 1;
+                counted.1 += bytes;
+            }
+            if let Some(s) = s {
+                s.send.credit.check();
+                s.recv.window.check(s.recv.queue.len(), s.recv.discard);
+            }
+        }
+        for (key, e) in self.handlers.iter() {
+            let (c, mux, s) = match e {
+                HandlerEntry::Call(c) => (c.counted, c.mux_id, None),
+                HandlerEntry::Stream(s) => (s.counted, s.mux_id, Some(s)),
+            };
+            if let Some(bytes) = c {
+                counted.2 += 1;
+                counted.3 += bytes;
+                assert_eq!(
+                    self.handler_ids.get(&mux),
+                    Some(&key),
+                    "live mux ids are taken"
+                );
+            }
+            if let Some(s) = s {
+                s.send.credit.check();
+                s.recv.window.check(s.recv.queue.len(), s.recv.discard);
+            }
+        }
+        assert_eq!(
+            counted,
+            (
+                self.active_callers,
+                self.request_bytes.0,
+                self.active_handlers,
+                self.request_bytes.1
+            ),
+            "what counts against the limits"
+        );
+        assert_eq!(
+            self.handler_ids.len(),
+            self.active_handlers,
+            "taken mux ids"
+        );
+        assert!(self.active_callers <= self.config.peer_max_concurrent);
+        assert!(self.active_handlers <= self.config.max_concurrent);
+        self.check_outbox();
+    }
+}

@@ -448,3 +448,78 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+impl Engine {
+    /// Asserts the schedule and the byte counts agree with the entries' queues.
+    pub(super) fn check_outbox(&self) {
+        let mut handler_bytes = 0;
+        let mut in_progress = 0u64;
+        let mut scheduled = [0usize; 3];
+        let queues = self
+            .callers
+            .iter()
+            .map(|(k, e)| {
+                let out = match e {
+                    CallerEntry::Call(c) => &c.out,
+                    CallerEntry::Stream(s) => &s.out,
+                };
+                (Side::Caller, k, out)
+            })
+            .chain(self.handlers.iter().map(|(k, e)| {
+                let out = match e {
+                    HandlerEntry::Call(c) => &c.out,
+                    HandlerEntry::Stream(s) => &s.out,
+                };
+                (Side::Handler, k, out)
+            }));
+        for (side, key, out) in queues {
+            let bytes: usize = out
+                .head
+                .iter()
+                .chain(out.rest.iter())
+                .map(payload_len)
+                .sum();
+            assert_eq!(out.bytes, bytes, "{side:?} {key:?}: queued bytes");
+            assert!(
+                out.head.is_some() || out.rest.is_empty(),
+                "{side:?} {key:?}: a gap"
+            );
+            if side == Side::Handler {
+                handler_bytes += bytes;
+            }
+            let entry = (side, key);
+            match out.sched {
+                Sched::Idle => {}
+                Sched::Ready => {
+                    scheduled[0] += 1;
+                    assert!(self.outbox.ready.contains(&entry));
+                }
+                Sched::Bulk => {
+                    scheduled[1] += 1;
+                    assert!(self.outbox.bulk.contains(&entry));
+                    in_progress += out.front().map_or(0, payload_len) as u64;
+                }
+                Sched::Waiting => {
+                    scheduled[2] += 1;
+                    assert!(self.outbox.waiting.contains(&entry));
+                }
+            }
+        }
+        assert_eq!(self.outbox.handler_bytes, handler_bytes, "handler bytes");
+        assert_eq!(
+            self.outbox.budget.in_progress(),
+            in_progress,
+            "chunk budget"
+        );
+        assert_eq!(
+            scheduled,
+            [
+                self.outbox.ready.len(),
+                self.outbox.bulk.len(),
+                self.outbox.waiting.len()
+            ],
+            "every scheduled entry is in its queue exactly once"
+        );
+    }
+}

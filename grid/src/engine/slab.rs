@@ -131,6 +131,23 @@ impl<T> Slab<T> {
     }
 
     /// Every live entry with its key.
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Key, &T)> + '_ {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            let generation = s.generation;
+            s.value.as_ref().map(|v| {
+                (
+                    Key {
+                        index: i as u32,
+                        generation,
+                    },
+                    v,
+                )
+            })
+        })
+    }
+
+    /// Every live entry with its key.
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (Key, &mut T)> + '_ {
         self.slots.iter_mut().enumerate().filter_map(|(i, s)| {
             let generation = s.generation;

@@ -174,7 +174,10 @@ impl Engine {
             }));
         }
         if how.drop_queue {
+            // Dropped unread: their credit no longer matters (the stream is over).
+            let dropped = s.recv.queue.len() as u32;
             s.recv.queue.clear();
+            s.recv.window.discard(dropped);
         }
         s.recv.end_with(how.recv);
         s.send.end.get_or_insert(how.send);

@@ -28,6 +28,11 @@ impl SendCredit {
         self.available
     }
 
+    #[cfg(test)]
+    pub(crate) fn check(&self) {
+        assert!(self.available <= self.capacity, "{self:?}");
+    }
+
     /// Spends one credit; false (and nothing spent) if there is none.
     pub(crate) fn take(&mut self) -> bool {
         if self.available == 0 {
@@ -95,6 +100,14 @@ impl RecvWindow {
         self.queued -= n;
         self.owed += n;
         (self.owed >= (self.capacity / 2).max(1)).then(|| std::mem::take(&mut self.owed))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn check(&self, queued: usize, discard: bool) {
+        assert!(self.queued + self.owed <= self.capacity, "{self:?}");
+        if !discard {
+            assert_eq!(self.queued as usize, queued, "{self:?}");
+        }
     }
 
     /// Returns everything owed at once (the receiver discards instead of queueing).

@@ -3,6 +3,8 @@
 //! only records what the engines ask for.
 
 mod calls;
+mod limits;
+mod props;
 mod streams;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -92,12 +94,14 @@ impl Node {
         }
     }
 
-    /// Wakes what the engine readied, as the driver does after each step.
+    /// Wakes what the engine readied, as the driver does after each step, and checks the
+    /// engine's invariants.
     pub(super) fn wake(&mut self) {
         let mut wakes = Vec::new();
         self.e.take_wakes(&mut wakes);
         wakes.into_iter().for_each(Waker::wake);
         self.stopped.extend(self.e.take_stops());
+        self.e.check_invariants();
     }
 
     /// The frames this side would write now, encoded as the writer does.

@@ -1,0 +1,199 @@
+//! What a peer can make this side hold, stepped: coalesced pongs, deferred handlers behind
+//! a full send buffer, a peer that reads nothing, silence, windows and reused ids.
+
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{config, Net, Watch};
+use crate::codec::{Flags, HandlerId, Message, Op};
+use crate::engine::Transmit;
+
+fn ping(payload: u8) -> Message {
+    let mut m = Message::new(Op::Ping);
+    m.payload = Some(Bytes::from(vec![payload; 8]));
+    m
+}
+
+#[test]
+fn a_ping_flood_is_answered_with_one_pong_the_latest() {
+    let mut net = Net::new();
+    for i in 0..10_000u32 {
+        net.b.e.handle(net.now, ping(i as u8)).expect("a ping");
+    }
+    net.b_to_a();
+    let pongs: Vec<_> = net.a.received.iter().filter(|m| m.op == Op::Pong).collect();
+    assert_eq!(pongs.len(), 1, "one pending pong at most");
+    assert_eq!(
+        pongs[0].payload.as_deref(),
+        Some(&[(9999 % 256) as u8; 8][..])
+    );
+}
+
+#[test]
+fn the_silence_check_fires_at_two_intervals_not_on_a_tick() {
+    let mut net = Net::new();
+    let interval = config().ping_interval;
+    // The peer is heard just after a ping tick: the old check (on the tick) would have let
+    // it stay silent for almost three intervals.
+    net.now += interval + Duration::from_millis(1);
+    net.b.e.handle(net.now, ping(1)).expect("a ping");
+    let heard = net.now;
+    loop {
+        let due = net.b.e.poll_timeout();
+        net.now = due;
+        if let Err(why) = net.b.e.handle_timeout(net.now) {
+            assert!(why.contains("silent"), "{why}");
+            break;
+        }
+    }
+    assert_eq!(
+        net.now - heard,
+        interval * 2,
+        "declared dead two intervals after the last word"
+    );
+}
+
+#[test]
+fn a_writer_that_makes_no_progress_declares_the_peer_dead() {
+    let mut net = Net::new();
+    let w = Watch::new();
+    let mut tx = Transmit::default();
+    let _call = net.call(b"x", 600);
+    // The writer takes a frame and never comes back: the socket takes nothing.
+    assert!(net
+        .a
+        .e
+        .poll_transmit(net.now, &mut tx, &mut w.cx())
+        .is_ready());
+    let taken = net.now;
+    // The peer keeps talking (so it is not silent), but nothing is written.
+    let mut result = Ok(());
+    for _ in 0..100 {
+        net.now += Duration::from_secs(1);
+        net.a.e.handle(net.now, ping(0)).expect("a ping");
+        result = net.a.e.handle_timeout(net.now);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(result.is_err_and(|w| w.contains("has not read")));
+    assert_eq!(net.now - taken, config().ping_interval * 2);
+}
+
+#[test]
+fn no_handler_starts_while_the_answers_waiting_exceed_the_send_buffer() {
+    let mut b = config();
+    b.max_send_buffer = 100 << 10;
+    let mut net = Net::with(config(), b);
+    let keys: Vec<_> = (0..6).map(|_| net.call(b"x", 600)).collect();
+    net.a_to_b();
+    assert_eq!(net.b.started.len(), 6);
+    // Each answer is 60 KiB; the peer reads none of them.
+    let big = Bytes::from(vec![1u8; 60 << 10]);
+    for s in net.b.started.clone() {
+        net.b.e.answer(s.key, Ok(Some(big.clone())));
+    }
+    let more: Vec<_> = (0..4).map(|_| net.call(b"y", 600)).collect();
+    net.a_to_b();
+    assert_eq!(
+        net.b.started.len(),
+        6,
+        "admitted, not started: 360 KiB wait for the socket"
+    );
+    assert_eq!(net.b.e.in_flight().1, 10, "nothing refused");
+    // The writer catches up: the waiting handlers start.
+    let w = Watch::new();
+    let mut tx = Transmit::default();
+    while net
+        .b
+        .e
+        .poll_transmit(net.now, &mut tx, &mut w.cx())
+        .is_ready()
+    {}
+    assert!(net.b.e.has_deferred_starts());
+    net.b.e.take_starts(&mut net.b.started);
+    assert_eq!(net.b.started.len(), 10);
+    drop((keys, more));
+}
+
+#[test]
+fn pings_for_streams_that_do_not_exist_are_answered_and_a_flood_of_them_is_refused() {
+    let mut net = Net::new();
+    let mut m = Message::new(Op::Ping);
+    m.mux_id = 99;
+    net.b.e.handle(net.now, m.clone()).expect("one is answered");
+    net.b_to_a();
+    assert!(net
+        .a
+        .received
+        .iter()
+        .any(|r| r.op == Op::DisconnectClientMux && r.mux_id == 99));
+    let mut result = Ok(());
+    for _ in 0..1000 {
+        result = net.b.e.handle(net.now, m.clone());
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(result.is_err(), "the refusals waiting are capped");
+}
+
+#[test]
+fn a_peer_exceeding_the_reassembly_window_is_refused() {
+    let mut b = config();
+    b.reassembly_window = 200 << 10;
+    let mut net = Net::with(config(), b);
+    let mut result = Ok(());
+    for mux in 1..10u64 {
+        let mut part = Message::new(Op::Request);
+        part.mux_id = mux;
+        part.handler = HandlerId::new(7);
+        part.flags = Flags::MORE;
+        part.payload = Some(Bytes::from(vec![0u8; 64 << 10]));
+        result = net.b.e.handle(net.now, part);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(result.is_err_and(|w| w.contains("reassembly window")));
+    assert!(net.b.e.assembling() <= 200 << 10);
+}
+
+#[test]
+fn a_mux_id_reused_while_in_flight_closes_the_connection() {
+    let mut net = Net::new();
+    let mut req = Message::new(Op::Request);
+    req.mux_id = 5;
+    req.handler = HandlerId::new(7);
+    net.b.e.handle(net.now, req.clone()).expect("the first");
+    assert!(net
+        .b
+        .e
+        .handle(net.now, req)
+        .is_err_and(|w| w.contains("reused")));
+}
+
+#[test]
+fn calls_cancelled_after_their_handler_started_are_not_early_cancels() {
+    let mut net = Net::new();
+    for _ in 0..500 {
+        let key = net.call(b"x", 600);
+        net.a_to_b();
+        let start = net.b.last_start();
+        net.a.e.drop_call(key);
+        net.a_to_b();
+        assert!(net.b.violation.is_none(), "{:?}", net.b.violation);
+        net.b.e.answer(start.key, Ok(None));
+        net.pump();
+    }
+    assert_eq!(net.b.e.in_flight(), (0, 0));
+    let w = Watch::new();
+    assert!(matches!(
+        net.b
+            .e
+            .poll_transmit(net.now, &mut Transmit::default(), &mut w.cx()),
+        Poll::Pending
+    ));
+}

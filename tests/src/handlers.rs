@@ -1,0 +1,34 @@
+//! Handlers the tests share.
+
+use futures::StreamExt;
+use grid::{CallContext, Error, StreamCall, StreamHandler, StreamReceiver};
+use tokio::sync::mpsc;
+
+/// A stream handler that hands its input and context to the test, then waits until it is
+/// stopped: the test reads the input as a handler would, even after the handler itself was
+/// stopped (as a task the handler spawned would).
+pub fn upload(taken: mpsc::UnboundedSender<(StreamReceiver, CallContext)>) -> StreamHandler {
+    StreamHandler::new(move |mut call: StreamCall| {
+        let taken = taken.clone();
+        async move {
+            if let Some(input) = call.input.take() {
+                let _ = taken.send((input, call.ctx.clone()));
+            }
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    })
+    .in_capacity(16)
+}
+
+/// Reads a stream to its end: how many messages, and how it ended.
+pub async fn read_to_end(mut input: StreamReceiver) -> (usize, Result<(), Error>) {
+    let mut n = 0;
+    while let Some(item) = input.next().await {
+        match item {
+            Ok(_) => n += 1,
+            Err(e) => return (n, Err(e)),
+        }
+    }
+    (n, Ok(()))
+}
