@@ -128,6 +128,10 @@ async fn pump(
     mut c: Controls,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
+    // The throttle: bytes forwarded since `since`, at `rate` (reset when the rate changes).
+    let mut since = tokio::time::Instant::now();
+    let mut sent = 0u64;
+    let mut rate = *c.rate.borrow();
     loop {
         if c.frozen.wait_for(|f| !*f).await.is_err() {
             return;
@@ -140,9 +144,14 @@ async fn pump(
         if c.frozen.wait_for(|f| !*f).await.is_err() {
             return;
         }
-        let rate = *c.rate.borrow();
+        let now_rate = *c.rate.borrow();
+        if now_rate != rate {
+            (rate, since, sent) = (now_rate, tokio::time::Instant::now(), 0);
+        }
         if let Some(rate) = rate.filter(|r| *r > 0) {
-            tokio::time::sleep(std::time::Duration::from_secs_f64(n as f64 / rate as f64)).await;
+            sent += n as u64;
+            let due = since + std::time::Duration::from_secs_f64(sent as f64 / rate as f64);
+            tokio::time::sleep_until(due).await;
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;

@@ -110,13 +110,13 @@ impl Assembler {
             return Ok(Some(Whole::of(msg)));
         }
         let key = (msg.op, msg.mux_id);
+        if !more && !self.partials.contains_key(&key) {
+            // Not a part: whole as it came (an absent payload stays absent).
+            return Ok(Some(Whole::of(msg)));
+        }
         let part = msg.payload.take().unwrap_or_default();
         let in_progress = self.partials.len();
         let Some(partial) = self.partials.get_mut(&key) else {
-            if !more {
-                msg.payload = Some(part);
-                return Ok(Some(Whole::of(msg)));
-            }
             self.hold(part.len(), in_progress)?;
             let len = part.len();
             self.partials.insert(
@@ -233,6 +233,26 @@ mod tests {
         assert_eq!(
             bytes(a.push(part(0, false, b"x")).expect("ok")),
             Some(Bytes::from_static(b"x"))
+        );
+    }
+
+    #[test]
+    fn an_absent_payload_stays_absent_while_others_are_reassembled() {
+        let mut a = Assembler::new(100, 1000);
+        assert!(a.push(part(0, true, b"ab")).expect("ok").is_none());
+        let mut eof = Message::new(Op::MuxClientMsg);
+        eof.mux_id = 9;
+        eof.flags = Flags::EOF;
+        let whole = a.push(eof).expect("ok").expect("whole");
+        assert_eq!(whole.payload, Payload::Absent);
+        let mut empty = Message::new(Op::MuxClientMsg);
+        empty.mux_id = 9;
+        empty.payload = Some(Bytes::new());
+        let whole = a.push(empty).expect("ok").expect("whole");
+        assert_eq!(
+            whole.payload,
+            Payload::Whole(Bytes::new()),
+            "and empty stays empty"
         );
     }
 

@@ -32,6 +32,9 @@ pub(crate) const MERGE_LIMIT: usize = 64 * 1024;
 const MAX_BATCH: usize = 512;
 /// Most messages one entry sends before the next entry's turn.
 const PER_TURN: usize = 64;
+/// Most large payloads sent in chunks at once. Within the peer's window more could go, but
+/// every payload in progress slows the others down: a few at a time finish sooner.
+const MAX_IN_CHUNKS: usize = 4;
 
 /// Where an entry sits in the schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -377,7 +380,10 @@ impl Engine {
 
     /// Moves waiting large payloads into the bulk lane while the peer's window has room.
     fn admit_waiting(&mut self) {
-        while let Some(&(side, key)) = self.outbox.waiting.front() {
+        while self.outbox.bulk.len() < MAX_IN_CHUNKS {
+            let Some(&(side, key)) = self.outbox.waiting.front() else {
+                break;
+            };
             let size = match self.out_mut(side, key).and_then(|o| o.front()) {
                 Some(m) => payload_len(m) as u64,
                 None => {

@@ -103,8 +103,9 @@ impl Engine {
         }
     }
 
-    /// Whether a part of a chunked payload is for something still live; parts of an answer
-    /// to a call or stream this side gave up on are dropped, not held.
+    /// Whether a part of a chunked payload is for something still live; parts for a call or
+    /// stream that already ended here (the peer had not heard yet when it sent them) are
+    /// dropped, not held: their payload would never complete.
     fn wants_chunk(&self, msg: &Message) -> bool {
         let caller_live = |mux| {
             Key::from_mux_id(mux)
@@ -114,9 +115,18 @@ impl Engine {
                     CallerEntry::Stream(s) => s.state != StreamState::Closed,
                 })
         };
+        let handler_live = |mux| {
+            self.handler_ids
+                .get(&mux)
+                .and_then(|k| self.handlers.get(*k))
+                .is_some_and(|e| match e {
+                    HandlerEntry::Call(_) => false,
+                    HandlerEntry::Stream(s) => s.state != StreamState::Closed,
+                })
+        };
         match msg.op {
             Op::Response | Op::MuxServerMsg => caller_live(msg.mux_id),
-            Op::MuxClientMsg => self.handler_ids.contains_key(&msg.mux_id),
+            Op::MuxClientMsg => handler_live(msg.mux_id),
             _ => true,
         }
     }

@@ -173,7 +173,9 @@ impl Engine {
                 Ok(()) => Error::StreamEnded,
             }));
         }
-        if how.drop_queue {
+        // A direction that already ended cleanly keeps what it delivered: the sender
+        // finished, nothing it sent may be lost.
+        if how.drop_queue && s.recv.end.is_none() {
             // Dropped unread: their credit no longer matters (the stream is over).
             let dropped = s.recv.queue.len() as u32;
             s.recv.queue.clear();

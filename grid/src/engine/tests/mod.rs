@@ -106,10 +106,20 @@ impl Node {
 
     /// The frames this side would write now, encoded as the writer does.
     fn transmit(&mut self, now: Instant) -> Vec<bytes::Bytes> {
+        self.transmit_some(now, usize::MAX)
+    }
+
+    /// The frames of at most `polls` turns of the writer.
+    fn transmit_some(&mut self, now: Instant, polls: usize) -> Vec<bytes::Bytes> {
         let w = Watch::new();
         let mut tx = Transmit::default();
         let mut frames = Vec::new();
-        while let Poll::Ready(Ok(())) = self.e.poll_transmit(now, &mut tx, &mut w.cx()) {
+        let mut turns = 0;
+        while turns < polls {
+            let Poll::Ready(Ok(())) = self.e.poll_transmit(now, &mut tx, &mut w.cx()) else {
+                break;
+            };
+            turns += 1;
             for batch in [&tx.messages[..], tx.chunk.as_slice()] {
                 if batch.is_empty() {
                     continue;
@@ -197,6 +207,18 @@ impl Net {
     pub(super) fn a_to_b(&mut self) {
         let frames = self.a.transmit(self.now);
         self.b.receive(self.now, frames);
+    }
+
+    /// One turn of A's writer, delivered to B (a large payload may stay half received).
+    pub(super) fn a_to_b_one(&mut self) {
+        let frames = self.a.transmit_some(self.now, 1);
+        self.b.receive(self.now, frames);
+    }
+
+    /// One turn of B's writer, delivered to A.
+    pub(super) fn b_to_a_one(&mut self) {
+        let frames = self.b.transmit_some(self.now, 1);
+        self.a.receive(self.now, frames);
     }
 
     /// One direction only: B's frames to A.
