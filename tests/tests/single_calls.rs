@@ -264,6 +264,74 @@ async fn dropping_the_caller_future_cancels_the_remote_handler() {
     .await
 }
 
+/// A task the handler spawns inside the call's scope carries the call along: its calls
+/// inherit the deadline, and when the call is over they are cancelled on their remote.
+#[tokio::test]
+async fn calls_from_a_task_spawned_in_the_calls_scope_inherit_its_deadline_and_end_with_it() {
+    within(async {
+        let c = Cluster::start(&["alpha", "beta", "gamma"], |b| b).await;
+        c.connected().await;
+        let (seen_tx, mut seen) = mpsc::unbounded_channel();
+        let (gone_tx, mut gone) = mpsc::unbounded_channel::<()>();
+        c.managers[2]
+            .register_single(WHO, move |ctx: CallContext, _| {
+                let _ = seen_tx.send(ctx.remaining());
+                let gone_tx = gone_tx.clone();
+                async move {
+                    // Reports when this handler is dropped (its call was cancelled).
+                    struct Gone(mpsc::UnboundedSender<()>);
+                    impl Drop for Gone {
+                        fn drop(&mut self) {
+                            let _ = self.0.send(());
+                        }
+                    }
+                    let _gone = Gone(gone_tx);
+                    std::future::pending::<()>().await;
+                    Ok(Bytes::new())
+                }
+            })
+            .expect("register");
+        let to_gamma = c.managers[1].connection("gamma").expect("conn");
+        let (done_tx, mut done) = mpsc::unbounded_channel();
+        c.managers[1]
+            .register_single(ECHO, move |ctx: CallContext, _| {
+                let (to_gamma, done_tx) = (to_gamma.clone(), done_tx.clone());
+                async move {
+                    // Work the handler hands to a task of its own, scoped to the call.
+                    let scoped = ctx.scope(async move {
+                        let _ = to_gamma.request(WHO, None).await;
+                    });
+                    tokio::spawn(async move {
+                        let _ = done_tx.send(scoped.await);
+                    });
+                    std::future::pending::<()>().await;
+                    Ok(Bytes::new())
+                }
+            })
+            .expect("register");
+        let to_beta = c.managers[0].connection("beta").expect("conn");
+        let call = tokio::spawn(
+            to_beta
+                .request(ECHO, None)
+                .deadline(Duration::from_secs(8))
+                .into_future(),
+        );
+        let at_gamma = seen.recv().await.expect("gamma called").expect("deadline");
+        assert!(
+            at_gamma <= Duration::from_secs(8),
+            "the scoped call got {at_gamma:?}, not the call's deadline"
+        );
+        // The caller gives up on the outer call: the scoped task stops, and its call to
+        // gamma is cancelled there.
+        call.abort();
+        assert!(call.await.expect_err("aborted").is_cancelled());
+        assert_eq!(done.recv().await, Some(Err(Error::Cancelled)));
+        gone.recv().await.expect("gamma's handler was cancelled");
+        c.finish().await;
+    })
+    .await
+}
+
 #[tokio::test]
 async fn deadlines_travel_across_hops() {
     within(async {

@@ -108,7 +108,7 @@ impl CallContext {
     pub fn scope<F: std::future::Future>(
         &self,
         fut: F,
-    ) -> impl std::future::Future<Output = crate::Result<F::Output>> + use<F> {
+    ) -> impl std::future::Future<Output = crate::error::Result<F::Output>> + use<F> {
         let ctx = self.clone();
         let cancel = self.cancel.clone();
         async move {
@@ -117,7 +117,7 @@ impl CallContext {
             tokio::select! {
                 biased;
                 out = &mut run => Ok(out),
-                () = cancel.wait() => Err(crate::Error::Cancelled),
+                () = cancel.wait() => Err(crate::error::Error::Cancelled),
             }
         }
     }
