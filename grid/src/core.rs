@@ -99,6 +99,7 @@ impl Config {
             peer_reassembly_window: or_default(peer.reassembly_window, 4 * DEFAULT_MAX_MESSAGE),
             max_send_buffer: self.max_send_buffer,
             max_early_cancels: self.max_early_cancels,
+            hash_seed: rand::random(),
         }
     }
 

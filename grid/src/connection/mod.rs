@@ -134,12 +134,12 @@ impl Call {
 impl Call {
     /// What every call or stream does before it is opened: compute its deadline (the
     /// call's own or the default, capped by the deadline of the call being handled, if
-    /// any) and find the live session. Returns the session, what to open, and the
-    /// subroute's name.
-    fn prepare(self) -> Result<(Arc<Session>, Outgoing, Option<Arc<str>>)> {
+    /// any) and find the live session. Returns the session, what to open, the subroute's
+    /// name, and the time now.
+    fn prepare(self) -> Result<Prepared> {
         let inner = &self.conn.inner;
-        let mut deadline =
-            Instant::now() + self.deadline.unwrap_or(inner.core.config.default_deadline);
+        let now = Instant::now();
+        let mut deadline = now + self.deadline.unwrap_or(inner.core.config.default_deadline);
         if let Ok(Some(inherited)) = CURRENT_CALL.try_with(|c| c.deadline) {
             deadline = deadline.min(inherited);
         }
@@ -154,8 +154,21 @@ impl Call {
             payload: self.payload,
             deadline: deadline.into_std(),
         };
-        Ok((session, outgoing, name))
+        Ok(Prepared {
+            session,
+            outgoing,
+            subroute: name,
+            now: now.into_std(),
+        })
     }
+}
+
+/// A call or stream ready to be opened (see [`Call::prepare`]).
+pub(crate) struct Prepared {
+    pub(crate) session: Arc<Session>,
+    pub(crate) outgoing: Outgoing,
+    pub(crate) subroute: Option<Arc<str>>,
+    pub(crate) now: std::time::Instant,
 }
 
 pub(crate) struct ConnInner {

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Call;
+use super::{Call, Prepared};
 use crate::engine::{Key, Side};
 use crate::error::{Error, Result};
 use crate::session::Session;
@@ -47,8 +47,12 @@ impl OpenStream {
 
     async fn run(self) -> Result<Stream> {
         let max_message = self.call.conn.inner.core.config.max_message_size;
-        let (session, outgoing, subroute) = self.call.prepare()?;
-        let now = tokio::time::Instant::now().into_std();
+        let Prepared {
+            session,
+            outgoing,
+            subroute,
+            now,
+        } = self.call.prepare()?;
         let key = session.with(|e| e.open_stream(now, outgoing))?;
         super::record_mux(key.mux_id());
         let mut opening = Opening {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::Call;
+use super::{Call, Prepared};
 use crate::codec::Flags;
 use crate::engine::Key;
 use crate::error::{Error, Result};
@@ -35,9 +35,13 @@ impl Request {
     }
 
     async fn run(self) -> Result<Option<Bytes>> {
-        let (session, outgoing, subroute) = self.call.prepare()?;
+        let Prepared {
+            session,
+            outgoing,
+            subroute,
+            now,
+        } = self.call.prepare()?;
         let handler = outgoing.handler;
-        let now = tokio::time::Instant::now().into_std();
         let key = session.with(|e| e.open_call(now, outgoing))?;
         super::record_mux(key.mux_id());
         let mut pending = Pending {

@@ -342,6 +342,7 @@ impl Engine {
         if self.handler_ids.contains_key(&msg.mux_id) {
             return Err(format!("mux id {} reused while in flight", msg.mux_id));
         }
+        // (The id is taken below only if the call is admitted.)
         let len = payload.len();
         let held = self.request_bytes.1;
         let over = if self.active_handlers >= self.config.max_concurrent {

@@ -35,6 +35,7 @@
 
 mod assembly;
 mod calls;
+mod mux_ids;
 mod outbox;
 mod receive;
 mod slab;
@@ -46,7 +47,7 @@ mod window;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -99,6 +100,8 @@ pub(crate) struct Config {
     /// Calls and streams the peer may cancel before their handler started, per ping
     /// interval, before it is disconnected as a flooder ("rapid reset").
     pub(crate) max_early_cancels: usize,
+    /// A random seed for hashing the peer's mux ids (the engine reads no random source).
+    pub(crate) hash_seed: u64,
 }
 
 /// A handler to start: the engine admitted an incoming call or stream.
@@ -132,7 +135,7 @@ pub(crate) struct Engine {
     callers: Slab<CallerEntry>,
     handlers: Slab<HandlerEntry>,
     /// The peer's mux ids of the calls and streams served here, while they are live.
-    handler_ids: HashMap<u64, Key>,
+    handler_ids: mux_ids::MuxIds,
     /// Live (not yet ended on the wire) calls and streams per side.
     active_callers: usize,
     active_handlers: usize,
@@ -166,6 +169,7 @@ impl Engine {
     /// A new engine for a socket that just passed its handshake at `now`.
     pub(crate) fn new(config: Config, now: Instant) -> Engine {
         let max = config.max_message_size;
+        let seed = config.hash_seed;
         Engine {
             assembler: Assembler::new(max, config.reassembly_window),
             outbox: Outbox::new(config.peer_reassembly_window as u64),
@@ -173,7 +177,7 @@ impl Engine {
             config,
             callers: Slab::default(),
             handlers: Slab::default(),
-            handler_ids: HashMap::new(),
+            handler_ids: mux_ids::new(seed),
             active_callers: 0,
             active_handlers: 0,
             request_bytes: (0, 0),
@@ -328,21 +332,14 @@ impl Engine {
         }
     }
 
+    /// Removes an entry (its mux id was released when it stopped counting).
     fn remove(&mut self, side: Side, key: Key) {
         match side {
             Side::Caller => {
                 self.callers.remove(key);
             }
             Side::Handler => {
-                if let Some(entry) = self.handlers.remove(key) {
-                    let mux_id = match &entry {
-                        HandlerEntry::Call(c) => c.mux_id,
-                        HandlerEntry::Stream(s) => s.mux_id,
-                    };
-                    if self.handler_ids.get(&mux_id) == Some(&key) {
-                        self.handler_ids.remove(&mux_id);
-                    }
-                }
+                self.handlers.remove(key);
             }
         }
         self.check_idle();
@@ -379,8 +376,11 @@ impl Engine {
         if side == Side::Handler {
             // The peer may use this mux id again.
             if let Some(mux) = self.handler_mux_id(key) {
-                if self.handler_ids.get(&mux) == Some(&key) {
-                    self.handler_ids.remove(&mux);
+                if let std::collections::hash_map::Entry::Occupied(e) = self.handler_ids.entry(mux)
+                {
+                    if *e.get() == key {
+                        e.remove();
+                    }
                 }
             }
         }

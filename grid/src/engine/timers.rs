@@ -23,6 +23,9 @@ pub(super) struct Timers {
     ping: Duration,
     /// What the driver was last told to sleep until.
     armed: Option<Instant>,
+    /// A deadline earlier than `armed` was added since (nothing else moves earlier: pings
+    /// and the silence check only move later, and a write starts after `armed` was set).
+    moved: bool,
 }
 
 impl Timers {
@@ -35,10 +38,14 @@ impl Timers {
             write_started: None,
             ping: config.ping_interval,
             armed: None,
+            moved: false,
         }
     }
 
     pub(super) fn add_deadline(&mut self, at: Instant, side: Side, key: Key) {
+        if self.armed.is_some_and(|armed| at < armed) {
+            self.moved = true;
+        }
         self.deadlines.insert((at, side, key));
     }
 
@@ -69,15 +76,14 @@ impl Engine {
     pub(crate) fn poll_timeout(&mut self) -> Instant {
         let next = self.timers.next();
         self.timers.armed = Some(next);
+        self.timers.moved = false;
         next
     }
 
     /// True if something became due before the moment last returned by
     /// [`Engine::poll_timeout`] (the driver must sleep less).
     pub(crate) fn timeout_moved(&self) -> bool {
-        self.timers
-            .armed
-            .is_some_and(|armed| self.timers.next() < armed)
+        self.timers.moved
     }
 
     /// Does what is due at `now`.

@@ -3,6 +3,7 @@
 //! only records what the engines ask for.
 
 mod calls;
+mod fixture;
 mod limits;
 mod props;
 mod streams;
@@ -64,6 +65,7 @@ pub(super) fn config() -> Config {
         peer_reassembly_window: 4 << 20,
         max_send_buffer: 4 << 20,
         max_early_cancels: 100,
+        hash_seed: 7,
     }
 }
 

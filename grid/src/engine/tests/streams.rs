@@ -2,341 +2,18 @@
 //! reach it, each checked for what the users see, and for the invariants that hold
 //! whatever happens: the connection carries on, each side's receiver sees exactly one end,
 //! the handler's input ends cleanly only after the caller's `finish`, and both engines end
-//! up empty.
+//! up empty. The fixture is in fixture.rs.
 
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{assert_idle, Net, Watch};
-use crate::codec::{encode_credit, encode_error, Ack, ErrorKind, Flags, HandlerId, Message, Op};
-use crate::engine::{Key, Side};
+use super::fixture::{err, in_every_state, At};
+use super::Watch;
+use crate::codec::{encode_credit, Ack, ErrorKind, Flags, Op};
+use crate::engine::Side;
 use crate::error::Error;
-
-/// Where the stream stands when the event comes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum At {
-    /// The caller opened it; the open is still queued here.
-    OpeningUnsent,
-    /// The open reached the handler side, which admitted it and has not accepted it yet.
-    Opening,
-    /// Accepted on both sides; the caller holds its sender and receiver.
-    Open,
-    /// The caller finished its input; the handler read it to the end.
-    InputDone,
-    /// The handler returned after one message; the caller has not read anything yet.
-    Returned,
-}
-
-const STATES: [At; 5] = [
-    At::OpeningUnsent,
-    At::Opening,
-    At::Open,
-    At::InputDone,
-    At::Returned,
-];
-
-/// A stream from A (caller) to B (handler), and the user ends each side still holds.
-struct Fixture {
-    net: Net,
-    at: At,
-    a: Key,
-    b: Option<Key>,
-    a_opening: bool,
-    a_sender: bool,
-    a_receiver: bool,
-    a_finished: bool,
-    b_sender: bool,
-    b_receiver: bool,
-    /// How A's receiver ended, and how B's input ended (the first terminal item).
-    a_end: Option<Result<(), Error>>,
-    b_input_end: Option<Result<(), Error>>,
-    /// Items a receiver yielded after its end (must stay empty).
-    after_end: Vec<String>,
-}
-
-impl Fixture {
-    fn new(at: At) -> Self {
-        // Connection pings far apart: only the stream's own timers matter here.
-        let mut config = super::config();
-        config.ping_interval = Duration::from_secs(5000);
-        let mut net = Net::with(config.clone(), config);
-        let a = net
-            .a
-            .e
-            .open_stream(net.now, net.outgoing(7, b"open", 600))
-            .expect("open");
-        let mut f = Fixture {
-            net,
-            at,
-            a,
-            b: None,
-            a_opening: true,
-            a_sender: false,
-            a_receiver: false,
-            a_finished: false,
-            b_sender: false,
-            b_receiver: false,
-            a_end: None,
-            b_input_end: None,
-            after_end: Vec::new(),
-        };
-        if at == At::OpeningUnsent {
-            return f;
-        }
-        f.net.a_to_b();
-        let start = f.net.b.last_start();
-        assert!(start.stream);
-        f.b = Some(start.key);
-        if at == At::Opening {
-            return f;
-        }
-        assert!(f.net.b.e.accept_stream(start.key, 4, 4));
-        f.b_sender = true;
-        f.b_receiver = true;
-        f.net.pump();
-        let w = Watch::new();
-        match f.net.a.e.poll_opened(f.a, &mut w.cx()) {
-            Poll::Ready(Ok(ack)) => assert_eq!(
-                ack,
-                Ack {
-                    in_capacity: 4,
-                    out_capacity: 4
-                }
-            ),
-            other => panic!("not opened: {other:?}"),
-        }
-        f.a_opening = false;
-        f.a_sender = true;
-        f.a_receiver = true;
-        match at {
-            At::InputDone => {
-                f.a_send(b"in").expect("credit");
-                f.a_finish();
-                f.net.pump();
-                assert_eq!(f.b_recv(), Some(Ok(Bytes::from_static(b"in"))));
-                assert_eq!(f.b_recv(), None);
-            }
-            At::Returned => {
-                f.b_send(b"out").expect("credit");
-                f.b_return(None);
-                f.net.pump();
-            }
-            _ => {}
-        }
-        f
-    }
-
-    fn b_key(&self) -> Key {
-        self.b.expect("the handler side has the stream")
-    }
-
-    fn a_send(&mut self, payload: &'static [u8]) -> Result<(), Error> {
-        let w = Watch::new();
-        match self.net.a.e.poll_reserve(Side::Caller, self.a, &mut w.cx()) {
-            Poll::Ready(Ok(())) => {
-                self.net
-                    .a
-                    .e
-                    .send(Side::Caller, self.a, Bytes::from_static(payload))
-            }
-            Poll::Ready(Err(e)) => Err(e),
-            Poll::Pending => Err(Error::Protocol("no credit".into())),
-        }
-    }
-
-    fn a_finish(&mut self) {
-        self.net.a.e.finish(Side::Caller, self.a);
-        self.a_sender = false;
-        self.a_finished = true;
-    }
-
-    fn b_send(&mut self, payload: &'static [u8]) -> Result<(), Error> {
-        let w = Watch::new();
-        let key = self.b_key();
-        match self.net.b.e.poll_reserve(Side::Handler, key, &mut w.cx()) {
-            Poll::Ready(Ok(())) => {
-                self.net
-                    .b
-                    .e
-                    .send(Side::Handler, key, Bytes::from_static(payload))
-            }
-            Poll::Ready(Err(e)) => Err(e),
-            Poll::Pending => Err(Error::Protocol("no credit".into())),
-        }
-    }
-
-    /// The handler returns: its ends are dropped, then its result is given.
-    fn b_return(&mut self, failure: Option<(ErrorKind, String)>) {
-        let key = self.b_key();
-        if self.b_sender {
-            self.net.b.e.drop_sender(Side::Handler, key);
-            self.b_sender = false;
-        }
-        if self.b_receiver {
-            self.net.b.e.drop_receiver(Side::Handler, key);
-            self.b_receiver = false;
-        }
-        self.net.b.e.stream_returned(key, failure);
-    }
-
-    fn a_recv(&mut self) -> Option<Result<Bytes, Error>> {
-        let w = Watch::new();
-        let item = self.net.a.e.poll_recv(Side::Caller, self.a, &mut w.cx());
-        let item = item.map(|i| i.map(|r| r.map(|p| p.into_bytes().unwrap_or_default())));
-        Self::track(item, &mut self.a_end, &mut self.after_end, "A")
-    }
-
-    fn b_recv(&mut self) -> Option<Result<Bytes, Error>> {
-        let w = Watch::new();
-        let item = self
-            .net
-            .b
-            .e
-            .poll_recv(Side::Handler, self.b_key(), &mut w.cx());
-        let item = item.map(|i| i.map(|r| r.map(|p| p.into_bytes().unwrap_or_default())));
-        Self::track(item, &mut self.b_input_end, &mut self.after_end, "B")
-    }
-
-    /// Notes a receiver's first end, and anything it yields after it.
-    fn track(
-        item: Poll<Option<Result<Bytes, Error>>>,
-        end: &mut Option<Result<(), Error>>,
-        after_end: &mut Vec<String>,
-        who: &str,
-    ) -> Option<Result<Bytes, Error>> {
-        let Poll::Ready(item) = item else {
-            return Some(Err(Error::Protocol("pending".into())));
-        };
-        if end.is_some() {
-            if item.is_some() {
-                after_end.push(format!("{who}: {item:?}"));
-            }
-            return item;
-        }
-        match &item {
-            None => *end = Some(Ok(())),
-            Some(Err(e)) => *end = Some(Err(e.clone())),
-            Some(Ok(_)) => {}
-        }
-        item
-    }
-
-    /// Injects a message into A as if the handler side had sent it.
-    fn inject_a(&mut self, op: Op, seq: u32, flags: Flags, payload: Option<Bytes>) {
-        let mut m = Message::new(op);
-        m.mux_id = self.a.mux_id();
-        m.seq = seq;
-        m.flags = flags;
-        m.payload = payload;
-        m.handler = HandlerId::new(7);
-        let now = self.net.now;
-        if let Err(why) = self.net.a.e.handle(now, m) {
-            self.net.a.violation = Some(why);
-        }
-        self.net.a.wake();
-    }
-
-    /// Injects a message into B as if the caller had sent it.
-    fn inject_b(&mut self, op: Op, seq: u32, flags: Flags, payload: Option<Bytes>) {
-        let mut m = Message::new(op);
-        m.mux_id = self.a.mux_id();
-        m.seq = seq;
-        m.flags = flags;
-        m.payload = payload;
-        let now = self.net.now;
-        if let Err(why) = self.net.b.e.handle(now, m) {
-            self.net.b.violation = Some(why);
-        }
-        self.net.b.wake();
-    }
-
-    /// Lets the stream run out: the handler returns if it still runs, every end still held
-    /// is read to its end or dropped, and time passes beyond every deadline.
-    fn wind_down(&mut self) {
-        self.net.pump();
-        if self.b_sender || self.b_receiver {
-            if self.b_receiver {
-                while let Some(Ok(_)) = self.b_recv() {}
-            }
-            if self.b.is_some() {
-                self.b_return(None);
-            }
-        }
-        self.net.pump();
-        if self.a_opening {
-            let w = Watch::new();
-            if let Poll::Ready(Ok(_)) = self.net.a.e.poll_opened(self.a, &mut w.cx()) {
-                self.a_sender = true;
-                self.a_receiver = true;
-            }
-            self.a_opening = false;
-            if !self.a_receiver {
-                self.net.a.e.drop_opening(self.a);
-            }
-        }
-        if self.a_sender {
-            self.a_finish();
-        }
-        self.net.pump();
-        if self.a_receiver {
-            for _ in 0..16 {
-                match self.a_recv() {
-                    Some(Ok(_)) => continue,
-                    Some(Err(Error::Protocol(p))) if p == "pending" => break,
-                    _ => break,
-                }
-            }
-            self.net.a.e.drop_receiver(Side::Caller, self.a);
-            self.a_receiver = false;
-        }
-        self.net.pump();
-        self.net.advance(Duration::from_secs(1200));
-        self.net.pump();
-    }
-
-    /// What must hold whatever happened.
-    fn check_invariants(&mut self, event: &str) {
-        let ctx = format!("{:?} × {event}", self.at);
-        assert!(
-            self.net.a.violation.is_none(),
-            "{ctx}: A closed the connection: {:?}",
-            self.net.a.violation
-        );
-        assert!(
-            self.net.b.violation.is_none(),
-            "{ctx}: B closed the connection: {:?}",
-            self.net.b.violation
-        );
-        assert!(
-            self.after_end.is_empty(),
-            "{ctx}: items after the end: {:?}",
-            self.after_end
-        );
-        if let Some(Ok(())) = self.b_input_end {
-            assert!(
-                self.a_finished,
-                "{ctx}: the handler's input looked finished, the caller never finished"
-            );
-        }
-        assert_idle(&self.net);
-    }
-}
-
-/// Runs `event` in every state, then the shared checks.
-fn in_every_state(event: &str, apply: impl Fn(&mut Fixture)) {
-    for at in STATES {
-        let mut f = Fixture::new(at);
-        apply(&mut f);
-        f.wind_down();
-        f.check_invariants(event);
-    }
-}
-
-fn err(kind: ErrorKind, text: &str) -> Option<Bytes> {
-    Some(encode_error(kind, text))
-}
 
 #[test]
 fn ack() {
@@ -747,4 +424,43 @@ fn caller_cancels_on_the_wire() {
             _ => {}
         }
     });
+}
+
+#[test]
+fn pong() {
+    in_every_state("stream pong", |f| {
+        f.inject_a(Op::Pong, 0, Flags::NONE, None);
+        if matches!(f.at, At::Open | At::InputDone) {
+            // Nothing changes for the caller's users.
+            assert_eq!(f.a_send(b"x").is_ok(), f.at == At::Open);
+        }
+    });
+}
+
+#[test]
+fn a_second_open_under_a_live_mux_id() {
+    for at in [At::Opening, At::Open, At::InputDone] {
+        let mut f = super::fixture::Fixture::new(at);
+        f.inject_b(
+            Op::ConnectMux,
+            0,
+            Flags::NONE,
+            Some(Bytes::from_static(b"again")),
+        );
+        assert!(
+            f.net
+                .b
+                .violation
+                .as_deref()
+                .is_some_and(|v| v.contains("reused")),
+            "{at:?}: {:?}",
+            f.net.b.violation
+        );
+    }
+    // Once the stream ended on the handler side, its id may be used again.
+    let mut f = super::fixture::Fixture::new(At::Returned);
+    f.inject_b(Op::ConnectMux, 0, Flags::NONE, None);
+    f.net.b.e.take_starts(&mut f.net.b.started);
+    assert!(f.net.b.violation.is_none());
+    assert_eq!(f.net.b.started.len(), 2, "admitted as a new stream");
 }

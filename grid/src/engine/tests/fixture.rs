@@ -1,0 +1,337 @@
+//! The stream fixture of streams.rs: one stream from A (caller) to B (handler) brought
+//! into a given state, the user ends each side holds, and the checks that hold whatever
+//! event comes next.
+
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{assert_idle, Net, Watch};
+use crate::codec::{encode_error, Ack, ErrorKind, Flags, HandlerId, Message, Op};
+use crate::engine::{Key, Side};
+use crate::error::Error;
+
+/// Where the stream stands when the event comes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum At {
+    /// The caller opened it; the open is still queued here.
+    OpeningUnsent,
+    /// The open reached the handler side, which admitted it and has not accepted it yet.
+    Opening,
+    /// Accepted on both sides; the caller holds its sender and receiver.
+    Open,
+    /// The caller finished its input; the handler read it to the end.
+    InputDone,
+    /// The handler returned after one message; the caller has not read anything yet.
+    Returned,
+}
+
+pub(super) const STATES: [At; 5] = [
+    At::OpeningUnsent,
+    At::Opening,
+    At::Open,
+    At::InputDone,
+    At::Returned,
+];
+
+/// A stream from A (caller) to B (handler), and the user ends each side still holds.
+pub(super) struct Fixture {
+    pub(super) net: Net,
+    pub(super) at: At,
+    pub(super) a: Key,
+    pub(super) b: Option<Key>,
+    pub(super) a_opening: bool,
+    pub(super) a_sender: bool,
+    pub(super) a_receiver: bool,
+    pub(super) a_finished: bool,
+    pub(super) b_sender: bool,
+    pub(super) b_receiver: bool,
+    /// How A's receiver ended, and how B's input ended (the first terminal item).
+    pub(super) a_end: Option<Result<(), Error>>,
+    pub(super) b_input_end: Option<Result<(), Error>>,
+    /// Items a receiver yielded after its end (must stay empty).
+    pub(super) after_end: Vec<String>,
+}
+
+impl Fixture {
+    pub(super) fn new(at: At) -> Self {
+        // Connection pings far apart: only the stream's own timers matter here.
+        let mut config = super::config();
+        config.ping_interval = Duration::from_secs(5000);
+        let mut net = Net::with(config.clone(), config);
+        let a = net
+            .a
+            .e
+            .open_stream(net.now, net.outgoing(7, b"open", 600))
+            .expect("open");
+        let mut f = Fixture {
+            net,
+            at,
+            a,
+            b: None,
+            a_opening: true,
+            a_sender: false,
+            a_receiver: false,
+            a_finished: false,
+            b_sender: false,
+            b_receiver: false,
+            a_end: None,
+            b_input_end: None,
+            after_end: Vec::new(),
+        };
+        if at == At::OpeningUnsent {
+            return f;
+        }
+        f.net.a_to_b();
+        let start = f.net.b.last_start();
+        assert!(start.stream);
+        f.b = Some(start.key);
+        if at == At::Opening {
+            return f;
+        }
+        assert!(f.net.b.e.accept_stream(start.key, 4, 4));
+        f.b_sender = true;
+        f.b_receiver = true;
+        f.net.pump();
+        let w = Watch::new();
+        match f.net.a.e.poll_opened(f.a, &mut w.cx()) {
+            Poll::Ready(Ok(ack)) => assert_eq!(
+                ack,
+                Ack {
+                    in_capacity: 4,
+                    out_capacity: 4
+                }
+            ),
+            other => panic!("not opened: {other:?}"),
+        }
+        f.a_opening = false;
+        f.a_sender = true;
+        f.a_receiver = true;
+        match at {
+            At::InputDone => {
+                f.a_send(b"in").expect("credit");
+                f.a_finish();
+                f.net.pump();
+                assert_eq!(f.b_recv(), Some(Ok(Bytes::from_static(b"in"))));
+                assert_eq!(f.b_recv(), None);
+            }
+            At::Returned => {
+                f.b_send(b"out").expect("credit");
+                f.b_return(None);
+                f.net.pump();
+            }
+            _ => {}
+        }
+        f
+    }
+
+    pub(super) fn b_key(&self) -> Key {
+        self.b.expect("the handler side has the stream")
+    }
+
+    pub(super) fn a_send(&mut self, payload: &'static [u8]) -> Result<(), Error> {
+        let w = Watch::new();
+        match self.net.a.e.poll_reserve(Side::Caller, self.a, &mut w.cx()) {
+            Poll::Ready(Ok(())) => {
+                self.net
+                    .a
+                    .e
+                    .send(Side::Caller, self.a, Bytes::from_static(payload))
+            }
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(Error::Protocol("no credit".into())),
+        }
+    }
+
+    pub(super) fn a_finish(&mut self) {
+        self.net.a.e.finish(Side::Caller, self.a);
+        self.a_sender = false;
+        self.a_finished = true;
+    }
+
+    pub(super) fn b_send(&mut self, payload: &'static [u8]) -> Result<(), Error> {
+        let w = Watch::new();
+        let key = self.b_key();
+        match self.net.b.e.poll_reserve(Side::Handler, key, &mut w.cx()) {
+            Poll::Ready(Ok(())) => {
+                self.net
+                    .b
+                    .e
+                    .send(Side::Handler, key, Bytes::from_static(payload))
+            }
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(Error::Protocol("no credit".into())),
+        }
+    }
+
+    /// The handler returns: its ends are dropped, then its result is given.
+    pub(super) fn b_return(&mut self, failure: Option<(ErrorKind, String)>) {
+        let key = self.b_key();
+        if self.b_sender {
+            self.net.b.e.drop_sender(Side::Handler, key);
+            self.b_sender = false;
+        }
+        if self.b_receiver {
+            self.net.b.e.drop_receiver(Side::Handler, key);
+            self.b_receiver = false;
+        }
+        self.net.b.e.stream_returned(key, failure);
+    }
+
+    pub(super) fn a_recv(&mut self) -> Option<Result<Bytes, Error>> {
+        let w = Watch::new();
+        let item = self.net.a.e.poll_recv(Side::Caller, self.a, &mut w.cx());
+        let item = item.map(|i| i.map(|r| r.map(|p| p.into_bytes().unwrap_or_default())));
+        Self::track(item, &mut self.a_end, &mut self.after_end, "A")
+    }
+
+    pub(super) fn b_recv(&mut self) -> Option<Result<Bytes, Error>> {
+        let w = Watch::new();
+        let item = self
+            .net
+            .b
+            .e
+            .poll_recv(Side::Handler, self.b_key(), &mut w.cx());
+        let item = item.map(|i| i.map(|r| r.map(|p| p.into_bytes().unwrap_or_default())));
+        Self::track(item, &mut self.b_input_end, &mut self.after_end, "B")
+    }
+
+    /// Notes a receiver's first end, and anything it yields after it.
+    pub(super) fn track(
+        item: Poll<Option<Result<Bytes, Error>>>,
+        end: &mut Option<Result<(), Error>>,
+        after_end: &mut Vec<String>,
+        who: &str,
+    ) -> Option<Result<Bytes, Error>> {
+        let Poll::Ready(item) = item else {
+            return Some(Err(Error::Protocol("pending".into())));
+        };
+        if end.is_some() {
+            if item.is_some() {
+                after_end.push(format!("{who}: {item:?}"));
+            }
+            return item;
+        }
+        match &item {
+            None => *end = Some(Ok(())),
+            Some(Err(e)) => *end = Some(Err(e.clone())),
+            Some(Ok(_)) => {}
+        }
+        item
+    }
+
+    /// Injects a message into A as if the handler side had sent it.
+    pub(super) fn inject_a(&mut self, op: Op, seq: u32, flags: Flags, payload: Option<Bytes>) {
+        let mut m = Message::new(op);
+        m.mux_id = self.a.mux_id();
+        m.seq = seq;
+        m.flags = flags;
+        m.payload = payload;
+        m.handler = HandlerId::new(7);
+        let now = self.net.now;
+        if let Err(why) = self.net.a.e.handle(now, m) {
+            self.net.a.violation = Some(why);
+        }
+        self.net.a.wake();
+    }
+
+    /// Injects a message into B as if the caller had sent it.
+    pub(super) fn inject_b(&mut self, op: Op, seq: u32, flags: Flags, payload: Option<Bytes>) {
+        let mut m = Message::new(op);
+        m.mux_id = self.a.mux_id();
+        m.seq = seq;
+        m.flags = flags;
+        m.payload = payload;
+        let now = self.net.now;
+        if let Err(why) = self.net.b.e.handle(now, m) {
+            self.net.b.violation = Some(why);
+        }
+        self.net.b.wake();
+    }
+
+    /// Lets the stream run out: the handler returns if it still runs, every end still held
+    /// is read to its end or dropped, and time passes beyond every deadline.
+    pub(super) fn wind_down(&mut self) {
+        self.net.pump();
+        if self.b_sender || self.b_receiver {
+            if self.b_receiver {
+                while let Some(Ok(_)) = self.b_recv() {}
+            }
+            if self.b.is_some() {
+                self.b_return(None);
+            }
+        }
+        self.net.pump();
+        if self.a_opening {
+            let w = Watch::new();
+            if let Poll::Ready(Ok(_)) = self.net.a.e.poll_opened(self.a, &mut w.cx()) {
+                self.a_sender = true;
+                self.a_receiver = true;
+            }
+            self.a_opening = false;
+            if !self.a_receiver {
+                self.net.a.e.drop_opening(self.a);
+            }
+        }
+        if self.a_sender {
+            self.a_finish();
+        }
+        self.net.pump();
+        if self.a_receiver {
+            for _ in 0..16 {
+                match self.a_recv() {
+                    Some(Ok(_)) => continue,
+                    Some(Err(Error::Protocol(p))) if p == "pending" => break,
+                    _ => break,
+                }
+            }
+            self.net.a.e.drop_receiver(Side::Caller, self.a);
+            self.a_receiver = false;
+        }
+        self.net.pump();
+        self.net.advance(Duration::from_secs(1200));
+        self.net.pump();
+    }
+
+    /// What must hold whatever happened.
+    pub(super) fn check_invariants(&mut self, event: &str) {
+        let ctx = format!("{:?} × {event}", self.at);
+        assert!(
+            self.net.a.violation.is_none(),
+            "{ctx}: A closed the connection: {:?}",
+            self.net.a.violation
+        );
+        assert!(
+            self.net.b.violation.is_none(),
+            "{ctx}: B closed the connection: {:?}",
+            self.net.b.violation
+        );
+        assert!(
+            self.after_end.is_empty(),
+            "{ctx}: items after the end: {:?}",
+            self.after_end
+        );
+        if let Some(Ok(())) = self.b_input_end {
+            assert!(
+                self.a_finished,
+                "{ctx}: the handler's input looked finished, the caller never finished"
+            );
+        }
+        assert_idle(&self.net);
+    }
+}
+
+/// Runs `event` in every state, then the shared checks.
+pub(super) fn in_every_state(event: &str, apply: impl Fn(&mut Fixture)) {
+    for at in STATES {
+        let mut f = Fixture::new(at);
+        apply(&mut f);
+        f.wind_down();
+        f.check_invariants(event);
+    }
+}
+
+pub(super) fn err(kind: ErrorKind, text: &str) -> Option<Bytes> {
+    Some(encode_error(kind, text))
+}
