@@ -3,6 +3,7 @@
 use std::future::{poll_fn, Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,15 +43,33 @@ impl Request {
             now,
         } = self.call.prepare()?;
         let handler = outgoing.handler;
-        let key = session.with(|e| e.open_call(now, outgoing))?;
-        super::record_mux(key.mux_id());
+        let mut outgoing = Some(outgoing);
         let mut pending = Pending {
             session: &session,
-            key,
-            armed: true,
+            key: None,
         };
-        let answer = poll_fn(|cx| session.with(|e| e.poll_call(key, cx))).await;
-        pending.armed = false;
+        // The call is opened at the first poll, under the same lock that registers this
+        // task to be woken with the answer.
+        let answer = poll_fn(|cx| {
+            pending.session.with(|e| {
+                let key = match (pending.key, outgoing.take()) {
+                    (Some(key), _) => key,
+                    (None, Some(o)) => match e.open_call(now, o) {
+                        Ok(key) => {
+                            pending.key = Some(key);
+                            key
+                        }
+                        Err(err) => return Poll::Ready(Err(err)),
+                    },
+                    (None, None) => return Poll::Ready(Err(Error::Cancelled)),
+                };
+                e.poll_call(key, cx)
+            })
+        })
+        .await;
+        if let Some(key) = pending.key.take() {
+            super::record_mux(key.mux_id());
+        }
         let reply = answer?;
         // A chunked answer's parts are joined here, by the caller's task.
         let payload = reply.payload.into_bytes();
@@ -74,18 +93,17 @@ impl IntoFuture for Request {
     }
 }
 
-/// A call registered with the engine: dropped before its answer was taken, it is abandoned
+/// A call opened in the engine: dropped before its answer was taken, it is abandoned
 /// (the remote handler is told to stop).
 struct Pending<'a> {
     session: &'a Arc<Session>,
-    key: Key,
-    armed: bool,
+    /// Set once opened; taken once the answer was.
+    key: Option<Key>,
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        if self.armed {
-            let key = self.key;
+        if let Some(key) = self.key {
             self.session.with(|e| e.drop_call(key));
         }
     }
