@@ -74,6 +74,8 @@ async fn grid_pair() -> (Manager, Manager) {
             .local(local)
             .peer(peer, url)
             .token("bench")
+            // The idle-stream figure holds 10,000 streams open at once.
+            .max_concurrent_calls(1 << 16)
             .build()
             .expect("build")
     };

@@ -132,6 +132,13 @@ impl Engine {
         if self.queued.is_empty() && self.peer_has_room(len) {
             self.activate(key, open);
         } else {
+            if self.queued.is_empty() {
+                tracing::debug!(
+                    in_flight = self.active_callers,
+                    limit = self.config.peer_max_concurrent,
+                    "calls wait: the peer serves no more at once"
+                );
+            }
             self.queued.push_back((key, open));
         }
     }

@@ -13,7 +13,7 @@ use super::assembly::Payload;
 use super::state::{Stream, StreamState};
 use super::window::{RecvWindow, SendCredit};
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side};
-use crate::codec::{encode_credit, encode_error, Ack, ErrorKind, Flags, Message};
+use crate::codec::{encode_credit, encode_error, Ack, ErrorKind, Flags, Message, Op};
 use crate::error::Error;
 
 /// How a stream ends on this side.
@@ -199,14 +199,26 @@ impl Engine {
         }
         // A caller tells the handler side only if the open may have reached it.
         let tell = side == Side::Handler || transmitted;
+        // A handler side whose ack never left cannot end the stream with EOF (the caller
+        // would see a message before the ack): it refuses the open instead.
+        let unacked = side == Side::Handler && !transmitted && !how.keep_out;
         if let (Some(notice), true) = (how.notify, tell) {
-            let mut m = Message::new(if how.eof { data_op } else { cancel_op });
+            let op = match (how.eof, unacked) {
+                (true, true) => Op::MuxConnectError,
+                (true, false) => data_op,
+                (false, _) => cancel_op,
+            };
+            let mut m = Message::new(op);
             m.mux_id = mux_id;
             m.handler = handler;
-            if how.eof {
+            if how.eof && !unacked {
                 m.flags = Flags::EOF;
                 m.seq = seq.wrapping_add(1);
             }
+            let notice = match (notice, unacked) {
+                (None, true) => Some((ErrorKind::Cancelled, Error::Cancelled.to_string())),
+                (notice, _) => notice,
+            };
             if let Some((kind, text)) = notice {
                 m.flags = m.flags | Flags::PAYLOAD_IS_ERROR;
                 m.payload = Some(encode_error(kind, &text));
@@ -309,7 +321,7 @@ impl Engine {
         }
         s.handles = 1 + u8::from(in_capacity > 0);
         let (mux_id, handler) = (s.mux_id, s.handler);
-        let mut ack = Message::new(crate::codec::Op::AckMux);
+        let mut ack = Message::new(Op::AckMux);
         ack.mux_id = mux_id;
         ack.handler = handler;
         ack.payload = Some(
@@ -330,7 +342,7 @@ impl Engine {
         if s.state != StreamState::Pending {
             return;
         }
-        let mut m = Message::new(crate::codec::Op::MuxConnectError);
+        let mut m = Message::new(Op::MuxConnectError);
         m.mux_id = s.mux_id;
         m.handler = s.handler;
         m.flags = Flags::PAYLOAD_IS_ERROR;

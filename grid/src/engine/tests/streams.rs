@@ -464,3 +464,30 @@ fn a_second_open_under_a_live_mux_id() {
     assert!(f.net.b.violation.is_none());
     assert_eq!(f.net.b.started.len(), 2, "admitted as a new stream");
 }
+
+#[test]
+fn a_deadline_before_the_ack_left_refuses_the_open() {
+    let mut net = super::Net::new();
+    let o = net.outgoing(7, b"open", 2);
+    let a = net.a.e.open_stream(net.now, o).expect("open");
+    net.a_to_b();
+    let b = net.b.last_start().key;
+    // B accepts, but its deadline passes before its writer sent the ack.
+    assert!(net.b.e.accept_stream(b, 4, 4));
+    net.now += Duration::from_secs(3);
+    let now = net.now;
+    net.b.e.handle_timeout(now).expect("timeout");
+    net.b.wake();
+    net.b_to_a();
+    assert!(net
+        .a
+        .received
+        .iter()
+        .all(|m| m.op != Op::AckMux && m.op != Op::MuxServerMsg));
+    let w = Watch::new();
+    assert!(matches!(
+        net.a.e.poll_opened(a, &mut w.cx()),
+        Poll::Ready(Err(Error::DeadlineExceeded))
+    ));
+    assert!(net.a.violation.is_none());
+}
