@@ -19,9 +19,15 @@ use tokio::net::TcpListener;
 /// Fails the test if `fut` does not finish within 20 seconds (a hang fails fast, instead of
 /// running into CI's limit).
 pub async fn within<F: Future>(fut: F) -> F::Output {
-    match tokio::time::timeout(Duration::from_secs(20), fut).await {
+    within_secs(20, fut).await
+}
+
+/// [`within`] for the few tests that move hundreds of MiB and may be slowed down a lot by a
+/// busy machine.
+pub async fn within_secs<F: Future>(secs: u64, fut: F) -> F::Output {
+    match tokio::time::timeout(Duration::from_secs(secs), fut).await {
         Ok(v) => v,
-        Err(_) => panic!("test step did not finish within 20 s"),
+        Err(_) => panic!("test step did not finish within {secs} s"),
     }
 }
 

@@ -13,7 +13,7 @@ use grid::codec::HandlerId;
 use grid::{CallContext, Error, State, StreamHandler};
 use grid_tests::handlers::{read_to_end, upload};
 use grid_tests::raw::handshaken_announcing;
-use grid_tests::{dialer_first, num, shut_down, wait_state, within, Cluster};
+use grid_tests::{dialer_first, num, shut_down, wait_state, within, within_secs, Cluster};
 use tokio::sync::mpsc;
 
 const UPLOAD: HandlerId = HandlerId::new(1);
@@ -152,7 +152,8 @@ async fn cancelled_resolves_when_a_call_ends_normally() {
 /// failed. Both directions at once reconnected about once a second and answered none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_correct_nodes_never_break_each_others_limits() {
-    within(async {
+    // 400 MiB of calls: on a busy machine this takes a while.
+    within_secs(60, async {
         let c = Cluster::start(&["alpha", "beta"], |b| b).await;
         for m in &c.managers {
             m.register_single(ECHO, |_, p: Option<Bytes>| async move { Ok(p) })

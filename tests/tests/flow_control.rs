@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use grid::{Connection, HandlerId, StreamCall, StreamHandler};
-use grid_tests::{remote, within, ProxiedPair};
+use grid_tests::{remote, within, within_secs, ProxiedPair};
 
 const ECHO: HandlerId = HandlerId::new(1);
 const PUMP: HandlerId = HandlerId::new(2);
@@ -92,11 +92,13 @@ async fn streams(conn: &Connection, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_flooding_each_other_over_a_slow_link_complete_everything() {
-    within(async {
+    // 800 MiB cross the link: on a busy machine this takes a while.
+    within_secs(60, async {
         let pair = proxied_pair().await;
         let (d, a) = pair.connections();
-        // Each direction of the link carries about 50 MB/s.
-        pair.proxy.throttle(Some(64 << 20));
+        // Each direction of the link carries 128 MiB/s: slower than the nodes read and
+        // write, so their socket buffers fill and their writers wait.
+        pair.proxy.throttle(Some(128 << 20));
         tokio::join!(
             large_calls(&d, 200),
             large_calls(&a, 200),

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use grid::codec::{Flags, HandlerId, Message, Op};
 use grid::{Error, State, StreamCall, StreamHandler};
-use grid_tests::raw::{acceptor, handshaken, send, wait_for};
+use grid_tests::raw::{acceptor, handshaken, next_messages, send, wait_for};
 use grid_tests::{builder, dialer_first, num, remote, shut_down, wait_state, within, ProxiedPair};
 use tokio::sync::mpsc;
 
@@ -146,11 +146,23 @@ async fn a_caller_that_stops_pinging_has_its_stream_cancelled() {
         send(&mut ws, &open).await;
         let ack = wait_for(&mut ws, |m| m.mux_id == 7).await;
         assert_eq!(ack.op, Op::AckMux);
-        // This raw caller never pings the stream: the handler side cancels it.
-        let gone = wait_for(&mut ws, |m| {
-            m.mux_id == 7 && m.op == Op::DisconnectClientMux
-        })
-        .await;
+        // This raw caller keeps the connection alive but never pings the stream: the
+        // handler side cancels it.
+        let mut alive = Message::new(Op::Ping);
+        alive.payload = Some(Bytes::from_static(&[0; 8]));
+        let gone = loop {
+            send(&mut ws, &alive).await;
+            let heard =
+                tokio::time::timeout(Duration::from_millis(10), next_messages(&mut ws)).await;
+            let found = heard.ok().and_then(|messages| {
+                messages
+                    .into_iter()
+                    .find(|m| m.mux_id == 7 && m.op == Op::DisconnectClientMux)
+            });
+            if let Some(m) = found {
+                break m;
+            }
+        };
         assert!(gone.flags.contains(Flags::PAYLOAD_IS_ERROR));
         dropped.recv().await.expect("the handler was dropped");
         grid_tests::assert_idle(&m).await;

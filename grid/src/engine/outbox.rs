@@ -63,26 +63,16 @@ pub(crate) struct OutQueue {
     sched: Sched,
     /// Something of this entry was taken by the writer: the peer may know of it.
     pub(crate) transmitted: bool,
-    /// A pong is queued (a stream's pongs are coalesced: one waiting at most).
-    pong_queued: bool,
 }
 
 impl OutQueue {
-    /// Queues a message; false if it was coalesced with one already queued.
-    fn push(&mut self, m: Message) -> bool {
-        if m.op == Op::Pong {
-            if self.pong_queued {
-                return false;
-            }
-            self.pong_queued = true;
-        }
+    fn push(&mut self, m: Message) {
         self.bytes += payload_len(&m);
         if self.head.is_none() {
             self.head = Some(m);
         } else {
             self.rest.push_back(m);
         }
-        true
     }
 
     fn front(&self) -> Option<&Message> {
@@ -94,9 +84,6 @@ impl OutQueue {
         self.head = self.rest.pop_front();
         self.bytes -= payload_len(&m);
         self.chunk_offset = 0;
-        if m.op == Op::Pong {
-            self.pong_queued = false;
-        }
         Some(m)
     }
 
@@ -153,6 +140,10 @@ pub(super) struct Outbox {
     transport_pong: Option<Bytes>,
     pong: Option<Bytes>,
     ping: Option<Bytes>,
+    /// Streams with a ping (caller side) or a pong (handler side) to send: these go first,
+    /// ahead of any stream's data, so a backlog never makes a live stream look silent.
+    /// One per stream at most (the stream's flag).
+    stream_pings: VecDeque<(Side, Key)>,
     refusals: VecDeque<Message>,
     /// Payload bytes queued by handlers (answers and their stream messages).
     pub(super) handler_bytes: usize,
@@ -168,6 +159,7 @@ impl Outbox {
             transport_pong: None,
             pong: None,
             ping: None,
+            stream_pings: VecDeque::new(),
             refusals: VecDeque::new(),
             handler_bytes: 0,
         }
@@ -178,6 +170,7 @@ impl Outbox {
         self.bulk.clear();
         self.waiting.clear();
         self.refusals.clear();
+        self.stream_pings.clear();
         self.pong = None;
         self.ping = None;
         self.transport_pong = None;
@@ -215,6 +208,23 @@ impl Engine {
             tx.push(m);
         }
         while !tx.is_full() {
+            let Some((side, key)) = self.outbox.stream_pings.pop_front() else {
+                break;
+            };
+            let Some(s) = self.stream_mut(side, key) else {
+                continue;
+            };
+            if std::mem::take(&mut s.ping_queued) {
+                let op = match side {
+                    Side::Caller => Op::Ping,
+                    Side::Handler => Op::Pong,
+                };
+                let mut m = Message::new(op);
+                m.mux_id = s.mux_id;
+                tx.push(m);
+            }
+        }
+        while !tx.is_full() {
             match self.outbox.refusals.pop_front() {
                 Some(m) => tx.push(m),
                 None => break,
@@ -241,9 +251,7 @@ impl Engine {
         let Some(out) = self.out_mut(side, key) else {
             return;
         };
-        if !out.push(m) {
-            return;
-        }
+        out.push(m);
         let schedule = out.sched == Sched::Idle;
         if schedule {
             out.sched = Sched::Ready;
@@ -271,7 +279,6 @@ impl Engine {
         out.rest.clear();
         out.bytes = 0;
         out.chunk_offset = 0;
-        out.pong_queued = false;
         if side == Side::Handler {
             self.outbox.handler_bytes -= bytes;
         }
@@ -309,6 +316,17 @@ impl Engine {
     pub(crate) fn transport_ping(&mut self, payload: Bytes) {
         self.outbox.transport_pong = Some(payload);
         self.wake_writer();
+    }
+
+    /// Queues a stream's ping (caller) or pong (handler), unless one is already queued.
+    pub(super) fn push_stream_ping(&mut self, side: Side, key: Key) {
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        if !std::mem::replace(&mut s.ping_queued, true) {
+            self.outbox.stream_pings.push_back((side, key));
+            self.wake_writer();
+        }
     }
 
     pub(super) fn push_ping(&mut self, payload: Bytes) {
@@ -513,6 +531,25 @@ impl Engine {
             }
         }
         assert_eq!(self.outbox.handler_bytes, handler_bytes, "handler bytes");
+        for (side, key, ping_queued) in self
+            .callers
+            .iter()
+            .filter_map(|(k, e)| match e {
+                CallerEntry::Stream(s) => Some((Side::Caller, k, s.ping_queued)),
+                CallerEntry::Call(_) => None,
+            })
+            .chain(self.handlers.iter().filter_map(|(k, e)| match e {
+                HandlerEntry::Stream(s) => Some((Side::Handler, k, s.ping_queued)),
+                HandlerEntry::Call(_) => None,
+            }))
+        {
+            if ping_queued {
+                assert!(
+                    self.outbox.stream_pings.contains(&(side, key)),
+                    "a queued ping is scheduled"
+                );
+            }
+        }
         assert_eq!(
             self.outbox.budget.in_progress(),
             in_progress,

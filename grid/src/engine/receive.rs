@@ -268,9 +268,7 @@ impl Engine {
     /// A caller pings a stream it opened: pong if it runs here, else say it does not.
     fn on_stream_ping(&mut self, mux_id: u64, now: Instant) -> Result<(), String> {
         if let Some(key) = self.handler_stream(mux_id, now) {
-            let mut pong = Message::new(Op::Pong);
-            pong.mux_id = mux_id;
-            self.push_out(Side::Handler, key, pong);
+            self.push_stream_ping(Side::Handler, key);
             return Ok(());
         }
         let mut gone = Message::new(Op::DisconnectClientMux);

@@ -118,6 +118,8 @@ pub(crate) struct Stream {
     /// When the peer last sent anything for this stream (handler side: pings included).
     pub(crate) last_heard: Instant,
     pub(crate) out: OutQueue,
+    /// Caller: a ping is queued. Handler: a pong is queued.
+    pub(crate) ping_queued: bool,
     /// Handler: the reader batch that admitted the stream.
     pub(crate) batch: u64,
     /// While live on the wire: counted against the limits, with its open's payload bytes.
@@ -142,6 +144,7 @@ impl Stream {
             deadline: None,
             last_heard: now,
             out: OutQueue::default(),
+            ping_queued: false,
             batch: 0,
             counted: None,
         }

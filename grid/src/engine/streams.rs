@@ -183,6 +183,7 @@ impl Engine {
         }
         s.recv.end_with(how.recv);
         s.send.end.get_or_insert(how.send);
+        s.ping_queued = false;
         let (mux_id, handler, seq, transmitted) =
             (s.mux_id, s.handler, s.send.seq, s.out.transmitted);
         let (deadline, peer_op, cancel_op, data_op) =

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use super::state::StreamState;
 use super::streams::Ending;
 use super::{CallerEntry, Config, Engine, HandlerEntry, Key, Side};
-use crate::codec::{Message, Op};
 use crate::error::Error;
 
 pub(super) struct Timers {
@@ -149,24 +148,28 @@ impl Engine {
         }
     }
 
-    /// Pings every stream opened here that the peer knows of, and cancels the streams
-    /// served here whose caller has been silent for three stream-ping intervals.
+    /// Pings every stream opened here that the peer acknowledged, and cancels the streams
+    /// served here whose caller has been silent on them for three stream-ping intervals
+    /// while the connection itself was not: silence is measured up to the last message
+    /// heard on the connection, so a reader that is merely behind (its pings not read yet)
+    /// never makes a stream look abandoned. A connection silent as a whole is the silence
+    /// check's business.
     fn stream_tick(&mut self, now: Instant) {
         let mut pings = Vec::new();
         for (key, entry) in self.callers.iter_mut() {
             if let CallerEntry::Stream(s) = entry {
-                let live = matches!(s.state, StreamState::Opening | StreamState::Open);
-                if live && s.out.transmitted {
-                    pings.push((key, s.mux_id));
+                // Acknowledged: the handler side knows the stream (its open may still have
+                // been on its way, in chunks, before).
+                if s.state == StreamState::Open {
+                    pings.push(key);
                 }
             }
         }
-        for (key, mux_id) in pings {
-            let mut ping = Message::new(Op::Ping);
-            ping.mux_id = mux_id;
-            self.push_out(Side::Caller, key, ping);
+        for key in pings {
+            self.push_stream_ping(Side::Caller, key);
         }
-        let Some(since) = now.checked_sub(self.config.stream_ping_interval * 3) else {
+        let heard = self.timers.last_heard.min(now);
+        let Some(since) = heard.checked_sub(self.config.stream_ping_interval * 3) else {
             return;
         };
         let mut silent = Vec::new();

@@ -120,8 +120,9 @@ impl ManagerBuilder {
     }
 
     /// How often a caller pings each stream it opened; a handler side cancels a stream
-    /// whose caller was silent for three intervals, and a caller learns within one
-    /// interval that its stream's handler is gone (default 15 s).
+    /// whose caller was silent on it for three intervals while the connection was not, and
+    /// a caller learns within one interval that its stream's handler is gone (default
+    /// 15 s).
     pub fn stream_ping_interval(mut self, d: Duration) -> Self {
         self.config.stream_ping_interval = d;
         self

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::fixture::{err, in_every_state, At};
 use super::Watch;
-use crate::codec::{encode_credit, Ack, ErrorKind, Flags, Op};
+use crate::codec::{encode_credit, Ack, ErrorKind, Flags, Message, Op};
 use crate::engine::Side;
 use crate::error::Error;
 
@@ -273,10 +273,17 @@ fn stream_pings() {
         f.net.b.receive(f.net.now, pings);
         f.net.b_to_a();
         match f.at {
-            At::OpeningUnsent => {}
-            At::Returned => {}
-            _ => {
-                assert!(sent, "the caller pings a stream the peer knows of");
+            // Not acknowledged yet (the open may still be on its way), or over: no ping.
+            At::OpeningUnsent | At::Opening | At::Returned => {
+                assert!(!f
+                    .net
+                    .b
+                    .received
+                    .iter()
+                    .any(|m| m.op == Op::Ping && m.mux_id == f.a.mux_id()));
+            }
+            At::Open | At::InputDone => {
+                assert!(sent, "the caller pings a stream the peer acknowledged");
                 assert!(f
                     .net
                     .b
@@ -297,16 +304,42 @@ fn stream_pings() {
 #[test]
 fn a_silent_caller_is_cancelled() {
     in_every_state("silent caller", |f| {
-        // Time passes and nothing is delivered: the caller's pings never reach B, which
-        // hears nothing of the stream for more than three intervals.
-        for _ in 0..4 {
+        // The caller's stream pings are lost, but the connection is alive: B keeps
+        // hearing connection pings while it hears nothing of the stream.
+        for _ in 0..5 {
             f.net.advance(Duration::from_secs(15));
+            let _lost_stream_pings = f.net.a.transmit(f.net.now);
+            let mut ping = Message::new(Op::Ping);
+            ping.payload = Some(Bytes::from_static(&[0; 8]));
+            let now = f.net.now;
+            f.net.b.e.handle(now, ping).expect("a connection ping");
+            f.net.b.wake();
+            let now = f.net.now;
+            f.net.b.e.handle_timeout(now).expect("timeout");
+            f.net.b.wake();
         }
         if matches!(f.at, At::Open | At::InputDone) {
             assert!(f.net.b.stopped.contains(&f.b_key()));
-            let _lost_pings = f.net.a.transmit(f.net.now);
             f.net.b_to_a();
             assert_eq!(f.a_recv(), Some(Err(Error::Cancelled)));
+        }
+    });
+}
+
+#[test]
+fn a_reader_that_is_behind_makes_no_stream_look_abandoned() {
+    in_every_state("reader behind", |f| {
+        // Nothing at all is read for four intervals (the pings wait in the socket): the
+        // streams stay; the connection's own silence check is what acts then.
+        for _ in 0..4 {
+            f.net.advance(Duration::from_secs(15));
+        }
+        if let Some(key) = f.b {
+            assert!(!f.net.b.stopped.contains(&key), "{:?}", f.at);
+        }
+        f.net.pump();
+        if matches!(f.at, At::Open | At::InputDone) {
+            assert!(f.net.b.e.handler_running(f.b_key()), "still served");
         }
     });
 }
