@@ -11,6 +11,7 @@
 //! dropped before the end, so an abandoned stream reaches the handler as
 //! [`Error::Cancelled`], never as a clean end.
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::engine::{Key, Side};
+use crate::engine::{Key, Payload, Side};
 use crate::error::{Error, Result};
 use crate::session::Session;
 
@@ -199,6 +200,11 @@ pub struct StreamReceiver {
     session: Arc<Session>,
     side: Side,
     key: Key,
+    /// Messages taken from the engine in one step (all that had arrived), not yet read:
+    /// the receiver reads them without locking anything.
+    ready: VecDeque<Payload>,
+    /// Messages read since the engine was last told (their credit is owed back).
+    read: u32,
     /// The end was returned (or the receiver cancelled): nothing more comes.
     done: bool,
 }
@@ -219,8 +225,17 @@ impl StreamReceiver {
             session,
             side,
             key,
+            ready: VecDeque::new(),
+            read: 0,
             done: false,
         }
+    }
+
+    /// Tells the engine the receiver is gone, with what it read of what it was handed.
+    fn release(&mut self) {
+        let (side, key, read) = (self.side, self.key, std::mem::take(&mut self.read));
+        self.ready.clear();
+        self.session.with(|e| e.drop_receiver(side, key, read));
     }
 
     /// The next message; `None` after the end.
@@ -236,8 +251,7 @@ impl StreamReceiver {
     pub fn cancel(&mut self) {
         if self.side == Side::Caller && !self.done {
             self.done = true;
-            let key = self.key;
-            self.session.with(|e| e.drop_receiver(Side::Caller, key));
+            self.release();
         }
     }
 }
@@ -246,25 +260,41 @@ impl Stream for StreamReceiver {
     type Item = Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
+        let this = &mut *self;
+        if this.done {
             return Poll::Ready(None);
         }
-        let (side, key) = (self.side, self.key);
-        let item = self.session.with(|e| e.poll_recv(side, key, cx));
-        if matches!(item, Poll::Ready(None | Some(Err(_)))) {
-            self.done = true;
-            self.session.with(|e| e.drop_receiver(side, key));
+        if this.ready.is_empty() {
+            let (side, key, read) = (this.side, this.key, std::mem::take(&mut this.read));
+            let ready = &mut this.ready;
+            match this
+                .session
+                .with(|e| e.poll_recv(side, key, read, ready, cx))
+            {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(()))) => {}
+                Poll::Ready(end) => {
+                    this.done = true;
+                    this.release();
+                    return Poll::Ready(end.map(|r| r.map(|()| Bytes::new())));
+                }
+            }
         }
-        // A chunked message's parts are joined here, outside the engine's lock.
-        item.map(|i| i.map(|r| r.map(|p| p.into_bytes().unwrap_or_default())))
+        match this.ready.pop_front() {
+            Some(p) => {
+                this.read += 1;
+                // A chunked message's parts are joined here, outside the engine's lock.
+                Poll::Ready(Some(Ok(p.into_bytes().unwrap_or_default())))
+            }
+            None => Poll::Pending,
+        }
     }
 }
 
 impl Drop for StreamReceiver {
     fn drop(&mut self) {
         if !self.done {
-            let (side, key) = (self.side, self.key);
-            self.session.with(|e| e.drop_receiver(side, key));
+            self.release();
         }
     }
 }

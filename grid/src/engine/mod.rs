@@ -424,7 +424,8 @@ impl Engine {
             }
             if let Some(s) = s {
                 s.send.credit.check();
-                s.recv.window.check(s.recv.queue.len(), s.recv.discard);
+                let unread = s.recv.queue.len() + s.recv.lent as usize;
+                s.recv.window.check(unread, s.recv.discard);
             }
         }
         for (key, e) in self.handlers.iter() {
@@ -443,7 +444,8 @@ impl Engine {
             }
             if let Some(s) = s {
                 s.send.credit.check();
-                s.recv.window.check(s.recv.queue.len(), s.recv.discard);
+                let unread = s.recv.queue.len() + s.recv.lent as usize;
+                s.recv.window.check(unread, s.recv.discard);
             }
         }
         assert_eq!(

@@ -67,8 +67,11 @@ pub(crate) struct RecvHalf {
     pub(crate) window: RecvWindow,
     /// The sequence number the next message must carry.
     pub(crate) next_seq: u32,
-    /// Delivered and not yet read; never more than the window's capacity.
+    /// Delivered and not yet handed to the receiver; with `lent`, never more than the
+    /// window's capacity.
     pub(crate) queue: VecDeque<Payload>,
+    /// Handed to the receiver (a batch at a time) and not yet reported read by it.
+    pub(crate) lent: u32,
     /// How the direction ends once the queue is read: `Ok` for the peer's EOF.
     pub(crate) end: Option<Result<(), Error>>,
     /// The end was handed to the user: the receiver is done.
@@ -84,6 +87,7 @@ impl RecvHalf {
             window: RecvWindow::new(0),
             next_seq: 1,
             queue: VecDeque::new(),
+            lent: 0,
             end: None,
             done: false,
             discard: false,

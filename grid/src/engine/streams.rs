@@ -5,6 +5,7 @@
 //! says what (if anything) to tell the peer, what each direction's user sees, and whether
 //! the handler must be stopped. The endings are the table in PROTOCOL.md §6.
 
+use std::collections::VecDeque;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -483,28 +484,33 @@ impl Engine {
 
     // ---- receiving ------------------------------------------------------------------
 
-    /// The next message, the direction's end, or nothing yet (waker registered).
+    /// Hands everything delivered so far to the receiver, in order, into `into` (one step
+    /// for all the messages a frame brought), after counting the `read` messages it
+    /// consumed since its last call: their credit goes back to the sender (in batches).
+    /// Ready with `Some(Ok(()))` when `into` got messages, the direction's end once all was
+    /// handed out, or Pending with the waker registered.
+    ///
+    /// Messages handed out count against the window until reported read, so the receiver's
+    /// own buffer never lets the sender exceed the capacity.
     pub(crate) fn poll_recv(
         &mut self,
         side: Side,
         key: Key,
+        read: u32,
+        into: &mut VecDeque<Payload>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Payload, Error>>> {
+    ) -> Poll<Option<Result<(), Error>>> {
+        self.count_read(side, key, read);
         let Some(s) = self.stream_mut(side, key) else {
             return Poll::Ready(None);
         };
         if s.recv.done {
             return Poll::Ready(None);
         }
-        if let Some(b) = s.recv.queue.pop_front() {
-            let open = s.state == StreamState::Open;
-            if let Some(n) = s.recv.window.read(1).filter(|_| open) {
-                let mut m = Message::new(s.unblock_op());
-                m.mux_id = s.mux_id;
-                m.payload = Some(encode_credit(n));
-                self.push_out(side, key, m);
-            }
-            return Poll::Ready(Some(Ok(b)));
+        if !s.recv.queue.is_empty() {
+            s.recv.lent += s.recv.queue.len() as u32;
+            into.extend(s.recv.queue.drain(..));
+            return Poll::Ready(Some(Ok(())));
         }
         if let Some(end) = s.recv.end.take() {
             s.recv.done = true;
@@ -514,9 +520,30 @@ impl Engine {
         Poll::Pending
     }
 
-    /// The receiver was dropped. A caller's receiver dropped before the end cancels the
-    /// stream; a handler's just stops taking messages (their credit goes straight back).
-    pub(crate) fn drop_receiver(&mut self, side: Side, key: Key) {
+    /// The receiver consumed `read` of the messages handed to it: their credit is owed
+    /// back, and returned once enough is owed (while the stream is open).
+    fn count_read(&mut self, side: Side, key: Key, read: u32) {
+        if read == 0 {
+            return;
+        }
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        s.recv.lent = s.recv.lent.saturating_sub(read);
+        let open = s.state == StreamState::Open;
+        if let Some(n) = s.recv.window.read(read).filter(|_| open) {
+            let mut m = Message::new(s.unblock_op());
+            m.mux_id = s.mux_id;
+            m.payload = Some(encode_credit(n));
+            self.push_out(side, key, m);
+        }
+    }
+
+    /// The receiver was dropped, after consuming `read` of the messages handed to it (the
+    /// rest it never read). A caller's receiver dropped before the end cancels the stream;
+    /// a handler's just stops taking messages (their credit goes straight back).
+    pub(crate) fn drop_receiver(&mut self, side: Side, key: Key, read: u32) {
+        self.count_read(side, key, read);
         let Some(s) = self.stream_mut(side, key) else {
             return;
         };
@@ -528,9 +555,9 @@ impl Engine {
             Side::Caller => {}
             Side::Handler => {
                 s.recv.discard = true;
-                let queued = s.recv.queue.len() as u32;
+                let unread = s.recv.queue.len() as u32 + std::mem::take(&mut s.recv.lent);
                 s.recv.queue.clear();
-                let n = s.recv.window.discard(queued);
+                let n = s.recv.window.discard(unread);
                 if n > 0 && s.state == StreamState::Open {
                     let mut m = Message::new(s.unblock_op());
                     m.mux_id = s.mux_id;

@@ -52,6 +52,8 @@ pub(super) struct Fixture {
     pub(super) b_input_end: Option<Result<(), Error>>,
     /// Items a receiver yielded after its end (must stay empty).
     pub(super) after_end: Vec<String>,
+    pub(super) a_reader: super::Reader,
+    pub(super) b_reader: super::Reader,
 }
 
 impl Fixture {
@@ -79,6 +81,8 @@ impl Fixture {
             a_end: None,
             b_input_end: None,
             after_end: Vec::new(),
+            a_reader: super::Reader::default(),
+            b_reader: super::Reader::default(),
         };
         if at == At::OpeningUnsent {
             return f;
@@ -173,28 +177,27 @@ impl Fixture {
             self.b_sender = false;
         }
         if self.b_receiver {
-            self.net.b.e.drop_receiver(Side::Handler, key);
+            self.b_reader.drop(&mut self.net.b, Side::Handler, key);
             self.b_receiver = false;
         }
         self.net.b.e.stream_returned(key, failure);
     }
 
     pub(super) fn a_recv(&mut self) -> Option<Result<Bytes, Error>> {
-        let w = Watch::new();
-        let item = self.net.a.e.poll_recv(Side::Caller, self.a, &mut w.cx());
-        let item = item.map(|i| i.map(|r| r.map(|p| p.into_bytes().unwrap_or_default())));
+        let item = self.a_reader.poll(&mut self.net.a, Side::Caller, self.a);
         Self::track(item, &mut self.a_end, &mut self.after_end, "A")
     }
 
     pub(super) fn b_recv(&mut self) -> Option<Result<Bytes, Error>> {
-        let w = Watch::new();
-        let item = self
-            .net
-            .b
-            .e
-            .poll_recv(Side::Handler, self.b_key(), &mut w.cx());
-        let item = item.map(|i| i.map(|r| r.map(|p| p.into_bytes().unwrap_or_default())));
+        let key = self.b_key();
+        let item = self.b_reader.poll(&mut self.net.b, Side::Handler, key);
         Self::track(item, &mut self.b_input_end, &mut self.after_end, "B")
+    }
+
+    /// Drops the caller's receiver.
+    pub(super) fn a_drop_receiver(&mut self) {
+        self.a_reader.drop(&mut self.net.a, Side::Caller, self.a);
+        self.a_receiver = false;
     }
 
     /// Notes a receiver's first end, and anything it yields after it.
@@ -286,8 +289,7 @@ impl Fixture {
                     _ => break,
                 }
             }
-            self.net.a.e.drop_receiver(Side::Caller, self.a);
-            self.a_receiver = false;
+            self.a_drop_receiver();
         }
         self.net.pump();
         self.net.advance(Duration::from_secs(1200));

@@ -257,6 +257,52 @@ impl Net {
     }
 }
 
+/// A stream receiver as the user's end works: it takes what arrived in one step, reads
+/// from its own buffer, and tells the engine what it read at its next step.
+#[derive(Default)]
+pub(super) struct Reader {
+    ready: std::collections::VecDeque<super::Payload>,
+    read: u32,
+}
+
+impl Reader {
+    pub(super) fn poll(
+        &mut self,
+        node: &mut Node,
+        side: super::Side,
+        key: Key,
+    ) -> Poll<Option<Result<Bytes, crate::error::Error>>> {
+        if self.ready.is_empty() {
+            let w = Watch::new();
+            let read = std::mem::take(&mut self.read);
+            let r = node
+                .e
+                .poll_recv(side, key, read, &mut self.ready, &mut w.cx());
+            node.wake();
+            match r {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(()))) => {}
+                Poll::Ready(end) => return Poll::Ready(end.map(|r| r.map(|()| Bytes::new()))),
+            }
+        }
+        match self.ready.pop_front() {
+            Some(p) => {
+                self.read += 1;
+                Poll::Ready(Some(Ok(p.into_bytes().unwrap_or_default())))
+            }
+            None => Poll::Pending,
+        }
+    }
+
+    /// The receiver is dropped.
+    pub(super) fn drop(&mut self, node: &mut Node, side: super::Side, key: Key) {
+        let read = std::mem::take(&mut self.read);
+        self.ready.clear();
+        node.e.drop_receiver(side, key, read);
+        node.wake();
+    }
+}
+
 /// Both engines are empty: no call, stream or partial payload left on either side.
 pub(super) fn assert_idle(net: &Net) {
     for (name, node) in [("a", &net.a), ("b", &net.b)] {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use super::{assert_idle, config, Net, Watch};
+use super::{assert_idle, config, Net, Reader, Watch};
 use crate::codec::ErrorKind;
 use crate::engine::{Key, Side};
 use crate::error::Error;
@@ -86,6 +86,8 @@ struct Model {
     a_end: End,
     b_end: End,
     after_end: Vec<String>,
+    a_reader: Reader,
+    b_reader: Reader,
 }
 
 struct World {
@@ -99,27 +101,21 @@ fn pick(n: usize, i: u8) -> Option<usize> {
     (n > 0).then(|| usize::from(i) % n)
 }
 
-fn poll_recv(net: &mut Net, side: Side, key: Key) -> Poll<Option<Result<Bytes, Error>>> {
-    let w = Watch::new();
-    let node = match side {
-        Side::Caller => &mut net.a,
-        Side::Handler => &mut net.b,
-    };
-    let r = node.e.poll_recv(side, key, &mut w.cx());
-    node.wake();
-    r.map(|i| i.map(|r| r.map(|p| p.into_bytes().unwrap_or_default())))
-}
-
 /// Reads one item, noting the first end and anything after it.
 fn read(
     net: &mut Net,
     side: Side,
     key: Key,
+    reader: &mut Reader,
     got: &mut Vec<Bytes>,
     end: &mut End,
     after: &mut Vec<String>,
 ) -> bool {
-    match poll_recv(net, side, key) {
+    let node = match side {
+        Side::Caller => &mut net.a,
+        Side::Handler => &mut net.b,
+    };
+    match reader.poll(node, side, key) {
         Poll::Pending => false,
         Poll::Ready(item) => {
             if end.is_some() {
@@ -277,6 +273,7 @@ impl World {
                     &mut self.net,
                     Side::Caller,
                     key,
+                    &mut m.a_reader,
                     &mut m.got_a,
                     &mut m.a_end,
                     &mut m.after_end,
@@ -288,8 +285,7 @@ impl World {
                 let (Some(key), true) = (m.a, m.a_receiver) else {
                     return;
                 };
-                self.net.a.e.drop_receiver(Side::Caller, key);
-                self.net.a.wake();
+                m.a_reader.drop(&mut self.net.a, Side::Caller, key);
                 m.a_receiver = false;
             }
             Op::ADropOpening(i) => {
@@ -323,6 +319,7 @@ impl World {
                     &mut self.net,
                     Side::Handler,
                     key,
+                    &mut m.b_reader,
                     &mut m.got_b,
                     &mut m.b_end,
                     &mut m.after_end,
@@ -342,8 +339,7 @@ impl World {
                 let (Some(key), true) = (m.b, m.b_receiver) else {
                     return;
                 };
-                self.net.b.e.drop_receiver(Side::Handler, key);
-                self.net.b.wake();
+                m.b_reader.drop(&mut self.net.b, Side::Handler, key);
                 m.b_receiver = false;
             }
             Op::DeliverAB => self.net.a_to_b(),
@@ -363,7 +359,7 @@ impl World {
             m.b_sender = false;
         }
         if m.b_receiver {
-            self.net.b.e.drop_receiver(Side::Handler, key);
+            m.b_reader.drop(&mut self.net.b, Side::Handler, key);
             m.b_receiver = false;
         }
         let failure = (!ok).then(|| (ErrorKind::Remote, "failed".to_owned()));
@@ -433,6 +429,7 @@ impl World {
                             &mut self.net,
                             Side::Handler,
                             key,
+                            &mut m.b_reader,
                             &mut m.got_b,
                             &mut m.b_end,
                             &mut m.after_end,
@@ -455,6 +452,7 @@ impl World {
                         &mut self.net,
                         Side::Caller,
                         key,
+                        &mut m.a_reader,
                         &mut m.got_a,
                         &mut m.a_end,
                         &mut m.after_end,
@@ -478,11 +476,11 @@ impl World {
                 m.a_opening = false;
             }
             if let (Some(key), true) = (m.a, m.a_receiver) {
-                self.net.a.e.drop_receiver(Side::Caller, key);
+                m.a_reader.drop(&mut self.net.a, Side::Caller, key);
                 m.a_receiver = false;
             }
             if let (Some(key), true) = (m.b, m.b_receiver) {
-                self.net.b.e.drop_receiver(Side::Handler, key);
+                m.b_reader.drop(&mut self.net.b, Side::Handler, key);
                 m.b_receiver = false;
             }
         }

@@ -201,8 +201,7 @@ fn caller_drops_its_receiver() {
             f.net.a.e.drop_opening(f.a);
             f.a_opening = false;
         } else {
-            f.net.a.e.drop_receiver(Side::Caller, f.a);
-            f.a_receiver = false;
+            f.a_drop_receiver();
         }
         f.net.pump();
         match f.at {
