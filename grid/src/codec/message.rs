@@ -208,10 +208,35 @@ impl Message {
         f
     }
 
-    /// Appends this message's encoding to `buf`.
+    /// Appends this message's encoding to `buf`: the header is written on the stack and
+    /// copied in once, then the payload, the subroute and the checksum.
     pub fn encode_into(&self, buf: &mut Vec<u8>, checksum: bool) {
-        let payload = self.payload.as_ref().map(std::slice::from_ref);
-        encode_parts(buf, self, payload, self.wire_flags(checksum), checksum);
+        let flags = self.wire_flags(checksum);
+        let payload = self.payload.as_deref();
+        let mut head = wire::Head::new();
+        head.byte(0x90 | (7 + u8::from(self.subroute.is_some()) + u8::from(checksum)));
+        head.uint(self.mux_id);
+        head.uint(u64::from(self.seq));
+        head.uint(u64::from(self.deadline_ms));
+        head.uint(u64::from(self.handler.0));
+        head.uint(self.op as u64);
+        head.uint(u64::from(flags.0));
+        head.nil_or_bin(payload.map(<[u8]>::len));
+        let start = buf.len();
+        buf.reserve(head.as_slice().len() + payload.map_or(0, <[u8]>::len) + 18);
+        buf.extend_from_slice(head.as_slice());
+        if let Some(p) = payload {
+            buf.extend_from_slice(p);
+        }
+        if let Some(h) = self.subroute {
+            let mut tail = wire::Head::new();
+            tail.uint(h);
+            buf.extend_from_slice(tail.as_slice());
+        }
+        if checksum {
+            let sum = xxhash_rust::xxh3::xxh3_64(buf.get(start..).unwrap_or_default());
+            wire::write_u64_fixed(buf, sum);
+        }
     }
 
     /// This message's encoding.
@@ -293,34 +318,6 @@ impl Message {
             subroute,
             payload,
         })
-    }
-}
-
-/// Encodes a message's fields from `m`, with an explicit payload (given as pieces that are
-/// concatenated) and flags.
-pub(crate) fn encode_parts<P: AsRef<[u8]>>(
-    buf: &mut Vec<u8>,
-    m: &Message,
-    payload: Option<&[P]>,
-    flags: Flags,
-    checksum: bool,
-) {
-    let start = buf.len();
-    let n = 7 + u8::from(m.subroute.is_some()) + u8::from(checksum);
-    buf.push(0x90 | n);
-    wire::write_uint(buf, m.mux_id);
-    wire::write_uint(buf, u64::from(m.seq));
-    wire::write_uint(buf, u64::from(m.deadline_ms));
-    wire::write_uint(buf, u64::from(m.handler.0));
-    wire::write_uint(buf, m.op as u64);
-    wire::write_uint(buf, u64::from(flags.0));
-    wire::write_nil_or_bin(buf, payload);
-    if let Some(h) = m.subroute {
-        wire::write_uint(buf, h);
-    }
-    if checksum {
-        let sum = xxhash_rust::xxh3::xxh3_64(&buf[start..]);
-        wire::write_u64_fixed(buf, sum);
     }
 }
 
