@@ -272,6 +272,28 @@ fn a_missing_checksum_is_refused_where_required() {
         decode_frame(&frame, LIMITS.requiring_checksums(true)),
         Err(FrameError::MissingChecksum)
     );
+    // A merged wrapper without a checksum is fine when every message inside has its own.
+    let inner: Vec<u8> = [request(b"a").encode(true), request(b"b").encode(true)].concat();
+    let mut wrapper = Message::new(Op::Merged);
+    wrapper.payload = Some(Bytes::from(inner));
+    let frame = Bytes::from(wrapper.encode(false));
+    assert!(decode_frame(&frame, LIMITS.requiring_checksums(true)).is_ok());
+}
+
+#[test]
+fn one_checksum_covers_a_merged_frame() {
+    let frame = encode_frame(&[request(b"first"), request(b"second")], true);
+    let messages = decode_frame(&frame, LIMITS.requiring_checksums(true)).expect("valid");
+    assert_eq!(messages.len(), 2);
+    // Any byte of any message inside is covered.
+    for i in 9..frame.len() - 9 {
+        let mut broken = frame.to_vec();
+        broken[i] ^= 0x01;
+        assert!(
+            decode_frame(&Bytes::from(broken), LIMITS.requiring_checksums(true)).is_err(),
+            "a change at byte {i} went unnoticed"
+        );
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::message::{Message, Op};
+use super::message::{Flags, Message, Op};
 use super::wire::Reader;
 
 /// Why a received frame was refused. Any of these ends the connection (the peer is broken
@@ -65,19 +65,24 @@ impl FrameLimits {
 }
 
 /// Encodes messages into one frame: the message itself when there is one, a
-/// [`Op::Merged`] message wrapping their encodings when there are several.
+/// [`Op::Merged`] message wrapping their encodings when there are several. With `checksum`,
+/// a single message carries its own, and a merged frame one for all (its inner messages
+/// none).
 pub fn encode_frame(messages: &[Message], checksum: bool) -> Bytes {
     let mut builder = FrameBuilder::new(0);
+    let merged = messages.len() > 1;
     for m in messages {
-        builder.push(m, checksum);
+        builder.push(m, checksum && !merged);
     }
-    let start = builder.finish();
+    let start = builder.finish(checksum && merged);
     Bytes::copy_from_slice(&builder.buffer()[start..])
 }
 
 /// The most bytes the header of a merged wrapper takes (fixarray, six small fields, and a
 /// `bin 32` marker with its length).
 const WRAPPER_HEADER: usize = 7 + 5;
+/// The checksum field that may end a merged wrapper (`uint 64`).
+const CHECKSUM_FIELD: usize = 9;
 
 /// Builds one frame straight into a reused buffer: messages are encoded one after another,
 /// and when there are several, the merged wrapper's header is written in front of them
@@ -125,22 +130,31 @@ impl FrameBuilder {
 
     /// Completes the frame and returns where it starts in [`FrameBuilder::buffer`]: the
     /// frame is `buffer()[start..]`, and at least `headroom` bytes are free before `start`.
-    pub fn finish(&mut self) -> usize {
+    /// With `checksum`, a merged wrapper ends with one checksum over the whole frame (its
+    /// messages were pushed without theirs); a single message is left as pushed.
+    pub fn finish(&mut self, checksum: bool) -> usize {
         let body = self.headroom + WRAPPER_HEADER;
         if self.count < 2 {
             return body;
         }
-        // The wrapper: fixarray of 7, mux/seq/deadline/handler 0, op Merged, flags 0, and
-        // the payload's bin marker; the payload is the body already in place.
+        // The wrapper: fixarray of 7 (8 with the checksum), mux/seq/deadline/handler 0, op
+        // Merged, flags 0 (CHECKSUM), and the payload's bin marker; the payload is the body
+        // already in place, the checksum is appended after it.
         let mut header = [0u8; WRAPPER_HEADER];
-        header[0] = 0x97;
+        header[0] = if checksum { 0x98 } else { 0x97 };
         header[5] = Op::Merged as u8;
+        header[6] = if checksum { Flags::CHECKSUM.0 } else { 0 };
         let (marker, used) = super::wire::bin_marker(self.body_len());
         let n = 7 + used;
         header[7..n].copy_from_slice(&marker[..used]);
         let start = body - n;
         if let Some(dst) = self.buf.get_mut(start..body) {
             dst.copy_from_slice(&header[..n]);
+        }
+        if checksum {
+            let sum = xxhash_rust::xxh3::xxh3_64(self.buf.get(start..).unwrap_or_default());
+            self.buf.reserve(CHECKSUM_FIELD);
+            super::wire::write_u64_fixed(&mut self.buf, sum);
         }
         start
     }
@@ -195,11 +209,15 @@ impl FrameMessages {
     /// # Errors
     /// Any [`FrameError`] of the outer message (a merged wrapper without payload, trailing
     /// bytes after it, ...).
-    pub fn new(frame: &Bytes, limits: FrameLimits) -> Result<Self, FrameError> {
+    pub fn new(frame: &Bytes, mut limits: FrameLimits) -> Result<Self, FrameError> {
         let mut r = Reader::new(frame, 0);
-        let top = Message::decode(&mut r, limits)?;
+        let (top, checksummed) = Message::decode_checked(&mut r, limits)?;
         if r.remaining() != 0 {
             return Err(FrameError::Malformed("trailing bytes after the message"));
+        }
+        if checksummed {
+            // One checksum over the whole merged frame covers the messages inside it.
+            limits = limits.requiring_checksums(false);
         }
         let inner = if top.op == Op::Merged {
             let payload = top

@@ -249,6 +249,14 @@ impl Message {
 
     /// Reads one message starting at the reader's position.
     pub(crate) fn decode(r: &mut Reader<'_>, limits: FrameLimits) -> Result<Message, FrameError> {
+        Self::decode_checked(r, limits).map(|(m, _)| m)
+    }
+
+    /// Reads one message, and whether it carried a (verified) checksum.
+    pub(crate) fn decode_checked(
+        r: &mut Reader<'_>,
+        limits: FrameLimits,
+    ) -> Result<(Message, bool), FrameError> {
         let max_payload = limits.max_payload;
         let start = r.pos();
         let n = r.fixarray()?;
@@ -308,7 +316,7 @@ impl Message {
                 return Err(FrameError::BadChecksum);
             }
         }
-        Ok(Message {
+        let message = Message {
             mux_id,
             seq,
             deadline_ms,
@@ -317,7 +325,8 @@ impl Message {
             flags: flags.without(Flags::DERIVED),
             subroute,
             payload,
-        })
+        };
+        Ok((message, flags.contains(Flags::CHECKSUM)))
     }
 }
 

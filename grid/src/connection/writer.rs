@@ -62,11 +62,13 @@ pub(crate) async fn write_loop(
             if batch.is_empty() {
                 continue;
             }
+            // Checksums: a single message carries its own, a merged frame one for all.
+            let merged = batch.len() > 1;
             frame.clear();
             for m in batch {
-                frame.push(m, checksum);
+                frame.push(m, checksum && !merged);
             }
-            let start = frame.finish();
+            let start = frame.finish(checksum && merged);
             counters.frame_out(batch.len(), frame.buffer().len() - start);
             if let Err(e) = socket.send_built(&mut frame, start).await {
                 return format!("socket write failed: {e}");

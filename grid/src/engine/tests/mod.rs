@@ -127,10 +127,11 @@ impl Node {
                     continue;
                 }
                 let mut b = FrameBuilder::new(0);
+                let merged = batch.len() > 1;
                 for m in batch {
-                    b.push(m, true);
+                    b.push(m, !merged);
                 }
-                let start = b.finish();
+                let start = b.finish(merged);
                 frames.push(Bytes::copy_from_slice(&b.buffer()[start..]));
             }
             if frames.len() > 10_000 {
