@@ -313,7 +313,7 @@ impl Engine {
     }
 
     /// A Response arrived.
-    pub(super) fn on_response(&mut self, msg: Message, payload: Payload) {
+    pub(super) fn on_response(&mut self, msg: &Message, payload: Payload) {
         let Some(key) = Key::from_mux_id(msg.mux_id) else {
             return;
         };
@@ -339,7 +339,7 @@ impl Engine {
     pub(super) fn admit(
         &mut self,
         now: Instant,
-        msg: Message,
+        msg: &Message,
         payload: Payload,
         stream: bool,
     ) -> Result<(), String> {
@@ -371,7 +371,7 @@ impl Engine {
             } else {
                 Op::Response
             };
-            let refusal = Message::error_to(op, &msg, ErrorKind::Busy, &text);
+            let refusal = Message::error_to(op, msg, ErrorKind::Busy, &text);
             if !self.push_refusal(refusal) {
                 return Err(format!(
                     "the peer keeps calling beyond the limit of {} concurrent calls without reading the refusals",

@@ -30,14 +30,25 @@ impl Engine {
         result
     }
 
-    fn apply(&mut self, now: Instant, msg: Message) -> Result<(), String> {
+    fn apply(&mut self, now: Instant, mut msg: Message) -> Result<(), String> {
         self.timers.last_heard = now;
-        if msg.flags.contains(Flags::MORE) && !self.wants_chunk(&msg) {
+        let more = msg.flags.contains(Flags::MORE);
+        if !more && self.assembler.held() == 0 {
+            // Not a part, nothing half received: the common case, no reassembly.
+            let payload = Payload::from(msg.payload.take());
+            return self.dispatch(now, &msg, payload);
+        }
+        if more && !self.wants_chunk(&msg) {
             return Ok(());
         }
         let Some(Whole { msg, payload }) = self.assembler.push(msg)? else {
             return Ok(());
         };
+        self.dispatch(now, &msg, payload)
+    }
+
+    /// What a whole message means.
+    fn dispatch(&mut self, now: Instant, msg: &Message, payload: Payload) -> Result<(), String> {
         match msg.op {
             Op::Request => self.admit(now, msg, payload, false),
             Op::ConnectMux => self.admit(now, msg, payload, true),
@@ -145,7 +156,7 @@ impl Engine {
     }
 
     /// A data message (or EOF) for a stream.
-    fn on_data(&mut self, side: Side, key: Key, msg: Message, payload: Payload) {
+    fn on_data(&mut self, side: Side, key: Key, msg: &Message, payload: Payload) {
         let Some(s) = self.stream_mut(side, key) else {
             return;
         };
