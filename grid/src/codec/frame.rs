@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use super::fast_path::decode_plain;
 use super::message::{Flags, Message, Op};
 use super::wire::Reader;
 
@@ -250,6 +251,12 @@ impl Iterator for FrameMessages {
                 if *pos >= payload.len() {
                     self.inner = Inner::Done;
                     return None;
+                }
+                if !self.limits.require_checksum {
+                    if let Some((m, end)) = decode_plain(payload, *pos, self.limits.max_payload) {
+                        *pos = end;
+                        return Some(Ok(m));
+                    }
                 }
                 let mut r = Reader::new(payload, *pos);
                 let decoded = Message::decode(&mut r, self.limits).and_then(|m| {

@@ -223,8 +223,8 @@ impl Message {
         head.uint(u64::from(flags.0));
         head.nil_or_bin(payload.map(<[u8]>::len));
         let start = buf.len();
-        buf.reserve(head.as_slice().len() + payload.map_or(0, <[u8]>::len) + 18);
-        buf.extend_from_slice(head.as_slice());
+        buf.reserve(wire::HEAD_MAX + payload.map_or(0, <[u8]>::len) + 18);
+        head.append_to(buf);
         if let Some(p) = payload {
             buf.extend_from_slice(p);
         }

@@ -13,6 +13,7 @@
 //!   [`Flags::ZERO_LENGTH`]).
 
 mod error_payload;
+mod fast_path;
 mod frame;
 pub mod handshake;
 mod message;

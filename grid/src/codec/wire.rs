@@ -104,74 +104,94 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Room for the longest header: the fixarray marker, six fields of at most 9 bytes, and a
+/// `bin 32` marker with its length (1 + 54 + 5), rounded up.
+pub(crate) const HEAD_MAX: usize = 64;
+
 /// A message header being written: the fields in their shortest MessagePack forms, into a
-/// small array on the stack (the longest header, seven fields and a `bin 32` marker, takes
-/// 1 + 6 × 9 + 5 bytes), then copied into the frame in one go.
+/// small array on the stack, then copied into the frame in one go. Every field is stored
+/// with one fixed-size write (its unused tail is overwritten by the next field), so
+/// writing a header takes no per-byte bounds checks or loops.
 pub(crate) struct Head {
-    bytes: [u8; 64],
+    bytes: [u8; HEAD_MAX],
     len: usize,
 }
 
 impl Head {
     pub(crate) fn new() -> Self {
         Self {
-            bytes: [0; 64],
+            bytes: [0; HEAD_MAX],
             len: 0,
         }
     }
 
-    #[inline]
+    /// Nine bytes from the end of what is written (none if the header is full, which the
+    /// callers' field counts never reach).
+    #[inline(always)]
+    fn slot(&mut self) -> Option<&mut [u8; 9]> {
+        self.bytes.get_mut(self.len..self.len + 9)?.try_into().ok()
+    }
+
+    #[inline(always)]
     pub(crate) fn byte(&mut self, b: u8) {
-        if let Some(slot) = self.bytes.get_mut(self.len) {
-            *slot = b;
+        if let Some(slot) = self.slot() {
+            slot[0] = b;
             self.len += 1;
         }
     }
 
-    #[inline]
-    fn be(&mut self, marker: u8, be: &[u8]) {
-        self.byte(marker);
-        let end = self.len + be.len();
-        if let Some(dst) = self.bytes.get_mut(self.len..end) {
-            dst.copy_from_slice(be);
-            self.len = end;
+    /// `marker` followed by the low `width` bytes of `v`, big-endian.
+    #[inline(always)]
+    fn marked(&mut self, marker: u8, v: u64, width: usize) {
+        if let Some(slot) = self.slot() {
+            slot[0] = marker;
+            let aligned = v << (64 - 8 * width as u32);
+            if let Some(rest) = slot.last_chunk_mut::<8>() {
+                *rest = aligned.to_be_bytes();
+            }
+            self.len += 1 + width;
         }
     }
 
     /// An unsigned integer in its shortest form.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn uint(&mut self, v: u64) {
         if v < 0x80 {
             self.byte(v as u8);
-        } else if let Ok(v) = u8::try_from(v) {
-            self.be(0xcc, &[v]);
-        } else if let Ok(v) = u16::try_from(v) {
-            self.be(0xcd, &v.to_be_bytes());
-        } else if let Ok(v) = u32::try_from(v) {
-            self.be(0xce, &v.to_be_bytes());
+        } else if v <= 0xff {
+            self.marked(0xcc, v, 1);
+        } else if v <= 0xffff {
+            self.marked(0xcd, v, 2);
+        } else if v <= 0xffff_ffff {
+            self.marked(0xce, v, 4);
         } else {
-            self.be(0xcf, &v.to_be_bytes());
+            self.marked(0xcf, v, 8);
         }
     }
 
     /// `nil`, or the marker and length of a `bin` of `len` bytes.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn nil_or_bin(&mut self, len: Option<usize>) {
         match len {
             None => self.byte(0xc0),
-            Some(len) => {
-                let (marker, used) = bin_marker(len);
-                if let Some(m) = marker.get(..used) {
-                    for b in m {
-                        self.byte(*b);
-                    }
-                }
-            }
+            Some(len) if len <= 0xff => self.marked(0xc4, len as u64, 1),
+            Some(len) if len <= 0xffff => self.marked(0xc5, len as u64, 2),
+            // Payload lengths are bounded by the max message size (< 4 GiB) before encoding.
+            Some(len) => self.marked(0xc6, len as u64, 4),
         }
     }
 
     pub(crate) fn as_slice(&self) -> &[u8] {
         self.bytes.get(..self.len).unwrap_or_default()
+    }
+
+    /// Appends the header to `buf`: the whole array is copied (a fixed-size copy, no call),
+    /// then `buf` is cut back to the header's length.
+    #[inline(always)]
+    pub(crate) fn append_to(&self, buf: &mut Vec<u8>) {
+        let end = buf.len() + self.len;
+        buf.extend_from_slice(&self.bytes);
+        buf.truncate(end);
     }
 }
 

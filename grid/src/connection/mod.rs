@@ -40,6 +40,7 @@ pub(crate) fn record_mux(mux_id: u64) {
 mod dial;
 pub(crate) mod handshake;
 mod open_stream;
+mod read_buffer;
 mod reader;
 mod request;
 mod runner;

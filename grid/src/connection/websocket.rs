@@ -13,6 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use bytes::Bytes;
 
+use super::read_buffer::ReadBuffer;
+
 /// The read half of a connection's socket.
 pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
 /// The write half of a connection's socket.
@@ -143,7 +145,7 @@ fn write_header(buf: &mut Vec<u8>, opcode: u8, len: usize, mask: Option<[u8; 4]>
 /// Reads WebSocket messages from the read half.
 pub(crate) struct FrameReader {
     io: ReadHalf,
-    buf: BytesMut,
+    buf: ReadBuffer,
     role: Role,
     max_message: usize,
     /// A fragmented binary message being reassembled.
@@ -154,7 +156,7 @@ impl FrameReader {
     pub(crate) fn new(io: ReadHalf, role: Role, max_message: usize) -> Self {
         Self {
             io,
-            buf: BytesMut::with_capacity(16 * 1024),
+            buf: ReadBuffer::new(),
             role,
             max_message,
             partial: None,
@@ -170,10 +172,8 @@ impl FrameReader {
             if let Some(incoming) = self.parse_one()? {
                 return Ok(incoming);
             }
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(16 * 1024);
-            }
-            match self.io.read_buf(&mut self.buf).await {
+            self.buf.reserve(4096);
+            match self.io.read_buf(self.buf.bytes()).await {
                 Ok(0) => return Err("peer closed the socket".into()),
                 Ok(_) => {}
                 Err(e) => return Err(format!("socket read failed: {e}")),
@@ -184,7 +184,7 @@ impl FrameReader {
     /// Takes one complete frame off the buffer, if there is one.
     fn parse_one(&mut self) -> Result<Option<Incoming>, String> {
         loop {
-            let Some(h) = parse_header(&self.buf)? else {
+            let Some(h) = parse_header(self.buf.bytes())? else {
                 return Ok(None);
             };
             let expect_mask = self.role == Role::Acceptor;
@@ -206,11 +206,12 @@ impl FrameReader {
                     )
                 })?;
             let total = h.header_len + len;
-            if self.buf.len() < total {
-                self.buf.reserve(total - self.buf.len());
+            let buffered = self.buf.bytes().len();
+            if buffered < total {
+                self.buf.reserve(total - buffered);
                 return Ok(None);
             }
-            let mut payload = self.buf.split_to(total);
+            let mut payload = self.buf.bytes().split_to(total);
             payload.advance(h.header_len);
             if let Some(mask) = h.mask {
                 apply_mask(&mut payload, mask);

@@ -50,11 +50,13 @@ enum Sched {
     Waiting,
 }
 
-/// One entry's messages to send, in order. The first one is kept inline: a single call
-/// never has more than one message queued, and needs no allocation for it.
+/// One entry's messages to send, in order. A lone message is kept inline (a single call
+/// never has more than one queued, and needs no allocation for it); from the second one on
+/// they all sit in the queue, so each message is moved in once and out once.
 #[derive(Debug, Default)]
 pub(crate) struct OutQueue {
-    head: Option<Message>,
+    /// The only message queued, when there is just one (`rest` is then empty).
+    single: Option<Message>,
     rest: VecDeque<Message>,
     /// Bytes of the head's payload already sent in chunks.
     chunk_offset: usize,
@@ -68,28 +70,44 @@ pub(crate) struct OutQueue {
 impl OutQueue {
     fn push(&mut self, m: Message) {
         self.bytes += payload_len(&m);
-        if self.head.is_none() {
-            self.head = Some(m);
-        } else {
-            self.rest.push_back(m);
+        if self.rest.is_empty() {
+            match self.single.take() {
+                None => return self.single = Some(m),
+                Some(first) => self.rest.push_back(first),
+            }
         }
+        self.rest.push_back(m);
     }
 
     fn front(&self) -> Option<&Message> {
-        self.head.as_ref()
+        self.single.as_ref().or_else(|| self.rest.front())
     }
 
     fn pop(&mut self) -> Option<Message> {
-        let m = self.head.take()?;
-        self.head = self.rest.pop_front();
+        let m = match self.single.take() {
+            Some(m) => m,
+            None => self.rest.pop_front()?,
+        };
         self.bytes -= payload_len(&m);
         self.chunk_offset = 0;
         Some(m)
     }
 
+    fn clear(&mut self) {
+        self.single = None;
+        self.rest.clear();
+        self.bytes = 0;
+        self.chunk_offset = 0;
+    }
+
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = &Message> {
+        self.single.iter().chain(self.rest.iter())
+    }
+
     /// True when nothing is queued and the entry is not scheduled.
     pub(crate) fn is_idle(&self) -> bool {
-        self.head.is_none() && self.sched == Sched::Idle
+        self.front().is_none() && self.sched == Sched::Idle
     }
 }
 
@@ -275,10 +293,7 @@ impl Engine {
         let sched = std::mem::take(&mut out.sched);
         let head_len = out.front().map_or(0, payload_len);
         let bytes = out.bytes;
-        out.head = None;
-        out.rest.clear();
-        out.bytes = 0;
-        out.chunk_offset = 0;
+        out.clear();
         if side == Side::Handler {
             self.outbox.handler_bytes -= bytes;
         }
@@ -498,16 +513,11 @@ impl Engine {
                 (Side::Handler, k, out)
             }));
         for (side, key, out) in queues {
-            let bytes: usize = out
-                .head
-                .iter()
-                .chain(out.rest.iter())
-                .map(payload_len)
-                .sum();
+            let bytes: usize = out.iter().map(payload_len).sum();
             assert_eq!(out.bytes, bytes, "{side:?} {key:?}: queued bytes");
             assert!(
-                out.head.is_some() || out.rest.is_empty(),
-                "{side:?} {key:?}: a gap"
+                out.single.is_none() || out.rest.is_empty(),
+                "{side:?} {key:?}: an inline message beside a queue"
             );
             if side == Side::Handler {
                 handler_bytes += bytes;
