@@ -24,6 +24,9 @@ use crate::engine::{Key, Payload, Side};
 use crate::error::{Error, Result};
 use crate::session::Session;
 
+/// Most messages [`StreamSender::send_all`] queues in one step.
+const SEND_ALL_BATCH: u32 = 256;
+
 /// Sends one direction of a stream. Not `Clone`: messages are numbered in the order they
 /// are sent.
 ///
@@ -85,15 +88,54 @@ impl StreamSender {
         let (side, key) = (self.side, self.key);
         let mut payload = Some(payload);
         poll_fn(|cx| {
-            self.session.with(|e| match e.poll_reserve(side, key, cx) {
-                Poll::Ready(Ok(())) => {
-                    Poll::Ready(e.send(side, key, payload.take().unwrap_or_default()))
-                }
-                Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-                Poll::Pending => Poll::Pending,
-            })
+            self.session
+                .with(|e| e.poll_send(side, key, &mut payload, cx))
         })
         .await
+    }
+
+    /// Sends every message of `messages`, in order, waiting for credit whenever the
+    /// receiver is behind. Each time credit is available, as many messages as it covers
+    /// (up to a bound) are taken from the iterator and queued in one step, so a batch costs
+    /// one wait and one lock rather than one per message.
+    ///
+    /// # Errors
+    /// As [`StreamSender::send`]: the messages before the failing one were sent, it and
+    /// the rest were not. A payload over the maximum message size stops the batch with
+    /// [`Error::MessageTooLarge`] (the stream carries on).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: if the future is dropped while it waits for credit, the messages
+    /// before were sent and the rest were not (one of them already taken from the
+    /// iterator). Send one at a time with [`StreamSender::send`] to know exactly which.
+    pub async fn send_all<I>(&mut self, messages: I) -> Result<()>
+    where
+        I: IntoIterator<Item = Bytes>,
+    {
+        let (side, key) = (self.side, self.key);
+        // Fused: an iterator that ended (a typed batch stops at an item it cannot encode)
+        // is never asked again.
+        let mut messages = messages.into_iter().fuse().peekable();
+        let mut batch = Vec::new();
+        while messages.peek().is_some() {
+            let session = &self.session;
+            let n = poll_fn(|cx| session.with(|e| e.poll_reserve(side, key, SEND_ALL_BATCH, cx)))
+                .await?;
+            batch.extend(messages.by_ref().take(n as usize));
+            let fits = batch
+                .iter()
+                .position(|p| self.check_size(p).is_err())
+                .unwrap_or(batch.len());
+            let unused = n - fits as u32;
+            self.session.with(|e| {
+                e.unreserve(side, key, unused);
+                batch.drain(..fits).try_for_each(|p| e.send(side, key, p))
+            })?;
+            if let Some(too_large) = batch.first() {
+                return self.check_size(too_large);
+            }
+        }
+        Ok(())
     }
 
     /// Waits for one credit and holds it in a [`Permit`], which then sends without waiting.
@@ -107,7 +149,7 @@ impl StreamSender {
     pub async fn reserve(&mut self) -> Result<Permit<'_>> {
         let (side, key) = (self.side, self.key);
         let session = self.session.clone();
-        poll_fn(|cx| session.with(|e| e.poll_reserve(side, key, cx))).await?;
+        poll_fn(|cx| session.with(|e| e.poll_reserve(side, key, 1, cx))).await?;
         Ok(Permit {
             sender: self,
             spent: false,
@@ -186,7 +228,7 @@ impl Drop for Permit<'_> {
     fn drop(&mut self) {
         if !self.spent {
             let (side, key) = (self.sender.side, self.sender.key);
-            self.sender.session.with(|e| e.unreserve(side, key));
+            self.sender.session.with(|e| e.unreserve(side, key, 1));
         }
     }
 }

@@ -6,6 +6,7 @@
 //! peers ignore fields they do not know, and newer peers read a missing field as its
 //! default when it is an `Option` or marked `#[serde(default)]`.
 
+use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -122,6 +123,35 @@ impl<T: Serialize> Sender<T> {
     pub async fn send(&mut self, item: &T) -> Result<()> {
         let bytes = encode(item)?;
         self.inner.send(bytes).await
+    }
+
+    /// Sends every item, in order, waiting for credit whenever the receiver is behind;
+    /// as many items as the credit covers are encoded and queued in one step (see
+    /// [`StreamSender::send_all`]). Items may be given by value or by reference.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] for an item that cannot be encoded: the items before it were sent,
+    /// it and the rest were not. Otherwise as [`StreamSender::send_all`].
+    ///
+    /// # Cancel safety
+    /// As [`StreamSender::send_all`] (not cancel safe).
+    pub async fn send_all<I>(&mut self, items: I) -> Result<()>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<T>,
+    {
+        let mut failed = None;
+        let encoded = items
+            .into_iter()
+            .map_while(|item| match encode(item.borrow()) {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            });
+        self.inner.send_all(encoded).await?;
+        failed.map_or(Ok(()), Err)
     }
 
     /// Ends this direction (EOF) after the items already sent. A caller's sender dropped

@@ -1,7 +1,9 @@
 //! Handlers the tests share.
 
 use futures::StreamExt;
-use grid::{CallContext, Error, StreamCall, StreamHandler, StreamReceiver};
+use grid::{
+    CallContext, Error, RemoteError, StreamCall, StreamHandler, StreamReceiver, StreamSender,
+};
 use tokio::sync::mpsc;
 
 /// A stream handler that hands its input and context to the test, then waits until it is
@@ -31,4 +33,29 @@ pub async fn read_to_end(mut input: StreamReceiver) -> (usize, Result<(), Error>
         }
     }
     (n, Ok(()))
+}
+
+/// Sends every message of `input` back on `output`, until the input ends.
+pub async fn echo_back(
+    input: &mut StreamReceiver,
+    output: &mut StreamSender,
+) -> Result<(), RemoteError> {
+    while let Some(msg) = input.next().await {
+        output
+            .send(msg.map_err(crate::remote)?)
+            .await
+            .map_err(crate::remote)?;
+    }
+    Ok(())
+}
+
+/// A stream handler that echoes every input message back, then returns; its windows take
+/// `capacity` messages each way.
+pub fn echo_input(capacity: u32) -> StreamHandler {
+    StreamHandler::new(|mut call: StreamCall| async move {
+        let mut input = call.input.take().ok_or("no input")?;
+        echo_back(&mut input, &mut call.output).await
+    })
+    .in_capacity(capacity)
+    .out_capacity(capacity)
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use grid::{Connection, HandlerId, StreamCall, StreamHandler};
-use grid_tests::{remote, within, within_secs, ProxiedPair};
+use grid::{Connection, HandlerId, StreamHandler};
+use grid_tests::{within, within_secs, ProxiedPair};
 
 const ECHO: HandlerId = HandlerId::new(1);
 const PUMP: HandlerId = HandlerId::new(2);
@@ -17,18 +17,7 @@ const SINK: HandlerId = HandlerId::new(3);
 
 /// Echoes every input message back, then returns.
 fn pump() -> StreamHandler {
-    StreamHandler::new(|mut call: StreamCall| async move {
-        let mut input = call.input.take().ok_or("no input")?;
-        while let Some(msg) = input.next().await {
-            call.output
-                .send(msg.map_err(remote)?)
-                .await
-                .map_err(remote)?;
-        }
-        Ok(())
-    })
-    .in_capacity(8)
-    .out_capacity(8)
+    grid_tests::handlers::echo_input(8)
 }
 
 async fn proxied_pair() -> ProxiedPair {

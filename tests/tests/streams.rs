@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use grid::{Error, HandlerId, RemoteError, StreamCall, StreamHandler};
+use grid_tests::handlers::echo_back;
 use grid_tests::{num, remote, unnum, within, Cluster};
 use tokio::sync::mpsc;
 
@@ -26,13 +27,7 @@ fn echo() -> StreamHandler {
             .input
             .take()
             .ok_or_else(|| RemoteError::new("no input"))?;
-        while let Some(msg) = input.recv().await {
-            call.output
-                .send(msg.map_err(remote)?)
-                .await
-                .map_err(remote)?;
-        }
-        Ok(())
+        echo_back(&mut input, &mut call.output).await
     })
     .in_capacity(16)
     .out_capacity(16)

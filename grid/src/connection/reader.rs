@@ -1,5 +1,7 @@
-//! The reader task: reads frames off the socket and hands their messages to the engine one
-//! at a time, in batches under one lock, then starts the handlers each batch admitted.
+//! The reader task: reads frames off the socket and hands them to the engine, which
+//! decodes and applies their messages a batch at a time under one lock; then it starts the
+//! handlers each batch admitted. (The frame's checksum is verified before, outside the
+//! lock.)
 //!
 //! The reader never waits for the writer: what a peer can make this side hold is bounded
 //! by the engine's limits, not by reading less (two nodes that each stopped reading while
@@ -12,7 +14,7 @@ use tokio::time::Instant;
 use super::serve::{start_handlers, Answers};
 use super::websocket::{FrameReader, Incoming};
 use super::ConnInner;
-use crate::codec::{FrameMessages, Message};
+use crate::codec::FrameMessages;
 use crate::engine::{Answer, Key, Start};
 use crate::session::Session;
 
@@ -28,7 +30,6 @@ pub(crate) async fn read_loop(
 ) -> String {
     let mut starts: Vec<Start> = Vec::new();
     let mut answers: Vec<(Key, Answer)> = Vec::new();
-    let mut batch: Vec<Message> = Vec::with_capacity(BATCH);
     loop {
         let frame = match socket.next().await {
             Ok(Incoming::Binary(frame)) => frame,
@@ -46,37 +47,24 @@ pub(crate) async fn read_loop(
         };
         let mut count = 0;
         loop {
-            // Decoded (and checksummed) outside the lock, a bounded batch at a time.
-            let mut more = true;
-            for _ in 0..BATCH {
-                match messages.next() {
-                    Some(Ok(m)) => batch.push(m),
-                    Some(Err(e)) => return format!("protocol violation: {e}"),
-                    None => {
-                        more = false;
-                        break;
-                    }
-                }
-            }
-            count += batch.len();
             let applied = session.with(|e| {
                 for (key, answer) in answers.drain(..) {
                     e.answer(key, answer);
                 }
-                for m in batch.drain(..) {
-                    e.handle(now, m)?;
-                }
+                let handled = e.handle_from(now, &mut messages, BATCH)?;
                 e.take_starts(&mut starts);
                 e.end_batch();
-                Ok::<(), String>(())
+                Ok::<usize, String>(handled)
             });
-            if let Err(why) = applied {
-                return format!("protocol violation: {why}");
-            }
+            let handled = match applied {
+                Ok(handled) => handled,
+                Err(why) => return format!("protocol violation: {why}"),
+            };
+            count += handled;
             if !starts.is_empty() {
                 start_handlers(&conn, &session, &mut starts, Answers::Collect(&mut answers));
             }
-            if !more {
+            if handled < BATCH {
                 break;
             }
             // A frame of many messages does not hold this thread for long.

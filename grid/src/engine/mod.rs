@@ -40,6 +40,8 @@ mod outbox;
 mod receive;
 mod slab;
 mod state;
+mod stream_recv;
+mod stream_send;
 mod streams;
 mod timers;
 mod window;

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::assembly::{Payload, Whole};
 use super::state::StreamState;
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side};
-use crate::codec::{decode_credit, encode_error, ErrorKind, Flags, Message, Op};
+use crate::codec::{decode_credit, encode_error, ErrorKind, Flags, FrameMessages, Message, Op};
 use crate::error::Error;
 
 impl Engine {
@@ -28,6 +28,29 @@ impl Engine {
         // A partial payload may have been dropped: someone may wait for idleness.
         self.check_idle();
         result
+    }
+
+    /// Decodes and applies the next messages of a frame, at most `max`; returns how many
+    /// (fewer than `max`: the frame is done). Decoding here, under the caller's lock, moves
+    /// each message once, from the frame to where it belongs.
+    ///
+    /// # Errors
+    /// A message that does not decode, or that breaks the connection's rules; the
+    /// connection must be closed.
+    pub(crate) fn handle_from(
+        &mut self,
+        now: Instant,
+        messages: &mut FrameMessages,
+        max: usize,
+    ) -> Result<usize, String> {
+        for n in 0..max {
+            match messages.next() {
+                Some(Ok(m)) => self.handle(now, m)?,
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Ok(n),
+            }
+        }
+        Ok(max)
     }
 
     fn apply(&mut self, now: Instant, mut msg: Message) -> Result<(), String> {
@@ -227,19 +250,6 @@ impl Engine {
                 self.end_stream(side, key, Self::ended_by_handler(result));
             }
         }
-    }
-
-    fn return_credit(&mut self, side: Side, key: Key, n: u32) {
-        let Some(s) = self.stream_mut(side, key) else {
-            return;
-        };
-        if n == 0 || s.state != StreamState::Open {
-            return;
-        }
-        let mut m = Message::new(s.unblock_op());
-        m.mux_id = s.mux_id;
-        m.payload = Some(crate::codec::encode_credit(n));
-        self.push_out(side, key, m);
     }
 
     /// Credit returned by the peer for this side's messages.

@@ -18,11 +18,13 @@ use std::collections::VecDeque;
 use std::task::Waker;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use super::assembly::Payload;
 use super::outbox::OutQueue;
 use super::window::{RecvWindow, SendCredit};
 use super::Side;
-use crate::codec::{Ack, HandlerId, Op};
+use crate::codec::{Ack, Flags, HandlerId, Message, Op};
 use crate::error::Error;
 
 /// Where a stream stands. See the module documentation.
@@ -165,6 +167,18 @@ impl Stream {
     }
 
     /// The op of this side's data messages.
+    /// The next data message of this side (numbered in sending order).
+    pub(crate) fn next_data(&mut self, flags: Flags, payload: Option<Bytes>) -> Message {
+        self.send.seq = self.send.seq.wrapping_add(1);
+        let mut m = Message::new(self.data_op());
+        m.mux_id = self.mux_id;
+        m.handler = self.handler;
+        m.seq = self.send.seq;
+        m.flags = flags;
+        m.payload = payload;
+        m
+    }
+
     pub(crate) fn data_op(&self) -> Op {
         match self.side {
             Side::Caller => Op::MuxClientMsg,

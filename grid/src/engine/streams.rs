@@ -1,20 +1,16 @@
-//! Streams: how one ends, on either side, and everything their users do (wait for the
-//! open, send against credit, finish, receive, drop).
+//! Streams: how one opens and is accepted, and how it ends, on either side. Sending and
+//! receiving on an open stream are in `stream_send` and `stream_recv`.
 //!
 //! Every way a stream can end goes through [`Engine::end_stream`] with an [`Ending`] that
 //! says what (if anything) to tell the peer, what each direction's user sees, and whether
 //! the handler must be stopped. The endings are the table in PROTOCOL.md §6.
 
-use std::collections::VecDeque;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-
-use super::assembly::Payload;
 use super::state::{Stream, StreamState};
 use super::window::{RecvWindow, SendCredit};
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side};
-use crate::codec::{encode_credit, encode_error, Ack, ErrorKind, Flags, Message, Op};
+use crate::codec::{encode_error, Ack, ErrorKind, Flags, Message, Op};
 use crate::error::Error;
 
 /// How a stream ends on this side.
@@ -382,190 +378,5 @@ impl Engine {
             Err(e) => e.clone(),
         };
         Ending::by_peer(result, send, false)
-    }
-
-    // ---- sending --------------------------------------------------------------------
-
-    /// Takes one credit for a message, waiting (with the waker registered) for the receiver.
-    pub(crate) fn poll_reserve(
-        &mut self,
-        side: Side,
-        key: Key,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(), Error>> {
-        let Some(s) = self.stream_mut(side, key) else {
-            return Poll::Ready(Err(Error::Cancelled));
-        };
-        if let Some(e) = &s.send.end {
-            return Poll::Ready(Err(e.clone()));
-        }
-        if s.send.credit.take() {
-            return Poll::Ready(Ok(()));
-        }
-        s.send.waker = Some(cx.waker().clone());
-        Poll::Pending
-    }
-
-    /// Why the sending direction ended, if it did.
-    pub(crate) fn send_ended(&mut self, side: Side, key: Key) -> Option<Error> {
-        match self.stream_mut(side, key) {
-            Some(s) => s.send.end.clone(),
-            None => Some(Error::Cancelled),
-        }
-    }
-
-    /// Gives back a credit taken by [`Engine::poll_reserve`] and not used.
-    pub(crate) fn unreserve(&mut self, side: Side, key: Key) {
-        if let Some(s) = self.stream_mut(side, key) {
-            s.send.credit.untake();
-        }
-    }
-
-    /// Credit the sender could take right now.
-    pub(crate) fn credit(&mut self, side: Side, key: Key) -> usize {
-        self.stream_mut(side, key)
-            .filter(|s| s.send.end.is_none())
-            .map_or(0, |s| s.send.credit.available() as usize)
-    }
-
-    /// Sends a message on a credit already taken.
-    pub(crate) fn send(&mut self, side: Side, key: Key, payload: Bytes) -> Result<(), Error> {
-        let Some(s) = self.stream_mut(side, key) else {
-            return Err(Error::Cancelled);
-        };
-        if let Some(e) = &s.send.end {
-            return Err(e.clone());
-        }
-        s.send.seq = s.send.seq.wrapping_add(1);
-        let mut m = Message::new(s.data_op());
-        m.mux_id = s.mux_id;
-        m.handler = s.handler;
-        m.seq = s.send.seq;
-        m.payload = Some(payload);
-        self.push_out(side, key, m);
-        Ok(())
-    }
-
-    /// The sender ends its direction. A caller's EOF goes to the handler; a handler's
-    /// direction ends when it returns, so finishing its sender only releases it.
-    pub(crate) fn finish(&mut self, side: Side, key: Key) {
-        let Some(s) = self.stream_mut(side, key) else {
-            return;
-        };
-        s.handles = s.handles.saturating_sub(1);
-        if s.send.end.is_none() {
-            s.send.end = Some(Error::StreamEnded);
-            if side == Side::Caller && s.state == StreamState::Open {
-                s.send.seq = s.send.seq.wrapping_add(1);
-                let mut eof = Message::new(s.data_op());
-                eof.mux_id = s.mux_id;
-                eof.handler = s.handler;
-                eof.seq = s.send.seq;
-                eof.flags = Flags::EOF;
-                self.push_out(side, key, eof);
-            }
-        }
-        self.settle(side, key);
-    }
-
-    /// The sender was dropped. A caller's sender dropped without `finish` cancels the
-    /// stream: a half-sent upload must never look complete.
-    pub(crate) fn drop_sender(&mut self, side: Side, key: Key) {
-        let Some(s) = self.stream_mut(side, key) else {
-            return;
-        };
-        s.handles = s.handles.saturating_sub(1);
-        let abandoned = s.send.end.is_none();
-        if side == Side::Caller && abandoned {
-            self.end_stream(side, key, Ending::cancelled());
-        }
-        self.settle(side, key);
-    }
-
-    // ---- receiving ------------------------------------------------------------------
-
-    /// Hands everything delivered so far to the receiver, in order, into `into` (one step
-    /// for all the messages a frame brought), after counting the `read` messages it
-    /// consumed since its last call: their credit goes back to the sender (in batches).
-    /// Ready with `Some(Ok(()))` when `into` got messages, the direction's end once all was
-    /// handed out, or Pending with the waker registered.
-    ///
-    /// Messages handed out count against the window until reported read, so the receiver's
-    /// own buffer never lets the sender exceed the capacity.
-    pub(crate) fn poll_recv(
-        &mut self,
-        side: Side,
-        key: Key,
-        read: u32,
-        into: &mut VecDeque<Payload>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<(), Error>>> {
-        self.count_read(side, key, read);
-        let Some(s) = self.stream_mut(side, key) else {
-            return Poll::Ready(None);
-        };
-        if s.recv.done {
-            return Poll::Ready(None);
-        }
-        if !s.recv.queue.is_empty() {
-            s.recv.lent += s.recv.queue.len() as u32;
-            into.extend(s.recv.queue.drain(..));
-            return Poll::Ready(Some(Ok(())));
-        }
-        if let Some(end) = s.recv.end.take() {
-            s.recv.done = true;
-            return Poll::Ready(end.err().map(Err));
-        }
-        s.recv.waker = Some(cx.waker().clone());
-        Poll::Pending
-    }
-
-    /// The receiver consumed `read` of the messages handed to it: their credit is owed
-    /// back, and returned once enough is owed (while the stream is open).
-    fn count_read(&mut self, side: Side, key: Key, read: u32) {
-        if read == 0 {
-            return;
-        }
-        let Some(s) = self.stream_mut(side, key) else {
-            return;
-        };
-        s.recv.lent = s.recv.lent.saturating_sub(read);
-        let open = s.state == StreamState::Open;
-        if let Some(n) = s.recv.window.read(read).filter(|_| open) {
-            let mut m = Message::new(s.unblock_op());
-            m.mux_id = s.mux_id;
-            m.payload = Some(encode_credit(n));
-            self.push_out(side, key, m);
-        }
-    }
-
-    /// The receiver was dropped, after consuming `read` of the messages handed to it (the
-    /// rest it never read). A caller's receiver dropped before the end cancels the stream;
-    /// a handler's just stops taking messages (their credit goes straight back).
-    pub(crate) fn drop_receiver(&mut self, side: Side, key: Key, read: u32) {
-        self.count_read(side, key, read);
-        let Some(s) = self.stream_mut(side, key) else {
-            return;
-        };
-        s.handles = s.handles.saturating_sub(1);
-        let unfinished = !s.recv.done;
-        s.recv.done = true;
-        match side {
-            Side::Caller if unfinished => self.end_stream(side, key, Ending::cancelled()),
-            Side::Caller => {}
-            Side::Handler => {
-                s.recv.discard = true;
-                let unread = s.recv.queue.len() as u32 + std::mem::take(&mut s.recv.lent);
-                s.recv.queue.clear();
-                let n = s.recv.window.discard(unread);
-                if n > 0 && s.state == StreamState::Open {
-                    let mut m = Message::new(s.unblock_op());
-                    m.mux_id = s.mux_id;
-                    m.payload = Some(encode_credit(n));
-                    self.push_out(side, key, m);
-                }
-            }
-        }
-        self.settle(side, key);
     }
 }

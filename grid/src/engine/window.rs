@@ -33,18 +33,16 @@ impl SendCredit {
         assert!(self.available <= self.capacity, "{self:?}");
     }
 
-    /// Spends one credit; false (and nothing spent) if there is none.
-    pub(crate) fn take(&mut self) -> bool {
-        if self.available == 0 {
-            return false;
-        }
-        self.available -= 1;
-        true
+    /// Spends up to `max` credits, as many as are available; returns how many.
+    pub(crate) fn take_up_to(&mut self, max: u32) -> u32 {
+        let n = self.available.min(max);
+        self.available -= n;
+        n
     }
 
-    /// Gives back a credit taken but not spent (a reservation dropped unused).
-    pub(crate) fn untake(&mut self) {
-        self.available = (self.available + 1).min(self.capacity);
+    /// Gives back `n` credits taken but not spent (a reservation dropped unused).
+    pub(crate) fn untake(&mut self, n: u32) {
+        self.available = self.available.saturating_add(n).min(self.capacity);
     }
 
     /// Adds credit the receiver returned. Credit beyond the capacity means the receiver
@@ -164,16 +162,17 @@ mod tests {
 
     #[test]
     fn send_credit_is_never_negative_nor_over_capacity() {
-        let mut c = SendCredit::new(2);
-        assert!(c.take() && c.take());
-        assert!(!c.take(), "no credit left");
+        let mut c = SendCredit::new(3);
+        assert_eq!(c.take_up_to(1), 1);
+        assert_eq!(c.take_up_to(5), 2, "as many as there are");
+        assert_eq!(c.take_up_to(1), 0, "no credit left");
         assert_eq!(c.available(), 0);
         c.grant(1).expect("within capacity");
-        assert!(c.grant(2).is_err(), "3 outstanding of 2");
+        assert!(c.grant(3).is_err(), "4 outstanding of 3");
         assert_eq!(c.available(), 1, "a refused grant changes nothing");
-        c.untake();
-        c.untake();
-        assert_eq!(c.available(), 2, "never above capacity");
+        c.untake(1);
+        c.untake(5);
+        assert_eq!(c.available(), 3, "never above capacity");
         assert!(c.grant(u32::MAX).is_err());
     }
 

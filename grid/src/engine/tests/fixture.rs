@@ -136,14 +136,15 @@ impl Fixture {
 
     pub(super) fn a_send(&mut self, payload: &'static [u8]) -> Result<(), Error> {
         let w = Watch::new();
-        match self.net.a.e.poll_reserve(Side::Caller, self.a, &mut w.cx()) {
-            Poll::Ready(Ok(())) => {
-                self.net
-                    .a
-                    .e
-                    .send(Side::Caller, self.a, Bytes::from_static(payload))
-            }
-            Poll::Ready(Err(e)) => Err(e),
+        let mut payload = Some(Bytes::from_static(payload));
+        let side = Side::Caller;
+        match self
+            .net
+            .a
+            .e
+            .poll_send(side, self.a, &mut payload, &mut w.cx())
+        {
+            Poll::Ready(result) => result,
             Poll::Pending => Err(Error::Protocol("no credit".into())),
         }
     }
@@ -157,14 +158,10 @@ impl Fixture {
     pub(super) fn b_send(&mut self, payload: &'static [u8]) -> Result<(), Error> {
         let w = Watch::new();
         let key = self.b_key();
-        match self.net.b.e.poll_reserve(Side::Handler, key, &mut w.cx()) {
-            Poll::Ready(Ok(())) => {
-                self.net
-                    .b
-                    .e
-                    .send(Side::Handler, key, Bytes::from_static(payload))
-            }
-            Poll::Ready(Err(e)) => Err(e),
+        let mut payload = Some(Bytes::from_static(payload));
+        let side = Side::Handler;
+        match self.net.b.e.poll_send(side, key, &mut payload, &mut w.cx()) {
+            Poll::Ready(result) => result,
             Poll::Pending => Err(Error::Protocol("no credit".into())),
         }
     }

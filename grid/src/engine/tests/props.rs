@@ -148,10 +148,11 @@ fn send(net: &mut Net, side: Side, key: Key, payload: Bytes) -> bool {
         Side::Caller => &mut net.a,
         Side::Handler => &mut net.b,
     };
-    let ok = match node.e.poll_reserve(side, key, &mut w.cx()) {
-        Poll::Ready(Ok(())) => node.e.send(side, key, payload).is_ok(),
-        _ => false,
-    };
+    let mut payload = Some(payload);
+    let ok = matches!(
+        node.e.poll_send(side, key, &mut payload, &mut w.cx()),
+        Poll::Ready(Ok(()))
+    );
     node.wake();
     ok
 }

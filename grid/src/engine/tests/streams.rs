@@ -523,3 +523,57 @@ fn a_deadline_before_the_ack_left_refuses_the_open() {
     ));
     assert!(net.a.violation.is_none());
 }
+
+#[test]
+fn a_batch_takes_the_credit_there_is_and_gives_back_what_it_does_not_use() {
+    let mut f = super::fixture::Fixture::new(At::Open);
+    let a = f.a;
+    let w = Watch::new();
+    let e = &mut f.net.a.e;
+    // The window is 4: a batch of up to 10 gets 4, and then nothing is left.
+    assert!(matches!(
+        e.poll_reserve(Side::Caller, a, 10, &mut w.cx()),
+        Poll::Ready(Ok(4))
+    ));
+    assert!(e.poll_reserve(Side::Caller, a, 1, &mut w.cx()).is_pending());
+    e.unreserve(Side::Caller, a, 1);
+    assert_eq!(e.credit(Side::Caller, a), 1, "the unused credit is back");
+    for p in [b"0", b"1", b"2"] {
+        e.send(Side::Caller, a, Bytes::from_static(p))
+            .expect("on credit");
+    }
+    assert!(matches!(
+        e.poll_reserve(Side::Caller, a, 10, &mut w.cx()),
+        Poll::Ready(Ok(1))
+    ));
+    assert!(e
+        .poll_reserve(Side::Caller, a, 10, &mut w.cx())
+        .is_pending());
+    let before = w.woken();
+    f.net.pump();
+    for p in [b"0", b"1", b"2"] {
+        assert_eq!(f.b_recv(), Some(Ok(Bytes::from_static(p))), "in order");
+    }
+    // B reports what it read on its next poll: the credit goes back to A, whose waiting
+    // reservation is woken.
+    assert_eq!(
+        f.b_recv(),
+        Some(Err(Error::Protocol("pending".into()))),
+        "nothing more yet"
+    );
+    f.net.pump();
+    f.net.a.wake();
+    assert!(w.woken() > before, "the waiting batch is woken");
+    let e = &mut f.net.a.e;
+    assert_eq!(
+        e.credit(Side::Caller, a),
+        3,
+        "3 read and returned, 1 still held"
+    );
+    e.unreserve(Side::Caller, a, 1);
+    assert_eq!(e.credit(Side::Caller, a), 4);
+    e.unreserve(Side::Caller, a, 5);
+    assert_eq!(e.credit(Side::Caller, a), 4, "never above the window");
+    f.wind_down();
+    f.check_invariants("batch");
+}

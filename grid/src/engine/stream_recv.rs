@@ -1,0 +1,104 @@
+//! Receiving on a stream: handing what arrived to the receiver, and returning credit as it
+//! reads.
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll};
+
+use super::assembly::Payload;
+use super::state::StreamState;
+use super::streams::Ending;
+use super::{Engine, Key, Side};
+use crate::codec::{encode_credit, Message};
+use crate::error::Error;
+
+impl Engine {
+    /// Hands everything delivered so far to the receiver, in order, into `into` (one step
+    /// for all the messages a frame brought), after counting the `read` messages it
+    /// consumed since its last call: their credit goes back to the sender (in batches).
+    /// Ready with `Some(Ok(()))` when `into` got messages, the direction's end once all was
+    /// handed out, or Pending with the waker registered.
+    ///
+    /// Messages handed out count against the window until reported read, so the receiver's
+    /// own buffer never lets the sender exceed the capacity.
+    pub(crate) fn poll_recv(
+        &mut self,
+        side: Side,
+        key: Key,
+        read: u32,
+        into: &mut VecDeque<Payload>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(), Error>>> {
+        self.count_read(side, key, read);
+        let Some(s) = self.stream_mut(side, key) else {
+            return Poll::Ready(None);
+        };
+        if s.recv.done {
+            return Poll::Ready(None);
+        }
+        if !s.recv.queue.is_empty() {
+            s.recv.lent += s.recv.queue.len() as u32;
+            into.extend(s.recv.queue.drain(..));
+            return Poll::Ready(Some(Ok(())));
+        }
+        if let Some(end) = s.recv.end.take() {
+            s.recv.done = true;
+            return Poll::Ready(end.err().map(Err));
+        }
+        s.recv.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// The receiver consumed `read` of the messages handed to it: their credit is owed
+    /// back, and returned once enough is owed (while the stream is open).
+    fn count_read(&mut self, side: Side, key: Key, read: u32) {
+        if read == 0 {
+            return;
+        }
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        s.recv.lent = s.recv.lent.saturating_sub(read);
+        if let Some(n) = s.recv.window.read(read) {
+            self.return_credit(side, key, n);
+        }
+    }
+
+    /// The receiver was dropped, after consuming `read` of the messages handed to it (the
+    /// rest it never read). A caller's receiver dropped before the end cancels the stream;
+    /// a handler's just stops taking messages (their credit goes straight back).
+    pub(crate) fn drop_receiver(&mut self, side: Side, key: Key, read: u32) {
+        self.count_read(side, key, read);
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        s.handles = s.handles.saturating_sub(1);
+        let unfinished = !s.recv.done;
+        s.recv.done = true;
+        match side {
+            Side::Caller if unfinished => self.end_stream(side, key, Ending::cancelled()),
+            Side::Caller => {}
+            Side::Handler => {
+                s.recv.discard = true;
+                let unread = s.recv.queue.len() as u32 + std::mem::take(&mut s.recv.lent);
+                s.recv.queue.clear();
+                let n = s.recv.window.discard(unread);
+                self.return_credit(side, key, n);
+            }
+        }
+        self.settle(side, key);
+    }
+
+    /// Returns `n` credits to the sender (while the stream is open).
+    pub(super) fn return_credit(&mut self, side: Side, key: Key, n: u32) {
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        if n == 0 || s.state != StreamState::Open {
+            return;
+        }
+        let mut m = Message::new(s.unblock_op());
+        m.mux_id = s.mux_id;
+        m.payload = Some(encode_credit(n));
+        self.push_out(side, key, m);
+    }
+}

@@ -1,0 +1,135 @@
+//! Sending on a stream: credit, messages in order, and the sender's end (finish or drop).
+//!
+//! A message is sent only on a credit: one taken by [`Engine::poll_send`] as it sends, or
+//! taken before by [`Engine::poll_reserve`] (a permit, or a batch) and spent by
+//! [`Engine::send`]. Credit is a
+//! plain counter per stream (`SendCredit`), granted back by the receiving side as its user
+//! reads.
+
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+
+use super::state::StreamState;
+use super::streams::Ending;
+use super::{Engine, Key, Side};
+use crate::codec::Flags;
+use crate::error::Error;
+
+impl Engine {
+    /// Takes up to `max` credits (at least one), waiting (with the waker registered) for
+    /// the receiver while there is none. Ready with how many were taken, or the stream's
+    /// end.
+    pub(crate) fn poll_reserve(
+        &mut self,
+        side: Side,
+        key: Key,
+        max: u32,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<u32, Error>> {
+        let Some(s) = self.stream_mut(side, key) else {
+            return Poll::Ready(Err(Error::Cancelled));
+        };
+        if let Some(e) = &s.send.end {
+            return Poll::Ready(Err(e.clone()));
+        }
+        match s.send.credit.take_up_to(max) {
+            0 => {
+                s.send.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            n => Poll::Ready(Ok(n)),
+        }
+    }
+
+    /// Sends `payload` on a credit taken now, or waits for one (with the waker
+    /// registered): [`Engine::poll_reserve`] and [`Engine::send`] in one step, the common
+    /// path. The payload is taken out of `payload` only once sent.
+    pub(crate) fn poll_send(
+        &mut self,
+        side: Side,
+        key: Key,
+        payload: &mut Option<Bytes>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Error>> {
+        let Some(s) = self.stream_mut(side, key) else {
+            return Poll::Ready(Err(Error::Cancelled));
+        };
+        if let Some(e) = &s.send.end {
+            return Poll::Ready(Err(e.clone()));
+        }
+        if s.send.credit.take_up_to(1) == 0 {
+            s.send.waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let m = s.next_data(Flags::NONE, Some(payload.take().unwrap_or_default()));
+        self.push_out(side, key, m);
+        Poll::Ready(Ok(()))
+    }
+
+    /// Why the sending direction ended, if it did.
+    pub(crate) fn send_ended(&mut self, side: Side, key: Key) -> Option<Error> {
+        match self.stream_mut(side, key) {
+            Some(s) => s.send.end.clone(),
+            None => Some(Error::Cancelled),
+        }
+    }
+
+    /// Gives back `n` credits taken by [`Engine::poll_reserve`] and not used.
+    pub(crate) fn unreserve(&mut self, side: Side, key: Key, n: u32) {
+        if let Some(s) = self.stream_mut(side, key) {
+            s.send.credit.untake(n);
+        }
+    }
+
+    /// Credit the sender could take right now.
+    pub(crate) fn credit(&mut self, side: Side, key: Key) -> usize {
+        self.stream_mut(side, key)
+            .filter(|s| s.send.end.is_none())
+            .map_or(0, |s| s.send.credit.available() as usize)
+    }
+
+    /// Sends a message on a credit already taken.
+    pub(crate) fn send(&mut self, side: Side, key: Key, payload: Bytes) -> Result<(), Error> {
+        let Some(s) = self.stream_mut(side, key) else {
+            return Err(Error::Cancelled);
+        };
+        if let Some(e) = &s.send.end {
+            return Err(e.clone());
+        }
+        let m = s.next_data(Flags::NONE, Some(payload));
+        self.push_out(side, key, m);
+        Ok(())
+    }
+
+    /// The sender ends its direction. A caller's EOF goes to the handler; a handler's
+    /// direction ends when it returns, so finishing its sender only releases it.
+    pub(crate) fn finish(&mut self, side: Side, key: Key) {
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        s.handles = s.handles.saturating_sub(1);
+        if s.send.end.is_none() {
+            s.send.end = Some(Error::StreamEnded);
+            if side == Side::Caller && s.state == StreamState::Open {
+                let eof = s.next_data(Flags::EOF, None);
+                self.push_out(side, key, eof);
+            }
+        }
+        self.settle(side, key);
+    }
+
+    /// The sender was dropped. A caller's sender dropped without `finish` cancels the
+    /// stream: a half-sent upload must never look complete.
+    pub(crate) fn drop_sender(&mut self, side: Side, key: Key) {
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        s.handles = s.handles.saturating_sub(1);
+        let abandoned = s.send.end.is_none();
+        if side == Side::Caller && abandoned {
+            self.end_stream(side, key, Ending::cancelled());
+        }
+        self.settle(side, key);
+    }
+}
