@@ -71,10 +71,7 @@ impl Session {
         finished: Option<Key>,
         f: impl FnOnce(&mut Engine) -> R,
     ) -> R {
-        let mut wakes = WAKES
-            .try_with(|w| std::mem::take(&mut *w.borrow_mut()))
-            .unwrap_or_default();
-        let (result, timer_moved) = {
+        let (result, wakes, timer_moved) = {
             let mut shared = self.lock();
             let Shared { engine, tasks } = &mut *shared;
             if let Some(key) = finished {
@@ -94,17 +91,26 @@ impl Session {
                     }
                 }
             }
-            engine.take_wakes(&mut wakes);
-            (result, engine.timeout_moved())
+            // Most steps wake nobody: the wake buffer is only fetched for those that do.
+            let wakes = engine.has_wakes().then(|| {
+                let mut wakes = WAKES
+                    .try_with(|w| std::mem::take(&mut *w.borrow_mut()))
+                    .unwrap_or_default();
+                engine.take_wakes(&mut wakes);
+                wakes
+            });
+            (result, wakes, engine.timeout_moved())
         };
-        for w in wakes.drain(..) {
-            w.wake();
-        }
-        let _ = WAKES.try_with(|w| {
-            if let Ok(mut slot) = w.try_borrow_mut() {
-                *slot = wakes;
+        if let Some(mut wakes) = wakes {
+            for w in wakes.drain(..) {
+                w.wake();
             }
-        });
+            let _ = WAKES.try_with(|w| {
+                if let Ok(mut slot) = w.try_borrow_mut() {
+                    *slot = wakes;
+                }
+            });
+        }
         if timer_moved {
             self.timer.notify_one();
         }

@@ -94,6 +94,9 @@ pub struct FrameBuilder {
     buf: Vec<u8>,
     headroom: usize,
     count: usize,
+    /// Messages were appended already encoded (without checksums of their own): the frame
+    /// is a merged one whatever their number.
+    encoded: bool,
 }
 
 impl FrameBuilder {
@@ -105,6 +108,7 @@ impl FrameBuilder {
             buf,
             headroom,
             count: 0,
+            encoded: false,
         }
     }
 
@@ -112,6 +116,14 @@ impl FrameBuilder {
     pub fn push(&mut self, message: &Message, checksum: bool) {
         message.encode_into(&mut self.buf, checksum);
         self.count += 1;
+    }
+
+    /// Appends `count` messages already encoded back to back, without checksums of their
+    /// own (the frame is then always a merged one, which carries the checksum for all).
+    pub fn push_encoded(&mut self, bytes: &[u8], count: usize) {
+        self.buf.extend_from_slice(bytes);
+        self.count += count;
+        self.encoded = true;
     }
 
     /// Messages pushed since the last [`FrameBuilder::clear`].
@@ -132,10 +144,11 @@ impl FrameBuilder {
     /// Completes the frame and returns where it starts in [`FrameBuilder::buffer`]: the
     /// frame is `buffer()[start..]`, and at least `headroom` bytes are free before `start`.
     /// With `checksum`, a merged wrapper ends with one checksum over the whole frame (its
-    /// messages were pushed without theirs); a single message is left as pushed.
+    /// messages were pushed without theirs); a single message pushed whole is left as
+    /// pushed (with its own checksum if it was pushed with one).
     pub fn finish(&mut self, checksum: bool) -> usize {
         let body = self.headroom + WRAPPER_HEADER;
-        if self.count < 2 {
+        if self.count < 2 && !self.encoded {
             return body;
         }
         // The wrapper: fixarray of 7 (8 with the checksum), mux/seq/deadline/handler 0, op
@@ -174,6 +187,7 @@ impl FrameBuilder {
     pub fn clear(&mut self) {
         self.buf.truncate(self.headroom + WRAPPER_HEADER);
         self.count = 0;
+        self.encoded = false;
     }
 }
 

@@ -195,47 +195,26 @@ impl Message {
 
     /// The flags as they go on the wire.
     pub fn wire_flags(&self, checksum: bool) -> Flags {
-        let mut f = self.flags.without(Flags::DERIVED);
-        if matches!(&self.payload, Some(p) if p.is_empty()) {
-            f = f | Flags::ZERO_LENGTH;
-        }
-        if self.subroute.is_some() {
-            f = f | Flags::SUBROUTE;
-        }
-        if checksum {
-            f = f | Flags::CHECKSUM;
-        }
-        f
+        self.borrowed().wire_flags(checksum)
     }
 
     /// Appends this message's encoding to `buf`: the header is written on the stack and
     /// copied in once, then the payload, the subroute and the checksum.
     pub fn encode_into(&self, buf: &mut Vec<u8>, checksum: bool) {
-        let flags = self.wire_flags(checksum);
-        let payload = self.payload.as_deref();
-        let mut head = wire::Head::new();
-        head.byte(0x90 | (7 + u8::from(self.subroute.is_some()) + u8::from(checksum)));
-        head.uint(self.mux_id);
-        head.uint(u64::from(self.seq));
-        head.uint(u64::from(self.deadline_ms));
-        head.uint(u64::from(self.handler.0));
-        head.uint(self.op as u64);
-        head.uint(u64::from(flags.0));
-        head.nil_or_bin(payload.map(<[u8]>::len));
-        let start = buf.len();
-        buf.reserve(wire::HEAD_MAX + payload.map_or(0, <[u8]>::len) + 18);
-        head.append_to(buf);
-        if let Some(p) = payload {
-            buf.extend_from_slice(p);
-        }
-        if let Some(h) = self.subroute {
-            let mut tail = wire::Head::new();
-            tail.uint(h);
-            buf.extend_from_slice(tail.as_slice());
-        }
-        if checksum {
-            let sum = xxhash_rust::xxh3::xxh3_64(buf.get(start..).unwrap_or_default());
-            wire::write_u64_fixed(buf, sum);
+        self.borrowed().encode_into(buf, checksum);
+    }
+
+    /// The same message with its payload borrowed.
+    pub(crate) fn borrowed(&self) -> MessageRef<'_> {
+        MessageRef {
+            mux_id: self.mux_id,
+            seq: self.seq,
+            deadline_ms: self.deadline_ms,
+            handler: self.handler,
+            op: self.op,
+            flags: self.flags,
+            subroute: self.subroute,
+            payload: self.payload.as_deref(),
         }
     }
 
@@ -332,4 +311,66 @@ impl Message {
 
 fn narrow<T: TryFrom<u64>>(v: u64, field: &'static str) -> Result<T, FrameError> {
     T::try_from(v).map_err(|_| FrameError::OutOfRange(field))
+}
+
+/// A message's fields with its payload borrowed: encodes exactly as the [`Message`] it
+/// stands for, without owning the payload (a sender encoding straight into a queue keeps
+/// its payload, and frees it after the lock).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MessageRef<'a> {
+    pub(crate) mux_id: u64,
+    pub(crate) seq: u32,
+    pub(crate) deadline_ms: u32,
+    pub(crate) handler: HandlerId,
+    pub(crate) op: Op,
+    pub(crate) flags: Flags,
+    pub(crate) subroute: Option<u64>,
+    pub(crate) payload: Option<&'a [u8]>,
+}
+
+impl MessageRef<'_> {
+    fn wire_flags(&self, checksum: bool) -> Flags {
+        let mut f = self.flags.without(Flags::DERIVED);
+        if matches!(self.payload, Some(p) if p.is_empty()) {
+            f = f | Flags::ZERO_LENGTH;
+        }
+        if self.subroute.is_some() {
+            f = f | Flags::SUBROUTE;
+        }
+        if checksum {
+            f = f | Flags::CHECKSUM;
+        }
+        f
+    }
+
+    /// See [`Message::encode_into`].
+    #[inline]
+    pub(crate) fn encode_into(&self, buf: &mut Vec<u8>, checksum: bool) {
+        let flags = self.wire_flags(checksum);
+        let payload = self.payload;
+        let mut head = wire::Head::new();
+        head.byte(0x90 | (7 + u8::from(self.subroute.is_some()) + u8::from(checksum)));
+        head.uint(self.mux_id);
+        head.uint(u64::from(self.seq));
+        head.uint(u64::from(self.deadline_ms));
+        head.uint(u64::from(self.handler.0));
+        head.uint(self.op as u64);
+        head.uint(u64::from(flags.0));
+        head.nil_or_bin(payload.map(<[u8]>::len));
+        let start = buf.len();
+        buf.reserve(wire::HEAD_MAX + payload.map_or(0, <[u8]>::len) + 18);
+        head.append_to(buf);
+        if let Some(p) = payload {
+            buf.extend_from_slice(p);
+        }
+        if let Some(h) = self.subroute {
+            let mut tail = wire::Head::new();
+            tail.uint(h);
+            buf.extend_from_slice(tail.as_slice());
+        }
+        if checksum {
+            let sum = xxhash_rust::xxh3::xxh3_64(buf.get(start..).unwrap_or_default());
+            wire::write_u64_fixed(buf, sum);
+        }
+    }
 }

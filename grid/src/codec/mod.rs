@@ -22,5 +22,6 @@ pub(crate) mod wire;
 
 pub use error_payload::{decode_error, encode_error, ErrorKind};
 pub use frame::{decode_frame, encode_frame, FrameBuilder, FrameError, FrameLimits, FrameMessages};
+pub(crate) use message::MessageRef;
 pub use message::{subroute_hash, Flags, HandlerId, Message, Op};
 pub use stream::{decode_credit, encode_credit, Ack};

@@ -1,5 +1,6 @@
 //! The writer task: takes what the engine has to send and writes it on the socket, each
-//! batch of small messages as one (merged) frame encoded straight into one buffer, each
+//! batch of small messages as one (merged) frame built in one buffer (streams' messages
+//! were encoded as they were queued; the rest are encoded here, outside the lock), each
 //! chunk of a large payload as a frame of its own.
 
 use std::future::poll_fn;
@@ -10,7 +11,6 @@ use tokio::time::Instant;
 use super::serve::{start_handlers, Answers};
 use super::websocket::{FrameWriter, HEADROOM};
 use super::ConnInner;
-use crate::codec::FrameBuilder;
 use crate::engine::Transmit;
 use crate::session::Session;
 
@@ -22,8 +22,7 @@ pub(crate) async fn write_loop(
 ) -> String {
     let checksum = session.checksum;
     let counters = conn.counters.clone();
-    let mut tx = Transmit::default();
-    let mut frame = FrameBuilder::new(HEADROOM);
+    let mut tx = Transmit::new(HEADROOM);
     let mut starts = Vec::new();
     // Whether the last frame merged several messages: traffic is heavy.
     let mut busy = false;
@@ -57,20 +56,16 @@ pub(crate) async fn write_loop(
                 return format!("socket write failed: {e}");
             }
         }
-        busy = tx.messages.len() > 1;
-        for batch in [&tx.messages[..], tx.chunk.as_slice()] {
-            if batch.is_empty() {
-                continue;
+        busy = tx.messages() > 1;
+        if let Some(start) = tx.build_batch(checksum) {
+            counters.frame_out(tx.messages(), tx.frame().buffer().len() - start);
+            if let Err(e) = socket.send_built(tx.frame(), start).await {
+                return format!("socket write failed: {e}");
             }
-            // Checksums: a single message carries its own, a merged frame one for all.
-            let merged = batch.len() > 1;
-            frame.clear();
-            for m in batch {
-                frame.push(m, checksum && !merged);
-            }
-            let start = frame.finish(checksum && merged);
-            counters.frame_out(batch.len(), frame.buffer().len() - start);
-            if let Err(e) = socket.send_built(&mut frame, start).await {
+        }
+        if let Some(start) = tx.build_chunk(checksum) {
+            counters.frame_out(1, tx.frame().buffer().len() - start);
+            if let Err(e) = socket.send_built(tx.frame(), start).await {
                 return format!("socket write failed: {e}");
             }
         }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::assembly::Payload;
-use super::outbox::OutQueue;
+use super::out_queue::OutQueue;
 use super::state::Stream;
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side, Start};
 use crate::codec::{encode_error, ErrorKind, Flags, HandlerId, Message, Op};

@@ -36,6 +36,7 @@
 mod assembly;
 mod calls;
 mod mux_ids;
+mod out_queue;
 mod outbox;
 mod receive;
 mod slab;
@@ -44,6 +45,7 @@ mod stream_recv;
 mod stream_send;
 mod streams;
 mod timers;
+mod transmit;
 mod window;
 
 #[cfg(test)]
@@ -55,8 +57,8 @@ use std::time::{Duration, Instant};
 
 pub(crate) use assembly::Payload;
 pub(crate) use calls::{Answer, Outgoing};
-pub(crate) use outbox::{Transmit, MERGE_LIMIT};
 pub(crate) use slab::Key;
+pub(crate) use transmit::{Transmit, MERGE_LIMIT};
 
 use crate::codec::HandlerId;
 use crate::error::Error;
@@ -261,9 +263,18 @@ impl Engine {
         self.stops.drain(..)
     }
 
+    /// Whether there are tasks to wake.
+    pub(crate) fn has_wakes(&self) -> bool {
+        !self.wakes.is_empty()
+    }
+
     /// The tasks to wake: call after releasing the lock around the engine.
     pub(crate) fn take_wakes(&mut self, into: &mut Vec<Waker>) {
-        into.append(&mut self.wakes);
+        if into.is_empty() {
+            std::mem::swap(into, &mut self.wakes);
+        } else {
+            into.append(&mut self.wakes);
+        }
     }
 
     /// (calls and streams made here, calls and streams served here) not yet released.

@@ -1,13 +1,13 @@
 //! What to send next.
 //!
-//! Every call and stream keeps its own queue of messages ([`OutQueue`]), in order; the
+//! Every call and stream keeps its own queue of messages (`OutQueue`), in order; the
 //! outbox only schedules *which* entry sends next, so a message that is no longer wanted
 //! (a request cancelled before the writer took it) is simply dropped with its entry, and a
 //! queue's order is never broken. Connection messages (pong, ping, refusals) have slots of
 //! their own, bounded: one pong (the latest ping's), one ping, and refusals up to the
 //! concurrency limit.
 //!
-//! A frame is a batch of small messages (merged, at most [`MERGE_LIMIT`] bytes) followed by
+//! A frame is a batch of small messages (merged, at most `MERGE_LIMIT` bytes) followed by
 //! at most one chunk of a large payload, so a small message waits for one chunk at most and
 //! chunks are never starved. Large payloads are sent in chunks of [`CHUNK`] bytes; one is
 //! started only within the peer's reassembly window ([`ChunkBudget`]), and payloads in
@@ -19,135 +19,19 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::out_queue::{payload_len, OutQueue, Sched};
 use super::window::ChunkBudget;
-use super::{CallerEntry, Engine, HandlerEntry, Key, Side};
+use super::{CallerEntry, Engine, HandlerEntry, Key, Side, Transmit};
 use crate::codec::{Flags, Message, Op};
 use crate::error::Error;
 
 /// Payloads larger than this travel in chunks of this size.
 pub(crate) const CHUNK: usize = 64 * 1024;
-/// Largest merged frame built from small messages.
-pub(crate) const MERGE_LIMIT: usize = 64 * 1024;
-/// Most messages merged into one frame.
-const MAX_BATCH: usize = 512;
 /// Most messages one entry sends before the next entry's turn.
 const PER_TURN: usize = 64;
 /// Most large payloads sent in chunks at once. Within the peer's window more could go, but
 /// every payload in progress slows the others down: a few at a time finish sooner.
 const MAX_IN_CHUNKS: usize = 4;
-
-/// Where an entry sits in the schedule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-enum Sched {
-    /// Nothing to send, or not yet scheduled.
-    #[default]
-    Idle,
-    /// In the ready queue.
-    Ready,
-    /// Its head is a large payload being sent in chunks.
-    Bulk,
-    /// Its head is a large payload waiting for room in the peer's reassembly window.
-    Waiting,
-}
-
-/// One entry's messages to send, in order. A lone message is kept inline (a single call
-/// never has more than one queued, and needs no allocation for it); from the second one on
-/// they all sit in the queue, so each message is moved in once and out once.
-#[derive(Debug, Default)]
-pub(crate) struct OutQueue {
-    /// The only message queued, when there is just one (`rest` is then empty).
-    single: Option<Message>,
-    rest: VecDeque<Message>,
-    /// Bytes of the head's payload already sent in chunks.
-    chunk_offset: usize,
-    /// Payload bytes queued.
-    bytes: usize,
-    sched: Sched,
-    /// Something of this entry was taken by the writer: the peer may know of it.
-    pub(crate) transmitted: bool,
-}
-
-impl OutQueue {
-    fn push(&mut self, m: Message) {
-        self.bytes += payload_len(&m);
-        if self.rest.is_empty() {
-            match self.single.take() {
-                None => return self.single = Some(m),
-                Some(first) => self.rest.push_back(first),
-            }
-        }
-        self.rest.push_back(m);
-    }
-
-    fn front(&self) -> Option<&Message> {
-        self.single.as_ref().or_else(|| self.rest.front())
-    }
-
-    fn pop(&mut self) -> Option<Message> {
-        let m = match self.single.take() {
-            Some(m) => m,
-            None => self.rest.pop_front()?,
-        };
-        self.bytes -= payload_len(&m);
-        self.chunk_offset = 0;
-        Some(m)
-    }
-
-    fn clear(&mut self) {
-        self.single = None;
-        self.rest.clear();
-        self.bytes = 0;
-        self.chunk_offset = 0;
-    }
-
-    #[cfg(test)]
-    fn iter(&self) -> impl Iterator<Item = &Message> {
-        self.single.iter().chain(self.rest.iter())
-    }
-
-    /// True when nothing is queued and the entry is not scheduled.
-    pub(crate) fn is_idle(&self) -> bool {
-        self.front().is_none() && self.sched == Sched::Idle
-    }
-}
-
-fn payload_len(m: &Message) -> usize {
-    m.payload.as_ref().map_or(0, Bytes::len)
-}
-
-/// What the writer sends next: WebSocket-level pong, merged messages, one chunk.
-#[derive(Debug, Default)]
-pub(crate) struct Transmit {
-    /// The payload of a WebSocket-level ping to answer.
-    pub(crate) transport_pong: Option<Bytes>,
-    /// Small messages, for one (merged) frame.
-    pub(crate) messages: Vec<Message>,
-    /// One chunk of a large payload, for a frame of its own.
-    pub(crate) chunk: Option<Message>,
-    bytes: usize,
-}
-
-impl Transmit {
-    fn clear(&mut self) {
-        self.transport_pong = None;
-        self.messages.clear();
-        self.chunk = None;
-        self.bytes = 0;
-    }
-
-    fn is_empty(&self) -> bool {
-        self.transport_pong.is_none() && self.messages.is_empty() && self.chunk.is_none()
-    }
-
-    fn is_full(&self) -> bool {
-        self.messages.len() >= MAX_BATCH || self.bytes >= MERGE_LIMIT
-    }
-
-    fn push(&mut self, m: Message) {
-        self.bytes += payload_len(&m) + 16;
-        self.messages.push(m);
-    }
-}
 
 /// The schedule and the connection-level slots.
 pub(super) struct Outbox {
@@ -270,14 +154,17 @@ impl Engine {
             return;
         };
         out.push(m);
-        let schedule = out.sched == Sched::Idle;
-        if schedule {
-            out.sched = Sched::Ready;
-        }
+        let newly = out.mark_ready();
+        self.queued(side, key, len, newly);
+    }
+
+    /// An entry queued a message with a payload of `len` bytes; `newly` if that made it
+    /// ready ([`OutQueue::mark_ready`]): it joins the schedule and the writer is woken.
+    pub(super) fn queued(&mut self, side: Side, key: Key, len: usize, newly: bool) {
         if side == Side::Handler {
             self.outbox.handler_bytes += len;
         }
-        if schedule {
+        if newly {
             self.outbox.ready.push_back((side, key));
             self.wake_writer();
         }
@@ -365,15 +252,40 @@ impl Engine {
     /// Takes an entry's small messages (up to its turn), or schedules its large head.
     fn take_from(&mut self, side: Side, key: Key, tx: &mut Transmit) {
         let mut taken_bytes = 0;
-        let mut emptied = false;
         let mut next = Sched::Idle;
+        let emptied;
         {
             let Some(out) = self.out_mut(side, key) else {
                 return;
             };
             out.sched = Sched::Idle;
             let mut n = 0;
-            while let Some(head) = out.front() {
+            // The early lane first: everything in it was queued before the whole lane.
+            if let Some(lane) = out.early.as_deref_mut() {
+                let mut run = 0;
+                let mut count = 0;
+                while let Some((encoded, payload)) = lane.front() {
+                    if n >= PER_TURN || tx.is_full() {
+                        next = Sched::Ready;
+                        break;
+                    }
+                    lane.skip();
+                    tx.note(payload);
+                    run += encoded;
+                    count += 1;
+                    taken_bytes += payload;
+                    n += 1;
+                }
+                if count > 0 {
+                    lane.take(run, |bytes| tx.push_encoded(bytes, count));
+                    out.bytes -= taken_bytes;
+                    out.transmitted = true;
+                }
+            }
+            while next == Sched::Idle {
+                let Some(head) = out.front() else {
+                    break;
+                };
                 let len = payload_len(head);
                 if len > CHUNK {
                     next = Sched::Waiting;
@@ -390,9 +302,7 @@ impl Engine {
                 }
                 n += 1;
             }
-            if out.front().is_none() {
-                emptied = true;
-            }
+            emptied = out.is_empty();
             out.sched = next;
         }
         if side == Side::Handler {
@@ -513,12 +423,7 @@ impl Engine {
                 (Side::Handler, k, out)
             }));
         for (side, key, out) in queues {
-            let bytes: usize = out.iter().map(payload_len).sum();
-            assert_eq!(out.bytes, bytes, "{side:?} {key:?}: queued bytes");
-            assert!(
-                out.single.is_none() || out.rest.is_empty(),
-                "{side:?} {key:?}: an inline message beside a queue"
-            );
+            let bytes = out.check();
             if side == Side::Handler {
                 handler_bytes += bytes;
             }

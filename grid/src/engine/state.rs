@@ -21,10 +21,10 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::assembly::Payload;
-use super::outbox::OutQueue;
+use super::out_queue::OutQueue;
 use super::window::{RecvWindow, SendCredit};
 use super::Side;
-use crate::codec::{Ack, Flags, HandlerId, Message, Op};
+use crate::codec::{Ack, Flags, HandlerId, Message, MessageRef, Op};
 use crate::error::Error;
 
 /// Where a stream stands. See the module documentation.
@@ -149,7 +149,7 @@ impl Stream {
             handles: 0,
             deadline: None,
             last_heard: now,
-            out: OutQueue::default(),
+            out: OutQueue::for_stream(),
             ping_queued: false,
             batch: 0,
             counted: None,
@@ -177,6 +177,21 @@ impl Stream {
         m.flags = flags;
         m.payload = payload;
         m
+    }
+
+    /// As [`Stream::next_data`], with the payload borrowed (to be encoded at once).
+    pub(crate) fn next_data_ref<'p>(&mut self, flags: Flags, payload: &'p [u8]) -> MessageRef<'p> {
+        self.send.seq = self.send.seq.wrapping_add(1);
+        MessageRef {
+            mux_id: self.mux_id,
+            seq: self.send.seq,
+            deadline_ms: 0,
+            handler: self.handler,
+            op: self.data_op(),
+            flags,
+            subroute: None,
+            payload: Some(payload),
+        }
     }
 
     pub(crate) fn data_op(&self) -> Op {

@@ -37,7 +37,12 @@ impl Engine {
         }
         if !s.recv.queue.is_empty() {
             s.recv.lent += s.recv.queue.len() as u32;
-            into.extend(s.recv.queue.drain(..));
+            if into.is_empty() {
+                // The receiver's empty buffer and the queue trade places: nothing moves.
+                std::mem::swap(into, &mut s.recv.queue);
+            } else {
+                into.extend(s.recv.queue.drain(..));
+            }
             return Poll::Ready(Some(Ok(())));
         }
         if let Some(end) = s.recv.end.take() {

@@ -44,7 +44,8 @@ impl Engine {
 
     /// Sends `payload` on a credit taken now, or waits for one (with the waker
     /// registered): [`Engine::poll_reserve`] and [`Engine::send`] in one step, the common
-    /// path. The payload is taken out of `payload` only once sent.
+    /// path. A small payload is encoded into the stream's queue at once and left in
+    /// `payload` for the caller to drop (after the lock); a larger one is taken.
     pub(crate) fn poll_send(
         &mut self,
         side: Side,
@@ -62,8 +63,18 @@ impl Engine {
             s.send.waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
-        let m = s.next_data(Flags::NONE, Some(payload.take().unwrap_or_default()));
-        self.push_out(side, key, m);
+        let len = payload.as_ref().map_or(0, Bytes::len);
+        if s.out.encodes_early(len) {
+            // Encoded into the stream's queue now; the payload itself stays with the caller,
+            // which frees it after the lock.
+            let m = s.next_data_ref(Flags::NONE, payload.as_deref().unwrap_or_default());
+            s.out.push_encoded(&m);
+            let newly = s.out.mark_ready();
+            self.queued(side, key, len, newly);
+        } else {
+            let m = s.next_data(Flags::NONE, Some(payload.take().unwrap_or_default()));
+            self.push_out(side, key, m);
+        }
         Poll::Ready(Ok(()))
     }
 

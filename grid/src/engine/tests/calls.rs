@@ -279,7 +279,7 @@ fn a_large_request_cancelled_half_way_is_dropped_by_the_peer() {
     o.payload = Some(Bytes::from(vec![1u8; 512 * 1024]));
     let key = net.a.e.open_call(net.now, o).expect("open");
     let w = Watch::new();
-    let mut tx = crate::engine::Transmit::default();
+    let mut tx = crate::engine::Transmit::new(0);
     for _ in 0..2 {
         assert!(net
             .a

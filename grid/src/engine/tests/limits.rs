@@ -59,7 +59,7 @@ fn the_silence_check_fires_at_two_intervals_not_on_a_tick() {
 fn a_writer_that_makes_no_progress_declares_the_peer_dead() {
     let mut net = Net::new();
     let w = Watch::new();
-    let mut tx = Transmit::default();
+    let mut tx = Transmit::new(0);
     let _call = net.call(b"x", 600);
     // The writer takes a frame and never comes back: the socket takes nothing.
     assert!(net
@@ -105,7 +105,7 @@ fn no_handler_starts_while_the_answers_waiting_exceed_the_send_buffer() {
     assert_eq!(net.b.e.in_flight().1, 10, "nothing refused");
     // The writer catches up: the waiting handlers start.
     let w = Watch::new();
-    let mut tx = Transmit::default();
+    let mut tx = Transmit::new(0);
     while net
         .b
         .e
@@ -193,7 +193,7 @@ fn calls_cancelled_after_their_handler_started_are_not_early_cancels() {
     assert!(matches!(
         net.b
             .e
-            .poll_transmit(net.now, &mut Transmit::default(), &mut w.cx()),
+            .poll_transmit(net.now, &mut Transmit::new(0), &mut w.cx()),
         Poll::Pending
     ));
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{Config, Engine, Key, Outgoing, Start, Transmit};
-use crate::codec::{FrameBuilder, FrameLimits, FrameMessages, HandlerId, Message};
+use crate::codec::{FrameLimits, FrameMessages, HandlerId, Message};
 
 /// Counts how often it was woken.
 #[derive(Default)]
@@ -114,7 +114,7 @@ impl Node {
     /// The frames of at most `polls` turns of the writer.
     fn transmit_some(&mut self, now: Instant, polls: usize) -> Vec<bytes::Bytes> {
         let w = Watch::new();
-        let mut tx = Transmit::default();
+        let mut tx = Transmit::new(0);
         let mut frames = Vec::new();
         let mut turns = 0;
         while turns < polls {
@@ -122,17 +122,12 @@ impl Node {
                 break;
             };
             turns += 1;
-            for batch in [&tx.messages[..], tx.chunk.as_slice()] {
-                if batch.is_empty() {
-                    continue;
-                }
-                let mut b = FrameBuilder::new(0);
-                let merged = batch.len() > 1;
-                for m in batch {
-                    b.push(m, !merged);
-                }
-                let start = b.finish(merged);
-                frames.push(Bytes::copy_from_slice(&b.buffer()[start..]));
+            // As the writer does, with checksums.
+            if let Some(start) = tx.build_batch(true) {
+                frames.push(Bytes::copy_from_slice(&tx.frame().buffer()[start..]));
+            }
+            if let Some(start) = tx.build_chunk(true) {
+                frames.push(Bytes::copy_from_slice(&tx.frame().buffer()[start..]));
             }
             if frames.len() > 10_000 {
                 panic!("a side keeps transmitting");

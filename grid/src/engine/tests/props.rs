@@ -18,10 +18,16 @@ use crate::error::Error;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Open { in_cap: u8, out_cap: u8 },
+    Open {
+        in_cap: u8,
+        out_cap: u8,
+    },
     Accept,
     Refuse,
     ASend(u8),
+    /// Larger than what is encoded as queued, smaller than a chunk.
+    ASendMedium(u8),
+    /// Sent in chunks.
     ASendLarge(u8),
     AFinish(u8),
     ADropSender(u8),
@@ -45,6 +51,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Accept),
         1 => Just(Op::Refuse),
         4 => any::<u8>().prop_map(Op::ASend),
+        2 => any::<u8>().prop_map(Op::ASendMedium),
         3 => any::<u8>().prop_map(Op::ASendLarge),
         2 => any::<u8>().prop_map(Op::AFinish),
         1 => any::<u8>().prop_map(Op::ADropSender),
@@ -226,15 +233,17 @@ impl World {
                     }
                 }
             }
-            Op::ASend(i) | Op::ASendLarge(i) => {
+            Op::ASend(i) | Op::ASendMedium(i) | Op::ASendLarge(i) => {
                 let Some(i) = pick(n, i) else { return };
                 let m = &mut self.streams[i];
                 let (Some(key), true) = (m.a, m.a_sender) else {
                     return;
                 };
                 let mut payload = format!("a{i}:{}", m.sent_a.len()).into_bytes();
-                if matches!(op, Op::ASendLarge(_)) {
-                    payload.resize(200 << 10, 7);
+                match op {
+                    Op::ASendMedium(_) => payload.resize(4 << 10, 5),
+                    Op::ASendLarge(_) => payload.resize(200 << 10, 7),
+                    _ => {}
                 }
                 let payload = Bytes::from(payload);
                 if send(&mut self.net, Side::Caller, key, payload.clone()) {
