@@ -71,7 +71,48 @@ impl Session {
         finished: Option<Key>,
         f: impl FnOnce(&mut Engine) -> R,
     ) -> R {
-        let (result, wakes, timer_moved) = {
+        let mut wakes = None;
+        let result = self.step(finished, f, |engine| {
+            // Most steps wake nobody: the wake buffer is only fetched for those that do.
+            let mut buf = WAKES
+                .try_with(|w| std::mem::take(&mut *w.borrow_mut()))
+                .unwrap_or_default();
+            engine.take_wakes(&mut buf);
+            wakes = Some(buf);
+        });
+        if let Some(mut wakes) = wakes {
+            for w in wakes.drain(..) {
+                w.wake();
+            }
+            let _ = WAKES.try_with(|w| {
+                if let Ok(mut slot) = w.try_borrow_mut() {
+                    *slot = wakes;
+                }
+            });
+        }
+        result
+    }
+
+    /// As [`Session::with`], but the tasks to wake are added to `wakes` for the caller to
+    /// wake later: the reader wakes a receiver once for several batches of a frame rather
+    /// than once per batch (each wake of a parked task costs a thread switch).
+    pub(crate) fn with_deferred_wakes<R>(
+        &self,
+        wakes: &mut Vec<Waker>,
+        f: impl FnOnce(&mut Engine) -> R,
+    ) -> R {
+        self.step(None, f, |engine| engine.take_wakes(wakes))
+    }
+
+    /// One step on the engine under the lock; `take_wakes` is called only when there are
+    /// tasks to wake.
+    fn step<R>(
+        &self,
+        finished: Option<Key>,
+        f: impl FnOnce(&mut Engine) -> R,
+        take_wakes: impl FnOnce(&mut Engine),
+    ) -> R {
+        let (result, timer_moved) = {
             let mut shared = self.lock();
             let Shared { engine, tasks } = &mut *shared;
             if let Some(key) = finished {
@@ -91,26 +132,11 @@ impl Session {
                     }
                 }
             }
-            // Most steps wake nobody: the wake buffer is only fetched for those that do.
-            let wakes = engine.has_wakes().then(|| {
-                let mut wakes = WAKES
-                    .try_with(|w| std::mem::take(&mut *w.borrow_mut()))
-                    .unwrap_or_default();
-                engine.take_wakes(&mut wakes);
-                wakes
-            });
-            (result, wakes, engine.timeout_moved())
-        };
-        if let Some(mut wakes) = wakes {
-            for w in wakes.drain(..) {
-                w.wake();
+            if engine.has_wakes() {
+                take_wakes(engine);
             }
-            let _ = WAKES.try_with(|w| {
-                if let Ok(mut slot) = w.try_borrow_mut() {
-                    *slot = wakes;
-                }
-            });
-        }
+            (result, engine.timeout_moved())
+        };
         if timer_moved {
             self.timer.notify_one();
         }

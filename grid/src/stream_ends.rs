@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::engine::{Key, Payload, Side};
+use crate::engine::{Key, Payload, ReadTally, Side};
 use crate::error::{Error, Result};
 use crate::session::Session;
 
@@ -245,8 +245,8 @@ pub struct StreamReceiver {
     /// Messages taken from the engine in one step (all that had arrived), not yet read:
     /// the receiver reads them without locking anything.
     ready: VecDeque<Payload>,
-    /// Messages read since the engine was last told (their credit is owed back).
-    read: u32,
+    /// Messages read and not yet reported to the engine (their credit is owed back).
+    read: ReadTally,
     /// The end was returned (or the receiver cancelled): nothing more comes.
     done: bool,
 }
@@ -268,14 +268,14 @@ impl StreamReceiver {
             side,
             key,
             ready: VecDeque::new(),
-            read: 0,
+            read: ReadTally::default(),
             done: false,
         }
     }
 
     /// Tells the engine the receiver is gone, with what it read of what it was handed.
     fn release(&mut self) {
-        let (side, key, read) = (self.side, self.key, std::mem::take(&mut self.read));
+        let (side, key, read) = (self.side, self.key, self.read.take());
         self.ready.clear();
         self.session.with(|e| e.drop_receiver(side, key, read));
     }
@@ -307,24 +307,28 @@ impl Stream for StreamReceiver {
             return Poll::Ready(None);
         }
         if this.ready.is_empty() {
-            let (side, key, read) = (this.side, this.key, std::mem::take(&mut this.read));
+            let (side, key, read) = (this.side, this.key, this.read.take());
             let ready = &mut this.ready;
             match this
                 .session
                 .with(|e| e.poll_recv(side, key, read, ready, cx))
             {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(()))) => {}
+                Poll::Ready(Some(Ok(report_every))) => this.read.handed(report_every),
                 Poll::Ready(end) => {
                     this.done = true;
                     this.release();
-                    return Poll::Ready(end.map(|r| r.map(|()| Bytes::new())));
+                    return Poll::Ready(end.map(|r| r.map(|_| Bytes::new())));
                 }
             }
         }
         match this.ready.pop_front() {
             Some(p) => {
-                this.read += 1;
+                if let Some(read) = this.read.read_one(!this.ready.is_empty()) {
+                    // Working through a long batch: the sender gets its credit back now.
+                    let (side, key) = (this.side, this.key);
+                    this.session.with(|e| e.count_read(side, key, read));
+                }
                 // A chunked message's parts are joined here, outside the engine's lock.
                 Poll::Ready(Some(Ok(p.into_bytes().unwrap_or_default())))
             }

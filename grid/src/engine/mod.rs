@@ -59,6 +59,7 @@ pub(crate) use assembly::Payload;
 pub(crate) use calls::{Answer, Outgoing};
 pub(crate) use slab::Key;
 pub(crate) use transmit::{Transmit, MERGE_LIMIT};
+pub(crate) use window::ReadTally;
 
 use crate::codec::HandlerId;
 use crate::error::Error;

@@ -15,8 +15,10 @@ impl Engine {
     /// Hands everything delivered so far to the receiver, in order, into `into` (one step
     /// for all the messages a frame brought), after counting the `read` messages it
     /// consumed since its last call: their credit goes back to the sender (in batches).
-    /// Ready with `Some(Ok(()))` when `into` got messages, the direction's end once all was
-    /// handed out, or Pending with the waker registered.
+    /// Ready with `Some(Ok(n))` when `into` got messages (the receiver reports what it read
+    /// once it read `n` of them, [`Engine::count_read`], so that credit goes back while it
+    /// works through a long batch), the direction's end once all was handed out, or Pending
+    /// with the waker registered.
     ///
     /// Messages handed out count against the window until reported read, so the receiver's
     /// own buffer never lets the sender exceed the capacity.
@@ -27,7 +29,7 @@ impl Engine {
         read: u32,
         into: &mut VecDeque<Payload>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<(), Error>>> {
+    ) -> Poll<Option<Result<u32, Error>>> {
         self.count_read(side, key, read);
         let Some(s) = self.stream_mut(side, key) else {
             return Poll::Ready(None);
@@ -43,7 +45,7 @@ impl Engine {
             } else {
                 into.extend(s.recv.queue.drain(..));
             }
-            return Poll::Ready(Some(Ok(())));
+            return Poll::Ready(Some(Ok(s.recv.window.batch())));
         }
         if let Some(end) = s.recv.end.take() {
             s.recv.done = true;
@@ -55,7 +57,7 @@ impl Engine {
 
     /// The receiver consumed `read` of the messages handed to it: their credit is owed
     /// back, and returned once enough is owed (while the stream is open).
-    fn count_read(&mut self, side: Side, key: Key, read: u32) {
+    pub(crate) fn count_read(&mut self, side: Side, key: Key, read: u32) {
         if read == 0 {
             return;
         }

@@ -92,12 +92,18 @@ impl RecvWindow {
     }
 
     /// The user read `n` messages: they are owed back. Returns the credit to send now, if
-    /// enough is owed to be worth a message (half the capacity, at least one).
+    /// enough is owed to be worth a message ([`RecvWindow::batch`]).
     pub(crate) fn read(&mut self, n: u32) -> Option<u32> {
         let n = n.min(self.queued);
         self.queued -= n;
         self.owed += n;
-        (self.owed >= (self.capacity / 2).max(1)).then(|| std::mem::take(&mut self.owed))
+        (self.owed >= self.batch()).then(|| std::mem::take(&mut self.owed))
+    }
+
+    /// Credit is returned in batches of a quarter of the capacity (at least one): the
+    /// sender gets it back well before it runs out, at one message per batch.
+    pub(crate) fn batch(&self) -> u32 {
+        (self.capacity / 4).max(1)
     }
 
     #[cfg(test)]
@@ -113,6 +119,43 @@ impl RecvWindow {
         let n = n.min(self.queued);
         self.queued -= n;
         n + std::mem::take(&mut self.owed)
+    }
+}
+
+/// What a receiver read of the messages handed to it, not yet reported to the engine.
+/// Reported when it asks for more, or once a batch's worth is read while it still has
+/// more in hand (so the sender gets credit back while it works through a long batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadTally {
+    read: u32,
+    report_every: u32,
+}
+
+impl Default for ReadTally {
+    fn default() -> Self {
+        Self {
+            read: 0,
+            report_every: u32::MAX,
+        }
+    }
+}
+
+impl ReadTally {
+    /// The engine handed over messages; report after `report_every` reads.
+    pub(crate) fn handed(&mut self, report_every: u32) {
+        self.report_every = report_every.max(1);
+    }
+
+    /// One message read; the count to report now, if it is time (`more`: messages are
+    /// still in hand).
+    pub(crate) fn read_one(&mut self, more: bool) -> Option<u32> {
+        self.read += 1;
+        (more && self.read >= self.report_every).then(|| self.take())
+    }
+
+    /// Everything read and not yet reported (reported with the next request).
+    pub(crate) fn take(&mut self) -> u32 {
+        std::mem::take(&mut self.read)
     }
 }
 
@@ -178,18 +221,39 @@ mod tests {
 
     #[test]
     fn recv_window_refuses_a_message_beyond_credit_and_returns_in_batches() {
-        let mut w = RecvWindow::new(4);
-        for _ in 0..4 {
+        let mut w = RecvWindow::new(8);
+        for _ in 0..8 {
             w.receive().expect("within credit");
         }
         assert!(w.receive().is_err());
-        assert_eq!(w.read(1), None, "one owed is below half the capacity");
+        assert_eq!(
+            w.read(1),
+            None,
+            "one owed is below a quarter of the capacity"
+        );
         assert!(w.receive().is_err(), "owed credit is not yet returned");
         assert_eq!(w.read(1), Some(2));
         w.receive().expect("two returned, so two more may come");
         w.receive().expect("two returned, so two more may come");
         assert!(w.receive().is_err());
-        assert_eq!(w.discard(10), 4, "discarding returns what was queued");
+        assert_eq!(w.discard(10), 8, "discarding returns what was queued");
+        assert_eq!(RecvWindow::new(2).batch(), 1, "at least one");
+    }
+
+    #[test]
+    fn a_tally_reports_a_batch_read_while_more_is_in_hand() {
+        let mut t = ReadTally::default();
+        t.handed(3);
+        assert_eq!(t.read_one(true), None);
+        assert_eq!(t.read_one(true), None);
+        assert_eq!(t.read_one(true), Some(3), "a batch read, more in hand");
+        assert_eq!(
+            t.read_one(false),
+            None,
+            "the last in hand: reported with the next ask"
+        );
+        assert_eq!(t.take(), 1);
+        assert_eq!(t.take(), 0);
     }
 
     #[test]

@@ -256,9 +256,10 @@ impl Net {
 /// A stream receiver as the user's end works: it takes what arrived in one step, reads
 /// from its own buffer, and tells the engine what it read at its next step.
 #[derive(Default)]
+/// A receiver as `StreamReceiver` reads: a batch at a time, reporting what it read.
 pub(super) struct Reader {
     ready: std::collections::VecDeque<super::Payload>,
-    read: u32,
+    read: super::ReadTally,
 }
 
 impl Reader {
@@ -270,20 +271,23 @@ impl Reader {
     ) -> Poll<Option<Result<Bytes, crate::error::Error>>> {
         if self.ready.is_empty() {
             let w = Watch::new();
-            let read = std::mem::take(&mut self.read);
+            let read = self.read.take();
             let r = node
                 .e
                 .poll_recv(side, key, read, &mut self.ready, &mut w.cx());
             node.wake();
             match r {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(()))) => {}
-                Poll::Ready(end) => return Poll::Ready(end.map(|r| r.map(|()| Bytes::new()))),
+                Poll::Ready(Some(Ok(report_every))) => self.read.handed(report_every),
+                Poll::Ready(end) => return Poll::Ready(end.map(|r| r.map(|_| Bytes::new()))),
             }
         }
         match self.ready.pop_front() {
             Some(p) => {
-                self.read += 1;
+                if let Some(read) = self.read.read_one(!self.ready.is_empty()) {
+                    node.e.count_read(side, key, read);
+                    node.wake();
+                }
                 Poll::Ready(Some(Ok(p.into_bytes().unwrap_or_default())))
             }
             None => Poll::Pending,
@@ -292,7 +296,7 @@ impl Reader {
 
     /// The receiver is dropped.
     pub(super) fn drop(&mut self, node: &mut Node, side: super::Side, key: Key) {
-        let read = std::mem::take(&mut self.read);
+        let read = self.read.take();
         self.ready.clear();
         node.e.drop_receiver(side, key, read);
         node.wake();

@@ -602,3 +602,25 @@ fn small_large_and_chunked_messages_of_a_stream_keep_their_order() {
     f.wind_down();
     f.check_invariants("mixed sizes");
 }
+
+#[test]
+fn credit_goes_back_while_the_receiver_works_through_a_batch() {
+    let mut f = super::fixture::Fixture::new(At::Open);
+    for p in [b"0", b"1", b"2", b"3"] {
+        f.b_send(p).expect("credit");
+    }
+    let b = f.b_key();
+    assert_eq!(
+        f.net.b.e.credit(Side::Handler, b),
+        0,
+        "the window of 4 is spent"
+    );
+    f.net.pump();
+    // A takes all four in one step and reads one: with three still in hand, it reports
+    // (a quarter of 4 is one) and the credit goes back at once.
+    assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(b"0"))));
+    f.net.pump();
+    assert_eq!(f.net.b.e.credit(Side::Handler, b), 1);
+    f.wind_down();
+    f.check_invariants("credit mid-batch");
+}
