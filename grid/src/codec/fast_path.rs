@@ -15,6 +15,42 @@ use super::message::{Flags, HandlerId, Message, Op};
 /// Flags the plain form may carry: not SUBROUTE or CHECKSUM (their fields would follow).
 const PLAIN_FLAGS: u8 = Flags::KNOWN.0 & !(Flags::SUBROUTE.0 | Flags::CHECKSUM.0);
 
+/// A plain message's header, its payload left in the frame (no slice taken yet): a
+/// receiver that routes messages by header decides first, and slices only what it keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlainHead {
+    /// See [`Message::mux_id`].
+    pub mux_id: u64,
+    /// See [`Message::seq`].
+    pub seq: u32,
+    /// See [`Message::deadline_ms`].
+    pub deadline_ms: u32,
+    /// See [`Message::handler`].
+    pub handler: HandlerId,
+    /// See [`Message::op`].
+    pub op: Op,
+    /// See [`Message::flags`] (derived bits removed).
+    pub flags: Flags,
+    /// Where the payload is in the frame (start, end), if there is one.
+    pub payload: Option<(usize, usize)>,
+}
+
+impl PlainHead {
+    /// The whole message, its payload sliced from `frame` (the one it was read from).
+    pub fn to_message(&self, frame: &Bytes) -> Message {
+        Message {
+            mux_id: self.mux_id,
+            seq: self.seq,
+            deadline_ms: self.deadline_ms,
+            handler: self.handler,
+            op: self.op,
+            flags: self.flags,
+            subroute: None,
+            payload: self.payload.map(|(start, end)| frame.slice(start..end)),
+        }
+    }
+}
+
 /// Decodes the plain message starting at `pos` in `frame`, with its end position; `None`
 /// if the message is not in the plain form (or is malformed: the full decoder says how).
 /// Merged wrappers are never plain.
@@ -24,6 +60,17 @@ pub(crate) fn decode_plain(
     pos: usize,
     max_payload: usize,
 ) -> Option<(Message, usize)> {
+    let (head, end) = plain_head(frame, pos, max_payload)?;
+    Some((head.to_message(frame), end))
+}
+
+/// As [`decode_plain`], leaving the payload in the frame.
+#[inline]
+pub(crate) fn plain_head(
+    frame: &[u8],
+    pos: usize,
+    max_payload: usize,
+) -> Option<(PlainHead, usize)> {
     let b = frame.get(pos..)?;
     if *b.first()? != 0x97 {
         return None;
@@ -39,53 +86,41 @@ pub(crate) fn decode_plain(
     if op == Op::Merged || flags.0 & !PLAIN_FLAGS != 0 {
         return None;
     }
-    let marker = *b.get(i)?;
-    let (len, at) = match marker {
-        0xc0 => {
-            if flags.contains(Flags::ZERO_LENGTH) {
-                return None;
-            }
-            let message = message(mux_id, seq, deadline_ms, handler, op, flags, None);
-            return Some((message, pos + i + 1));
-        }
-        0xc4 => (usize::from(*b.get(i + 1)?), i + 2),
-        0xc5 => (usize::from(u16::from_be_bytes(array(b, i + 1)?)), i + 3),
+    let (len, at) = match *b.get(i)? {
+        0xc0 if flags.contains(Flags::ZERO_LENGTH) => return None,
+        0xc0 => (0, None),
+        0xc4 => (usize::from(*b.get(i + 1)?), Some(i + 2)),
+        0xc5 => (
+            usize::from(u16::from_be_bytes(array(b, i + 1)?)),
+            Some(i + 3),
+        ),
         0xc6 => (
             usize::try_from(u32::from_be_bytes(array(b, i + 1)?)).ok()?,
-            i + 5,
+            Some(i + 5),
         ),
         _ => return None,
     };
-    if len > max_payload || (len == 0) != flags.contains(Flags::ZERO_LENGTH) {
-        return None;
-    }
-    let start = pos + at;
-    let end = start.checked_add(len).filter(|&end| end <= frame.len())?;
-    let payload = Some(frame.slice(start..end));
-    let message = message(mux_id, seq, deadline_ms, handler, op, flags, payload);
-    Some((message, end))
-}
-
-#[inline(always)]
-fn message(
-    mux_id: u64,
-    seq: u32,
-    deadline_ms: u32,
-    handler: HandlerId,
-    op: Op,
-    flags: Flags,
-    payload: Option<Bytes>,
-) -> Message {
-    Message {
+    let (payload, end) = match at {
+        None => (None, pos + i + 1),
+        Some(at) => {
+            if len > max_payload || (len == 0) != flags.contains(Flags::ZERO_LENGTH) {
+                return None;
+            }
+            let start = pos + at;
+            let end = start.checked_add(len).filter(|&end| end <= frame.len())?;
+            (Some((start, end)), end)
+        }
+    };
+    let head = PlainHead {
         mux_id,
         seq,
         deadline_ms,
         handler,
         op,
         flags: flags.without(Flags::DERIVED),
-        subroute: None,
         payload,
-    }
+    };
+    Some((head, end))
 }
 
 /// An unsigned integer in any MessagePack width at `b[*i..]`.

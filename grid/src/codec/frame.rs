@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::fast_path::decode_plain;
+use super::fast_path::{decode_plain, plain_head, PlainHead};
 use super::message::{Flags, Message, Op};
 use super::wire::Reader;
 
@@ -246,6 +246,39 @@ impl FrameMessages {
             Inner::One(Some(top))
         };
         Ok(Self { inner, limits })
+    }
+}
+
+/// One message of a frame, as [`FrameMessages::next_decoded`] yields it.
+#[derive(Debug)]
+pub enum Decoded<'a> {
+    /// A plain message (seven fields, no checksum or subroute of its own): its header, and
+    /// the frame its payload is in.
+    Plain(PlainHead, &'a Bytes),
+    /// Any other message, decoded whole.
+    Whole(Message),
+}
+
+impl FrameMessages {
+    /// The next message, a plain one left undecoded past its header (see [`Decoded`]).
+    /// After the first error the messages end.
+    pub fn next_decoded(&mut self) -> Option<Result<Decoded<'_>, FrameError>> {
+        let plain = match &self.inner {
+            Inner::Merged { payload, pos } if !self.limits.require_checksum => {
+                plain_head(payload, *pos, self.limits.max_payload)
+            }
+            _ => None,
+        };
+        if let Some((head, end)) = plain {
+            return match &mut self.inner {
+                Inner::Merged { payload, pos } => {
+                    *pos = end;
+                    Some(Ok(Decoded::Plain(head, payload)))
+                }
+                _ => None,
+            };
+        }
+        self.next().map(|r| r.map(Decoded::Whole))
     }
 }
 

@@ -21,7 +21,10 @@ mod stream;
 pub(crate) mod wire;
 
 pub use error_payload::{decode_error, encode_error, ErrorKind};
-pub use frame::{decode_frame, encode_frame, FrameBuilder, FrameError, FrameLimits, FrameMessages};
+pub use fast_path::PlainHead;
+pub use frame::{
+    decode_frame, encode_frame, Decoded, FrameBuilder, FrameError, FrameLimits, FrameMessages,
+};
 pub(crate) use message::MessageRef;
 pub use message::{subroute_hash, Flags, HandlerId, Message, Op};
 pub use stream::{decode_credit, encode_credit, Ack};

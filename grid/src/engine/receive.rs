@@ -12,7 +12,9 @@ use bytes::Bytes;
 use super::assembly::{Payload, Whole};
 use super::state::StreamState;
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side};
-use crate::codec::{decode_credit, encode_error, ErrorKind, Flags, FrameMessages, Message, Op};
+use crate::codec::{
+    decode_credit, encode_error, Decoded, ErrorKind, Flags, FrameMessages, Message, Op, PlainHead,
+};
 use crate::error::Error;
 
 impl Engine {
@@ -44,13 +46,58 @@ impl Engine {
         max: usize,
     ) -> Result<usize, String> {
         for n in 0..max {
-            match messages.next() {
-                Some(Ok(m)) => self.handle(now, m)?,
+            match messages.next_decoded() {
+                Some(Ok(Decoded::Plain(head, frame))) => {
+                    if !self.take_plain_data(now, &head, frame) {
+                        self.handle(now, head.to_message(frame))?;
+                    }
+                }
+                Some(Ok(Decoded::Whole(m))) => self.handle(now, m)?,
                 Some(Err(e)) => return Err(e.to_string()),
                 None => return Ok(n),
             }
         }
         Ok(max)
+    }
+
+    /// The common case of [`Engine::on_data`], straight from the frame: the next data
+    /// message of a stream open here (no end, no error, not a part), in sequence and within
+    /// credit. Its payload is the only thing sliced from the frame. False, with nothing
+    /// done, for anything else: it goes the whole way, which also says what is wrong.
+    fn take_plain_data(&mut self, now: Instant, head: &PlainHead, frame: &Bytes) -> bool {
+        let Some((start, end)) = head.payload else {
+            return false;
+        };
+        if head.flags != Flags::NONE || self.assembler.held() != 0 || self.closed.is_some() {
+            return false;
+        }
+        let found = match head.op {
+            Op::MuxServerMsg => Key::from_mux_id(head.mux_id).map(|k| (Side::Caller, k)),
+            Op::MuxClientMsg => self
+                .handler_ids
+                .get(&head.mux_id)
+                .map(|&k| (Side::Handler, k)),
+            _ => None,
+        };
+        let Some((side, key)) = found else {
+            return false;
+        };
+        let Some(s) = self.stream_mut(side, key) else {
+            return false;
+        };
+        let r = &mut s.recv;
+        let expected = s.state == StreamState::Open && !r.discard && r.end.is_none();
+        if !expected || head.seq != r.next_seq || r.window.receive().is_err() {
+            return false;
+        }
+        r.next_seq = r.next_seq.wrapping_add(1);
+        let waker = r.deliver(Payload::Whole(frame.slice(start..end)));
+        if side == Side::Handler {
+            s.last_heard = now;
+        }
+        self.timers.last_heard = now;
+        self.wake(waker);
+        true
     }
 
     fn apply(&mut self, now: Instant, mut msg: Message) -> Result<(), String> {
@@ -220,8 +267,7 @@ impl Engine {
                     let n = s.recv.window.discard(1);
                     self.return_credit(side, key, n);
                 } else {
-                    s.recv.queue.push_back(payload);
-                    let waker = s.recv.waker.take();
+                    let waker = s.recv.deliver(payload);
                     self.wake(waker);
                 }
             }

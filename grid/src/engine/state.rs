@@ -97,6 +97,12 @@ impl RecvHalf {
         }
     }
 
+    /// Queues a message for the receiver; the receiver's waker, to wake.
+    pub(crate) fn deliver(&mut self, payload: Payload) -> Option<Waker> {
+        self.queue.push_back(payload);
+        self.waker.take()
+    }
+
     /// Ends the direction, unless it already ended (the first end wins).
     pub(crate) fn end_with(&mut self, end: Result<(), Error>) {
         if self.end.is_none() {

@@ -230,10 +230,7 @@ impl Fixture {
         m.payload = payload;
         m.handler = HandlerId::new(7);
         let now = self.net.now;
-        if let Err(why) = self.net.a.e.handle(now, m) {
-            self.net.a.violation = Some(why);
-        }
-        self.net.a.wake();
+        self.net.a.receive(now, vec![super::merged_frame(&m)]);
     }
 
     /// Injects a message into B as if the caller had sent it.
@@ -244,10 +241,7 @@ impl Fixture {
         m.flags = flags;
         m.payload = payload;
         let now = self.net.now;
-        if let Err(why) = self.net.b.e.handle(now, m) {
-            self.net.b.violation = Some(why);
-        }
-        self.net.b.wake();
+        self.net.b.receive(now, vec![super::merged_frame(&m)]);
     }
 
     /// Lets the stream run out: the handler returns if it still runs, every end still held
