@@ -23,6 +23,7 @@ use futures::Stream;
 use crate::engine::{Key, Payload, ReadTally, Side};
 use crate::error::{Error, Result};
 use crate::session::Session;
+use crate::tasks::requeue;
 
 /// Most messages [`StreamSender::send_all`] queues in one step.
 const SEND_ALL_BATCH: u32 = 256;
@@ -87,11 +88,20 @@ impl StreamSender {
         self.check_size(&payload)?;
         let (side, key) = (self.side, self.key);
         let mut payload = Some(payload);
+        let mut step_aside = false;
         poll_fn(|cx| {
-            self.session
-                .with(|e| e.poll_send(side, key, &mut payload, cx))
+            self.session.with(|e| {
+                let sent = e.poll_send(side, key, &mut payload, cx);
+                step_aside = sent.is_ready() && e.take_frame_waiting();
+                sent
+            })
         })
-        .await
+        .await?;
+        if step_aside {
+            // A frame's worth waits for the writer, which may be queued behind this task.
+            requeue().await;
+        }
+        Ok(())
     }
 
     /// Sends every message of `messages`, in order, waiting for credit whenever the
@@ -127,10 +137,16 @@ impl StreamSender {
                 .position(|p| self.check_size(p).is_err())
                 .unwrap_or(batch.len());
             let unused = n - fits as u32;
-            self.session.with(|e| {
+            let step_aside = self.session.with(|e| {
                 e.unreserve(side, key, unused);
-                batch.drain(..fits).try_for_each(|p| e.send(side, key, p))
+                batch
+                    .drain(..fits)
+                    .try_for_each(|p| e.send(side, key, p))
+                    .map(|()| e.take_frame_waiting())
             })?;
+            if step_aside {
+                requeue().await;
+            }
             if let Some(too_large) = batch.first() {
                 return self.check_size(too_large);
             }
@@ -149,6 +165,10 @@ impl StreamSender {
     pub async fn reserve(&mut self) -> Result<Permit<'_>> {
         let (side, key) = (self.side, self.key);
         let session = self.session.clone();
+        if session.with(|e| e.take_frame_waiting()) {
+            // What earlier permits sent fills a frame: let the writer take it first.
+            requeue().await;
+        }
         poll_fn(|cx| session.with(|e| e.poll_reserve(side, key, 1, cx))).await?;
         Ok(Permit {
             sender: self,

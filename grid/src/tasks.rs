@@ -1,5 +1,5 @@
 //! Counting the tasks a manager spawned, so shutdown can wait for all of them and tests can
-//! prove that none is left behind.
+//! prove that none is left behind; and how a busy task lets the others run.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,4 +55,22 @@ impl Tasks {
             notified.await;
         }
     }
+}
+
+/// Lets the other tasks of this worker run once: the task wakes itself and goes to the
+/// back of the worker's queue. Unlike `tokio::task::yield_now`, which waits until the
+/// worker has nothing else to run and then polls the I/O driver (one `epoll_wait` per
+/// yield), so a reader or writer under load that yields per batch would make a syscall per
+/// batch and come back only after every other task.
+pub(crate) async fn requeue() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            std::task::Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }

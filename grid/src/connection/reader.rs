@@ -80,7 +80,7 @@ pub(crate) async fn read_loop(
                 wakes.wake();
             }
             // A frame of many messages does not hold this thread for long.
-            tokio::task::yield_now().await;
+            crate::tasks::requeue().await;
         }
         wakes.wake();
         if !answers.is_empty() {

@@ -30,7 +30,7 @@ pub(crate) async fn write_loop(
         if busy {
             // Under load, let the tasks that are about to queue more run first so they share
             // the next frame: fewer, larger writes. Idle connections skip this.
-            tokio::task::yield_now().await;
+            crate::tasks::requeue().await;
         }
         let taken = poll_fn(|cx| {
             let now = Instant::now().into_std();

@@ -20,6 +20,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::out_queue::{payload_len, OutQueue, Sched};
+use super::transmit::{MAX_BATCH, MERGE_LIMIT};
 use super::window::ChunkBudget;
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side, Transmit};
 use crate::codec::{Flags, Message, Op};
@@ -49,6 +50,11 @@ pub(super) struct Outbox {
     refusals: VecDeque<Message>,
     /// Payload bytes queued by handlers (answers and their stream messages).
     pub(super) handler_bytes: usize,
+    /// Messages and payload bytes queued since the writer last took a frame or since a
+    /// frame's worth was last reported ([`Engine::take_frame_waiting`]).
+    unsent: (usize, usize),
+    /// A full frame's worth has been queued since the writer last took one.
+    frame_waiting: bool,
 }
 
 impl Outbox {
@@ -64,6 +70,8 @@ impl Outbox {
             stream_pings: VecDeque::new(),
             refusals: VecDeque::new(),
             handler_bytes: 0,
+            unsent: (0, 0),
+            frame_waiting: false,
         }
     }
 
@@ -95,6 +103,8 @@ impl Engine {
         tx.clear();
         // The writer is back: what it took before is written.
         self.timers.write_started = None;
+        self.outbox.unsent = (0, 0);
+        self.outbox.frame_waiting = false;
         if let Some(err) = &self.closed {
             return Poll::Ready(Err(err.clone()));
         }
@@ -147,6 +157,15 @@ impl Engine {
         Poll::Ready(Ok(()))
     }
 
+    /// Whether a full frame's worth was queued since the writer last took one (reported
+    /// once per frame's worth). A sender that queues without ever waiting for credit calls
+    /// this after each send and steps aside when it is true, so the writer, which may be
+    /// queued behind it on the same thread, sends frames as they fill rather than after the
+    /// sender has used all its credit.
+    pub(crate) fn take_frame_waiting(&mut self) -> bool {
+        std::mem::take(&mut self.outbox.frame_waiting)
+    }
+
     /// Queues a message of an entry.
     pub(super) fn push_out(&mut self, side: Side, key: Key, m: Message) {
         let len = payload_len(&m);
@@ -163,6 +182,13 @@ impl Engine {
     pub(super) fn queued(&mut self, side: Side, key: Key, len: usize, newly: bool) {
         if side == Side::Handler {
             self.outbox.handler_bytes += len;
+        }
+        let unsent = &mut self.outbox.unsent;
+        unsent.0 += 1;
+        unsent.1 += len;
+        if unsent.0 >= MAX_BATCH || unsent.1 >= MERGE_LIMIT {
+            *unsent = (0, 0);
+            self.outbox.frame_waiting = true;
         }
         if newly {
             self.outbox.ready.push_back((side, key));

@@ -14,7 +14,7 @@ use crate::codec::{FrameBuilder, Message};
 /// Largest merged frame built from small messages.
 pub(crate) const MERGE_LIMIT: usize = 64 * 1024;
 /// Most messages merged into one frame.
-const MAX_BATCH: usize = 512;
+pub(crate) const MAX_BATCH: usize = 512;
 
 /// What the writer sends next: WebSocket-level pong, merged messages, one chunk.
 #[derive(Debug)]

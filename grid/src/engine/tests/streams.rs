@@ -624,3 +624,52 @@ fn credit_goes_back_while_the_receiver_works_through_a_batch() {
     f.wind_down();
     f.check_invariants("credit mid-batch");
 }
+
+#[test]
+fn a_sender_learns_once_per_frame_when_a_full_frame_waits_for_the_writer() {
+    static FRAME: [u8; crate::engine::transmit::MERGE_LIMIT] =
+        [5; crate::engine::transmit::MERGE_LIMIT];
+    let mut f = super::fixture::Fixture::new(At::Open);
+    f.b_send(b"small").expect("credit");
+    assert!(
+        !f.net.b.e.take_frame_waiting(),
+        "one small message is no frame"
+    );
+    f.b_send(&FRAME).expect("credit");
+    assert!(
+        f.net.b.e.take_frame_waiting(),
+        "a frame's worth of bytes waits"
+    );
+    assert!(!f.net.b.e.take_frame_waiting(), "reported once");
+    f.b_send(b"small").expect("credit");
+    assert!(!f.net.b.e.take_frame_waiting(), "the count starts again");
+    f.net.pump();
+    for p in [&b"small"[..], &FRAME, b"small"] {
+        assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(p))));
+    }
+    f.wind_down();
+    f.check_invariants("frame waiting");
+}
+
+#[test]
+fn the_writer_taking_a_frame_starts_the_count_of_unsent_bytes_again() {
+    static HALF: [u8; crate::engine::transmit::MERGE_LIMIT / 2] =
+        [6; crate::engine::transmit::MERGE_LIMIT / 2];
+    let mut f = super::fixture::Fixture::new(At::Open);
+    f.b_send(&HALF).expect("credit");
+    assert!(!f.net.b.e.take_frame_waiting(), "half a frame");
+    f.net.pump();
+    f.b_send(&HALF).expect("credit");
+    assert!(
+        !f.net.b.e.take_frame_waiting(),
+        "the writer took the first half: the count started again"
+    );
+    f.b_send(&HALF).expect("credit");
+    assert!(f.net.b.e.take_frame_waiting(), "two halves wait");
+    f.net.pump();
+    for _ in 0..3 {
+        assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(&HALF))));
+    }
+    f.wind_down();
+    f.check_invariants("frame count reset");
+}
