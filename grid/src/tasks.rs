@@ -60,8 +60,9 @@ impl Tasks {
 /// Lets the other tasks of this worker run once: the task wakes itself and goes to the
 /// back of the worker's queue. Unlike `tokio::task::yield_now`, which waits until the
 /// worker has nothing else to run and then polls the I/O driver (one `epoll_wait` per
-/// yield), so a reader or writer under load that yields per batch would make a syscall per
-/// batch and come back only after every other task.
+/// yield): a reader under load that yielded that way per batch would make a syscall per
+/// batch and come back only after every other task. (The writer wants exactly that wait,
+/// so that callers queue more for its next frame, and uses `yield_now`.)
 pub(crate) async fn requeue() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {

@@ -29,8 +29,10 @@ pub(crate) async fn write_loop(
     loop {
         if busy {
             // Under load, let the tasks that are about to queue more run first so they share
-            // the next frame: fewer, larger writes. Idle connections skip this.
-            crate::tasks::requeue().await;
+            // the next frame: fewer, larger writes (`yield_now` waits until this worker has
+            // run everything else; measured: 256 callers 7% slower with `tasks::requeue`).
+            // Idle connections skip this.
+            tokio::task::yield_now().await;
         }
         let taken = poll_fn(|cx| {
             let now = Instant::now().into_std();
