@@ -50,10 +50,10 @@ pub(super) struct Outbox {
     refusals: VecDeque<Message>,
     /// Payload bytes queued by handlers (answers and their stream messages).
     pub(super) handler_bytes: usize,
-    /// Messages and payload bytes queued since the writer last took a frame or since a
-    /// frame's worth was last reported ([`Engine::take_frame_waiting`]).
+    /// Messages and payload bytes queued since the writer last took a frame.
     unsent: (usize, usize),
-    /// A full frame's worth has been queued since the writer last took one.
+    /// Another full frame's worth has been queued since the writer last took one, not yet
+    /// reported ([`Engine::take_frame_waiting`]).
     frame_waiting: bool,
 }
 
@@ -166,6 +166,13 @@ impl Engine {
         std::mem::take(&mut self.outbox.frame_waiting)
     }
 
+    /// Whether at least a full frame's worth waits for the writer: it then writes at once
+    /// rather than waiting for more to join the frame.
+    pub(crate) fn frame_full(&self) -> bool {
+        let (messages, bytes) = self.outbox.unsent;
+        messages >= MAX_BATCH || bytes >= MERGE_LIMIT
+    }
+
     /// Queues a message of an entry.
     pub(super) fn push_out(&mut self, side: Side, key: Key, m: Message) {
         let len = payload_len(&m);
@@ -183,11 +190,9 @@ impl Engine {
         if side == Side::Handler {
             self.outbox.handler_bytes += len;
         }
-        let unsent = &mut self.outbox.unsent;
-        unsent.0 += 1;
-        unsent.1 += len;
-        if unsent.0 >= MAX_BATCH || unsent.1 >= MERGE_LIMIT {
-            *unsent = (0, 0);
+        let (messages, bytes) = self.outbox.unsent;
+        self.outbox.unsent = (messages + 1, bytes + len);
+        if (messages + 1) % MAX_BATCH == 0 || (bytes + len) / MERGE_LIMIT > bytes / MERGE_LIMIT {
             self.outbox.frame_waiting = true;
         }
         if newly {

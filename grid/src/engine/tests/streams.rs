@@ -635,15 +635,21 @@ fn a_sender_learns_once_per_frame_when_a_full_frame_waits_for_the_writer() {
         !f.net.b.e.take_frame_waiting(),
         "one small message is no frame"
     );
+    assert!(!f.net.b.e.frame_full());
     f.b_send(&FRAME).expect("credit");
     assert!(
         f.net.b.e.take_frame_waiting(),
         "a frame's worth of bytes waits"
     );
     assert!(!f.net.b.e.take_frame_waiting(), "reported once");
+    assert!(f.net.b.e.frame_full(), "the writer need not wait for more");
     f.b_send(b"small").expect("credit");
-    assert!(!f.net.b.e.take_frame_waiting(), "the count starts again");
+    assert!(
+        !f.net.b.e.take_frame_waiting(),
+        "not a second frame's worth yet"
+    );
     f.net.pump();
+    assert!(!f.net.b.e.frame_full(), "the writer took it");
     for p in [&b"small"[..], &FRAME, b"small"] {
         assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(p))));
     }
