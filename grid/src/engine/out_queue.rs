@@ -23,6 +23,8 @@ pub(crate) const ENCODE_EARLY: usize = 2 * 1024;
 /// An early lane that grew beyond this while a backlog was queued gives its memory back once
 /// it is empty.
 const LANE_RETAIN: usize = 64 * 1024;
+/// An emptied lane this small is freed (see [`OutQueue::release_small_lane`]).
+const LANE_KEEP: usize = 256;
 
 /// Where an entry sits in the outbox's schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -114,8 +116,12 @@ impl EarlyLane {
 /// One entry's messages to send, in order (see the module documentation).
 #[derive(Debug, Default)]
 pub(crate) struct OutQueue {
-    /// A stream's messages encoded when queued (`None` for a call).
+    /// A stream's messages encoded when queued: made by the first one, freed when the
+    /// writer empties a small one ([`OutQueue::release_small_lane`]), so an idle stream
+    /// holds none.
     pub(super) early: Option<Box<EarlyLane>>,
+    /// Whether small messages are encoded when queued (a stream's queue; not a call's).
+    streams: bool,
     /// The only whole message, when there is just one (`rest` is then empty).
     single: Option<Message>,
     rest: VecDeque<Message>,
@@ -132,22 +138,35 @@ impl OutQueue {
     /// A stream's queue, which encodes small messages as they are queued.
     pub(crate) fn for_stream() -> Self {
         Self {
-            early: Some(Box::default()),
+            streams: true,
             ..Self::default()
         }
     }
 
     /// Whether a message with a payload of `len` bytes is encoded as it is queued.
     pub(super) fn encodes_early(&self, len: usize) -> bool {
-        self.early.is_some() && len <= ENCODE_EARLY && self.whole_is_empty()
+        self.streams && len <= ENCODE_EARLY && self.whole_is_empty()
     }
 
     /// Queues a message given by reference, encoding it now; only when
     /// [`OutQueue::encodes_early`] said so.
     pub(super) fn push_encoded(&mut self, m: &MessageRef<'_>) {
-        if let Some(lane) = self.early.as_deref_mut() {
-            lane.push(m);
+        if self.streams {
+            self.early.get_or_insert_with(Box::default).push(m);
             self.bytes += m.payload.map_or(0, <[u8]>::len);
+        }
+    }
+
+    /// Frees the early lane if it is empty and small: a stream that sent a few messages
+    /// (its open, its ack, a ping) and went quiet keeps no buffers; a busy stream's lane,
+    /// larger, stays for the next frame.
+    pub(super) fn release_small_lane(&mut self) {
+        if self
+            .early
+            .as_deref()
+            .is_some_and(|l| l.is_empty() && l.bytes.capacity() <= LANE_KEEP)
+        {
+            self.early = None;
         }
     }
 
@@ -309,6 +328,29 @@ mod tests {
         q.push(data(1, 10));
         assert!(!q.encodes_early(10));
         assert_eq!(q.pop().map(|m| m.seq), Some(1));
+    }
+
+    #[test]
+    fn a_quiet_stream_keeps_no_lane_and_a_busy_one_keeps_its_own() {
+        let mut q = OutQueue::for_stream();
+        assert!(q.early.is_none(), "no lane before the first message");
+        q.push(data(1, 10));
+        q.release_small_lane();
+        assert!(q.early.is_some(), "not freed while it holds a message");
+        assert_eq!(drain(&mut q), vec![1]);
+        q.release_small_lane();
+        assert!(q.early.is_none(), "a small emptied lane is freed");
+        for seq in 2..12 {
+            q.push(data(seq, 100));
+        }
+        assert_eq!(drain(&mut q), (2..12).collect::<Vec<_>>());
+        q.release_small_lane();
+        assert!(
+            q.early.is_some(),
+            "a lane that grew stays for the next frame"
+        );
+        q.push(data(12, 10));
+        assert_eq!(drain(&mut q), vec![12], "and is used again");
     }
 
     #[test]

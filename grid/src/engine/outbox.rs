@@ -312,6 +312,7 @@ impl Engine {
                     out.bytes -= taken_bytes;
                     out.transmitted = true;
                 }
+                out.release_small_lane();
             }
             while next == Sched::Idle {
                 let Some(head) = out.front() else {
