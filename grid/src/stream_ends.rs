@@ -41,6 +41,9 @@ pub struct StreamSender {
     max_message: usize,
     /// `finish` consumed the sender: its drop does nothing more.
     finished: bool,
+    /// The last message sent filled a frame's worth: the next send lets the writer run
+    /// first.
+    step_aside: bool,
 }
 
 impl std::fmt::Debug for StreamSender {
@@ -60,6 +63,7 @@ impl StreamSender {
             key,
             max_message,
             finished: false,
+            step_aside: false,
         }
     }
 
@@ -86,6 +90,12 @@ impl StreamSender {
     /// credit was taken. Once a message is accepted it goes out whole, chunked or not.
     pub async fn send(&mut self, payload: Bytes) -> Result<()> {
         self.check_size(&payload)?;
+        if std::mem::take(&mut self.step_aside) {
+            // The last message filled a frame for the writer, which may be queued behind
+            // this task: let it run first (before this message, so a send cancelled here
+            // has sent nothing).
+            requeue().await;
+        }
         let (side, key) = (self.side, self.key);
         let mut payload = Some(payload);
         let mut step_aside = false;
@@ -97,10 +107,7 @@ impl StreamSender {
             })
         })
         .await?;
-        if step_aside {
-            // A frame's worth waits for the writer, which may be queued behind this task.
-            requeue().await;
-        }
+        self.step_aside = step_aside;
         Ok(())
     }
 

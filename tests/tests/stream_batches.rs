@@ -1,6 +1,6 @@
 //! Batched sends over real sockets: `send_all` on the byte-level and the typed sender, in
 //! order through a window much smaller than the batch, and what a batch does when one of
-//! its messages cannot go.
+//! its messages cannot go; and a single `send` dropped at its one yield point.
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -118,6 +118,51 @@ async fn typed_send_all_sends_by_value_or_reference_and_stops_at_an_item_it_cann
         }
         let expected: Vec<u32> = (0..13).chain([99]).collect();
         assert_eq!(got, expected);
+        c.finish().await;
+    })
+    .await
+}
+
+/// A `send` may yield before its message (when the one before filled a frame for the
+/// writer); dropped there, it has sent nothing, as its `Cancel safety` section says.
+#[tokio::test]
+async fn a_send_dropped_while_it_lets_the_writer_go_first_sends_nothing() {
+    within(async {
+        let c = Cluster::start(&["alpha", "beta"], |b| b).await;
+        const WIDE: HandlerId = HandlerId::new(11);
+        for m in &c.managers {
+            m.register_stream(WIDE, echo_input(4_096))
+                .expect("register");
+        }
+        c.connected().await;
+        let conn = c.managers[0].connection("beta").expect("conn");
+        let stream = conn.open_stream(WIDE, None).await.expect("open");
+        let mut requests = stream.requests.expect("input");
+        let mut responses = stream.responses;
+        // On this single-threaded runtime nothing else runs while the sends complete at
+        // once (credit for all of them): only a step aside can leave one pending.
+        let mut dropped = Vec::new();
+        for i in 0..3_000u32 {
+            let mut send = Box::pin(requests.send(num(i)));
+            match futures::poll!(&mut send) {
+                std::task::Poll::Ready(r) => r.expect("sent"),
+                std::task::Poll::Pending => dropped.push(i),
+            }
+        }
+        assert!(
+            !dropped.is_empty(),
+            "some send stepped aside for the writer"
+        );
+        requests.finish().await.expect("finish");
+        let mut got = Vec::new();
+        while let Some(m) = responses.next().await {
+            got.push(unnum(&m.expect("message")));
+        }
+        let expected: Vec<u32> = (0..3_000).filter(|i| !dropped.contains(i)).collect();
+        assert_eq!(
+            got, expected,
+            "every other message, in order; none of the dropped"
+        );
         c.finish().await;
     })
     .await
