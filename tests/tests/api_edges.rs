@@ -145,3 +145,41 @@ async fn waiting_for_a_connection_that_shuts_down_returns_closed() {
     })
     .await
 }
+
+/// Once `shutdown` returns, the listener handed to a started `serve` is closed: the address
+/// can be bound again at once (a node restarting on its port), whether the `serve` future
+/// runs in a task of its own or is held, unpolled, by the code that shuts down.
+#[tokio::test]
+async fn the_address_is_free_again_when_shutdown_returns() {
+    within(async {
+        let (mut l, _) = listener().await;
+        let addr = l.local_addr().expect("addr");
+        for round in 0..10 {
+            let m = builder("alpha").build().expect("build");
+            let serving = tokio::spawn(m.clone().serve(l));
+            tokio::task::yield_now().await;
+            m.shutdown().await;
+            l = tokio::net::TcpListener::bind(addr)
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: {addr} still taken: {e}"));
+            assert_eq!(serving.await.expect("task").ok(), Some(()));
+            assert_eq!(m.running_tasks(), 0);
+        }
+        // Held and started, then not polled while the manager shuts down (a `select!` on
+        // the server and a signal, say): shutdown neither waits for it nor leaves the port
+        // taken.
+        let m = builder("alpha").build().expect("build");
+        let serving = m.clone().serve(l);
+        tokio::pin!(serving);
+        assert!(futures::poll!(serving.as_mut()).is_pending());
+        tokio::task::yield_now().await;
+        m.shutdown().await;
+        drop(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .expect("the port is free while the future is still held"),
+        );
+        assert_eq!(serving.await.ok(), Some(()));
+    })
+    .await
+}

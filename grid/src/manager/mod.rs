@@ -189,15 +189,33 @@ impl Manager {
     /// route path only (default `/grid/v1`); a wrong path gets 404, a missing bearer token
     /// 401, a refused token 403, all before any upgrade.
     ///
+    /// The listener is served by a task of the manager's own, so once
+    /// [`Manager::shutdown`] returns it is closed and its address can be bound again (a node
+    /// restarting on its port), whether or not this future is still being polled.
+    ///
     /// # Cancel safety
     /// Dropping the future stops accepting; connections already accepted carry on.
     pub async fn serve(self, listener: TcpListener) -> Result<()> {
-        listener::serve(
-            self.inner.core.clone(),
+        let core = self.inner.core.clone();
+        let accepting = core.tasks.spawn(listener::serve(
+            core.clone(),
             self.inner.connections.clone(),
             listener,
-        )
-        .await
+        ));
+        // Stops the accepting task if this future is dropped first.
+        struct StopOnDrop(tokio::task::AbortHandle);
+        impl Drop for StopOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let _stop = StopOnDrop(accepting.abort_handle());
+        match accepting.await {
+            Ok(served) => served,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down.
+            Err(_) => Err(Error::Closed),
+        }
     }
 
     /// Shuts the manager down: stops the listener and every connection, fails every pending
