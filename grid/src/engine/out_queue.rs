@@ -121,7 +121,7 @@ pub(crate) struct OutQueue {
     /// holds none.
     pub(super) early: Option<Box<EarlyLane>>,
     /// Whether small messages are encoded when queued (a stream's queue; not a call's).
-    streams: bool,
+    is_stream: bool,
     /// The only whole message, when there is just one (`rest` is then empty).
     single: Option<Message>,
     rest: VecDeque<Message>,
@@ -138,20 +138,20 @@ impl OutQueue {
     /// A stream's queue, which encodes small messages as they are queued.
     pub(crate) fn for_stream() -> Self {
         Self {
-            streams: true,
+            is_stream: true,
             ..Self::default()
         }
     }
 
     /// Whether a message with a payload of `len` bytes is encoded as it is queued.
     pub(super) fn encodes_early(&self, len: usize) -> bool {
-        self.streams && len <= ENCODE_EARLY && self.whole_is_empty()
+        self.is_stream && len <= ENCODE_EARLY && self.whole_is_empty()
     }
 
     /// Queues a message given by reference, encoding it now; only when
     /// [`OutQueue::encodes_early`] said so.
     pub(super) fn push_encoded(&mut self, m: &MessageRef<'_>) {
-        if self.streams {
+        if self.is_stream {
             self.early.get_or_insert_with(Box::default).push(m);
             self.bytes += m.payload.map_or(0, <[u8]>::len);
         }
@@ -222,9 +222,8 @@ impl OutQueue {
     pub(super) fn clear(&mut self) {
         self.single = None;
         self.rest.clear();
-        if let Some(lane) = self.early.as_deref_mut() {
-            lane.clear();
-        }
+        // Nothing more of this entry goes out: its lane's memory goes too.
+        self.early = None;
         self.bytes = 0;
         self.chunk_offset = 0;
     }

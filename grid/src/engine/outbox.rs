@@ -20,7 +20,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::out_queue::{payload_len, OutQueue, Sched};
-use super::transmit::{MAX_BATCH, MERGE_LIMIT};
+use super::transmit::{fills_frame, frame_room, MAX_BATCH, MERGE_LIMIT};
 use super::window::ChunkBudget;
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side, Transmit};
 use crate::codec::{Flags, Message, Op};
@@ -50,7 +50,8 @@ pub(super) struct Outbox {
     refusals: VecDeque<Message>,
     /// Payload bytes queued by handlers (answers and their stream messages).
     pub(super) handler_bytes: usize,
-    /// Messages and payload bytes queued since the writer last took a frame.
+    /// Messages queued since the writer last took a frame, and the room they take in
+    /// frames ([`frame_room`]).
     unsent: (usize, usize),
     /// Another full frame's worth has been queued since the writer last took one, not yet
     /// reported ([`Engine::take_frame_waiting`]).
@@ -157,10 +158,10 @@ impl Engine {
         Poll::Ready(Ok(()))
     }
 
-    /// Whether a full frame's worth was queued since the writer last took one (reported
-    /// once per frame's worth). A sender that queues without ever waiting for credit calls
-    /// this after each send and steps aside when it is true, so the writer, which may be
-    /// queued behind it on the same thread, sends frames as they fill rather than after the
+    /// Whether another full frame's worth was queued since the writer last took one
+    /// (reported once per frame's worth). A stream sender asks after each send and, when
+    /// it is true, steps aside before its next one, so the writer, which may be queued
+    /// behind it on the same thread, sends frames as they fill rather than after the
     /// sender has used all its credit.
     pub(crate) fn take_frame_waiting(&mut self) -> bool {
         std::mem::take(&mut self.outbox.frame_waiting)
@@ -169,8 +170,8 @@ impl Engine {
     /// Whether at least a full frame's worth waits for the writer: it then writes at once
     /// rather than waiting for more to join the frame.
     pub(crate) fn frame_full(&self) -> bool {
-        let (messages, bytes) = self.outbox.unsent;
-        messages >= MAX_BATCH || bytes >= MERGE_LIMIT
+        let (messages, room) = self.outbox.unsent;
+        fills_frame(messages, room)
     }
 
     /// Queues a message of an entry.
@@ -190,9 +191,11 @@ impl Engine {
         if side == Side::Handler {
             self.outbox.handler_bytes += len;
         }
-        let (messages, bytes) = self.outbox.unsent;
-        self.outbox.unsent = (messages + 1, bytes + len);
-        if (messages + 1) % MAX_BATCH == 0 || (bytes + len) / MERGE_LIMIT > bytes / MERGE_LIMIT {
+        let (messages, room) = self.outbox.unsent;
+        let (messages_now, room_now) = (messages + 1, room + frame_room(len));
+        self.outbox.unsent = (messages_now, room_now);
+        // Crossing a multiple of a frame's worth, by count or by room.
+        if messages_now % MAX_BATCH == 0 || room_now / MERGE_LIMIT > room / MERGE_LIMIT {
             self.outbox.frame_waiting = true;
         }
         if newly {

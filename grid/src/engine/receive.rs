@@ -64,6 +64,10 @@ impl Engine {
     /// message of a stream open here (no end, no error, not a part), in sequence and within
     /// credit. Its payload is the only thing sliced from the frame. False, with nothing
     /// done, for anything else: it goes the whole way, which also says what is wrong.
+    ///
+    /// A twin of `on_data`'s happy path on purpose: routing these messages through
+    /// `on_data` itself (measured) costs ~90 instructions more per stream message, 6 % of
+    /// the whole path. Every check here is one `on_data` makes; when in doubt, fall back.
     fn take_plain_data(&mut self, now: Instant, head: &PlainHead, frame: &Bytes) -> bool {
         let Some((start, end)) = head.payload else {
             return false;

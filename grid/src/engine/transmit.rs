@@ -16,6 +16,17 @@ pub(crate) const MERGE_LIMIT: usize = 64 * 1024;
 /// Most messages merged into one frame.
 pub(crate) const MAX_BATCH: usize = 512;
 
+/// The room a small message of `payload` bytes takes in a merged frame (its header
+/// included, roughly), as counted against [`MERGE_LIMIT`].
+pub(super) fn frame_room(payload: usize) -> usize {
+    payload + 16
+}
+
+/// Whether `messages` small messages taking `room` bytes ([`frame_room`]) fill a frame.
+pub(super) fn fills_frame(messages: usize, room: usize) -> bool {
+    messages >= MAX_BATCH || room >= MERGE_LIMIT
+}
+
 /// What the writer sends next: WebSocket-level pong, merged messages, one chunk.
 #[derive(Debug)]
 pub(crate) struct Transmit {
@@ -27,7 +38,7 @@ pub(crate) struct Transmit {
     whole: Vec<Message>,
     /// One chunk of a large payload, for a frame of its own.
     pub(crate) chunk: Option<Message>,
-    /// Messages in the batch (early and whole), and their payload bytes.
+    /// Messages in the batch (early and whole), and the room they take ([`frame_room`]).
     count: usize,
     bytes: usize,
     /// Some were encoded early (without checksums of their own): the frame is a merged
@@ -66,7 +77,7 @@ impl Transmit {
 
     /// No more small messages fit in this frame.
     pub(super) fn is_full(&self) -> bool {
-        self.count >= MAX_BATCH || self.bytes >= MERGE_LIMIT
+        fills_frame(self.count, self.bytes)
     }
 
     /// Adds a small message, kept whole.
@@ -78,7 +89,7 @@ impl Transmit {
     /// Counts one more small message of `payload` bytes (towards [`Transmit::is_full`]).
     pub(super) fn note(&mut self, payload: usize) {
         self.count += 1;
-        self.bytes += payload + 16;
+        self.bytes += frame_room(payload);
     }
 
     /// Copies messages encoded early into the frame (counted with [`Transmit::note`]).
