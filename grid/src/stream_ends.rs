@@ -11,7 +11,6 @@
 //! dropped before the end, so an abandoned stream reaches the handler as
 //! [`Error::Cancelled`], never as a clean end.
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::engine::{Key, Payload, ReadTally, Side};
+use crate::engine::{Key, RecvBatch, Side};
 use crate::error::{Error, Result};
 use crate::session::Session;
 use crate::tasks::requeue;
@@ -269,11 +268,9 @@ pub struct StreamReceiver {
     session: Arc<Session>,
     side: Side,
     key: Key,
-    /// Messages taken from the engine in one step (all that had arrived), not yet read:
-    /// the receiver reads them without locking anything.
-    ready: VecDeque<Payload>,
-    /// Messages read and not yet reported to the engine (their credit is owed back).
-    read: ReadTally,
+    /// Messages taken from the engine in one step (all that had arrived), read without
+    /// locking anything; what was read is reported back for credit.
+    batch: RecvBatch,
     /// The end was returned (or the receiver cancelled): nothing more comes.
     done: bool,
 }
@@ -294,17 +291,15 @@ impl StreamReceiver {
             session,
             side,
             key,
-            ready: VecDeque::new(),
-            read: ReadTally::default(),
+            batch: RecvBatch::default(),
             done: false,
         }
     }
 
     /// Tells the engine the receiver is gone, with what it read of what it was handed.
     fn release(&mut self) {
-        let (side, key, read) = (self.side, self.key, self.read.take());
-        self.ready.clear();
-        self.session.with(|e| e.drop_receiver(side, key, read));
+        let (side, key, batch) = (self.side, self.key, &mut self.batch);
+        self.session.with(|e| batch.release(e, side, key));
     }
 
     /// The next message; `None` after the end.
@@ -333,34 +328,30 @@ impl Stream for StreamReceiver {
         if this.done {
             return Poll::Ready(None);
         }
-        if this.ready.is_empty() {
-            let (side, key, read) = (this.side, this.key, this.read.take());
-            let ready = &mut this.ready;
-            match this
-                .session
-                .with(|e| e.poll_recv(side, key, read, ready, cx))
-            {
+        let (side, key) = (this.side, this.key);
+        if this.batch.is_empty() {
+            let batch = &mut this.batch;
+            match this.session.with(|e| batch.refill(e, side, key, cx)) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(report_every))) => this.read.handed(report_every),
+                Poll::Ready(Some(Ok(()))) => {}
                 Poll::Ready(end) => {
                     this.done = true;
                     this.release();
-                    return Poll::Ready(end.map(|r| r.map(|_| Bytes::new())));
+                    return Poll::Ready(end.map(|r| r.map(|()| Bytes::new())));
                 }
             }
         }
-        match this.ready.pop_front() {
-            Some(p) => {
-                if let Some(read) = this.read.read_one(!this.ready.is_empty()) {
-                    // Working through a long batch: the sender gets its credit back now.
-                    let (side, key) = (this.side, this.key);
-                    this.session.with(|e| e.count_read(side, key, read));
-                }
-                // A chunked message's parts are joined here, outside the engine's lock.
-                Poll::Ready(Some(Ok(p.into_bytes().unwrap_or_default())))
-            }
-            None => Poll::Pending,
+        let Some(payload) = this.batch.next() else {
+            // A refill that brought nothing (never expected): poll again.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        };
+        if let Some(read) = this.batch.report() {
+            // Working through a long batch: the sender gets its credit back now.
+            this.session.with(|e| e.count_read(side, key, read));
         }
+        // A chunked message's parts are joined here, outside the engine's lock.
+        Poll::Ready(Some(Ok(payload.into_bytes().unwrap_or_default())))
     }
 }
 

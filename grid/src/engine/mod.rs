@@ -58,8 +58,8 @@ use std::time::{Duration, Instant};
 pub(crate) use assembly::Payload;
 pub(crate) use calls::{Answer, Outgoing};
 pub(crate) use slab::Key;
+pub(crate) use stream_recv::RecvBatch;
 pub(crate) use transmit::{Transmit, MERGE_LIMIT};
-pub(crate) use window::ReadTally;
 
 use crate::codec::HandlerId;
 use crate::error::Error;

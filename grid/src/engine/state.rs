@@ -172,7 +172,6 @@ impl Stream {
         self.handles == 0
     }
 
-    /// The op of this side's data messages.
     /// The next data message of this side (numbered in sending order).
     pub(crate) fn next_data(&mut self, flags: Flags, payload: Option<Bytes>) -> Message {
         self.send.seq = self.send.seq.wrapping_add(1);
@@ -200,6 +199,7 @@ impl Stream {
         }
     }
 
+    /// The op of this side's data messages.
     pub(crate) fn data_op(&self) -> Op {
         match self.side {
             Side::Caller => Op::MuxClientMsg,

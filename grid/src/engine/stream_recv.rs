@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use super::assembly::Payload;
 use super::state::StreamState;
 use super::streams::Ending;
+use super::window::ReadTally;
 use super::{Engine, Key, Side};
 use crate::codec::{encode_credit, Message};
 use crate::error::Error;
@@ -107,5 +108,64 @@ impl Engine {
         m.mux_id = s.mux_id;
         m.payload = Some(encode_credit(n));
         self.push_out(side, key, m);
+    }
+}
+
+/// A receiver's end of the hand-over: the messages it took from the engine in one step,
+/// read one by one without the engine's lock, and the count of those read, reported back
+/// (under the lock) when it asks for more or, mid-batch, once a batch's worth of credit is
+/// owed. `StreamReceiver` is this behind the session's lock.
+#[derive(Debug, Default)]
+pub(crate) struct RecvBatch {
+    ready: VecDeque<Payload>,
+    read: ReadTally,
+}
+
+impl RecvBatch {
+    /// No message in hand: time to [`RecvBatch::refill`].
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ready.is_empty()
+    }
+
+    /// The next message in hand, without the lock; `None` when the batch is used up.
+    /// Then [`RecvBatch::report`] says whether to report reads now.
+    #[inline]
+    pub(crate) fn next(&mut self) -> Option<Payload> {
+        self.ready.pop_front()
+    }
+
+    /// The count of reads to report now ([`Engine::count_read`]), if it is time: after
+    /// each message taken with [`RecvBatch::next`].
+    #[inline]
+    pub(crate) fn report(&mut self) -> Option<u32> {
+        self.read.read_one(!self.ready.is_empty())
+    }
+
+    /// Takes the next batch from the engine (reporting what was read of the last).
+    /// Ready with `Some(Ok(()))` when messages came, the end (`None`, or the error), or
+    /// Pending with the waker registered.
+    pub(crate) fn refill(
+        &mut self,
+        e: &mut Engine,
+        side: Side,
+        key: Key,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(), Error>>> {
+        let read = self.read.take();
+        e.poll_recv(side, key, read, &mut self.ready, cx)
+            .map(|r| match r {
+                Some(Ok(report_every)) => {
+                    self.read.handed(report_every);
+                    Some(Ok(()))
+                }
+                Some(Err(err)) => Some(Err(err)),
+                None => None,
+            })
+    }
+
+    /// The receiver is gone: what it read is reported, what it held unread is dropped.
+    pub(crate) fn release(&mut self, e: &mut Engine, side: Side, key: Key) {
+        self.ready.clear();
+        e.drop_receiver(side, key, self.read.take());
     }
 }

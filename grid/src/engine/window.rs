@@ -148,6 +148,7 @@ impl ReadTally {
 
     /// One message read; the count to report now, if it is time (`more`: messages are
     /// still in hand).
+    #[inline]
     pub(crate) fn read_one(&mut self, more: bool) -> Option<u32> {
         self.read += 1;
         (more && self.read >= self.report_every).then(|| self.take())

@@ -197,6 +197,12 @@ impl Fixture {
         self.a_receiver = false;
     }
 
+    /// Drops the handler's input receiver.
+    pub(super) fn b_drop_receiver(&mut self) {
+        let key = self.b_key();
+        self.b_reader.drop(&mut self.net.b, Side::Handler, key);
+    }
+
     /// Notes a receiver's first end, and anything it yields after it.
     pub(super) fn track(
         item: Poll<Option<Result<Bytes, Error>>>,

@@ -272,14 +272,10 @@ impl Net {
     }
 }
 
-/// A stream receiver as the user's end works: it takes what arrived in one step, reads
-/// from its own buffer, and tells the engine what it read at its next step.
+/// A stream receiver as the user's end works (`StreamReceiver`'s own [`RecvBatch`]): it
+/// takes what arrived in one step, reads from its own buffer, and reports what it read.
 #[derive(Default)]
-/// A receiver as `StreamReceiver` reads: a batch at a time, reporting what it read.
-pub(super) struct Reader {
-    ready: std::collections::VecDeque<super::Payload>,
-    read: super::ReadTally,
-}
+pub(super) struct Reader(super::RecvBatch);
 
 impl Reader {
     pub(super) fn poll(
@@ -288,36 +284,28 @@ impl Reader {
         side: super::Side,
         key: Key,
     ) -> Poll<Option<Result<Bytes, crate::error::Error>>> {
-        if self.ready.is_empty() {
-            let w = Watch::new();
-            let read = self.read.take();
-            let r = node
-                .e
-                .poll_recv(side, key, read, &mut self.ready, &mut w.cx());
-            node.wake();
-            match r {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(report_every))) => self.read.handed(report_every),
-                Poll::Ready(end) => return Poll::Ready(end.map(|r| r.map(|_| Bytes::new()))),
-            }
-        }
-        match self.ready.pop_front() {
-            Some(p) => {
-                if let Some(read) = self.read.read_one(!self.ready.is_empty()) {
+        loop {
+            if let Some(payload) = self.0.next() {
+                if let Some(read) = self.0.report() {
                     node.e.count_read(side, key, read);
                     node.wake();
                 }
-                Poll::Ready(Some(Ok(p.into_bytes().unwrap_or_default())))
+                return Poll::Ready(Some(Ok(payload.into_bytes().unwrap_or_default())));
             }
-            None => Poll::Pending,
+            let w = Watch::new();
+            let r = self.0.refill(&mut node.e, side, key, &mut w.cx());
+            node.wake();
+            match r {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(()))) => {}
+                Poll::Ready(end) => return Poll::Ready(end.map(|r| r.map(|()| Bytes::new()))),
+            }
         }
     }
 
     /// The receiver is dropped.
     pub(super) fn drop(&mut self, node: &mut Node, side: super::Side, key: Key) {
-        let read = self.read.take();
-        self.ready.clear();
-        node.e.drop_receiver(side, key, read);
+        self.0.release(&mut node.e, side, key);
         node.wake();
     }
 }

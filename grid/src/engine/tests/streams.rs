@@ -679,3 +679,36 @@ fn the_writer_taking_a_frame_starts_the_count_of_unsent_bytes_again() {
     f.wind_down();
     f.check_invariants("frame count reset");
 }
+
+#[test]
+fn a_handler_that_drops_its_input_mid_batch_gives_back_the_credit_it_held() {
+    let mut f = super::fixture::Fixture::new(At::Open);
+    let a = f.a;
+    for p in [b"0", b"1", b"2", b"3"] {
+        f.a_send(p).expect("credit");
+    }
+    assert_eq!(
+        f.net.a.e.credit(Side::Caller, a),
+        0,
+        "the window of 4 is spent"
+    );
+    f.net.pump();
+    // B takes all four in one step and reads one: three are in its hand, unread.
+    assert_eq!(f.b_recv(), Some(Ok(Bytes::from_static(b"0"))));
+    f.b_drop_receiver();
+    f.net.pump();
+    assert_eq!(
+        f.net.a.e.credit(Side::Caller, a),
+        4,
+        "the one read and the three never read are all credited back"
+    );
+    // What A sends now is dropped on arrival, its credit returned at once.
+    for p in [b"4", b"5", b"6", b"7"] {
+        f.a_send(p).expect("credit");
+    }
+    f.net.pump();
+    f.net.pump();
+    assert_eq!(f.net.a.e.credit(Side::Caller, a), 4);
+    f.wind_down();
+    f.check_invariants("handler input dropped mid-batch");
+}
