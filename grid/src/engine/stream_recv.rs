@@ -23,7 +23,7 @@ impl Engine {
     ///
     /// Messages handed out count against the window until reported read, so the receiver's
     /// own buffer never lets the sender exceed the capacity.
-    pub(crate) fn poll_recv(
+    fn poll_recv(
         &mut self,
         side: Side,
         key: Key,
@@ -74,7 +74,7 @@ impl Engine {
     /// The receiver was dropped, after consuming `read` of the messages handed to it (the
     /// rest it never read). A caller's receiver dropped before the end cancels the stream;
     /// a handler's just stops taking messages (their credit goes straight back).
-    pub(crate) fn drop_receiver(&mut self, side: Side, key: Key, read: u32) {
+    fn drop_receiver(&mut self, side: Side, key: Key, read: u32) {
         self.count_read(side, key, read);
         let Some(s) = self.stream_mut(side, key) else {
             return;
