@@ -229,25 +229,34 @@ impl Fixture {
 
     /// Injects a message into A as if the handler side had sent it.
     pub(super) fn inject_a(&mut self, op: Op, seq: u32, flags: Flags, payload: Option<Bytes>) {
-        let mut m = Message::new(op);
-        m.mux_id = self.a.mux_id();
-        m.seq = seq;
-        m.flags = flags;
-        m.payload = payload;
-        m.handler = HandlerId::new(7);
+        let m = self.stream_message(op, seq, flags, payload, HandlerId::new(7));
         let now = self.net.now;
         self.net.a.receive(now, vec![super::merged_frame(&m)]);
     }
 
     /// Injects a message into B as if the caller had sent it.
     pub(super) fn inject_b(&mut self, op: Op, seq: u32, flags: Flags, payload: Option<Bytes>) {
+        let m = self.stream_message(op, seq, flags, payload, HandlerId::new(0));
+        let now = self.net.now;
+        self.net.b.receive(now, vec![super::merged_frame(&m)]);
+    }
+
+    /// A message of this stream (its mux id is the caller's on both sides).
+    fn stream_message(
+        &self,
+        op: Op,
+        seq: u32,
+        flags: Flags,
+        payload: Option<Bytes>,
+        handler: HandlerId,
+    ) -> Message {
         let mut m = Message::new(op);
         m.mux_id = self.a.mux_id();
         m.seq = seq;
         m.flags = flags;
         m.payload = payload;
-        let now = self.net.now;
-        self.net.b.receive(now, vec![super::merged_frame(&m)]);
+        m.handler = handler;
+        m
     }
 
     /// Lets the stream run out: the handler returns if it still runs, every end still held
