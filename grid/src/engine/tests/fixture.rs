@@ -305,16 +305,7 @@ impl Fixture {
     /// What must hold whatever happened.
     pub(super) fn check_invariants(&mut self, event: &str) {
         let ctx = format!("{:?} × {event}", self.at);
-        assert!(
-            self.net.a.violation.is_none(),
-            "{ctx}: A closed the connection: {:?}",
-            self.net.a.violation
-        );
-        assert!(
-            self.net.b.violation.is_none(),
-            "{ctx}: B closed the connection: {:?}",
-            self.net.b.violation
-        );
+        self.net.assert_no_violation(&ctx);
         assert!(
             self.after_end.is_empty(),
             "{ctx}: items after the end: {:?}",

@@ -193,6 +193,17 @@ pub(super) struct Net {
 }
 
 impl Net {
+    /// Neither side closed the connection for a violation (`ctx` says where we are).
+    pub(super) fn assert_no_violation(&self, ctx: &str) {
+        for (name, node) in [("A", &self.a), ("B", &self.b)] {
+            assert!(
+                node.violation.is_none(),
+                "{ctx}: {name} closed the connection: {:?}",
+                node.violation
+            );
+        }
+    }
+
     pub(super) fn new() -> Net {
         Net::with(config(), config())
     }

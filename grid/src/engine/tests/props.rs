@@ -400,16 +400,7 @@ impl World {
 
     /// What holds after every step: the messages received are a prefix of those sent.
     fn check_step(&self) {
-        assert!(
-            self.net.a.violation.is_none(),
-            "A: {:?}",
-            self.net.a.violation
-        );
-        assert!(
-            self.net.b.violation.is_none(),
-            "B: {:?}",
-            self.net.b.violation
-        );
+        self.net.assert_no_violation("step");
         for (i, m) in self.streams.iter().enumerate() {
             assert!(
                 m.sent_a.starts_with(&m.got_b),
