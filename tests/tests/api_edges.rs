@@ -183,3 +183,31 @@ async fn the_address_is_free_again_when_shutdown_returns() {
     })
     .await
 }
+
+/// Dropping the `serve` future stops accepting: its accepting task ends and the listener
+/// is closed, so new connections are refused; the manager itself carries on.
+#[tokio::test]
+async fn dropping_the_serve_future_stops_accepting() {
+    within(async {
+        let (l, _) = listener().await;
+        let addr = l.local_addr().expect("addr");
+        let m = builder("alpha").build().expect("build");
+        let baseline = m.running_tasks();
+        let serving = tokio::spawn(m.clone().serve(l));
+        while m.running_tasks() == baseline {
+            tokio::task::yield_now().await;
+        }
+        serving.abort();
+        assert!(serving.await.expect_err("aborted").is_cancelled());
+        while m.running_tasks() > baseline {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "nothing listens on {addr} any more"
+        );
+        m.shutdown().await;
+        assert_eq!(m.running_tasks(), 0);
+    })
+    .await
+}
