@@ -7,17 +7,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::codec::handshake::{Terms, PROTOCOL_VERSION};
 use crate::codec::FrameLimits;
 use crate::handler::Handlers;
 use crate::tasks::Tasks;
-
-/// What a peer announced in the handshake that it accepts (absent: the defaults).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct PeerLimits {
-    pub(crate) max_concurrent: Option<u32>,
-    pub(crate) reassembly_window: Option<u64>,
-    pub(crate) max_request_bytes: Option<u64>,
-}
 
 /// Returns the token to present to a remote, given the remote's name.
 pub type TokenProvider = Arc<dyn Fn(&str) -> String + Send + Sync>;
@@ -80,12 +73,15 @@ impl Config {
     }
 
     /// The engine's settings for a session with a peer that announced `peer`.
-    pub(crate) fn engine(&self, peer: PeerLimits) -> crate::engine::Config {
+    pub(crate) fn engine(&self, peer: Terms) -> crate::engine::Config {
         let or_default = |v: Option<u64>, default: usize| {
             v.and_then(|v| usize::try_from(v).ok()).unwrap_or(default)
         };
         crate::engine::Config {
             max_message_size: self.max_message_size,
+            send_limit: self
+                .max_message_size
+                .min(or_default(peer.max_message_size, DEFAULT_MAX_MESSAGE)),
             ping_interval: self.ping_interval,
             stream_ping_interval: self.stream_ping_interval,
             max_concurrent: self.max_concurrent_calls,
@@ -103,12 +99,16 @@ impl Config {
         }
     }
 
-    /// What this side announces in the handshake.
-    pub(crate) fn announced(&self) -> PeerLimits {
-        PeerLimits {
+    /// What this side announces in the handshake; `checksums`: whether it asks for them
+    /// (its transport is not TLS, as far as it can tell).
+    pub(crate) fn announced(&self, checksums: bool) -> Terms {
+        Terms {
+            version: Some(PROTOCOL_VERSION),
             max_concurrent: u32::try_from(self.max_concurrent_calls).ok(),
             reassembly_window: u64::try_from(self.reassembly_window).ok(),
             max_request_bytes: u64::try_from(self.max_request_bytes).ok(),
+            max_message_size: u64::try_from(self.max_message_size).ok(),
+            checksums: Some(checksums),
         }
     }
 }

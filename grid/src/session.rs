@@ -28,8 +28,10 @@ struct Shared {
 
 pub(crate) struct Session {
     shared: Mutex<Shared>,
-    /// Whether messages carry checksums on this socket (not on TLS).
+    /// Whether messages carry checksums on this socket (agreed in the handshake).
     pub(crate) checksum: bool,
+    /// The largest payload sent in one message (agreed in the handshake).
+    pub(crate) send_limit: usize,
     /// What the reader accepts.
     pub(crate) limits: FrameLimits,
     /// Notified when the engine's next timeout moved earlier than the runner sleeps.
@@ -44,6 +46,7 @@ thread_local! {
 impl Session {
     pub(crate) fn new(engine: Engine, checksum: bool, limits: FrameLimits) -> Self {
         Self {
+            send_limit: engine.send_limit(),
             shared: Mutex::new(Shared {
                 engine,
                 tasks: Vec::new(),

@@ -55,12 +55,12 @@ impl std::fmt::Debug for StreamSender {
 }
 
 impl StreamSender {
-    pub(crate) fn new(session: Arc<Session>, side: Side, key: Key, max_message: usize) -> Self {
+    pub(crate) fn new(session: Arc<Session>, side: Side, key: Key) -> Self {
         Self {
+            max_message: session.send_limit,
             session,
             side,
             key,
-            max_message,
             finished: false,
             step_aside: false,
         }

@@ -107,12 +107,18 @@ impl Cluster {
 
     /// Proves nothing leaked, then shuts every manager down and checks no task is left.
     pub async fn finish(self) {
-        for m in &self.managers {
-            assert_idle(m).await;
-        }
-        for m in &self.managers {
-            shut_down(m).await;
-        }
+        finish_all(&self.managers.iter().collect::<Vec<_>>()).await;
+    }
+}
+
+/// Proves nothing leaked on any of `managers`, then shuts each down and checks no task is
+/// left.
+pub async fn finish_all(managers: &[&Manager]) {
+    for m in managers {
+        assert_idle(m).await;
+    }
+    for m in managers {
+        shut_down(m).await;
     }
 }
 

@@ -52,23 +52,45 @@ pub fn http_status(r: Result<impl Sized, tungstenite::Error>) -> u16 {
     }
 }
 
-/// The encoding of a hand-made Connect message (with checksum).
-pub fn connect_message(host: &str, clock_ms: i64) -> Vec<u8> {
-    encode_connect(ConnectRequest {
+/// A Connect from `host` with the test token and `clock_ms`, every optional field absent.
+pub fn connect_request(host: &str, clock_ms: i64) -> ConnectRequest {
+    ConnectRequest {
         host: host.into(),
         instance: grid::Uuid::new_v4().to_string(),
         clock_ms,
         token: TOKEN.into(),
-        max_concurrent: None,
-        reassembly_window: None,
-        max_request_bytes: None,
-    })
+        ..ConnectRequest::default()
+    }
 }
 
-fn encode_connect(req: ConnectRequest) -> Vec<u8> {
+/// The encoding of a hand-made Connect message (with checksum).
+pub fn connect_message(host: &str, clock_ms: i64) -> Vec<u8> {
+    encode_connect(connect_request(host, clock_ms), true)
+}
+
+fn encode_connect(req: ConnectRequest, checksum: bool) -> Vec<u8> {
     let mut m = Message::new(Op::Connect);
     m.payload = Some(Bytes::from(handshake::encode(&req)));
-    m.encode(true)
+    m.encode(checksum)
+}
+
+/// Upgrades with the right token, sends `req` as a Connect (with a checksum or not) and
+/// returns the answer; `None` if the acceptor ended the socket without one.
+pub async fn offer(url: &str, req: ConnectRequest, checksum: bool) -> Option<ConnectResponse> {
+    let mut ws = upgrade(url, Some(TOKEN)).await.expect("upgrade");
+    ws.send(WsMessage::Binary(encode_connect(req, checksum).into()))
+        .await
+        .expect("send");
+    loop {
+        match ws.next().await {
+            Some(Ok(WsMessage::Binary(b))) => {
+                let m = decode_frame(&b, FrameLimits::new(1 << 20)).expect("decode");
+                return Some(connect_response(&m[0]));
+            }
+            Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return None,
+            Some(Ok(_)) => {}
+        }
+    }
 }
 
 /// The next grid messages on a raw socket (WebSocket pings and pongs are skipped).
@@ -202,15 +224,10 @@ pub async fn handshake_as(
     window: Option<u64>,
 ) -> RawSocket {
     let mut ws = upgrade(url, Some(TOKEN)).await.expect("upgrade");
-    let hello = encode_connect(ConnectRequest {
-        host: host.into(),
-        instance: grid::Uuid::new_v4().to_string(),
-        clock_ms: now_ms(),
-        token: TOKEN.into(),
-        max_concurrent,
-        reassembly_window: window,
-        max_request_bytes: None,
-    });
+    let mut req = connect_request(host, now_ms());
+    req.terms.max_concurrent = max_concurrent;
+    req.terms.reassembly_window = window;
+    let hello = encode_connect(req, true);
     ws.send(WsMessage::Binary(hello.into()))
         .await
         .expect("send");

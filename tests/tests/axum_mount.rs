@@ -69,7 +69,7 @@ async fn grid_mounted_on_axum_beside_other_routes() {
                 .expect("call"),
             Some(Bytes::from_static(b"x"))
         );
-        assert_eq!(to_acceptor.is_tls(), Some(false));
+        assert_eq!(to_acceptor.uses_checksums(), Some(true));
 
         assert_idle(&dialer).await;
         assert_idle(&acceptor).await;

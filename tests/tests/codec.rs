@@ -101,9 +101,7 @@ fn protocol_md_handshake_vector_matches() {
         instance: "00000000-0000-0000-0000-000000000001".into(),
         clock_ms: 1_700_000_000_000,
         token: "t".into(),
-        max_concurrent: None,
-        reassembly_window: None,
-        max_request_bytes: None,
+        ..handshake::ConnectRequest::default()
     };
     assert_eq!(handshake::encode(&req), bytes);
     assert_eq!(

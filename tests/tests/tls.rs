@@ -92,8 +92,11 @@ async fn calls_and_streams_over_tls_without_checksums() {
         grid_tests::connected(&a).await;
         grid_tests::connected(&b).await;
         let conn = a.connection("beta").expect("conn");
-        assert_eq!(conn.is_tls(), Some(true));
-        assert_eq!(b.connection("alpha").expect("conn").is_tls(), Some(true));
+        assert_eq!(conn.uses_checksums(), Some(false));
+        assert_eq!(
+            b.connection("alpha").expect("conn").uses_checksums(),
+            Some(false)
+        );
         let big = Bytes::from(vec![9u8; 300_000]);
         assert_eq!(
             conn.request(ECHO, big.clone()).await.expect("call"),
@@ -147,6 +150,78 @@ async fn a_dialer_that_does_not_trust_the_certificate_is_refused() {
         match conn.last_error() {
             Some(Error::Unreachable(why)) => assert!(why.contains("TLS"), "{why}"),
             other => panic!("expected a TLS failure, got {other:?}"),
+        }
+        shut_down(&dialer).await;
+        shut_down(&acceptor).await;
+    })
+    .await
+}
+
+/// A TLS-terminating proxy in front of `target`: TLS with `server` on the outside, plain
+/// TCP to the target. Returns its port.
+async fn tls_terminating_proxy(server: Arc<ServerConfig>, target: std::net::SocketAddr) -> u16 {
+    let outside = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = outside.local_addr().expect("addr").port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(server);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = outside.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_wss_dialer_reaches_a_plain_listener_through_a_tls_terminating_proxy() {
+    within(async {
+        let pki = pki();
+        let (d, acc) = grid_tests::dialer_first();
+        let (listener, _) = grid_tests::listener().await;
+        let target = listener.local_addr().expect("addr");
+        let port = tls_terminating_proxy(pki.server.clone(), target).await;
+        let acceptor = grid_tests::builder(acc)
+            .peer(d, "ws://127.0.0.1:1/grid/v1")
+            .build()
+            .expect("build");
+        acceptor
+            .register_single(ECHO, |_, p: Option<Bytes>| async move { Ok(p) })
+            .expect("register");
+        tokio::spawn(acceptor.clone().serve(listener));
+        let dialer = grid_tests::builder(d)
+            .peer(acc, format!("wss://localhost:{port}/grid/v1"))
+            .tls_client(pki.client.clone())
+            .build()
+            .expect("build");
+        dialer
+            .register_single(ECHO, |_, p: Option<Bytes>| async move { Ok(p) })
+            .expect("register");
+        grid_tests::connected(&dialer).await;
+        grid_tests::connected(&acceptor).await;
+        let there = dialer.connection(acc).expect("conn");
+        let back = acceptor.connection(d).expect("conn");
+        // The dialer's transport is TLS, the acceptor's is not: the acceptor asks for
+        // checksums, so both use them.
+        assert_eq!(there.uses_checksums(), Some(true));
+        assert_eq!(back.uses_checksums(), Some(true));
+        for (conn, n) in [(&there, 70_000usize), (&back, 5)] {
+            let payload = Bytes::from(vec![3u8; n]);
+            assert_eq!(
+                conn.request(ECHO, payload.clone()).await.expect("call"),
+                Some(payload)
+            );
+        }
+        assert_eq!(there.stats().reconnects, 0);
+        for m in [&dialer, &acceptor] {
+            assert_idle(m).await;
         }
         shut_down(&dialer).await;
         shut_down(&acceptor).await;

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Sent by the dialer right after the WebSocket upgrade.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectRequest {
     /// The dialer's node name, as the acceptor knows it in its peer list.
     pub host: String,
@@ -15,6 +15,45 @@ pub struct ConnectRequest {
     pub clock_ms: i64,
     /// The dialer's auth token (also sent as the upgrade's bearer token).
     pub token: String,
+    /// What the dialer speaks, accepts and asks for (fields of the same map).
+    #[serde(flatten)]
+    pub terms: Terms,
+}
+
+/// The acceptor's answer to a [`ConnectRequest`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectResponse {
+    /// Whether the connection is accepted.
+    pub accepted: bool,
+    /// Why it was rejected (empty when accepted).
+    pub reason: String,
+    /// The acceptor's node name.
+    pub host: String,
+    /// The acceptor's instance id.
+    pub instance: String,
+    /// The acceptor's wall clock, milliseconds since the Unix epoch.
+    pub clock_ms: i64,
+    /// What the acceptor speaks, accepts and asks for (fields of the same map).
+    #[serde(flatten)]
+    pub terms: Terms,
+}
+
+/// The optional fields both handshake messages carry: what one side speaks, accepts from
+/// the other side and asks for. An absent field means the default given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    /// The protocol version this side speaks (absent: 1). The session uses the lower of
+    /// the two sides' versions; a side refuses a peer whose version it cannot speak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// The largest payload this side accepts in one message (absent: 16 MiB). Both sides
+    /// then send at most the smaller of the two sides' values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_message_size: Option<u64>,
+    /// Whether this side asks for checksums (absent: true). Messages after the handshake
+    /// carry checksums, both ways, when either side asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksums: Option<bool>,
     /// The most calls and streams this side serves at once for the other side (absent:
     /// 1024). The other side refuses, with a Busy error, calls beyond it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,33 +70,27 @@ pub struct ConnectRequest {
     pub max_request_bytes: Option<u64>,
 }
 
-/// The acceptor's answer to a [`ConnectRequest`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnectResponse {
-    /// Whether the connection is accepted.
-    pub accepted: bool,
-    /// Why it was rejected (empty when accepted).
-    pub reason: String,
-    /// The acceptor's node name.
-    pub host: String,
-    /// The acceptor's instance id.
-    pub instance: String,
-    /// The acceptor's wall clock, milliseconds since the Unix epoch.
-    pub clock_ms: i64,
-    /// The most calls and streams this side serves at once for the other side (absent:
-    /// 1024). The other side refuses, with a Busy error, calls beyond it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_concurrent: Option<u32>,
-    /// The most bytes of chunked payloads this side holds half received at once (absent:
-    /// 4 × 16 MiB). The other side starts no chunked payload that would take the payloads
-    /// it is still sending in chunks beyond this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reassembly_window: Option<u64>,
-    /// The most bytes of request payloads (single calls' requests and streams' initial
-    /// payloads) this side holds at once for the other side's calls in flight (absent:
-    /// 64 MiB). The other side waits before sending a call beyond it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_request_bytes: Option<u64>,
+impl Terms {
+    /// Whether a session uses checksums: when either side asks (`ours`, and the side that
+    /// announced these terms, whose absent answer means yes).
+    pub fn agree_checksums(&self, ours: bool) -> bool {
+        ours || self.checksums.unwrap_or(true)
+    }
+}
+
+/// The protocol version this implementation speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The version a session with a peer that announced `peer` speaks: the lower of the two
+/// sides' versions (an absent one is 1). `Err` names the versions when this side cannot
+/// speak it.
+pub fn agree_version(peer: Option<u32>) -> Result<u32, String> {
+    match peer.unwrap_or(1) {
+        0 => Err(format!(
+            "protocol version 0 is not one this node speaks (it speaks 1 to {PROTOCOL_VERSION})"
+        )),
+        v => Ok(v.min(PROTOCOL_VERSION)),
+    }
 }
 
 /// Encodes a handshake payload.

@@ -14,7 +14,7 @@ use super::runner::Accepted;
 use super::websocket::Role;
 use super::websocket::{FrameReader, FrameWriter};
 use super::ConnInner;
-use crate::codec::handshake::{decode, encode, ConnectRequest, ConnectResponse};
+use crate::codec::handshake::{agree_version, decode, encode, ConnectRequest, ConnectResponse};
 use crate::codec::{Message, Op};
 use crate::core::wall_clock_ms;
 use crate::error::{Error, Result};
@@ -62,8 +62,8 @@ async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
             .map_err(upgrade_error)?;
         framed(ws.into_inner(), Role::Dialer, max_frame)
     };
-    // TLS already protects the bytes: no checksums then.
-    let checksum = !secure;
+    // TLS already protects the bytes: this side asks for checksums only without it.
+    let asks_checksums = !secure;
     let mut hello = Message::new(Op::Connect);
     hello.payload = Some(
         encode(&ConnectRequest {
@@ -71,13 +71,11 @@ async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
             instance: core.instance.to_string(),
             clock_ms: wall_clock_ms(),
             token,
-            max_concurrent: core.config.announced().max_concurrent,
-            reassembly_window: core.config.announced().reassembly_window,
-            max_request_bytes: core.config.announced().max_request_bytes,
+            terms: core.config.announced(asks_checksums),
         })
         .into(),
     );
-    send_message(&mut writer, &hello, checksum).await?;
+    send_message(&mut writer, &hello).await?;
     let answer = recv_message(&mut reader, core.config.limits()).await?;
     if answer.op != Op::ConnectResponse {
         return Err(Error::Protocol(format!(
@@ -98,16 +96,13 @@ async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
     }
     let instance = Uuid::parse_str(&resp.instance)
         .map_err(|e| Error::Protocol(format!("bad instance id in ConnectResponse: {e}")))?;
+    agree_version(resp.terms.version).map_err(Error::Rejected)?;
     Ok(Accepted {
         reader,
         writer,
         instance,
-        checksum,
-        peer: crate::core::PeerLimits {
-            max_concurrent: resp.max_concurrent,
-            reassembly_window: resp.reassembly_window,
-            max_request_bytes: resp.max_request_bytes,
-        },
+        checksum: resp.terms.agree_checksums(asks_checksums),
+        peer: resp.terms,
     })
 }
 

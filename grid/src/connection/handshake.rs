@@ -37,14 +37,18 @@ where
     )
 }
 
-pub(crate) async fn send_message(w: &mut FrameWriter, msg: &Message, checksum: bool) -> Result<()> {
-    w.binary(&msg.encode(checksum))
+/// Sends a handshake message; these always carry a checksum (whether later messages do is
+/// what the handshake agrees).
+pub(crate) async fn send_message(w: &mut FrameWriter, msg: &Message) -> Result<()> {
+    w.binary(&msg.encode(true))
         .await
         .map_err(|e| Error::Unreachable(format!("handshake write failed: {e}")))
 }
 
-/// Reads the next protocol message; the handshake never merges.
+/// Reads the next protocol message; the handshake never merges, and its messages must carry
+/// a checksum.
 pub(crate) async fn recv_message(r: &mut FrameReader, limits: FrameLimits) -> Result<Message> {
+    let limits = limits.requiring_checksums(true);
     loop {
         let frame = match r.next().await {
             Ok(Incoming::Binary(b)) => b,

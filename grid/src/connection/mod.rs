@@ -289,10 +289,10 @@ impl Connection {
             .snapshot(calls, handlers, assembling as u64, rtt)
     }
 
-    /// Whether the live socket is TLS (`wss://`); `None` while not connected. TLS
-    /// connections carry no checksums.
-    pub fn is_tls(&self) -> Option<bool> {
-        self.inner.current_session().map(|s| !s.checksum)
+    /// Whether messages on the live socket carry checksums, as agreed in the handshake:
+    /// they do unless both sides' transports are TLS; `None` while not connected.
+    pub fn uses_checksums(&self) -> Option<bool> {
+        self.inner.current_session().map(|s| s.checksum)
     }
 
     /// The remote's instance id from the last handshake (changes when it restarts).

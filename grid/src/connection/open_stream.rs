@@ -46,7 +46,6 @@ impl OpenStream {
     }
 
     async fn run(self) -> Result<Stream> {
-        let max_message = self.call.conn.inner.core.config.max_message_size;
         let Prepared {
             session,
             outgoing,
@@ -72,8 +71,8 @@ impl OpenStream {
             }
             Err(e) => return Err(e),
         };
-        let requests = (ack.in_capacity > 0)
-            .then(|| StreamSender::new(session.clone(), Side::Caller, key, max_message));
+        let requests =
+            (ack.in_capacity > 0).then(|| StreamSender::new(session.clone(), Side::Caller, key));
         Ok(Stream {
             requests,
             responses: StreamReceiver::new(session.clone(), Side::Caller, key),

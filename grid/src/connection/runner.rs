@@ -13,7 +13,7 @@ use super::reader::read_loop;
 use super::websocket::{FrameReader, FrameWriter};
 use super::writer::write_loop;
 use super::{ConnInner, State};
-use crate::core::PeerLimits;
+use crate::codec::handshake::Terms;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::session::Session;
@@ -25,7 +25,7 @@ pub(crate) struct Accepted {
     pub(crate) writer: FrameWriter,
     pub(crate) instance: Uuid,
     pub(crate) checksum: bool,
-    pub(crate) peer: PeerLimits,
+    pub(crate) peer: Terms,
 }
 
 enum End {

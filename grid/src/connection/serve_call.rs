@@ -38,7 +38,7 @@ pub(crate) fn start(
     let (mux_id, handler) = (start.mux_id, start.handler);
     let ctx = context(conn, &start, entry.subroute.clone());
     let cancel = ctx.cancel.clone();
-    let max = core.config.max_message_size;
+    let max = session.send_limit;
     let span =
         tracing::debug_span!("grid.handle", peer = %conn.remote, handler = %handler, mux = mux_id);
     // The handler's synchronous part runs here: a panic in it must not unwind the reader.

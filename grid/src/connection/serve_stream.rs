@@ -29,9 +29,8 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
     let (mux_id, handler) = (start.mux_id, start.handler);
     let ctx = context(conn, &start, entry.subroute.clone());
     let cancel = ctx.cancel.clone();
-    let max = core.config.max_message_size;
     let input = (in_capacity > 0).then(|| StreamReceiver::new(session.clone(), Side::Handler, key));
-    let output = StreamSender::new(session.clone(), Side::Handler, key, max);
+    let output = StreamSender::new(session.clone(), Side::Handler, key);
     let current = ctx.clone();
     let call = StreamCall {
         ctx,

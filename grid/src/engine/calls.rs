@@ -100,7 +100,7 @@ impl Engine {
         if let Some(err) = self.refuse_new() {
             return Err(err);
         }
-        let limit = self.config.max_message_size;
+        let limit = self.config.send_limit;
         if let Some(p) = o.payload.as_ref().filter(|p| p.len() > limit) {
             return Err(Error::MessageTooLarge {
                 size: p.len(),

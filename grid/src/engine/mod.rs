@@ -82,8 +82,11 @@ pub(crate) enum Side {
 /// The engine's settings: this side's limits, and the peer's (from the handshake).
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
-    /// The largest payload one message may carry, either way.
+    /// The largest payload one message from the peer may carry.
     pub(crate) max_message_size: usize,
+    /// The largest payload this side sends in one message: the smaller of the two sides'
+    /// maximum message sizes, as agreed in the handshake.
+    pub(crate) send_limit: usize,
     /// How often the connection is pinged; silence for two intervals is a dead peer.
     pub(crate) ping_interval: Duration,
     /// How often a caller pings its streams; a caller silent for three is cancelled.
@@ -265,6 +268,11 @@ impl Engine {
     }
 
     /// Whether there are tasks to wake.
+    /// The largest payload this side sends in one message (agreed in the handshake).
+    pub(crate) fn send_limit(&self) -> usize {
+        self.config.send_limit
+    }
+
     pub(crate) fn has_wakes(&self) -> bool {
         !self.wakes.is_empty()
     }

@@ -134,7 +134,10 @@ impl ManagerBuilder {
         self
     }
 
-    /// The largest payload one message may carry (default 16 MiB).
+    /// The largest payload one message from a peer may carry (default 16 MiB). It is
+    /// announced in the handshake: two nodes send each other at most the smaller of their
+    /// two values, and a larger payload fails with [`Error::MessageTooLarge`] before it is
+    /// sent.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.config.max_message_size = bytes;
         self

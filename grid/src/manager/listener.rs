@@ -11,12 +11,12 @@ use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use uuid::Uuid;
 
-use crate::codec::handshake::{decode, encode, ConnectRequest, ConnectResponse};
+use crate::codec::handshake::{agree_version, decode, encode, ConnectRequest, ConnectResponse};
 use crate::codec::{Message, Op};
 use crate::connection::handshake::{framed, recv_message, send_message};
 use crate::connection::Role;
 use crate::connection::{Accepted, Connection, FrameReader, FrameWriter};
-use crate::core::{wall_clock_ms, Core, PeerLimits};
+use crate::core::{wall_clock_ms, Core};
 use crate::error::{Error, Result};
 
 pub(crate) struct Listening {
@@ -181,6 +181,8 @@ pub(crate) async fn grid_handshake(
     let request: ConnectRequest =
         decode(hello.payload.as_deref().unwrap_or_default()).map_err(Error::Protocol)?;
     let verdict = check_connect(state, &request);
+    // `checksum`: whether this side asks for checksums (its transport is not TLS, as far as
+    // it can tell).
     let mut answer = Message::new(Op::ConnectResponse);
     answer.payload = Some(
         encode(&ConnectResponse {
@@ -189,27 +191,22 @@ pub(crate) async fn grid_handshake(
             host: core.local.to_string(),
             instance: core.instance.to_string(),
             clock_ms: wall_clock_ms(),
-            max_concurrent: core.config.announced().max_concurrent,
-            reassembly_window: core.config.announced().reassembly_window,
-            max_request_bytes: core.config.announced().max_request_bytes,
+            terms: core.config.announced(checksum),
         })
         .into(),
     );
-    send_message(&mut writer, &answer, checksum).await?;
+    send_message(&mut writer, &answer).await?;
     let (conn, instance) =
         verdict.map_err(|reason| Error::Rejected(format!("{} refused: {reason}", request.host)))?;
+    let peer = request.terms;
     Ok((
         conn,
         Accepted {
             reader,
             writer,
             instance,
-            checksum,
-            peer: PeerLimits {
-                max_concurrent: request.max_concurrent,
-                reassembly_window: request.reassembly_window,
-                max_request_bytes: request.max_request_bytes,
-            },
+            checksum: peer.agree_checksums(checksum),
+            peer,
         },
     ))
 }
@@ -229,6 +226,7 @@ fn check_connect(state: &Listening, req: &ConnectRequest) -> Result<(Connection,
         ));
     }
     (core.token_validator)(&req.token).map_err(|r| format!("token refused: {r}"))?;
+    agree_version(req.terms.version)?;
     let skew_ms = wall_clock_ms().abs_diff(req.clock_ms);
     let max = core.config.max_clock_skew;
     if u128::from(skew_ms) > max.as_millis() {

@@ -84,7 +84,8 @@ async fn upgrade(State(state): State<Arc<Listening>>, mut req: Request) -> Respo
             Ok(upgraded) => TokioIo::new(upgraded),
             Err(e) => return state.refused("(axum)", format!("upgrade failed: {e}")),
         };
-        // Checksums: an axum server may sit behind TLS or not; grid cannot tell, so it keeps them.
+        // Checksums: an axum server may sit behind TLS or not; grid cannot tell, so it asks
+        // for them (a dialer over TLS then adds them).
         let (reader, writer) = framed_stream(socket, Role::Acceptor, state.core.config.max_frame());
         let timeout = state.core.config.dial_timeout;
         match tokio::time::timeout(timeout, grid_handshake(&state, reader, writer, true)).await {

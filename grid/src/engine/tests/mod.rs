@@ -55,6 +55,7 @@ impl Watch {
 pub(super) fn config() -> Config {
     Config {
         max_message_size: 1 << 20,
+        send_limit: 1 << 20,
         ping_interval: Duration::from_secs(10),
         stream_ping_interval: Duration::from_secs(15),
         max_concurrent: 64,
