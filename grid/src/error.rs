@@ -1,6 +1,6 @@
 //! The one error type of grid, and the error a handler returns.
 
-use crate::codec::{decode_error, ErrorKind, HandlerId};
+use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
 
 /// An error returned by a remote handler, carrying the remote's message.
 ///
@@ -111,12 +111,14 @@ pub enum Error {
         /// The subroute it was registered on, if any.
         subroute: Option<String>,
     },
-    /// A payload is larger than the configured maximum message size. Only this call fails.
+    /// A payload is larger than the maximum message size agreed with the peer (the smaller
+    /// of the two nodes' `max_message_size`): one this side would send (nothing was sent),
+    /// or an answer the handler side could not send. Only this call or message fails.
     #[error("message of {size} bytes exceeds the maximum message size of {limit} bytes")]
     MessageTooLarge {
         /// The size of the payload that was refused.
         size: usize,
-        /// The configured limit.
+        /// The limit it exceeds.
         limit: usize,
     },
     /// The peer name is not one the manager was configured with.
@@ -142,10 +144,15 @@ impl Error {
         handler: HandlerId,
         subroute: Option<&str>,
     ) -> Error {
-        let (kind, message) = match decode_error(payload.unwrap_or_default()) {
+        let failure = match ErrorPayload::decode(payload.unwrap_or_default()) {
             Ok(decoded) => decoded,
             Err(why) => return Error::Protocol(why),
         };
+        let ErrorPayload {
+            kind,
+            message,
+            sizes,
+        } = failure;
         match kind {
             ErrorKind::Remote => Error::Remote(RemoteError::new(message)),
             ErrorKind::UnknownHandler => Error::UnknownHandler {
@@ -157,6 +164,13 @@ impl Error {
             ErrorKind::Codec => Error::Codec(message),
             ErrorKind::Protocol => Error::Protocol(message),
             ErrorKind::Busy => Error::Busy(message),
+            ErrorKind::TooLarge => match sizes {
+                Some((size, limit)) => Error::MessageTooLarge {
+                    size: usize::try_from(size).unwrap_or(usize::MAX),
+                    limit: usize::try_from(limit).unwrap_or(usize::MAX),
+                },
+                None => Error::Remote(RemoteError::new(message)),
+            },
         }
     }
 }

@@ -101,8 +101,12 @@ async fn an_answer_over_the_agreed_size_fails_only_its_call() {
         let to_large = small.connection("large").expect("conn");
         // `large` would send 2 MiB, which `small` does not accept: the handler side sends
         // an error instead, and the connection carries on.
-        let r = to_large.request(SIZED, grid_tests::num(2 << 20)).await;
-        assert!(r.is_err(), "an answer over the agreed size arrived: {r:?}");
+        match to_large.request(SIZED, grid_tests::num(2 << 20)).await {
+            Err(Error::MessageTooLarge { size, limit }) => {
+                assert_eq!((size, limit), (2 << 20, SMALL));
+            }
+            other => panic!("expected MessageTooLarge, got {other:?}"),
+        }
         assert_eq!(
             to_large
                 .request(SIZED, grid_tests::num(1000))

@@ -277,9 +277,9 @@ async fn the_handler_side_enforces_a_streams_deadline_on_its_own() {
         send(&mut ws, &open).await;
         let end = wait_for(&mut ws, |m| m.mux_id == 3 && m.flags.contains(Flags::EOF)).await;
         assert!(end.flags.contains(Flags::PAYLOAD_IS_ERROR));
-        let (kind, _) =
-            grid::codec::decode_error(end.payload.as_deref().expect("error")).expect("decode");
-        assert_eq!(kind, grid::codec::ErrorKind::DeadlineExceeded);
+        let failure = grid::codec::ErrorPayload::decode(end.payload.as_deref().expect("error"))
+            .expect("decode");
+        assert_eq!(failure.kind, grid::codec::ErrorKind::DeadlineExceeded);
         dropped.recv().await.expect("the handler was dropped");
         grid_tests::assert_idle(&m).await;
         shut_down(&m).await;

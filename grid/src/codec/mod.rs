@@ -20,7 +20,7 @@ mod message;
 mod stream;
 pub(crate) mod wire;
 
-pub use error_payload::{decode_error, encode_error, ErrorKind};
+pub use error_payload::{encode_error, ErrorKind, ErrorPayload};
 pub use fast_path::PlainHead;
 pub use frame::{
     decode_frame, encode_frame, Decoded, FrameBuilder, FrameError, FrameLimits, FrameMessages,

@@ -12,7 +12,7 @@ use futures::FutureExt;
 
 use super::serve::{context, panic_message, Answers};
 use super::ConnInner;
-use crate::codec::{ErrorKind, HandlerId};
+use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
 use crate::engine::{Answer, Start};
 use crate::error::RemoteError;
 use crate::handler::{FireOnDrop, CURRENT_CALL};
@@ -31,7 +31,10 @@ pub(crate) fn start(
     let core = &conn.core;
     let key = start.key;
     let Some(entry) = core.handlers.single(start.handler, start.subroute) else {
-        let refusal = Err((ErrorKind::UnknownHandler, "no such handler".to_owned()));
+        let refusal = Err(ErrorPayload::new(
+            ErrorKind::UnknownHandler,
+            "no such handler",
+        ));
         answers.give(session, key, refusal);
         return;
     };
@@ -84,19 +87,16 @@ pub(crate) fn start(
 fn answer(mux_id: u64, handler: HandlerId, outcome: Outcome, max: usize) -> Answer {
     match outcome {
         Ok(Ok(Some(payload))) if payload.len() > max => {
-            let text = format!(
-                "response of {} bytes exceeds the maximum message size of {max} bytes",
-                payload.len()
-            );
-            tracing::warn!(%handler, mux_id, "{text}");
-            Err((ErrorKind::Remote, text))
+            let failure = ErrorPayload::too_large(payload.len() as u64, max as u64);
+            tracing::warn!(%handler, mux_id, "the answer was not sent: {}", failure.message);
+            Err(failure)
         }
         Ok(Ok(payload)) => Ok(payload),
-        Ok(Err(remote)) => Err((remote.kind(), remote.message)),
+        Ok(Err(remote)) => Err(ErrorPayload::new(remote.kind(), remote.message)),
         Err(panic) => {
             let text = format!("handler panicked: {}", panic_message(&*panic));
             tracing::error!(%handler, mux_id, "{text}");
-            Err((ErrorKind::Remote, text))
+            Err(ErrorPayload::new(ErrorKind::Remote, text))
         }
     }
 }

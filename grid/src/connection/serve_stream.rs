@@ -8,7 +8,7 @@ use futures::FutureExt;
 
 use super::serve::{context, panic_message};
 use super::ConnInner;
-use crate::codec::ErrorKind;
+use crate::codec::{ErrorKind, ErrorPayload};
 use crate::engine::{Side, Start};
 use crate::handler::{FireOnDrop, StreamCall, CURRENT_CALL};
 use crate::session::Session;
@@ -50,11 +50,11 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
             let body = AssertUnwindSafe(async move { run(call).await }).catch_unwind();
             let failure = match CURRENT_CALL.scope(current, body).await {
                 Ok(Ok(())) => None,
-                Ok(Err(remote)) => Some((remote.kind(), remote.message)),
+                Ok(Err(remote)) => Some(ErrorPayload::new(remote.kind(), remote.message)),
                 Err(panic) => {
                     let text = format!("stream handler panicked: {}", panic_message(&*panic));
                     tracing::error!(%handler, mux_id, "{text}");
-                    Some((ErrorKind::Remote, text))
+                    Some(ErrorPayload::new(ErrorKind::Remote, text))
                 }
             };
             s.with_finished(Some(key), |e| e.stream_returned(key, failure));

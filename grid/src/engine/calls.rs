@@ -15,7 +15,7 @@ use super::assembly::Payload;
 use super::out_queue::OutQueue;
 use super::state::Stream;
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side, Start};
-use crate::codec::{encode_error, ErrorKind, Flags, HandlerId, Message, Op};
+use crate::codec::{ErrorKind, ErrorPayload, Flags, HandlerId, Message, Op};
 use crate::error::Error;
 
 /// A call or stream this side asks the peer for.
@@ -92,7 +92,7 @@ impl HandlerCall {
 }
 
 /// What a handler's answer carries: its payload, or an error kind and text.
-pub(crate) type Answer = Result<Option<Bytes>, (ErrorKind, String)>;
+pub(crate) type Answer = Result<Option<Bytes>, ErrorPayload>;
 
 impl Engine {
     /// Checks what every new call or stream needs; returns its deadline in ms.
@@ -446,9 +446,9 @@ impl Engine {
         let deadline = c.deadline;
         match answer {
             Ok(payload) => reply.payload = payload,
-            Err((kind, text)) => {
+            Err(failure) => {
                 reply.flags = Flags::PAYLOAD_IS_ERROR;
-                reply.payload = Some(encode_error(kind, &text));
+                reply.payload = Some(failure.encode());
             }
         }
         if let Some(d) = deadline {
@@ -461,7 +461,7 @@ impl Engine {
     /// Refuses an admitted call or stream (no handler under its id): an error answer.
     pub(crate) fn refuse(&mut self, key: Key, kind: ErrorKind, text: &str) {
         match self.handlers.get(key) {
-            Some(HandlerEntry::Call(_)) => self.answer(key, Err((kind, text.to_owned()))),
+            Some(HandlerEntry::Call(_)) => self.answer(key, Err(ErrorPayload::new(kind, text))),
             Some(HandlerEntry::Stream(_)) => self.refuse_stream(key, kind, text),
             None => {}
         }

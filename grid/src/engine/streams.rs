@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use super::state::{Stream, StreamState};
 use super::window::{RecvWindow, SendCredit};
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side};
-use crate::codec::{encode_error, Ack, ErrorKind, Flags, Message, Op};
+use crate::codec::{encode_error, Ack, ErrorKind, ErrorPayload, Flags, Message, Op};
 use crate::error::Error;
 
 /// How a stream ends on this side.
@@ -18,7 +18,7 @@ use crate::error::Error;
 pub(super) struct Ending {
     /// Tell the peer: with this side's cancel op (`Some(None)`: no payload) or, for a
     /// handler's return or deadline, an EOF data message (`eof`).
-    notify: Option<Option<(ErrorKind, String)>>,
+    notify: Option<Option<ErrorPayload>>,
     /// The notice is the handler's end of stream (EOF), not a cancel.
     eof: bool,
     /// Keep the messages already queued to the peer (they go before the end).
@@ -51,7 +51,7 @@ impl Ending {
     pub(super) fn deadline(side: Side) -> Self {
         let notify = match side {
             Side::Caller => None,
-            Side::Handler => Some((
+            Side::Handler => Some(ErrorPayload::new(
                 ErrorKind::DeadlineExceeded,
                 Error::DeadlineExceeded.to_string(),
             )),
@@ -97,7 +97,7 @@ impl Ending {
     /// The peer broke the protocol on this stream only: it fails, the peer is told why.
     fn violation(why: String) -> Self {
         Self {
-            notify: Some(Some((ErrorKind::Protocol, why.clone()))),
+            notify: Some(Some(ErrorPayload::new(ErrorKind::Protocol, why.clone()))),
             eof: false,
             keep_out: false,
             recv: Err(Error::Protocol(why.clone())),
@@ -108,7 +108,7 @@ impl Ending {
     }
 
     /// The handler returned (with its error, if any): its end goes after its messages.
-    fn returned(failure: Option<(ErrorKind, String)>) -> Self {
+    fn returned(failure: Option<ErrorPayload>) -> Self {
         Self {
             notify: Some(failure),
             eof: true,
@@ -131,9 +131,9 @@ impl Ending {
     /// The handler side cancels a stream whose caller stopped pinging it.
     pub(super) fn silent_caller() -> Self {
         Self {
-            notify: Some(Some((
+            notify: Some(Some(ErrorPayload::new(
                 ErrorKind::Cancelled,
-                "the caller stopped pinging the stream".into(),
+                "the caller stopped pinging the stream",
             ))),
             ..Self::cancelled()
         }
@@ -214,12 +214,15 @@ impl Engine {
                 m.seq = seq.wrapping_add(1);
             }
             let notice = match (notice, unacked) {
-                (None, true) => Some((ErrorKind::Cancelled, Error::Cancelled.to_string())),
+                (None, true) => Some(ErrorPayload::new(
+                    ErrorKind::Cancelled,
+                    Error::Cancelled.to_string(),
+                )),
                 (notice, _) => notice,
             };
-            if let Some((kind, text)) = notice {
+            if let Some(failure) = notice {
                 m.flags = m.flags | Flags::PAYLOAD_IS_ERROR;
-                m.payload = Some(encode_error(kind, &text));
+                m.payload = Some(failure.encode());
             }
             self.push_out(side, key, m);
         }
@@ -350,7 +353,7 @@ impl Engine {
     }
 
     /// The handler returned: its end (with its error, if any) goes after its messages.
-    pub(crate) fn stream_returned(&mut self, key: Key, failure: Option<(ErrorKind, String)>) {
+    pub(crate) fn stream_returned(&mut self, key: Key, failure: Option<ErrorPayload>) {
         self.end_stream(Side::Handler, key, Ending::returned(failure));
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{assert_idle, Net, Watch};
-use crate::codec::{encode_error, Ack, ErrorKind, Flags, HandlerId, Message, Op};
+use crate::codec::{encode_error, Ack, ErrorKind, ErrorPayload, Flags, HandlerId, Message, Op};
 use crate::engine::{Key, Side};
 use crate::error::Error;
 
@@ -167,7 +167,7 @@ impl Fixture {
     }
 
     /// The handler returns: its ends are dropped, then its result is given.
-    pub(super) fn b_return(&mut self, failure: Option<(ErrorKind, String)>) {
+    pub(super) fn b_return(&mut self, failure: Option<ErrorPayload>) {
         let key = self.b_key();
         if self.b_sender {
             self.net.b.e.drop_sender(Side::Handler, key);

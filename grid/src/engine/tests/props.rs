@@ -12,7 +12,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::{assert_idle, config, Net, Reader, Watch};
-use crate::codec::ErrorKind;
+use crate::codec::{ErrorKind, ErrorPayload};
 use crate::engine::{Key, Side};
 use crate::error::Error;
 
@@ -372,7 +372,7 @@ impl World {
             m.b_reader.drop(&mut self.net.b, Side::Handler, key);
             m.b_receiver = false;
         }
-        let failure = (!ok).then(|| (ErrorKind::Remote, "failed".to_owned()));
+        let failure = (!ok).then(|| ErrorPayload::new(ErrorKind::Remote, "failed"));
         self.net.b.e.stream_returned(key, failure);
         self.net.b.wake();
         m.b_returned = Some(ok);

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::fixture::{err, in_every_state, At};
 use super::Watch;
-use crate::codec::{encode_credit, Ack, ErrorKind, Flags, Message, Op};
+use crate::codec::{encode_credit, Ack, ErrorKind, ErrorPayload, Flags, Message, Op};
 use crate::engine::Side;
 use crate::error::Error;
 
@@ -402,7 +402,7 @@ fn handler_returns() {
         if !f.b_sender {
             return;
         }
-        f.b_return(Some((ErrorKind::Remote, "gave up".into())));
+        f.b_return(Some(ErrorPayload::new(ErrorKind::Remote, "gave up")));
         f.net.pump();
         assert!(matches!(f.a_recv(), Some(Err(Error::Remote(e))) if e.message == "gave up"));
         if f.a_sender {
