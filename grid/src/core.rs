@@ -64,12 +64,14 @@ impl Default for Config {
 
 impl Config {
     pub(crate) fn limits(&self) -> FrameLimits {
-        FrameLimits::new(self.max_message_size)
+        // Payloads are bounded here only by the frame: one over the maximum message size
+        // fails its own call or stream (the engine checks), not the connection.
+        FrameLimits::new(self.max_frame())
     }
 
     /// The largest WebSocket message accepted: one payload plus headers, or a merged batch.
     pub(crate) fn max_frame(&self) -> usize {
-        self.max_message_size + 2 * crate::engine::MERGE_LIMIT + 4096
+        crate::engine::max_frame(self.max_message_size)
     }
 
     /// The engine's settings for a session with a peer that announced `peer`.

@@ -236,6 +236,16 @@ async fn a_sequence_gap_fails_that_stream_only() {
         })
         .await;
         assert_eq!(gone.mux_id, 1);
+        // It says why.
+        assert!(gone.flags.contains(Flags::PAYLOAD_IS_ERROR), "{gone:?}");
+        let why = grid::codec::ErrorPayload::decode(gone.payload.as_deref().expect("payload"))
+            .expect("an error payload");
+        assert_eq!(why.kind, grid::codec::ErrorKind::Protocol);
+        assert!(
+            why.message.contains("3 arrived where 2 was expected"),
+            "{}",
+            why.message
+        );
         dropped
             .recv()
             .await

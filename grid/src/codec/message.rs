@@ -185,11 +185,17 @@ impl Message {
 
     /// An error answer of kind `kind` with `op`, to the message `to` (same mux and handler).
     pub fn error_to(op: Op, to: &Message, kind: super::ErrorKind, text: &str) -> Message {
+        Self::failure_to(op, to, &super::ErrorPayload::new(kind, text))
+    }
+
+    /// An error answer carrying `failure` with `op`, to the message `to` (same mux and
+    /// handler).
+    pub fn failure_to(op: Op, to: &Message, failure: &super::ErrorPayload) -> Message {
         let mut m = Message::new(op);
         m.mux_id = to.mux_id;
         m.handler = to.handler;
         m.flags = Flags::PAYLOAD_IS_ERROR;
-        m.payload = Some(super::encode_error(kind, text));
+        m.payload = Some(failure.encode());
         m
     }
 

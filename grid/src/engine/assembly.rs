@@ -64,21 +64,34 @@ pub(crate) struct Whole {
     /// The header; its `payload` is always `None` (see `payload`).
     pub(crate) msg: Message,
     pub(crate) payload: Payload,
+    /// The payload was over the maximum message size: its parts were dropped as they came
+    /// (`payload` is absent) and this is how many bytes it had.
+    pub(crate) too_large: Option<usize>,
 }
 
 impl Whole {
     fn of(mut msg: Message) -> Whole {
         let payload = Payload::from(msg.payload.take());
-        Whole { msg, payload }
+        Whole {
+            msg,
+            payload,
+            too_large: None,
+        }
     }
 }
 
 struct Partial {
     parts: Vec<Bytes>,
+    /// Bytes received so far (held, unless `dropping`).
     len: usize,
     /// The sequence number every part repeats (the message's own, for streams).
     seq: u32,
+    /// The payload went over the maximum message size: its parts are counted and dropped.
+    dropping: bool,
 }
+
+/// Most chunked payloads a peer may have in progress at once (grid sends at most four).
+pub(crate) const MAX_IN_PROGRESS: usize = 64;
 
 /// Payloads being reassembled, keyed by (op, mux id).
 pub(crate) struct Assembler {
@@ -103,7 +116,10 @@ impl Assembler {
 
     /// Feeds one message. Returns the whole message when it is complete (at once for a
     /// message that was not chunked), `None` while parts are missing, and an error when the
-    /// peer breaks the rules (a gap, an oversize payload, too much held).
+    /// peer breaks the rules (a gap, too much held, too many in progress). A payload that
+    /// grows over the maximum message size is not an error: its parts are dropped as they
+    /// come and its last part returns it with [`Whole::too_large`], so that only its own
+    /// call or stream fails.
     pub(crate) fn push(&mut self, mut msg: Message) -> Result<Option<Whole>, String> {
         let more = msg.flags.contains(Flags::MORE);
         if !more && self.partials.is_empty() {
@@ -117,14 +133,23 @@ impl Assembler {
         let part = msg.payload.take().unwrap_or_default();
         let in_progress = self.partials.len();
         let Some(partial) = self.partials.get_mut(&key) else {
-            self.hold(part.len(), in_progress)?;
+            if in_progress >= MAX_IN_PROGRESS {
+                return Err(format!(
+                    "peer has more than {MAX_IN_PROGRESS} chunked payloads in progress at once"
+                ));
+            }
             let len = part.len();
+            let dropping = len > self.max_message;
+            if !dropping {
+                self.hold(len, in_progress)?;
+            }
             self.partials.insert(
                 key,
                 Partial {
-                    parts: vec![part],
+                    parts: if dropping { Vec::new() } else { vec![part] },
                     len,
                     seq: msg.seq,
+                    dropping,
                 },
             );
             return Ok(None);
@@ -135,49 +160,56 @@ impl Assembler {
                 msg.seq, msg.mux_id, partial.seq
             ));
         }
-        if partial.len + part.len() > self.max_message {
-            return Err(format!(
-                "chunked payload of mux {} exceeds the maximum message size of {} bytes",
-                msg.mux_id, self.max_message
-            ));
+        let len = partial.len.saturating_add(part.len());
+        if !partial.dropping && len > self.max_message {
+            // Over the limit: what it holds goes, the rest is only counted.
+            self.held -= partial.len;
+            partial.parts = Vec::new();
+            partial.dropping = true;
         }
-        let (held, max_held) = (self.held + part.len(), self.max_held);
-        if held > max_held && in_progress > 1 {
-            return Err(format!(
-                "peer has more than its reassembly window of {max_held} bytes of chunked payloads in flight"
-            ));
+        if !partial.dropping {
+            let (held, max_held) = (self.held + part.len(), self.max_held);
+            if held > max_held && in_progress > 1 {
+                return Err(format!(
+                    "peer has more than its reassembly window of {max_held} bytes of chunked payloads in flight"
+                ));
+            }
+            self.held = held;
+            partial.parts.push(part);
         }
-        self.held = held;
-        partial.len += part.len();
-        partial.parts.push(part);
+        partial.len = len;
         if more {
             return Ok(None);
         }
         let Some(done) = self.partials.remove(&key) else {
             return Ok(None);
         };
-        self.held -= done.len;
         msg.flags = msg.flags.without(Flags::MORE);
+        if done.dropping {
+            return Ok(Some(Whole {
+                msg,
+                payload: Payload::Absent,
+                too_large: Some(done.len),
+            }));
+        }
+        self.held -= done.len;
         Ok(Some(Whole {
             msg,
             payload: Payload::Parts(done.parts),
+            too_large: None,
         }))
     }
 
     /// Drops a partial payload (its call ended).
     pub(crate) fn forget(&mut self, op: Op, mux_id: u64) {
         if let Some(p) = self.partials.remove(&(op, mux_id)) {
-            self.held -= p.len;
+            if !p.dropping {
+                self.held -= p.len;
+            }
         }
     }
 
     fn hold(&mut self, bytes: usize, in_progress: usize) -> Result<(), String> {
-        if bytes > self.max_message {
-            return Err(format!(
-                "chunk of {bytes} bytes exceeds the maximum message size of {} bytes",
-                self.max_message
-            ));
-        }
         if self.held + bytes > self.max_held && in_progress > 0 {
             return Err(format!(
                 "peer has more than its reassembly window of {} bytes of chunked payloads in flight",
@@ -186,6 +218,16 @@ impl Assembler {
         }
         self.held += bytes;
         Ok(())
+    }
+
+    /// Whether a payload of `op` on `mux_id` is half received.
+    pub(crate) fn in_progress(&self, op: Op, mux_id: u64) -> bool {
+        self.partials.contains_key(&(op, mux_id))
+    }
+
+    /// Whether any payload is half received (held or being dropped).
+    pub(crate) fn has_partials(&self) -> bool {
+        !self.partials.is_empty()
     }
 
     /// Bytes held in partial payloads.
@@ -257,13 +299,19 @@ mod tests {
     }
 
     #[test]
-    fn interleaved_oversize_and_floods_are_errors() {
+    fn interleaved_parts_and_floods_are_errors() {
         let mut a = Assembler::new(4, 1000);
         assert!(a.push(part(0, true, b"ab")).expect("ok").is_none());
         assert!(a.push(part(1, false, b"c")).is_err());
-        let mut a = Assembler::new(4, 1000);
-        assert!(a.push(part(0, true, b"ab")).expect("ok").is_none());
-        assert!(a.push(part(0, false, b"cde")).is_err());
+        let mut a = Assembler::new(100, 1000);
+        for mux in 0..MAX_IN_PROGRESS as u64 {
+            let mut p = part(0, true, b"a");
+            p.mux_id = mux;
+            assert!(a.push(p).expect("ok").is_none());
+        }
+        let mut p = part(0, true, b"a");
+        p.mux_id = 1000;
+        assert!(a.push(p).is_err(), "one payload too many in progress");
         let mut a = Assembler::new(100, 3);
         assert!(
             a.push(part(0, true, b"abcd")).expect("ok").is_none(),
@@ -272,6 +320,27 @@ mod tests {
         let mut other = part(0, true, b"x");
         other.mux_id = 8;
         assert!(a.push(other).is_err(), "a second one may not");
+    }
+
+    #[test]
+    fn an_oversize_payload_is_dropped_as_it_comes_and_returned_with_its_size() {
+        for first in [&b"ab"[..], b"abcdef"] {
+            let mut a = Assembler::new(4, 1000);
+            let mut p = part(0, true, b"");
+            p.payload = Some(Bytes::copy_from_slice(first));
+            assert!(a.push(p).expect("ok").is_none());
+            assert!(a.push(part(0, true, b"cde")).expect("ok").is_none());
+            assert_eq!(a.held(), 0, "nothing of it is held once over the limit");
+            let whole = a.push(part(0, false, b"fg")).expect("ok").expect("whole");
+            assert_eq!(whole.too_large, Some(first.len() + 5));
+            assert_eq!(whole.payload, Payload::Absent);
+            assert_eq!(a.held(), 0);
+            // The next payload of the same mux is reassembled as usual.
+            assert!(a.push(part(1, true, b"a")).expect("ok").is_none());
+            let whole = a.push(part(1, false, b"b")).expect("ok").expect("whole");
+            assert_eq!(whole.too_large, None);
+            assert_eq!(whole.payload.into_bytes(), Some(Bytes::from_static(b"ab")));
+        }
     }
 
     #[test]

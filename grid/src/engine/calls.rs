@@ -314,7 +314,16 @@ impl Engine {
 
     /// A Response arrived.
     pub(super) fn on_response(&mut self, msg: &Message, payload: Payload) {
-        let Some(key) = Key::from_mux_id(msg.mux_id) else {
+        let reply = Reply {
+            flags: msg.flags,
+            payload,
+        };
+        self.answered(msg.mux_id, Ok(reply));
+    }
+
+    /// The answer to the call under `mux_id` arrived (or failed to): the call is over.
+    pub(super) fn answered(&mut self, mux_id: u64, answer: Result<Reply, Error>) {
+        let Some(key) = Key::from_mux_id(mux_id) else {
             return;
         };
         let Some(CallerEntry::Call(c)) = self.callers.get_mut(key) else {
@@ -323,10 +332,7 @@ impl Engine {
         if !matches!(c.state, CallState::Waiting) {
             return;
         }
-        c.state = CallState::Answered(Ok(Reply {
-            flags: msg.flags,
-            payload,
-        }));
+        c.state = CallState::Answered(answer);
         let (waker, deadline) = (c.waker.take(), c.deadline);
         self.wake(waker);
         self.timers.remove_deadline(deadline, Side::Caller, key);

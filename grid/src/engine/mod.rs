@@ -13,7 +13,8 @@
 //! Files, one concern each: `calls.rs` (single calls, both sides), `state.rs` and
 //! `streams.rs` (streams: the state enum and its transitions), `receive.rs` (what each
 //! incoming op means), `outbox.rs` (what to send next), `timers.rs` (deadlines, pings,
-//! silence), `window.rs` (credit arithmetic), `assembly.rs` (chunked payloads), `slab.rs`
+//! silence), `window.rs` (credit arithmetic), `assembly.rs` (chunked payloads),
+//! `oversize.rs` (a payload over the limit fails its own call or stream), `slab.rs`
 //! (entries by key).
 //!
 //! Invariants:
@@ -38,6 +39,7 @@ mod calls;
 mod mux_ids;
 mod out_queue;
 mod outbox;
+mod oversize;
 mod receive;
 mod slab;
 mod state;
@@ -59,7 +61,13 @@ pub(crate) use assembly::Payload;
 pub(crate) use calls::{Answer, Outgoing};
 pub(crate) use slab::Key;
 pub(crate) use stream_recv::RecvBatch;
-pub(crate) use transmit::{Transmit, MERGE_LIMIT};
+pub(crate) use transmit::Transmit;
+
+/// The largest frame a side reads when its maximum message size is `max_message`: one
+/// payload and its headers, or a merged frame of small messages.
+pub(crate) fn max_frame(max_message: usize) -> usize {
+    max_message + 2 * transmit::MERGE_LIMIT + 4096
+}
 
 use crate::codec::HandlerId;
 use crate::error::Error;

@@ -72,7 +72,11 @@ impl Engine {
         let Some((start, end)) = head.payload else {
             return false;
         };
-        if head.flags != Flags::NONE || self.assembler.held() != 0 || self.closed.is_some() {
+        if head.flags != Flags::NONE
+            || self.assembler.has_partials()
+            || self.closed.is_some()
+            || end - start > self.config.max_message_size
+        {
             return false;
         }
         let found = match head.op {
@@ -107,7 +111,16 @@ impl Engine {
     fn apply(&mut self, now: Instant, mut msg: Message) -> Result<(), String> {
         self.timers.last_heard = now;
         let more = msg.flags.contains(Flags::MORE);
-        if !more && self.assembler.held() == 0 {
+        let size = msg.payload.as_ref().map_or(0, Bytes::len);
+        if !more
+            && size > self.config.max_message_size
+            && !self.assembler.in_progress(msg.op, msg.mux_id)
+        {
+            // Whole and over the limit (a last part over it is counted by the assembler).
+            msg.payload = None;
+            return self.on_oversize(now, &msg, size);
+        }
+        if !more && !self.assembler.has_partials() {
             // Not a part, nothing half received: the common case, no reassembly.
             let payload = Payload::from(msg.payload.take());
             return self.dispatch(now, &msg, payload);
@@ -115,10 +128,17 @@ impl Engine {
         if more && !self.wants_chunk(&msg) {
             return Ok(());
         }
-        let Some(Whole { msg, payload }) = self.assembler.push(msg)? else {
+        let Some(whole) = self.assembler.push(msg)? else {
             return Ok(());
         };
-        self.dispatch(now, &msg, payload)
+        match whole {
+            Whole {
+                msg,
+                too_large: Some(size),
+                ..
+            } => self.on_oversize(now, &msg, size),
+            Whole { msg, payload, .. } => self.dispatch(now, &msg, payload),
+        }
     }
 
     /// What a whole message means.
@@ -171,7 +191,15 @@ impl Engine {
                 }
                 Ok(())
             }
-            Op::DisconnectServerMux => self.on_caller_cancel(msg.mux_id),
+            Op::DisconnectServerMux => {
+                // A caller that failed the stream says why (PROTOCOL.md §6).
+                let why = if msg.flags.contains(Flags::PAYLOAD_IS_ERROR) {
+                    Error::from_wire(payload.into_bytes().as_deref(), msg.handler, None)
+                } else {
+                    Error::Cancelled
+                };
+                self.on_caller_cancel(msg.mux_id, why)
+            }
             Op::Ping if msg.mux_id == 0 => {
                 self.push_pong(payload.into_bytes());
                 Ok(())
@@ -216,13 +244,13 @@ impl Engine {
         }
     }
 
-    fn caller_stream(&self, mux_id: u64) -> Option<Key> {
+    pub(super) fn caller_stream(&self, mux_id: u64) -> Option<Key> {
         let key = Key::from_mux_id(mux_id)?;
         matches!(self.callers.get(key), Some(CallerEntry::Stream(_))).then_some(key)
     }
 
     /// The handler stream under the peer's mux id, noting that its caller is alive.
-    fn handler_stream(&mut self, mux_id: u64, now: Instant) -> Option<Key> {
+    pub(super) fn handler_stream(&mut self, mux_id: u64, now: Instant) -> Option<Key> {
         let key = *self.handler_ids.get(&mux_id)?;
         let s = self.stream_mut(Side::Handler, key)?;
         s.last_heard = now;
@@ -319,8 +347,9 @@ impl Engine {
         }
     }
 
-    /// The caller ended or gave up on a call or stream served here.
-    fn on_caller_cancel(&mut self, mux_id: u64) -> Result<(), String> {
+    /// The caller ended or gave up on a call or stream served here (`why`: what a stream's
+    /// handler then sees).
+    fn on_caller_cancel(&mut self, mux_id: u64, why: Error) -> Result<(), String> {
         for op in [Op::Request, Op::ConnectMux, Op::MuxClientMsg] {
             self.assembler.forget(op, mux_id);
         }
@@ -330,7 +359,7 @@ impl Engine {
         match self.handlers.get(key) {
             Some(HandlerEntry::Call(_)) => self.cancel_handler_call(key),
             Some(HandlerEntry::Stream(_)) => {
-                self.cancel_handler_stream(key, Self::cancelled_by_caller())
+                self.cancel_handler_stream(key, Self::cancelled_by_caller(why))
             }
             None => Ok(()),
         }

@@ -96,13 +96,22 @@ impl Ending {
 
     /// The peer broke the protocol on this stream only: it fails, the peer is told why.
     fn violation(why: String) -> Self {
+        Self::failed(
+            ErrorPayload::new(ErrorKind::Protocol, why.clone()),
+            Error::Protocol(why),
+        )
+    }
+
+    /// The stream fails here with `error` (after what was delivered); the peer is told
+    /// `failure`.
+    pub(super) fn failed(failure: ErrorPayload, error: Error) -> Self {
         Self {
-            notify: Some(Some(ErrorPayload::new(ErrorKind::Protocol, why.clone()))),
+            notify: Some(Some(failure)),
             eof: false,
             keep_out: false,
-            recv: Err(Error::Protocol(why.clone())),
+            recv: Err(error.clone()),
             drop_queue: false,
-            send: Error::Protocol(why),
+            send: error,
             stop: true,
         }
     }
@@ -370,8 +379,10 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn cancelled_by_caller() -> Ending {
-        Ending::by_peer(Err(Error::Cancelled), Error::Cancelled, true)
+    /// The caller cancelled the stream (`why`: [`Error::Cancelled`], or the reason it
+    /// failed the stream).
+    pub(super) fn cancelled_by_caller(why: Error) -> Ending {
+        Ending::by_peer(Err(why.clone()), why, true)
     }
 
     /// The handler side ended the stream (EOF, error, or disconnect), as the caller sees it.

@@ -5,6 +5,7 @@
 mod calls;
 mod fixture;
 mod limits;
+mod oversize;
 mod props;
 mod streams;
 
@@ -140,7 +141,9 @@ impl Node {
 
     /// Applies received frames as the reader does: message by message, then starts.
     fn receive(&mut self, now: Instant, frames: Vec<bytes::Bytes>) {
-        let limits = FrameLimits::new(self.e.config.max_message_size).requiring_checksums(true);
+        // As the driver reads: payloads bounded by the frame, the engine checks their size.
+        let limits = FrameLimits::new(super::max_frame(self.e.config.max_message_size))
+            .requiring_checksums(true);
         for frame in frames {
             if self.violation.is_some() {
                 return;

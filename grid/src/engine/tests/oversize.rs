@@ -1,0 +1,248 @@
+//! Payloads over the receiver's maximum message size from a peer that ignored the agreed
+//! size: each fails its own call or stream with the size and the limit, whole or chunked,
+//! and the connection carries on.
+
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{assert_idle, config, Net, Reader, Watch};
+use crate::codec::{ErrorPayload, Flags, HandlerId};
+use crate::engine::{Key, Outgoing, Side};
+use crate::error::Error;
+
+/// The receiver's limit in these tests.
+const LIMIT: usize = 1000;
+/// A size sent as one message, and one sent in chunks (over 64 KiB).
+const SIZES: [usize; 2] = [2000, 100_000];
+
+/// A sends up to 1 MiB whatever B accepts; B accepts `LIMIT` bytes (or the reverse).
+fn net(small_b: bool) -> Net {
+    let (mut small, big) = (config(), config());
+    small.max_message_size = LIMIT;
+    if small_b {
+        Net::with(big, small)
+    } else {
+        Net::with(small, big)
+    }
+}
+
+fn outgoing(net: &Net, payload: Bytes) -> Outgoing {
+    Outgoing {
+        handler: HandlerId::new(7),
+        subroute: None,
+        payload: Some(payload),
+        deadline: net.now + Duration::from_secs(60),
+    }
+}
+
+fn too_large(size: usize) -> ErrorPayload {
+    ErrorPayload::too_large(size as u64, LIMIT as u64)
+}
+
+/// A's call under `key`, answered: its reply's error payload, or its error.
+fn call_failure(net: &mut Net, key: Key) -> Result<ErrorPayload, Error> {
+    let w = Watch::new();
+    match net.a.e.poll_call(key, &mut w.cx()) {
+        Poll::Ready(Ok(reply)) => {
+            assert!(
+                reply.flags.contains(Flags::PAYLOAD_IS_ERROR),
+                "not an error"
+            );
+            let bytes = reply.payload.into_bytes().unwrap_or_default();
+            Ok(ErrorPayload::decode(&bytes).expect("an error payload"))
+        }
+        Poll::Ready(Err(e)) => Err(e),
+        Poll::Pending => panic!("the call was not answered"),
+    }
+}
+
+/// One more call each way still works.
+fn still_connected(net: &mut Net) {
+    let key = net.call(b"small", 60);
+    net.pump();
+    let start = net.b.last_start();
+    net.b
+        .e
+        .answer(start.key, Ok(Some(Bytes::from_static(b"ok"))));
+    net.pump();
+    let w = Watch::new();
+    assert!(matches!(
+        net.a.e.poll_call(key, &mut w.cx()),
+        Poll::Ready(Ok(_))
+    ));
+    net.assert_no_violation("after the oversize payload");
+}
+
+#[test]
+fn a_request_over_the_limit_is_refused_with_its_size() {
+    for size in SIZES {
+        let mut net = net(true);
+        let payload = Bytes::from(vec![5u8; size]);
+        let key = net
+            .a
+            .e
+            .open_call(net.now, outgoing(&net, payload))
+            .expect("open");
+        net.pump();
+        assert!(net.b.started.is_empty(), "{size}: no handler started");
+        assert_eq!(call_failure(&mut net, key), Ok(too_large(size)), "{size}");
+        assert!(
+            net.b.max_assembling <= LIMIT,
+            "{size}: held {}",
+            net.b.max_assembling
+        );
+        still_connected(&mut net);
+        assert_idle(&net);
+    }
+}
+
+#[test]
+fn a_stream_open_over_the_limit_is_refused_with_its_size() {
+    for size in SIZES {
+        let mut net = net(true);
+        let payload = Bytes::from(vec![5u8; size]);
+        let key = net
+            .a
+            .e
+            .open_stream(net.now, outgoing(&net, payload))
+            .expect("open");
+        net.pump();
+        assert!(net.b.started.is_empty(), "{size}: no handler started");
+        let w = Watch::new();
+        match net.a.e.poll_opened(key, &mut w.cx()) {
+            Poll::Ready(Err(Error::MessageTooLarge { size: s, limit })) => {
+                assert_eq!((s, limit), (size, LIMIT));
+            }
+            other => panic!("{size}: expected MessageTooLarge, got {other:?}"),
+        }
+        net.a.e.drop_opening(key);
+        still_connected(&mut net);
+        assert_idle(&net);
+    }
+}
+
+#[test]
+fn an_answer_over_the_callers_limit_fails_the_call_with_its_size() {
+    for size in SIZES {
+        let mut net = net(false);
+        let key = net.call(b"q", 60);
+        net.pump();
+        let start = net.b.last_start();
+        net.b
+            .e
+            .answer(start.key, Ok(Some(Bytes::from(vec![1u8; size]))));
+        net.pump();
+        assert_eq!(
+            call_failure(&mut net, key),
+            Err(Error::MessageTooLarge { size, limit: LIMIT }),
+            "{size}"
+        );
+        still_connected(&mut net);
+        assert_idle(&net);
+    }
+}
+
+/// An open stream from A to B, windows of 4 each way.
+fn open_stream(net: &mut Net) -> (Key, Key) {
+    let a = net
+        .a
+        .e
+        .open_stream(net.now, outgoing(net, Bytes::from_static(b"open")))
+        .expect("open");
+    net.pump();
+    let b = net.b.last_start().key;
+    assert!(net.b.e.accept_stream(b, 4, 4));
+    net.pump();
+    let w = Watch::new();
+    assert!(matches!(
+        net.a.e.poll_opened(a, &mut w.cx()),
+        Poll::Ready(Ok(_))
+    ));
+    (a, b)
+}
+
+fn send(net: &mut Net, side: Side, key: Key, payload: Bytes) {
+    let node = match side {
+        Side::Caller => &mut net.a,
+        Side::Handler => &mut net.b,
+    };
+    let w = Watch::new();
+    let mut payload = Some(payload);
+    assert!(node
+        .e
+        .poll_send(side, key, &mut payload, &mut w.cx())
+        .is_ready());
+    node.wake();
+}
+
+#[test]
+fn a_stream_message_over_the_limit_fails_that_stream_on_both_sides() {
+    for (size, to_handler) in SIZES.into_iter().flat_map(|s| [(s, true), (s, false)]) {
+        let mut net = net(to_handler);
+        let (a, b) = open_stream(&mut net);
+        let (from, key, to, other) = if to_handler {
+            (Side::Caller, a, Side::Handler, b)
+        } else {
+            (Side::Handler, b, Side::Caller, a)
+        };
+        send(&mut net, from, key, Bytes::from_static(b"first"));
+        send(&mut net, from, key, Bytes::from(vec![1u8; size]));
+        net.pump();
+        let ctx = format!("{size} bytes to the {to:?}");
+        let (receiver, sender) = match to {
+            Side::Handler => (&mut net.b, &mut net.a),
+            Side::Caller => (&mut net.a, &mut net.b),
+        };
+        let mut reader = Reader::default();
+        // What came before is delivered, then the stream's error.
+        assert_eq!(
+            reader.poll(receiver, to, other),
+            Poll::Ready(Some(Ok(Bytes::from_static(b"first")))),
+            "{ctx}"
+        );
+        assert_eq!(
+            reader.poll(receiver, to, other),
+            Poll::Ready(Some(Err(Error::MessageTooLarge { size, limit: LIMIT }))),
+            "{ctx}"
+        );
+        // The sending side was told, with the numbers: its sends fail with them.
+        let w = Watch::new();
+        let mut more = Some(Bytes::from_static(b"more"));
+        match sender.e.poll_send(from, key, &mut more, &mut w.cx()) {
+            Poll::Ready(Err(Error::MessageTooLarge { size: s, limit })) => {
+                assert_eq!((s, limit), (size, LIMIT), "{ctx}");
+            }
+            other => panic!("{ctx}: the sender was not told: {other:?}"),
+        }
+        reader.drop(receiver, to, other);
+        net.a.e.drop_sender(Side::Caller, a);
+        net.b.e.drop_sender(Side::Handler, b);
+        net.b.e.stream_returned(b, None);
+        let mut a_reader = Reader::default();
+        if to_handler {
+            while let Poll::Ready(Some(Ok(_))) = a_reader.poll(&mut net.a, Side::Caller, a) {}
+            a_reader.drop(&mut net.a, Side::Caller, a);
+        } else {
+            let mut b_reader = Reader::default();
+            b_reader.drop(&mut net.b, Side::Handler, b);
+        }
+        net.pump();
+        still_connected(&mut net);
+        net.advance(Duration::from_secs(120));
+        net.pump();
+        assert_idle(&net);
+    }
+}
+
+#[test]
+fn a_ping_over_the_limit_is_a_protocol_error() {
+    let mut net = net(true);
+    let mut ping = crate::codec::Message::new(crate::codec::Op::Ping);
+    ping.payload = Some(Bytes::from(vec![0u8; 2000]));
+    let now = net.now;
+    net.b.receive(now, vec![super::merged_frame(&ping)]);
+    let why = net.b.violation.clone().expect("a violation");
+    assert!(why.contains("2000") && why.contains("1000"), "{why}");
+}
