@@ -99,6 +99,12 @@ const METRICS: &[Metric] = &[
         value: |p| p.stats.remote_restarts as f64,
     },
     Metric {
+        name: "grid_protocol_errors_total",
+        kind: "counter",
+        help: "Sockets to the peer closed because a side broke the protocol or a limit.",
+        value: |p| p.stats.protocol_errors as f64,
+    },
+    Metric {
         name: "grid_in_flight_calls",
         kind: "gauge",
         help: "Calls and streams this node has open to the peer.",

@@ -16,8 +16,9 @@ use std::task::Waker;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-use crate::codec::FrameLimits;
+use crate::codec::{Close, FrameLimits};
 use crate::engine::{Engine, Key};
+use crate::error::Error;
 
 struct Shared {
     engine: Engine,
@@ -36,6 +37,8 @@ pub(crate) struct Session {
     pub(crate) limits: FrameLimits,
     /// Notified when the engine's next timeout moved earlier than the runner sleeps.
     pub(crate) timer: Notify,
+    /// What the writer's close frame says once the session is closed.
+    goodbye: Mutex<Option<Close>>,
 }
 
 thread_local! {
@@ -54,7 +57,25 @@ impl Session {
             checksum,
             limits,
             timer: Notify::new(),
+            goodbye: Mutex::new(None),
         }
+    }
+
+    /// Closes the engine with `err` (every call and stream ends with it); the writer then
+    /// closes the socket with a close frame saying `goodbye`.
+    pub(crate) fn close(&self, err: Error, goodbye: Close) {
+        *self.goodbye.lock().unwrap_or_else(|e| e.into_inner()) = Some(goodbye);
+        self.with(|e| e.close(err));
+    }
+
+    /// What the close frame says (a normal close unless [`Session::close`] said otherwise).
+    pub(crate) fn goodbye(&self) -> Close {
+        let said = self
+            .goodbye
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        said.unwrap_or_else(|| Close::new(Close::NORMAL, "closing"))
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {

@@ -28,6 +28,10 @@ pub struct ConnectionStats {
     pub reconnects: u64,
     /// Times the remote came back with a new instance id (it restarted).
     pub remote_restarts: u64,
+    /// Sockets closed because a side broke the protocol or went past the other's limits:
+    /// found here, or reported by the peer's close frame (`Connection::last_error` says
+    /// what was wrong).
+    pub protocol_errors: u64,
     /// Round-trip time of the last answered ping.
     pub last_ping_rtt: Option<Duration>,
     /// Bytes of chunked payloads received so far whose last chunk has not arrived.
@@ -50,6 +54,7 @@ pub(crate) struct Counters {
     pub bytes_out: AtomicU64,
     pub reconnects: AtomicU64,
     pub remote_restarts: AtomicU64,
+    pub protocol_errors: AtomicU64,
 }
 
 impl Counters {
@@ -90,6 +95,7 @@ impl Counters {
             bytes_out: self.bytes_out.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
             remote_restarts: self.remote_restarts.load(Relaxed),
+            protocol_errors: self.protocol_errors.load(Relaxed),
             last_ping_rtt,
             assembling_bytes,
             in_flight_calls,

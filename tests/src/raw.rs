@@ -105,6 +105,20 @@ pub async fn next_messages(ws: &mut RawSocket) -> Vec<Message> {
     }
 }
 
+/// Reads until the peer's close frame and returns it (`None`: the socket ended without one,
+/// or the close carried no code). Grid messages before it are skipped.
+pub async fn close_frame(ws: &mut RawSocket) -> Option<grid::codec::Close> {
+    loop {
+        match ws.next().await {
+            Some(Ok(WsMessage::Close(frame))) => {
+                return frame.map(|f| grid::codec::Close::new(f.code.into(), f.reason.as_str()))
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
 /// Decodes a ConnectResponse.
 pub fn connect_response(m: &Message) -> ConnectResponse {
     assert_eq!(m.op, Op::ConnectResponse);

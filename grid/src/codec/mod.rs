@@ -12,6 +12,7 @@
 //! - `Some(empty)` and `None` payloads stay distinct on the wire (flag
 //!   [`Flags::ZERO_LENGTH`]).
 
+mod close;
 mod error_payload;
 mod fast_path;
 mod frame;
@@ -20,6 +21,7 @@ mod message;
 mod stream;
 pub(crate) mod wire;
 
+pub use close::Close;
 pub use error_payload::{encode_error, ErrorKind, ErrorPayload};
 pub use fast_path::PlainHead;
 pub use frame::{

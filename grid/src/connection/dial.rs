@@ -9,12 +9,14 @@ use uuid::Uuid;
 
 #[cfg(feature = "tls")]
 use super::handshake::framed_stream;
-use super::handshake::{framed, recv_message, send_message};
+use super::handshake::{close_after, framed, recv_message, send_message};
 use super::runner::Accepted;
 use super::websocket::Role;
 use super::websocket::{FrameReader, FrameWriter};
 use super::ConnInner;
-use crate::codec::handshake::{agree_version, decode, encode, ConnectRequest, ConnectResponse};
+use crate::codec::handshake::{
+    agree_version, decode, encode, ConnectRequest, ConnectResponse, Terms,
+};
 use crate::codec::{Message, Op};
 use crate::core::wall_clock_ms;
 use crate::error::{Error, Result};
@@ -64,6 +66,30 @@ async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
     };
     // TLS already protects the bytes: this side asks for checksums only without it.
     let asks_checksums = !secure;
+    match connect(inner, &mut reader, &mut writer, token, asks_checksums).await {
+        Ok((instance, peer)) => Ok(Accepted {
+            reader,
+            writer,
+            instance,
+            checksum: peer.agree_checksums(asks_checksums),
+            peer,
+        }),
+        Err(e) => {
+            close_after(&mut writer, &e).await;
+            Err(e)
+        }
+    }
+}
+
+/// Sends the Connect and reads the answer: the acceptor's instance id and terms.
+async fn connect(
+    inner: &ConnInner,
+    reader: &mut FrameReader,
+    writer: &mut FrameWriter,
+    token: String,
+    asks_checksums: bool,
+) -> Result<(Uuid, Terms)> {
+    let core = &inner.core;
     let mut hello = Message::new(Op::Connect);
     hello.payload = Some(
         encode(&ConnectRequest {
@@ -75,8 +101,8 @@ async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
         })
         .into(),
     );
-    send_message(&mut writer, &hello).await?;
-    let answer = recv_message(&mut reader, core.config.limits()).await?;
+    send_message(writer, &hello).await?;
+    let answer = recv_message(reader, core.config.limits()).await?;
     if answer.op != Op::ConnectResponse {
         return Err(Error::Protocol(format!(
             "expected ConnectResponse, got {:?}",
@@ -97,13 +123,7 @@ async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
     let instance = Uuid::parse_str(&resp.instance)
         .map_err(|e| Error::Protocol(format!("bad instance id in ConnectResponse: {e}")))?;
     agree_version(resp.terms.version).map_err(Error::Rejected)?;
-    Ok(Accepted {
-        reader,
-        writer,
-        instance,
-        checksum: resp.terms.agree_checksums(asks_checksums),
-        peer: resp.terms,
-    })
+    Ok((instance, resp.terms))
 }
 
 /// The TLS handshake, then the WebSocket upgrade over it.

@@ -3,8 +3,9 @@
 
 use tokio::net::TcpStream;
 
+use super::lost::Lost;
 use super::websocket::{FrameReader, FrameWriter, Incoming, Role};
-use crate::codec::{decode_frame, FrameLimits, Message};
+use crate::codec::{decode_frame, Close, FrameLimits, Message};
 use crate::error::{Error, Result};
 
 /// Splits an upgraded socket into its framed read and write halves.
@@ -45,6 +46,18 @@ pub(crate) async fn send_message(w: &mut FrameWriter, msg: &Message) -> Result<(
         .map_err(|e| Error::Unreachable(format!("handshake write failed: {e}")))
 }
 
+/// Ends a handshake that failed with `err` with a close frame saying why: 1008 for a
+/// refusal, 1002 for a broken handshake, 1000 otherwise. A peer that does not read is not
+/// waited for.
+pub(crate) async fn close_after(w: &mut FrameWriter, err: &Error) {
+    let close = match err {
+        Error::Rejected(why) => Close::new(Close::POLICY, why.as_str()),
+        Error::Protocol(why) => Close::new(Close::PROTOCOL_ERROR, why.as_str()),
+        other => Close::new(Close::NORMAL, other.to_string()),
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), w.close(&close)).await;
+}
+
 /// Reads the next protocol message; the handshake never merges, and its messages must carry
 /// a checksum.
 pub(crate) async fn recv_message(r: &mut FrameReader, limits: FrameLimits) -> Result<Message> {
@@ -53,11 +66,20 @@ pub(crate) async fn recv_message(r: &mut FrameReader, limits: FrameLimits) -> Re
         let frame = match r.next().await {
             Ok(Incoming::Binary(b)) => b,
             Ok(Incoming::Ping(_)) => continue,
-            Ok(Incoming::Close) => {
-                return Err(Error::Unreachable(
-                    "socket closed during the handshake".into(),
-                ))
+            Ok(Incoming::Close(close)) => {
+                return Err(match close {
+                    Some(c) if c.is_violation() => Error::Protocol(format!(
+                        "the peer closed the socket during the handshake: {c}"
+                    )),
+                    Some(c) => Error::Unreachable(format!(
+                        "the peer closed the socket during the handshake: {c}"
+                    )),
+                    None => {
+                        Error::Unreachable("the peer closed the socket during the handshake".into())
+                    }
+                })
             }
+            Err(Lost::Violation(close)) => return Err(Error::Protocol(close.reason)),
             Err(why) => return Err(Error::Unreachable(format!("handshake failed: {why}"))),
         };
         let mut messages = decode_frame(&frame, limits)

@@ -39,6 +39,7 @@ pub(crate) fn record_mux(mux_id: u64) {
 
 mod dial;
 pub(crate) mod handshake;
+mod lost;
 mod open_stream;
 mod read_buffer;
 mod reader;
@@ -406,12 +407,13 @@ impl ConnInner {
         });
     }
 
-    fn set_error(&self, err: Error) {
+    /// Records why the last attempt or socket failed; whether that differs from the last
+    /// reason (the caller logs it then, so a peer that stays down is logged once).
+    fn set_error(&self, err: Error) -> bool {
         let mut last = lock(&self.last_error);
-        if last.as_ref() != Some(&err) {
-            tracing::warn!(local = %self.core.local, remote = %self.remote, error = %err, "connection failed");
-        }
+        let new = last.as_ref() != Some(&err);
         *last = Some(err);
+        new
     }
 
     pub(crate) async fn hand_over(&self, accepted: Accepted) {

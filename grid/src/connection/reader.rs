@@ -12,10 +12,11 @@ use std::task::Waker;
 
 use tokio::time::Instant;
 
+use super::lost::Lost;
 use super::serve::{start_handlers, Answers};
 use super::websocket::{FrameReader, Incoming};
 use super::ConnInner;
-use crate::codec::FrameMessages;
+use crate::codec::{Close, FrameMessages};
 use crate::engine::{Answer, Key, Start};
 use crate::session::Session;
 
@@ -33,7 +34,7 @@ pub(crate) async fn read_loop(
     conn: Arc<ConnInner>,
     session: Arc<Session>,
     mut socket: FrameReader,
-) -> String {
+) -> Lost {
     let mut starts: Vec<Start> = Vec::new();
     let mut answers: Vec<(Key, Answer)> = Vec::new();
     let mut wakes = DeferredWakes::default();
@@ -44,13 +45,13 @@ pub(crate) async fn read_loop(
                 session.with(|e| e.transport_ping(payload));
                 continue;
             }
-            Ok(Incoming::Close) => return "peer closed the WebSocket".into(),
+            Ok(Incoming::Close(close)) => return Lost::PeerClosed(close),
             Err(why) => return why,
         };
         let now = Instant::now().into_std();
         let mut messages = match FrameMessages::new(&frame, session.limits) {
             Ok(m) => m,
-            Err(e) => return format!("protocol violation: {e}"),
+            Err(e) => return Lost::Violation(Close::new(Close::PROTOCOL_ERROR, e.to_string())),
         };
         let mut count = 0;
         let mut batches = 0;
@@ -59,14 +60,16 @@ pub(crate) async fn read_loop(
                 for (key, answer) in answers.drain(..) {
                     e.answer(key, answer);
                 }
-                let handled = e.handle_from(now, &mut messages, BATCH)?;
+                let handled = e
+                    .handle_from(now, &mut messages, BATCH)
+                    .map_err(|why| e.violation_close(why))?;
                 e.take_starts(&mut starts);
                 e.end_batch();
-                Ok::<usize, String>(handled)
+                Ok::<usize, Close>(handled)
             });
             let handled = match applied {
                 Ok(handled) => handled,
-                Err(why) => return format!("protocol violation: {why}"),
+                Err(close) => return Lost::Violation(close),
             };
             count += handled;
             if !starts.is_empty() {

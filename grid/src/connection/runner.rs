@@ -9,11 +9,13 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::dial::dial;
+use super::lost::Lost;
 use super::reader::read_loop;
 use super::websocket::{FrameReader, FrameWriter};
 use super::writer::write_loop;
 use super::{ConnInner, State};
 use crate::codec::handshake::Terms;
+use crate::codec::Close;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::session::Session;
@@ -28,9 +30,13 @@ pub(crate) struct Accepted {
     pub(crate) peer: Terms,
 }
 
+/// How long a closing session waits for its writer to send the close frame: a peer that
+/// does not read is not waited for.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 enum End {
-    /// The socket died; the reason is for the log.
-    Lost(String),
+    /// The socket died, or the peer broke the protocol.
+    Lost(Lost),
     /// The peer dialed in again while this session was up: switch to the new socket.
     Replaced(Box<Accepted>),
     /// The manager is shutting down.
@@ -57,7 +63,10 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Acce
             match dialed {
                 Ok(a) => a,
                 Err(e) => {
-                    inner.set_error(e);
+                    let why = e.to_string();
+                    if inner.set_error(e) {
+                        tracing::warn!(local = %core.local, remote = %inner.remote, error = %why, "connection failed");
+                    }
                     inner.set_state(State::ConnectionError);
                     let delay = backoff(&core.config, attempt);
                     attempt = attempt.saturating_add(1);
@@ -89,12 +98,20 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Acce
                 tracing::info!(local = %core.local, remote = %inner.remote, "peer dialed in again; replacing the old socket");
                 next = Some(*a);
             }
-            End::Lost(why) => {
-                tracing::warn!(local = %core.local, remote = %inner.remote, reason = %why, "connection lost");
-                inner.set_error(if why.starts_with("protocol violation") {
-                    Error::Protocol(why)
-                } else {
-                    Error::Disconnected
+            End::Lost(lost) => {
+                tracing::warn!(local = %core.local, remote = %inner.remote, reason = %lost, "connection lost");
+                if lost.is_violation() {
+                    inner
+                        .counters
+                        .protocol_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                inner.set_error(match lost {
+                    Lost::Violation(close) => Error::Protocol(close.reason),
+                    Lost::PeerClosed(Some(close)) if close.is_violation() => Error::Protocol(
+                        format!("{} closed the connection: {}", inner.remote, close.reason),
+                    ),
+                    _ => Error::Disconnected,
                 });
                 inner.set_state(State::ConnectionError);
                 if inner.dialer {
@@ -148,15 +165,21 @@ async fn run_session(
     let mut reader = core
         .tasks
         .spawn(read_loop(inner.clone(), session.clone(), accepted.reader));
+    let ended =
+        |what: &str, e: tokio::task::JoinError| Lost::Failed(format!("{what} task ended: {e}"));
+    let mut writer_running = true;
     let end = loop {
         let due = Instant::from_std(session.with(|e| e.poll_timeout()));
         tokio::select! {
-            r = &mut reader => break End::Lost(r.unwrap_or_else(|e| format!("reader task ended: {e}"))),
-            r = &mut writer => break End::Lost(r.unwrap_or_else(|e| format!("writer task ended: {e}"))),
+            r = &mut reader => break End::Lost(r.unwrap_or_else(|e| ended("reader", e))),
+            r = &mut writer => {
+                writer_running = false;
+                break End::Lost(r.unwrap_or_else(|e| ended("writer", e)));
+            }
             () = tokio::time::sleep_until(due) => {
                 let now = Instant::now().into_std();
                 if let Err(why) = session.with(|e| e.handle_timeout(now)) {
-                    break End::Lost(why);
+                    break End::Lost(Lost::Failed(why));
                 }
             }
             () = session.timer.notified() => {}
@@ -168,11 +191,29 @@ async fn run_session(
         }
     };
     inner.set_session(None);
-    let err = match end {
-        End::Shutdown => Error::Closed,
-        _ => Error::Disconnected,
+    let (err, goodbye) = match &end {
+        End::Shutdown => (
+            Error::Closed,
+            Close::new(
+                Close::GOING_AWAY,
+                format!("{} is shutting down", core.local),
+            ),
+        ),
+        End::Replaced(_) => (
+            Error::Disconnected,
+            Close::new(
+                Close::NORMAL,
+                "replaced by a newer connection from the same peer",
+            ),
+        ),
+        End::Lost(Lost::Violation(close)) => (Error::Disconnected, close.clone()),
+        End::Lost(_) => (Error::Disconnected, Close::new(Close::NORMAL, "closing")),
     };
-    session.with(|e| e.close(err));
+    session.close(err, goodbye);
+    if writer_running {
+        // The writer sends the close frame; a peer that does not read is not waited for.
+        let _ = tokio::time::timeout(CLOSE_WAIT, &mut writer).await;
+    }
     reader.abort();
     writer.abort();
     end

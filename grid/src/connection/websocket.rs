@@ -13,7 +13,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use bytes::Bytes;
 
+use super::lost::Lost;
 use super::read_buffer::ReadBuffer;
+use crate::codec::Close;
 
 /// The read half of a connection's socket.
 pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
@@ -42,8 +44,8 @@ pub(crate) enum Incoming {
     Binary(Bytes),
     /// A WebSocket-level ping; answer with [`FrameWriter::pong`].
     Ping(Bytes),
-    /// The peer closed the WebSocket.
-    Close,
+    /// The peer closed the WebSocket (with its code and reason, if it gave them).
+    Close(Option<Close>),
 }
 
 /// A parsed frame header.
@@ -163,47 +165,52 @@ impl FrameReader {
         }
     }
 
-    /// The next message, or why the socket can no longer be read.
+    /// The next message, or why the socket can no longer be read: it failed, or the peer
+    /// broke the WebSocket protocol ([`Lost::Violation`], with the close to answer).
     ///
     /// # Cancel safety
     /// Cancel safe: bytes read so far stay buffered for the next call.
-    pub(crate) async fn next(&mut self) -> Result<Incoming, String> {
+    pub(crate) async fn next(&mut self) -> Result<Incoming, Lost> {
         loop {
             if let Some(incoming) = self.parse_one()? {
                 return Ok(incoming);
             }
             self.buf.reserve(4096);
             match self.io.read_buf(self.buf.bytes()).await {
-                Ok(0) => return Err("peer closed the socket".into()),
+                Ok(0) => return Err(Lost::Failed("peer closed the socket".into())),
                 Ok(_) => {}
-                Err(e) => return Err(format!("socket read failed: {e}")),
+                Err(e) => return Err(Lost::Failed(format!("socket read failed: {e}"))),
             }
         }
     }
 
     /// Takes one complete frame off the buffer, if there is one.
-    fn parse_one(&mut self) -> Result<Option<Incoming>, String> {
+    fn parse_one(&mut self) -> Result<Option<Incoming>, Lost> {
+        let broken = |why: String| Lost::Violation(Close::new(Close::PROTOCOL_ERROR, why));
         loop {
-            let Some(h) = parse_header(self.buf.bytes())? else {
+            let Some(h) = parse_header(self.buf.bytes()).map_err(broken)? else {
                 return Ok(None);
             };
             let expect_mask = self.role == Role::Acceptor;
             if h.mask.is_some() != expect_mask {
-                return Err(format!(
+                return Err(broken(format!(
                     "WebSocket frame {} a mask, against RFC 6455 for this side",
                     if expect_mask { "without" } else { "with" }
-                ));
+                )));
             }
             let partial_len = self.partial.as_ref().map_or(0, BytesMut::len);
             let len = usize::try_from(h.payload_len)
                 .ok()
                 .filter(|l| l.saturating_add(partial_len) <= self.max_message)
                 .ok_or_else(|| {
-                    format!(
-                        "WebSocket message of {} bytes exceeds the limit of {} bytes",
-                        h.payload_len.saturating_add(partial_len as u64),
-                        self.max_message
-                    )
+                    Lost::Violation(Close::new(
+                        Close::TOO_BIG,
+                        format!(
+                            "WebSocket message of {} bytes exceeds the limit of {} bytes",
+                            h.payload_len.saturating_add(partial_len as u64),
+                            self.max_message
+                        ),
+                    ))
                 })?;
             let total = h.header_len + len;
             let buffered = self.buf.bytes().len();
@@ -222,24 +229,28 @@ impl FrameReader {
                 }
                 (OP_BINARY, false) if self.partial.is_none() => self.partial = Some(payload),
                 (OP_CONTINUATION, fin) => {
-                    let mut whole = self
-                        .partial
-                        .take()
-                        .ok_or("WebSocket continuation without a message to continue")?;
+                    let mut whole = self.partial.take().ok_or_else(|| {
+                        broken("WebSocket continuation without a message to continue".into())
+                    })?;
                     whole.extend_from_slice(&payload);
                     if fin {
                         return Ok(Some(Incoming::Binary(whole.freeze())));
                     }
                     self.partial = Some(whole);
                 }
-                (OP_BINARY, _) => return Err("WebSocket message started inside another".into()),
+                (OP_BINARY, _) => {
+                    return Err(broken("WebSocket message started inside another".into()))
+                }
                 (OP_PING, true) => return Ok(Some(Incoming::Ping(payload.freeze()))),
                 (OP_PONG, true) => {}
-                (OP_CLOSE, true) => return Ok(Some(Incoming::Close)),
+                (OP_CLOSE, true) => return Ok(Some(Incoming::Close(Close::decode(&payload)))),
                 (OP_TEXT, _) => {
-                    return Err("WebSocket text message; grid speaks binary only".into())
+                    return Err(Lost::Violation(Close::new(
+                        1003,
+                        "WebSocket text message; grid speaks binary only",
+                    )))
                 }
-                (op, _) => return Err(format!("unsupported WebSocket opcode {op:#x}")),
+                (op, _) => return Err(broken(format!("unsupported WebSocket opcode {op:#x}"))),
             }
         }
     }
@@ -314,9 +325,12 @@ impl FrameWriter {
         self.frame(OP_PONG, payload).await
     }
 
-    /// Sends a close frame and shuts the write half down.
-    pub(crate) async fn close(&mut self) -> std::io::Result<()> {
-        self.frame(OP_CLOSE, &[]).await?;
+    /// Sends a close frame saying `close` and shuts the write half down.
+    ///
+    /// # Cancel safety
+    /// As [`FrameWriter::binary`].
+    pub(crate) async fn close(&mut self, close: &Close) -> std::io::Result<()> {
+        self.frame(OP_CLOSE, &close.encode()).await?;
         self.io.shutdown().await
     }
 

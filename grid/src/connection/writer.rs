@@ -8,18 +8,20 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::lost::Lost;
 use super::serve::{start_handlers, Answers};
 use super::websocket::{FrameWriter, HEADROOM};
 use super::ConnInner;
 use crate::engine::Transmit;
 use crate::session::Session;
 
-/// Runs until the socket fails or the session closes. Returns a description of why.
+/// Runs until the socket fails or the session closes (then it closes the socket with the
+/// session's close frame). Returns why.
 pub(crate) async fn write_loop(
     conn: Arc<ConnInner>,
     session: Arc<Session>,
     mut socket: FrameWriter,
-) -> String {
+) -> Lost {
     let checksum = session.checksum;
     let counters = conn.counters.clone();
     let mut tx = Transmit::new(HEADROOM);
@@ -48,8 +50,8 @@ pub(crate) async fn write_loop(
         })
         .await;
         if let Err(e) = taken {
-            let _ = socket.close().await;
-            return format!("session closed: {e}");
+            let _ = socket.close(&session.goodbye()).await;
+            return Lost::Failed(format!("session closed: {e}"));
         }
         if !starts.is_empty() {
             // Handlers that waited for the answers ahead of them to drain.
@@ -57,21 +59,25 @@ pub(crate) async fn write_loop(
         }
         if let Some(p) = tx.transport_pong.take() {
             if let Err(e) = socket.pong(&p).await {
-                return format!("socket write failed: {e}");
+                return write_failed(e);
             }
         }
         busy = tx.messages() > 1;
         if let Some(start) = tx.build_batch(checksum) {
             counters.frame_out(tx.messages(), tx.frame().buffer().len() - start);
             if let Err(e) = socket.send_built(tx.frame(), start).await {
-                return format!("socket write failed: {e}");
+                return write_failed(e);
             }
         }
         if let Some(start) = tx.build_chunk(checksum) {
             counters.frame_out(1, tx.frame().buffer().len() - start);
             if let Err(e) = socket.send_built(tx.frame(), start).await {
-                return format!("socket write failed: {e}");
+                return write_failed(e);
             }
         }
     }
+}
+
+fn write_failed(e: std::io::Error) -> Lost {
+    Lost::Failed(format!("socket write failed: {e}"))
 }

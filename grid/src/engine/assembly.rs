@@ -90,6 +90,15 @@ struct Partial {
     dropping: bool,
 }
 
+/// How a peer broke the rules of chunked payloads.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Breach {
+    /// Parts out of place.
+    Protocol(String),
+    /// More held, or more in progress, than this side allows.
+    Limit(String),
+}
+
 /// Most chunked payloads a peer may have in progress at once (grid sends at most four).
 pub(crate) const MAX_IN_PROGRESS: usize = 64;
 
@@ -120,7 +129,7 @@ impl Assembler {
     /// grows over the maximum message size is not an error: its parts are dropped as they
     /// come and its last part returns it with [`Whole::too_large`], so that only its own
     /// call or stream fails.
-    pub(crate) fn push(&mut self, mut msg: Message) -> Result<Option<Whole>, String> {
+    pub(crate) fn push(&mut self, mut msg: Message) -> Result<Option<Whole>, Breach> {
         let more = msg.flags.contains(Flags::MORE);
         if !more && self.partials.is_empty() {
             return Ok(Some(Whole::of(msg)));
@@ -134,9 +143,9 @@ impl Assembler {
         let in_progress = self.partials.len();
         let Some(partial) = self.partials.get_mut(&key) else {
             if in_progress >= MAX_IN_PROGRESS {
-                return Err(format!(
+                return Err(Breach::Limit(format!(
                     "peer has more than {MAX_IN_PROGRESS} chunked payloads in progress at once"
-                ));
+                )));
             }
             let len = part.len();
             let dropping = len > self.max_message;
@@ -155,10 +164,10 @@ impl Assembler {
             return Ok(None);
         };
         if msg.seq != partial.seq {
-            return Err(format!(
+            return Err(Breach::Protocol(format!(
                 "a part of message {} of mux {} arrived inside message {}",
                 msg.seq, msg.mux_id, partial.seq
-            ));
+            )));
         }
         let len = partial.len.saturating_add(part.len());
         if !partial.dropping && len > self.max_message {
@@ -170,9 +179,9 @@ impl Assembler {
         if !partial.dropping {
             let (held, max_held) = (self.held + part.len(), self.max_held);
             if held > max_held && in_progress > 1 {
-                return Err(format!(
+                return Err(Breach::Limit(format!(
                     "peer has more than its reassembly window of {max_held} bytes of chunked payloads in flight"
-                ));
+                )));
             }
             self.held = held;
             partial.parts.push(part);
@@ -209,12 +218,12 @@ impl Assembler {
         }
     }
 
-    fn hold(&mut self, bytes: usize, in_progress: usize) -> Result<(), String> {
+    fn hold(&mut self, bytes: usize, in_progress: usize) -> Result<(), Breach> {
         if self.held + bytes > self.max_held && in_progress > 0 {
-            return Err(format!(
+            return Err(Breach::Limit(format!(
                 "peer has more than its reassembly window of {} bytes of chunked payloads in flight",
                 self.max_held
-            ));
+            )));
         }
         self.held += bytes;
         Ok(())

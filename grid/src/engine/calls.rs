@@ -379,10 +379,10 @@ impl Engine {
             };
             let refusal = Message::error_to(op, msg, ErrorKind::Busy, &text);
             if !self.push_refusal(refusal) {
-                return Err(format!(
+                return Err(self.over_limit(format!(
                     "the peer keeps calling beyond the limit of {} concurrent calls without reading the refusals",
                     self.config.max_concurrent
-                ));
+                )));
             }
             return Ok(());
         }
@@ -513,10 +513,10 @@ impl Engine {
         }
         self.early_cancels += 1;
         if self.early_cancels > self.config.max_early_cancels {
-            return Err(format!(
+            return Err(self.over_limit(format!(
                 "the peer cancelled more than {} calls or streams before they started within one ping interval (rapid reset)",
                 self.config.max_early_cancels
-            ));
+            )));
         }
         Ok(())
     }

@@ -69,7 +69,7 @@ pub(crate) fn max_frame(max_message: usize) -> usize {
     max_message + 2 * transmit::MERGE_LIMIT + 4096
 }
 
-use crate::codec::HandlerId;
+use crate::codec::{Close, HandlerId};
 use crate::error::Error;
 use assembly::Assembler;
 use calls::{CallerCall, HandlerCall};
@@ -170,6 +170,8 @@ pub(crate) struct Engine {
     /// Tasks to wake once the lock is released.
     wakes: Vec<Waker>,
     writer: Option<Waker>,
+    /// The violation returned last was a limit the peer went past, not a broken rule.
+    over_limit: bool,
     idle: Vec<Waker>,
     closed: Option<Error>,
     /// The reader's current batch of messages; a stream opened and cancelled in the same
@@ -202,6 +204,7 @@ impl Engine {
             stops: Vec::new(),
             wakes: Vec::new(),
             writer: None,
+            over_limit: false,
             idle: Vec::new(),
             closed: None,
             batch: 0,
@@ -276,6 +279,24 @@ impl Engine {
     }
 
     /// Whether there are tasks to wake.
+    /// Notes that the peer went past one of this side's limits (a flood) rather than
+    /// breaking the protocol's rules; returns `why`.
+    pub(super) fn over_limit(&mut self, why: String) -> String {
+        self.over_limit = true;
+        why
+    }
+
+    /// The close frame for the violation `why` the engine just returned: 1008 when the
+    /// peer went past a limit, 1002 when it broke a rule.
+    pub(crate) fn violation_close(&self, why: String) -> Close {
+        let code = if self.over_limit {
+            Close::POLICY
+        } else {
+            Close::PROTOCOL_ERROR
+        };
+        Close::new(code, why)
+    }
+
     /// The largest payload this side sends in one message (agreed in the handshake).
     pub(crate) fn send_limit(&self) -> usize {
         self.config.send_limit

@@ -42,7 +42,7 @@ impl Engine {
                 if self.push_refusal(Message::failure_to(op, msg, &failure)) {
                     Ok(())
                 } else {
-                    Err("the peer keeps sending calls over the maximum message size without reading the refusals".into())
+                    Err(self.over_limit("the peer keeps sending calls over the maximum message size without reading the refusals".into()))
                 }
             }
             Op::Response => {

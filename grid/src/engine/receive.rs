@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::assembly::{Payload, Whole};
+use super::assembly::{Breach, Payload, Whole};
 use super::state::StreamState;
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side};
 use crate::codec::{
@@ -128,8 +128,11 @@ impl Engine {
         if more && !self.wants_chunk(&msg) {
             return Ok(());
         }
-        let Some(whole) = self.assembler.push(msg)? else {
-            return Ok(());
+        let whole = match self.assembler.push(msg) {
+            Ok(Some(whole)) => whole,
+            Ok(None) => return Ok(()),
+            Err(Breach::Protocol(why)) => return Err(why),
+            Err(Breach::Limit(why)) => return Err(self.over_limit(why)),
         };
         match whole {
             Whole {
@@ -381,7 +384,9 @@ impl Engine {
         if self.push_refusal(gone) {
             Ok(())
         } else {
-            Err("the peer pings streams that do not exist faster than it reads the answers".into())
+            Err(self.over_limit(
+                "the peer pings streams that do not exist faster than it reads the answers".into(),
+            ))
         }
     }
 

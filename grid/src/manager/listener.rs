@@ -11,9 +11,11 @@ use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use uuid::Uuid;
 
-use crate::codec::handshake::{agree_version, decode, encode, ConnectRequest, ConnectResponse};
+use crate::codec::handshake::{
+    agree_version, decode, encode, ConnectRequest, ConnectResponse, Terms,
+};
 use crate::codec::{Message, Op};
-use crate::connection::handshake::{framed, recv_message, send_message};
+use crate::connection::handshake::{close_after, framed, recv_message, send_message};
 use crate::connection::Role;
 use crate::connection::{Accepted, Connection, FrameReader, FrameWriter};
 use crate::core::{wall_clock_ms, Core};
@@ -163,15 +165,42 @@ pub(crate) fn check_upgrade(
 }
 
 /// The grid handshake on an upgraded socket: read Connect, check it, answer, and name the
-/// connection the socket belongs to.
+/// connection the socket belongs to. A refused or broken handshake ends with a close frame
+/// saying why.
 pub(crate) async fn grid_handshake(
     state: &Listening,
     mut reader: FrameReader,
     mut writer: FrameWriter,
     checksum: bool,
 ) -> Result<(Connection, Accepted)> {
+    match answer_connect(state, &mut reader, &mut writer, checksum).await {
+        Ok((conn, instance, peer)) => Ok((
+            conn,
+            Accepted {
+                reader,
+                writer,
+                instance,
+                checksum: peer.agree_checksums(checksum),
+                peer,
+            },
+        )),
+        Err(e) => {
+            close_after(&mut writer, &e).await;
+            Err(e)
+        }
+    }
+}
+
+/// Reads the Connect and answers it. `checksum`: whether this side asks for checksums (its
+/// transport is not TLS, as far as it can tell).
+async fn answer_connect(
+    state: &Listening,
+    reader: &mut FrameReader,
+    writer: &mut FrameWriter,
+    checksum: bool,
+) -> Result<(Connection, Uuid, Terms)> {
     let core = &state.core;
-    let hello = recv_message(&mut reader, core.config.limits()).await?;
+    let hello = recv_message(reader, core.config.limits()).await?;
     if hello.op != Op::Connect {
         return Err(Error::Protocol(format!(
             "expected Connect, got {:?}",
@@ -181,8 +210,6 @@ pub(crate) async fn grid_handshake(
     let request: ConnectRequest =
         decode(hello.payload.as_deref().unwrap_or_default()).map_err(Error::Protocol)?;
     let verdict = check_connect(state, &request);
-    // `checksum`: whether this side asks for checksums (its transport is not TLS, as far as
-    // it can tell).
     let mut answer = Message::new(Op::ConnectResponse);
     answer.payload = Some(
         encode(&ConnectResponse {
@@ -195,20 +222,10 @@ pub(crate) async fn grid_handshake(
         })
         .into(),
     );
-    send_message(&mut writer, &answer).await?;
+    send_message(writer, &answer).await?;
     let (conn, instance) =
         verdict.map_err(|reason| Error::Rejected(format!("{} refused: {reason}", request.host)))?;
-    let peer = request.terms;
-    Ok((
-        conn,
-        Accepted {
-            reader,
-            writer,
-            instance,
-            checksum: peer.agree_checksums(checksum),
-            peer,
-        },
-    ))
+    Ok((conn, instance, request.terms))
 }
 
 fn check_connect(state: &Listening, req: &ConnectRequest) -> Result<(Connection, Uuid), String> {
