@@ -212,6 +212,14 @@ impl FrameReader {
                         ),
                     ))
                 })?;
+            if h.opcode & 0x8 != 0 && (len > 125 || !h.fin) {
+                // RFC 6455 §5.5: control frames are short and never fragmented.
+                return Err(broken(format!(
+                    "WebSocket control frame (opcode {:#x}) of {len} bytes{}; at most 125, unfragmented",
+                    h.opcode,
+                    if h.fin { "" } else { ", fragmented" }
+                )));
+            }
             let total = h.header_len + len;
             let buffered = self.buf.bytes().len();
             if buffered < total {
@@ -394,6 +402,49 @@ mod tests {
         assert_ne!(data, original);
         apply_mask(&mut data, [9, 8, 7, 6]);
         assert_eq!(data, original);
+    }
+
+    /// What a dialer's reader makes of `bytes` (unmasked frames, as an acceptor sends).
+    fn read(bytes: Vec<u8>) -> Result<Incoming, Lost> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let mut r = FrameReader::new(Box::new(std::io::Cursor::new(bytes)), Role::Dialer, 1 << 20);
+        rt.block_on(r.next())
+    }
+
+    #[test]
+    fn control_frames_are_short_and_whole() {
+        for (fin, len, ok) in [
+            (0x80u8, 125usize, true),
+            (0x80, 126, false),
+            (0x00, 3, false),
+        ] {
+            let mut frame = Vec::new();
+            let mut header = Vec::new();
+            write_header(&mut header, OP_PING, len, None);
+            header[0] = (header[0] & 0x7f) | fin;
+            frame.extend_from_slice(&header);
+            frame.extend(std::iter::repeat_n(7u8, len));
+            match read(frame) {
+                Ok(Incoming::Ping(p)) => assert!(ok && p.len() == len, "{len} accepted"),
+                Err(Lost::Violation(c)) => {
+                    assert!(!ok, "{len} refused: {c}");
+                    assert_eq!(c.code, Close::PROTOCOL_ERROR);
+                    assert!(c.reason.contains("control frame"), "{c}");
+                }
+                other => panic!("{len}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_close_frame_is_read_with_its_code_and_reason() {
+        let close = Close::new(Close::POLICY, "too many");
+        let mut frame = Vec::new();
+        write_header(&mut frame, OP_CLOSE, close.encode().len(), None);
+        frame.extend_from_slice(&close.encode());
+        assert_eq!(read(frame), Ok(Incoming::Close(Some(close))));
     }
 
     #[test]

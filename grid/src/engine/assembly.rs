@@ -81,6 +81,8 @@ impl Whole {
 }
 
 struct Partial {
+    /// The op every part repeats.
+    op: Op,
     parts: Vec<Bytes>,
     /// Bytes received so far (held, unless `dropping`).
     len: usize,
@@ -102,9 +104,41 @@ pub(crate) enum Breach {
 /// Most chunked payloads a peer may have in progress at once (grid sends at most four).
 pub(crate) const MAX_IN_PROGRESS: usize = 64;
 
-/// Payloads being reassembled, keyed by (op, mux id).
+/// Which way a message goes: towards the side that serves the call or stream (its
+/// caller's messages), or towards its caller. The mux ids of the two ways are allocated by
+/// different sides, so the same number may name two unrelated calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Way {
+    ToHandler,
+    ToCaller,
+}
+
+fn way(op: Op) -> Way {
+    match op {
+        Op::Request
+        | Op::ConnectMux
+        | Op::MuxClientMsg
+        | Op::UnblockServerMux
+        | Op::DisconnectServerMux
+        | Op::Ping => Way::ToHandler,
+        _ => Way::ToCaller,
+    }
+}
+
+/// Whether `op` carries a call's or stream's payload. While a chunked payload is in
+/// progress on a mux, another of these on the same mux and way is the peer's violation;
+/// the others (credit, cancels, pings, acks) may come between its parts.
+fn carries_data(op: Op) -> bool {
+    matches!(
+        op,
+        Op::Request | Op::ConnectMux | Op::MuxClientMsg | Op::Response | Op::MuxServerMsg
+    )
+}
+
+/// Payloads being reassembled, keyed by (way, mux id): one at a time per call or stream
+/// and way.
 pub(crate) struct Assembler {
-    partials: HashMap<(Op, u64), Partial>,
+    partials: HashMap<(Way, u64), Partial>,
     /// Bytes held in partial payloads.
     held: usize,
     max_message: usize,
@@ -134,10 +168,19 @@ impl Assembler {
         if !more && self.partials.is_empty() {
             return Ok(Some(Whole::of(msg)));
         }
-        let key = (msg.op, msg.mux_id);
-        if !more && !self.partials.contains_key(&key) {
+        let key = (way(msg.op), msg.mux_id);
+        match self.partials.get(&key) {
             // Not a part: whole as it came (an absent payload stays absent).
-            return Ok(Some(Whole::of(msg)));
+            None if !more => return Ok(Some(Whole::of(msg))),
+            Some(p) if p.op != msg.op && (more || carries_data(msg.op)) => {
+                return Err(Breach::Protocol(format!(
+                    "{:?} on mux {} arrived inside a chunked {:?} of the same mux",
+                    msg.op, msg.mux_id, p.op
+                )));
+            }
+            // Credit, a cancel or a ping between the parts.
+            Some(p) if p.op != msg.op => return Ok(Some(Whole::of(msg))),
+            _ => {}
         }
         let part = msg.payload.take().unwrap_or_default();
         let in_progress = self.partials.len();
@@ -155,6 +198,7 @@ impl Assembler {
             self.partials.insert(
                 key,
                 Partial {
+                    op: msg.op,
                     parts: if dropping { Vec::new() } else { vec![part] },
                     len,
                     seq: msg.seq,
@@ -209,9 +253,9 @@ impl Assembler {
         }))
     }
 
-    /// Drops a partial payload (its call ended).
+    /// Drops the partial payload going `op`'s way on `mux_id` (its call ended).
     pub(crate) fn forget(&mut self, op: Op, mux_id: u64) {
-        if let Some(p) = self.partials.remove(&(op, mux_id)) {
+        if let Some(p) = self.partials.remove(&(way(op), mux_id)) {
             if !p.dropping {
                 self.held -= p.len;
             }
@@ -229,9 +273,9 @@ impl Assembler {
         Ok(())
     }
 
-    /// Whether a payload of `op` on `mux_id` is half received.
+    /// Whether a payload going `op`'s way on `mux_id` is half received.
     pub(crate) fn in_progress(&self, op: Op, mux_id: u64) -> bool {
-        self.partials.contains_key(&(op, mux_id))
+        self.partials.contains_key(&(way(op), mux_id))
     }
 
     /// Whether any payload is half received (held or being dropped).
@@ -350,6 +394,44 @@ mod tests {
             assert_eq!(whole.too_large, None);
             assert_eq!(whole.payload.into_bytes(), Some(Bytes::from_static(b"ab")));
         }
+    }
+
+    #[test]
+    fn another_message_of_the_same_call_inside_a_chunked_payload_is_an_error() {
+        let other_op = |op: Op, more: bool| {
+            let mut m = part(0, more, b"x");
+            m.op = op;
+            m
+        };
+        for (op, more) in [
+            (Op::ConnectMux, true),
+            (Op::ConnectMux, false),
+            (Op::MuxClientMsg, false),
+        ] {
+            let mut a = Assembler::new(100, 1000);
+            assert!(a.push(part(0, true, b"ab")).expect("ok").is_none());
+            assert!(
+                matches!(a.push(other_op(op, more)), Err(Breach::Protocol(_))),
+                "{op:?} (more: {more})"
+            );
+        }
+        // Credit, cancels and pings may come between the parts; so may the other way's
+        // messages on the same mux id (another call).
+        let mut a = Assembler::new(100, 1000);
+        assert!(a.push(part(0, true, b"ab")).expect("ok").is_none());
+        for op in [
+            Op::UnblockServerMux,
+            Op::Ping,
+            Op::Response,
+            Op::MuxServerMsg,
+        ] {
+            assert!(a.push(other_op(op, false)).expect("ok").is_some(), "{op:?}");
+        }
+        let mut chunk_back = other_op(Op::Response, true);
+        chunk_back.seq = 9;
+        assert!(a.push(chunk_back).expect("ok").is_none());
+        let whole = a.push(part(0, false, b"c")).expect("ok").expect("whole");
+        assert_eq!(whole.payload.into_bytes(), Some(Bytes::from_static(b"abc")));
     }
 
     #[test]

@@ -17,6 +17,10 @@ use crate::codec::{
 };
 use crate::error::Error;
 
+/// Most payload a connection ping may carry (it is echoed in the pong), as for a WebSocket
+/// ping.
+const MAX_PING: usize = 125;
+
 impl Engine {
     /// Applies one message from the peer, received at `now`.
     ///
@@ -204,6 +208,12 @@ impl Engine {
                 self.on_caller_cancel(msg.mux_id, why)
             }
             Op::Ping if msg.mux_id == 0 => {
+                if payload.len() > MAX_PING {
+                    return Err(format!(
+                        "connection ping with {} bytes of payload (at most {MAX_PING})",
+                        payload.len()
+                    ));
+                }
                 self.push_pong(payload.into_bytes());
                 Ok(())
             }

@@ -32,6 +32,17 @@ fn a_ping_flood_is_answered_with_one_pong_the_latest() {
 }
 
 #[test]
+fn a_connection_ping_carries_at_most_125_bytes() {
+    let mut net = Net::new();
+    let mut long = Message::new(Op::Ping);
+    long.payload = Some(Bytes::from(vec![1u8; 125]));
+    net.b.e.handle(net.now, long.clone()).expect("125 bytes");
+    long.payload = Some(Bytes::from(vec![1u8; 126]));
+    let why = net.b.e.handle(net.now, long).expect_err("126 bytes");
+    assert!(why.contains("126") && why.contains("125"), "{why}");
+}
+
+#[test]
 fn the_silence_check_fires_at_two_intervals_not_on_a_tick() {
     let mut net = Net::new();
     let interval = config().ping_interval;
