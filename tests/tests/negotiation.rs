@@ -174,3 +174,38 @@ async fn a_connect_without_checksum_is_refused() {
     })
     .await
 }
+
+#[tokio::test]
+async fn no_websocket_extension_is_accepted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    within(async {
+        let (acceptor, url) = raw::acceptor().await;
+        let addr = url
+            .trim_start_matches("ws://")
+            .trim_end_matches("/grid/v1")
+            .to_owned();
+        let mut tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let request = format!(
+            "GET /grid/v1 HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
+             Authorization: Bearer {}\r\n\r\n",
+            grid_tests::TOKEN
+        );
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            assert_eq!(tcp.read(&mut byte).await.expect("read"), 1, "{answer:?}");
+            answer.push(byte[0]);
+        }
+        let answer = String::from_utf8_lossy(&answer).to_lowercase();
+        assert!(answer.starts_with("http/1.1 101"), "{answer}");
+        assert!(!answer.contains("sec-websocket-extensions"), "{answer}");
+        drop(tcp);
+        shut_down(&acceptor).await;
+    })
+    .await
+}

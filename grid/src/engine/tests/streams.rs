@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::fixture::{err, in_every_state, At};
+use super::fixture::{err, in_every_state, At, Fixture};
 use super::Watch;
 use crate::codec::{encode_credit, Ack, ErrorKind, ErrorPayload, Flags, Message, Op};
 use crate::engine::Side;
@@ -140,8 +140,35 @@ fn credit() {
             assert!(
                 matches!(f.a_recv(), Some(Err(Error::Protocol(p))) if p.contains("over-granted"))
             );
+            // The caller says why in its cancel: the handler's input ends with the reason.
+            f.net.pump();
+            assert!(
+                matches!(f.b_recv(), Some(Err(Error::Protocol(p))) if p.contains("over-granted")),
+                "the handler side learns why"
+            );
         }
     });
+}
+
+#[test]
+fn a_caller_message_without_credit_fails_the_stream_and_says_why() {
+    let mut f = Fixture::new(At::Open);
+    // The window is 4: the fifth message unread is one too many.
+    for seq in 1..=5 {
+        f.inject_b(
+            Op::MuxClientMsg,
+            seq,
+            Flags::NONE,
+            Some(Bytes::from_static(b"m")),
+        );
+    }
+    f.net.pump();
+    assert!(
+        matches!(f.a_recv(), Some(Err(Error::Protocol(p))) if p.contains("without credit")),
+        "the caller learns why"
+    );
+    f.wind_down();
+    f.check_invariants("a message without credit");
 }
 
 #[test]

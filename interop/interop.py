@@ -1,0 +1,162 @@
+"""Runs the Python peer against a grid `node` and checks every step; exits non-zero on the
+first failure. Also checks the encoder and decoder against PROTOCOL.md §9, byte for byte.
+
+    python interop.py --pick-name NODE          # a name for this peer that dials NODE
+    python interop.py --node NAME --url ws://HOST:PORT/grid/v1 --token TOKEN --name PY
+"""
+
+import argparse
+import asyncio
+import pathlib
+import re
+import sys
+
+import xxhash
+
+import peer as grid_peer
+import wire
+from wire import Message
+
+KV = 10  # the node's key-value service id (examples/examples/common/kv.rs)
+
+
+def step(what):
+    print(f"interop: ok  {what}", flush=True)
+
+
+# ---- §9 vectors --------------------------------------------------------------------------
+
+
+def check_vectors(protocol):
+    text = protocol.read_text()
+    blocks = re.findall(r"```vector\n(.*?)```", text, re.S)
+    assert blocks, "no vectors found in PROTOCOL.md"
+    for block in blocks:
+        lines = [l for l in block.strip().splitlines() if l]
+        fields = dict(l.split(": ", 1) for l in lines if not l.startswith("message: "))
+        messages = []
+        for line in (l for l in lines if l.startswith("message: ")):
+            kv = dict(item.split("=", 1) for item in line[len("message: "):].split())
+            payload = kv["payload"]
+            m = Message(int(kv["op"]), int(kv["mux"]), int(kv["seq"]), int(kv["deadline"]),
+                        int(kv["handler"]), int(kv["flags"]),
+                        None if payload == "-" else bytes.fromhex(payload),
+                        xxhash.xxh3_64_intdigest(kv["subroute"].encode()) if "subroute" in kv else None)
+            messages.append(m)
+        checksum = fields["checksum"] == "on"
+        expected = bytes.fromhex(fields["bytes"].replace(" ", ""))
+        got = wire.encode_frame(messages, checksum)
+        assert got == expected, f"vector {fields['name']!r}: {got.hex(' ')} != {expected.hex(' ')}"
+        decoded = wire.decode_frame(expected, checksum)
+        for d, m in zip(decoded, messages, strict=True):
+            assert (d.op, d.mux, d.seq, d.deadline, d.handler, d.flags, d.payload, d.subroute) == \
+                (m.op, m.mux, m.seq, m.deadline, m.handler, m.flags, m.payload, m.subroute), \
+                f"vector {fields['name']!r} decodes differently"
+    hs = re.search(r"```handshake\nbytes: (.*?)\n```", text, re.S).group(1)
+    connect = {"host": "a", "instance": "00000000-0000-0000-0000-000000000001",
+               "clock_ms": 1700000000000, "token": "t"}
+    assert wire.msgpack.packb(connect) == bytes.fromhex(hs.replace(" ", "")), "handshake vector"
+    step(f"{len(blocks)} frame vectors and the handshake vector of PROTOCOL.md §9, byte for byte")
+
+
+# ---- against the node ----------------------------------------------------------------------
+
+
+async def against(node, url, token, name):
+    p = await grid_peer.dial(url, name, node, token)
+    assert p.checksum, "a plain ws:// connection uses checksums"
+    assert p.terms.get("version") == 1, p.terms
+    step(f"handshake with {node}: accepted, checksums on, terms {sorted(p.terms)}")
+
+    put, get = wire.handler_id(KV, "put"), wire.handler_id(KV, "get")
+    stored = wire.untyped(await p.call(put, wire.typed({"key": "py/a", "value": "1"})))
+    assert stored == f"{node} stored it for {name}", stored
+    assert wire.untyped(await p.call(get, wire.typed("py/a"))) == "1"
+    assert wire.untyped(await p.call(get, wire.typed("py/missing"))) is None
+    step("typed calls: put, get, an Option's None (nil)")
+
+    try:
+        await p.call(put, wire.typed({"key": "", "value": "x"}))
+        raise AssertionError("an empty key was accepted")
+    except wire.RemoteError as e:
+        assert e.kind == wire.REMOTE and "empty" in e.message, e
+    try:
+        await p.call(put, wire.typed({"value": "no key"}))
+        raise AssertionError("a request without its key was accepted")
+    except wire.RemoteError as e:
+        assert e.kind == wire.CODEC, e
+    try:
+        await p.call(wire.handler_id(KV, "nope"), wire.typed(1))
+        raise AssertionError("an unknown handler answered")
+    except wire.RemoteError as e:
+        assert e.kind == wire.UNKNOWN_HANDLER, e
+    step("error answers: Remote, Codec, UnknownHandler")
+
+    big = "x" * 300_000
+    await p.call(put, wire.typed({"key": "py/big", "value": big}))
+    assert wire.untyped(await p.call(get, wire.typed("py/big"))) == big
+    step("a 300 KB value both ways: chunked by this peer, chunked back by the node")
+
+    for i in range(10):
+        await p.call(put, wire.typed({"key": f"py/scan/{i:02}", "value": str(i)}))
+    s = await p.open_stream(wire.handler_id(KV, "scan"), wire.typed("py/scan/"))
+    got = []
+    while (item := await s.recv()) is not None:
+        got.append(wire.untyped(item))
+    assert [e["key"] for e in got] == [f"py/scan/{i:02}" for i in range(10)], got
+    step(f"a handler stream of 10 items through a window of {s.out_capacity}, credit returned")
+
+    s = await p.open_stream(wire.handler_id(KV, "bulk_put"), wire.typed(name))
+    in_capacity = s.credit
+    await s.ping()
+    counts = []
+
+    async def read_counts():
+        while (item := await s.recv()) is not None:
+            counts.append(wire.untyped(item))
+
+    reading = asyncio.create_task(read_counts())
+    for i in range(40):
+        await s.send(wire.typed({"key": f"py/bulk/{i:02}", "value": str(i)}))
+    await s.finish()
+    await asyncio.wait_for(reading, 10)
+    assert counts == list(range(1, 41)), counts
+    step(f"a two-way stream: 40 items up through a window of {in_capacity}, 40 counts back, "
+         "EOF both ways, a stream ping answered")
+
+    await p.ping()
+    step("a connection ping answered with its payload")
+
+    for _ in range(200):
+        if p.served_calls["put"] and p.served_calls["scan"]:
+            break
+        await asyncio.sleep(0.1)
+    assert p.served_calls["put"] and p.served_calls["scan"], p.served_calls
+    step(f"the node's own calls served here: {p.served_calls}")
+    await p.close()
+    step("closed with a close frame")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pick-name")
+    ap.add_argument("--node")
+    ap.add_argument("--url")
+    ap.add_argument("--token")
+    ap.add_argument("--name")
+    args = ap.parse_args()
+    if args.pick_name:
+        # §1: this peer has no listener, so it takes a name with which it dials.
+        print(next(f"py-{i}" for i in range(1000) if wire.dials(f"py-{i}", args.pick_name)))
+        return
+    check_vectors(pathlib.Path(__file__).resolve().parent.parent / "PROTOCOL.md")
+    asyncio.run(against(args.node, args.url, args.token, args.name))
+    print("interop: all steps passed")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:  # report and fail
+        print(f"interop: FAILED: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(1)
