@@ -8,6 +8,7 @@ pub mod hostile;
 pub mod proxy;
 pub mod raw;
 pub mod storage;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -79,3 +79,45 @@ async fn grid_mounted_on_axum_beside_other_routes() {
     })
     .await
 }
+
+/// An axum server behind a TLS-terminating proxy, reached by a `wss://` dialer: the mount
+/// cannot tell it is behind TLS and asks for checksums, the dialer adds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wss_dialer_reaches_an_axum_mount_behind_a_tls_terminating_proxy() {
+    within(async {
+        let pki = grid_tests::tls::pki();
+        let (d, a) = dialer_first();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let target = listener.local_addr().expect("addr");
+        let port = grid_tests::tls::tls_terminating_proxy(pki.server.clone(), target).await;
+        let acceptor = builder(a)
+            .peer(d, "ws://127.0.0.1:1/grid/v1")
+            .build()
+            .expect("build");
+        acceptor
+            .register_single(ECHO, |_, p: Option<Bytes>| async move { Ok(p) })
+            .expect("register");
+        let app = acceptor.axum_router();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let dialer = builder(d)
+            .peer(a, format!("wss://localhost:{port}/grid/v1"))
+            .tls_client(pki.client.clone())
+            .build()
+            .expect("build");
+        let conn = dialer.connection(a).expect("conn");
+        conn.wait_for_connect().await.expect("connect");
+        assert_eq!(conn.uses_checksums(), Some(true));
+        let big = Bytes::from(vec![4u8; 100_000]);
+        assert_eq!(
+            conn.request(ECHO, big.clone()).await.expect("call"),
+            Some(big)
+        );
+        assert_eq!(conn.stats().reconnects, 0);
+        assert_idle(&dialer).await;
+        assert_idle(&acceptor).await;
+        shut_down(&dialer).await;
+        shut_down(&acceptor).await;
+        server.abort();
+    })
+    .await
+}

@@ -4,45 +4,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use grid::tls::rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
-use grid::tls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+use grid::tls::rustls::ClientConfig;
 use grid::{Error, HandlerId, Manager, State, StreamCall, StreamHandler};
+use grid_tests::tls::{pki, tls_terminating_proxy, Pki};
 use grid_tests::{assert_idle, num, remote, shut_down, wait_state, within, TOKEN};
 use tokio::net::TcpListener;
 
 const ECHO: HandlerId = HandlerId::new(1);
 const COUNT: HandlerId = HandlerId::new(2);
-
-struct Pki {
-    server: Arc<ServerConfig>,
-    client: Arc<ClientConfig>,
-}
-
-/// A self-signed certificate for `localhost`, and client settings that trust only it.
-fn pki() -> Pki {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
-    let cert: CertificateDer<'static> = certified.cert.der().clone();
-    let key = PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key.into())
-        .expect("server config");
-    let mut roots = RootCertStore::empty();
-    roots.add(cert).expect("root");
-    let client = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Pki {
-        server: Arc::new(server),
-        client: Arc::new(client),
-    }
-}
 
 async fn tls_pair(pki: &Pki) -> (Manager, Manager) {
     let la = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -155,29 +124,6 @@ async fn a_dialer_that_does_not_trust_the_certificate_is_refused() {
         shut_down(&acceptor).await;
     })
     .await
-}
-
-/// A TLS-terminating proxy in front of `target`: TLS with `server` on the outside, plain
-/// TCP to the target. Returns its port.
-async fn tls_terminating_proxy(server: Arc<ServerConfig>, target: std::net::SocketAddr) -> u16 {
-    let outside = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = outside.local_addr().expect("addr").port();
-    let acceptor = tokio_rustls::TlsAcceptor::from(server);
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = outside.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let Ok(mut plain) = tokio::net::TcpStream::connect(target).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-            });
-        }
-    });
-    port
 }
 
 #[tokio::test]
