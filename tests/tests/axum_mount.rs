@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use grid::HandlerId;
 use grid_tests::raw::{http_status, upgrade};
-use grid_tests::{assert_idle, builder, dialer_first, shut_down, within};
+use grid_tests::{builder, dialer_first, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -71,10 +71,7 @@ async fn grid_mounted_on_axum_beside_other_routes() {
         );
         assert_eq!(to_acceptor.uses_checksums(), Some(true));
 
-        assert_idle(&dialer).await;
-        assert_idle(&acceptor).await;
-        shut_down(&dialer).await;
-        shut_down(&acceptor).await;
+        grid_tests::finish_all(&[&dialer, &acceptor]).await;
         server.abort();
     })
     .await
@@ -113,10 +110,7 @@ async fn a_wss_dialer_reaches_an_axum_mount_behind_a_tls_terminating_proxy() {
             Some(big)
         );
         assert_eq!(conn.stats().reconnects, 0);
-        assert_idle(&dialer).await;
-        assert_idle(&acceptor).await;
-        shut_down(&dialer).await;
-        shut_down(&acceptor).await;
+        grid_tests::finish_all(&[&dialer, &acceptor]).await;
         server.abort();
     })
     .await
