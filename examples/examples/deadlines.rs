@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use grid::{Bytes, CallContext, Error, HandlerId, RemoteError};
+use grid::{Bytes, CallContext, Error, HandlerId};
 
 const SLOW: HandlerId = HandlerId::new(1);
 const FORWARD: HandlerId = HandlerId::new(2);
@@ -40,12 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let to_back = nodes[1].connection("back")?;
     nodes[1].register_single(FORWARD, move |_, _| {
         let to_back = to_back.clone();
-        async move {
-            to_back
-                .request(REMAINING, None)
-                .await
-                .map_err(|e| RemoteError::new(e.to_string()))
-        }
+        async move { Ok(to_back.request(REMAINING, None).await?) }
     })?;
     // middle: a handler that takes too long, and says when it is cancelled.
     nodes[1].register_single(SLOW, |ctx: CallContext, _| async move {

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use futures::StreamExt;
-use grid::{Bytes, HandlerId, RemoteError, StreamCall, StreamHandler};
+use grid::{Bytes, HandlerId, StreamCall, StreamHandler};
 
 const TICKS: HandlerId = HandlerId::new(1);
 
@@ -21,10 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             StreamHandler::new(|mut call: StreamCall| async move {
                 for i in 0..12u32 {
                     // `send` waits here whenever the consumer is `out_capacity` behind.
-                    call.output
-                        .send(Bytes::from(i.to_string()))
-                        .await
-                        .map_err(|e| RemoteError::new(e.to_string()))?;
+                    call.output.send(Bytes::from(i.to_string())).await?;
                     println!(
                         "  producer sent {i:>2}, may send {} more without waiting",
                         call.output.credit()

@@ -53,6 +53,18 @@ impl From<&str> for RemoteError {
     }
 }
 
+/// So that `?` works in handlers on grid's own errors (a call the handler makes, a send on
+/// its stream): the caller gets [`Error::Remote`] with the error's message; a remote error
+/// from a nested call passes on with its message as it was.
+impl From<Error> for RemoteError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Remote(remote) => Self::new(remote.message),
+            other => Self::new(other.to_string()),
+        }
+    }
+}
+
 /// Everything that can go wrong with a grid call or connection.
 ///
 /// The error is cheap to clone so that one failure (a lost connection, a shutdown) can be

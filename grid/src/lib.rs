@@ -75,7 +75,7 @@
 //!
 //!     async fn count(&self, up_to: u32, mut out: Sender<u32>) -> Result<(), RemoteError> {
 //!         for i in 1..=up_to {
-//!             out.send(&i).await.map_err(|e| RemoteError::new(e.to_string()))?;
+//!             out.send(&i).await?;
 //!         }
 //!         Ok(())
 //!     }

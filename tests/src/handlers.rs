@@ -41,10 +41,7 @@ pub async fn echo_back(
     output: &mut StreamSender,
 ) -> Result<(), RemoteError> {
     while let Some(msg) = input.next().await {
-        output
-            .send(msg.map_err(crate::remote)?)
-            .await
-            .map_err(crate::remote)?;
+        output.send(msg?).await?;
     }
     Ok(())
 }

@@ -251,8 +251,3 @@ pub fn resident_bytes() -> usize {
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
         .map_or(0, |pages| pages * 4096)
 }
-
-/// A grid error as a handler's error.
-pub fn remote(e: grid::Error) -> grid::RemoteError {
-    grid::RemoteError::new(e.to_string())
-}

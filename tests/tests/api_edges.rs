@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use futures::StreamExt;
-use grid::{Error, HandlerId, Manager, RemoteError, StreamCall, StreamHandler};
+use grid::{Error, HandlerId, Manager, StreamCall, StreamHandler};
 use grid_tests::{builder, listener, shut_down, within, Cluster, TOKEN};
 
 fn config_error(b: grid::ManagerBuilder) -> String {
@@ -80,10 +80,7 @@ async fn a_panicking_stream_handler_ends_its_stream_with_an_error_and_the_node_c
             .register_stream(
                 HandlerId::new(1),
                 StreamHandler::new(|mut call: StreamCall| async move {
-                    call.output
-                        .send(Bytes::from_static(b"one"))
-                        .await
-                        .map_err(|e| RemoteError::new(e.to_string()))?;
+                    call.output.send(Bytes::from_static(b"one")).await?;
                     if call.payload.is_none() {
                         panic!("stream handler blew up");
                     }

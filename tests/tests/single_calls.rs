@@ -350,12 +350,7 @@ async fn deadlines_travel_across_hops() {
                 let to_gamma = to_gamma.clone();
                 // The hop sets no deadline of its own: the incoming one (500 ms) applies,
                 // not the 60 s default.
-                async move {
-                    to_gamma
-                        .request(WHO, None)
-                        .await
-                        .map_err(|e| RemoteError::new(e.to_string()))
-                }
+                async move { Ok(to_gamma.request(WHO, None).await?) }
             })
             .expect("register");
         let to_beta = c.managers[0].connection("beta").expect("conn");
@@ -441,6 +436,45 @@ async fn shutdown_fails_pending_calls_with_closed() {
         c.managers[0].shutdown().await;
         assert_eq!(call.await.expect("task"), Err(Error::Closed));
         assert_eq!(conn.request(ECHO, None).await, Err(Error::Closed));
+        c.finish().await;
+    })
+    .await
+}
+
+/// `?` in a handler on grid's own errors: the caller gets `Error::Remote` with the error's
+/// message, and a nested call's remote error passes on with its message as it was.
+#[tokio::test]
+async fn a_handler_passes_grid_errors_on_with_the_question_mark() {
+    within(async {
+        const HOP: HandlerId = HandlerId::new(40);
+        const REFUSES: HandlerId = HandlerId::new(41);
+        const MISSING: u32 = 404;
+        let c = Cluster::start(&["alpha", "beta"], |b| b).await;
+        c.managers[0]
+            .register_single(REFUSES, |_, _| async {
+                Err::<Option<Bytes>, _>(RemoteError::new("no disk left"))
+            })
+            .expect("register");
+        let back = c.managers[1].connection("alpha").expect("conn");
+        c.managers[1]
+            .register_single(HOP, move |_, p: Option<Bytes>| {
+                let back = back.clone();
+                async move {
+                    let target = HandlerId::new(grid_tests::unnum(&p.unwrap_or_default()));
+                    Ok(back.request(target, None).await?)
+                }
+            })
+            .expect("register");
+        c.connected().await;
+        let beta = c.managers[0].connection("beta").expect("conn");
+        let nested = beta.request(HOP, grid_tests::num(REFUSES.get())).await;
+        assert_eq!(nested, Err(Error::Remote(RemoteError::new("no disk left"))));
+        match beta.request(HOP, grid_tests::num(MISSING)).await {
+            Err(Error::Remote(e)) => {
+                assert!(e.message.contains("no handler #404"), "{}", e.message)
+            }
+            other => panic!("expected the nested call's error, got {other:?}"),
+        }
         c.finish().await;
     })
     .await

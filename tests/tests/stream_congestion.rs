@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use grid::{HandlerId, StreamCall, StreamHandler};
-use grid_tests::{num, remote, unnum, within, Cluster};
+use grid_tests::{num, unnum, within, Cluster};
 use tokio::sync::{mpsc, oneshot};
 
 const OUT_CAP: u32 = 8;
@@ -31,7 +31,7 @@ async fn a_caller_that_stops_reading_holds_the_handler_at_its_out_capacity() {
                     let sent_tx = sent_tx.clone();
                     async move {
                         for i in 0..100 {
-                            call.output.send(num(i)).await.map_err(remote)?;
+                            call.output.send(num(i)).await?;
                             let _ = sent_tx.send((i, call.output.credit()));
                         }
                         Ok(())
@@ -81,10 +81,10 @@ async fn a_handler_that_stops_reading_holds_the_caller_at_its_in_capacity() {
                         let mut input = call.input.take().expect("input");
                         let mut n = 0;
                         while let Some(msg) = input.recv().await {
-                            assert_eq!(unnum(&msg.map_err(remote)?), n);
+                            assert_eq!(unnum(&msg?), n);
                             n += 1;
                         }
-                        call.output.send(num(n)).await.map_err(remote)?;
+                        call.output.send(num(n)).await?;
                         Ok(())
                     }
                 })
@@ -133,15 +133,15 @@ async fn both_sides_blocked_on_full_windows_lose_nothing_when_one_resumes() {
                 HandlerId::new(3),
                 StreamHandler::new(|mut call: StreamCall| async move {
                     for i in 0..40 {
-                        call.output.send(num(i)).await.map_err(remote)?;
+                        call.output.send(num(i)).await?;
                     }
                     let mut input = call.input.take().expect("input");
                     let mut n = 0;
                     while let Some(msg) = input.recv().await {
-                        assert_eq!(unnum(&msg.map_err(remote)?), n);
+                        assert_eq!(unnum(&msg?), n);
                         n += 1;
                     }
-                    call.output.send(num(1_000_000 + n)).await.map_err(remote)?;
+                    call.output.send(num(1_000_000 + n)).await?;
                     Ok(())
                 })
                 .in_capacity(IN_CAP)
@@ -202,7 +202,7 @@ async fn a_long_stream_with_fast_pings_and_a_blocked_side_keeps_working() {
                 HandlerId::new(4),
                 StreamHandler::new(|mut call: StreamCall| async move {
                     for i in 0..200 {
-                        call.output.send(num(i)).await.map_err(remote)?;
+                        call.output.send(num(i)).await?;
                     }
                     Ok(())
                 })
@@ -242,7 +242,7 @@ async fn a_thousand_concurrent_streams_on_one_connection_all_complete() {
                 StreamHandler::new(|mut call: StreamCall| async move {
                     let base = unnum(&call.payload.clone().unwrap_or_default());
                     for i in 0..10 {
-                        call.output.send(num(base + i)).await.map_err(remote)?;
+                        call.output.send(num(base + i)).await?;
                     }
                     Ok(())
                 })

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use grid::codec::{Flags, HandlerId, Message, Op};
 use grid::{Error, State, StreamCall, StreamHandler};
 use grid_tests::raw::{acceptor, handshaken, next_messages, send, wait_for};
-use grid_tests::{builder, dialer_first, num, remote, shut_down, wait_state, within, ProxiedPair};
+use grid_tests::{builder, dialer_first, num, shut_down, wait_state, within, ProxiedPair};
 use tokio::sync::mpsc;
 
 /// A handler that reports when it is dropped, and otherwise serves `body`.
@@ -28,12 +28,12 @@ fn watched(dropped: mpsc::UnboundedSender<()>, in_capacity: u32) -> StreamHandle
             match call.input.take() {
                 Some(mut input) => {
                     while let Some(m) = input.recv().await {
-                        call.output.send(m.map_err(remote)?).await.map_err(remote)?;
+                        call.output.send(m?).await?;
                     }
                 }
                 None => {
                     for i in 0.. {
-                        call.output.send(num(i)).await.map_err(remote)?;
+                        call.output.send(num(i)).await?;
                     }
                 }
             }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use grid::{Error, HandlerId, RemoteError, StreamCall, StreamHandler};
 use grid_tests::handlers::echo_back;
-use grid_tests::{num, remote, unnum, within, Cluster};
+use grid_tests::{num, unnum, within, Cluster};
 use tokio::sync::mpsc;
 
 const ECHO: HandlerId = HandlerId::new(10);
@@ -21,8 +21,7 @@ fn echo() -> StreamHandler {
     StreamHandler::new(|mut call: StreamCall| async move {
         call.output
             .send(call.payload.clone().unwrap_or_default())
-            .await
-            .map_err(remote)?;
+            .await?;
         let mut input = call
             .input
             .take()
@@ -38,7 +37,7 @@ fn source() -> StreamHandler {
     StreamHandler::new(|mut call: StreamCall| async move {
         let n = unnum(&call.payload.clone().unwrap_or_default());
         for i in 0..n {
-            call.output.send(num(i)).await.map_err(remote)?;
+            call.output.send(num(i)).await?;
         }
         Ok(())
     })
@@ -54,7 +53,7 @@ async fn pair() -> Cluster {
             FAILING,
             StreamHandler::new(|mut call: StreamCall| async move {
                 for i in 0..3 {
-                    call.output.send(num(i)).await.map_err(remote)?;
+                    call.output.send(num(i)).await?;
                 }
                 Err(RemoteError::new("disk on fire"))
             })
@@ -266,7 +265,7 @@ async fn a_deadline_expiring_mid_stream_ends_both_sides() {
                             }
                         }
                         let _guard = OnDrop(dropped_tx);
-                        call.output.send(num(1)).await.map_err(remote)?;
+                        call.output.send(num(1)).await?;
                         std::future::pending::<()>().await;
                         Ok(())
                     }
@@ -307,10 +306,7 @@ async fn streams_on_subroutes_and_explicit_cancel() {
                     let cancelled_tx = cancelled_tx.clone();
                     async move {
                         let name = call.ctx.subroute().unwrap_or("-").to_owned();
-                        call.output
-                            .send(Bytes::from(name.clone()))
-                            .await
-                            .map_err(remote)?;
+                        call.output.send(Bytes::from(name.clone())).await?;
                         let ctx = call.ctx.clone();
                         tokio::spawn(async move {
                             ctx.cancelled().await;

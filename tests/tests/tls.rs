@@ -7,7 +7,7 @@ use futures::StreamExt;
 use grid::tls::rustls::ClientConfig;
 use grid::{Error, HandlerId, Manager, State, StreamCall, StreamHandler};
 use grid_tests::tls::{pki, tls_terminating_proxy, Pki};
-use grid_tests::{assert_idle, num, remote, shut_down, wait_state, within, TOKEN};
+use grid_tests::{assert_idle, num, shut_down, wait_state, within, TOKEN};
 use tokio::net::TcpListener;
 
 const ECHO: HandlerId = HandlerId::new(1);
@@ -41,7 +41,7 @@ async fn tls_pair(pki: &Pki) -> (Manager, Manager) {
             COUNT,
             StreamHandler::new(|mut call: StreamCall| async move {
                 for i in 0..100 {
-                    call.output.send(num(i)).await.map_err(remote)?;
+                    call.output.send(num(i)).await?;
                 }
                 Ok(())
             }),

@@ -57,8 +57,7 @@ impl Storage for Disks {
             out.send(&Entry {
                 name: format!("file-{i}"),
             })
-            .await
-            .map_err(grid_tests::remote)?;
+            .await?;
         }
         Ok(())
     }
@@ -71,8 +70,8 @@ impl Storage for Disks {
     ) -> Result<(), RemoteError> {
         let mut total = start;
         while let Some(n) = input.recv().await {
-            total += n.map_err(grid_tests::remote)?;
-            out.send(&total).await.map_err(grid_tests::remote)?;
+            total += n?;
+            out.send(&total).await?;
         }
         Ok(())
     }

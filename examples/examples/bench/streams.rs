@@ -26,10 +26,7 @@ pub fn register(m: &Manager) {
             );
             let msg = Bytes::from(vec![7u8; MSG]);
             for _ in 0..n {
-                call.output
-                    .send(msg.clone())
-                    .await
-                    .map_err(|e| RemoteError::new(e.to_string()))?;
+                call.output.send(msg.clone()).await?;
             }
             Ok(())
         })

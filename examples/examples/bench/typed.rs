@@ -66,9 +66,7 @@ impl Bench for Impl {
         };
         for seq in 0..n {
             item.seq = seq;
-            out.send(&item)
-                .await
-                .map_err(|e| RemoteError::new(e.to_string()))?;
+            out.send(&item).await?;
         }
         Ok(())
     }

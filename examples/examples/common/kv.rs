@@ -58,10 +58,6 @@ impl Store {
     }
 }
 
-fn failed(e: grid::Error) -> RemoteError {
-    RemoteError::new(e.to_string())
-}
-
 impl Kv for Store {
     async fn get(&self, key: String) -> Result<Option<String>, RemoteError> {
         Ok(self.lock().get(&key).cloned())
@@ -89,7 +85,7 @@ impl Kv for Store {
             })
             .collect();
         for e in found {
-            out.send(&e).await.map_err(failed)?;
+            out.send(&e).await?;
         }
         Ok(())
     }
@@ -102,10 +98,10 @@ impl Kv for Store {
     ) -> Result<(), RemoteError> {
         let mut count = 0;
         while let Some(entry) = input.recv().await {
-            let entry = entry.map_err(failed)?;
+            let entry = entry?;
             self.lock().insert(entry.key, entry.value);
             count += 1;
-            out.send(&count).await.map_err(failed)?;
+            out.send(&count).await?;
         }
         Ok(())
     }

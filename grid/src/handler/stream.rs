@@ -40,9 +40,9 @@ type StreamFn = Arc<dyn Fn(StreamCall) -> StreamFuture + Send + Sync>;
 /// let handler = StreamHandler::new(|mut call: StreamCall| async move {
 ///     let mut input = call.input.take().expect("in_capacity > 0");
 ///     while let Some(msg) = input.recv().await {
-///         let msg = msg.map_err(|e| grid::RemoteError::new(e.to_string()))?;
+///         let msg = msg?;
 ///         let upper = msg.to_ascii_uppercase();
-///         call.output.send(upper.into()).await.map_err(|e| grid::RemoteError::new(e.to_string()))?;
+///         call.output.send(upper.into()).await?;
 ///     }
 ///     Ok(())
 /// })

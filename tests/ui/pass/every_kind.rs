@@ -38,7 +38,7 @@ impl Everything for Impl {
         Ok(())
     }
     async fn handler_stream(&self, _req: Req, mut out: Sender<String>) -> Result<(), RemoteError> {
-        out.send(&"x".to_owned()).await.map_err(|e| RemoteError::new(e.to_string()))
+        Ok(out.send(&"x".to_owned()).await?)
     }
     async fn two_way(&self, _start: u64, _input: Receiver<u64>, _out: Sender<u64>) -> Result<(), RemoteError> {
         Ok(())
