@@ -8,6 +8,8 @@
 mod common;
 #[path = "common/kv.rs"]
 mod kv;
+#[path = "common/logging.rs"]
+mod logging;
 
 use std::time::Duration;
 
@@ -30,6 +32,7 @@ fn step(text: &str) {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    logging::init();
     let (listeners, urls) = common::listeners(3).await?;
     let mut nodes = Vec::new();
     for (name, l) in NAMES.iter().zip(listeners) {

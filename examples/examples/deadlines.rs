@@ -5,6 +5,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/logging.rs"]
+mod logging;
 
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ const REMAINING: HandlerId = HandlerId::new(3);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    logging::init();
     let names = ["front", "middle", "back"];
     let (ls, urls) = common::listeners(3).await?;
     let mut nodes = Vec::new();

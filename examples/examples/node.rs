@@ -16,6 +16,8 @@
 
 #[path = "common/kv.rs"]
 mod kv;
+#[path = "common/logging.rs"]
+mod logging;
 
 use std::time::Duration;
 
@@ -30,8 +32,35 @@ struct Args {
     rounds: u64,
 }
 
+const USAGE: &str = "usage: node --name NAME --listen HOST:PORT [--peer NAME=ws://HOST:PORT/grid/v1]... --token TOKEN [--rounds N]";
+
+const HELP: &str = "\
+A grid node: it serves a key-value service to its peers and calls theirs.
+
+What it serves, on ws://HOST:PORT/grid/v1 (bearer token TOKEN), to the peers it lists:
+  the typed service Kv (service id 10, examples/examples/common/kv.rs):
+    get(key: String) -> Option<String>
+    put(entry: Entry { key, value }) -> String          who stored it, for whom
+    scan(prefix: String) -> stream of Entry             every entry under the prefix
+    bulk_put(source: String, input: stream of Entry)    stores each, streams the count
+        -> stream of u64
+What it does: every two seconds it puts `from/NAME` on every connected peer, scans the
+peer's `from/` entries and prints what it found (or why the peer is not connected).
+
+Calling it: from another node started with --peer pointing here (each side lists the
+other; exactly one of them dials), from Rust with `KvClient::new(manager.connection(\"NAME\")?)`,
+or from any language that speaks PROTOCOL.md (interop/ has a Python peer).
+
+Options:
+  --name NAME          this node's name (peers list it under this name)
+  --listen HOST:PORT   where it accepts connections
+  --peer NAME=URL      a peer and its URL (repeat for each)
+  --token TOKEN        the bearer token every node of the cluster shares
+  --rounds N           stop after N rounds (default 0: run until Ctrl-C)
+Logging: RUST_LOG=grid=info shows connects and losses (default: warnings only).";
+
 fn usage(problem: &str) -> ! {
-    eprintln!("{problem}\nusage: node --name NAME --listen HOST:PORT [--peer NAME=ws://HOST:PORT/grid/v1]... --token TOKEN [--rounds N]");
+    eprintln!("{problem}\n{USAGE}\n(node --help says more)");
     std::process::exit(2)
 }
 
@@ -45,6 +74,10 @@ fn args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--help" || flag == "-h" {
+            println!("{HELP}\n\n{USAGE}");
+            std::process::exit(0);
+        }
         let value = it
             .next()
             .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
@@ -109,6 +142,7 @@ async fn round(manager: &Manager, n: u64) {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    logging::init();
     let a = args();
     let mut builder = Manager::builder().local(&a.name).token(a.token.clone());
     for (peer, url) in &a.peers {

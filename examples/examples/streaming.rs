@@ -5,6 +5,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/logging.rs"]
+mod logging;
 
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ const TICKS: HandlerId = HandlerId::new(1);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    logging::init();
     let nodes = common::cluster(&["producer", "consumer"], |m| {
         m.register_stream(
             TICKS,

@@ -7,12 +7,15 @@
 mod common;
 #[path = "common/kv.rs"]
 mod kv;
+#[path = "common/logging.rs"]
+mod logging;
 
 use grid::Error;
 use kv::{Entry, KvClient, KvServer, Store};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    logging::init();
     let nodes = common::cluster(&["client", "server"], |m| {
         if m.local() == "server" {
             for disk in ["disk-1", "disk-2"] {

@@ -99,7 +99,12 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Acce
                 next = Some(*a);
             }
             End::Lost(lost) => {
-                tracing::warn!(local = %core.local, remote = %inner.remote, reason = %lost, "connection lost");
+                if matches!(&lost, Lost::PeerClosed(Some(c)) if !c.is_violation()) {
+                    // The peer said goodbye (it shuts down, or replaced this socket).
+                    tracing::info!(local = %core.local, remote = %inner.remote, reason = %lost, "connection closed by the peer");
+                } else {
+                    tracing::warn!(local = %core.local, remote = %inner.remote, reason = %lost, "connection lost");
+                }
                 if lost.is_violation() {
                     inner
                         .counters
