@@ -9,6 +9,8 @@ pub struct Service {
     pub vis: Visibility,
     pub ident: Ident,
     pub id: u16,
+    /// The path of the runtime crate in generated code (`::grid`, or `crate = "..."`).
+    pub krate: syn::Path,
     pub methods: Vec<Method>,
 }
 

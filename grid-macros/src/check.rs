@@ -49,8 +49,26 @@ fn int_value(expr: &Expr, errors: &mut Errors, what: &str) -> Option<u64> {
     }
 }
 
-/// Reads `id = N` from the `#[grid::service(...)]` arguments.
-pub fn service_id(args: TokenStream, errors: &mut Errors) -> Option<u16> {
+/// The `#[grid::service(...)]` arguments.
+pub struct ServiceArgs {
+    /// `id = N`.
+    pub id: Option<u16>,
+    /// `crate = "path"`: where generated code finds grid (default `::grid`), for a user
+    /// who renamed the dependency.
+    pub krate: syn::Path,
+}
+
+/// Reads `id = N` and `crate = "path"` from the `#[grid::service(...)]` arguments.
+pub fn service_args(args: TokenStream, errors: &mut Errors) -> ServiceArgs {
+    let mut out = ServiceArgs {
+        id: None,
+        krate: syn::parse_quote!(::grid),
+    };
+    out.id = service_id(args, errors, &mut out.krate);
+    out
+}
+
+fn service_id(args: TokenStream, errors: &mut Errors, krate: &mut syn::Path) -> Option<u16> {
     let parsed = syn::parse::Parser::parse2(
         syn::punctuated::Punctuated::<MetaNameValue, syn::Token![,]>::parse_terminated,
         args.clone(),
@@ -74,10 +92,27 @@ pub fn service_id(args: TokenStream, errors: &mut Errors) -> Option<u16> {
                 return None;
             }
             id = Some(v as u16);
+        } else if pair.path.is_ident("crate") {
+            match &pair.value {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(path),
+                    ..
+                }) => match path.parse::<syn::Path>() {
+                    Ok(p) => *krate = p,
+                    Err(e) => errors.push(
+                        path.span(),
+                        format!("`crate` must name a path, like \"::my_grid\": {e}"),
+                    ),
+                },
+                other => errors.push(
+                    other.span(),
+                    "`crate` takes the path as a string: crate = \"my_grid\"",
+                ),
+            }
         } else {
             errors.push(
                 pair.path.span(),
-                "unknown service option; expected `id = N`",
+                "unknown service option; expected `id = N` or `crate = \"path\"`",
             );
         }
     }
@@ -402,7 +437,8 @@ fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
 }
 
 /// Checks the trait; returns the model, or `None` with the errors recorded.
-pub fn check(item: &mut ItemTrait, id: Option<u16>, errors: &mut Errors) -> Option<Service> {
+pub fn check(item: &mut ItemTrait, args: ServiceArgs, errors: &mut Errors) -> Option<Service> {
+    let ServiceArgs { id, krate } = args;
     if !item.generics.params.is_empty() {
         errors.push(
             item.generics.span(),
@@ -459,6 +495,7 @@ pub fn check(item: &mut ItemTrait, id: Option<u16>, errors: &mut Errors) -> Opti
         vis: item.vis.clone(),
         ident: item.ident.clone(),
         id,
+        krate,
         methods,
     })
 }

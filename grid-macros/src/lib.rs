@@ -22,7 +22,7 @@ use quote::quote;
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = check::Errors::default();
-    let id = check::service_id(args.into(), &mut errors);
+    let args = check::service_args(args.into(), &mut errors);
     let mut item: syn::ItemTrait = match syn::parse(item) {
         Ok(i) => i,
         Err(e) => {
@@ -31,7 +31,7 @@ pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
             return e.into();
         }
     };
-    match check::check(&mut item, id, &mut errors) {
+    match check::check(&mut item, args, &mut errors) {
         Some(service) if errors.is_empty() => {
             let t = render_trait::render_trait(&service);
             let ids = render_trait::render_ids(&service);
@@ -44,5 +44,44 @@ pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
             let errs = errors.into_tokens();
             quote!(#item #errs).into()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything the macro generates, for `args` on `item`.
+    fn expand(args: proc_macro2::TokenStream, item: syn::ItemTrait) -> String {
+        let mut errors = check::Errors::default();
+        let args = check::service_args(args, &mut errors);
+        let mut item = item;
+        let s = check::check(&mut item, args, &mut errors).expect("a valid service");
+        assert!(errors.is_empty());
+        let out = [
+            render_trait::render_trait(&s),
+            render_trait::render_ids(&s),
+            render_server::render_server(&s),
+            render_client::render_client(&s),
+        ];
+        out.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn generated_code_names_the_crate_it_is_told() {
+        let item: syn::ItemTrait = syn::parse_quote! {
+            pub trait Kv {
+                async fn get(&self, key: String) -> Result<Option<String>, RemoteError>;
+                #[grid(stream)]
+                async fn scan(&self, prefix: String, out: Sender<String>) -> Result<(), RemoteError>;
+                #[grid(stream)]
+                async fn put_all(&self, s: String, input: Receiver<u8>, out: Sender<u64>) -> Result<(), RemoteError>;
+            }
+        };
+        let default = expand(quote!(id = 9), item.clone());
+        assert!(default.contains(":: grid :: typed"), "{default}");
+        let renamed = expand(quote!(id = 9, crate = "::my_rpc"), item);
+        assert!(!renamed.contains(":: grid ::"), "{renamed}");
+        assert!(renamed.contains(":: my_rpc :: typed"), "{renamed}");
     }
 }

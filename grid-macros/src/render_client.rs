@@ -7,49 +7,50 @@ use quote::{format_ident, quote};
 use crate::ast::{Kind, Method, Service};
 
 fn method(s: &Service, m: &Method) -> TokenStream {
+    let krate = &s.krate;
     let service = format_ident!("{}Service", s.ident);
     let (name, c, req_name, req, resp) = (&m.ident, m.const_name(), &m.req_name, &m.req, &m.resp);
     let deadline_ms = m.deadline_ms;
     let attrs = m.attrs.iter().filter(|a| a.path().is_ident("doc"));
     let deadline = quote! {
-        if let ::core::option::Option::Some(d) = ::grid::typed::__private::deadline(self.deadline, #deadline_ms) {
+        if let ::core::option::Option::Some(d) = #krate::typed::__private::deadline(self.deadline, #deadline_ms) {
             call = call.deadline(d);
         }
     };
     match m.kind {
         Kind::Single => quote! {
             #(#attrs)*
-            pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<#resp, ::grid::Error> {
-                let payload = ::grid::typed::encode(&#req_name)?;
+            pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<#resp, #krate::Error> {
+                let payload = #krate::typed::encode(&#req_name)?;
                 let mut call = self.target.request(#service::#c, payload);
                 #deadline
                 let answer = call.await?;
-                ::grid::typed::decode(answer.as_deref())
+                #krate::typed::decode(answer.as_deref())
             }
         },
         Kind::HandlerStream => quote! {
             #(#attrs)*
-            pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<::grid::Receiver<#resp>, ::grid::Error> {
-                let payload = ::grid::typed::encode(&#req_name)?;
+            pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<#krate::Receiver<#resp>, #krate::Error> {
+                let payload = #krate::typed::encode(&#req_name)?;
                 let mut call = self.target.open_stream(#service::#c, payload);
                 #deadline
                 let stream = call.await?;
-                ::core::result::Result::Ok(::grid::Receiver::new(stream.responses))
+                ::core::result::Result::Ok(#krate::Receiver::new(stream.responses))
             }
         },
         Kind::TwoWay => {
             let in_ty = m.input.as_ref().map(|(_, t)| t.clone());
             quote! {
                 #(#attrs)*
-                pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<(::grid::Sender<#in_ty>, ::grid::Receiver<#resp>), ::grid::Error> {
-                    let payload = ::grid::typed::encode(&#req_name)?;
+                pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<(#krate::Sender<#in_ty>, #krate::Receiver<#resp>), #krate::Error> {
+                    let payload = #krate::typed::encode(&#req_name)?;
                     let mut call = self.target.open_stream(#service::#c, payload);
                     #deadline
                     let stream = call.await?;
                     let requests = stream.requests.ok_or_else(|| {
-                        ::grid::Error::Protocol("the remote handler takes no input: does it run another version of this service?".into())
+                        #krate::Error::Protocol("the remote handler takes no input: does it run another version of this service?".into())
                     })?;
-                    ::core::result::Result::Ok((::grid::Sender::new(requests), ::grid::Receiver::new(stream.responses)))
+                    ::core::result::Result::Ok((#krate::Sender::new(requests), #krate::Receiver::new(stream.responses)))
                 }
             }
         }
@@ -57,6 +58,7 @@ fn method(s: &Service, m: &Method) -> TokenStream {
 }
 
 pub fn render_client(s: &Service) -> TokenStream {
+    let krate = &s.krate;
     let (vis, trait_name) = (&s.vis, &s.ident);
     let client = format_ident!("{}Client", s.ident);
     let doc =
@@ -66,13 +68,13 @@ pub fn render_client(s: &Service) -> TokenStream {
         #[doc = #doc]
         #[derive(Clone, Debug)]
         #vis struct #client {
-            target: ::grid::Target,
+            target: #krate::Target,
             deadline: ::core::option::Option<::core::time::Duration>,
         }
 
         impl #client {
             /// A client for the service on `target` (a `Connection` or a `Subroute`).
-            pub fn new(target: impl ::core::convert::Into<::grid::Target>) -> Self {
+            pub fn new(target: impl ::core::convert::Into<#krate::Target>) -> Self {
                 Self { target: target.into(), deadline: ::core::option::Option::None }
             }
 

@@ -7,18 +7,19 @@ use quote::{format_ident, quote};
 use crate::ast::{Kind, Method, Service};
 
 fn registration(s: &Service, m: &Method) -> TokenStream {
+    let krate = &s.krate;
     let trait_name = &s.ident;
     let service = format_ident!("{}Service", s.ident);
     let (name, c, req) = (&m.ident, m.const_name(), &m.req);
     match m.kind {
         Kind::Single => quote! {
             let this = ::std::sync::Arc::clone(&self.0);
-            let regs = regs.single(#service::#c, move |_ctx, payload: ::core::option::Option<::grid::Bytes>| {
+            let regs = regs.single(#service::#c, move |_ctx, payload: ::core::option::Option<#krate::Bytes>| {
                 let this = ::std::sync::Arc::clone(&this);
                 async move {
-                    let req = ::grid::typed::__private::decode_request::<#req>(payload.as_deref())?;
+                    let req = #krate::typed::__private::decode_request::<#req>(payload.as_deref())?;
                     let resp = #trait_name::#name(&*this, req).await?;
-                    ::grid::typed::__private::encode_response(&resp)
+                    #krate::typed::__private::encode_response(&resp)
                 }
             });
         },
@@ -26,24 +27,24 @@ fn registration(s: &Service, m: &Method) -> TokenStream {
             let (in_cap, out_cap) = (m.in_capacity, m.out_capacity);
             let input = if m.kind == Kind::TwoWay {
                 quote! {
-                    let input = ::grid::Receiver::new(input.ok_or_else(|| ::grid::RemoteError::new("stream opened without input"))?);
-                    #trait_name::#name(&*this, req, input, ::grid::Sender::new(output)).await
+                    let input = #krate::Receiver::new(input.ok_or_else(|| #krate::RemoteError::new("stream opened without input"))?);
+                    #trait_name::#name(&*this, req, input, #krate::Sender::new(output)).await
                 }
             } else {
                 quote! {
                     let _ = input;
-                    #trait_name::#name(&*this, req, ::grid::Sender::new(output)).await
+                    #trait_name::#name(&*this, req, #krate::Sender::new(output)).await
                 }
             };
             quote! {
                 let this = ::std::sync::Arc::clone(&self.0);
                 let regs = regs.stream(
                     #service::#c,
-                    ::grid::StreamHandler::new(move |call: ::grid::StreamCall| {
+                    #krate::StreamHandler::new(move |call: #krate::StreamCall| {
                         let this = ::std::sync::Arc::clone(&this);
                         async move {
-                            let ::grid::StreamCall { payload, input, output, .. } = call;
-                            let req = ::grid::typed::__private::decode_request::<#req>(payload.as_deref())?;
+                            let #krate::StreamCall { payload, input, output, .. } = call;
+                            let req = #krate::typed::__private::decode_request::<#req>(payload.as_deref())?;
                             #input
                         }
                     })
@@ -56,6 +57,7 @@ fn registration(s: &Service, m: &Method) -> TokenStream {
 }
 
 pub fn render_server(s: &Service) -> TokenStream {
+    let krate = &s.krate;
     let (vis, trait_name) = (&s.vis, &s.ident);
     let server = format_ident!("{}Server", s.ident);
     let doc = format!(
@@ -78,9 +80,9 @@ pub fn render_server(s: &Service) -> TokenStream {
             }
         }
 
-        impl<T: #trait_name> ::grid::ServiceServer for #server<T> {
-            fn registrations(self) -> ::grid::typed::Registrations {
-                let regs = ::grid::typed::Registrations::new();
+        impl<T: #trait_name> #krate::ServiceServer for #server<T> {
+            fn registrations(self) -> #krate::typed::Registrations {
+                let regs = #krate::typed::Registrations::new();
                 #(#regs)*
                 regs
             }

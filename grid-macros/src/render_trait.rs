@@ -41,6 +41,7 @@ pub fn render_trait(s: &Service) -> TokenStream {
 }
 
 pub fn render_ids(s: &Service) -> TokenStream {
+    let krate = &s.krate;
     let vis = &s.vis;
     let service = format_ident!("{}Service", s.ident);
     let name = s.ident.to_string();
@@ -52,7 +53,7 @@ pub fn render_ids(s: &Service) -> TokenStream {
         let doc = format!("The handler id of `{}::{}`: {id:#010x}.", name, m.ident);
         quote! {
             #[doc = #doc]
-            pub const #c: ::grid::HandlerId = ::grid::HandlerId::new(#id);
+            pub const #c: #krate::HandlerId = #krate::HandlerId::new(#id);
         }
     });
     let entries = s.methods.iter().map(|m| {
@@ -64,7 +65,7 @@ pub fn render_ids(s: &Service) -> TokenStream {
         types.extend(m.input.as_ref().map(|(_, t)| t));
         types.into_iter().map(|t| {
             quote_spanned! {t.span()=>
-                ::grid::typed::__private::assert_wire_type::<#t>();
+                #krate::typed::__private::assert_wire_type::<#t>();
             }
         })
     });
@@ -81,10 +82,10 @@ pub fn render_ids(s: &Service) -> TokenStream {
             #(#consts)*
         }
 
-        impl ::grid::Service for #service {
+        impl #krate::Service for #service {
             const NAME: &'static str = #name;
             const SERVICE_ID: u16 = #sid;
-            const METHODS: &'static [(&'static str, ::grid::HandlerId)] = &[#(#entries),*];
+            const METHODS: &'static [(&'static str, #krate::HandlerId)] = &[#(#entries),*];
         }
     }
 }

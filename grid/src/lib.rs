@@ -163,6 +163,10 @@ pub use error::{Error, RemoteError, Result};
 /// is not async, no `&self`, a wrong return type, a stream without its `Sender`, generic
 /// methods, parameter patterns) are compile errors at the offending span, all reported at
 /// once.
+///
+/// Generated code names the runtime crate as `::grid`. If you renamed the dependency
+/// (`rpc = { package = ... }` in Cargo.toml), say so: `#[rpc::service(id = N, crate =
+/// "::rpc")]`.
 pub use grid_macros::service;
 pub use handler::{CallContext, HandlerId, SingleFuture, StreamCall, StreamFuture, StreamHandler};
 pub use manager::{Manager, ManagerBuilder};
