@@ -50,7 +50,7 @@ pub async fn echo_back(
 /// `capacity` messages each way.
 pub fn echo_input(capacity: u32) -> StreamHandler {
     StreamHandler::new(|mut call: StreamCall| async move {
-        let mut input = call.input.take().ok_or("no input")?;
+        let mut input = call.take_input()?;
         echo_back(&mut input, &mut call.output).await
     })
     .in_capacity(capacity)

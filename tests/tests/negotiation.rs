@@ -69,14 +69,14 @@ async fn nodes_with_different_maximum_sizes_send_within_the_smaller_and_stay_con
             to_small.open_stream(ECHO_INPUT, over.clone()).await,
             over.len(),
         );
-        let mut stream = to_small.open_stream(ECHO_INPUT, None).await.expect("open");
-        let mut requests = stream.requests.take().expect("input");
+        let stream = to_small.open_stream(ECHO_INPUT, None).await.expect("open");
+        let (mut requests, mut responses) = stream.split().expect("the handler takes input");
         too_large(requests.send(over.clone()).await, over.len());
         requests.send(grid_tests::num(5)).await.expect("send");
         requests.finish().await.expect("finish");
-        let back = stream.responses.recv().await.expect("echo").expect("ok");
+        let back = responses.recv().await.expect("echo").expect("ok");
         assert_eq!(grid_tests::unnum(&back), 5);
-        assert!(stream.responses.recv().await.is_none(), "the stream ends");
+        assert!(responses.recv().await.is_none(), "the stream ends");
         // Within the smaller limit everything passes, both ways.
         let fits = Bytes::from(vec![7u8; SMALL]);
         for conn in [&to_small, &to_large] {

@@ -78,7 +78,7 @@ async fn a_handler_that_stops_reading_holds_the_caller_at_its_in_capacity() {
                     let go_rx = go_rx.clone();
                     async move {
                         let _ = go_rx.lock().await.recv().await;
-                        let mut input = call.input.take().expect("input");
+                        let mut input = call.take_input()?;
                         let mut n = 0;
                         while let Some(msg) = input.recv().await {
                             assert_eq!(unnum(&msg?), n);
@@ -135,7 +135,7 @@ async fn both_sides_blocked_on_full_windows_lose_nothing_when_one_resumes() {
                     for i in 0..40 {
                         call.output.send(num(i)).await?;
                     }
-                    let mut input = call.input.take().expect("input");
+                    let mut input = call.take_input()?;
                     let mut n = 0;
                     while let Some(msg) = input.recv().await {
                         assert_eq!(unnum(&msg?), n);

@@ -22,10 +22,7 @@ fn echo() -> StreamHandler {
         call.output
             .send(call.payload.clone().unwrap_or_default())
             .await?;
-        let mut input = call
-            .input
-            .take()
-            .ok_or_else(|| RemoteError::new("no input"))?;
+        let mut input = call.take_input()?;
         echo_back(&mut input, &mut call.output).await
     })
     .in_capacity(16)
@@ -131,6 +128,55 @@ async fn a_handler_only_stream_has_no_request_sender() {
 }
 
 #[tokio::test]
+async fn split_hands_out_both_ends_or_says_the_handler_takes_no_input() {
+    within(async {
+        let c = pair().await;
+        let conn = c.managers[0].connection("beta").expect("conn");
+        let stream = conn.open_stream(ECHO, num(7)).await.expect("open");
+        let (mut requests, mut responses) = stream.split().expect("the echo takes input");
+        requests.send(num(8)).await.expect("send");
+        requests.finish().await.expect("finish");
+        let got: Vec<u32> = (&mut responses)
+            .map(|r| unnum(&r.expect("ok")))
+            .collect()
+            .await;
+        assert_eq!(got, vec![7, 8]);
+        let source = conn.open_stream(SOURCE, num(3)).await.expect("open");
+        match source.split() {
+            Err(Error::Protocol(why)) => assert!(why.contains("takes no input"), "{why}"),
+            other => panic!("expected a clear error, got {other:?}"),
+        }
+        c.finish().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_handler_taking_input_it_has_not_tells_the_caller() {
+    within(async {
+        const NO_INPUT: HandlerId = HandlerId::new(13);
+        let c = pair().await;
+        c.managers[1]
+            .register_stream(
+                NO_INPUT,
+                StreamHandler::new(|mut call: StreamCall| async move {
+                    let _input = call.take_input()?;
+                    Ok(())
+                }),
+            )
+            .expect("register");
+        let conn = c.managers[0].connection("beta").expect("conn");
+        let mut stream = conn.open_stream(NO_INPUT, None).await.expect("open");
+        match stream.responses.next().await {
+            Some(Err(Error::Remote(e))) => assert!(e.message.contains("in_capacity"), "{e}"),
+            other => panic!("expected the handler's error, got {other:?}"),
+        }
+        c.finish().await;
+    })
+    .await
+}
+
+#[tokio::test]
 async fn a_handler_error_mid_stream_is_the_last_item_and_ends_the_requests_with_it() {
     within(async {
         let c = pair().await;
@@ -199,7 +245,7 @@ async fn dropping_the_responses_cancels_the_handler_and_its_input_never_looks_fi
                     let count = count.clone();
                     async move {
                         // An upload consumer running beside the handler, as real code does.
-                        let mut input = call.input.take().expect("input");
+                        let mut input = call.take_input()?;
                         let ctx = call.ctx.clone();
                         tokio::spawn(async move {
                             while let Some(item) = input.recv().await {

@@ -27,6 +27,24 @@ pub struct Stream {
     pub responses: StreamReceiver,
 }
 
+impl Stream {
+    /// Both ends, for a stream whose handler takes input: `let (requests, responses) =
+    /// conn.open_stream(id, payload).await?.split()?;`.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] when the handler takes no input (it was registered with an
+    /// in-capacity of 0); the stream is then cancelled.
+    pub fn split(self) -> Result<(StreamSender, StreamReceiver)> {
+        match self.requests {
+            Some(requests) => Ok((requests, self.responses)),
+            None => Err(Error::Protocol(
+                "the remote handler takes no input (its in-capacity is 0): read `responses` only"
+                    .into(),
+            )),
+        }
+    }
+}
+
 /// A stream being opened. Await it (it implements [`IntoFuture`]).
 ///
 /// # Cancel safety

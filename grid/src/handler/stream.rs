@@ -26,6 +26,21 @@ pub struct StreamCall {
     pub output: StreamSender,
 }
 
+impl StreamCall {
+    /// Takes the caller's messages: `let mut input = call.take_input()?;` in a handler.
+    ///
+    /// # Errors
+    /// A [`RemoteError`] for the caller when there is no input to take: the handler was
+    /// registered with an in-capacity of 0, or took it already.
+    pub fn take_input(&mut self) -> Result<StreamReceiver, RemoteError> {
+        self.input.take().ok_or_else(|| {
+            RemoteError::new(
+                "this stream handler has no input: register it with in_capacity > 0 (and take it once)",
+            )
+        })
+    }
+}
+
 /// The boxed future a stream handler returns.
 pub type StreamFuture = Pin<Box<dyn Future<Output = Result<(), RemoteError>> + Send>>;
 
@@ -38,7 +53,7 @@ type StreamFn = Arc<dyn Fn(StreamCall) -> StreamFuture + Send + Sync>;
 ///
 /// // Echo every message back, upper-cased, until the caller's EOF.
 /// let handler = StreamHandler::new(|mut call: StreamCall| async move {
-///     let mut input = call.input.take().expect("in_capacity > 0");
+///     let mut input = call.take_input()?;
 ///     while let Some(msg) = input.recv().await {
 ///         let msg = msg?;
 ///         let upper = msg.to_ascii_uppercase();

@@ -49,6 +49,13 @@ fn main() {
     let _server = EverythingServer::new(Impl);
     assert_eq!(EverythingService::UNIT.get(), 0x0003_0009);
     assert_eq!(<EverythingService as Service>::METHODS.len(), 4);
-    fn client_is_usable<C: Clone + Send + Sync>() {}
+    fn client_is_usable<C: Clone + Send + Sync + 'static>() {}
     client_is_usable::<EverythingClient>();
+    // A client with its own deadline is an owned value that can be stored.
+    struct Holder {
+        _client: EverythingClient,
+    }
+    let _store = |c: &EverythingClient| Holder {
+        _client: c.with_deadline(std::time::Duration::from_secs(1)),
+    };
 }
