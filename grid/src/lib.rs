@@ -200,14 +200,11 @@ pub struct ReadmeDoctests;
 macro_rules! services {
     (@pairs $head:ty $(, $tail:ty)*) => {
         $(
-            const _: () = {
-                if <$head as $crate::Service>::SERVICE_ID == <$tail as $crate::Service>::SERVICE_ID {
-                    ::core::panic!(::core::concat!(
-                        "services `", ::core::stringify!($head), "` and `", ::core::stringify!($tail),
-                        "` have the same service id; give one of them another #[grid::service(id = N)]"
-                    ));
-                }
-            };
+            const _: () = $crate::typed::__private::require_distinct::<
+                $tail,
+                $head,
+                { <$head as $crate::Service>::SERVICE_ID != <$tail as $crate::Service>::SERVICE_ID },
+            >();
         )*
         $crate::services!(@pairs $($tail),*);
     };

@@ -286,6 +286,19 @@ impl Registrations {
 pub mod __private {
     use super::*;
 
+    /// Implemented when two services' ids differ (`DISTINCT`): what [`crate::services!`]
+    /// requires of every pair, so that a clash is a compile error at the second service.
+    #[diagnostic::on_unimplemented(
+        message = "service `{Self}` has the same service id as `{B}`; their handler ids would collide on the wire",
+        label = "give one of them another #[grid::service(id = N)]"
+    )]
+    pub trait DistinctFrom<B, const DISTINCT: bool> {}
+
+    impl<A, B> DistinctFrom<B, true> for A {}
+
+    /// Compiles only when `A` and `B` have different ids (`DISTINCT` says whether they do).
+    pub const fn require_distinct<A: DistinctFrom<B, DISTINCT>, B, const DISTINCT: bool>() {}
+
     /// Decodes a request on the handler side: a failure reaches the caller as
     /// [`Error::Codec`].
     pub fn decode_request<T: DeserializeOwned>(
