@@ -23,6 +23,9 @@ pub enum Kind {
     HandlerStream,
     /// `#[grid(stream)] async fn m(&self, req: Req, input: Receiver<I>, out: Sender<T>) -> ...`
     TwoWay,
+    /// `#[grid(stream)] async fn m(&self, req: Req, input: Receiver<I>) -> Result<Resp, RemoteError>`:
+    /// the caller streams, the handler answers once.
+    Upload,
 }
 
 /// A checked method.

@@ -334,7 +334,26 @@ fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
         .filter(|(_, (_, t))| wrapped(t, "Receiver").is_some())
         .map(|(i, _)| i)
         .collect();
-    let (kind, req, resp, input, output_name) = if options.stream {
+    let upload = options.stream && senders.is_empty() && receivers == [1] && params.len() == 2;
+    let (kind, req, resp, input, output_name) = if upload {
+        if options.out_capacity.is_some() {
+            errors.push(
+                span,
+                format!(
+                    "`{}` is an upload (it answers once): out_capacity does not apply",
+                    sig.ident
+                ),
+            );
+        }
+        let in_item = wrapped(&params[1].1, "Receiver")?;
+        (
+            Kind::Upload,
+            params[0].clone(),
+            ok.clone().unwrap_or_else(|| syn::parse_quote!(())),
+            Some((params[1].0.clone(), in_item)),
+            None,
+        )
+    } else if options.stream {
         if let Some(ok) = &ok {
             if !is_unit(ok) {
                 errors.push(ret.span(), "a stream method returns `Result<(), grid::RemoteError>`: its items go through the Sender");
@@ -350,7 +369,7 @@ fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
             errors.push(
                 span,
                 format!(
-                    "stream method `{}` must take `(&self, req: Request, out: grid::Sender<Item>)` or `(&self, req: Request, input: grid::Receiver<In>, out: grid::Sender<Item>)`",
+                    "stream method `{}` must take `(&self, req: Request, out: grid::Sender<Item>)`, `(&self, req: Request, input: grid::Receiver<In>, out: grid::Sender<Item>)` or, for an upload answered once, `(&self, req: Request, input: grid::Receiver<In>)`",
                     sig.ident
                 ),
             );
@@ -428,10 +447,19 @@ fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
         input,
         output_name,
         param_types: params.into_iter().map(|(_, t)| t).collect(),
-        in_capacity: options
-            .in_capacity
-            .unwrap_or(if kind == Kind::TwoWay { 16 } else { 0 }),
-        out_capacity: options.out_capacity.unwrap_or(16),
+        in_capacity: options.in_capacity.unwrap_or(
+            if matches!(kind, Kind::TwoWay | Kind::Upload) {
+                16
+            } else {
+                0
+            },
+        ),
+        // An upload's answer is the one item of its handler's direction.
+        out_capacity: if kind == Kind::Upload {
+            1
+        } else {
+            options.out_capacity.unwrap_or(16)
+        },
         deadline_ms: options.deadline_ms.unwrap_or(0),
     })
 }

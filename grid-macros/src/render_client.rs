@@ -38,19 +38,29 @@ fn method(s: &Service, m: &Method) -> TokenStream {
                 ::core::result::Result::Ok(#krate::Receiver::new(stream.responses))
             }
         },
-        Kind::TwoWay => {
+        Kind::TwoWay | Kind::Upload => {
             let in_ty = m.input.as_ref().map(|(_, t)| t.clone());
+            // A two-way stream's caller reads items; an upload's awaits one answer.
+            let (out_ty, out) = if m.kind == Kind::Upload {
+                (
+                    quote!(#krate::Answer<#resp>),
+                    quote!(#krate::Answer::new(#krate::Receiver::new(responses))),
+                )
+            } else {
+                (
+                    quote!(#krate::Receiver<#resp>),
+                    quote!(#krate::Receiver::new(responses)),
+                )
+            };
             quote! {
                 #(#attrs)*
-                pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<(#krate::Sender<#in_ty>, #krate::Receiver<#resp>), #krate::Error> {
+                pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<(#krate::Sender<#in_ty>, #out_ty), #krate::Error> {
                     let payload = #krate::typed::encode(&#req_name)?;
                     let mut call = self.target.open_stream(#service::#c, payload);
                     #deadline
                     let stream = call.await?;
-                    let requests = stream.requests.ok_or_else(|| {
-                        #krate::Error::Protocol("the remote handler takes no input: does it run another version of this service?".into())
-                    })?;
-                    ::core::result::Result::Ok((#krate::Sender::new(requests), #krate::Receiver::new(stream.responses)))
+                    let (requests, responses) = stream.split()?;
+                    ::core::result::Result::Ok((#krate::Sender::new(requests), #out))
                 }
             }
         }

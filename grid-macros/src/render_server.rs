@@ -23,12 +23,21 @@ fn registration(s: &Service, m: &Method) -> TokenStream {
                 }
             });
         },
-        Kind::HandlerStream | Kind::TwoWay => {
+        Kind::HandlerStream | Kind::TwoWay | Kind::Upload => {
             let (in_cap, out_cap) = (m.in_capacity, m.out_capacity);
             let input = if m.kind == Kind::TwoWay {
                 quote! {
                     let input = #krate::Receiver::new(input.ok_or_else(|| #krate::RemoteError::new("stream opened without input"))?);
                     #trait_name::#name(&*this, req, input, #krate::Sender::new(output)).await
+                }
+            } else if m.kind == Kind::Upload {
+                // The answer is the one item the handler side sends, then its end.
+                quote! {
+                    let input = #krate::Receiver::new(input.ok_or_else(|| #krate::RemoteError::new("stream opened without input"))?);
+                    let answer = #trait_name::#name(&*this, req, input).await?;
+                    let mut output = #krate::Sender::new(output);
+                    output.send(&answer).await?;
+                    ::core::result::Result::Ok(())
                 }
             } else {
                 quote! {

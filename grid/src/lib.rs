@@ -153,6 +153,9 @@ pub use error::{Error, RemoteError, Result};
 /// - two-way: `#[grid(stream)] async fn m(&self, req: Req, input: Receiver<In>, out:
 ///   Sender<Item>) -> Result<(), RemoteError>`; the client gets a [`Sender`] and a
 ///   [`Receiver`].
+/// - upload: `#[grid(stream)] async fn m(&self, req: Req, input: Receiver<In>) ->
+///   Result<Resp, RemoteError>`: the caller streams, the handler answers once; the client
+///   gets a [`Sender`] and an [`Answer`] to await after `finish`.
 ///
 /// Options in `#[grid(...)]`: `stream`, `id = N` (method id, 1..=65535; default: a hash of
 /// the name, see PROTOCOL.md), `in_capacity = N`, `out_capacity = N`, `deadline_ms = N`
@@ -173,7 +176,7 @@ pub use manager::{Manager, ManagerBuilder};
 pub use metrics::{ManagerStats, PeerStats};
 pub use stats::ConnectionStats;
 pub use stream_ends::{Permit, StreamReceiver, StreamSender};
-pub use typed::{Receiver, Sender, Service, ServiceServer, Target};
+pub use typed::{Answer, Receiver, Sender, Service, ServiceServer, Target};
 pub use uuid::Uuid;
 
 /// The repository README's code, compiled as a doctest so it cannot drift from the API.

@@ -282,6 +282,65 @@ impl Registrations {
 }
 
 /// Support for generated code; not a stable API.
+/// The answer to an upload (a method that takes a stream of items and answers once): await
+/// it after finishing the [`Sender`].
+///
+/// ```ignore
+/// let (mut items, answer) = client.put_many(batch_id).await?;
+/// for e in entries {
+///     items.send(&e).await?;
+/// }
+/// items.finish().await?;
+/// let summary = answer.await?;
+/// ```
+pub struct Answer<T> {
+    items: Receiver<T>,
+}
+
+impl<T> std::fmt::Debug for Answer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer").finish_non_exhaustive()
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> Answer<T> {
+    /// Wraps the receiving end of an upload's stream (its one item is the answer).
+    pub fn new(items: Receiver<T>) -> Self {
+        Self { items }
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> std::future::IntoFuture for Answer<T> {
+    type Output = Result<T>;
+    type IntoFuture = Pin<Box<dyn std::future::Future<Output = Result<T>> + Send>>;
+
+    /// Waits for the handler's answer: its value, or its error (or the stream's: the
+    /// deadline, a lost connection, a cancel).
+    ///
+    /// # Cancel safety
+    /// Dropping the future before the answer arrives cancels the upload.
+    fn into_future(mut self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let answer = match self.items.recv().await {
+                Some(answer) => answer?,
+                None => {
+                    return Err(Error::Protocol(
+                        "the upload's stream ended without an answer".into(),
+                    ))
+                }
+            };
+            // Read the end too, so the stream closes cleanly rather than by a cancel.
+            match self.items.recv().await {
+                None => Ok(answer),
+                Some(Err(e)) => Err(e),
+                Some(Ok(_)) => Err(Error::Protocol(
+                    "the upload was answered more than once".into(),
+                )),
+            }
+        })
+    }
+}
+
 #[doc(hidden)]
 pub mod __private {
     use super::*;

@@ -38,7 +38,7 @@ impl Stream {
         match self.requests {
             Some(requests) => Ok((requests, self.responses)),
             None => Err(Error::Protocol(
-                "the remote handler takes no input (its in-capacity is 0): read `responses` only"
+                "the remote handler takes no input (it was registered with an in-capacity of 0)"
                     .into(),
             )),
         }

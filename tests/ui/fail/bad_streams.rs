@@ -16,6 +16,9 @@ pub trait Streams {
 
     #[grid(stream, fast = true)]
     async fn unknown_option(&self, req: u32, out: Sender<u32>) -> Result<(), RemoteError>;
+
+    #[grid(stream, out_capacity = 4)]
+    async fn upload_with_out_capacity(&self, req: u32, input: Receiver<u32>) -> Result<u64, RemoteError>;
 }
 
 fn main() {}

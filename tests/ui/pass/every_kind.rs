@@ -19,6 +19,9 @@ pub trait Everything {
 
     #[grid(stream, in_capacity = 4, out_capacity = 2)]
     async fn two_way(&self, start: u64, input: Receiver<u64>, out: Sender<u64>) -> Result<(), RemoteError>;
+
+    #[grid(stream, in_capacity = 8)]
+    async fn upload(&self, batch: String, input: Receiver<Req>) -> Result<u64, RemoteError>;
 }
 
 #[grid::service(id = 4)]
@@ -43,12 +46,15 @@ impl Everything for Impl {
     async fn two_way(&self, _start: u64, _input: Receiver<u64>, _out: Sender<u64>) -> Result<(), RemoteError> {
         Ok(())
     }
+    async fn upload(&self, _batch: String, _input: Receiver<Req>) -> Result<u64, RemoteError> {
+        Ok(0)
+    }
 }
 
 fn main() {
     let _server = EverythingServer::new(Impl);
     assert_eq!(EverythingService::UNIT.get(), 0x0003_0009);
-    assert_eq!(<EverythingService as Service>::METHODS.len(), 4);
+    assert_eq!(<EverythingService as Service>::METHODS.len(), 5);
     fn client_is_usable<C: Clone + Send + Sync + 'static>() {}
     client_is_usable::<EverythingClient>();
     // A client with its own deadline is an owned value that can be stored.
