@@ -113,6 +113,8 @@ mod connection;
 mod core;
 mod engine;
 mod error;
+#[cfg(any(doc, test))]
+pub mod example;
 mod handler;
 mod manager;
 mod metrics;
@@ -156,6 +158,9 @@ pub use error::{Error, RemoteError, Result};
 /// - upload: `#[grid(stream)] async fn m(&self, req: Req, input: Receiver<In>) ->
 ///   Result<Resp, RemoteError>`: the caller streams, the handler answers once; the client
 ///   gets a [`Sender`] and an [`Answer`] to await after `finish`.
+///
+/// The [`example`] module is a service of each shape as the macro expands it: its
+/// `StorageClient` page lists the caller's methods with their exact return types.
 ///
 /// Options in `#[grid(...)]`: `stream`, `id = N` (method id, 1..=65535; default: a hash of
 /// the name, see PROTOCOL.md), `in_capacity = N`, `out_capacity = N`, `deadline_ms = N`

@@ -22,6 +22,8 @@ const ORDER: &[&str] = &[
     "metrics",
     "typed",
     "manager",
+    // Documentation only: a service generated against the public API.
+    "example",
 ];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
