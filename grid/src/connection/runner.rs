@@ -98,27 +98,8 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Acce
                 tracing::info!(local = %core.local, remote = %inner.remote, "peer dialed in again; replacing the old socket");
                 next = Some(*a);
             }
-            End::Lost(lost) => {
-                if matches!(&lost, Lost::PeerClosed(Some(c)) if !c.is_violation()) {
-                    // The peer said goodbye (it shuts down, or replaced this socket).
-                    tracing::info!(local = %core.local, remote = %inner.remote, reason = %lost, "connection closed by the peer");
-                } else {
-                    tracing::warn!(local = %core.local, remote = %inner.remote, reason = %lost, "connection lost");
-                }
-                if lost.is_violation() {
-                    inner
-                        .counters
-                        .protocol_errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                inner.set_error(match lost {
-                    Lost::Violation(close) => Error::Protocol(close.reason),
-                    Lost::PeerClosed(Some(close)) if close.is_violation() => Error::Protocol(
-                        format!("{} closed the connection: {}", inner.remote, close.reason),
-                    ),
-                    _ => Error::Disconnected,
-                });
-                inner.set_state(State::ConnectionError);
+            End::Lost(_) => {
+                // (The loss was reported, and the state set, as the session ended.)
                 if inner.dialer {
                     // A short jittered pause so a whole cluster does not redial in lockstep.
                     let delay = backoff(&core.config, 0);
@@ -133,6 +114,33 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Acce
         }
     }
     inner.set_state(State::Shutdown);
+}
+
+/// Logs a lost socket (once), counts a protocol error, and sets the connection's last
+/// error and state.
+fn report_loss(inner: &ConnInner, lost: &Lost) {
+    let local = &inner.core.local;
+    if matches!(lost, Lost::PeerClosed(Some(c)) if !c.is_violation()) {
+        // The peer said goodbye (it shuts down, or replaced this socket).
+        tracing::info!(%local, remote = %inner.remote, reason = %lost, "connection closed by the peer");
+    } else {
+        tracing::warn!(%local, remote = %inner.remote, reason = %lost, "connection lost");
+    }
+    if lost.is_violation() {
+        inner
+            .counters
+            .protocol_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    inner.set_error(match lost {
+        Lost::Violation(close) => Error::Protocol(close.reason.clone()),
+        Lost::PeerClosed(Some(close)) if close.is_violation() => Error::Protocol(format!(
+            "{} closed the connection: {}",
+            inner.remote, close.reason
+        )),
+        _ => Error::Disconnected,
+    });
+    inner.set_state(State::ConnectionError);
 }
 
 fn note_instance(inner: &ConnInner, instance: Uuid) {
@@ -196,6 +204,10 @@ async fn run_session(
         }
     };
     inner.set_session(None);
+    if let End::Lost(lost) = &end {
+        // Before the calls on the session fail: whoever sees one fail sees the state too.
+        report_loss(inner, lost);
+    }
     let (err, goodbye) = match &end {
         End::Shutdown => (
             Error::Closed,
@@ -215,12 +227,17 @@ async fn run_session(
         End::Lost(_) => (Error::Disconnected, Close::new(Close::NORMAL, "closing")),
     };
     session.close(err, goodbye);
-    if writer_running {
-        // The writer sends the close frame; a peer that does not read is not waited for.
-        let _ = tokio::time::timeout(CLOSE_WAIT, &mut writer).await;
-    }
     reader.abort();
-    writer.abort();
+    if writer_running {
+        // The writer sends the close frame, in the background (a counted task, so shutdown
+        // waits for it): the connection moves on at once, and a peer that does not read is
+        // not waited for long.
+        core.tasks.spawn(async move {
+            if tokio::time::timeout(CLOSE_WAIT, &mut writer).await.is_err() {
+                writer.abort();
+            }
+        });
+    }
     end
 }
 
