@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::codec::handshake::{Terms, PROTOCOL_VERSION};
 use crate::codec::FrameLimits;
-use crate::handler::Handlers;
+use crate::handler::{Handlers, Interceptors};
 use crate::tasks::Tasks;
 
 /// Returns the token to present to a remote, given the remote's name.
@@ -138,6 +138,8 @@ pub(crate) struct Core {
     pub instance: Uuid,
     pub config: Config,
     pub handlers: Handlers,
+    /// Run around every call and stream served (none: nothing runs).
+    pub interceptors: Interceptors,
     pub tasks: Arc<Tasks>,
     pub shutdown: watch::Sender<bool>,
     pub token_provider: TokenProvider,

@@ -3,7 +3,7 @@
 //! caller's methods and their return types, [`StorageServer`] for serving an
 //! implementation, and [`StorageService`] for the handler ids.
 //!
-//! ```ignore
+//! ```text
 //! #[grid::service(id = 1)]
 //! pub trait Storage {
 //!     async fn disk_info(&self, disk: String) -> Result<DiskInfo, RemoteError>;

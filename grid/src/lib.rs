@@ -176,7 +176,10 @@ pub use error::{Error, RemoteError, Result};
 /// (`rpc = { package = ... }` in Cargo.toml), say so: `#[rpc::service(id = N, crate =
 /// "::rpc")]`.
 pub use grid_macros::service;
-pub use handler::{CallContext, HandlerId, SingleFuture, StreamCall, StreamFuture, StreamHandler};
+pub use handler::{
+    CallContext, HandlerId, Interceptor, Outcome, SingleFuture, StreamCall, StreamFuture,
+    StreamHandler,
+};
 pub use manager::{Manager, ManagerBuilder};
 pub use metrics::{ManagerStats, PeerStats};
 pub use stats::ConnectionStats;

@@ -285,13 +285,26 @@ impl Registrations {
 /// The answer to an upload (a method that takes a stream of items and answers once): await
 /// it after finishing the [`Sender`].
 ///
-/// ```ignore
-/// let (mut items, answer) = client.put_many(batch_id).await?;
-/// for e in entries {
-///     items.send(&e).await?;
+/// ```no_run
+/// use grid::{Receiver, RemoteError};
+///
+/// #[grid::service(id = 3)]
+/// pub trait Ingest {
+///     /// Stores the lines streamed; answers how many.
+///     #[grid(stream)]
+///     async fn put_many(&self, batch: String, input: Receiver<String>) -> Result<u64, RemoteError>;
 /// }
-/// items.finish().await?;
-/// let summary = answer.await?;
+///
+/// # async fn upload(conn: grid::Connection) -> grid::Result<()> {
+/// let (mut lines, answer) = IngestClient::new(conn).put_many("b1".into()).await?;
+/// for line in ["a", "b", "c"] {
+///     lines.send(&line.to_owned()).await?;
+/// }
+/// lines.finish().await?;
+/// let stored: u64 = answer.await?;
+/// # let _ = stored;
+/// # Ok(())
+/// # }
 /// ```
 pub struct Answer<T> {
     items: Receiver<T>,

@@ -15,7 +15,7 @@ use super::ConnInner;
 use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
 use crate::engine::{Answer, Start};
 use crate::error::RemoteError;
-use crate::handler::{FireOnDrop, CURRENT_CALL};
+use crate::handler::{FireOnDrop, Outcome as Ended, Watch, CURRENT_CALL};
 use crate::session::Session;
 
 type Outcome = Result<Result<Option<Bytes>, RemoteError>, Box<dyn Any + Send>>;
@@ -40,6 +40,14 @@ pub(crate) fn start(
     };
     let (mux_id, handler) = (start.mux_id, start.handler);
     let ctx = context(conn, &start, entry.subroute.clone());
+    let mut watch = match core.interceptors.before(&ctx) {
+        Ok(watch) => watch,
+        Err(refused) => {
+            let refusal = ErrorPayload::new(refused.kind(), refused.message);
+            answers.give(session, key, Err(refusal));
+            return;
+        }
+    };
     let cancel = ctx.cancel.clone();
     let max = session.send_limit;
     let span =
@@ -60,14 +68,18 @@ pub(crate) fn start(
             span,
         )),
         Err(panic) => {
-            answers.give(session, key, answer(mux_id, handler, Err(panic), max));
+            let reply = answer(mux_id, handler, Err(panic), max);
+            ended(&mut watch, &reply);
+            answers.give(session, key, reply);
             cancel.fire();
             return;
         }
     };
     // Fast path: most handlers answer without waiting; answer those here, without a task.
     if let Some(outcome) = (&mut call).now_or_never() {
-        answers.give(session, key, answer(mux_id, handler, outcome, max));
+        let reply = answer(mux_id, handler, outcome, max);
+        ended(&mut watch, &reply);
+        answers.give(session, key, reply);
         cancel.fire();
         return;
     }
@@ -78,9 +90,20 @@ pub(crate) fn start(
         let _over = FireOnDrop::new(fire);
         let outcome = call.await;
         let reply = answer(mux_id, handler, outcome, max);
+        ended(&mut watch, &reply);
         s.with_finished(Some(key), |e| e.answer(key, reply));
     });
     session.attach(key, task.abort_handle());
+}
+
+/// Tells the interceptors watching the call (if any) how it ended.
+fn ended(watch: &mut Option<Box<Watch>>, reply: &Answer) {
+    if let Some(w) = watch {
+        w.ended(match reply {
+            Ok(_) => Ended::Ok,
+            Err(failure) => Ended::Failed(RemoteError::new(failure.message.clone())),
+        });
+    }
 }
 
 /// The answer for a handler's outcome: its payload, its error, or its panic.

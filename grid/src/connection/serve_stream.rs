@@ -10,7 +10,8 @@ use super::serve::{context, panic_message};
 use super::ConnInner;
 use crate::codec::{ErrorKind, ErrorPayload};
 use crate::engine::{Side, Start};
-use crate::handler::{FireOnDrop, StreamCall, CURRENT_CALL};
+use crate::error::RemoteError;
+use crate::handler::{FireOnDrop, Outcome, StreamCall, CURRENT_CALL};
 use crate::session::Session;
 use crate::stream_ends::{StreamReceiver, StreamSender};
 
@@ -22,12 +23,19 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
         session.with(|e| e.refuse(key, ErrorKind::UnknownHandler, "no such stream handler"));
         return;
     };
+    let ctx = context(conn, &start, entry.subroute.clone());
+    let mut watch = match core.interceptors.before(&ctx) {
+        Ok(watch) => watch,
+        Err(refused) => {
+            session.with(|e| e.refuse(key, refused.kind(), &refused.message));
+            return;
+        }
+    };
     let (in_capacity, out_capacity) = (entry.handler.in_capacity, entry.handler.out_capacity);
     if !session.with(|e| e.accept_stream(key, in_capacity, out_capacity)) {
         return; // cancelled meanwhile
     }
     let (mux_id, handler) = (start.mux_id, start.handler);
-    let ctx = context(conn, &start, entry.subroute.clone());
     let cancel = ctx.cancel.clone();
     let input = (in_capacity > 0).then(|| StreamReceiver::new(session.clone(), Side::Handler, key));
     let output = StreamSender::new(session.clone(), Side::Handler, key);
@@ -57,6 +65,12 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
                     Some(ErrorPayload::new(ErrorKind::Remote, text))
                 }
             };
+            if let Some(w) = &mut watch {
+                w.ended(match &failure {
+                    None => Outcome::Ok,
+                    Some(f) => Outcome::Failed(RemoteError::new(f.message.clone())),
+                });
+            }
             s.with_finished(Some(key), |e| e.stream_returned(key, failure));
         },
         span,

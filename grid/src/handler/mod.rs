@@ -2,10 +2,13 @@
 //! sees of its call.
 
 mod context;
+mod intercept;
 mod stream;
 
 pub use context::CallContext;
 pub(crate) use context::FireOnDrop;
+pub use intercept::{Interceptor, Outcome};
+pub(crate) use intercept::{Interceptors, Watch};
 pub use stream::{StreamCall, StreamFuture, StreamHandler};
 
 use std::collections::HashMap;

@@ -11,7 +11,8 @@ use super::{Manager, ManagerInner};
 use crate::connection::Connection;
 use crate::core::{Config, Core, Tls, TokenProvider, TokenValidator};
 use crate::error::{Error, Result};
-use crate::handler::Handlers;
+use crate::handler::{Handlers, Interceptor, Interceptors};
+use crate::typed::Service;
 
 /// Configures and builds a [`Manager`]. Only `local`, the peers and the tokens are required.
 #[derive(Default)]
@@ -23,6 +24,7 @@ pub struct ManagerBuilder {
     provider: Option<TokenProvider>,
     validator: Option<TokenValidator>,
     tls: Tls,
+    interceptors: Interceptors,
 }
 
 impl std::fmt::Debug for ManagerBuilder {
@@ -140,6 +142,21 @@ impl ManagerBuilder {
     /// sent.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.config.max_message_size = bytes;
+        self
+    }
+
+    /// Runs `interceptor` around every call and stream this node serves: it may refuse one
+    /// before its handler starts, and learns how each ended and how long it ran (see
+    /// [`Interceptor`]). Several run in the order they were added; the first refusal wins.
+    pub fn interceptor(mut self, interceptor: impl Interceptor) -> Self {
+        self.interceptors.add(None, Arc::new(interceptor));
+        self
+    }
+
+    /// As [`ManagerBuilder::interceptor`], for the methods of the service `S` only.
+    pub fn service_interceptor<S: Service>(mut self, interceptor: impl Interceptor) -> Self {
+        self.interceptors
+            .add(Some(S::SERVICE_ID), Arc::new(interceptor));
         self
     }
 
@@ -283,6 +300,7 @@ impl ManagerBuilder {
             instance: Uuid::new_v4(),
             config: self.config,
             handlers: Handlers::default(),
+            interceptors: self.interceptors,
             tasks: Arc::default(),
             shutdown: watch::Sender::new(false),
             token_provider: provider,
