@@ -69,6 +69,7 @@ pub fn render_server(s: &Service) -> TokenStream {
     let krate = &s.krate;
     let (vis, trait_name) = (&s.vis, &s.ident);
     let server = format_ident!("{}Server", s.ident);
+    let service = format_ident!("{}Service", s.ident);
     let doc = format!(
         "Serves an implementation of [`{trait_name}`]: register it with `Manager::register`."
     );
@@ -91,7 +92,7 @@ pub fn render_server(s: &Service) -> TokenStream {
 
         impl<T: #trait_name> #krate::ServiceServer for #server<T> {
             fn registrations(self) -> #krate::typed::Registrations {
-                let regs = #krate::typed::Registrations::new();
+                let regs = #krate::typed::Registrations::of::<#service>();
                 #(#regs)*
                 regs
             }

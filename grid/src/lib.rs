@@ -177,8 +177,8 @@ pub use error::{Error, RemoteError, Result};
 /// "::rpc")]`.
 pub use grid_macros::service;
 pub use handler::{
-    CallContext, HandlerId, Interceptor, Outcome, SingleFuture, StreamCall, StreamFuture,
-    StreamHandler,
+    CallContext, HandlerId, HandlerStats, Interceptor, Outcome, SingleFuture, StreamCall,
+    StreamFuture, StreamHandler, LATENCY_BOUNDS,
 };
 pub use manager::{Manager, ManagerBuilder};
 pub use metrics::{ManagerStats, PeerStats};

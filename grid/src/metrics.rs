@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::connection::State;
+use crate::handler::{HandlerStats, LATENCY_BOUNDS};
 use crate::stats::ConnectionStats;
 
 /// One peer's figures.
@@ -26,6 +27,9 @@ pub struct ManagerStats {
     pub local: String,
     /// Every peer, ordered by name.
     pub peers: Vec<PeerStats>,
+    /// Every registered handler's figures (calls, errors by kind, in flight, latency),
+    /// ordered by handler id.
+    pub handlers: Vec<HandlerStats>,
     /// Tasks the manager has running.
     pub running_tasks: usize,
 }
@@ -124,6 +128,92 @@ const METRICS: &[Metric] = &[
     },
 ];
 
+/// The labels of a handler's series: `local`, `handler`, and where known `service`,
+/// `method` and `subroute`.
+fn handler_labels(local: &str, h: &HandlerStats) -> String {
+    let mut l = format!("local=\"{local}\",handler=\"{:#010x}\"", h.handler.get());
+    for (name, value) in [
+        ("service", h.service),
+        ("method", h.method),
+        ("subroute", h.subroute.as_deref()),
+    ] {
+        if let Some(v) = value {
+            let _ = write!(l, ",{name}=\"{}\"", escape(v));
+        }
+    }
+    l
+}
+
+impl ManagerStats {
+    fn handlers_to_prometheus(&self, out: &mut String, local: &str) {
+        let families: [(&str, &str, &str); 4] = [
+            (
+                "grid_handler_calls_total",
+                "counter",
+                "Calls and streams served by the handler.",
+            ),
+            (
+                "grid_handler_in_flight",
+                "gauge",
+                "Calls and streams the handler runs now.",
+            ),
+            (
+                "grid_handler_errors_total",
+                "counter",
+                "Served calls that ended with an error, by kind.",
+            ),
+            (
+                "grid_handler_cancelled_total",
+                "counter",
+                "Served calls that ended before their handler did.",
+            ),
+        ];
+        for (name, kind, help) in families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for h in &self.handlers {
+                let labels = handler_labels(local, h);
+                match name {
+                    "grid_handler_calls_total" => {
+                        let _ = writeln!(out, "{name}{{{labels}}} {}", h.calls);
+                    }
+                    "grid_handler_in_flight" => {
+                        let _ = writeln!(out, "{name}{{{labels}}} {}", h.in_flight);
+                    }
+                    "grid_handler_errors_total" => {
+                        for (kind, n) in &h.errors {
+                            let _ = writeln!(out, "{name}{{{labels},kind=\"{kind}\"}} {n}");
+                        }
+                    }
+                    _ => {
+                        let _ = writeln!(out, "{name}{{{labels}}} {}", h.cancelled);
+                    }
+                }
+            }
+        }
+        let name = "grid_handler_duration_seconds";
+        let _ = writeln!(out, "# HELP {name} How long served calls and streams took.");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for h in &self.handlers {
+            let labels = handler_labels(local, h);
+            let mut cumulative = 0;
+            for (i, n) in h.latency_buckets.iter().enumerate() {
+                cumulative += n;
+                let le = LATENCY_BOUNDS
+                    .get(i)
+                    .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+            }
+            let _ = writeln!(
+                out,
+                "{name}_sum{{{labels}}} {}",
+                h.latency_sum.as_secs_f64()
+            );
+            let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+        }
+    }
+}
+
 fn escape(label: &str) -> String {
     label
         .replace('\\', "\\\\")
@@ -155,6 +245,7 @@ impl ManagerStats {
                 );
             }
         }
+        self.handlers_to_prometheus(&mut out, &local);
         let _ = writeln!(
             out,
             "# HELP grid_running_tasks Tasks the manager has running."

@@ -248,6 +248,8 @@ pub trait ServiceServer {
 #[derive(Default)]
 pub struct Registrations {
     pub(crate) items: Vec<(HandlerId, Handler)>,
+    /// The service's name and its methods' (for the per-handler figures).
+    pub(crate) names: Option<(&'static str, &'static [(&'static str, HandlerId)])>,
 }
 
 impl std::fmt::Debug for Registrations {
@@ -262,6 +264,29 @@ impl Registrations {
     /// No handlers yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// No handlers yet, of the service `S` (its name and its methods' label the
+    /// per-handler figures).
+    pub fn of<S: Service>() -> Self {
+        Self {
+            items: Vec::new(),
+            names: Some((S::NAME, S::METHODS)),
+        }
+    }
+
+    /// The names of handler `id`, if this is a typed service's.
+    pub(crate) fn names_of(
+        names: Option<(&'static str, &'static [(&'static str, HandlerId)])>,
+        id: HandlerId,
+    ) -> crate::handler::Names {
+        let Some((service, methods)) = names else {
+            return crate::handler::Names::default();
+        };
+        crate::handler::Names {
+            service: Some(service),
+            method: methods.iter().find(|(_, h)| *h == id).map(|(m, _)| *m),
+        }
     }
 
     /// Adds a single-call handler.
@@ -281,7 +306,6 @@ impl Registrations {
     }
 }
 
-/// Support for generated code; not a stable API.
 /// The answer to an upload (a method that takes a stream of items and answers once): await
 /// it after finishing the [`Sender`].
 ///
@@ -354,6 +378,7 @@ impl<T: DeserializeOwned + Send + 'static> std::future::IntoFuture for Answer<T>
     }
 }
 
+/// Support for generated code; not a stable API.
 #[doc(hidden)]
 pub mod __private {
     use super::*;

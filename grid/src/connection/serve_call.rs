@@ -15,7 +15,7 @@ use super::ConnInner;
 use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
 use crate::engine::{Answer, Start};
 use crate::error::RemoteError;
-use crate::handler::{FireOnDrop, Outcome as Ended, Watch, CURRENT_CALL};
+use crate::handler::{Ended, FireOnDrop, Outcome as Intercepted, Serving, Watch, CURRENT_CALL};
 use crate::session::Session;
 
 type Outcome = Result<Result<Option<Bytes>, RemoteError>, Box<dyn Any + Send>>;
@@ -40,10 +40,12 @@ pub(crate) fn start(
     };
     let (mux_id, handler) = (start.mux_id, start.handler);
     let ctx = context(conn, &start, entry.subroute.clone());
+    let mut serving = entry.figures.start();
     let mut watch = match core.interceptors.before(&ctx) {
         Ok(watch) => watch,
         Err(refused) => {
             let refusal = ErrorPayload::new(refused.kind(), refused.message);
+            serving.ended(Ended::Failed(refusal.kind));
             answers.give(session, key, Err(refusal));
             return;
         }
@@ -69,7 +71,7 @@ pub(crate) fn start(
         )),
         Err(panic) => {
             let reply = answer(mux_id, handler, Err(panic), max);
-            ended(&mut watch, &reply);
+            ended(&mut serving, &mut watch, &reply);
             answers.give(session, key, reply);
             cancel.fire();
             return;
@@ -78,7 +80,7 @@ pub(crate) fn start(
     // Fast path: most handlers answer without waiting; answer those here, without a task.
     if let Some(outcome) = (&mut call).now_or_never() {
         let reply = answer(mux_id, handler, outcome, max);
-        ended(&mut watch, &reply);
+        ended(&mut serving, &mut watch, &reply);
         answers.give(session, key, reply);
         cancel.fire();
         return;
@@ -90,18 +92,23 @@ pub(crate) fn start(
         let _over = FireOnDrop::new(fire);
         let outcome = call.await;
         let reply = answer(mux_id, handler, outcome, max);
-        ended(&mut watch, &reply);
+        ended(&mut serving, &mut watch, &reply);
         s.with_finished(Some(key), |e| e.answer(key, reply));
     });
     session.attach(key, task.abort_handle());
 }
 
-/// Tells the interceptors watching the call (if any) how it ended.
-fn ended(watch: &mut Option<Box<Watch>>, reply: &Answer) {
+/// Records how the call ended, for the handler's figures and the interceptors watching it
+/// (if any).
+fn ended(serving: &mut Serving, watch: &mut Option<Box<Watch>>, reply: &Answer) {
+    serving.ended(match reply {
+        Ok(_) => Ended::Ok,
+        Err(failure) => Ended::Failed(failure.kind),
+    });
     if let Some(w) = watch {
         w.ended(match reply {
-            Ok(_) => Ended::Ok,
-            Err(failure) => Ended::Failed(RemoteError::new(failure.message.clone())),
+            Ok(_) => Intercepted::Ok,
+            Err(failure) => Intercepted::Failed(RemoteError::new(failure.message.clone())),
         });
     }
 }

@@ -11,7 +11,7 @@ use super::ConnInner;
 use crate::codec::{ErrorKind, ErrorPayload};
 use crate::engine::{Side, Start};
 use crate::error::RemoteError;
-use crate::handler::{FireOnDrop, Outcome, StreamCall, CURRENT_CALL};
+use crate::handler::{Ended, FireOnDrop, Outcome, StreamCall, CURRENT_CALL};
 use crate::session::Session;
 use crate::stream_ends::{StreamReceiver, StreamSender};
 
@@ -24,9 +24,11 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
         return;
     };
     let ctx = context(conn, &start, entry.subroute.clone());
+    let mut serving = entry.figures.start();
     let mut watch = match core.interceptors.before(&ctx) {
         Ok(watch) => watch,
         Err(refused) => {
+            serving.ended(Ended::Failed(refused.kind()));
             session.with(|e| e.refuse(key, refused.kind(), &refused.message));
             return;
         }
@@ -65,6 +67,10 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
                     Some(ErrorPayload::new(ErrorKind::Remote, text))
                 }
             };
+            serving.ended(match &failure {
+                None => Ended::Ok,
+                Some(f) => Ended::Failed(f.kind),
+            });
             if let Some(w) = &mut watch {
                 w.ended(match &failure {
                     None => Outcome::Ok,

@@ -2,11 +2,14 @@
 //! sees of its call.
 
 mod context;
+mod figures;
 mod intercept;
 mod stream;
 
 pub use context::CallContext;
 pub(crate) use context::FireOnDrop;
+pub(crate) use figures::{Ended, Figures, Names, Serving};
+pub use figures::{HandlerStats, LATENCY_BOUNDS};
 pub use intercept::{Interceptor, Outcome};
 pub(crate) use intercept::{Interceptors, Watch};
 pub use stream::{StreamCall, StreamFuture, StreamHandler};
@@ -56,12 +59,14 @@ pub(crate) enum Handler {
 pub(crate) struct SingleEntry {
     pub(crate) call: SingleFn,
     pub(crate) subroute: Option<Arc<str>>,
+    pub(crate) figures: Arc<Figures>,
 }
 
 #[derive(Clone)]
 pub(crate) struct StreamEntry {
     pub(crate) handler: StreamHandler,
     pub(crate) subroute: Option<Arc<str>>,
+    pub(crate) figures: Arc<Figures>,
 }
 
 #[derive(Clone)]
@@ -82,7 +87,7 @@ impl Handlers {
         &self,
         id: HandlerId,
         subroute: Option<&str>,
-        entry: impl FnOnce(Option<Arc<str>>) -> Entry,
+        entry: impl FnOnce(Option<Arc<str>>, Arc<Figures>) -> Entry,
     ) -> Result<()> {
         if id.get() == 0 {
             return Err(Error::Config("handler id 0 is reserved".into()));
@@ -95,7 +100,9 @@ impl Handlers {
                 subroute: subroute.map(str::to_owned),
             });
         }
-        table.insert(key, entry(subroute.map(Arc::from)));
+        let subroute: Option<Arc<str>> = subroute.map(Arc::from);
+        let figures = Arc::new(Figures::new(id, subroute.clone(), Names::default()));
+        table.insert(key, entry(subroute, figures));
         Ok(())
     }
 
@@ -104,6 +111,7 @@ impl Handlers {
         &self,
         subroute: Option<&str>,
         items: Vec<(HandlerId, Handler)>,
+        names: impl Fn(HandlerId) -> Names,
     ) -> Result<()> {
         let hash = subroute.map(subroute_hash);
         let name: Option<Arc<str>> = subroute.map(Arc::from);
@@ -122,9 +130,18 @@ impl Handlers {
         }
         for (id, kind) in items {
             let subroute = name.clone();
+            let figures = Arc::new(Figures::new(id, subroute.clone(), names(id)));
             let entry = match kind {
-                Handler::Single(call) => Entry::Single(SingleEntry { call, subroute }),
-                Handler::Stream(handler) => Entry::Stream(StreamEntry { handler, subroute }),
+                Handler::Single(call) => Entry::Single(SingleEntry {
+                    call,
+                    subroute,
+                    figures,
+                }),
+                Handler::Stream(handler) => Entry::Stream(StreamEntry {
+                    handler,
+                    subroute,
+                    figures,
+                }),
             };
             table.insert((id, hash), entry);
         }
@@ -137,8 +154,12 @@ impl Handlers {
         subroute: Option<&str>,
         call: SingleFn,
     ) -> Result<()> {
-        self.add(id, subroute, |subroute| {
-            Entry::Single(SingleEntry { call, subroute })
+        self.add(id, subroute, |subroute, figures| {
+            Entry::Single(SingleEntry {
+                call,
+                subroute,
+                figures,
+            })
         })
     }
 
@@ -148,8 +169,12 @@ impl Handlers {
         subroute: Option<&str>,
         handler: StreamHandler,
     ) -> Result<()> {
-        self.add(id, subroute, |subroute| {
-            Entry::Stream(StreamEntry { handler, subroute })
+        self.add(id, subroute, |subroute, figures| {
+            Entry::Stream(StreamEntry {
+                handler,
+                subroute,
+                figures,
+            })
         })
     }
 
@@ -159,6 +184,20 @@ impl Handlers {
             Some(Entry::Single(e)) => Some(e.clone()),
             _ => None,
         }
+    }
+
+    /// Every handler's figures, ordered by handler id and subroute.
+    pub(crate) fn stats(&self) -> Vec<HandlerStats> {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<HandlerStats> = table
+            .values()
+            .map(|e| match e {
+                Entry::Single(s) => s.figures.snapshot(),
+                Entry::Stream(s) => s.figures.snapshot(),
+            })
+            .collect();
+        all.sort_by(|a, b| (a.handler, &a.subroute).cmp(&(b.handler, &b.subroute)));
+        all
     }
 
     pub(crate) fn stream(&self, id: HandlerId, subroute: Option<u64>) -> Option<StreamEntry> {

@@ -22,7 +22,7 @@ use crate::core::Core;
 use crate::error::{Error, RemoteError, Result};
 use crate::handler::{single_fn, CallContext, StreamHandler};
 use crate::metrics::{ManagerStats, PeerStats};
-use crate::typed::ServiceServer;
+use crate::typed::{Registrations, ServiceServer};
 
 /// A node's handle on the grid: owns one [`Connection`] per peer, the handler table and the
 /// listener. Cheap to clone.
@@ -143,10 +143,17 @@ impl Manager {
     /// # Errors
     /// [`Error::HandlerAlreadyExists`] naming the first id that is taken.
     pub fn register(&self, server: impl ServiceServer) -> Result<()> {
+        self.register_all(None, server.registrations())
+    }
+
+    fn register_all(&self, subroute: Option<&str>, regs: Registrations) -> Result<()> {
+        let names = regs.names;
         self.inner
             .core
             .handlers
-            .add_all(None, server.registrations().items)
+            .add_all(subroute, regs.items, |id| {
+                Registrations::names_of(names, id)
+            })
     }
 
     /// Registers every method of a typed service under a subroute (all or none).
@@ -154,10 +161,7 @@ impl Manager {
     /// # Errors
     /// As [`Manager::register`].
     pub fn register_on(&self, subroute: &str, server: impl ServiceServer) -> Result<()> {
-        self.inner
-            .core
-            .handlers
-            .add_all(Some(subroute), server.registrations().items)
+        self.register_all(Some(subroute), server.registrations())
     }
 
     /// Registers a stream handler under `id` (see [`StreamHandler`]).
@@ -241,6 +245,7 @@ impl Manager {
                     stats: c.stats(),
                 })
                 .collect(),
+            handlers: self.inner.core.handlers.stats(),
             running_tasks: self.running_tasks(),
         }
     }
