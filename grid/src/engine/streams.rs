@@ -47,15 +47,14 @@ impl Ending {
         }
     }
 
-    /// The stream's deadline passed.
+    /// The stream's deadline passed. Both sides say so (the caller in its cancel): the
+    /// two sides' timers fire at nearly the same time, and whichever notice arrives first,
+    /// the other side's ends see `DeadlineExceeded`, not a plain cancel.
     pub(super) fn deadline(side: Side) -> Self {
-        let notify = match side {
-            Side::Caller => None,
-            Side::Handler => Some(ErrorPayload::new(
-                ErrorKind::DeadlineExceeded,
-                Error::DeadlineExceeded.to_string(),
-            )),
-        };
+        let notify = Some(ErrorPayload::new(
+            ErrorKind::DeadlineExceeded,
+            Error::DeadlineExceeded.to_string(),
+        ));
         Self {
             notify: Some(notify),
             eof: side == Side::Handler,
