@@ -115,3 +115,41 @@ async fn a_wss_dialer_reaches_an_axum_mount_behind_a_tls_terminating_proxy() {
     })
     .await
 }
+
+/// The manager's figures served at a path of the application's choice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_router_serves_the_prometheus_text_at_its_path() {
+    within(async {
+        let c = grid_tests::Cluster::start(&["alpha", "beta"], |b| b).await;
+        c.managers[1]
+            .register_single(ECHO, |_, p: Option<Bytes>| async move { Ok(p) })
+            .expect("register");
+        c.connected().await;
+        let beta = c.managers[0].connection("beta").expect("conn");
+        beta.request(ECHO, Bytes::from_static(b"x"))
+            .await
+            .expect("call");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = c.managers[1].metrics_router("/internal/metrics");
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(b"GET /internal/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut response = String::new();
+        tcp.read_to_string(&mut response).await.expect("read");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(
+            response.contains("content-type: text/plain; version=0.0.4"),
+            "{response}"
+        );
+        assert!(
+            response.contains("grid_handler_calls_total{local=\"beta\",handler=\"0x00000001\"} 1"),
+            "{response}"
+        );
+        server.abort();
+        c.finish().await;
+    })
+    .await
+}

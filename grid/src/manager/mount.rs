@@ -47,6 +47,34 @@ impl Manager {
             .route(&route, axum::routing::get(upgrade))
             .with_state(state)
     }
+
+    /// A router that serves this manager's figures ([`Manager::stats`]) in the Prometheus
+    /// text format at `path` (e.g. `"/metrics"`), to merge beside your own routes.
+    ///
+    /// ```no_run
+    /// # async fn run(manager: grid::Manager) -> std::io::Result<()> {
+    /// let app = manager.axum_router().merge(manager.metrics_router("/metrics"));
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+    /// axum::serve(listener, app).await
+    /// # }
+    /// ```
+    pub fn metrics_router(&self, path: &str) -> axum::Router {
+        let manager = self.clone();
+        axum::Router::new().route(
+            path,
+            axum::routing::get(move || {
+                let text = manager.stats().to_prometheus();
+                async move {
+                    let mut r = answer(StatusCode::OK, text);
+                    r.headers_mut().insert(
+                        axum::http::header::CONTENT_TYPE,
+                        axum::http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
+                    r
+                }
+            }),
+        )
+    }
 }
 
 fn answer(status: StatusCode, text: impl Into<String>) -> Response {
