@@ -130,18 +130,37 @@ const METRICS: &[Metric] = &[
 
 /// The labels of a handler's series: `local`, `handler`, and where known `service`,
 /// `method` and `subroute`.
-fn handler_labels(local: &str, h: &HandlerStats) -> String {
-    let mut l = format!("local=\"{local}\",handler=\"{:#010x}\"", h.handler.get());
+fn handler_label_pairs(local: &str, h: &HandlerStats) -> Vec<(&'static str, String)> {
+    let mut pairs = vec![
+        ("local", local.to_owned()),
+        ("handler", format!("{:#010x}", h.handler.get())),
+    ];
     for (name, value) in [
         ("service", h.service),
         ("method", h.method),
         ("subroute", h.subroute.as_deref()),
     ] {
         if let Some(v) = value {
-            let _ = write!(l, ",{name}=\"{}\"", escape(v));
+            pairs.push((name, v.to_owned()));
         }
     }
-    l
+    pairs
+}
+
+/// The same labels in the text format.
+fn handler_labels(local: &str, h: &HandlerStats) -> String {
+    let pairs: Vec<String> = handler_label_pairs(local, h)
+        .into_iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(&v)))
+        .collect();
+    pairs.join(",")
+}
+
+/// The `le` label of latency bucket `i` (`+Inf` for the last).
+fn bucket_bound(i: usize) -> String {
+    LATENCY_BOUNDS
+        .get(i)
+        .map_or_else(|| "+Inf".to_owned(), |b| b.to_string())
 }
 
 impl ManagerStats {
@@ -199,9 +218,7 @@ impl ManagerStats {
             let mut cumulative = 0;
             for (i, n) in h.latency_buckets.iter().enumerate() {
                 cumulative += n;
-                let le = LATENCY_BOUNDS
-                    .get(i)
-                    .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+                let le = bucket_bound(i);
                 let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
             }
             let _ = writeln!(
@@ -257,5 +274,52 @@ impl ManagerStats {
             self.running_tasks
         );
         out
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl ManagerStats {
+    /// Sends every figure to the `metrics` facade, into the recorder the application
+    /// installed (a Prometheus exporter, StatsD, ...), with the same names and labels as
+    /// [`ManagerStats::to_prometheus`]: counters as absolute values, gauges as set values,
+    /// and each handler's latency histogram as its cumulative `_bucket{le}` counters, `_sum`
+    /// (a gauge, in seconds) and `_count`. Call it periodically, or let the manager do it
+    /// (`ManagerBuilder::publish_metrics_every`).
+    pub fn publish(&self) {
+        let local = self.local.clone();
+        for p in &self.peers {
+            let labels = [("local", local.clone()), ("peer", p.peer.clone())];
+            for m in METRICS {
+                let v = (m.value)(p);
+                if m.kind == "counter" {
+                    metrics::counter!(m.name, &labels).absolute(v as u64);
+                } else if !v.is_nan() {
+                    metrics::gauge!(m.name, &labels).set(v);
+                }
+            }
+        }
+        for h in &self.handlers {
+            let labels = handler_label_pairs(&local, h);
+            metrics::counter!("grid_handler_calls_total", &labels).absolute(h.calls);
+            metrics::gauge!("grid_handler_in_flight", &labels).set(h.in_flight as f64);
+            metrics::counter!("grid_handler_cancelled_total", &labels).absolute(h.cancelled);
+            for (kind, n) in &h.errors {
+                let mut with_kind = labels.clone();
+                with_kind.push(("kind", (*kind).to_owned()));
+                metrics::counter!("grid_handler_errors_total", &with_kind).absolute(*n);
+            }
+            let mut cumulative = 0;
+            for (i, n) in h.latency_buckets.iter().enumerate() {
+                cumulative += n;
+                let mut with_le = labels.clone();
+                with_le.push(("le", bucket_bound(i)));
+                metrics::counter!("grid_handler_duration_seconds_bucket", &with_le)
+                    .absolute(cumulative);
+            }
+            metrics::gauge!("grid_handler_duration_seconds_sum", &labels)
+                .set(h.latency_sum.as_secs_f64());
+            metrics::counter!("grid_handler_duration_seconds_count", &labels).absolute(cumulative);
+        }
+        metrics::gauge!("grid_running_tasks", "local" => local).set(self.running_tasks as f64);
     }
 }

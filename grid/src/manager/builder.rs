@@ -25,6 +25,8 @@ pub struct ManagerBuilder {
     validator: Option<TokenValidator>,
     tls: Tls,
     interceptors: Interceptors,
+    #[cfg(feature = "metrics")]
+    publish_every: Option<Duration>,
 }
 
 impl std::fmt::Debug for ManagerBuilder {
@@ -157,6 +159,14 @@ impl ManagerBuilder {
     pub fn service_interceptor<S: Service>(mut self, interceptor: impl Interceptor) -> Self {
         self.interceptors
             .add(Some(S::SERVICE_ID), Arc::new(interceptor));
+        self
+    }
+
+    /// Publishes the manager's figures ([`crate::ManagerStats::publish`]) to the `metrics`
+    /// facade every `interval`, until shutdown (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub fn publish_metrics_every(mut self, interval: Duration) -> Self {
+        self.publish_every = Some(interval);
         self
     }
 
@@ -314,9 +324,14 @@ impl ManagerBuilder {
                 (name, conn)
             })
             .collect();
-        Ok(Manager {
+        let manager = Manager {
             inner: Arc::new(ManagerInner { core, connections }),
-        })
+        };
+        #[cfg(feature = "metrics")]
+        if let Some(every) = self.publish_every {
+            manager.publish_metrics_every(every);
+        }
+        Ok(manager)
     }
 }
 

@@ -250,6 +250,26 @@ impl Manager {
         }
     }
 
+    /// A counted task publishing the figures every `interval` until shutdown; it holds the
+    /// manager weakly, so it does not keep a dropped manager alive.
+    #[cfg(feature = "metrics")]
+    fn publish_metrics_every(&self, interval: std::time::Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        let core = self.inner.core.clone();
+        self.inner.core.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = core.shutting_down() => return,
+                }
+                match weak.upgrade() {
+                    Some(inner) => Manager { inner }.stats().publish(),
+                    None => return,
+                }
+            }
+        });
+    }
+
     /// Tasks the manager has running (connections, sockets, handlers); 0 after shutdown.
     pub fn running_tasks(&self) -> usize {
         self.inner.core.tasks.live()
