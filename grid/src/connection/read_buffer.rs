@@ -45,6 +45,12 @@ impl ReadBuffer {
         &mut self.active
     }
 
+    /// Size of the active buffer's allocation.
+    #[cfg(test)]
+    pub(crate) fn allocated(&self) -> usize {
+        self.active_size
+    }
+
     /// Makes room for at least `additional` bytes after those buffered.
     pub(crate) fn reserve(&mut self, additional: usize) {
         let active = &mut self.active;

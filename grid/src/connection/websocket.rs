@@ -152,6 +152,8 @@ pub(crate) struct FrameReader {
     max_message: usize,
     /// A fragmented binary message being reassembled.
     partial: Option<BytesMut>,
+    /// Bytes still missing of the frame being read (its room is reserved already).
+    missing: usize,
 }
 
 impl FrameReader {
@@ -162,6 +164,7 @@ impl FrameReader {
             role,
             max_message,
             partial: None,
+            missing: 0,
         }
     }
 
@@ -175,7 +178,13 @@ impl FrameReader {
             if let Some(incoming) = self.parse_one()? {
                 return Ok(incoming);
             }
-            self.buf.reserve(4096);
+            // Room to read into; for a frame whose size is known, only what it still
+            // misses (reserved when its header was read): asking for more would make a
+            // large frame's buffer be allocated and copied again near its end.
+            self.buf.reserve(match self.missing {
+                0 => 4096,
+                missing => missing.min(4096),
+            });
             match self.io.read_buf(self.buf.bytes()).await {
                 Ok(0) => return Err(Lost::Failed("peer closed the socket".into())),
                 Ok(_) => {}
@@ -224,8 +233,10 @@ impl FrameReader {
             let buffered = self.buf.bytes().len();
             if buffered < total {
                 self.buf.reserve(total - buffered);
+                self.missing = total - buffered;
                 return Ok(None);
             }
+            self.missing = 0;
             let mut payload = self.buf.bytes().split_to(total);
             payload.advance(h.header_len);
             if let Some(mask) = h.mask {
@@ -411,6 +422,52 @@ mod tests {
             .expect("runtime");
         let mut r = FrameReader::new(Box::new(std::io::Cursor::new(bytes)), Role::Dialer, 1 << 20);
         rt.block_on(r.next())
+    }
+
+    /// Hands out its bytes in the pieces given, one per read.
+    struct Pieces(std::collections::VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Pieces {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if let Some(mut piece) = self.0.pop_front() {
+                let n = piece.len().min(buf.remaining());
+                buf.put_slice(&piece[..n]);
+                if n < piece.len() {
+                    self.0.push_front(piece.split_off(n));
+                }
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn a_large_frame_is_read_into_one_buffer_allocated_once() {
+        let len = 300_000;
+        let mut frame = Vec::new();
+        write_header(&mut frame, OP_BINARY, len, None);
+        frame.extend(std::iter::repeat_n(5u8, len));
+        let total = frame.len();
+        // The last piece leaves less than 4 KiB to read: no reason to grow the buffer.
+        let last = frame.split_off(total - 1000);
+        let first = frame.split_off(10);
+        let pieces = Pieces([frame, first, last].into_iter().collect());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let mut r = FrameReader::new(Box::new(pieces), Role::Dialer, 1 << 20);
+        match rt.block_on(r.next()) {
+            Ok(Incoming::Binary(b)) => assert_eq!(b.len(), len),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            r.buf.allocated(),
+            total,
+            "allocated once, to the frame's size"
+        );
     }
 
     #[test]
