@@ -43,7 +43,7 @@ enum End {
     Shutdown,
 }
 
-pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Accepted>) {
+pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<Accepted>>) {
     let core = inner.core.clone();
     let mut attempt: u32 = 0;
     let mut next: Option<Accepted> = None;
@@ -81,7 +81,7 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Acce
             }
         } else {
             tokio::select! {
-                a = incoming.recv() => match a { Some(a) => a, None => break },
+                a = incoming.recv() => match a { Some(a) => *a, None => break },
                 _ = core.shutting_down() => break,
             }
         };
@@ -163,7 +163,7 @@ fn note_instance(inner: &ConnInner, instance: Uuid) {
 async fn run_session(
     inner: &Arc<ConnInner>,
     accepted: Accepted,
-    incoming: &mut mpsc::Receiver<Accepted>,
+    incoming: &mut mpsc::Receiver<Box<Accepted>>,
 ) -> End {
     let core = &inner.core;
     let engine = Engine::new(core.config.engine(accepted.peer), Instant::now().into_std());
@@ -200,7 +200,7 @@ async fn run_session(
             }
             () = session.timer.notified() => {}
             a = incoming.recv(), if !inner.dialer => match a {
-                Some(a) => break End::Replaced(Box::new(a)),
+                Some(a) => break End::Replaced(a),
                 None => break End::Shutdown,
             },
             () = core.shutting_down() => break End::Shutdown,
