@@ -15,7 +15,7 @@ use super::ConnInner;
 use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
 use crate::engine::{Answer, Start};
 use crate::error::RemoteError;
-use crate::handler::{Ended, FireOnDrop, Outcome as Intercepted, Serving, Watch, CURRENT_CALL};
+use crate::handler::{FireOnDrop, CURRENT_CALL};
 use crate::session::Session;
 
 type Outcome = Result<Result<Option<Bytes>, RemoteError>, Box<dyn Any + Send>>;
@@ -41,15 +41,15 @@ pub(crate) fn start(
     let (mux_id, handler) = (start.mux_id, start.handler);
     let ctx = context(conn, &start, entry.subroute.clone());
     let mut serving = entry.figures.start();
-    let mut watch = match core.interceptors.before(&ctx) {
-        Ok(watch) => watch,
+    match core.interceptors.before(&ctx) {
+        Ok(watch) => serving.watch(watch),
         Err(refused) => {
             let refusal = ErrorPayload::new(refused.kind(), refused.message);
-            serving.ended(Ended::Failed(refusal.kind));
+            serving.ended(Some(&refusal));
             answers.give(session, key, Err(refusal));
             return;
         }
-    };
+    }
     let cancel = ctx.cancel.clone();
     let max = session.send_limit;
     let span =
@@ -71,7 +71,7 @@ pub(crate) fn start(
         )),
         Err(panic) => {
             let reply = answer(mux_id, handler, Err(panic), max);
-            ended(&mut serving, &mut watch, &reply);
+            serving.ended(reply.as_ref().err());
             answers.give(session, key, reply);
             cancel.fire();
             return;
@@ -80,7 +80,7 @@ pub(crate) fn start(
     // Fast path: most handlers answer without waiting; answer those here, without a task.
     if let Some(outcome) = (&mut call).now_or_never() {
         let reply = answer(mux_id, handler, outcome, max);
-        ended(&mut serving, &mut watch, &reply);
+        serving.ended(reply.as_ref().err());
         answers.give(session, key, reply);
         cancel.fire();
         return;
@@ -92,25 +92,10 @@ pub(crate) fn start(
         let _over = FireOnDrop::new(fire);
         let outcome = call.await;
         let reply = answer(mux_id, handler, outcome, max);
-        ended(&mut serving, &mut watch, &reply);
+        serving.ended(reply.as_ref().err());
         s.with_finished(Some(key), |e| e.answer(key, reply));
     });
     session.attach(key, task.abort_handle());
-}
-
-/// Records how the call ended, for the handler's figures and the interceptors watching it
-/// (if any).
-fn ended(serving: &mut Serving, watch: &mut Option<Box<Watch>>, reply: &Answer) {
-    serving.ended(match reply {
-        Ok(_) => Ended::Ok,
-        Err(failure) => Ended::Failed(failure.kind),
-    });
-    if let Some(w) = watch {
-        w.ended(match reply {
-            Ok(_) => Intercepted::Ok,
-            Err(failure) => Intercepted::Failed(RemoteError::new(failure.message.clone())),
-        });
-    }
 }
 
 /// The answer for a handler's outcome: its payload, its error, or its panic.

@@ -10,8 +10,7 @@ use super::serve::{context, panic_message};
 use super::ConnInner;
 use crate::codec::{ErrorKind, ErrorPayload};
 use crate::engine::{Side, Start};
-use crate::error::RemoteError;
-use crate::handler::{Ended, FireOnDrop, Outcome, StreamCall, CURRENT_CALL};
+use crate::handler::{FireOnDrop, StreamCall, CURRENT_CALL};
 use crate::session::Session;
 use crate::stream_ends::{StreamReceiver, StreamSender};
 
@@ -25,14 +24,15 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
     };
     let ctx = context(conn, &start, entry.subroute.clone());
     let mut serving = entry.figures.start();
-    let mut watch = match core.interceptors.before(&ctx) {
-        Ok(watch) => watch,
+    match core.interceptors.before(&ctx) {
+        Ok(watch) => serving.watch(watch),
         Err(refused) => {
-            serving.ended(Ended::Failed(refused.kind()));
-            session.with(|e| e.refuse(key, refused.kind(), &refused.message));
+            let refusal = ErrorPayload::new(refused.kind(), refused.message);
+            serving.ended(Some(&refusal));
+            session.with(|e| e.refuse(key, refusal.kind, &refusal.message));
             return;
         }
-    };
+    }
     let (in_capacity, out_capacity) = (entry.handler.in_capacity, entry.handler.out_capacity);
     if !session.with(|e| e.accept_stream(key, in_capacity, out_capacity)) {
         return; // cancelled meanwhile
@@ -67,16 +67,7 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
                     Some(ErrorPayload::new(ErrorKind::Remote, text))
                 }
             };
-            serving.ended(match &failure {
-                None => Ended::Ok,
-                Some(f) => Ended::Failed(f.kind),
-            });
-            if let Some(w) = &mut watch {
-                w.ended(match &failure {
-                    None => Outcome::Ok,
-                    Some(f) => Outcome::Failed(RemoteError::new(f.message.clone())),
-                });
-            }
+            serving.ended(failure.as_ref());
             s.with_finished(Some(key), |e| e.stream_returned(key, failure));
         },
         span,

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::codec::{ErrorKind, HandlerId};
+use super::{Outcome, Watch};
+use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
+use crate::error::RemoteError;
 
 /// Upper bounds of the latency histogram's buckets, in seconds (the last bucket is
 /// unbounded): the ones Prometheus client libraries use by default.
@@ -51,12 +53,14 @@ impl Figures {
     }
 
     /// A call to the handler starts; the guard records how it ends.
-    pub(crate) fn start(self: &Arc<Self>) -> Serving {
+    pub(crate) fn start(self: Arc<Self>) -> Serving {
         self.calls.fetch_add(1, Relaxed);
         Serving {
-            figures: self.clone(),
+            figures: self,
             started: Instant::now(),
             ended: Ended::Cancelled,
+            watch: None,
+            failure: None,
         }
     }
 
@@ -132,24 +136,52 @@ pub(crate) enum Ended {
     Cancelled,
 }
 
-/// A call being served: dropped, it records its end (`Cancelled` unless told otherwise,
-/// so a handler task that is stopped still counts).
+/// A call being served: dropped, it records its end in the handler's figures and reports
+/// it to the interceptors watching it, if any (`Cancelled` unless told otherwise, so a
+/// handler task that is stopped still counts). One clock read for both.
 pub(crate) struct Serving {
     figures: Arc<Figures>,
     started: Instant,
     ended: Ended,
+    watch: Option<Box<Watch>>,
+    /// The failure's message, kept only for a watch.
+    failure: Option<String>,
 }
 
 impl Serving {
-    /// The handler ended this way.
-    pub(crate) fn ended(&mut self, ended: Ended) {
-        self.ended = ended;
+    /// Interceptors watch this call.
+    pub(crate) fn watch(&mut self, watch: Option<Box<Watch>>) {
+        self.watch = watch;
+    }
+
+    /// The handler ended: `Ok`, or with `failure` (what the caller got).
+    pub(crate) fn ended(&mut self, failure: Option<&ErrorPayload>) {
+        self.ended = match failure {
+            None => Ended::Ok,
+            Some(f) => {
+                if self.watch.is_some() {
+                    self.failure = Some(f.message.clone());
+                }
+                Ended::Failed(f.kind)
+            }
+        };
     }
 }
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        self.figures.end(self.ended, self.started.elapsed());
+        let took = self.started.elapsed();
+        self.figures.end(self.ended, took);
+        if let Some(w) = &self.watch {
+            let outcome = match self.ended {
+                Ended::Ok => Outcome::Ok,
+                Ended::Failed(_) => {
+                    Outcome::Failed(RemoteError::new(self.failure.take().unwrap_or_default()))
+                }
+                Ended::Cancelled => Outcome::Cancelled,
+            };
+            w.report(&outcome, took);
+        }
     }
 }
 

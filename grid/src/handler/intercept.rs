@@ -4,7 +4,7 @@
 //! With none installed nothing of this runs: serving a call checks one empty list.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::CallContext;
 use crate::codec::HandlerId;
@@ -104,8 +104,6 @@ impl Interceptors {
         Ok(Some(Box::new(Watch {
             applying: applying.into(),
             call: call.clone(),
-            started: Instant::now(),
-            outcome: Outcome::Cancelled,
         })))
     }
 }
@@ -114,28 +112,18 @@ fn applies(service: u16, handler: HandlerId) -> bool {
     (handler.get() >> 16) as u16 == service
 }
 
-/// A served call that interceptors watch: dropped, it tells them how the call ended
-/// (`Cancelled` unless [`Watch::ended`] said otherwise), so a handler task that is
-/// stopped still reports.
+/// A served call that interceptors watch: the call's `Serving` guard reports its end to
+/// them ([`Watch::report`]), however it ends.
 pub(crate) struct Watch {
     applying: Arc<[Arc<dyn Interceptor>]>,
     call: CallContext,
-    started: Instant,
-    outcome: Outcome,
 }
 
 impl Watch {
-    /// The handler ended with `outcome`.
-    pub(crate) fn ended(&mut self, outcome: Outcome) {
-        self.outcome = outcome;
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let took = self.started.elapsed();
+    /// Tells the interceptors how the call ended and how long it took.
+    pub(crate) fn report(&self, outcome: &Outcome, took: Duration) {
         for i in self.applying.iter() {
-            i.after(&self.call, &self.outcome, took);
+            i.after(&self.call, outcome, took);
         }
     }
 }

@@ -8,7 +8,7 @@ mod stream;
 
 pub use context::CallContext;
 pub(crate) use context::FireOnDrop;
-pub(crate) use figures::{Ended, Figures, Names, Serving};
+pub(crate) use figures::{Figures, Names};
 pub use figures::{HandlerStats, LATENCY_BOUNDS};
 pub use intercept::{Interceptor, Outcome};
 pub(crate) use intercept::{Interceptors, Watch};
