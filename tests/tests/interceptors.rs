@@ -17,6 +17,7 @@ const ECHO: HandlerId = HandlerId::new(1);
 const FAILS: HandlerId = HandlerId::new(2);
 const SLOW: HandlerId = HandlerId::new(3);
 const COUNT: HandlerId = HandlerId::new(4);
+const STUCK: HandlerId = HandlerId::new(5);
 /// A handler of service 9 (handler ids are `(service << 16) | method`).
 const GUARDED: HandlerId = HandlerId::new((9 << 16) | 1);
 
@@ -100,6 +101,11 @@ async fn cluster() -> (
         }),
     )
     .expect("register");
+    beta.register_stream(
+        STUCK,
+        StreamHandler::new(|_| async { std::future::pending::<Result<(), RemoteError>>().await }),
+    )
+    .expect("register");
     c.connected().await;
     (c, rx, Served(served))
 }
@@ -131,6 +137,10 @@ async fn every_served_call_and_stream_reports_how_it_ended() {
         let stream = conn_stream(&beta).await;
         assert_eq!(stream, 3);
         assert_eq!(next(&mut rx).await, (COUNT, Outcome::Ok));
+        // A stream the caller drops: its handler is stopped, and reported cancelled.
+        let stuck = beta.open_stream(STUCK, None).await.expect("open");
+        drop(stuck);
+        assert_eq!(next(&mut rx).await, (STUCK, Outcome::Cancelled));
         c.finish().await;
     })
     .await

@@ -121,3 +121,24 @@ async fn an_upload_abandoned_without_finish_is_never_answered_as_complete() {
     })
     .await
 }
+
+#[tokio::test]
+async fn an_upload_whose_connection_is_lost_is_answered_with_disconnected() {
+    within(async {
+        let pair = grid_tests::ProxiedPair::start(|b| b).await;
+        pair.acceptor
+            .register(IngestServer::new(Store))
+            .expect("register");
+        pair.connected().await;
+        let (to_acceptor, _) = pair.connections();
+        let client = IngestClient::new(to_acceptor);
+        let (mut items, answer) = client.put_many("b4".into()).await.expect("open");
+        items.send(&entry(0)).await.expect("send");
+        pair.proxy.cut();
+        assert_eq!(answer.await, Err(Error::Disconnected));
+        assert!(items.send(&entry(1)).await.is_err());
+        drop(items);
+        pair.finish().await;
+    })
+    .await
+}
