@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::engine::{Key, RecvBatch, Side};
+use crate::engine::{Key, Payload, RecvBatch, Side};
 use crate::error::{Error, Result};
 use crate::session::Session;
 use crate::tasks::requeue;
@@ -264,6 +264,9 @@ impl Drop for Permit<'_> {
 ///
 /// A caller's receiver dropped (or [`cancel`](StreamReceiver::cancel)led) before the end
 /// cancels the stream, and with it the remote handler.
+///
+/// A message under 16 KiB is copied out of the connection's read buffer as it is handed
+/// out, so keeping it costs only its bytes; a larger one shares that buffer (no copy).
 pub struct StreamReceiver {
     session: Arc<Session>,
     side: Side,
@@ -323,8 +326,25 @@ impl StreamReceiver {
 impl Stream for StreamReceiver {
     type Item = Result<Bytes>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // A chunked message's parts are joined here, outside the engine's lock; a small
+        // message is copied out of the read buffer, so keeping it costs only its bytes.
+        self.get_mut()
+            .poll_payload(cx)
+            .map(|item| item.map(|r| r.map(|p| p.into_owned().unwrap_or_default())))
+    }
+}
+
+impl StreamReceiver {
+    /// The next message as it is (a small one still a slice of the read buffer), for a
+    /// taker that decodes it at once (typed receivers).
+    pub(crate) fn poll_lent(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes>>> {
+        self.poll_payload(cx)
+            .map(|item| item.map(|r| r.map(|p| p.into_bytes().unwrap_or_default())))
+    }
+
+    fn poll_payload(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Payload>>> {
+        let this = self;
         if this.done {
             return Poll::Ready(None);
         }
@@ -337,7 +357,7 @@ impl Stream for StreamReceiver {
                 Poll::Ready(end) => {
                     this.done = true;
                     this.release();
-                    return Poll::Ready(end.map(|r| r.map(|()| Bytes::new())));
+                    return Poll::Ready(end.map(|r| r.map(|()| Payload::Absent)));
                 }
             }
         }
@@ -350,8 +370,7 @@ impl Stream for StreamReceiver {
             // Working through a long batch: the sender gets its credit back now.
             this.session.with(|e| e.count_read(side, key, read));
         }
-        // A chunked message's parts are joined here, outside the engine's lock.
-        Poll::Ready(Some(Ok(payload.into_bytes().unwrap_or_default())))
+        Poll::Ready(Some(Ok(payload)))
     }
 }
 

@@ -222,8 +222,9 @@ impl<T: DeserializeOwned> FuturesStream for Receiver<T> {
     type Item = Result<T>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.inner)
-            .poll_next(cx)
+        // Decoding copies what it keeps: the message is taken as it is, not copied first.
+        self.inner
+            .poll_lent(cx)
             .map(|item| item.map(|r| r.and_then(|b| decode(Some(&b)))))
     }
 }

@@ -71,16 +71,16 @@ impl Request {
             super::record_mux(key.mux_id());
         }
         let reply = answer?;
-        // A chunked answer's parts are joined here, by the caller's task.
-        let payload = reply.payload.into_bytes();
         if reply.flags.contains(Flags::PAYLOAD_IS_ERROR) {
             return Err(Error::from_wire(
-                payload.as_deref(),
+                reply.payload.into_bytes().as_deref(),
                 handler,
                 subroute.as_deref(),
             ));
         }
-        Ok(payload)
+        // A chunked answer's parts are joined here, by the caller's task; a small answer
+        // is copied out of the read buffer.
+        Ok(reply.payload.into_owned())
     }
 }
 

@@ -58,7 +58,7 @@ pub(crate) fn start(
     let current = ctx.clone();
     let started = catch_unwind(AssertUnwindSafe(|| {
         let _entered = (!span.is_disabled()).then(|| span.enter());
-        let payload = start.payload.into_bytes();
+        let payload = start.payload.into_owned();
         CURRENT_CALL.sync_scope(current.clone(), || (entry.call)(ctx, payload))
     }));
     let mut call: Pin<Box<dyn Future<Output = Outcome> + Send>> = match started {

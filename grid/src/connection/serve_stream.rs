@@ -44,7 +44,7 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
     let current = ctx.clone();
     let call = StreamCall {
         ctx,
-        payload: start.payload.into_bytes(),
+        payload: start.payload.into_owned(),
         input,
         output,
     };

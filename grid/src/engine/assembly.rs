@@ -16,6 +16,10 @@ use bytes::{Bytes, BytesMut};
 
 use crate::codec::{Flags, Message, Op};
 
+/// Payloads shorter than this are copied out of the read buffer when they are handed to
+/// the user ([`Payload::into_owned`]); longer ones stay slices of it.
+pub(crate) const COPY_BELOW: usize = 16 * 1024;
+
 /// A received payload: absent, whole, or the parts of a chunked one (joined on demand).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Payload {
@@ -35,7 +39,29 @@ impl Payload {
         }
     }
 
-    /// The payload as one buffer (the parts of a chunked one are copied together once).
+    /// The payload as the user gets it: one buffer that costs what it holds.
+    ///
+    /// A whole payload is a slice of the buffer its frame was read into, and a slice keeps
+    /// all of that buffer alive: a kept 16-byte request could hold 64 KiB to 1 MiB. So one
+    /// shorter than [`COPY_BELOW`] is copied into an allocation of its own here, on the
+    /// taker's thread (where it is usually freed too, which the allocator does cheaply); a
+    /// longer one stays a slice, no copy, holding at most a few times its size (read
+    /// buffers are 64 KiB, up to 256 KiB when reused; a message larger than that arrives
+    /// in a buffer of its own size). A chunked payload's parts are joined into a buffer
+    /// of its own.
+    pub(crate) fn into_owned(self) -> Option<Bytes> {
+        match self {
+            Payload::Whole(b) if b.len() < COPY_BELOW && !b.is_empty() => {
+                Some(Bytes::copy_from_slice(&b))
+            }
+            other => other.into_bytes(),
+        }
+    }
+
+    /// The payload as one buffer, as it is: a slice of the frame it arrived in, or the
+    /// parts of a chunked one copied together once. For payloads read and dropped at once
+    /// (the engine's own, or decoded by the taker); what is handed to the user goes
+    /// through [`Payload::into_owned`].
     pub(crate) fn into_bytes(self) -> Option<Bytes> {
         match self {
             Payload::Absent => None,
