@@ -136,7 +136,9 @@ pub enum Error {
     /// The peer name is not one the manager was configured with.
     #[error("unknown peer {0:?}: add it to the manager with ManagerBuilder::peer")]
     UnknownPeer(String),
-    /// The peer could not be reached (connection refused, timeout, DNS, upgrade failure).
+    /// The peer could not be reached (connection refused, timeout, DNS, upgrade failure),
+    /// or its connection was lost (the socket failed, the peer fell silent or closed it):
+    /// what [`Connection::last_error`](crate::Connection::last_error) says then.
     #[error("could not reach the peer: {0}")]
     Unreachable(String),
     /// The remote refused the connection (HTTP status before the upgrade, or a rejected

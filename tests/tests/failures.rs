@@ -145,6 +145,11 @@ async fn silent_peer_is_declared_dead_after_two_ping_intervals() {
             .await
             .expect("watch");
         wait_state(&a_conn, |s| s != State::Connected).await;
+        // The side that does not redial still says why it lost the socket.
+        match a_conn.last_error() {
+            Some(Error::Unreachable(why)) if why.contains("peer silent for") => {}
+            other => panic!("last error after a silent peer: {other:?}"),
+        }
         assert_idle(&pair.dialer).await;
         assert_idle(&pair.acceptor).await;
         assert_eq!(dropped.load(Ordering::SeqCst), 1);

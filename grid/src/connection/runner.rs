@@ -141,7 +141,8 @@ fn report_loss(inner: &ConnInner, lost: &Lost) {
             "{} closed the connection: {}",
             inner.remote, close.reason
         )),
-        _ => Error::Disconnected,
+        // Calls in flight got `Disconnected`; the connection says why.
+        _ => Error::Unreachable(format!("connection lost: {lost}")),
     });
     inner.set_state(State::ConnectionError);
 }
