@@ -13,15 +13,21 @@
 //! Every two seconds each node writes a key on every connected peer and reads back what the
 //! peer stored from the others; stop one and watch the others report it and reconnect.
 //! `--rounds N` stops after N rounds (0: run until Ctrl-C).
+//!
+//! Each round prints one line per peer, `TIME [me] round N: PEER ok: ...` or `TIME [me]
+//! round N: PEER failed: WHY` (TIME is the UTC time of day, to the millisecond), in the
+//! order the calls end; `.ci/netns-cluster.sh` reads these lines. `--every MS` and
+//! `--ping-every MS` shorten the round and the ping interval (a silent peer is declared dead
+//! after two ping intervals).
 
 #[path = "common/kv.rs"]
 mod kv;
 #[path = "common/logging.rs"]
 mod logging;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use grid::{Manager, State};
+use grid::{Connection, Manager, State};
 use kv::{Entry, KvClient, KvServer, Store};
 
 struct Args {
@@ -30,9 +36,11 @@ struct Args {
     peers: Vec<(String, String)>,
     token: String,
     rounds: u64,
+    every: Duration,
+    ping_every: Option<Duration>,
 }
 
-const USAGE: &str = "usage: node --name NAME --listen HOST:PORT [--peer NAME=ws://HOST:PORT/grid/v1]... --token TOKEN [--rounds N]";
+const USAGE: &str = "usage: node --name NAME --listen HOST:PORT [--peer NAME=ws://HOST:PORT/grid/v1]... --token TOKEN [--rounds N] [--every MS] [--ping-every MS]";
 
 const HELP: &str = "\
 A grid node: it serves a key-value service to its peers and calls theirs.
@@ -45,7 +53,9 @@ What it serves, on ws://HOST:PORT/grid/v1 (bearer token TOKEN), to the peers it 
     bulk_put(source: String, input: stream of Entry)    stores each, streams the count
         -> stream of u64
 What it does: every two seconds it puts `from/NAME` on every connected peer, scans the
-peer's `from/` entries and prints what it found (or why the peer is not connected).
+peer's `from/` entries and prints what it found, one line per peer and round:
+  HH:MM:SS.mmm [NAME] round N: PEER ok: PEER stored it for NAME; it holds from/...
+  HH:MM:SS.mmm [NAME] round N: PEER failed: why (the call's error, or the connection's)
 
 Calling it: from another node started with --peer pointing here (each side lists the
 other; exactly one of them dials), from Rust with `KvClient::new(manager.connection(\"NAME\")?)`,
@@ -57,6 +67,9 @@ Options:
   --peer NAME=URL      a peer and its URL (repeat for each)
   --token TOKEN        the bearer token every node of the cluster shares
   --rounds N           stop after N rounds (default 0: run until Ctrl-C)
+  --every MS           milliseconds between rounds (default 2000)
+  --ping-every MS      the ping interval; a peer silent for two of them is declared dead
+                       and redialled (default: the library's, 10 s)
 Logging: RUST_LOG=grid=info shows connects and losses (default: warnings only).";
 
 fn usage(problem: &str) -> ! {
@@ -71,6 +84,8 @@ fn args() -> Args {
         peers: Vec::new(),
         token: String::new(),
         rounds: 0,
+        every: Duration::from_secs(2),
+        ping_every: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -90,6 +105,8 @@ fn args() -> Args {
                     .parse()
                     .unwrap_or_else(|_| usage("--rounds takes a number"))
             }
+            "--every" => a.every = millis(&flag, &value),
+            "--ping-every" => a.ping_every = Some(millis(&flag, &value)),
             "--peer" => match value.split_once('=') {
                 Some((n, u)) => a.peers.push((n.to_owned(), u.to_owned())),
                 None => usage("--peer takes NAME=URL"),
@@ -103,41 +120,70 @@ fn args() -> Args {
     a
 }
 
+fn millis(flag: &str, value: &str) -> Duration {
+    match value.parse() {
+        Ok(ms) if ms > 0 => Duration::from_millis(ms),
+        _ => usage(&format!("{flag} takes a number of milliseconds (above 0)")),
+    }
+}
+
+/// The UTC time of day, `HH:MM:SS.mmm`, that starts every line the node prints.
+fn now() -> String {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() % 86_400_000);
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+/// Calls every peer at once, so that one slow or lost peer does not hold up the others,
+/// and prints a line for each as its calls end.
 async fn round(manager: &Manager, n: u64) {
-    for conn in manager.connections() {
-        let peer = conn.remote().to_owned();
-        if conn.state() != State::Connected {
-            println!(
-                "[{}] {peer}: {:?} ({})",
-                manager.local(),
-                conn.state(),
-                conn.last_error().map(|e| e.to_string()).unwrap_or_default()
-            );
-            continue;
+    let me = manager.local();
+    let visits = manager.connections().map(|conn| async move {
+        let peer = conn.remote();
+        match visit(conn, me, n).await {
+            Ok(report) => println!("{} [{me}] round {n}: {peer} ok: {report}", now()),
+            Err(why) => println!("{} [{me}] round {n}: {peer} failed: {why}", now()),
         }
-        let kv = KvClient::new(conn).with_deadline(Duration::from_secs(2));
-        let key = format!("from/{}", manager.local());
-        let put = kv
-            .put(Entry {
-                key,
-                value: format!("round {n}"),
-            })
-            .await;
-        let mut seen = Vec::new();
-        if let Ok(mut scan) = kv.scan("from/".into()).await {
-            while let Some(Ok(e)) = scan.recv().await {
-                seen.push(format!("{}={}", e.key, e.value));
-            }
-        }
-        match put {
-            Ok(answer) => println!(
-                "[{}] {peer}: {answer}; it holds {}",
-                manager.local(),
-                seen.join(", ")
-            ),
-            Err(e) => println!("[{}] {peer}: {e}", manager.local()),
+    });
+    futures::future::join_all(visits).await;
+}
+
+/// Puts `from/ME` on the peer and scans what it holds under `from/`.
+async fn visit(conn: &Connection, me: &str, n: u64) -> Result<String, String> {
+    // The connection's last error, unless it says what `said` already does.
+    let why = |conn: &Connection, said: &str| match conn.last_error() {
+        Some(e) if e.to_string() != said => format!(" (last error: {e})"),
+        _ => String::new(),
+    };
+    if conn.state() != State::Connected {
+        return Err(format!(
+            "not connected, {:?}{}",
+            conn.state(),
+            why(conn, "")
+        ));
+    }
+    let kv = KvClient::new(conn.clone()).with_deadline(Duration::from_secs(2));
+    let put = kv
+        .put(Entry {
+            key: format!("from/{me}"),
+            value: format!("round {n}"),
+        })
+        .await;
+    let answer = put.map_err(|e| format!("{e}{}", why(conn, &e.to_string())))?;
+    let mut seen = Vec::new();
+    if let Ok(mut scan) = kv.scan("from/".into()).await {
+        while let Some(Ok(e)) = scan.recv().await {
+            seen.push(format!("{}={}", e.key, e.value));
         }
     }
+    Ok(format!("{answer}; it holds {}", seen.join(", ")))
 }
 
 #[tokio::main]
@@ -145,6 +191,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     logging::init();
     let a = args();
     let mut builder = Manager::builder().local(&a.name).token(a.token.clone());
+    if let Some(ping) = a.ping_every {
+        builder = builder.ping_interval(ping);
+    }
     for (peer, url) in &a.peers {
         builder = builder.peer(peer.clone(), url.clone());
     }
@@ -152,7 +201,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     manager.register(KvServer::new(Store::new(&a.name)))?;
     let listener = tokio::net::TcpListener::bind(&a.listen).await?;
     println!(
-        "[{}] listening on ws://{}/grid/v1",
+        "{} [{}] listening on ws://{}/grid/v1",
+        now(),
         a.name,
         listener.local_addr()?
     );
@@ -160,7 +210,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut n = 0;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = tokio::time::sleep(a.every) => {}
             _ = tokio::signal::ctrl_c() => break,
         }
         n += 1;
@@ -170,6 +220,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     manager.shutdown().await;
-    println!("[{}] shut down", a.name);
+    println!("{} [{}] shut down", now(), a.name);
     Ok(())
 }
