@@ -53,7 +53,7 @@ node_bin=$(cd "$(dirname "$node_bin")" && pwd)/$(basename "$node_bin")
 prefix="gridnet-$$"
 bridge_ns="$prefix-br"
 made=()           # namespaces made so far, in order
-logdir=$(mktemp -d "${TMPDIR:-/tmp}/$prefix.XXXXXX")
+logdir=           # the nodes' logs, made once the network is up
 keep_logs=${GRID_NETNS_KEEP_LOGS:-0}
 
 skip() {
@@ -97,7 +97,9 @@ cleanup() {
   elif [ "${#made[@]}" -gt 0 ]; then
     say "cleaned up ${#made[@]} namespaces (none of $prefix-* left)"
   fi
-  if [ "$keep_logs" = 1 ]; then
+  if [ -z "$logdir" ]; then
+    :
+  elif [ "$keep_logs" = 1 ]; then
     echo "netns-cluster: node logs kept in $logdir" >&2
   else
     rm -rf "$logdir"
@@ -148,6 +150,7 @@ setup() {
 if ! err=$(setup 2>&1); then
   skip "cannot build the virtual network (veth pairs, a bridge): $err"
 fi
+logdir=$(mktemp -d "${TMPDIR:-/tmp}/$prefix.XXXXXX")
 say "namespaces $bridge_ns and $prefix-n1..n$nodes, bridge br0, 10.77.0.1-$nodes/24"
 
 # --- the nodes ----------------------------------------------------------------------------
