@@ -10,6 +10,7 @@
 //! error, every handler is stopped) and whoever still holds it gets the session's error.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 
@@ -39,6 +40,35 @@ pub(crate) struct Session {
     pub(crate) timer: Notify,
     /// What the writer's close frame says once the session is closed.
     goodbye: Mutex<Option<Close>>,
+    /// Set when the connection has been quiet for a while: the reader and the writer let
+    /// go of the buffers busy traffic grew, at their next frame.
+    pub(crate) quiet: Quiet,
+}
+
+/// The runner's word to the reader and the writer that the connection is quiet.
+#[derive(Default)]
+pub(crate) struct Quiet {
+    pub(crate) reader: Flag,
+    pub(crate) writer: Flag,
+}
+
+impl Quiet {
+    pub(crate) fn set(&self) {
+        self.reader.0.store(true, Relaxed);
+        self.writer.0.store(true, Relaxed);
+    }
+}
+
+/// A flag raised by one task and taken by another.
+#[derive(Default)]
+pub(crate) struct Flag(AtomicBool);
+
+impl Flag {
+    /// Whether the flag was raised; lowers it. (A load first: the common case, a flag not
+    /// raised, costs no atomic write.)
+    pub(crate) fn take(&self) -> bool {
+        self.0.load(Relaxed) && self.0.swap(false, Relaxed)
+    }
 }
 
 thread_local! {
@@ -58,6 +88,7 @@ impl Session {
             limits,
             timer: Notify::new(),
             goodbye: Mutex::new(None),
+            quiet: Quiet::default(),
         }
     }
 

@@ -58,6 +58,13 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Frames received and sent so far.
+    pub(crate) fn frames(&self) -> u64 {
+        self.frames_in
+            .load(Relaxed)
+            .wrapping_add(self.frames_out.load(Relaxed))
+    }
+
     pub(crate) fn frame_in(&self, messages: usize, bytes: usize) {
         self.frames_in.fetch_add(1, Relaxed);
         self.messages_in.fetch_add(messages as u64, Relaxed);

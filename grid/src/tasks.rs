@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -33,10 +34,14 @@ impl Tasks {
     {
         self.live.fetch_add(1, Ordering::AcqRel);
         let guard = Guard(self.clone());
-        tokio::spawn(async move {
-            let _guard = guard;
-            fut.await
-        })
+        // `map`, not an `async` block awaiting `fut`: that would hold `fut` twice (as the
+        // block's capture and as the future it awaits), doubling every task's size. The
+        // guard is dropped with the closure: when `fut` completes, or when the task is
+        // dropped (aborted) before.
+        tokio::spawn(fut.map(move |out| {
+            drop(guard);
+            out
+        }))
     }
 
     pub(crate) fn live(&self) -> usize {

@@ -85,6 +85,9 @@ const WRAPPER_HEADER: usize = 7 + 5;
 /// The checksum field that may end a merged wrapper (`uint 64`).
 const CHECKSUM_FIELD: usize = 9;
 
+/// A builder's initial buffer, and what [`FrameBuilder::shrink`] keeps.
+const INITIAL: usize = 4096;
+
 /// Builds one frame straight into a reused buffer: messages are encoded one after another,
 /// and when there are several, the merged wrapper's header is written in front of them
 /// afterwards (into room kept free for it), so nothing is copied twice. Room for a
@@ -102,7 +105,7 @@ pub struct FrameBuilder {
 impl FrameBuilder {
     /// An empty builder keeping `headroom` bytes free in front of every frame.
     pub fn new(headroom: usize) -> Self {
-        let mut buf = Vec::with_capacity(4096);
+        let mut buf = Vec::with_capacity(INITIAL);
         buf.resize(headroom + WRAPPER_HEADER, 0);
         Self {
             buf,
@@ -181,6 +184,11 @@ impl FrameBuilder {
     /// The whole buffer, writable (a transport fills its header and masks in place).
     pub fn buffer_mut(&mut self) -> &mut [u8] {
         &mut self.buf
+    }
+
+    /// Gives back memory beyond a small frame's worth (kept: what the frame holds).
+    pub fn shrink(&mut self) {
+        self.buf.shrink_to(INITIAL.max(self.buf.len()));
     }
 
     /// Empties the builder for the next frame, keeping its allocation.

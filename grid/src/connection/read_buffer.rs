@@ -1,4 +1,5 @@
-//! The reader's buffer, reused rather than reallocated.
+//! The reader's buffer, reused rather than reallocated, and kept small on a quiet
+//! connection.
 //!
 //! Received payloads are slices of the buffer they were read into (no copy), so a buffer
 //! stays allocated as long as any message read from it is alive. Allocating a fresh buffer
@@ -8,16 +9,25 @@
 //! the reader keeps the few buffers it filled last and refills the first one whose
 //! messages are all gone; a new buffer is allocated only when none is free.
 //!
+//! Size: a connection starts with a [`MIN`] buffer, as a plain WebSocket client would. A
+//! read that fills all the room it was given means more is waiting: the next buffer is
+//! twice as large, up to [`SIZE`] (or as large as one frame needs). After a quiet spell
+//! ([`ReadBuffer::quiet`]) the spares are let go and the sizes start small again, so an
+//! idle connection (most of a mesh's) holds one small buffer, whatever it carried before.
+//!
 //! Bounds: at most [`SPARES`] buffers are kept besides the active one, and only buffers of
 //! at most [`MAX_SPARE`] bytes (the one that held a very large message is let go, to be
-//! freed with its last message).
+//! freed with its last message). What a payload the user keeps holds is
+//! `engine::Payload::into_owned`'s concern (small ones are copied out).
 
 use std::collections::VecDeque;
 
 use bytes::BytesMut;
 
-/// Size of a read buffer.
+/// Size of a busy connection's read buffer.
 const SIZE: usize = 64 * 1024;
+/// Size of a new or quiet connection's read buffer.
+const MIN: usize = 16 * 1024;
 /// Buffers kept for reuse besides the active one.
 const SPARES: usize = 3;
 /// Largest buffer kept for reuse.
@@ -29,14 +39,44 @@ pub(crate) struct ReadBuffer {
     active_size: usize,
     /// Buffers filled before, emptied (their unread bytes moved on), with their sizes.
     spares: VecDeque<(BytesMut, usize)>,
+    /// Size of the next buffer allocated: [`MIN`] to [`SIZE`], doubled by a read that
+    /// filled its room.
+    size: usize,
 }
 
 impl ReadBuffer {
     pub(crate) fn new() -> Self {
         Self {
-            active: BytesMut::with_capacity(SIZE),
-            active_size: SIZE,
+            active: BytesMut::with_capacity(MIN),
+            active_size: MIN,
             spares: VecDeque::new(),
+            size: MIN,
+        }
+    }
+
+    /// Room after the bytes buffered, for the next read.
+    pub(crate) fn room(&self) -> usize {
+        self.active.capacity() - self.active.len()
+    }
+
+    /// A read of `read` bytes into `room` ([`ReadBuffer::room`] before it) completed: one
+    /// that filled it makes the next buffer larger.
+    pub(crate) fn read(&mut self, read: usize, room: usize) {
+        if read >= room && self.size < SIZE {
+            self.size *= 2;
+        }
+    }
+
+    /// The connection has been quiet: the spares go, the next buffer is small again, and
+    /// a large active buffer is swapped for a small one if what it holds fits.
+    pub(crate) fn quiet(&mut self) {
+        self.spares.clear();
+        self.size = MIN;
+        if self.active_size > MIN && self.active.len() <= MIN / 2 {
+            let mut small = BytesMut::with_capacity(MIN);
+            small.extend_from_slice(&self.active);
+            self.active = small;
+            self.active_size = MIN;
         }
     }
 
@@ -57,7 +97,7 @@ impl ReadBuffer {
         if active.capacity() - active.len() >= additional || active.try_reclaim(additional) {
             return;
         }
-        let want = (active.len() + additional).max(SIZE);
+        let want = (active.len() + additional).max(self.size);
         let free = self
             .spares
             .iter_mut()
@@ -86,8 +126,8 @@ mod tests {
     #[test]
     fn a_buffer_is_reused_once_its_messages_are_gone() {
         let mut buf = ReadBuffer::new();
-        buf.bytes().extend_from_slice(&[1; SIZE - 100]);
-        let message = buf.bytes().split_to(SIZE - 200).freeze();
+        buf.bytes().extend_from_slice(&[1; MIN - 100]);
+        let message = buf.bytes().split_to(MIN - 200).freeze();
         let first = message.as_ptr();
         // The active buffer is still referenced by `message`: a new one takes over.
         buf.reserve(4096);
@@ -102,7 +142,7 @@ mod tests {
         buf.bytes().extend_from_slice(&[2; 1000]);
         // More room than the active buffer has (and `second` holds it): the first one,
         // free again, is reused, with the unread bytes moved in.
-        buf.reserve(SIZE - 1050);
+        buf.reserve(MIN - 1050);
         assert_eq!(buf.bytes().as_ptr(), first);
         assert_eq!(&buf.bytes()[..], &[2; 1000][..]);
         drop(second);
@@ -126,5 +166,33 @@ mod tests {
         buf.reserve(2 * MAX_SPARE);
         assert!(buf.spares.iter().all(|(_, size)| *size <= MAX_SPARE));
         assert_eq!(buf.spares.len(), SPARES);
+    }
+
+    #[test]
+    fn reads_that_fill_their_room_grow_the_buffers_and_a_quiet_spell_shrinks_them() {
+        let mut buf = ReadBuffer::new();
+        assert_eq!(buf.allocated(), MIN);
+        // Reads that leave room: the size stays.
+        buf.read(100, buf.room());
+        assert_eq!(buf.size, MIN);
+        // Reads that fill it: twice as large each time, up to SIZE.
+        for _ in 0..5 {
+            let room = buf.room();
+            buf.read(room, room);
+        }
+        assert_eq!(buf.size, SIZE);
+        // The next buffer (the active one is still referenced) is a busy one.
+        buf.bytes().extend_from_slice(&[3; 100]);
+        let held = buf.bytes().split_to(100).freeze();
+        buf.reserve(MIN);
+        assert_eq!(buf.allocated(), SIZE);
+        assert_eq!(buf.spares.len(), 1);
+        // Quiet: no spares, small buffers again, the unread bytes kept.
+        buf.bytes().extend_from_slice(&[4; 10]);
+        buf.quiet();
+        assert!(buf.spares.is_empty());
+        assert_eq!((buf.allocated(), buf.size), (MIN, MIN));
+        assert_eq!(&buf.bytes()[..], &[4; 10][..]);
+        drop(held);
     }
 }

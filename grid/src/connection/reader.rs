@@ -48,6 +48,10 @@ pub(crate) async fn read_loop(
             Ok(Incoming::Close(close)) => return Lost::PeerClosed(close),
             Err(why) => return why,
         };
+        if session.quiet.reader.take() {
+            // Woken on a quiet connection (by a ping): let go of what busy traffic grew.
+            socket.quiet();
+        }
         let now = Instant::now().into_std();
         let mut messages = match FrameMessages::new(&frame, session.limits) {
             Ok(m) => m,

@@ -185,6 +185,7 @@ async fn run_session(
     let ended =
         |what: &str, e: tokio::task::JoinError| Lost::Failed(format!("{what} task ended: {e}"));
     let mut writer_running = true;
+    let mut quiet = QuietWatch::new(inner, core.config.ping_interval);
     let end = loop {
         let due = Instant::from_std(session.with(|e| e.poll_timeout()));
         tokio::select! {
@@ -197,6 +198,9 @@ async fn run_session(
                 let now = Instant::now().into_std();
                 if let Err(why) = session.with(|e| e.handle_timeout(now)) {
                     break End::Lost(Lost::Failed(why));
+                }
+                if quiet.check(inner, now) {
+                    session.quiet.set();
                 }
             }
             () = session.timer.notified() => {}
@@ -243,6 +247,39 @@ async fn run_session(
         });
     }
     end
+}
+
+/// Frames in both directions over a ping interval at or below which a connection counts
+/// as quiet: an idle one exchanges two pings and two pongs.
+const QUIET_FRAMES: u64 = 8;
+
+/// Tells, once per ping interval, whether the connection was quiet since the last time.
+struct QuietWatch {
+    every: Duration,
+    since: std::time::Instant,
+    frames: u64,
+}
+
+impl QuietWatch {
+    fn new(inner: &ConnInner, every: Duration) -> Self {
+        Self {
+            every,
+            since: std::time::Instant::now(),
+            frames: inner.counters.frames(),
+        }
+    }
+
+    /// At `now`: whether a ping interval passed with at most [`QUIET_FRAMES`] frames.
+    fn check(&mut self, inner: &ConnInner, now: std::time::Instant) -> bool {
+        if now.saturating_duration_since(self.since) < self.every {
+            return false;
+        }
+        let frames = inner.counters.frames();
+        let quiet = frames.saturating_sub(self.frames) <= QUIET_FRAMES;
+        self.since = now;
+        self.frames = frames;
+        quiet
+    }
 }
 
 /// Jittered exponential backoff: `min * 2^attempt`, capped at `max`, scaled by a random

@@ -1,9 +1,10 @@
 //! Serving a stream the remote opened: accept it with the handler's capacities, run the
 //! handler in a task, and end the stream with the handler's result.
 
-use std::panic::AssertUnwindSafe;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use futures::future::Either;
 use futures::FutureExt;
 
 use super::serve::{context, panic_message};
@@ -48,17 +49,29 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
         input,
         output,
     };
-    let run = entry.handler.call.clone();
     let span =
         tracing::debug_span!("grid.stream", peer = %conn.remote, handler = %handler, mux = mux_id);
+    // The handler function runs here and returns its future, so the task holds only that
+    // future (boxed) and what ends the stream: not the call's parts beside it (an idle
+    // stream's task is most of what the stream costs). A panic in the function's
+    // synchronous part must not unwind the reader.
+    let started = catch_unwind(AssertUnwindSafe(|| {
+        let _entered = (!span.is_disabled()).then(|| span.enter());
+        CURRENT_CALL.sync_scope(current.clone(), || (entry.handler.call)(call))
+    }));
+    let body = match started {
+        Ok(fut) => Either::Left(CURRENT_CALL.scope(current, AssertUnwindSafe(fut).catch_unwind())),
+        Err(panic) => Either::Right(std::future::ready(Err(panic))),
+    };
     let s = session.clone();
-    let fire = cancel.clone();
+    // The call is over when this task ends, however it ends (dropped with the closure if
+    // the task is aborted first).
+    let over = FireOnDrop::new(cancel);
+    // `map`, not an `async` block awaiting `body`, which would hold it twice.
     let task = core.tasks.spawn(tracing::Instrument::instrument(
-        async move {
-            // The call is over when this task ends, however it ends.
-            let _over = FireOnDrop::new(fire);
-            let body = AssertUnwindSafe(async move { run(call).await }).catch_unwind();
-            let failure = match CURRENT_CALL.scope(current, body).await {
+        body.map(move |outcome| {
+            let _over = over;
+            let failure = match outcome {
                 Ok(Ok(())) => None,
                 Ok(Err(remote)) => Some(ErrorPayload::new(remote.kind(), remote.message)),
                 Err(panic) => {
@@ -69,7 +82,7 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
             };
             serving.ended(failure.as_ref());
             s.with_finished(Some(key), |e| e.stream_returned(key, failure));
-        },
+        }),
         span,
     ));
     session.attach(key, task.abort_handle());

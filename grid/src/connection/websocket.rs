@@ -168,6 +168,11 @@ impl FrameReader {
         }
     }
 
+    /// The connection has been quiet: let go of the buffers busy traffic needed.
+    pub(crate) fn quiet(&mut self) {
+        self.buf.quiet();
+    }
+
     /// The next message, or why the socket can no longer be read: it failed, or the peer
     /// broke the WebSocket protocol ([`Lost::Violation`], with the close to answer).
     ///
@@ -185,9 +190,10 @@ impl FrameReader {
                 0 => 4096,
                 missing => missing.min(4096),
             });
+            let room = self.buf.room();
             match self.io.read_buf(self.buf.bytes()).await {
                 Ok(0) => return Err(Lost::Failed("peer closed the socket".into())),
-                Ok(_) => {}
+                Ok(n) => self.buf.read(n, room),
                 Err(e) => return Err(Lost::Failed(format!("socket read failed: {e}"))),
             }
         }

@@ -53,6 +53,10 @@ pub(crate) async fn write_loop(
             let _ = socket.close(&session.goodbye()).await;
             return Lost::Failed(format!("session closed: {e}"));
         }
+        if session.quiet.writer.take() {
+            // Woken on a quiet connection (by a ping): let go of what busy traffic grew.
+            tx.shrink();
+        }
         if !starts.is_empty() {
             // Handlers that waited for the answers ahead of them to drain.
             start_handlers(&conn, &session, &mut starts, Answers::Apply);

@@ -56,6 +56,18 @@ pub(super) struct CallerCall {
 }
 
 impl CallerCall {
+    /// What a pooled box holds once its call ended: nothing alive.
+    pub(super) fn ended(was: &CallerCall) -> CallerCall {
+        CallerCall {
+            state: CallState::Waiting,
+            waker: None,
+            deadline: was.deadline,
+            out: OutQueue::default(),
+            counted: None,
+            held: false,
+        }
+    }
+
     pub(super) fn wire_done(&self) -> bool {
         !matches!(self.state, CallState::Waiting) && self.out.is_idle()
     }
@@ -86,6 +98,19 @@ pub(super) struct HandlerCall {
 }
 
 impl HandlerCall {
+    /// What a pooled box holds once its call ended: nothing alive.
+    pub(super) fn ended(was: &HandlerCall) -> HandlerCall {
+        HandlerCall {
+            mux_id: 0,
+            handler: was.handler,
+            state: HandlerCallState::Done,
+            deadline: None,
+            out: OutQueue::default(),
+            counted: None,
+            batch: 0,
+        }
+    }
+
     pub(super) fn wire_done(&self) -> bool {
         self.state == HandlerCallState::Done && self.out.is_idle()
     }
@@ -201,14 +226,16 @@ impl Engine {
     pub(crate) fn open_call(&mut self, now: Instant, o: Outgoing) -> Result<Key, Error> {
         let ms = self.admit_outgoing(now, &o)?;
         let deadline = o.deadline;
-        let key = self.callers.insert(CallerEntry::Call(CallerCall {
-            state: CallState::Waiting,
-            waker: None,
-            deadline,
-            out: OutQueue::default(),
-            counted: None,
-            held: true,
-        }));
+        let key = self
+            .callers
+            .insert(CallerEntry::Call(self.caller_boxes.boxed(CallerCall {
+                state: CallState::Waiting,
+                waker: None,
+                deadline,
+                out: OutQueue::default(),
+                counted: None,
+                held: true,
+            })));
         self.timers.add_deadline(deadline, Side::Caller, key);
         self.activate_or_queue(key, Self::open_message(key, Op::Request, o, ms));
         Ok(key)
@@ -395,7 +422,7 @@ impl Engine {
             s.batch = self.batch;
             HandlerEntry::Stream(Box::new(s))
         } else {
-            HandlerEntry::Call(HandlerCall {
+            HandlerEntry::Call(self.handler_boxes.boxed(HandlerCall {
                 mux_id: msg.mux_id,
                 handler: msg.handler,
                 state: HandlerCallState::Pending,
@@ -403,7 +430,7 @@ impl Engine {
                 out: OutQueue::default(),
                 counted: Some(len),
                 batch: self.batch,
-            })
+            }))
         };
         let key = self.handlers.insert(entry);
         self.handler_ids.insert(msg.mux_id, key);

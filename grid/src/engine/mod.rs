@@ -74,7 +74,7 @@ use crate::error::Error;
 use assembly::Assembler;
 use calls::{CallerCall, HandlerCall};
 use outbox::Outbox;
-use slab::Slab;
+use slab::{BoxPool, Slab};
 use state::Stream;
 use timers::Timers;
 
@@ -133,15 +133,15 @@ pub(crate) struct Start {
     pub(crate) deadline: Option<Instant>,
 }
 
-// Single calls are the hot path and stay inline; streams are boxed.
-#[allow(clippy::large_enum_variant)]
+// Both boxed, so a slab slot is two words whatever the entry: 10,000 idle streams would
+// otherwise hold 10,000 slots sized for a call (240 B, and the slab's growth room).
 enum CallerEntry {
-    Call(CallerCall),
+    Call(Box<CallerCall>),
     Stream(Box<Stream>),
 }
 
 enum HandlerEntry {
-    Call(HandlerCall),
+    Call(Box<HandlerCall>),
     Stream(Box<Stream>),
 }
 
@@ -150,6 +150,9 @@ pub(crate) struct Engine {
     config: Config,
     callers: Slab<CallerEntry>,
     handlers: Slab<HandlerEntry>,
+    /// Boxes of ended single calls, for the next ones.
+    caller_boxes: BoxPool<CallerCall>,
+    handler_boxes: BoxPool<HandlerCall>,
     /// The peer's mux ids of the calls and streams served here, while they are live.
     handler_ids: mux_ids::MuxIds,
     /// Live (not yet ended on the wire) calls and streams per side.
@@ -195,6 +198,8 @@ impl Engine {
             config,
             callers: Slab::default(),
             handlers: Slab::default(),
+            caller_boxes: BoxPool::default(),
+            handler_boxes: BoxPool::default(),
             handler_ids: mux_ids::new(seed),
             active_callers: 0,
             active_handlers: 0,
@@ -387,10 +392,14 @@ impl Engine {
     fn remove(&mut self, side: Side, key: Key) {
         match side {
             Side::Caller => {
-                self.callers.remove(key);
+                if let Some(CallerEntry::Call(c)) = self.callers.remove(key) {
+                    self.caller_boxes.recycle(c, CallerCall::ended);
+                }
             }
             Side::Handler => {
-                self.handlers.remove(key);
+                if let Some(HandlerEntry::Call(c)) = self.handlers.remove(key) {
+                    self.handler_boxes.recycle(c, HandlerCall::ended);
+                }
             }
         }
         self.check_idle();

@@ -3,6 +3,9 @@
 //!
 //! The calls and streams this side opens are named on the wire by their key
 //! ([`Key::mux_id`]), so an answer finds its call by index, without hashing.
+//!
+//! Entries are boxed (a slot is then two words, whatever the entry); [`BoxPool`] keeps a
+//! few boxes of ended calls for the next ones, so a busy connection allocates none.
 
 /// The name of one slab entry: its slot and the slot's generation when it was inserted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,6 +32,43 @@ impl Key {
     /// The slot index (for tables kept beside the slab).
     pub(crate) fn index(self) -> usize {
         self.index as usize
+    }
+}
+
+/// Boxes kept for reuse: at most this many per pool.
+const POOLED: usize = 32;
+
+/// A few boxes of `T` whose entries ended, reused for new entries.
+pub(crate) struct BoxPool<T> {
+    spare: Vec<Box<T>>,
+}
+
+impl<T> Default for BoxPool<T> {
+    fn default() -> Self {
+        Self { spare: Vec::new() }
+    }
+}
+
+impl<T> BoxPool<T> {
+    /// `value` in a box: a pooled one if there is one.
+    pub(crate) fn boxed(&mut self, value: T) -> Box<T> {
+        match self.spare.pop() {
+            Some(mut b) => {
+                *b = value;
+                b
+            }
+            None => Box::new(value),
+        }
+    }
+
+    /// Keeps `b` for reuse (if there is room), its entry replaced by `empty` (so nothing
+    /// it held, a waker, a payload, stays alive in the pool).
+    pub(crate) fn recycle(&mut self, mut b: Box<T>, empty: impl FnOnce(&T) -> T) {
+        if self.spare.len() < POOLED {
+            let e = empty(&b);
+            *b = e;
+            self.spare.push(b);
+        }
     }
 }
 
@@ -194,5 +234,25 @@ mod tests {
             assert_eq!(Key::from_mux_id(key.mux_id()), Some(key));
         }
         assert_eq!(Key::from_mux_id(0), None);
+    }
+
+    #[test]
+    fn pooled_boxes_are_reused_emptied_and_bounded() {
+        let mut pool = BoxPool::default();
+        let a = pool.boxed(vec![1u8; 100]);
+        let at = &*a as *const Vec<u8>;
+        pool.recycle(a, |_| Vec::new());
+        assert_eq!(pool.spare.len(), 1);
+        assert!(
+            pool.spare.iter().all(|b| b.is_empty()),
+            "emptied when pooled"
+        );
+        let b = pool.boxed(vec![2]);
+        assert_eq!(&*b as *const Vec<u8>, at, "the pooled box is reused");
+        assert_eq!(*b, vec![2]);
+        for _ in 0..2 * POOLED {
+            pool.recycle(Box::new(vec![3]), |_| Vec::new());
+        }
+        assert_eq!(pool.spare.len(), POOLED);
     }
 }

@@ -71,6 +71,13 @@ impl Transmit {
         self.early = false;
     }
 
+    /// Gives back the memory a busy spell grew (the frame's buffer, the batch's list),
+    /// keeping what is in them.
+    pub(crate) fn shrink(&mut self) {
+        self.frame.shrink();
+        self.whole.shrink_to_fit();
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.transport_pong.is_none() && self.count == 0 && self.chunk.is_none()
     }
