@@ -20,6 +20,8 @@
 
 mod drive;
 mod raw;
+#[path = "../common/resident.rs"]
+mod resident;
 mod streams;
 mod typed;
 
@@ -196,7 +198,10 @@ fn row(label: &str, g: &Figures, r: &Figures) {
 async fn run(secs: f64) {
     let (a, _b) = grid_pair().await;
     let conn = a.connection("b").expect("conn");
-    let raw = RawClient::start().await;
+    let raw_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let raw_addr = raw_listener.local_addr().expect("addr");
+    raw::serve_echo(raw_listener);
+    let raw = RawClient::connect(raw_addr).await;
     // For instruction counts under callgrind: exactly N sequential calls of one side, then
     // exit (run twice with different N and divide the difference by the difference in N).
     if let Some(n) = std::env::var("BENCH_FIXED_CALLS")

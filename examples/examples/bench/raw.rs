@@ -31,28 +31,35 @@ pub struct RawClient {
     next_id: Arc<AtomicU64>,
 }
 
+/// Serves echo on every WebSocket `listener` accepts: each connection echoes every message
+/// back, feeding what is queued and flushing once.
+pub fn serve_echo(listener: TcpListener) {
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let Ok(ws) = tokio_tungstenite::accept_async_with_config(tcp, Some(config())).await
+                else {
+                    return;
+                };
+                let (mut tx, mut rx) = ws.split();
+                while let Some(Ok(msg)) = rx.next().await {
+                    let _ = tx.feed(msg).await;
+                    while let Some(Some(Ok(more))) = rx.next().now_or_never() {
+                        let _ = tx.feed(more).await;
+                    }
+                    if tx.flush().await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
 impl RawClient {
-    /// Starts an echo server on loopback and connects to it.
-    pub async fn start() -> RawClient {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.expect("accept");
-            let _ = tcp.set_nodelay(true);
-            let ws = tokio_tungstenite::accept_async_with_config(tcp, Some(config()))
-                .await
-                .expect("upgrade");
-            let (mut tx, mut rx) = ws.split();
-            while let Some(Ok(msg)) = rx.next().await {
-                let _ = tx.feed(msg).await;
-                while let Some(Some(Ok(more))) = rx.next().now_or_never() {
-                    let _ = tx.feed(more).await;
-                }
-                if tx.flush().await.is_err() {
-                    break;
-                }
-            }
-        });
+    /// Connects to an echo server ([`serve_echo`]) at `addr`.
+    pub async fn connect(addr: std::net::SocketAddr) -> RawClient {
         let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let _ = tcp.set_nodelay(true);
         let (ws, _) = tokio_tungstenite::client_async_with_config(
@@ -79,8 +86,10 @@ impl RawClient {
         let w = waiters.clone();
         tokio::spawn(async move {
             while let Some(Ok(Message::Binary(b))) = stream.next().await {
-                let id = u64::from_be_bytes(b[..8].try_into().expect("id"));
-                if let Some(tx) = w.lock().expect("lock").remove(&id) {
+                let Some(id) = b.get(..8).and_then(|id| id.try_into().ok()) else {
+                    continue;
+                };
+                if let Some(tx) = w.lock().expect("lock").remove(&u64::from_be_bytes(id)) {
                     let _ = tx.send(b);
                 }
             }

@@ -105,24 +105,14 @@ pub async fn raw_rate(total: u64) -> f64 {
     total as f64 / start.elapsed().as_secs_f64()
 }
 
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
 /// Resident bytes per open idle stream (both ends in this process), over `n` streams.
 pub async fn idle_memory(conn: &Connection, n: usize) -> f64 {
-    let before = rss_bytes();
+    let before = crate::resident::resident_bytes();
     let mut open = Vec::with_capacity(n);
     for _ in 0..n {
         open.push(conn.open_stream(IDLE, None).await.expect("open"));
     }
-    let after = rss_bytes();
+    let after = crate::resident::resident_bytes();
     drop(open);
     conn.wait_idle().await;
     after.saturating_sub(before) as f64 / n as f64
