@@ -101,7 +101,10 @@ impl ReadBuffer {
         let free = self
             .spares
             .iter_mut()
-            .position(|(spare, size)| *size >= want && spare.try_reclaim(want));
+            // Not a much larger one: a payload kept from it would hold all of it.
+            .position(|(spare, size)| {
+                *size >= want && *size <= 2 * want.max(SIZE) && spare.try_reclaim(want)
+            });
         let (mut next, size) = match free.and_then(|i| self.spares.remove(i)) {
             Some(spare) => spare,
             None => (BytesMut::with_capacity(want), want),
@@ -194,5 +197,25 @@ mod tests {
         assert_eq!((buf.allocated(), buf.size), (MIN, MIN));
         assert_eq!(&buf.bytes()[..], &[4; 10][..]);
         drop(held);
+    }
+
+    #[test]
+    fn a_much_larger_spare_is_not_reused_for_ordinary_frames() {
+        let mut buf = ReadBuffer::new();
+        // A 200 KiB frame gets a buffer of its size; a payload of it is kept a while.
+        buf.reserve(200 << 10);
+        assert_eq!(buf.allocated(), 200 << 10);
+        buf.bytes().extend_from_slice(&[5; 200 << 10]);
+        let large = buf.bytes().split_to(200 << 10).freeze();
+        buf.reserve(MIN);
+        drop(large);
+        assert_eq!(buf.spares.len(), 1, "the large buffer is kept as a spare");
+        // Ordinary traffic: the active buffer (held) is replaced by a new small one, not
+        // by the 200 KiB spare, which a kept small payload would then hold whole.
+        buf.bytes().extend_from_slice(&[6; 100]);
+        let small = buf.bytes().split_to(100).freeze();
+        buf.reserve(MIN);
+        assert_eq!(buf.allocated(), MIN);
+        drop(small);
     }
 }

@@ -45,10 +45,10 @@ impl Payload {
     /// all of that buffer alive: a kept 16-byte request could hold 64 KiB to 1 MiB. So one
     /// shorter than [`COPY_BELOW`] is copied into an allocation of its own here, on the
     /// taker's thread (where it is usually freed too, which the allocator does cheaply); a
-    /// longer one stays a slice, no copy, holding at most a few times its size (read
-    /// buffers are 64 KiB, up to 256 KiB when reused; a message larger than that arrives
-    /// in a buffer of its own size). A chunked payload's parts are joined into a buffer
-    /// of its own.
+    /// longer one stays a slice, no copy, holding at most eight times its size (read
+    /// buffers are 16 to 64 KiB, a reused one at most 128 KiB; a message larger than that
+    /// arrives in a buffer of its own size). A chunked payload's parts are joined into a
+    /// buffer of its own.
     pub(crate) fn into_owned(self) -> Option<Bytes> {
         match self {
             Payload::Whole(b) if b.len() < COPY_BELOW && !b.is_empty() => {
