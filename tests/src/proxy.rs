@@ -1,10 +1,30 @@
-//! A fault-injecting TCP proxy: put it between two managers to cut every link, or to freeze
-//! traffic without closing the sockets (a silent peer).
+//! A fault-injecting TCP proxy: put it between two managers to break the links between
+//! them the ways a network does.
+//!
+//! The controls, each acting on every link (one inbound and one outbound socket, bytes
+//! pumped both ways) of the proxy:
+//! - [`Proxy::cut`] closes every current link normally: both sockets are closed, so each
+//!   peer reads an orderly end (FIN; a RST where bytes it sent were still unread, as
+//!   `close(2)` does).
+//! - [`Proxy::reset`] closes every current link abruptly: both sockets are closed with a
+//!   zero linger, so each peer gets a TCP RST (`ECONNRESET`) and anything still queued is
+//!   discarded.
+//! - [`Proxy::freeze`] / [`Proxy::thaw`] stop and restart forwarding without closing
+//!   anything: both peers go silent, and bytes read meanwhile are held until the thaw.
+//!   Links accepted while frozen stay silent too.
+//! - [`Proxy::throttle`] limits each direction of every link to a rate.
+//!
+//! New links are accepted whatever the controls say (a frozen proxy still accepts, and
+//! forwards nothing). [`Fault`] names one of these as a value, and [`Proxy::inject`] applies
+//! it (for a stall or a throttle, for its duration), for random fault schedules.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -16,6 +36,8 @@ pub struct Proxy {
     frozen: watch::Sender<bool>,
     rate: watch::Sender<Option<u64>>,
     forwarded: watch::Sender<u64>,
+    /// Counts resets; every link resets when it changes.
+    resets: watch::Sender<u64>,
     accept: JoinHandle<()>,
 }
 
@@ -25,6 +47,45 @@ struct Controls {
     frozen: watch::Receiver<bool>,
     rate: watch::Receiver<Option<u64>>,
     forwarded: watch::Sender<u64>,
+    /// Marked seen when the link is accepted: a link sees only the resets after it.
+    resets: watch::Receiver<u64>,
+}
+
+/// One fault on every link of a proxy, applied by [`Proxy::inject`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// [`Proxy::cut`]: every link closed normally.
+    Cut,
+    /// [`Proxy::reset`]: every link closed abruptly (RST).
+    Reset,
+    /// [`Proxy::freeze`] for this long, then [`Proxy::thaw`].
+    Stall(Duration),
+    /// [`Proxy::throttle`] to `bytes_per_sec` for `time`, then no limit.
+    Throttle {
+        /// The rate of each direction of every link.
+        bytes_per_sec: u64,
+        /// How long the limit holds.
+        time: Duration,
+    },
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Cut => write!(f, "cut"),
+            Fault::Reset => write!(f, "reset"),
+            Fault::Stall(d) => write!(f, "stall {} ms", d.as_millis()),
+            Fault::Throttle {
+                bytes_per_sec,
+                time,
+            } => write!(
+                f,
+                "throttle to {} KiB/s for {} ms",
+                bytes_per_sec / 1024,
+                time.as_millis()
+            ),
+        }
+    }
 }
 
 impl Proxy {
@@ -36,12 +97,14 @@ impl Proxy {
         let frozen = watch::Sender::new(false);
         let rate = watch::Sender::new(None);
         let forwarded = watch::Sender::new(0u64);
+        let resets = watch::Sender::new(0u64);
         let accept = {
             let links = links.clone();
             let controls = Controls {
                 frozen: frozen.subscribe(),
                 rate: rate.subscribe(),
                 forwarded: forwarded.clone(),
+                resets: resets.subscribe(),
             };
             tokio::spawn(async move {
                 while let Ok((inbound, _)) = listener.accept().await {
@@ -52,9 +115,13 @@ impl Proxy {
                     let _ = outbound.set_nodelay(true);
                     let (ri, wi) = inbound.into_split();
                     let (ro, wo) = outbound.into_split();
+                    let mut controls = controls.clone();
+                    controls.resets.borrow_and_update();
                     let a = tokio::spawn(pump(ri, wo, controls.clone()));
-                    let b = tokio::spawn(pump(ro, wi, controls.clone()));
+                    let b = tokio::spawn(pump(ro, wi, controls));
                     let mut l = links.lock().expect("links");
+                    // Links that ended on their own are forgotten (a long run makes many).
+                    l.retain(|pump| !pump.is_finished());
                     l.push(a);
                     l.push(b);
                 }
@@ -66,6 +133,7 @@ impl Proxy {
             frozen,
             rate,
             forwarded,
+            resets,
             accept,
         }
     }
@@ -75,11 +143,19 @@ impl Proxy {
         self.addr
     }
 
-    /// Closes every current link (both sockets of each); new links are still accepted.
+    /// Closes every current link (both sockets of each) normally; new links are still
+    /// accepted.
     pub fn cut(&self) {
         for l in self.links.lock().expect("links").drain(..) {
             l.abort();
         }
+    }
+
+    /// Closes every current link abruptly: both sockets of each are closed with a zero
+    /// linger, so both peers get a TCP RST instead of an orderly end. New links are still
+    /// accepted. The links close as soon as their tasks run (this does not wait).
+    pub fn reset(&self) {
+        self.resets.send_modify(|n| *n += 1);
     }
 
     /// Stops forwarding bytes without closing anything: both peers go silent.
@@ -97,6 +173,29 @@ impl Proxy {
         self.rate.send_replace(bytes_per_sec);
     }
 
+    /// Applies `fault`; a stall or a throttle holds for its duration, and the proxy forwards
+    /// freely again when this returns. Dropped early, a stall or throttle stays in force
+    /// (call [`Proxy::thaw`] and `throttle(None)`).
+    pub async fn inject(&self, fault: Fault) {
+        match fault {
+            Fault::Cut => self.cut(),
+            Fault::Reset => self.reset(),
+            Fault::Stall(time) => {
+                self.freeze();
+                tokio::time::sleep(time).await;
+                self.thaw();
+            }
+            Fault::Throttle {
+                bytes_per_sec,
+                time,
+            } => {
+                self.throttle(Some(bytes_per_sec));
+                tokio::time::sleep(time).await;
+                self.throttle(None);
+            }
+        }
+    }
+
     /// Waits until the proxy has forwarded at least `bytes` in all (both directions).
     pub async fn forwarded_at_least(&self, bytes: u64) {
         let mut rx = self.forwarded.subscribe();
@@ -111,7 +210,7 @@ impl Proxy {
             .iter()
             .filter(|l| !l.is_finished())
             .count()
-            / 2
+            .div_ceil(2)
     }
 }
 
@@ -122,11 +221,25 @@ impl Drop for Proxy {
     }
 }
 
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut c: Controls,
-) {
+/// Forwards `from` to `to` until either ends or the link is cut, or, when the link is reset,
+/// sets a zero linger on both sockets so that they close with a RST when their read halves
+/// are dropped (the link's other pump holds the other halves and ends on the same reset).
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut c: Controls) {
+    let mut resets = c.resets.clone();
+    let reset = tokio::select! {
+        () = forward(&mut from, &mut to, &mut c) => false,
+        changed = resets.changed() => changed.is_ok(),
+    };
+    if reset {
+        let _ = from.as_ref().set_zero_linger();
+        let _ = to.as_ref().set_zero_linger();
+        // Dropped, a write half shuts its direction down (a FIN, which the peer would read
+        // as an orderly end before the RST): the socket closes with the read half instead.
+        to.forget();
+    }
+}
+
+async fn forward(from: &mut OwnedReadHalf, to: &mut OwnedWriteHalf, c: &mut Controls) {
     let mut buf = vec![0u8; 16 * 1024];
     // The throttle: bytes forwarded since `since`, at `rate` (reset when the rate changes).
     let mut since = tokio::time::Instant::now();
@@ -150,12 +263,84 @@ async fn pump(
         }
         if let Some(rate) = rate.filter(|r| *r > 0) {
             sent += n as u64;
-            let due = since + std::time::Duration::from_secs_f64(sent as f64 / rate as f64);
+            let due = since + Duration::from_secs_f64(sent as f64 / rate as f64);
             tokio::time::sleep_until(due).await;
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
         c.forwarded.send_modify(|total| *total += n as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client through a proxy to a server that holds what it accepts; returns the proxy,
+    /// the client's socket and the server's.
+    async fn linked() -> (Proxy, TcpStream, TcpStream) {
+        let server = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let proxy = Proxy::start(server.local_addr().expect("addr")).await;
+        let mut client = TcpStream::connect(proxy.addr()).await.expect("connect");
+        let (mut far, _) = server.accept().await.expect("accept");
+        // One byte each way, so both pumps are running.
+        client.write_all(b"x").await.expect("write");
+        let mut b = [0u8; 1];
+        far.read_exact(&mut b).await.expect("read");
+        far.write_all(b"y").await.expect("write");
+        client.read_exact(&mut b).await.expect("read");
+        assert_eq!(proxy.open_links(), 1);
+        (proxy, client, far)
+    }
+
+    async fn read_end(s: &mut TcpStream) -> std::io::Result<usize> {
+        let mut b = [0u8; 16];
+        tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+            .await
+            .expect("the link ended")
+    }
+
+    #[tokio::test]
+    async fn a_reset_gives_both_peers_a_connection_reset() {
+        let (proxy, mut client, mut far) = linked().await;
+        proxy.reset();
+        for s in [&mut client, &mut far] {
+            let err = read_end(s).await.expect_err("a reset, not an orderly end");
+            assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+        }
+        // The pumps end as the sockets close; their tasks are done a moment later.
+        for _ in 0..100 {
+            if proxy.open_links() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} links still open after a reset", proxy.open_links());
+    }
+
+    #[tokio::test]
+    async fn a_cut_gives_both_peers_an_orderly_end() {
+        let (proxy, mut client, mut far) = linked().await;
+        proxy.cut();
+        for s in [&mut client, &mut far] {
+            assert_eq!(read_end(s).await.expect("an orderly end"), 0);
+        }
+        assert_eq!(proxy.open_links(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_link_made_after_a_reset_is_not_reset() {
+        let server = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let proxy = Proxy::start(server.local_addr().expect("addr")).await;
+        proxy.reset();
+        let mut client = TcpStream::connect(proxy.addr()).await.expect("connect");
+        let (mut far, _) = server.accept().await.expect("accept");
+        client.write_all(b"x").await.expect("write");
+        let mut b = [0u8; 1];
+        far.read_exact(&mut b)
+            .await
+            .expect("forwarded after the reset");
+        assert_eq!(proxy.open_links(), 1);
     }
 }

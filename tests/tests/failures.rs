@@ -122,6 +122,62 @@ async fn socket_killed_mid_call_fails_every_call_then_reconnects() {
 use std::future::IntoFuture;
 
 #[tokio::test]
+async fn a_link_reset_mid_call_fails_every_call_then_reconnects() {
+    within(async {
+        let (pair, mut started, dropped) = observed_pair(|b| b).await;
+        let (d_conn, a_conn) = pair.connections();
+        let mut calls = Vec::new();
+        for _ in 0..3 {
+            calls.push(tokio::spawn(d_conn.request(STUCK, None).into_future()));
+            calls.push(tokio::spawn(a_conn.request(STUCK, None).into_future()));
+        }
+        for _ in 0..6 {
+            started.recv().await.expect("handler started");
+        }
+
+        // Both sockets get a RST instead of an orderly close.
+        pair.proxy.reset();
+        for call in calls {
+            assert_eq!(call.await.expect("task"), Err(Error::Disconnected));
+        }
+        // Both sides say the socket failed (not that the peer broke the protocol).
+        for c in [&d_conn, &a_conn] {
+            let why = within(async {
+                loop {
+                    match c.last_error() {
+                        Some(e) => break e,
+                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+            })
+            .await;
+            assert!(
+                matches!(why, Error::Unreachable(_)),
+                "after a reset: {why:?}"
+            );
+        }
+        assert_idle(&pair.dialer).await;
+        assert_idle(&pair.acceptor).await;
+        assert_eq!(dropped.load(Ordering::SeqCst), 6);
+
+        let mut watch = d_conn.watch_state();
+        within(
+            watch
+                .wait_for(|_| d_conn.stats().reconnects >= 1 && d_conn.state() == State::Connected),
+        )
+        .await
+        .expect("watch");
+        pair.connected().await;
+        assert_eq!(
+            d_conn.request(ECHO, Bytes::from("again")).await,
+            Ok(Some(Bytes::from("again")))
+        );
+        pair.finish().await;
+    })
+    .await
+}
+
+#[tokio::test]
 async fn silent_peer_is_declared_dead_after_two_ping_intervals() {
     within(async {
         let (pair, mut started, dropped) =
