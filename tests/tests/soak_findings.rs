@@ -1,6 +1,5 @@
-//! What the fault soak (`benches/soak.rs`) found, each reduced to a test that shows it.
-//! Ignored while the library behaves this way: run with `cargo test -p grid-tests --test
-//! soak_findings -- --ignored`.
+//! What the fault soak (`benches/soak.rs`) found, each reduced to a test that failed until
+//! the library was fixed.
 
 use std::future::IntoFuture;
 use std::time::Duration;
@@ -15,15 +14,15 @@ const PUMP: HandlerId = HandlerId::new(2);
 
 /// In the soak, streams opened as a link was throttled ended with `Cancelled` (no echo
 /// received) the moment the throttle lifted, though their caller never stopped. The handler
-/// side cancels a stream whose caller was silent on it for three stream-ping intervals
+/// side cancelled a stream whose caller was silent on it for three stream-ping intervals
 /// while the connection was not; the caller's stream pings go out ahead of any data queued
-/// in grid, but not ahead of bytes already written to the socket. When the caller writes
+/// in grid, but not ahead of bytes already written to the socket. (Now silence counts only
+/// up to the newest connection ping the caller answered.) When the caller writes
 /// more into its socket buffers than the link carries in three intervals (here 4 MiB
 /// written at once, a link of 64 KiB/s, a 200 ms interval), the handler side keeps hearing
 /// old bytes on the connection and none on the stream, and cancels a live stream. With the
 /// default interval (15 s) it takes a link slower than the buffered bytes / 45 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: a live stream behind a growing socket backlog is cancelled as silent"]
 async fn a_live_stream_behind_a_growing_socket_backlog_stays_open() {
     within(async {
         let pair = ProxiedPair::start(|b| {

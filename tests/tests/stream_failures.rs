@@ -132,6 +132,7 @@ async fn a_caller_that_stops_pinging_has_its_stream_cancelled() {
         let m = builder(a)
             .peer(d, "ws://127.0.0.1:1/grid/v1")
             .stream_ping_interval(Duration::from_millis(30))
+            .ping_interval(Duration::from_millis(50))
             .build()
             .expect("build");
         tokio::spawn(m.clone().serve(l));
@@ -146,21 +147,23 @@ async fn a_caller_that_stops_pinging_has_its_stream_cancelled() {
         send(&mut ws, &open).await;
         let ack = wait_for(&mut ws, |m| m.mux_id == 7).await;
         assert_eq!(ack.op, Op::AckMux);
-        // This raw caller keeps the connection alive but never pings the stream: the
-        // handler side cancels it.
+        // This raw caller keeps the connection alive (it pings, and answers the node's
+        // pings at once) but never pings the stream: the handler side cancels it.
         let mut alive = Message::new(Op::Ping);
         alive.payload = Some(Bytes::from_static(&[0; 8]));
-        let gone = loop {
+        let gone = 'heard: loop {
             send(&mut ws, &alive).await;
             let heard =
                 tokio::time::timeout(Duration::from_millis(10), next_messages(&mut ws)).await;
-            let found = heard.ok().and_then(|messages| {
-                messages
-                    .into_iter()
-                    .find(|m| m.mux_id == 7 && m.op == Op::DisconnectClientMux)
-            });
-            if let Some(m) = found {
-                break m;
+            for m in heard.unwrap_or_default() {
+                if m.mux_id == 7 && m.op == Op::DisconnectClientMux {
+                    break 'heard m;
+                }
+                if m.mux_id == 0 && m.op == Op::Ping {
+                    let mut pong = Message::new(Op::Pong);
+                    pong.payload = m.payload;
+                    send(&mut ws, &pong).await;
+                }
             }
         };
         assert!(gone.flags.contains(Flags::PAYLOAD_IS_ERROR));

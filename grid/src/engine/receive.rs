@@ -410,6 +410,13 @@ impl Engine {
         let elapsed = now.saturating_duration_since(self.epoch).as_nanos() as u64;
         let rtt = elapsed.saturating_sub(sent).max(1);
         self.last_rtt = Some(std::time::Duration::from_nanos(rtt));
+        // The echoed time is the peer's to send: one from the future is ignored.
+        if sent <= elapsed {
+            let at = self.epoch + std::time::Duration::from_nanos(sent);
+            if self.timers.answered.is_none_or(|a| a < at) {
+                self.timers.answered = Some(at);
+            }
+        }
     }
 
     /// The payload of a connection ping sent now: the time since the engine started.

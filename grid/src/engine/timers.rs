@@ -15,6 +15,10 @@ pub(super) struct Timers {
     deadlines: BTreeSet<(Instant, Side, Key)>,
     /// When the peer last sent anything.
     pub(super) last_heard: Instant,
+    /// When this side sent the newest connection ping the peer has answered: everything
+    /// the peer wrote before its pong has arrived (one socket, in order), so whatever it
+    /// had to say before then has been heard.
+    pub(super) answered: Option<Instant>,
     next_ping: Instant,
     next_stream_tick: Instant,
     /// When the writer took the frame it is still writing.
@@ -32,6 +36,7 @@ impl Timers {
         Self {
             deadlines: BTreeSet::new(),
             last_heard: now,
+            answered: None,
             next_ping: now + config.ping_interval,
             next_stream_tick: now + config.stream_ping_interval,
             write_started: None,
@@ -150,9 +155,11 @@ impl Engine {
 
     /// Pings every stream opened here that the peer acknowledged, and cancels the streams
     /// served here whose caller has been silent on them for three stream-ping intervals
-    /// while the connection itself was not: silence is measured up to the last message
-    /// heard on the connection, so a reader that is merely behind (its pings not read yet)
-    /// never makes a stream look abandoned. A connection silent as a whole is the silence
+    /// before the newest connection ping it answered was sent. Its pong came after
+    /// everything it wrote before, its stream pings included, so a stream silent up to
+    /// then was abandoned; silence measured up to the last message heard instead would
+    /// cancel live streams whose pings wait behind megabytes the caller already wrote to a
+    /// slow socket (the soak found it). A connection silent as a whole is the silence
     /// check's business.
     fn stream_tick(&mut self, now: Instant) {
         let mut pings = Vec::new();
@@ -168,8 +175,10 @@ impl Engine {
         for key in pings {
             self.push_stream_ping(Side::Caller, key);
         }
-        let heard = self.timers.last_heard.min(now);
-        let Some(since) = heard.checked_sub(self.config.stream_ping_interval * 3) else {
+        let Some(since) = self.timers.answered.and_then(|sent| {
+            sent.min(now)
+                .checked_sub(self.config.stream_ping_interval * 3)
+        }) else {
             return;
         };
         let mut silent = Vec::new();

@@ -330,15 +330,16 @@ fn stream_pings() {
 #[test]
 fn a_silent_caller_is_cancelled() {
     in_every_state("silent caller", |f| {
-        // The caller's stream pings are lost, but the connection is alive: B keeps
-        // hearing connection pings while it hears nothing of the stream.
+        // The caller's stream pings are lost, but the connection is alive: A answers B's
+        // connection pings at once (B hears pongs for pings sent after the stream went
+        // silent) while B hears nothing of the stream.
         for _ in 0..5 {
             f.net.advance(Duration::from_secs(15));
             let _lost_stream_pings = f.net.a.transmit(f.net.now);
-            let mut ping = Message::new(Op::Ping);
-            ping.payload = Some(Bytes::from_static(&[0; 8]));
             let now = f.net.now;
-            f.net.b.e.handle(now, ping).expect("a connection ping");
+            let mut pong = Message::new(Op::Pong);
+            pong.payload = Some(f.net.b.e.ping_payload(now));
+            f.net.b.e.handle(now, pong).expect("a connection pong");
             f.net.b.wake();
             let now = f.net.now;
             f.net.b.e.handle_timeout(now).expect("timeout");
