@@ -1,4 +1,4 @@
-//! What the fault soak (`benches/soak.rs`) found, each reduced to a test that failed until
+//! What the fault soak (`benches/soak/`) found, each reduced to a test that failed until
 //! the library was fixed.
 
 use std::future::IntoFuture;
