@@ -313,6 +313,12 @@ impl Assembler {
     pub(crate) fn held(&self) -> usize {
         self.held
     }
+
+    /// Payloads in progress (held or being dropped).
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn partials(&self) -> usize {
+        self.partials.len()
+    }
 }
 
 #[cfg(test)]

@@ -468,7 +468,7 @@ impl Engine {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 impl Engine {
     /// Asserts every invariant the engine keeps between steps (for the stepped tests).
     pub(crate) fn check_invariants(&self) {
@@ -526,5 +526,55 @@ impl Engine {
         assert!(self.active_callers <= self.config.peer_max_concurrent);
         assert!(self.active_handlers <= self.config.max_concurrent);
         self.check_outbox();
+        self.check_held();
+        self.check_timers();
+    }
+
+    /// Asserts that what the engine holds is bounded: by the limits for what the peer can
+    /// make it hold, and otherwise by what is live (no entry, waiting start or timer
+    /// outlives the call or stream it is for).
+    fn check_held(&self) {
+        let c = &self.config;
+        assert!(
+            self.assembler.held() <= c.reassembly_window.max(c.max_message_size),
+            "partial payloads held: {} (window {}, max message {})",
+            self.assembler.held(),
+            c.reassembly_window,
+            c.max_message_size
+        );
+        assert!(self.assembler.partials() <= assembly::MAX_IN_PROGRESS);
+        assert!(
+            self.request_bytes.1 <= c.max_request_bytes.max(c.max_message_size),
+            "request bytes held for the peer"
+        );
+        assert!(
+            self.outbox.refusals() <= c.max_concurrent,
+            "refusals waiting"
+        );
+        // Every entry is live on the wire, waiting for the peer's room, or held by a user.
+        for (key, e) in self.callers.iter() {
+            let (counted, released) = match e {
+                CallerEntry::Call(c) => (c.counted.is_some(), c.released()),
+                CallerEntry::Stream(s) => (s.counted.is_some(), s.released()),
+            };
+            assert!(
+                counted || !released || self.queued.iter().any(|(k, _)| *k == key),
+                "a call or stream made here that nothing holds"
+            );
+        }
+        for (_, e) in self.handlers.iter() {
+            let live = match e {
+                HandlerEntry::Call(c) => c.counted.is_some(),
+                HandlerEntry::Stream(s) => s.counted.is_some() || !s.released(),
+            };
+            assert!(live, "a call or stream served here that nothing holds");
+        }
+        for (side, key) in self.timers.deadline_keys() {
+            let live = match side {
+                Side::Caller => self.callers.get(key).is_some(),
+                Side::Handler => self.handlers.get(key).is_some(),
+            };
+            assert!(live, "a deadline for a call or stream that is gone");
+        }
     }
 }

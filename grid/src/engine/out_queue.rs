@@ -106,7 +106,7 @@ impl EarlyLane {
         }
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     fn payload_bytes(&self) -> usize {
         let queued = self.lens.get(self.first..).unwrap_or_default();
         queued.iter().map(|&(_, p)| p as usize).sum()
@@ -234,7 +234,7 @@ impl OutQueue {
     }
 
     /// Asserts the byte count and the lanes agree.
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub(super) fn check(&self) -> usize {
         let whole: usize = self
             .single

@@ -433,7 +433,7 @@ impl Engine {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 impl Engine {
     /// Asserts the schedule and the byte counts agree with the entries' queues.
     pub(super) fn check_outbox(&self) {

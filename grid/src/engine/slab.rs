@@ -171,7 +171,7 @@ impl<T> Slab<T> {
     }
 
     /// Every live entry with its key.
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (Key, &T)> + '_ {
         self.slots.iter().enumerate().filter_map(|(i, s)| {
             let generation = s.generation;

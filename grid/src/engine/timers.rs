@@ -61,6 +61,12 @@ impl Timers {
         self.deadlines.clear();
     }
 
+    /// The entries that have a deadline.
+    #[cfg(any(test, fuzzing))]
+    pub(super) fn deadline_keys(&self) -> impl Iterator<Item = (Side, Key)> + '_ {
+        self.deadlines.iter().map(|&(_, side, key)| (side, key))
+    }
+
     /// The earliest moment something is due.
     fn next(&self) -> Instant {
         let mut next = self.next_ping.min(self.next_stream_tick);
@@ -82,6 +88,18 @@ impl Engine {
         self.timers.armed = Some(next);
         self.timers.moved = false;
         next
+    }
+
+    /// Asserts the driver's timer can be trusted: unless [`Engine::timeout_moved`] says
+    /// otherwise, nothing is due before the moment [`Engine::poll_timeout`] last returned.
+    #[cfg(any(test, fuzzing))]
+    pub(super) fn check_timers(&self) {
+        if let Some(armed) = self.timers.armed {
+            assert!(
+                self.timers.moved || self.timers.next() >= armed,
+                "something is due before the driver's timer, which was not told"
+            );
+        }
     }
 
     /// True if something became due before the moment last returned by

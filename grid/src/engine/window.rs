@@ -28,7 +28,7 @@ impl SendCredit {
         self.available
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn check(&self) {
         assert!(self.available <= self.capacity, "{self:?}");
     }
@@ -106,7 +106,7 @@ impl RecvWindow {
         (self.capacity / 4).max(1)
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn check(&self, queued: usize, discard: bool) {
         assert!(self.queued + self.owed <= self.capacity, "{self:?}");
         if !discard {
@@ -194,7 +194,7 @@ impl ChunkBudget {
         self.in_progress = self.in_progress.saturating_sub(size);
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn in_progress(&self) -> u64 {
         self.in_progress
     }
