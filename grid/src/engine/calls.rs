@@ -559,6 +559,9 @@ impl Engine {
             }
             Some(CallerEntry::Stream(_)) => {
                 self.end_stream(Side::Caller, key, super::streams::Ending::lost(err));
+                // A stream that had ended already may still have had messages queued.
+                self.clear_out(Side::Caller, key);
+                self.settle(Side::Caller, key);
             }
             None => {}
         }
@@ -574,6 +577,8 @@ impl Engine {
             }
             Some(HandlerEntry::Stream(_)) => {
                 self.end_stream(Side::Handler, key, super::streams::Ending::lost(err));
+                self.clear_out(Side::Handler, key);
+                self.settle(Side::Handler, key);
             }
             None => {}
         }

@@ -740,3 +740,26 @@ fn a_handler_that_drops_its_input_mid_batch_gives_back_the_credit_it_held() {
     f.wind_down();
     f.check_invariants("handler input dropped mid-batch");
 }
+
+/// Found by the engine fuzz target: a stream that had ended with its last message still
+/// queued (the handler's EOF, or the refusal of a stream whose deadline passed before its
+/// handler started) kept that message, and its place in a schedule the close had emptied,
+/// when the session closed: the schedule no longer matched the queues, and the stream
+/// could never be released.
+#[test]
+fn a_closed_session_drops_what_ended_streams_still_had_to_send() {
+    // The handler returned; its EOF is queued, not yet written.
+    let mut f = Fixture::new(At::Open);
+    f.b_return(None);
+    f.net.b.wake();
+    f.net.b.e.close(Error::Disconnected);
+    f.net.b.wake();
+    assert_eq!(f.net.b.e.in_flight(), (0, 0), "a stream left behind");
+
+    // The deadline passed before the handler started: the refusal is queued.
+    let mut f = Fixture::new(At::Opening);
+    f.net.advance(Duration::from_secs(601));
+    f.net.b.e.close(Error::Disconnected);
+    f.net.b.wake();
+    assert_eq!(f.net.b.e.in_flight(), (0, 0), "a stream left behind");
+}
