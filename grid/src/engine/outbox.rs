@@ -90,6 +90,11 @@ impl Outbox {
     pub(super) fn refusals(&self) -> usize {
         self.refusals.len()
     }
+
+    /// A stream whose ping (or pong) was queued ended: the ping is not sent.
+    pub(super) fn forget_stream_ping(&mut self, side: Side, key: Key) {
+        self.stream_pings.retain(|e| *e != (side, key));
+    }
 }
 
 impl Engine {
@@ -481,6 +486,7 @@ impl Engine {
             }
         }
         assert_eq!(self.outbox.handler_bytes, handler_bytes, "handler bytes");
+        let mut pings_queued = 0;
         for (side, key, ping_queued) in self
             .callers
             .iter()
@@ -494,12 +500,18 @@ impl Engine {
             }))
         {
             if ping_queued {
+                pings_queued += 1;
                 assert!(
                     self.outbox.stream_pings.contains(&(side, key)),
                     "a queued ping is scheduled"
                 );
             }
         }
+        assert_eq!(
+            self.outbox.stream_pings.len(),
+            pings_queued,
+            "stream pings scheduled for streams that ended"
+        );
         assert_eq!(
             self.outbox.budget.in_progress(),
             in_progress,

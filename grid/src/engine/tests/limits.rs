@@ -208,3 +208,33 @@ fn calls_cancelled_after_their_handler_started_are_not_early_cancels() {
         Poll::Pending
     ));
 }
+
+/// Found when the engine's invariants began to bound what it schedules (the property test
+/// of props.rs hit it at once): a peer that opened a stream, pinged it and cancelled it,
+/// over and over while this side's writer was blocked, left one scheduled pong per stream
+/// behind, each for a stream that no longer existed: memory that grew with what the peer
+/// sent, bounded by no limit.
+#[test]
+fn streams_cancelled_before_their_pong_left_leave_nothing_scheduled() {
+    let mut net = Net::new();
+    for _ in 0..1000 {
+        let mut open = Message::new(Op::ConnectMux);
+        open.mux_id = 9;
+        open.handler = HandlerId::new(7);
+        net.b.e.handle(net.now, open).expect("an open");
+        net.b.e.take_starts(&mut net.b.started);
+        net.b.e.end_batch();
+        let mut ping = Message::new(Op::Ping);
+        ping.mux_id = 9;
+        net.b.e.handle(net.now, ping).expect("a stream ping");
+        let mut cancel = Message::new(Op::DisconnectServerMux);
+        cancel.mux_id = 9;
+        net.b.e.handle(net.now, cancel).expect("a cancel");
+        net.b.e.take_starts(&mut net.b.started);
+        net.b.e.end_batch();
+        // No writer turn: the peer reads nothing. (`wake` checks that only the pongs of
+        // live streams are scheduled.)
+        net.b.wake();
+    }
+    assert_eq!(net.b.e.in_flight(), (0, 0));
+}
