@@ -400,6 +400,11 @@ impl Engine {
                 if let Some(HandlerEntry::Call(c)) = self.handlers.remove(key) {
                     self.handler_boxes.recycle(c, HandlerCall::ended);
                 }
+                // A call that ended before its handler could start (the send buffer was
+                // full) leaves no admission behind, nor its request.
+                if !self.starts.is_empty() {
+                    self.starts.retain(|s| s.key != key);
+                }
             }
         }
         self.check_idle();
@@ -568,6 +573,12 @@ impl Engine {
                 HandlerEntry::Stream(s) => s.counted.is_some() || !s.released(),
             };
             assert!(live, "a call or stream served here that nothing holds");
+        }
+        for start in &self.starts {
+            assert!(
+                self.handlers.get(start.key).is_some(),
+                "a handler waiting to start for a call that is gone"
+            );
         }
         for (side, key) in self.timers.deadline_keys() {
             let live = match side {

@@ -238,3 +238,42 @@ fn streams_cancelled_before_their_pong_left_leave_nothing_scheduled() {
     }
     assert_eq!(net.b.e.in_flight(), (0, 0));
 }
+
+/// Found when the engine's invariants began to bound what waits to start: while the
+/// answers waiting for the socket exceeded the send buffer (the peer does not read), a
+/// call or stream the peer opened and then cancelled, in a later batch, left its admission
+/// waiting to start, with its request payload, although the call was gone: the peer could
+/// make this side hold any number of payloads of any size, none of them counted against
+/// its limits.
+#[test]
+fn calls_cancelled_while_their_start_waits_for_the_send_buffer_leave_nothing_behind() {
+    let mut b = config();
+    b.max_send_buffer = 10 << 10;
+    let mut net = Net::with(config(), b);
+    // An answer of 60 KiB the peer does not read fills the send buffer.
+    let _call = net.call(b"x", 600);
+    net.a_to_b();
+    let first = net.b.last_start();
+    net.b
+        .e
+        .answer(first.key, Ok(Some(Bytes::from(vec![1u8; 60 << 10]))));
+    net.b.wake();
+    for stream in [false, true].into_iter().cycle().take(1000) {
+        let mut open = Message::new(if stream { Op::ConnectMux } else { Op::Request });
+        open.mux_id = 9;
+        open.handler = HandlerId::new(7);
+        open.payload = Some(Bytes::from(vec![2u8; 100 << 10]));
+        net.b.e.handle(net.now, open).expect("an open");
+        net.b.e.take_starts(&mut net.b.started);
+        net.b.e.end_batch();
+        let mut cancel = Message::new(Op::DisconnectServerMux);
+        cancel.mux_id = 9;
+        net.b.e.handle(net.now, cancel).expect("a cancel");
+        net.b.e.take_starts(&mut net.b.started);
+        net.b.e.end_batch();
+        // (`wake` checks that every admission waiting to start is for a live call.)
+        net.b.wake();
+    }
+    assert_eq!(net.b.e.in_flight().1, 1, "only the answered call");
+    assert!(!net.b.e.has_deferred_starts());
+}
