@@ -177,7 +177,10 @@ impl Engine {
         }
         self.active_callers += 1;
         self.request_bytes.0 += len;
-        self.push_out(Side::Caller, key, open);
+        // Whole, like a call's cancel: an open the peer has room for only once the cancel
+        // that made the room reached it must not overtake it in the frame (a stream's small
+        // messages encoded early go ahead of the whole ones).
+        self.push_out_as(Side::Caller, key, open, true);
     }
 
     /// Sends the queued calls and streams that still want to go, in order, while the peer

@@ -171,10 +171,17 @@ impl OutQueue {
     }
 
     pub(super) fn push(&mut self, m: Message) {
-        let len = payload_len(&m);
-        if self.encodes_early(len) {
+        if self.encodes_early(payload_len(&m)) {
             return self.push_encoded(&m.borrowed());
         }
+        self.push_whole(m);
+    }
+
+    /// Queues a message kept whole, encoded by the writer: in its frame it goes after the
+    /// messages encoded early (of every entry the writer took), in the order the writer
+    /// took the whole ones.
+    pub(super) fn push_whole(&mut self, m: Message) {
+        let len = payload_len(&m);
         self.bytes += len;
         if self.rest.is_empty() {
             match self.single.take() {

@@ -181,11 +181,21 @@ impl Engine {
 
     /// Queues a message of an entry.
     pub(super) fn push_out(&mut self, side: Side, key: Key, m: Message) {
+        self.push_out_as(side, key, m, false);
+    }
+
+    /// Queues a message of an entry; `whole`: keep it whole even if it is a stream's
+    /// small message ([`OutQueue::push_whole`]).
+    pub(super) fn push_out_as(&mut self, side: Side, key: Key, m: Message, whole: bool) {
         let len = payload_len(&m);
         let Some(out) = self.out_mut(side, key) else {
             return;
         };
-        out.push(m);
+        if whole {
+            out.push_whole(m);
+        } else {
+            out.push(m);
+        }
         let newly = out.mark_ready();
         self.queued(side, key, len, newly);
     }

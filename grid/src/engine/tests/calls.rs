@@ -378,3 +378,37 @@ fn requests_beyond_the_peers_request_window_wait_and_a_peer_ignoring_it_is_refus
         Poll::Ready(Ok(m)) if matches!(Error::from_wire(m.payload.as_deref(), m.handler, None), Error::Busy(_))
     ));
 }
+
+/// Found by the engine fuzz target: with the peer serving as many calls as it takes, a
+/// cancelled call made room for a stream waiting to open, and both left in one frame, but
+/// the open ahead of the cancel (a stream's small messages are encoded as they are queued,
+/// and went into the frame before the messages encoded by the writer): the peer, still
+/// at its limit when the open arrived, refused it with Busy.
+#[test]
+fn an_open_waiting_for_a_slot_reaches_the_peer_after_the_cancel_that_made_room() {
+    let mut b = config();
+    b.max_concurrent = 1;
+    let mut a = config();
+    a.peer_max_concurrent = 1;
+    let mut net = Net::with(a, b);
+    let call = net.call(b"x", 60);
+    net.a_to_b();
+    assert_eq!(net.b.started.len(), 1);
+    net.a.e.drop_call(call);
+    let stream = net
+        .a
+        .e
+        .open_stream(net.now, net.outgoing(9, b"open", 60))
+        .expect("open");
+    net.a.wake();
+    // One writer turn takes the cancel, which makes room, and the open.
+    net.a_to_b_one();
+    assert_eq!(net.b.started.len(), 2, "the stream was admitted");
+    assert!(net.b.started[1].stream);
+    net.b_to_a();
+    let w = Watch::new();
+    assert!(net.a.e.poll_opened(stream, &mut w.cx()).is_pending());
+    net.a.e.drop_opening(stream);
+    net.pump();
+    assert_idle(&net);
+}
