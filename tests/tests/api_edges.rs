@@ -27,6 +27,9 @@ async fn the_builder_refuses_incomplete_or_invalid_configurations() {
         .contains("twice"));
         assert!(config_error(builder("a").route("grid")).contains("must start with '/'"));
         assert!(config_error(builder("a").max_message_size(0)).contains("max_message_size"));
+        // Below 512 bytes grid's own control messages would not fit (see the engine's
+        // oversize tests).
+        assert!(config_error(builder("a").max_message_size(511)).contains("max_message_size"));
         // Listing the node itself among its peers is allowed and ignored.
         let m = builder("a")
             .peer("a", "ws://127.0.0.1:1/grid/v1")

@@ -138,10 +138,10 @@ impl ManagerBuilder {
         self
     }
 
-    /// The largest payload one message from a peer may carry (default 16 MiB). It is
-    /// announced in the handshake: two nodes send each other at most the smaller of their
-    /// two values, and a larger payload fails with [`Error::MessageTooLarge`] before it is
-    /// sent.
+    /// The largest payload one message from a peer may carry (default 16 MiB, at least 512
+    /// bytes: grid's control messages must fit). It is announced in the handshake: two
+    /// nodes send each other at most the smaller of their two values, and a larger payload
+    /// fails with [`Error::MessageTooLarge`] before it is sent.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.config.max_message_size = bytes;
         self
@@ -250,9 +250,9 @@ impl ManagerBuilder {
             ));
         };
         let c = &self.config;
-        if c.max_message_size == 0 || c.max_message_size > (1 << 30) {
+        if c.max_message_size < crate::core::MIN_MESSAGE_SIZE || c.max_message_size > (1 << 30) {
             return Err(Error::Config(
-                "max_message_size must be between 1 byte and 1 GiB".into(),
+                "max_message_size must be between 512 bytes and 1 GiB".into(),
             ));
         }
         if c.ping_interval.is_zero()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{assert_idle, config, Net, Reader, Watch};
-use crate::codec::{ErrorPayload, Flags, HandlerId};
+use crate::codec::{ErrorKind, ErrorPayload, Flags, HandlerId};
 use crate::engine::{Key, Outgoing, Side};
 use crate::error::Error;
 
@@ -245,4 +245,66 @@ fn a_ping_over_the_limit_is_a_protocol_error() {
     net.b.receive(now, vec![super::merged_frame(&ping)]);
     let why = net.b.violation.clone().expect("a violation");
     assert!(why.contains("2000") && why.contains("1000"), "{why}");
+}
+
+/// Found by the engine fuzz target: the builder took a maximum message size of a single
+/// byte, and a node configured so took its peer's stream ack (then its pings, credit and
+/// errors) for a protocol error, and closed the connection: two correct nodes could not
+/// talk. The builder now asks for at least `MIN_MESSAGE_SIZE`, in which every control
+/// message grid sends fits: this is two such nodes running streams to their end.
+#[test]
+fn the_control_messages_fit_the_smallest_maximum_message_size() {
+    let min = crate::core::MIN_MESSAGE_SIZE;
+    assert!(ErrorPayload::too_large(u64::MAX, u64::MAX).encode().len() <= min);
+    let mut c = config();
+    c.max_message_size = min;
+    c.send_limit = min;
+    let mut net = Net::with(c.clone(), c);
+    let opens: Vec<Key> = [25, 600]
+        .into_iter()
+        .map(|secs| {
+            let mut o = outgoing(&net, Bytes::from(vec![1u8; min]));
+            o.deadline = net.now + Duration::from_secs(secs);
+            net.a.e.open_stream(net.now, o).expect("open")
+        })
+        .collect();
+    net.a_to_b();
+    let served: Vec<Key> = net.b.started.iter().map(|s| s.key).collect();
+    for &key in &served {
+        assert!(net.b.e.accept_stream(key, 4, 4));
+    }
+    net.pump();
+    let w = Watch::new();
+    for &key in &opens {
+        assert!(net.a.e.poll_opened(key, &mut w.cx()).is_ready());
+    }
+    // Messages of the largest size both ways, read as they come (credit goes back).
+    let (mut up, mut down) = (Reader::default(), Reader::default());
+    for _ in 0..8 {
+        let mut p = Some(Bytes::from(vec![2u8; min]));
+        let _ = net
+            .a
+            .e
+            .poll_send(Side::Caller, opens[1], &mut p, &mut w.cx());
+        let mut p = Some(Bytes::from(vec![3u8; min]));
+        let _ = net
+            .b
+            .e
+            .poll_send(Side::Handler, served[1], &mut p, &mut w.cx());
+        net.pump();
+        let _ = up.poll(&mut net.b, Side::Handler, served[1]);
+        let _ = down.poll(&mut net.a, Side::Caller, opens[1]);
+        net.pump();
+    }
+    // Pings and pongs, of the connection and of the streams; the first stream's deadline
+    // passes (its errors travel both ways); the second ends with the handler's error.
+    for _ in 0..6 {
+        net.advance(Duration::from_secs(5));
+        net.pump();
+    }
+    net.b
+        .e
+        .stream_returned(served[1], Some(ErrorPayload::new(ErrorKind::Remote, "x")));
+    net.pump();
+    net.assert_no_violation("streams at the smallest maximum message size");
 }
