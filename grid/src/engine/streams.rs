@@ -379,6 +379,11 @@ impl Engine {
             self.early_cancel(batch)?;
         }
         self.end_stream(Side::Handler, key, how);
+        // A stream that had ended here already may still wait to send its last message
+        // (its EOF, or its refusal): the caller, gone, needs none, and the stream stops
+        // counting against the limits now (PROTOCOL.md §7), as a single call does.
+        self.clear_out(Side::Handler, key);
+        self.settle(Side::Handler, key);
         Ok(())
     }
 

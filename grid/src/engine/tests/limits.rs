@@ -277,3 +277,42 @@ fn calls_cancelled_while_their_start_waits_for_the_send_buffer_leave_nothing_beh
     assert_eq!(net.b.e.in_flight().1, 1, "only the answered call");
     assert!(!net.b.e.has_deferred_starts());
 }
+
+/// Found by the engine fuzz target: a stream's deadline passed on both sides at once, the
+/// caller's cancel made room for its next stream, and both reached the handler side while
+/// its own refusal of the expired stream still waited for the socket. The expired stream
+/// still counted there (until its refusal was written), so the next one was refused with
+/// Busy, although PROTOCOL.md §7 counts a stream only until the caller's cancel arrives.
+#[test]
+fn a_cancel_frees_the_slot_of_a_stream_whose_last_message_waits_for_the_socket() {
+    let mut a = config();
+    a.peer_max_concurrent = 1;
+    let mut b = config();
+    b.max_concurrent = 1;
+    let mut net = Net::with(a, b);
+    let first = net
+        .a
+        .e
+        .open_stream(net.now, net.outgoing(7, b"first", 1))
+        .expect("open");
+    net.a_to_b();
+    assert_eq!(net.b.started.len(), 1);
+    // Both deadlines pass: A cancels, B refuses; neither has written anything yet.
+    net.advance(Duration::from_secs(2));
+    let second = net
+        .a
+        .e
+        .open_stream(net.now, net.outgoing(7, b"second", 60))
+        .expect("open");
+    net.a.wake();
+    net.a_to_b();
+    assert_eq!(net.b.started.len(), 2, "the second stream was admitted");
+    net.pump();
+    let w = Watch::new();
+    assert!(net.a.e.poll_opened(second, &mut w.cx()).is_pending());
+    for key in [first, second] {
+        net.a.e.drop_opening(key);
+    }
+    net.pump();
+    super::assert_idle(&net);
+}
