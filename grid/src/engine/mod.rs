@@ -390,22 +390,36 @@ impl Engine {
 
     /// Removes an entry (its mux id was released when it stopped counting).
     fn remove(&mut self, side: Side, key: Key) {
-        match side {
-            Side::Caller => {
-                if let Some(CallerEntry::Call(c)) = self.callers.remove(key) {
+        let ping_queued = match side {
+            Side::Caller => match self.callers.remove(key) {
+                Some(CallerEntry::Call(c)) => {
                     self.caller_boxes.recycle(c, CallerCall::ended);
+                    false
                 }
-            }
+                Some(CallerEntry::Stream(s)) => s.ping_queued,
+                None => false,
+            },
             Side::Handler => {
-                if let Some(HandlerEntry::Call(c)) = self.handlers.remove(key) {
-                    self.handler_boxes.recycle(c, HandlerCall::ended);
-                }
+                let removed = self.handlers.remove(key);
                 // A call that ended before its handler could start (the send buffer was
                 // full) leaves no admission behind, nor its request.
                 if !self.starts.is_empty() {
                     self.starts.retain(|s| s.key != key);
                 }
+                match removed {
+                    Some(HandlerEntry::Call(c)) => {
+                        self.handler_boxes.recycle(c, HandlerCall::ended);
+                        false
+                    }
+                    Some(HandlerEntry::Stream(s)) => s.ping_queued,
+                    None => false,
+                }
             }
+        };
+        if ping_queued {
+            // A stream ended here and then released by its caller's cancel before its
+            // pong left.
+            self.outbox.forget_stream_ping(side, key);
         }
         self.check_idle();
     }

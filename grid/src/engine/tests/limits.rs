@@ -316,3 +316,34 @@ fn a_cancel_frees_the_slot_of_a_stream_whose_last_message_waits_for_the_socket()
     net.pump();
     super::assert_idle(&net);
 }
+
+/// A stream that had ended here, its EOF still waiting for the socket, pinged by its
+/// caller (its pong queued) and then cancelled, goes at once: its pong must go with it.
+#[test]
+fn a_stream_released_by_a_cancel_takes_its_queued_pong_along() {
+    let mut net = Net::new();
+    let stream = net
+        .a
+        .e
+        .open_stream(net.now, net.outgoing(7, b"open", 60))
+        .expect("open");
+    net.a_to_b();
+    let start = net.b.last_start();
+    assert!(net.b.e.accept_stream(start.key, 1, 1));
+    net.pump();
+    net.b.e.drop_sender(crate::engine::Side::Handler, start.key);
+    let mut input = super::Reader::default();
+    input.drop(&mut net.b, crate::engine::Side::Handler, start.key);
+    net.b.e.stream_returned(start.key, None);
+    net.b.wake();
+    // The caller pings the stream, then cancels it, before the handler side writes.
+    let mut ping = Message::new(Op::Ping);
+    ping.mux_id = stream.mux_id();
+    net.b.e.handle(net.now, ping).expect("a stream ping");
+    net.b.wake();
+    let mut cancel = Message::new(Op::DisconnectServerMux);
+    cancel.mux_id = stream.mux_id();
+    net.b.e.handle(net.now, cancel).expect("a cancel");
+    net.b.wake();
+    assert_eq!(net.b.e.in_flight(), (0, 0));
+}
