@@ -107,6 +107,10 @@
 //! The wire protocol is described in `PROTOCOL.md` at the repository root.
 #![deny(missing_docs)]
 
+#[cfg(fuzzing)]
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
 mod arena;
 pub mod codec;
 mod connection;

@@ -59,6 +59,8 @@ use std::time::{Duration, Instant};
 
 pub(crate) use assembly::Payload;
 pub(crate) use calls::{Answer, Outgoing};
+#[cfg(fuzzing)]
+pub(crate) use outbox::CHUNK;
 pub(crate) use slab::Key;
 pub(crate) use stream_recv::RecvBatch;
 pub(crate) use transmit::Transmit;
