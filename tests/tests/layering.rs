@@ -22,6 +22,8 @@ const ORDER: &[&str] = &[
     "metrics",
     "typed",
     "manager",
+    // Built only by cargo-fuzz: the engine driven for the fuzz targets.
+    "fuzz",
     // Documentation only: a service generated against the public API.
     "example",
 ];
