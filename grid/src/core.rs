@@ -40,10 +40,6 @@ pub(crate) struct Config {
 pub(crate) const DEFAULT_MAX_CONCURRENT: usize = 1024;
 /// The default maximum message size.
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
-/// The smallest maximum message size a node may have: the control messages grid sends
-/// (pings and pongs, stream acks, credit, the errors that end a call or stream) fit in it,
-/// and a peer takes one of those over its maximum for a protocol error.
-pub(crate) const MIN_MESSAGE_SIZE: usize = 512;
 
 impl Default for Config {
     fn default() -> Self {

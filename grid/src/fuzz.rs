@@ -69,7 +69,7 @@ impl Limits {
     fn valid(mut self) -> Self {
         self.max_message_size = self
             .max_message_size
-            .clamp(crate::core::MIN_MESSAGE_SIZE, 1 << 30);
+            .clamp(crate::engine::MIN_MESSAGE_SIZE, 1 << 30);
         self.max_concurrent = self.max_concurrent.clamp(1, u32::MAX as usize);
         self.max_request_bytes = self.max_request_bytes.max(self.max_message_size);
         self.reassembly_window = self.reassembly_window.max(self.max_message_size);

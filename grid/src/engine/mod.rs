@@ -65,6 +65,11 @@ pub(crate) use slab::Key;
 pub(crate) use stream_recv::RecvBatch;
 pub(crate) use transmit::Transmit;
 
+/// The smallest maximum message size a node may have: the control messages grid sends
+/// (pings and pongs, stream acks, credit, the errors that end a call or stream) fit in it,
+/// and a peer takes one of those over its maximum for a protocol error.
+pub(crate) const MIN_MESSAGE_SIZE: usize = 512;
+
 /// The largest frame a side reads when its maximum message size is `max_message`: one
 /// payload and its headers, or a merged frame of small messages.
 pub(crate) fn max_frame(max_message: usize) -> usize {

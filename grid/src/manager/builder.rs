@@ -250,7 +250,7 @@ impl ManagerBuilder {
             ));
         };
         let c = &self.config;
-        if c.max_message_size < crate::core::MIN_MESSAGE_SIZE || c.max_message_size > (1 << 30) {
+        if c.max_message_size < crate::engine::MIN_MESSAGE_SIZE || c.max_message_size > (1 << 30) {
             return Err(Error::Config(
                 "max_message_size must be between 512 bytes and 1 GiB".into(),
             ));

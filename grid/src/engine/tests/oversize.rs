@@ -254,7 +254,7 @@ fn a_ping_over_the_limit_is_a_protocol_error() {
 /// message grid sends fits: this is two such nodes running streams to their end.
 #[test]
 fn the_control_messages_fit_the_smallest_maximum_message_size() {
-    let min = crate::core::MIN_MESSAGE_SIZE;
+    let min = crate::engine::MIN_MESSAGE_SIZE;
     assert!(ErrorPayload::too_large(u64::MAX, u64::MAX).encode().len() <= min);
     let mut c = config();
     c.max_message_size = min;
