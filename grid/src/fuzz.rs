@@ -266,8 +266,8 @@ fn cx() -> Context<'static> {
     Context::from_waker(Waker::noop())
 }
 
-/// Where a [`tagged`] payload says what it is: at the start of every 4 KiB block, and at
-/// its end.
+/// Where a [`tagged`] payload says what it is: at the start of every 4 KiB block, and in
+/// its last 16 bytes (which win where the two meet).
 const TAG_EVERY: usize = 4096;
 
 /// A payload of `len` bytes that says which message it is (`flow`, `n`) and, block by
@@ -275,34 +275,34 @@ const TAG_EVERY: usize = 4096;
 /// chunked payload shows (checked by [`is_tagged`] without copying).
 fn tagged(flow: u64, n: u32, len: usize) -> Bytes {
     let mut v = vec![0u8; len];
-    for (block, at) in (0..len).step_by(TAG_EVERY).enumerate() {
-        let tag = tag(flow, n, block as u32);
-        let end = (at + tag.len()).min(len);
+    for (at, end, tag) in tags(flow, n, len) {
         v[at..end].copy_from_slice(&tag[..end - at]);
-    }
-    if len >= 2 * 16 {
-        v[len - 16..].copy_from_slice(&tag(flow, n, u32::MAX));
     }
     Bytes::from(v)
 }
 
-fn tag(flow: u64, n: u32, block: u32) -> [u8; 16] {
-    let mut tag = [0u8; 16];
-    tag[..8].copy_from_slice(&flow.to_le_bytes());
-    tag[8..12].copy_from_slice(&n.to_le_bytes());
-    tag[12..].copy_from_slice(&block.to_le_bytes());
-    tag
-}
-
 /// Whether `payload` is the [`tagged`] payload `(flow, n)` of its length.
 fn is_tagged(payload: &[u8], flow: u64, n: u32) -> bool {
-    let len = payload.len();
-    let blocks_ok = (0..len).step_by(TAG_EVERY).enumerate().all(|(block, at)| {
-        let tag = tag(flow, n, block as u32);
-        let end = (at + tag.len()).min(len);
-        payload[at..end] == tag[..end - at]
-    });
-    blocks_ok && (len < 2 * 16 || payload[len - 16..] == tag(flow, n, u32::MAX))
+    tags(flow, n, payload.len()).all(|(at, end, tag)| payload[at..end] == tag[..end - at])
+}
+
+/// The tags of a payload of `len` bytes: where each goes (start, end) and what it says.
+fn tags(flow: u64, n: u32, len: usize) -> impl Iterator<Item = (usize, usize, [u8; 16])> {
+    let tag = move |block: u32| {
+        let mut tag = [0u8; 16];
+        tag[..8].copy_from_slice(&flow.to_le_bytes());
+        tag[8..12].copy_from_slice(&n.to_le_bytes());
+        tag[12..].copy_from_slice(&block.to_le_bytes());
+        tag
+    };
+    // The last 16 bytes, when the payload has room for them and a first block tag.
+    let body = if len >= 32 { len - 16 } else { len };
+    let blocks = (0..body)
+        .step_by(TAG_EVERY)
+        .enumerate()
+        .map(move |(block, at)| (at, (at + 16).min(body), tag(block as u32)));
+    let end = (body < len).then(|| (body, len, tag(u32::MAX)));
+    blocks.chain(end)
 }
 
 /// Makes the checksum that ends a frame (a single message's, or a merged wrapper's) match
