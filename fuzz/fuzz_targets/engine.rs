@@ -7,7 +7,7 @@
 //! After every step both engines' invariants and memory bounds are checked; in a clean run
 //! also that neither sees a violation from the other, that no call is refused Busy, that
 //! messages arrive in order and intact, that clean ends are real and answers are the ones
-//! given; at the end, that everything ends (see `grid/src/fuzz.rs`). A panic is a finding.
+//! given; at the end, that everything ends (see `grid/src/fuzz/mod.rs`). A panic is a finding.
 
 #![no_main]
 

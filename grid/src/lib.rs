@@ -109,7 +109,7 @@
 
 #[cfg(fuzzing)]
 #[doc(hidden)]
-#[path = "fuzz.rs"]
+#[path = "fuzz/mod.rs"]
 pub mod __fuzz;
 mod arena;
 pub mod codec;

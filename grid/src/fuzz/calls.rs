@@ -1,0 +1,137 @@
+//! The users' single calls: made, polled, dropped; answered or refused by the handler side.
+
+use std::task::Poll;
+use std::time::Duration;
+
+use crate::codec::{ErrorKind, ErrorPayload, Flags, HandlerId};
+use crate::engine::Outgoing;
+use crate::error::Error;
+
+use super::node::Node;
+use super::tagged::{is_tagged, tagged};
+use super::{cx, pick, Pair, Peer};
+
+impl Pair {
+    /// `p`'s user makes a call with a request of `len` bytes.
+    pub fn call(&mut self, p: Peer, handler: u32, len: usize, deadline_ms: u32, sub: Option<u64>) {
+        let now = self.now;
+        let lost = self.lost;
+        let node = self.node(p);
+        let o = Outgoing {
+            handler: HandlerId::new(handler),
+            subroute: sub,
+            payload: Some(tagged(0, 0, len)),
+            deadline: now + Duration::from_millis(u64::from(deadline_ms)),
+        };
+        match node.e.open_call(now, o) {
+            Ok(key) => {
+                assert!(!lost && len <= node.send_limit && deadline_ms > 0);
+                node.calls.push(key);
+                Node::remember(&mut node.made_ids, key.mux_id());
+            }
+            Err(Error::MessageTooLarge { .. }) => assert!(len > node.send_limit),
+            Err(Error::DeadlineExceeded) => assert_eq!(deadline_ms, 0),
+            Err(e) => assert!(lost, "a call refused on a live engine: {e}"),
+        }
+        self.settle_at(p);
+    }
+
+    /// `p`'s user polls a call's future once.
+    pub fn poll_call(&mut self, p: Peer, i: u8) {
+        if let Some(i) = pick(&self.node(p).calls, i) {
+            self.poll_call_at(p, i);
+        }
+    }
+
+    pub(super) fn poll_call_at(&mut self, p: Peer, i: usize) {
+        let clean = self.clean();
+        let (node, book) = self.node_and_book(p);
+        let key = node.calls[i];
+        let Poll::Ready(result) = node.e.poll_call(key, &mut cx()) else {
+            return self.settle_at(p);
+        };
+        node.calls.remove(i);
+        match result {
+            Ok(reply) if reply.flags.contains(Flags::PAYLOAD_IS_ERROR) => {
+                let err = Error::from_wire(
+                    reply.payload.into_bytes().as_deref(),
+                    HandlerId::new(0),
+                    None,
+                );
+                if clean {
+                    assert!(
+                        !matches!(err, Error::Busy(_) | Error::Protocol(_)),
+                        "{p:?}: a call to a correct peer failed with {err:?}"
+                    );
+                }
+            }
+            Ok(reply) => {
+                let payload = reply.payload.into_bytes().unwrap_or_default();
+                if clean {
+                    let len = book.answers.get(&(p, key.mux_id()));
+                    assert_eq!(len, Some(&payload.len()), "{p:?}: an answer nobody gave");
+                    assert!(
+                        is_tagged(&payload, key.mux_id(), u32::MAX),
+                        "{p:?}: another call's answer, or a damaged one"
+                    );
+                }
+            }
+            Err(e) => {
+                if clean {
+                    assert!(
+                        !matches!(e, Error::Busy(_) | Error::Protocol(_)),
+                        "{p:?}: a call to a correct peer failed with {e:?}"
+                    );
+                }
+            }
+        }
+        self.settle_at(p);
+    }
+
+    /// `p`'s user drops a call's future.
+    pub fn drop_call(&mut self, p: Peer, i: u8) {
+        let node = self.node(p);
+        if let Some(i) = pick(&node.calls, i) {
+            let key = node.calls.remove(i);
+            node.e.drop_call(key);
+        }
+        self.settle_at(p);
+    }
+
+    /// A handler running at `p` answers: a payload of `len` bytes, or an error.
+    pub fn answer(&mut self, p: Peer, i: u8, len: usize, fail: bool) {
+        let (node, book) = self.node_and_book(p);
+        let Some(i) = pick(&node.serving, i) else {
+            return;
+        };
+        let start = node.serving.remove(i);
+        // The driver joins a chunked request before the handler sees it.
+        drop(start.payload.into_bytes());
+        let answer = if fail {
+            Err(ErrorPayload::new(ErrorKind::Remote, "failed"))
+        } else if len > node.send_limit {
+            Err(ErrorPayload::too_large(len as u64, node.send_limit as u64))
+        } else {
+            book.answers.insert((p.other(), start.mux_id), len);
+            Ok(Some(tagged(start.mux_id, u32::MAX, len)))
+        };
+        node.e.answer(start.key, answer);
+        self.settle_at(p);
+    }
+
+    /// The driver at `p` finds no handler for a call or stream it admitted.
+    pub fn refuse(&mut self, p: Peer, i: u8, stream: bool) {
+        let node = self.node(p);
+        let list = if stream {
+            &mut node.accepting
+        } else {
+            &mut node.serving
+        };
+        if let Some(i) = pick(list, i) {
+            let start = list.remove(i);
+            node.e
+                .refuse(start.key, ErrorKind::UnknownHandler, "no such handler");
+        }
+        self.settle_at(p);
+    }
+}

@@ -1,0 +1,247 @@
+//! The users' streams: opened, accepted, sent on, read, finished, dropped; their handlers
+//! return.
+
+use std::task::Poll;
+use std::time::Duration;
+
+use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
+use crate::engine::{Key, Outgoing, RecvBatch, Side};
+use crate::error::Error;
+
+use super::book::{caller_ends, drop_ends, Ends, Flow};
+use super::checks::read;
+use super::node::{forget_if_done, Node};
+use super::tagged::tagged;
+use super::{cx, pick, Pair, Peer};
+
+impl Pair {
+    /// `p`'s user opens a stream with an initial payload of `len` bytes.
+    pub fn open(&mut self, p: Peer, handler: u32, len: usize, deadline_ms: u32) {
+        let now = self.now;
+        let lost = self.lost;
+        let node = self.node(p);
+        let o = Outgoing {
+            handler: HandlerId::new(handler),
+            subroute: None,
+            payload: Some(tagged(0, 0, len)),
+            deadline: now + Duration::from_millis(u64::from(deadline_ms)),
+        };
+        match node.e.open_stream(now, o) {
+            Ok(key) => {
+                assert!(!lost && len <= node.send_limit && deadline_ms > 0);
+                node.openings.push(key);
+                Node::remember(&mut node.made_ids, key.mux_id());
+                self.book.flows.insert((p, key.mux_id()), Flow::default());
+            }
+            Err(Error::MessageTooLarge { .. }) => assert!(len > node.send_limit),
+            Err(Error::DeadlineExceeded) => assert_eq!(deadline_ms, 0),
+            Err(e) => assert!(lost, "a stream refused on a live engine: {e}"),
+        }
+        self.settle_at(p);
+    }
+
+    /// `p`'s user polls a stream's opening future once.
+    pub fn poll_opened(&mut self, p: Peer, i: u8) {
+        if let Some(i) = pick(&self.node(p).openings, i) {
+            self.poll_opened_at(p, i);
+        }
+    }
+
+    pub(super) fn poll_opened_at(&mut self, p: Peer, i: usize) {
+        let clean = self.clean();
+        let node = self.node(p);
+        let key = node.openings[i];
+        match node.e.poll_opened(key, &mut cx()) {
+            Poll::Pending => {}
+            Poll::Ready(Ok(ack)) => {
+                node.openings.remove(i);
+                node.ends.push(caller_ends(p, key, ack));
+            }
+            Poll::Ready(Err(e)) => {
+                node.openings.remove(i);
+                if clean {
+                    assert!(
+                        !matches!(e, Error::Busy(_) | Error::Protocol(_)),
+                        "{p:?}: a stream to a correct peer failed to open with {e:?}"
+                    );
+                }
+            }
+        }
+        self.settle_at(p);
+    }
+
+    /// `p`'s user drops a stream's opening future.
+    pub fn drop_opening(&mut self, p: Peer, i: u8) {
+        let node = self.node(p);
+        if let Some(i) = pick(&node.openings, i) {
+            let key = node.openings.remove(i);
+            node.e.drop_opening(key);
+        }
+        self.settle_at(p);
+    }
+
+    /// The handler of a stream admitted at `p` accepts it with these capacities.
+    pub fn accept(&mut self, p: Peer, i: u8, in_capacity: u32, out_capacity: u32) {
+        let node = self.node(p);
+        let Some(i) = pick(&node.accepting, i) else {
+            return;
+        };
+        let start = node.accepting.remove(i);
+        drop(start.payload.into_bytes());
+        if node.e.accept_stream(start.key, in_capacity, out_capacity) {
+            let flow = (p.other(), start.mux_id);
+            node.ends.push(Ends {
+                side: Side::Handler,
+                key: start.key,
+                flow,
+                sender: true,
+                receiver: (in_capacity > 0).then(RecvBatch::default),
+                got: 0,
+                end: None,
+            });
+            self.book.flows.entry(flow).or_default();
+        }
+        self.settle_at(p);
+    }
+
+    /// `p`'s user sends a message of `len` bytes on a stream (if it has credit).
+    pub fn send(&mut self, p: Peer, i: u8, len: usize) {
+        let (node, book) = self.node_and_book(p);
+        let Some((side, key, named)) = sending_end(node, i, len) else {
+            return;
+        };
+        let flow = book.flows.entry(named).or_default();
+        let n = flow.sent(side).len();
+        let mut payload = Some(tagged(named.1, n as u32 + 1, len));
+        let credit = node.e.credit(side, key);
+        match node.e.poll_send(side, key, &mut payload, &mut cx()) {
+            Poll::Ready(Ok(())) => {
+                assert!(credit > 0, "sent without credit");
+                flow.sent(side).push(len);
+            }
+            Poll::Ready(Err(_)) => {}
+            Poll::Pending => assert_eq!(credit, 0, "credit, yet the sender waits"),
+        }
+        self.settle_at(p);
+    }
+
+    /// `p`'s user reserves up to `max` credits on a stream, sends `spend` messages of
+    /// `len` bytes on them and gives the rest back (permits, `send_all`).
+    pub fn reserve(&mut self, p: Peer, i: u8, max: u32, spend: u32, len: usize) {
+        let (node, book) = self.node_and_book(p);
+        let Some((side, key, named)) = sending_end(node, i, len) else {
+            return;
+        };
+        let flow = book.flows.entry(named).or_default();
+        let max = max.max(1);
+        if let Poll::Ready(Ok(n)) = node.e.poll_reserve(side, key, max, &mut cx()) {
+            assert!(n >= 1 && n <= max, "{n} credits reserved of {max} asked");
+            let used = spend.min(n);
+            for _ in 0..used {
+                let seq = flow.sent(side).len() as u32 + 1;
+                let sent = node.e.send(side, key, tagged(named.1, seq, len));
+                assert!(sent.is_ok(), "a reserved credit could not be spent");
+                flow.sent(side).push(len);
+            }
+            node.e.unreserve(side, key, n - used);
+        }
+        self.settle_at(p);
+    }
+
+    /// `p`'s user finishes a stream's sender.
+    pub fn finish(&mut self, p: Peer, i: u8) {
+        if let Some(i) = pick(&self.node(p).ends, i) {
+            self.finish_at(p, i);
+        }
+    }
+
+    pub(super) fn finish_at(&mut self, p: Peer, i: usize) {
+        let (node, book) = self.node_and_book(p);
+        let x = &mut node.ends[i];
+        if !x.sender {
+            return;
+        }
+        x.sender = false;
+        let real = node.e.send_ended(x.side, x.key).is_none();
+        node.e.finish(x.side, x.key);
+        if x.side == Side::Caller && real {
+            book.flows.entry(x.flow).or_default().finished = true;
+        }
+        forget_if_done(node, i);
+        self.settle_at(p);
+    }
+
+    /// `p`'s user drops a stream's sender.
+    pub fn drop_sender(&mut self, p: Peer, i: u8) {
+        let node = self.node(p);
+        let Some(i) = pick(&node.ends, i) else {
+            return;
+        };
+        let x = &mut node.ends[i];
+        if x.sender {
+            x.sender = false;
+            node.e.drop_sender(x.side, x.key);
+            forget_if_done(node, i);
+        }
+        self.settle_at(p);
+    }
+
+    /// `p`'s user reads up to `n` items from a stream's receiver.
+    pub fn recv(&mut self, p: Peer, i: u8, n: u8) {
+        if let Some(i) = pick(&self.node(p).ends, i) {
+            self.recv_at(p, i, usize::from(n));
+        }
+    }
+
+    pub(super) fn recv_at(&mut self, p: Peer, i: usize, n: usize) {
+        let clean = self.clean();
+        let (node, book) = self.node_and_book(p);
+        read(&mut node.e, &mut node.ends[i], book, clean, n);
+        self.settle_at(p);
+    }
+
+    /// `p`'s user drops a stream's receiver.
+    pub fn drop_receiver(&mut self, p: Peer, i: u8) {
+        let node = self.node(p);
+        let Some(i) = pick(&node.ends, i) else {
+            return;
+        };
+        let x = &mut node.ends[i];
+        if let Some(mut r) = x.receiver.take() {
+            r.release(&mut node.e, x.side, x.key);
+            forget_if_done(node, i);
+        }
+        self.settle_at(p);
+    }
+
+    /// A stream handler at `p` returns (its ends dropped first), successfully or not.
+    pub fn ret(&mut self, p: Peer, i: u8, ok: bool) {
+        let node = self.node(p);
+        let handlers: Vec<usize> = (0..node.ends.len())
+            .filter(|&j| node.ends[j].side == Side::Handler)
+            .collect();
+        if let Some(j) = pick(&handlers, i) {
+            self.ret_at(p, handlers[j], ok);
+        }
+    }
+
+    pub(super) fn ret_at(&mut self, p: Peer, i: usize, ok: bool) {
+        let (node, book) = self.node_and_book(p);
+        let x = node.ends.remove(i);
+        let (key, flow) = (x.key, x.flow);
+        drop_ends(&mut node.e, x);
+        let failure = (!ok).then(|| ErrorPayload::new(ErrorKind::Remote, "failed"));
+        book.flows.entry(flow).or_default().returned = Some(ok);
+        node.e.stream_returned(key, failure);
+        self.settle_at(p);
+    }
+}
+
+/// The side, key and stream (as the book names it) of the `i`th stream end held at `node`,
+/// if its user may send a message of `len` bytes on it: it still holds the sender, and a
+/// payload over the agreed size is refused by the sender itself.
+fn sending_end(node: &Node, i: u8, len: usize) -> Option<(Side, Key, (Peer, u64))> {
+    let i = pick(&node.ends, i)?;
+    let x = &node.ends[i];
+    (x.sender && len <= node.send_limit).then_some((x.side, x.key, x.flow))
+}
