@@ -12,6 +12,12 @@
 //! interval is 2 s here, 10 s by default). Each (stack, N) runs in a
 //! child process of its own, so each figure starts from a fresh heap.
 //!
+//! Memory is private resident memory (heap, stacks: what the connections hold), and for
+//! idle connections also all resident memory, which adds the code and other file-backed
+//! pages the process faulted in. That part is paid once per process, the first time it
+//! runs grid's paths (about 0.8 MiB, shared by any number of nodes and connections), so
+//! at small N it dominates the per-connection figure without being a per-connection cost.
+//!
 //! grid: N managers on loopback, each listing all the others (one WebSocket per pair, one
 //! side dials). Raw (bench/raw.rs): N echo servers; for each pair one tokio-tungstenite
 //! client (a 16 KiB read buffer, a writer and a reader task) dials the other node's server
@@ -38,15 +44,23 @@ const PING: Duration = Duration::from_secs(2);
 struct Figures {
     connect_ms: f64,
     calls_per_s: f64,
+    /// Private resident bytes per connection, idle after connecting.
     idle_bytes: f64,
+    /// Private resident bytes per connection, idle after the calls.
     used_bytes: f64,
+    /// All resident bytes per connection, idle after connecting.
+    idle_all_bytes: f64,
 }
 
 impl Figures {
     fn line(&self) -> String {
         format!(
-            "{} {} {} {}",
-            self.connect_ms, self.calls_per_s, self.idle_bytes, self.used_bytes
+            "{} {} {} {} {}",
+            self.connect_ms,
+            self.calls_per_s,
+            self.idle_bytes,
+            self.used_bytes,
+            self.idle_all_bytes
         )
     }
 
@@ -57,11 +71,12 @@ impl Figures {
             .collect::<Result<_, _>>()
             .ok()?;
         match v[..] {
-            [connect_ms, calls_per_s, idle_bytes, used_bytes] => Some(Figures {
+            [connect_ms, calls_per_s, idle_bytes, used_bytes, idle_all_bytes] => Some(Figures {
                 connect_ms,
                 calls_per_s,
                 idle_bytes,
                 used_bytes,
+                idle_all_bytes,
             }),
             _ => None,
         }
@@ -89,27 +104,32 @@ fn main() {
         Some(rest) if !rest.is_empty() => rest.iter().filter_map(|s| s.parse().ok()).collect(),
         _ => vec![8, 16, 32, 64],
     };
-    println!("mesh: {secs} s of all-to-all 64-byte calls per run; memory per connection is both ends, resident");
-    println!("| N | conns | stack | connect ms | calls/s | idle KiB/conn | after calls KiB/conn |");
-    println!("|---:|---:|---|---:|---:|---:|---:|");
+    println!(
+        "mesh: {secs} s of all-to-all 64-byte calls per run; memory per connection is both ends"
+    );
+    println!("(private resident; \"all\" adds the code pages a process faults in once)");
+    println!("| N | conns | stack | connect ms | calls/s | idle KiB/conn | after calls KiB/conn | idle, all resident KiB/conn |");
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|");
     for n in sizes {
         let grid = child("grid", n, secs);
         let raw = child("raw", n, secs);
         for (name, f) in [("grid", grid), ("raw-ws", raw)] {
             println!(
-                "| {n} | {} | {name} | {:.0} | {:.0} | {:.1} | {:.1} |",
+                "| {n} | {} | {name} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} |",
                 n * (n - 1) / 2,
                 f.connect_ms,
                 f.calls_per_s,
                 f.idle_bytes / 1024.0,
-                f.used_bytes / 1024.0
+                f.used_bytes / 1024.0,
+                f.idle_all_bytes / 1024.0
             );
         }
         println!(
-            "| {n} | | grid − raw | | {:.2}× | {:+.1} | {:+.1} |",
+            "| {n} | | grid − raw | | {:.2}× | {:+.1} | {:+.1} | {:+.1} |",
             grid.calls_per_s / raw.calls_per_s,
             (grid.idle_bytes - raw.idle_bytes) / 1024.0,
-            (grid.used_bytes - raw.used_bytes) / 1024.0
+            (grid.used_bytes - raw.used_bytes) / 1024.0,
+            (grid.idle_all_bytes - raw.idle_all_bytes) / 1024.0
         );
     }
 }
@@ -167,10 +187,38 @@ where
     total as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Resident bytes: private and all.
+#[derive(Clone, Copy)]
+struct Rss {
+    private: f64,
+    all: f64,
+}
+
 /// Idle memory: a pause so the sockets and timers settle, then resident bytes.
-async fn settled_rss() -> f64 {
+async fn settled_rss() -> Rss {
     tokio::time::sleep(Duration::from_millis(300)).await;
-    resident::resident_bytes() as f64
+    Rss {
+        private: resident::private_resident_bytes() as f64,
+        all: resident::resident_bytes() as f64,
+    }
+}
+
+/// The figures of one run from its measurements; memory per connection.
+fn figures(
+    pairs: f64,
+    connect_ms: f64,
+    calls_per_s: f64,
+    before: Rss,
+    idle: Rss,
+    used: Rss,
+) -> Figures {
+    Figures {
+        connect_ms,
+        calls_per_s,
+        idle_bytes: (idle.private - before.private) / pairs,
+        used_bytes: (used.private - before.private) / pairs,
+        idle_all_bytes: (idle.all - before.all) / pairs,
+    }
 }
 
 async fn grid_mesh(n: usize, secs: f64) -> Figures {
@@ -228,12 +276,7 @@ async fn grid_mesh(n: usize, secs: f64) -> Figures {
     for m in &managers {
         m.shutdown().await;
     }
-    Figures {
-        connect_ms,
-        calls_per_s,
-        idle_bytes: (idle - before) / pairs,
-        used_bytes: (used - before) / pairs,
-    }
+    figures(pairs, connect_ms, calls_per_s, before, idle, used)
 }
 
 async fn raw_mesh(n: usize, secs: f64) -> Figures {
@@ -261,10 +304,5 @@ async fn raw_mesh(n: usize, secs: f64) -> Figures {
     })
     .await;
     let used = settled_rss().await;
-    Figures {
-        connect_ms,
-        calls_per_s,
-        idle_bytes: (idle - before) / pairs,
-        used_bytes: (used - before) / pairs,
-    }
+    figures(pairs, connect_ms, calls_per_s, before, idle, used)
 }
