@@ -9,9 +9,13 @@
 //! the reader keeps the few buffers it filled last and refills the first one whose
 //! messages are all gone; a new buffer is allocated only when none is free.
 //!
-//! Size: a connection starts with a [`MIN`] buffer, as a plain WebSocket client would. A
-//! read that fills all the room it was given means more is waiting: the next buffer is
-//! twice as large, up to [`SIZE`] (or as large as one frame needs). After a quiet spell
+//! Size: a connection starts with a [`MIN`] (8 KiB) buffer, as hyper's adaptive read buffer
+//! does. A read that fills all the room it was given means more is waiting: the next buffer
+//! is twice as large, up to [`SIZE`] (or as large as one frame needs). Small: a connection
+//! carrying small messages cycles through two or three buffers of this size (the one being
+//! read into, and the last one while the messages sliced from it are still being taken),
+//! and each buffer a busy spell touched stays resident after it (the allocator keeps freed
+//! pages), so the size of those buffers is what a mesh of busy connections costs. After a quiet spell
 //! ([`ReadBuffer::quiet`]) the spares are let go and the sizes start small again, so an
 //! idle connection (most of a mesh's) holds one small buffer, whatever it carried before.
 //!
@@ -27,7 +31,7 @@ use bytes::BytesMut;
 /// Size of a busy connection's read buffer.
 const SIZE: usize = 64 * 1024;
 /// Size of a new or quiet connection's read buffer.
-const MIN: usize = 16 * 1024;
+const MIN: usize = 8 * 1024;
 /// Buffers kept for reuse besides the active one.
 const SPARES: usize = 3;
 /// Largest buffer kept for reuse.
