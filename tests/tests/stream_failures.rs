@@ -70,6 +70,8 @@ async fn a_socket_killed_mid_stream_ends_both_sides_then_new_streams_work() {
                 }
             }
         });
+        // All three handlers run before the cut (an open still on its way would start no
+        // handler, and there would be none to drop): each has answered once.
         assert_eq!(
             s1.responses.next().await.expect("first").expect("ok"),
             num(0)
@@ -78,6 +80,8 @@ async fn a_socket_killed_mid_stream_ends_both_sides_then_new_streams_work() {
             s2.responses.next().await.expect("first").expect("ok"),
             num(0)
         );
+        let mut s3r = s3.responses;
+        assert_eq!(s3r.next().await.expect("first echo").expect("ok"), num(1));
 
         pair.proxy.cut();
         // Every end fails promptly with Disconnected; nothing waits on the dead socket.
@@ -90,7 +94,6 @@ async fn a_socket_killed_mid_stream_ends_both_sides_then_new_streams_work() {
                 }
             }
         }
-        let mut s3r = s3.responses;
         loop {
             match s3r.next().await.expect("an end") {
                 Ok(_) => continue,
