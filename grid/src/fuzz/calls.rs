@@ -9,7 +9,7 @@ use crate::error::Error;
 
 use super::node::Node;
 use super::tagged::{is_tagged, tagged};
-use super::{cx, pick, Pair, Peer};
+use super::{assert_not_refused, cx, pick, Pair, Peer};
 
 impl Pair {
     /// `p`'s user makes a call with a request of `len` bytes.
@@ -58,12 +58,7 @@ impl Pair {
                     HandlerId::new(0),
                     None,
                 );
-                if clean {
-                    assert!(
-                        !matches!(err, Error::Busy(_) | Error::Protocol(_)),
-                        "{p:?}: a call to a correct peer failed with {err:?}"
-                    );
-                }
+                assert_not_refused(clean, p, "a call", &err);
             }
             Ok(reply) => {
                 let payload = reply.payload.into_bytes().unwrap_or_default();
@@ -76,14 +71,7 @@ impl Pair {
                     );
                 }
             }
-            Err(e) => {
-                if clean {
-                    assert!(
-                        !matches!(e, Error::Busy(_) | Error::Protocol(_)),
-                        "{p:?}: a call to a correct peer failed with {e:?}"
-                    );
-                }
-            }
+            Err(e) => assert_not_refused(clean, p, "a call", &e),
         }
         self.settle_at(p);
     }

@@ -35,6 +35,8 @@ mod wind_down;
 
 use std::task::{Context, Waker};
 
+use crate::error::Error;
+
 pub use limits::{Limits, Mux, Peer};
 pub use pair::Pair;
 pub use tamper::fix_checksum;
@@ -47,6 +49,17 @@ const MAX_PING: usize = 125;
 
 fn pick<T>(v: &[T], i: u8) -> Option<usize> {
     (!v.is_empty()).then(|| usize::from(i) % v.len())
+}
+
+/// On a clean link the peer is a correct grid engine: it never refuses `p`'s call or stream
+/// as Busy, nor sees a protocol violation in it. `what` names what failed.
+fn assert_not_refused(clean: bool, p: Peer, what: &str, e: &Error) {
+    if clean {
+        assert!(
+            !matches!(e, Error::Busy(_) | Error::Protocol(_)),
+            "{p:?}: {what} to a correct peer failed with {e:?}"
+        );
+    }
 }
 
 fn cx() -> Context<'static> {

@@ -12,7 +12,7 @@ use super::book::{caller_ends, drop_ends, Ends, Flow};
 use super::checks::read;
 use super::node::{forget_if_done, Node};
 use super::tagged::tagged;
-use super::{cx, pick, Pair, Peer};
+use super::{assert_not_refused, cx, pick, Pair, Peer};
 
 impl Pair {
     /// `p`'s user opens a stream with an initial payload of `len` bytes.
@@ -59,12 +59,7 @@ impl Pair {
             }
             Poll::Ready(Err(e)) => {
                 node.openings.remove(i);
-                if clean {
-                    assert!(
-                        !matches!(e, Error::Busy(_) | Error::Protocol(_)),
-                        "{p:?}: a stream to a correct peer failed to open with {e:?}"
-                    );
-                }
+                assert_not_refused(clean, p, "a stream's opening", &e);
             }
         }
         self.settle_at(p);
