@@ -52,6 +52,9 @@ case "$sanitizer" in
   *) echo "FUZZ_SANITIZER: address, leak or none, not $sanitizer" >&2; exit 2 ;;
 esac
 
+# What stops a run: an input slower than 30 s, an allocation over 512 MiB, a process over 2 GiB.
+limits=(-rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=30)
+
 # One build of every target (nightly, the sanitizer, coverage instrumentation, --cfg fuzzing).
 cargo +nightly fuzz build -s "$sanitizer"
 
@@ -59,13 +62,12 @@ for t in "${targets[@]}"; do
   echo "== fuzz target $t ($limit, sanitizer $sanitizer)"
   mkdir -p "corpus/$t" "seeds/$t" "target/corpus/$t"
   cargo +nightly fuzz run -s "$sanitizer" "$t" "target/corpus/$t" "corpus/$t" "seeds/$t" -- \
-    "${budget[@]}" -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=30 \
-    -print_final_stats=1
+    "${budget[@]}" "${limits[@]}" -print_final_stats=1
   if [ "$merge" = 1 ]; then
     merged="target/corpus/$t.merged"
     rm -rf "$merged" && mkdir -p "$merged"
     cargo +nightly fuzz run -s "$sanitizer" "$t" "$merged" "corpus/$t" "target/corpus/$t" "seeds/$t" -- \
-      -merge=1 -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=30
+      -merge=1 "${limits[@]}"
     rm -rf "corpus/$t" && mv "$merged" "corpus/$t"
     echo "== corpus/$t: $(ls "corpus/$t" | wc -l) inputs, $(du -sh "corpus/$t" | cut -f1)"
   fi
