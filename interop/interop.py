@@ -65,7 +65,7 @@ def check_vectors(protocol):
 async def against(node, url, token, name):
     p = await grid_peer.dial(url, name, node, token)
     assert p.checksum, "a plain ws:// connection uses checksums"
-    assert p.terms.get("version") == 1, p.terms
+    assert p.terms.get("version") == 2, p.terms
     step(f"handshake with {node}: accepted, checksums on, terms {sorted(p.terms)}")
 
     put, get = wire.handler_id(KV, "put"), wire.handler_id(KV, "get")
@@ -99,15 +99,17 @@ async def against(node, url, token, name):
 
     for i in range(10):
         await p.call(put, wire.typed({"key": f"py/scan/{i:02}", "value": str(i)}))
-    s = await p.open_stream(wire.handler_id(KV, "scan"), wire.typed("py/scan/"))
+    # A window of 100 bytes: about two of these items (each costs its size and 32 bytes), so
+    # the node waits for our credit several times.
+    s = await p.open_stream(wire.handler_id(KV, "scan"), wire.typed("py/scan/"), window=100)
     got = []
     while (item := await s.recv()) is not None:
         got.append(wire.untyped(item))
     assert [e["key"] for e in got] == [f"py/scan/{i:02}" for i in range(10)], got
-    step(f"a handler stream of 10 items through a window of {s.out_capacity}, credit returned")
+    step(f"a handler stream of 10 items through a window of {s.window} bytes, credit returned")
 
-    s = await p.open_stream(wire.handler_id(KV, "bulk_put"), wire.typed(name))
-    in_capacity = s.credit
+    s = await p.open_stream(wire.handler_id(KV, "bulk_put"), wire.typed(name), window=64 << 10)
+    in_window = s.credit
     await s.ping()
     counts = []
 
@@ -121,7 +123,7 @@ async def against(node, url, token, name):
     await s.finish()
     await asyncio.wait_for(reading, 10)
     assert counts == list(range(1, 41)), counts
-    step(f"a two-way stream: 40 items up through a window of {in_capacity}, 40 counts back, "
+    step(f"a two-way stream: 40 items up through a window of {in_window} bytes, 40 counts back, "
          "EOF both ways, a stream ping answered")
 
     await p.ping()

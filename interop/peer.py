@@ -23,23 +23,28 @@ def way(op):
         wire.DISCONNECT_SERVER_MUX, wire.PING) else "to_caller"
 
 
+def cost(payload):
+    """§6.2: what a data message costs against its window: its payload and 32 bytes."""
+    return len(payload or b"") + 32
+
+
 class Stream:
     """A stream this side opened (§6): items from the handler side, and credit for ours."""
 
-    def __init__(self, peer, mux):
+    def __init__(self, peer, mux, window):
         self.peer, self.mux = peer, mux
         self.ack = asyncio.get_running_loop().create_future()
         self.items = asyncio.Queue()
         self.next_in = 1   # the sequence number of the handler's next message
         self.next_out = 1  # ours
-        self.credit = 0    # messages we may still send
+        self.credit = 0    # bytes we may still send (below zero by less than a message)
         self.credit_changed = asyncio.Event()
-        self.owed = 0      # credit we owe the handler side (messages read, not yet returned)
-        self.out_capacity = 0
+        self.window = window  # what we granted for the handler's messages, in the open
+        self.owed = 0      # credit we owe the handler side (bytes read, not yet returned)
         self.pong = None
 
     async def opened(self):
-        """The capacities of the ack: (in_capacity, out_capacity)."""
+        """The window the ack grants for our messages (0: the handler takes none)."""
         return await self.ack
 
     async def recv(self):
@@ -49,18 +54,18 @@ class Stream:
             if value is not None:
                 raise value
             return None
-        self.owed += 1
-        if self.owed >= max(1, self.out_capacity // 2):
+        self.owed += cost(value)
+        if self.owed >= max(1, self.window // 4):
             await self.peer.send(Message(wire.UNBLOCK_SERVER_MUX, self.mux,
                                          payload=wire.pack_uint(self.owed)))
             self.owed = 0
         return value
 
     async def send(self, payload):
-        while self.credit == 0:
+        while self.credit <= 0:
             self.credit_changed.clear()
             await self.credit_changed.wait()
-        self.credit -= 1
+        self.credit -= cost(payload)
         seq, self.next_out = self.next_out, self.next_out + 1
         await self.peer.send(Message(wire.MUX_CLIENT_MSG, self.mux, seq=seq, payload=payload))
 
@@ -83,7 +88,7 @@ class Peer:
         self.next_mux = 1
         self.calls = {}      # mux -> future of the Response
         self.streams = {}    # mux -> Stream (opened here)
-        self.served = {}     # mux -> [credit, event] (streams served here)
+        self.served = {}     # mux -> [credit in bytes, event] (streams served here)
         self.partials = {}   # (way, mux) -> [op, seq, bytearray]
         self.store = {}
         self.served_calls = {"put": 0, "scan": 0}
@@ -126,14 +131,14 @@ class Peer:
             raise wire.decode_error(answer.payload)
         return answer.payload
 
-    async def open_stream(self, handler, payload, deadline_ms=30_000):
-        """§6.1: opens a stream and waits for its ack."""
-        s = Stream(self, self.mux())
+    async def open_stream(self, handler, payload, window, deadline_ms=30_000):
+        """§6.1: opens a stream granting `window` bytes for the handler's messages (in the
+        open's sequence field) and waits for its ack."""
+        s = Stream(self, self.mux(), window)
         self.streams[s.mux] = s
-        await self.send(Message(wire.CONNECT_MUX, s.mux, deadline=deadline_ms, handler=handler,
-                                payload=payload))
-        in_capacity, out_capacity = await asyncio.wait_for(s.opened(), 10)
-        s.credit, s.out_capacity = in_capacity, out_capacity
+        await self.send(Message(wire.CONNECT_MUX, s.mux, seq=window, deadline=deadline_ms,
+                                handler=handler, payload=payload))
+        s.credit = await asyncio.wait_for(s.opened(), 10)
         return s
 
     async def ping(self):
@@ -210,7 +215,7 @@ class Peer:
         elif op in (wire.ACK_MUX, wire.MUX_CONNECT_ERROR):
             s = self.streams[m.mux]
             if op == wire.ACK_MUX:
-                s.ack.set_result(tuple(msgpack.unpackb(m.payload)))
+                s.ack.set_result(msgpack.unpackb(m.payload)[0])
             else:
                 s.ack.set_exception(wire.decode_error(m.payload))
         elif op == wire.MUX_SERVER_MSG:
@@ -228,7 +233,8 @@ class Peer:
         elif op == wire.REQUEST:
             asyncio.create_task(self.serve_call(m))
         elif op == wire.CONNECT_MUX:
-            self.served[m.mux] = [0, asyncio.Event()]
+            # The caller's window for our messages comes in the open's sequence field.
+            self.served[m.mux] = [m.seq, asyncio.Event()]
             asyncio.create_task(self.serve_stream(m))
         elif op == wire.UNBLOCK_SERVER_MUX:
             credit = self.served.get(m.mux)
@@ -277,25 +283,25 @@ class Peer:
                                     payload=wire.encode_error(wire.UNKNOWN_HANDLER, "no such handler")))
             return
         self.served_calls["scan"] += 1
-        out_capacity = 2
         credit = self.served[m.mux]
-        credit[0] = out_capacity
+        # No input: the ack grants the caller a window of 0.
         await self.send(Message(wire.ACK_MUX, m.mux, handler=m.handler,
-                                payload=msgpack.packb([0, out_capacity])))
+                                payload=msgpack.packb([0])))
         prefix = wire.untyped(m.payload)
         seq = 0
         for key, value in sorted(self.store.items()):
             if not key.startswith(prefix):
                 continue
-            while credit[0] == 0:
+            while credit[0] <= 0:
                 if m.mux not in self.served:
                     return  # cancelled
                 credit[1].clear()
                 await credit[1].wait()
-            credit[0] -= 1
+            item = wire.typed({"key": key, "value": value})
+            credit[0] -= cost(item)
             seq += 1
             await self.send(Message(wire.MUX_SERVER_MSG, m.mux, seq=seq, handler=m.handler,
-                                    payload=wire.typed({"key": key, "value": value})))
+                                    payload=item))
         self.served.pop(m.mux, None)
         await self.send(Message(wire.MUX_SERVER_MSG, m.mux, seq=seq + 1, handler=m.handler,
                                 flags=wire.EOF))
@@ -307,7 +313,7 @@ async def dial(url, name, remote, token):
                           compression=None, max_size=None, ping_interval=None)
     asks_checksums = not url.startswith("wss://")
     connect = {"host": name, "instance": str(uuid.uuid4()),
-               "clock_ms": int(time.time() * 1000), "token": token, "version": 1,
+               "clock_ms": int(time.time() * 1000), "token": token, "version": 2,
                "max_message_size": 16 << 20, "checksums": asks_checksums}
     # Handshake messages always carry a checksum.
     await ws.send(wire.encode(Message(wire.CONNECT, payload=msgpack.packb(connect)), True))

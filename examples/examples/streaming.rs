@@ -1,5 +1,7 @@
 //! Streaming with backpressure: a fast handler and a slow reader. The handler can run at
-//! most `out_capacity` messages ahead; it waits for credit instead of buffering.
+//! most the reader's window ahead (in bytes: a message costs its payload plus 32); it
+//! waits for credit instead of buffering. Left alone, a window grows to fit the link; this
+//! reader caps its own at 128 bytes, four of these small messages.
 //!
 //! Run with `cargo run -p grid-examples --example streaming`.
 
@@ -23,22 +25,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             TICKS,
             StreamHandler::new(|mut call: StreamCall| async move {
                 for i in 0..12u32 {
-                    // `send` waits here whenever the consumer is `out_capacity` behind.
+                    // `send` waits here whenever the consumer is its window behind.
                     call.output.send(Bytes::from(i.to_string())).await?;
                     println!(
-                        "  producer sent {i:>2}, may send {} more without waiting",
+                        "  producer sent {i:>2}, {} bytes of credit left",
                         call.output.credit()
                     );
                 }
                 Ok(())
-            })
-            .out_capacity(4),
+            }),
         )
     })
     .await?;
     let mut ticks = nodes[1]
         .connection("producer")?
         .open_stream(TICKS, None)
+        .max_window(128)
         .await?;
     println!("the consumer reads slowly; the producer stays at most 4 ahead:");
     while let Some(tick) = ticks.responses.next().await {

@@ -144,6 +144,7 @@ enum Step {
         handler: u8,
         len: Len,
         deadline: u16,
+        window: u8,
     },
     PollOpened {
         at: Side,
@@ -156,8 +157,7 @@ enum Step {
     Accept {
         at: Side,
         i: u8,
-        in_capacity: u8,
-        out_capacity: u8,
+        in_window: u8,
     },
     Send {
         at: Side,
@@ -305,11 +305,10 @@ impl Injected {
         m.subroute = self.subroute;
         m.payload = match &self.payload {
             Payload::Absent => None,
-            Payload::Credit(n) => Some(encode_credit(u32::from(*n))),
+            Payload::Credit(n) => Some(encode_credit(u64::from(*n) * 16)),
             Payload::Ack(i, o) => Some(
                 Ack {
-                    in_capacity: u32::from(*i),
-                    out_capacity: u32::from(*o),
+                    in_window: u64::from(*i) << 8 | u64::from(*o),
                 }
                 .encode(),
             ),
@@ -387,22 +386,19 @@ fn apply(pair: &mut Pair, step: &Step) {
             handler,
             len,
             deadline,
+            window,
         } => {
-            pair.open(at.into(), u32::from(handler), len.bytes(), ms(deadline));
+            // Windows of one to a few dozen small messages (each costs 32 bytes more).
+            let window = (u64::from(window % 17) + 1) * 40;
+            pair.open(at.into(), u32::from(handler), len.bytes(), ms(deadline), window);
         }
         Step::PollOpened { at, i } => pair.poll_opened(at.into(), i),
         Step::DropOpening { at, i } => pair.drop_opening(at.into(), i),
-        Step::Accept {
-            at,
-            i,
-            in_capacity,
-            out_capacity,
-        } => pair.accept(
-            at.into(),
-            i,
-            u32::from(in_capacity % 17),
-            u32::from(out_capacity % 17),
-        ),
+        Step::Accept { at, i, in_window } => {
+            // 0: the handler takes no input.
+            let window = u64::from(in_window % 17) * 40;
+            pair.accept(at.into(), i, window)
+        }
         Step::Send { at, i, len } => pair.send(at.into(), i, len.bytes()),
         Step::Reserve {
             at,
@@ -411,13 +407,7 @@ fn apply(pair: &mut Pair, step: &Step) {
             spend,
             len,
         } => {
-            pair.reserve(
-                at.into(),
-                i,
-                u32::from(max % 9),
-                u32::from(spend % 9),
-                len.bytes(),
-            );
+            pair.reserve(at.into(), i, usize::from(max % 9), usize::from(spend % 9), len.bytes());
         }
         Step::Finish { at, i } => pair.finish(at.into(), i),
         Step::DropSender { at, i } => pair.drop_sender(at.into(), i),

@@ -104,12 +104,12 @@ fn session(terms: &Terms, ours: bool) {
         (Peer::B, 1_000),
     ] {
         pair.call(p, 7, len, 5_000, None);
-        pair.open(p, 9, len / 10, 5_000);
+        pair.open(p, 9, len / 10, 5_000, 160);
     }
     pair.pump();
     for p in [Peer::A, Peer::B] {
         for i in 0..4 {
-            pair.accept(p, 0, 2, 2);
+            pair.accept(p, 0, 80);
             pair.answer(p, 0, if i == 0 { 70_000 } else { 100 }, false);
         }
     }

@@ -47,8 +47,9 @@ pub struct Method {
     pub output_name: Option<Ident>,
     /// The parameter types as written, in order after `&self`.
     pub param_types: Vec<Type>,
-    pub in_capacity: u32,
-    pub out_capacity: u32,
+    /// Streams: the cap of both directions' windows, in bytes (`max_window`); `None`: the
+    /// node's.
+    pub max_window: Option<u64>,
     pub deadline_ms: u64,
 }
 

@@ -129,8 +129,7 @@ fn service_id(args: TokenStream, errors: &mut Errors, krate: &mut syn::Path) -> 
 struct MethodOptions {
     stream: bool,
     id: Option<(u16, Span)>,
-    in_capacity: Option<u32>,
-    out_capacity: Option<u32>,
+    max_window: Option<u64>,
     deadline_ms: Option<u64>,
 }
 
@@ -147,7 +146,18 @@ fn method_options(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> MethodOpti
             let name = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
             match name.as_str() {
                 "stream" => o.stream = true,
-                "id" | "in_capacity" | "out_capacity" | "deadline_ms" => {
+                "max_window" => {
+                    let expr: Expr = meta.value()?.parse()?;
+                    o.max_window = crate::size::size_value(&expr, errors, "max_window");
+                }
+                "in_capacity" | "out_capacity" => {
+                    errors.push(
+                        meta.path.span(),
+                        format!("{name} was removed: stream windows count bytes and grow to fit the link; cap one with max_window = \"1MiB\""),
+                    );
+                    let _: Expr = meta.value()?.parse()?;
+                }
+                "id" | "deadline_ms" => {
                     let expr: Expr = meta.value()?.parse()?;
                     let Some(v) = int_value(&expr, errors, &name) else { return Ok(()) };
                     match name.as_str() {
@@ -156,18 +166,13 @@ fn method_options(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> MethodOpti
                             format!("method id {v} is out of range: use 1..=65535 (0 is reserved)"),
                         ),
                         "id" => o.id = Some((v as u16, expr.span())),
-                        "in_capacity" | "out_capacity" if v > 1 << 20 => {
-                            errors.push(expr.span(), format!("{name} of {v} is too large (at most 1048576)"))
-                        }
-                        "in_capacity" => o.in_capacity = Some(v as u32),
-                        "out_capacity" => o.out_capacity = Some(v as u32),
                         _ => o.deadline_ms = Some(v),
                     }
                 }
                 _ => {
                     errors.push(
                         meta.path.span(),
-                        "unknown grid option; expected one of: stream, id, in_capacity, out_capacity, deadline_ms",
+                        "unknown grid option; expected one of: stream, id, max_window, deadline_ms",
                     );
                     if meta.input.peek(syn::Token![=]) {
                         let _: Expr = meta.value()?.parse()?;
@@ -336,15 +341,6 @@ fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
         .collect();
     let upload = options.stream && senders.is_empty() && receivers == [1] && params.len() == 2;
     let (kind, req, resp, input, output_name) = if upload {
-        if options.out_capacity.is_some() {
-            errors.push(
-                span,
-                format!(
-                    "`{}` is an upload (it answers once): out_capacity does not apply",
-                    sig.ident
-                ),
-            );
-        }
         let in_item = wrapped(&params[1].1, "Receiver")?;
         (
             Kind::Upload,
@@ -384,15 +380,6 @@ fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
         } else {
             Kind::HandlerStream
         };
-        if input.is_none() && options.in_capacity.is_some() {
-            errors.push(
-                span,
-                format!(
-                    "`{}` sets in_capacity but takes no `grid::Receiver`",
-                    sig.ident
-                ),
-            );
-        }
         (
             kind,
             params[0].clone(),
@@ -415,11 +402,8 @@ fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
             errors.push(span, format!("`{}` must take exactly one request parameter after `&self` (wrap several values in a struct)", sig.ident));
             return None;
         }
-        if options.in_capacity.is_some() || options.out_capacity.is_some() {
-            errors.push(
-                span,
-                "in_capacity and out_capacity apply to #[grid(stream)] methods only",
-            );
+        if options.max_window.is_some() {
+            errors.push(span, "max_window applies to #[grid(stream)] methods only");
         }
         (
             Kind::Single,
@@ -447,19 +431,7 @@ fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
         input,
         output_name,
         param_types: params.into_iter().map(|(_, t)| t).collect(),
-        in_capacity: options.in_capacity.unwrap_or(
-            if matches!(kind, Kind::TwoWay | Kind::Upload) {
-                16
-            } else {
-                0
-            },
-        ),
-        // An upload's answer is the one item of its handler's direction.
-        out_capacity: if kind == Kind::Upload {
-            1
-        } else {
-            options.out_capacity.unwrap_or(16)
-        },
+        max_window: options.max_window,
         deadline_ms: options.deadline_ms.unwrap_or(0),
     })
 }

@@ -13,6 +13,7 @@ mod ids;
 mod render_client;
 mod render_server;
 mod render_trait;
+mod size;
 
 use proc_macro::TokenStream;
 use quote::quote;

@@ -12,10 +12,12 @@ fn method(s: &Service, m: &Method) -> TokenStream {
     let (name, c, req_name, req, resp) = (&m.ident, m.const_name(), &m.req_name, &m.req, &m.resp);
     let deadline_ms = m.deadline_ms;
     let attrs = m.attrs.iter().filter(|a| a.path().is_ident("doc"));
+    let max_window = m.max_window.map(|w| quote! { call = call.max_window(#w); });
     let deadline = quote! {
         if let ::core::option::Option::Some(d) = #krate::typed::__private::deadline(self.deadline, #deadline_ms) {
             call = call.deadline(d);
         }
+        #max_window
     };
     match m.kind {
         Kind::Single => quote! {

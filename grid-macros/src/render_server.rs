@@ -24,7 +24,9 @@ fn registration(s: &Service, m: &Method) -> TokenStream {
             });
         },
         Kind::HandlerStream | Kind::TwoWay | Kind::Upload => {
-            let (in_cap, out_cap) = (m.in_capacity, m.out_capacity);
+            let with_input =
+                matches!(m.kind, Kind::TwoWay | Kind::Upload).then(|| quote! { .with_input() });
+            let max_window = m.max_window.map(|w| quote! { .max_window(#w) });
             let input = if m.kind == Kind::TwoWay {
                 quote! {
                     let input = #krate::Receiver::new(input.ok_or_else(|| #krate::RemoteError::new("stream opened without input"))?);
@@ -57,8 +59,8 @@ fn registration(s: &Service, m: &Method) -> TokenStream {
                             #input
                         }
                     })
-                    .in_capacity(#in_cap)
-                    .out_capacity(#out_cap),
+                    #with_input
+                    #max_window,
                 );
             }
         }

@@ -33,6 +33,8 @@ pub(crate) struct Config {
     pub reassembly_window: usize,
     pub max_request_bytes: usize,
     pub max_early_cancels: usize,
+    pub stream_window: u64,
+    pub max_stream_window: u64,
 }
 
 /// The default of [`Config::max_concurrent_calls`], also assumed for a peer that does not
@@ -40,6 +42,11 @@ pub(crate) struct Config {
 pub(crate) const DEFAULT_MAX_CONCURRENT: usize = 1024;
 /// The default maximum message size.
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
+/// The default of [`Config::stream_window`]: the window a stream direction starts with.
+pub(crate) const DEFAULT_STREAM_WINDOW: u64 = 256 << 10;
+/// The default of [`Config::max_stream_window`], also assumed for a peer that does not
+/// announce its own.
+pub(crate) const DEFAULT_MAX_STREAM_WINDOW: u64 = 16 << 20;
 
 impl Default for Config {
     fn default() -> Self {
@@ -58,6 +65,8 @@ impl Default for Config {
             reassembly_window: 4 * DEFAULT_MAX_MESSAGE,
             max_request_bytes: 4 * DEFAULT_MAX_MESSAGE,
             max_early_cancels: 1000,
+            stream_window: DEFAULT_STREAM_WINDOW,
+            max_stream_window: DEFAULT_MAX_STREAM_WINDOW,
         }
     }
 }
@@ -97,6 +106,9 @@ impl Config {
             peer_reassembly_window: or_default(peer.reassembly_window, 4 * DEFAULT_MAX_MESSAGE),
             max_send_buffer: self.max_send_buffer,
             max_early_cancels: self.max_early_cancels,
+            stream_window: self.stream_window,
+            max_stream_window: self.max_stream_window,
+            peer_max_stream_window: peer.max_stream_window.unwrap_or(DEFAULT_MAX_STREAM_WINDOW),
             hash_seed: rand::random(),
         }
     }
@@ -111,6 +123,7 @@ impl Config {
             max_request_bytes: u64::try_from(self.max_request_bytes).ok(),
             max_message_size: u64::try_from(self.max_message_size).ok(),
             checksums: Some(checksums),
+            max_stream_window: Some(self.max_stream_window),
         }
     }
 }

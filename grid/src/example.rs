@@ -7,9 +7,9 @@
 //! #[grid::service(id = 1)]
 //! pub trait Storage {
 //!     async fn disk_info(&self, disk: String) -> Result<DiskInfo, RemoteError>;
-//!     #[grid(stream, out_capacity = 32)]
+//!     #[grid(stream)]
 //!     async fn walk(&self, dir: String, out: Sender<Entry>) -> Result<(), RemoteError>;
-//!     #[grid(stream, in_capacity = 16)]
+//!     #[grid(stream, max_window = "1MiB")]
 //!     async fn put_many(&self, batch: String, input: Receiver<Entry>) -> Result<u64, RemoteError>;
 //!     #[grid(stream)]
 //!     async fn resize(&self, disk: String, input: Receiver<u64>, out: Sender<u64>) -> Result<(), RemoteError>;
@@ -46,12 +46,12 @@ pub trait Storage {
     async fn disk_info(&self, disk: String) -> Result<DiskInfo, RemoteError>;
 
     /// A handler stream: the handler sends items until it returns.
-    #[grid(stream, out_capacity = 32)]
+    #[grid(stream)]
     async fn walk(&self, dir: String, out: Sender<Entry>) -> Result<(), RemoteError>;
 
     /// An upload: the caller streams items, the handler answers once (here: how many bytes
     /// it stored).
-    #[grid(stream, in_capacity = 16)]
+    #[grid(stream, max_window = "1MiB")]
     async fn put_many(&self, batch: String, input: Receiver<Entry>) -> Result<u64, RemoteError>;
 
     /// A two-way stream: items both ways, each bounded by its window.

@@ -61,7 +61,7 @@
 //!     async fn greet(&self, req: Greeting) -> Result<String, RemoteError>;
 //!
 //!     /// The handler streams its answers back.
-//!     #[grid(stream, out_capacity = 8)]
+//!     #[grid(stream)]
 //!     async fn count(&self, up_to: u32, out: Sender<u32>) -> Result<(), RemoteError>;
 //! }
 //!
@@ -167,8 +167,10 @@ pub use error::{Error, RemoteError, Result};
 /// `StorageClient` page lists the caller's methods with their exact return types.
 ///
 /// Options in `#[grid(...)]`: `stream`, `id = N` (method id, 1..=65535; default: a hash of
-/// the name, see PROTOCOL.md), `in_capacity = N`, `out_capacity = N`, `deadline_ms = N`
-/// (the method's default deadline). Requests, responses and items are any serde types,
+/// the name, see PROTOCOL.md), `max_window = "1MiB"` (a stream's cap on the window of
+/// each of its directions, in bytes: an integer or a string with `KiB`, `MiB`, `GiB`;
+/// default: the node's `max_stream_window`), `deadline_ms = N` (the method's default
+/// deadline). Requests, responses and items are any serde types,
 /// encoded as MessagePack maps (adding an `Option` or `#[serde(default)]` field stays
 /// compatible both ways). Handlers reach the caller, deadline and subroute through
 /// [`CallContext::current`]. Mistakes (two methods with one id, reserved ids, a method that

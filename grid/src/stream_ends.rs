@@ -2,9 +2,9 @@
 //! each message, and a [`StreamReceiver`] that returns credit as it reads.
 //!
 //! Both are handles on the stream's state in the connection's engine. Credit is what bounds
-//! memory: a sender holds one credit per message it may still send, granted by the
-//! receiving side as its user reads, so no side ever buffers more than the capacity it
-//! declared, whatever the speed difference.
+//! memory: a sender holds credit in bytes (a message costs its payload plus a small fixed
+//! charge), granted by the receiving side as its user reads, so no side ever buffers more
+//! than the window it granted (plus one message), whatever the speed difference.
 //!
 //! End of input is explicit: a sender ends its direction with [`StreamSender::finish`]. A
 //! caller's sender dropped without it cancels the stream, and so does a caller's receiver
@@ -25,7 +25,7 @@ use crate::session::Session;
 use crate::tasks::requeue;
 
 /// Most messages [`StreamSender::send_all`] queues in one step.
-const SEND_ALL_BATCH: u32 = 256;
+const SEND_ALL_BATCH: usize = 256;
 
 /// Sends one direction of a stream. Not `Clone`: messages are numbered in the order they
 /// are sent.
@@ -111,9 +111,9 @@ impl StreamSender {
     }
 
     /// Sends every message of `messages`, in order, waiting for credit whenever the
-    /// receiver is behind. Each time credit is available, as many messages as it covers
-    /// (up to a bound) are taken from the iterator and queued in one step, so a batch costs
-    /// one wait and one lock rather than one per message.
+    /// receiver is behind. Each time there is credit, as many messages as it covers (up to
+    /// a bound) are taken from the iterator and queued in one step, so a batch costs one
+    /// wait and one lock rather than one per message.
     ///
     /// # Errors
     /// As [`StreamSender::send`]: the messages before the failing one were sent, it and
@@ -122,8 +122,9 @@ impl StreamSender {
     ///
     /// # Cancel safety
     /// Not cancel safe: if the future is dropped while it waits for credit, the messages
-    /// before were sent and the rest were not (one of them already taken from the
-    /// iterator). Send one at a time with [`StreamSender::send`] to know exactly which.
+    /// before were sent and the rest were not (one of them may already have been taken
+    /// from the iterator). Send one at a time with [`StreamSender::send`] to know exactly
+    /// which.
     pub async fn send_all<I>(&mut self, messages: I) -> Result<()>
     where
         I: IntoIterator<Item = Bytes>,
@@ -135,16 +136,21 @@ impl StreamSender {
         let mut batch = Vec::new();
         while messages.peek().is_some() {
             let session = &self.session;
-            let n = poll_fn(|cx| session.with(|e| e.poll_reserve(side, key, SEND_ALL_BATCH, cx)))
-                .await?;
-            batch.extend(messages.by_ref().take(n as usize));
+            let credit = poll_fn(|cx| session.with(|e| e.poll_credit(side, key, cx))).await?;
+            // Taken outside the lock: the messages the credit covers (the last may overrun
+            // it, as a single send may). Only this sender spends the credit, so it is still
+            // there when they are queued.
+            let mut covered = 0;
+            while covered < credit && batch.len() < SEND_ALL_BATCH {
+                let Some(p) = messages.next() else { break };
+                covered += crate::engine::cost(p.len());
+                batch.push(p);
+            }
             let fits = batch
                 .iter()
                 .position(|p| self.check_size(p).is_err())
                 .unwrap_or(batch.len());
-            let unused = n - fits as u32;
             let step_aside = self.session.with(|e| {
-                e.unreserve(side, key, unused);
                 batch
                     .drain(..fits)
                     .try_for_each(|p| e.send(side, key, p))
@@ -160,14 +166,14 @@ impl StreamSender {
         Ok(())
     }
 
-    /// Waits for one credit and holds it in a [`Permit`], which then sends without waiting.
-    /// Dropping the permit gives the credit back.
+    /// Waits until there is credit and returns a [`Permit`], which then sends one message
+    /// without waiting.
     ///
     /// # Errors
     /// As [`StreamSender::send`] once the stream ended.
     ///
     /// # Cancel safety
-    /// Cancel safe: no credit is taken if the future is dropped.
+    /// Cancel safe: nothing is taken or sent if the future is dropped.
     pub async fn reserve(&mut self) -> Result<Permit<'_>> {
         let (side, key) = (self.side, self.key);
         let session = self.session.clone();
@@ -175,16 +181,16 @@ impl StreamSender {
             // What earlier permits sent fills a frame: let the writer take it first.
             requeue().await;
         }
-        poll_fn(|cx| session.with(|e| e.poll_reserve(side, key, 1, cx))).await?;
-        Ok(Permit {
-            sender: self,
-            spent: false,
-        })
+        poll_fn(|cx| session.with(|e| e.poll_credit(side, key, cx))).await?;
+        Ok(Permit { sender: self })
     }
 
-    /// Messages that could be sent right now without waiting.
+    /// Bytes of credit the sender holds now: a message may be sent without waiting while
+    /// this is above zero (it costs its payload plus a fixed 32 bytes; the last one may
+    /// overrun the credit). Grows as the receiver reads.
     pub fn credit(&self) -> usize {
-        self.session.with(|e| e.credit(self.side, self.key))
+        let bytes = self.session.with(|e| e.credit(self.side, self.key));
+        usize::try_from(bytes).unwrap_or(usize::MAX)
     }
 
     /// Ends this direction after the messages already sent: the receiver's stream ends
@@ -221,10 +227,10 @@ impl Drop for StreamSender {
     }
 }
 
-/// One credit of a [`StreamSender`], taken by [`StreamSender::reserve`].
+/// The right to send one message on a [`StreamSender`] without waiting, from
+/// [`StreamSender::reserve`]. Dropping it sends nothing and costs nothing.
 pub struct Permit<'a> {
     sender: &'a mut StreamSender,
-    spent: bool,
 }
 
 impl std::fmt::Debug for Permit<'_> {
@@ -240,22 +246,12 @@ impl Permit<'_> {
     ///
     /// # Errors
     /// [`Error::MessageTooLarge`] for a payload over the maximum message size: nothing is
-    /// sent, the credit is kept for another message, and the stream carries on. The
-    /// stream's error if it ended since the credit was taken.
-    pub fn send(mut self, payload: Bytes) -> Result<()> {
+    /// sent, the permit is used up, and the stream carries on. The stream's error if it
+    /// ended since the permit was given.
+    pub fn send(self, payload: Bytes) -> Result<()> {
         self.sender.check_size(&payload)?;
-        self.spent = true;
         let (side, key) = (self.sender.side, self.sender.key);
         self.sender.session.with(|e| e.send(side, key, payload))
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        if !self.spent {
-            let (side, key) = (self.sender.side, self.sender.key);
-            self.sender.session.with(|e| e.unreserve(side, key, 1));
-        }
     }
 }
 
@@ -366,7 +362,7 @@ impl StreamReceiver {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         };
-        if let Some(read) = this.batch.report() {
+        if let Some(read) = this.batch.report(payload.len()) {
             // Working through a long batch: the sender gets its credit back now.
             this.session.with(|e| e.count_read(side, key, read));
         }

@@ -20,7 +20,7 @@ pub fn upload(taken: mpsc::UnboundedSender<(StreamReceiver, CallContext)>) -> St
             Ok(())
         }
     })
-    .in_capacity(16)
+    .with_input()
 }
 
 /// Reads a stream to its end: how many messages, and how it ended.
@@ -46,13 +46,11 @@ pub async fn echo_back(
     Ok(())
 }
 
-/// A stream handler that echoes every input message back, then returns; its windows take
-/// `capacity` messages each way.
-pub fn echo_input(capacity: u32) -> StreamHandler {
+/// A stream handler that echoes every input message back, then returns.
+pub fn echo_input() -> StreamHandler {
     StreamHandler::new(|mut call: StreamCall| async move {
         let mut input = call.take_input()?;
         echo_back(&mut input, &mut call.output).await
     })
-    .in_capacity(capacity)
-    .out_capacity(capacity)
+    .with_input()
 }

@@ -52,14 +52,18 @@ pub fn http_status(r: Result<impl Sized, tungstenite::Error>) -> u16 {
     }
 }
 
-/// A Connect from `host` with the test token and `clock_ms`, every optional field absent.
+/// A Connect from `host` with the test token and `clock_ms`, announcing protocol version 2
+/// (an absent version means 1, which grid refuses) and every other optional field absent.
 pub fn connect_request(host: &str, clock_ms: i64) -> ConnectRequest {
     ConnectRequest {
         host: host.into(),
         instance: grid::Uuid::new_v4().to_string(),
         clock_ms,
         token: TOKEN.into(),
-        ..ConnectRequest::default()
+        terms: handshake::Terms {
+            version: Some(handshake::PROTOCOL_VERSION),
+            ..handshake::Terms::default()
+        },
     }
 }
 

@@ -43,11 +43,11 @@ pub trait Storage {
     async fn hang(&self, req: ()) -> Result<(), RemoteError>;
 
     /// Lists `n` entries.
-    #[grid(stream, out_capacity = 4)]
+    #[grid(stream, max_window = "1KiB")]
     async fn walk_dir(&self, n: u32, out: Sender<Entry>) -> Result<(), RemoteError>;
 
     /// Sums what the caller sends, answering the running total after each number.
-    #[grid(stream, in_capacity = 8, out_capacity = 8, id = 77)]
+    #[grid(stream, id = 77)]
     async fn running_sum(
         &self,
         start: u64,

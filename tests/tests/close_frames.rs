@@ -144,6 +144,10 @@ async fn a_close_frame_reporting_a_violation_reaches_last_error() {
             host: a.into(),
             instance: grid::Uuid::new_v4().to_string(),
             clock_ms: now_ms(),
+            terms: handshake::Terms {
+                version: Some(handshake::PROTOCOL_VERSION),
+                ..handshake::Terms::default()
+            },
             ..ConnectResponse::default()
         })));
         ws.send(WsMessage::Binary(answer.encode(true).into()))

@@ -17,7 +17,7 @@ const SINK: HandlerId = HandlerId::new(3);
 
 /// Echoes every input message back, then returns.
 fn pump() -> StreamHandler {
-    grid_tests::handlers::echo_input(8)
+    grid_tests::handlers::echo_input()
 }
 
 async fn proxied_pair() -> ProxiedPair {

@@ -28,8 +28,7 @@ async fn an_idle_open_stream_costs_at_most_2_kib_for_both_ends() {
             let idle = StreamHandler::new(|call: StreamCall| async move {
                 call.ctx.cancelled().await;
                 Ok(())
-            })
-            .out_capacity(1);
+            });
             m.register_stream(IDLE, idle).expect("register");
         }
         c.connected().await;

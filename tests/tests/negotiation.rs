@@ -37,7 +37,7 @@ async fn pair() -> (Manager, Manager) {
             Ok(Some(Bytes::from(vec![1u8; n])))
         })
         .expect("register");
-        m.register_stream(ECHO_INPUT, echo_input(4))
+        m.register_stream(ECHO_INPUT, echo_input())
             .expect("register");
     }
     tokio::spawn(small.clone().serve(ls));
@@ -122,7 +122,7 @@ async fn an_answer_over_the_agreed_size_fails_only_its_call() {
 }
 
 #[tokio::test]
-async fn the_acceptor_answers_with_its_version_and_refuses_version_0() {
+async fn the_acceptor_answers_with_its_version_and_refuses_version_1_naming_both() {
     within(async {
         let (acceptor, url) = raw::acceptor().await;
         let (d, _) = dialer_first();
@@ -130,12 +130,20 @@ async fn the_acceptor_answers_with_its_version_and_refuses_version_0() {
         newer.terms.version = Some(7);
         let answer = raw::offer(&url, newer, true).await.expect("an answer");
         assert!(answer.accepted, "{}", answer.reason);
-        assert_eq!(answer.terms.version, Some(1));
-        let mut zero = raw::connect_request(d, now_ms());
-        zero.terms.version = Some(0);
-        let answer = raw::offer(&url, zero, true).await.expect("an answer");
-        assert!(!answer.accepted);
-        assert!(answer.reason.contains("version 0"), "{}", answer.reason);
+        assert_eq!(answer.terms.version, Some(2));
+        for old in [Some(1), None, Some(0)] {
+            let mut request = raw::connect_request(d, now_ms());
+            request.terms.version = old;
+            let answer = raw::offer(&url, request, true).await.expect("an answer");
+            assert!(!answer.accepted, "{old:?} accepted");
+            let v = old.unwrap_or(1);
+            assert!(
+                answer.reason.contains(&format!("version {v}"))
+                    && answer.reason.contains("version 2"),
+                "{}",
+                answer.reason
+            );
+        }
         shut_down(&acceptor).await;
     })
     .await

@@ -39,7 +39,7 @@ async fn oversize_calls_and_stream_messages_fail_alone_with_their_sizes() {
     within(async {
         let node = Attacked::start(|b| b.max_message_size(LIMIT)).await;
         node.node
-            .register_stream(STREAM, echo_input(4))
+            .register_stream(STREAM, echo_input())
             .expect("register");
         let friend = node.keep_calling();
         let mut ws = node.attacker().await;

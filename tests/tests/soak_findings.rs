@@ -33,7 +33,7 @@ async fn a_live_stream_behind_a_growing_socket_backlog_stays_open() {
         for m in [&pair.dialer, &pair.acceptor] {
             m.register_single(ECHO, |_, p: Option<Bytes>| async move { Ok(p) })
                 .expect("register");
-            m.register_stream(PUMP, grid_tests::handlers::echo_input(8))
+            m.register_stream(PUMP, grid_tests::handlers::echo_input())
                 .expect("register");
         }
         pair.connected().await;

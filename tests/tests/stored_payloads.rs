@@ -50,7 +50,6 @@ fn trickle() -> StreamHandler {
         }
         Ok(())
     })
-    .out_capacity(4)
 }
 
 /// Echo calls of `size` bytes, four at a time, until `stop` says so.

@@ -14,7 +14,7 @@ const ECHO: HandlerId = HandlerId::new(10);
 async fn pair(max_message: usize) -> Cluster {
     let c = Cluster::start(&["alpha", "beta"], |b| b.max_message_size(max_message)).await;
     for m in &c.managers {
-        m.register_stream(ECHO, echo_input(16)).expect("register");
+        m.register_stream(ECHO, echo_input()).expect("register");
     }
     c.connected().await;
     c
@@ -131,8 +131,7 @@ async fn a_send_dropped_while_it_lets_the_writer_go_first_sends_nothing() {
         let c = Cluster::start(&["alpha", "beta"], |b| b).await;
         const WIDE: HandlerId = HandlerId::new(11);
         for m in &c.managers {
-            m.register_stream(WIDE, echo_input(4_096))
-                .expect("register");
+            m.register_stream(WIDE, echo_input()).expect("register");
         }
         c.connected().await;
         let conn = c.managers[0].connection("beta").expect("conn");

@@ -1,5 +1,6 @@
 //! Credit flow control under congestion: a slow reader on either side holds the sender at
-//! the capacity, nothing is lost or reordered, and nothing deadlocks.
+//! the window it granted (bytes: a message costs its payload and 32 bytes), nothing is lost
+//! or reordered, and nothing deadlocks.
 
 use std::time::Duration;
 
@@ -8,8 +9,14 @@ use grid::{HandlerId, StreamCall, StreamHandler};
 use grid_tests::{num, unnum, within, Cluster};
 use tokio::sync::{mpsc, oneshot};
 
+/// What one numbered message (4 bytes) costs against a window.
+const COST: u64 = 4 + 32;
+/// The caller's window for the handler's messages: exactly eight of them.
 const OUT_CAP: u32 = 8;
+const OUT_WINDOW: u64 = OUT_CAP as u64 * COST;
+/// The handler's window for the caller's messages: exactly four.
 const IN_CAP: u32 = 4;
+const IN_WINDOW: u64 = IN_CAP as u64 * COST;
 
 /// No report arrives within a short window. (Used only to check that something is
 /// blocked: a slow machine can only make this pass, never fail, when the code is right.)
@@ -20,7 +27,7 @@ async fn stays_quiet<T: std::fmt::Debug>(rx: &mut mpsc::UnboundedReceiver<T>) {
 }
 
 #[tokio::test]
-async fn a_caller_that_stops_reading_holds_the_handler_at_its_out_capacity() {
+async fn a_caller_that_stops_reading_holds_the_handler_at_its_window() {
     within(async {
         let c = Cluster::start(&["alpha", "beta"], |b| b).await;
         let (sent_tx, mut sent) = mpsc::unbounded_channel::<(u32, usize)>();
@@ -36,20 +43,21 @@ async fn a_caller_that_stops_reading_holds_the_handler_at_its_out_capacity() {
                         }
                         Ok(())
                     }
-                })
-                .out_capacity(OUT_CAP),
+                }),
             )
             .expect("register");
         c.connected().await;
         let conn = c.managers[0].connection("beta").expect("conn");
         let mut stream = conn
             .open_stream(HandlerId::new(1), None)
+            .max_window(OUT_WINDOW)
             .await
             .expect("open");
-        // The caller reads nothing: the handler sends exactly its out-capacity, then waits.
+        // The caller reads nothing: the handler sends exactly its window, then waits.
         for i in 0..OUT_CAP {
             let (n, credit) = sent.recv().await.expect("sent");
-            assert_eq!((n, credit), (i, (OUT_CAP - 1 - i) as usize));
+            let left = OUT_WINDOW - u64::from(i + 1) * COST;
+            assert_eq!((n, credit), (i, left as usize));
         }
         stays_quiet(&mut sent).await;
         // Reading resumes the handler; everything arrives, in order.
@@ -66,7 +74,7 @@ async fn a_caller_that_stops_reading_holds_the_handler_at_its_out_capacity() {
 }
 
 #[tokio::test]
-async fn a_handler_that_stops_reading_holds_the_caller_at_its_in_capacity() {
+async fn a_handler_that_stops_reading_holds_the_caller_at_its_window() {
     within(async {
         let c = Cluster::start(&["alpha", "beta"], |b| b).await;
         let (go_tx, go_rx) = mpsc::unbounded_channel::<()>();
@@ -88,7 +96,8 @@ async fn a_handler_that_stops_reading_holds_the_caller_at_its_in_capacity() {
                         Ok(())
                     }
                 })
-                .in_capacity(IN_CAP),
+                .with_input()
+                .max_window(IN_WINDOW),
             )
             .expect("register");
         c.connected().await;
@@ -144,14 +153,15 @@ async fn both_sides_blocked_on_full_windows_lose_nothing_when_one_resumes() {
                     call.output.send(num(1_000_000 + n)).await?;
                     Ok(())
                 })
-                .in_capacity(IN_CAP)
-                .out_capacity(OUT_CAP),
+                .with_input()
+                .max_window(IN_WINDOW),
             )
             .expect("register");
         c.connected().await;
         let conn = c.managers[0].connection("beta").expect("conn");
         let stream = conn
             .open_stream(HandlerId::new(3), None)
+            .max_window(OUT_WINDOW)
             .await
             .expect("open");
         let mut requests = stream.requests.expect("input");
@@ -205,14 +215,14 @@ async fn a_long_stream_with_fast_pings_and_a_blocked_side_keeps_working() {
                         call.output.send(num(i)).await?;
                     }
                     Ok(())
-                })
-                .out_capacity(4),
+                }),
             )
             .expect("register");
         c.connected().await;
         let conn = c.managers[0].connection("beta").expect("conn");
         let mut stream = conn
             .open_stream(HandlerId::new(4), None)
+            .max_window(4 * COST)
             .await
             .expect("open");
         for i in 0..200 {
@@ -245,8 +255,7 @@ async fn a_thousand_concurrent_streams_on_one_connection_all_complete() {
                         call.output.send(num(base + i)).await?;
                     }
                     Ok(())
-                })
-                .out_capacity(2),
+                }),
             )
             .expect("register");
         c.connected().await;
@@ -256,6 +265,7 @@ async fn a_thousand_concurrent_streams_on_one_connection_all_complete() {
             async move {
                 let stream = conn
                     .open_stream(HandlerId::new(5), num(s * 100))
+                    .max_window(2 * COST)
                     .await
                     .expect("open");
                 let got: Vec<u32> = stream

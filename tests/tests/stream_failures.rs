@@ -13,8 +13,8 @@ use grid_tests::{builder, dialer_first, num, shut_down, wait_state, within, Prox
 use tokio::sync::mpsc;
 
 /// A handler that reports when it is dropped, and otherwise serves `body`.
-fn watched(dropped: mpsc::UnboundedSender<()>, in_capacity: u32) -> StreamHandler {
-    StreamHandler::new(move |mut call: StreamCall| {
+fn watched(dropped: mpsc::UnboundedSender<()>, input: bool) -> StreamHandler {
+    let handler = StreamHandler::new(move |mut call: StreamCall| {
         let dropped = dropped.clone();
         async move {
             struct OnDrop(mpsc::UnboundedSender<()>);
@@ -39,9 +39,12 @@ fn watched(dropped: mpsc::UnboundedSender<()>, in_capacity: u32) -> StreamHandle
             }
             Ok(())
         }
-    })
-    .in_capacity(in_capacity)
-    .out_capacity(4)
+    });
+    if input {
+        handler.with_input()
+    } else {
+        handler
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,9 +53,9 @@ async fn a_socket_killed_mid_stream_ends_both_sides_then_new_streams_work() {
         let pair = ProxiedPair::start(|b| b).await;
         let (dropped_tx, mut dropped) = mpsc::unbounded_channel();
         for m in [&pair.dialer, &pair.acceptor] {
-            m.register_stream(HandlerId::new(1), watched(dropped_tx.clone(), 0))
+            m.register_stream(HandlerId::new(1), watched(dropped_tx.clone(), false))
                 .expect("register");
-            m.register_stream(HandlerId::new(2), watched(dropped_tx.clone(), 4))
+            m.register_stream(HandlerId::new(2), watched(dropped_tx.clone(), true))
                 .expect("register");
         }
         pair.connected().await;
@@ -140,7 +143,7 @@ async fn a_caller_that_stops_pinging_has_its_stream_cancelled() {
             .expect("build");
         tokio::spawn(m.clone().serve(l));
         let (dropped_tx, mut dropped) = mpsc::unbounded_channel();
-        m.register_stream(HandlerId::new(1), watched(dropped_tx, 0))
+        m.register_stream(HandlerId::new(1), watched(dropped_tx, false))
             .expect("register");
         let mut ws = handshaken(&url).await;
         let mut open = Message::new(Op::ConnectMux);
@@ -216,7 +219,7 @@ async fn a_sequence_gap_fails_that_stream_only() {
     within(async {
         let (m, url) = acceptor().await;
         let (dropped_tx, mut dropped) = mpsc::unbounded_channel();
-        m.register_stream(HandlerId::new(2), watched(dropped_tx, 4))
+        m.register_stream(HandlerId::new(2), watched(dropped_tx, true))
             .expect("register");
         let mut ws = handshaken(&url).await;
         for mux in [1u64, 2] {
@@ -224,6 +227,8 @@ async fn a_sequence_gap_fails_that_stream_only() {
             open.mux_id = mux;
             open.handler = HandlerId::new(2);
             open.deadline_ms = 60_000;
+            // The window granted for the handler's messages (PROTOCOL.md §6).
+            open.seq = 64 * 1024;
             send(&mut ws, &open).await;
             assert_eq!(wait_for(&mut ws, |m| m.mux_id == mux).await.op, Op::AckMux);
         }
@@ -281,7 +286,7 @@ async fn the_handler_side_enforces_a_streams_deadline_on_its_own() {
     within(async {
         let (m, url) = acceptor().await;
         let (dropped_tx, mut dropped) = mpsc::unbounded_channel();
-        m.register_stream(HandlerId::new(1), watched(dropped_tx, 0))
+        m.register_stream(HandlerId::new(1), watched(dropped_tx, false))
             .expect("register");
         let mut ws = handshaken(&url).await;
         // A raw caller that never cancels and never reads: only the handler side's own

@@ -25,8 +25,7 @@ fn echo() -> StreamHandler {
         let mut input = call.take_input()?;
         echo_back(&mut input, &mut call.output).await
     })
-    .in_capacity(16)
-    .out_capacity(16)
+    .with_input()
 }
 
 /// Sends as many numbered messages as the initial payload says, then returns.
@@ -38,7 +37,6 @@ fn source() -> StreamHandler {
         }
         Ok(())
     })
-    .out_capacity(8)
 }
 
 async fn pair() -> Cluster {
@@ -54,7 +52,7 @@ async fn pair() -> Cluster {
                 }
                 Err(RemoteError::new("disk on fire"))
             })
-            .in_capacity(4),
+            .with_input(),
         )
         .expect("register");
     }
@@ -168,7 +166,7 @@ async fn a_handler_taking_input_it_has_not_tells_the_caller() {
         let conn = c.managers[0].connection("beta").expect("conn");
         let mut stream = conn.open_stream(NO_INPUT, None).await.expect("open");
         match stream.responses.next().await {
-            Some(Err(Error::Remote(e))) => assert!(e.message.contains("in_capacity"), "{e}"),
+            Some(Err(Error::Remote(e))) => assert!(e.message.contains("with_input"), "{e}"),
             other => panic!("expected the handler's error, got {other:?}"),
         }
         c.finish().await;
@@ -266,7 +264,7 @@ async fn dropping_the_responses_cancels_the_handler_and_its_input_never_looks_fi
                         Ok(())
                     }
                 })
-                .in_capacity(4),
+                .with_input(),
             )
             .expect("register");
         let conn = c.managers[0].connection("beta").expect("conn");

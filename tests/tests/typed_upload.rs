@@ -17,7 +17,7 @@ pub struct Summary {
 pub trait Ingest {
     /// Stores the entries streamed, answering how many and their total size; an entry
     /// named "bad" fails the upload.
-    #[grid(stream, in_capacity = 4)]
+    #[grid(stream, max_window = "64KiB")]
     async fn put_many(&self, batch: String, input: Receiver<Entry>)
         -> Result<Summary, RemoteError>;
 }

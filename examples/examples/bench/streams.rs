@@ -29,8 +29,7 @@ pub fn register(m: &Manager) {
                 call.output.send(msg.clone()).await?;
             }
             Ok(())
-        })
-        .out_capacity(1024),
+        }),
     )
     .expect("register");
     m.register_stream(
@@ -38,8 +37,7 @@ pub fn register(m: &Manager) {
         StreamHandler::new(|call: StreamCall| async move {
             call.ctx.cancelled().await;
             Ok(())
-        })
-        .out_capacity(1),
+        }),
     )
     .expect("register");
 }

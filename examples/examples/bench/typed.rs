@@ -43,7 +43,7 @@ pub trait Bench {
     async fn echo_numbers(&self, req: Numbers) -> Result<Numbers, RemoteError>;
 
     /// Streams `n` records of about 64 bytes.
-    #[grid(stream, out_capacity = 1024)]
+    #[grid(stream)]
     async fn push(&self, n: u64, out: Sender<Record>) -> Result<(), RemoteError>;
 }
 

@@ -25,11 +25,11 @@ pub trait Kv {
     async fn put(&self, entry: Entry) -> Result<String, RemoteError>;
 
     /// Streams every entry whose key starts with `prefix`.
-    #[grid(stream, out_capacity = 4)]
+    #[grid(stream)]
     async fn scan(&self, prefix: String, out: Sender<Entry>) -> Result<(), RemoteError>;
 
     /// Stores every entry the caller streams, answering the running count after each.
-    #[grid(stream, in_capacity = 8, out_capacity = 8)]
+    #[grid(stream, max_window = "256KiB")]
     async fn bulk_put(
         &self,
         source: String,

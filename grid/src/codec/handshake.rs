@@ -43,7 +43,8 @@ pub struct ConnectResponse {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Terms {
     /// The protocol version this side speaks (absent: 1). The session uses the lower of
-    /// the two sides' versions; a side refuses a peer whose version it cannot speak.
+    /// the two sides' versions; a side refuses a peer whose version it cannot speak (grid
+    /// speaks 2 only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
     /// The largest payload this side accepts in one message (absent: 16 MiB). Both sides
@@ -68,6 +69,10 @@ pub struct Terms {
     /// 64 MiB). The other side waits before sending a call beyond it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_bytes: Option<u64>,
+    /// The most credit, in bytes, this side grants one stream direction at once (absent:
+    /// 16 MiB). More credit from it is its violation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stream_window: Option<u64>,
 }
 
 impl Terms {
@@ -78,16 +83,21 @@ impl Terms {
     }
 }
 
-/// The protocol version this implementation speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this implementation speaks: 2 (stream windows count bytes).
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest version this implementation speaks (version 1 counted stream credit in
+/// messages; nothing speaking it was ever deployed).
+pub const OLDEST_VERSION: u32 = 2;
 
 /// The version a session with a peer that announced `peer` speaks: the lower of the two
-/// sides' versions (an absent one is 1). `Err` names the versions when this side cannot
+/// sides' versions (an absent one is 1). `Err` names both versions when this side cannot
 /// speak it.
 pub fn agree_version(peer: Option<u32>) -> Result<u32, String> {
     match peer.unwrap_or(1) {
-        0 => Err(format!(
-            "protocol version 0 is not one this node speaks (it speaks 1 to {PROTOCOL_VERSION})"
+        v if v < OLDEST_VERSION => Err(format!(
+            "the peer speaks protocol version {v}, this node speaks version {PROTOCOL_VERSION} \
+             (stream windows in bytes); upgrade the peer"
         )),
         v => Ok(v.min(PROTOCOL_VERSION)),
     }

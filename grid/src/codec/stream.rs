@@ -5,49 +5,47 @@ use bytes::Bytes;
 /// What the handler side grants when it accepts a stream ([`Op::AckMux`](super::Op::AckMux)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ack {
-    /// Caller messages that may be in flight to the handler (0: the caller sends none).
-    pub in_capacity: u32,
-    /// Handler messages that may be in flight to the caller.
-    pub out_capacity: u32,
+    /// The window, in bytes, granted for the caller's messages (0: the caller sends none).
+    pub in_window: u64,
 }
 
 impl Ack {
-    /// The AckMux payload: a MessagePack array `[in_capacity, out_capacity]`.
+    /// The AckMux payload: a MessagePack array `[in_window]`.
     pub fn encode(self) -> Bytes {
-        let mut buf = Vec::with_capacity(12);
-        let _ = rmp::encode::write_array_len(&mut buf, 2);
-        let _ = rmp::encode::write_uint(&mut buf, u64::from(self.in_capacity));
-        let _ = rmp::encode::write_uint(&mut buf, u64::from(self.out_capacity));
+        let mut buf = Vec::with_capacity(10);
+        let _ = rmp::encode::write_array_len(&mut buf, 1);
+        let _ = rmp::encode::write_uint(&mut buf, self.in_window);
         Bytes::from(buf)
     }
 
-    /// Reads an AckMux payload.
+    /// Reads an AckMux payload (elements after those known are ignored).
     ///
     /// # Errors
     /// A description of what is wrong with the payload.
     pub fn decode(payload: Option<&[u8]>) -> Result<Ack, String> {
-        let (in_capacity, out_capacity): (u32, u32) =
-            rmp_serde::from_slice(payload.unwrap_or_default())
-                .map_err(|e| format!("bad AckMux payload: {e}"))?;
-        Ok(Ack {
-            in_capacity,
-            out_capacity,
-        })
+        let bad = |e: &dyn std::fmt::Display| format!("bad AckMux payload: {e}");
+        let mut p = payload.unwrap_or_default();
+        let len = rmp::decode::read_array_len(&mut p).map_err(|e| bad(&e))?;
+        if len == 0 {
+            return Err(bad(&"an empty array (expected [in_window])"));
+        }
+        let in_window = rmp::decode::read_int(&mut p).map_err(|e| bad(&e))?;
+        Ok(Ack { in_window })
     }
 }
 
-/// The payload of an unblock message: the credit returned, as a MessagePack uint.
-pub fn encode_credit(n: u32) -> Bytes {
-    let mut buf = Vec::with_capacity(5);
-    let _ = rmp::encode::write_uint(&mut buf, u64::from(n));
+/// The payload of an unblock message: the credit returned, in bytes, as a MessagePack uint.
+pub fn encode_credit(n: u64) -> Bytes {
+    let mut buf = Vec::with_capacity(9);
+    let _ = rmp::encode::write_uint(&mut buf, n);
     Bytes::from(buf)
 }
 
-/// Reads the credit of an unblock message.
+/// Reads the credit (bytes) of an unblock message.
 ///
 /// # Errors
 /// A description of what is wrong with the payload.
-pub fn decode_credit(payload: Option<&[u8]>) -> Result<u32, String> {
+pub fn decode_credit(payload: Option<&[u8]>) -> Result<u64, String> {
     let mut p = payload.ok_or("unblock without credit")?;
     rmp::decode::read_int(&mut p).map_err(|e| format!("bad credit: {e}"))
 }
@@ -58,14 +56,20 @@ mod tests {
 
     #[test]
     fn ack_and_credit_payloads_match_protocol_md() {
-        let ack = Ack {
-            in_capacity: 16,
-            out_capacity: 8,
-        };
-        assert_eq!(&ack.encode()[..], &[0x92, 0x10, 0x08]);
-        assert_eq!(Ack::decode(Some(&[0x92, 0x10, 0x08])), Ok(ack));
-        assert!(Ack::decode(Some(&[0x91, 0x10])).is_err());
-        assert_eq!(&encode_credit(4)[..], &[0x04]);
+        let ack = Ack { in_window: 262_144 };
+        assert_eq!(&ack.encode()[..], &[0x91, 0xce, 0x00, 0x04, 0x00, 0x00]);
+        assert_eq!(
+            Ack::decode(Some(&[0x91, 0xce, 0x00, 0x04, 0x00, 0x00])),
+            Ok(ack)
+        );
+        assert_eq!(
+            Ack::decode(Some(&[0x92, 0x10, 0x08])),
+            Ok(Ack { in_window: 16 }),
+            "later elements are ignored"
+        );
+        assert!(Ack::decode(Some(&[0x90])).is_err());
+        assert!(Ack::decode(None).is_err());
+        assert_eq!(&encode_credit(4096)[..], &[0xcd, 0x10, 0x00]);
         assert_eq!(decode_credit(Some(&[0x04])), Ok(4));
         assert!(decode_credit(None).is_err());
     }

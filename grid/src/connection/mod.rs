@@ -266,6 +266,7 @@ impl Connection {
     pub fn open_stream(&self, id: HandlerId, payload: impl Into<Option<Bytes>>) -> OpenStream {
         OpenStream {
             call: Call::new(self, id, payload.into(), None),
+            max_window: None,
         }
     }
 
@@ -357,6 +358,7 @@ impl Subroute {
                 payload.into(),
                 Some((self.name.clone(), self.hash)),
             ),
+            max_window: None,
         }
     }
 

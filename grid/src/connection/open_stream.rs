@@ -20,7 +20,8 @@ use crate::stream_ends::{StreamReceiver, StreamSender};
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Stream {
-    /// Messages to the handler; `None` when the handler takes none (in-capacity 0).
+    /// Messages to the handler; `None` when the handler takes none (it was registered
+    /// without [`StreamHandler::with_input`](crate::StreamHandler::with_input)).
     pub requests: Option<StreamSender>,
     /// The handler's messages. Ends with `None` when the handler returned `Ok`, or with one
     /// `Err` (the handler's error, `DeadlineExceeded`, `Disconnected`, ...).
@@ -32,14 +33,13 @@ impl Stream {
     /// conn.open_stream(id, payload).await?.split()?;`.
     ///
     /// # Errors
-    /// [`Error::Protocol`] when the handler takes no input (it was registered with an
-    /// in-capacity of 0); the stream is then cancelled.
+    /// [`Error::Protocol`] when the handler takes no input (it was registered without
+    /// `with_input`); the stream is then cancelled.
     pub fn split(self) -> Result<(StreamSender, StreamReceiver)> {
         match self.requests {
             Some(requests) => Ok((requests, self.responses)),
             None => Err(Error::Protocol(
-                "the remote handler takes no input (it was registered with an in-capacity of 0)"
-                    .into(),
+                "the remote handler takes no input (it was registered without with_input)".into(),
             )),
         }
     }
@@ -53,6 +53,7 @@ impl Stream {
 #[must_use = "a stream is opened only when awaited"]
 pub struct OpenStream {
     pub(crate) call: Call,
+    pub(crate) max_window: Option<u64>,
 }
 
 impl OpenStream {
@@ -63,6 +64,14 @@ impl OpenStream {
         self
     }
 
+    /// The most bytes of the handler's messages in flight to this caller at once: the cap
+    /// of the responses' window (default: the node's
+    /// [`max_stream_window`](crate::ManagerBuilder::max_stream_window)).
+    pub fn max_window(mut self, bytes: u64) -> Self {
+        self.max_window = Some(bytes.max(1));
+        self
+    }
+
     async fn run(self) -> Result<Stream> {
         let Prepared {
             session,
@@ -70,7 +79,8 @@ impl OpenStream {
             subroute,
             now,
         } = self.call.prepare()?;
-        let key = session.with(|e| e.open_stream(now, outgoing))?;
+        let max_window = self.max_window;
+        let key = session.with(|e| e.open_stream(now, outgoing, max_window))?;
         super::record_mux(key.mux_id());
         let mut opening = Opening {
             session: &session,
@@ -90,7 +100,7 @@ impl OpenStream {
             Err(e) => return Err(e),
         };
         let requests =
-            (ack.in_capacity > 0).then(|| StreamSender::new(session.clone(), Side::Caller, key));
+            (ack.in_window > 0).then(|| StreamSender::new(session.clone(), Side::Caller, key));
         Ok(Stream {
             requests,
             responses: StreamReceiver::new(session.clone(), Side::Caller, key),

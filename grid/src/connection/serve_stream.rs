@@ -1,4 +1,4 @@
-//! Serving a stream the remote opened: accept it with the handler's capacities, run the
+//! Serving a stream the remote opened: accept it with the handler's window, run the
 //! handler in a task, and end the stream with the handler's result.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -34,13 +34,13 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
             return;
         }
     }
-    let (in_capacity, out_capacity) = (entry.handler.in_capacity, entry.handler.out_capacity);
-    if !session.with(|e| e.accept_stream(key, in_capacity, out_capacity)) {
+    let (input, max_window) = (entry.handler.input, entry.handler.max_window);
+    if !session.with(|e| e.accept_stream(key, input, max_window)) {
         return; // cancelled meanwhile
     }
     let (mux_id, handler) = (start.mux_id, start.handler);
     let cancel = ctx.cancel.clone();
-    let input = (in_capacity > 0).then(|| StreamReceiver::new(session.clone(), Side::Handler, key));
+    let input = input.then(|| StreamReceiver::new(session.clone(), Side::Handler, key));
     let output = StreamSender::new(session.clone(), Side::Handler, key);
     let current = ctx.clone();
     let call = StreamCall {

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use super::assembly::Payload;
 use super::out_queue::OutQueue;
 use super::state::Stream;
+use super::window::RecvWindow;
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side, Start};
 use crate::codec::{ErrorKind, ErrorPayload, Flags, HandlerId, Message, Op};
 use crate::error::Error;
@@ -248,9 +249,15 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Engine::open_call`].
-    pub(crate) fn open_stream(&mut self, now: Instant, o: Outgoing) -> Result<Key, Error> {
+    pub(crate) fn open_stream(
+        &mut self,
+        now: Instant,
+        o: Outgoing,
+        max_window: Option<u64>,
+    ) -> Result<Key, Error> {
         let ms = self.admit_outgoing(now, &o)?;
         let deadline = o.deadline;
+        let window = self.initial_window(max_window);
         let key = self
             .callers
             .insert(CallerEntry::Stream(Box::new(Stream::new(
@@ -258,14 +265,19 @@ impl Engine {
                 0,
                 o.handler,
                 now,
+                self.config.peer_max_stream_window,
             ))));
         if let Some(CallerEntry::Stream(s)) = self.callers.get_mut(key) {
             s.mux_id = key.mux_id();
             s.handles = 1;
             s.deadline = Some(deadline);
+            s.recv.window = RecvWindow::new(window);
         }
         self.timers.add_deadline(deadline, Side::Caller, key);
-        self.activate_or_queue(key, Self::open_message(key, Op::ConnectMux, o, ms));
+        let mut open = Self::open_message(key, Op::ConnectMux, o, ms);
+        // The open carries the window granted for the handler's messages (PROTOCOL.md §6).
+        open.seq = u32::try_from(window).unwrap_or(u32::MAX);
+        self.activate_or_queue(key, open);
         Ok(key)
     }
 
@@ -370,6 +382,25 @@ impl Engine {
         self.settle(Side::Caller, key);
     }
 
+    /// Refuses a Request or ConnectMux before admitting it (nothing was started). An error
+    /// when the peer already has more refusals waiting than the concurrency limit: it calls
+    /// faster than it reads, and must be disconnected.
+    fn refuse_open(&mut self, msg: &Message, kind: ErrorKind, text: &str) -> Result<(), String> {
+        let op = if msg.op == Op::ConnectMux {
+            Op::MuxConnectError
+        } else {
+            Op::Response
+        };
+        let refusal = Message::error_to(op, msg, kind, text);
+        if !self.push_refusal(refusal) {
+            return Err(self.over_limit(format!(
+                "the peer keeps calling beyond the limit of {} concurrent calls without reading the refusals",
+                self.config.max_concurrent
+            )));
+        }
+        Ok(())
+    }
+
     /// A Request or ConnectMux arrived: admit it (its handler starts after this batch of
     /// messages), refuse it with Busy beyond the concurrency limit, or report the peer.
     pub(super) fn admit(
@@ -402,24 +433,22 @@ impl Engine {
             None
         };
         if let Some(text) = over {
-            let op = if stream {
-                Op::MuxConnectError
-            } else {
-                Op::Response
-            };
-            let refusal = Message::error_to(op, msg, ErrorKind::Busy, &text);
-            if !self.push_refusal(refusal) {
-                return Err(self.over_limit(format!(
-                    "the peer keeps calling beyond the limit of {} concurrent calls without reading the refusals",
-                    self.config.max_concurrent
-                )));
-            }
-            return Ok(());
+            return self.refuse_open(msg, ErrorKind::Busy, &text);
         }
         let deadline = (msg.deadline_ms > 0)
             .then(|| now + std::time::Duration::from_millis(u64::from(msg.deadline_ms)));
         let entry = if stream {
-            let mut s = Stream::new(Side::Handler, msg.mux_id, msg.handler, now);
+            let mut s = Stream::new(
+                Side::Handler,
+                msg.mux_id,
+                msg.handler,
+                now,
+                self.config.peer_max_stream_window,
+            );
+            // The caller's window for the handler's messages, from the open.
+            if let Err(why) = s.send.credit.grant(u64::from(msg.seq)) {
+                return self.refuse_open(msg, ErrorKind::Protocol, &why);
+            }
             s.deadline = deadline;
             s.counted = Some(len);
             s.batch = self.batch;

@@ -64,6 +64,7 @@ pub(crate) use outbox::CHUNK;
 pub(crate) use slab::Key;
 pub(crate) use stream_recv::RecvBatch;
 pub(crate) use transmit::Transmit;
+pub(crate) use window::cost;
 
 /// The smallest maximum message size a node may have: the control messages grid sends
 /// (pings and pongs, stream acks, credit, the errors that end a call or stream) fit in it,
@@ -120,6 +121,13 @@ pub(crate) struct Config {
     pub(crate) peer_reassembly_window: usize,
     /// Answer bytes waiting for the socket beyond which no new handler is started.
     pub(crate) max_send_buffer: usize,
+    /// The window (bytes) a stream direction this side receives starts with.
+    pub(crate) stream_window: u64,
+    /// The largest window this side grants one stream direction (announced).
+    pub(crate) max_stream_window: u64,
+    /// The largest window the peer grants one stream direction: more credit from it is its
+    /// violation.
+    pub(crate) peer_max_stream_window: u64,
     /// Calls and streams the peer may cancel before their handler started, per ping
     /// interval, before it is disconnected as a flooder ("rapid reset").
     pub(crate) max_early_cancels: usize,
@@ -509,9 +517,7 @@ impl Engine {
                 counted.1 += bytes;
             }
             if let Some(s) = s {
-                s.send.credit.check();
-                let unread = s.recv.queue.len() + s.recv.lent as usize;
-                s.recv.window.check(unread, s.recv.discard);
+                self.check_stream(s);
             }
         }
         for (key, e) in self.handlers.iter() {
@@ -529,9 +535,7 @@ impl Engine {
                 );
             }
             if let Some(s) = s {
-                s.send.credit.check();
-                let unread = s.recv.queue.len() + s.recv.lent as usize;
-                s.recv.window.check(unread, s.recv.discard);
+                self.check_stream(s);
             }
         }
         assert_eq!(
@@ -554,6 +558,16 @@ impl Engine {
         self.check_outbox();
         self.check_held();
         self.check_timers();
+    }
+
+    fn check_stream(&self, s: &Stream) {
+        s.send.credit.check();
+        let queued: u64 = s.recv.queue.iter().map(|p| window::cost(p.len())).sum();
+        assert_eq!(queued, s.recv.queued, "the queue's cost");
+        let unread = s.recv.queued + s.recv.lent;
+        s.recv
+            .window
+            .check(unread, s.recv.discard, self.config.max_message_size);
     }
 
     /// Asserts that what the engine holds is bounded: by the limits for what the peer can

@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::assembly::{Breach, Payload, Whole};
 use super::state::StreamState;
+use super::window::cost;
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side};
 use crate::codec::{
     decode_credit, encode_error, Decoded, ErrorKind, Flags, FrameMessages, Message, Op, PlainHead,
@@ -99,11 +100,12 @@ impl Engine {
         };
         let r = &mut s.recv;
         let expected = s.state == StreamState::Open && !r.discard && r.end.is_none();
-        if !expected || head.seq != r.next_seq || r.window.receive().is_err() {
+        let cost = cost(end - start);
+        if !expected || head.seq != r.next_seq || r.window.receive(cost).is_err() {
             return false;
         }
         r.next_seq = r.next_seq.wrapping_add(1);
-        let waker = r.deliver(Payload::Whole(frame.slice(start..end)));
+        let waker = r.deliver(Payload::Whole(frame.slice(start..end)), cost);
         if side == Side::Handler {
             s.last_heard = now;
         }
@@ -305,14 +307,15 @@ impl Engine {
         match (data, &failure) {
             (Payload::Absent, None) => {}
             (payload, None) => {
-                if let Err(why) = s.recv.window.receive() {
+                let cost = cost(payload.len());
+                if let Err(why) = s.recv.window.receive(cost) {
                     return self.stream_violation(side, key, why);
                 }
                 if s.recv.discard {
-                    let n = s.recv.window.discard(1);
+                    let n = s.recv.window.discard(cost);
                     self.return_credit(side, key, n);
                 } else {
-                    let waker = s.recv.deliver(payload);
+                    let waker = s.recv.deliver(payload, cost);
                     self.wake(waker);
                 }
             }

@@ -22,6 +22,8 @@ use bytes::Bytes;
 
 use super::assembly::Payload;
 use super::out_queue::OutQueue;
+#[cfg(doc)]
+use super::window::cost;
 use super::window::{RecvWindow, SendCredit};
 use super::Side;
 use crate::codec::{Ack, Flags, HandlerId, Message, MessageRef, Op};
@@ -53,9 +55,9 @@ pub(crate) struct SendHalf {
 }
 
 impl SendHalf {
-    fn new() -> Self {
+    fn new(peer_max_window: u64) -> Self {
         Self {
-            credit: SendCredit::new(0),
+            credit: SendCredit::new(peer_max_window),
             seq: 0,
             end: None,
             waker: None,
@@ -69,11 +71,14 @@ pub(crate) struct RecvHalf {
     pub(crate) window: RecvWindow,
     /// The sequence number the next message must carry.
     pub(crate) next_seq: u32,
-    /// Delivered and not yet handed to the receiver; with `lent`, never more than the
-    /// window's capacity.
+    /// Delivered and not yet handed to the receiver; with `lent`, within the window (plus
+    /// one message).
     pub(crate) queue: VecDeque<Payload>,
-    /// Handed to the receiver (a batch at a time) and not yet reported read by it.
-    pub(crate) lent: u32,
+    /// What the queue's messages cost against the window ([`cost`]).
+    pub(crate) queued: u64,
+    /// The cost of the messages handed to the receiver (a batch at a time) and not yet
+    /// reported read by it.
+    pub(crate) lent: u64,
     /// How the direction ends once the queue is read: `Ok` for the peer's EOF.
     pub(crate) end: Option<Result<(), Error>>,
     /// The end was handed to the user: the receiver is done.
@@ -89,6 +94,7 @@ impl RecvHalf {
             window: RecvWindow::new(0),
             next_seq: 1,
             queue: VecDeque::new(),
+            queued: 0,
             lent: 0,
             end: None,
             done: false,
@@ -97,10 +103,18 @@ impl RecvHalf {
         }
     }
 
-    /// Queues a message for the receiver; the receiver's waker, to wake.
-    pub(crate) fn deliver(&mut self, payload: Payload) -> Option<Waker> {
+    /// Queues a message costing `cost` for the receiver; the receiver's waker, to wake.
+    #[inline]
+    pub(crate) fn deliver(&mut self, payload: Payload, cost: u64) -> Option<Waker> {
         self.queue.push_back(payload);
+        self.queued += cost;
         self.waker.take()
+    }
+
+    /// Drops what was delivered and not yet handed out; returns its cost.
+    pub(crate) fn drop_queue(&mut self) -> u64 {
+        self.queue.clear();
+        std::mem::take(&mut self.queued)
     }
 
     /// Ends the direction, unless it already ended (the first end wins).
@@ -139,7 +153,14 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
-    pub(crate) fn new(side: Side, mux_id: u64, handler: HandlerId, now: Instant) -> Self {
+    /// A new stream; the peer grants at most `peer_max_window` bytes of credit.
+    pub(crate) fn new(
+        side: Side,
+        mux_id: u64,
+        handler: HandlerId,
+        now: Instant,
+        peer_max_window: u64,
+    ) -> Self {
         Self {
             side,
             mux_id,
@@ -148,7 +169,7 @@ impl Stream {
                 Side::Caller => StreamState::Opening,
                 Side::Handler => StreamState::Pending,
             },
-            send: SendHalf::new(),
+            send: SendHalf::new(peer_max_window),
             recv: RecvHalf::new(),
             opened: None,
             open_waker: None,

@@ -14,23 +14,23 @@ use crate::error::Error;
 
 impl Engine {
     /// Hands everything delivered so far to the receiver, in order, into `into` (one step
-    /// for all the messages a frame brought), after counting the `read` messages it
-    /// consumed since its last call: their credit goes back to the sender (in batches).
-    /// Ready with `Some(Ok(n))` when `into` got messages (the receiver reports what it read
-    /// once it read `n` of them, [`Engine::count_read`], so that credit goes back while it
-    /// works through a long batch), the direction's end once all was handed out, or Pending
-    /// with the waker registered.
+    /// for all the messages a frame brought), after counting what it consumed since its
+    /// last call (`read`: their cost, in bytes): their credit goes back to the sender (in
+    /// batches). Ready with `Some(Ok(n))` when `into` got messages (the receiver reports
+    /// what it read once it read `n` bytes' worth, [`Engine::count_read`], so that credit
+    /// goes back while it works through a long batch), the direction's end once all was
+    /// handed out, or Pending with the waker registered.
     ///
     /// Messages handed out count against the window until reported read, so the receiver's
-    /// own buffer never lets the sender exceed the capacity.
+    /// own buffer never lets the sender exceed the window.
     fn poll_recv(
         &mut self,
         side: Side,
         key: Key,
-        read: u32,
+        read: u64,
         into: &mut VecDeque<Payload>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<u32, Error>>> {
+    ) -> Poll<Option<Result<u64, Error>>> {
         self.count_read(side, key, read);
         let Some(s) = self.stream_mut(side, key) else {
             return Poll::Ready(None);
@@ -39,7 +39,7 @@ impl Engine {
             return Poll::Ready(None);
         }
         if !s.recv.queue.is_empty() {
-            s.recv.lent += s.recv.queue.len() as u32;
+            s.recv.lent += std::mem::take(&mut s.recv.queued);
             if into.is_empty() {
                 // The receiver's empty buffer and the queue trade places: nothing moves.
                 std::mem::swap(into, &mut s.recv.queue);
@@ -56,9 +56,9 @@ impl Engine {
         Poll::Pending
     }
 
-    /// The receiver consumed `read` of the messages handed to it: their credit is owed
-    /// back, and returned once enough is owed (while the stream is open).
-    pub(crate) fn count_read(&mut self, side: Side, key: Key, read: u32) {
+    /// The receiver consumed messages handed to it costing `read` bytes: their credit is
+    /// owed back, and returned once enough is owed (while the stream is open).
+    pub(crate) fn count_read(&mut self, side: Side, key: Key, read: u64) {
         if read == 0 {
             return;
         }
@@ -74,7 +74,7 @@ impl Engine {
     /// The receiver was dropped, after consuming `read` of the messages handed to it (the
     /// rest it never read). A caller's receiver dropped before the end cancels the stream;
     /// a handler's just stops taking messages (their credit goes straight back).
-    fn drop_receiver(&mut self, side: Side, key: Key, read: u32) {
+    fn drop_receiver(&mut self, side: Side, key: Key, read: u64) {
         self.count_read(side, key, read);
         let Some(s) = self.stream_mut(side, key) else {
             return;
@@ -87,8 +87,7 @@ impl Engine {
             Side::Caller => {}
             Side::Handler => {
                 s.recv.discard = true;
-                let unread = s.recv.queue.len() as u32 + std::mem::take(&mut s.recv.lent);
-                s.recv.queue.clear();
+                let unread = s.recv.drop_queue() + std::mem::take(&mut s.recv.lent);
                 let n = s.recv.window.discard(unread);
                 self.return_credit(side, key, n);
             }
@@ -96,8 +95,8 @@ impl Engine {
         self.settle(side, key);
     }
 
-    /// Returns `n` credits to the sender (while the stream is open).
-    pub(super) fn return_credit(&mut self, side: Side, key: Key, n: u32) {
+    /// Returns `n` bytes of credit to the sender (while the stream is open).
+    pub(super) fn return_credit(&mut self, side: Side, key: Key, n: u64) {
         let Some(s) = self.stream_mut(side, key) else {
             return;
         };
@@ -134,11 +133,11 @@ impl RecvBatch {
         self.ready.pop_front()
     }
 
-    /// The count of reads to report now ([`Engine::count_read`]), if it is time: after
-    /// each message taken with [`RecvBatch::next`].
+    /// What to report read now ([`Engine::count_read`]), if it is time: after each message
+    /// taken with [`RecvBatch::next`], with its payload's length.
     #[inline]
-    pub(crate) fn report(&mut self) -> Option<u32> {
-        self.read.read_one(!self.ready.is_empty())
+    pub(crate) fn report(&mut self, len: usize) -> Option<u64> {
+        self.read.read_one(len, !self.ready.is_empty())
     }
 
     /// Takes the next batch from the engine (reporting what was read of the last).

@@ -1,10 +1,10 @@
 //! Sending on a stream: credit, messages in order, and the sender's end (finish or drop).
 //!
-//! A message is sent only on a credit: one taken by [`Engine::poll_send`] as it sends, or
-//! taken before by [`Engine::poll_reserve`] (a permit, or a batch) and spent by
-//! [`Engine::send`]. Credit is a
-//! plain counter per stream (`SendCredit`), granted back by the receiving side as its user
-//! reads.
+//! A message is sent only while the stream's credit (bytes, `SendCredit`) is positive,
+//! and spends its cost ([`cost`]): by [`Engine::poll_send`], which waits for credit and
+//! sends in one step, or by [`Engine::send`] after [`Engine::poll_credit`] said there is
+//! some (a permit, or a batch). Only the stream's one sender spends its credit, so credit
+//! seen there stays until it sends. The receiving side grants it back as its user reads.
 
 use std::task::{Context, Poll};
 
@@ -12,38 +12,36 @@ use bytes::Bytes;
 
 use super::state::StreamState;
 use super::streams::Ending;
+use super::window::cost;
 use super::{Engine, Key, Side};
 use crate::codec::Flags;
 use crate::error::Error;
 
 impl Engine {
-    /// Takes up to `max` credits (at least one), waiting (with the waker registered) for
-    /// the receiver while there is none. Ready with how many were taken, or the stream's
-    /// end.
-    pub(crate) fn poll_reserve(
+    /// Ready with the credit (bytes, at least one) once there is some, or the stream's
+    /// end; Pending with the waker registered while there is none.
+    pub(crate) fn poll_credit(
         &mut self,
         side: Side,
         key: Key,
-        max: u32,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<u32, Error>> {
+    ) -> Poll<Result<u64, Error>> {
         let Some(s) = self.stream_mut(side, key) else {
             return Poll::Ready(Err(Error::Cancelled));
         };
         if let Some(e) = &s.send.end {
             return Poll::Ready(Err(e.clone()));
         }
-        match s.send.credit.take_up_to(max) {
-            0 => {
-                s.send.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-            n => Poll::Ready(Ok(n)),
+        if s.send.credit.open() {
+            Poll::Ready(Ok(s.send.credit.available()))
+        } else {
+            s.send.waker = Some(cx.waker().clone());
+            Poll::Pending
         }
     }
 
-    /// Sends `payload` on a credit taken now, or waits for one (with the waker
-    /// registered): [`Engine::poll_reserve`] and [`Engine::send`] in one step, the common
+    /// Sends `payload` once there is credit, or waits for some (with the waker
+    /// registered): [`Engine::poll_credit`] and [`Engine::send`] in one step, the common
     /// path. A small payload is encoded into the stream's queue at once and left in
     /// `payload` for the caller to drop (after the lock); a larger one is taken.
     pub(crate) fn poll_send(
@@ -59,11 +57,12 @@ impl Engine {
         if let Some(e) = &s.send.end {
             return Poll::Ready(Err(e.clone()));
         }
-        if s.send.credit.take_up_to(1) == 0 {
+        if !s.send.credit.open() {
             s.send.waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
         let len = payload.as_ref().map_or(0, Bytes::len);
+        s.send.credit.spend(cost(len));
         if s.out.encodes_early(len) {
             // Encoded into the stream's queue now; the payload itself stays with the caller,
             // which frees it after the lock.
@@ -86,21 +85,15 @@ impl Engine {
         }
     }
 
-    /// Gives back `n` credits taken by [`Engine::poll_reserve`] and not used.
-    pub(crate) fn unreserve(&mut self, side: Side, key: Key, n: u32) {
-        if let Some(s) = self.stream_mut(side, key) {
-            s.send.credit.untake(n);
-        }
-    }
-
-    /// Credit the sender could take right now.
-    pub(crate) fn credit(&mut self, side: Side, key: Key) -> usize {
+    /// Credit (bytes) the sender could use right now.
+    pub(crate) fn credit(&mut self, side: Side, key: Key) -> u64 {
         self.stream_mut(side, key)
             .filter(|s| s.send.end.is_none())
-            .map_or(0, |s| s.send.credit.available() as usize)
+            .map_or(0, |s| s.send.credit.available())
     }
 
-    /// Sends a message on a credit already taken.
+    /// Sends a message; call only after [`Engine::poll_credit`] found credit (this
+    /// sender's own, which nothing else spends).
     pub(crate) fn send(&mut self, side: Side, key: Key, payload: Bytes) -> Result<(), Error> {
         let Some(s) = self.stream_mut(side, key) else {
             return Err(Error::Cancelled);
@@ -108,6 +101,11 @@ impl Engine {
         if let Some(e) = &s.send.end {
             return Err(e.clone());
         }
+        if !s.send.credit.open() {
+            // Never the case for a permit or a batch: their credit is this sender's own.
+            return Err(Error::Protocol("a stream message without credit".into()));
+        }
+        s.send.credit.spend(cost(payload.len()));
         let m = s.next_data(Flags::NONE, Some(payload));
         self.push_out(side, key, m);
         Ok(())

@@ -8,7 +8,7 @@
 use std::task::{Context, Poll};
 
 use super::state::{Stream, StreamState};
-use super::window::{RecvWindow, SendCredit};
+use super::window::RecvWindow;
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side};
 use crate::codec::{encode_error, Ack, ErrorKind, ErrorPayload, Flags, Message, Op};
 use crate::error::Error;
@@ -182,8 +182,7 @@ impl Engine {
         // finished, nothing it sent may be lost.
         if how.drop_queue && s.recv.end.is_none() {
             // Dropped unread: their credit no longer matters (the stream is over).
-            let dropped = s.recv.queue.len() as u32;
-            s.recv.queue.clear();
+            let dropped = s.recv.drop_queue();
             s.recv.window.discard(dropped);
         }
         s.recv.end_with(how.recv);
@@ -265,7 +264,7 @@ impl Engine {
         };
         match s.opened.take() {
             Some(Ok(ack)) => {
-                s.handles = 1 + u8::from(ack.in_capacity > 0);
+                s.handles = 1 + u8::from(ack.in_window > 0);
                 Poll::Ready(Ok(ack))
             }
             Some(Err(e)) => {
@@ -303,10 +302,11 @@ impl Engine {
             Ok(ack) => ack,
             Err(why) => return self.stream_violation(Side::Caller, key, why),
         };
+        if let Err(why) = s.send.credit.grant(ack.in_window) {
+            return self.stream_violation(Side::Caller, key, why);
+        }
         s.state = StreamState::Open;
-        s.send.credit = SendCredit::new(ack.in_capacity);
-        s.recv.window = RecvWindow::new(ack.out_capacity.max(1));
-        if ack.in_capacity == 0 {
+        if ack.in_window == 0 {
             s.send.end = Some(Error::StreamEnded);
         }
         s.opened = Some(Ok(ack));
@@ -316,36 +316,45 @@ impl Engine {
 
     // ---- accepting (handler) ----------------------------------------------------------
 
-    /// The driver found the handler of an admitted stream: acknowledge it with the
-    /// capacities. False if the stream ended meanwhile (then nothing is to be started).
-    pub(crate) fn accept_stream(&mut self, key: Key, in_capacity: u32, out_capacity: u32) -> bool {
+    /// The driver found the handler of an admitted stream: acknowledge it, granting the
+    /// caller a window for its messages when the handler takes input (`input`: at most
+    /// `max_window` bytes, the handler's cap). False if the stream ended meanwhile (then
+    /// nothing is to be started).
+    pub(crate) fn accept_stream(&mut self, key: Key, input: bool, max_window: Option<u64>) -> bool {
+        let in_window = if input {
+            self.initial_window(max_window)
+        } else {
+            0
+        };
         let Some(s) = self.stream_mut(Side::Handler, key) else {
             return false;
         };
         if s.state != StreamState::Pending {
             return false;
         }
-        let out_capacity = out_capacity.max(1);
         s.state = StreamState::Open;
-        s.send.credit = SendCredit::new(out_capacity);
-        s.recv.window = RecvWindow::new(in_capacity);
-        if in_capacity == 0 {
+        s.recv.window = RecvWindow::new(in_window);
+        if !input {
             s.recv.end = Some(Ok(()));
         }
-        s.handles = 1 + u8::from(in_capacity > 0);
+        s.handles = 1 + u8::from(input);
         let (mux_id, handler) = (s.mux_id, s.handler);
         let mut ack = Message::new(Op::AckMux);
         ack.mux_id = mux_id;
         ack.handler = handler;
-        ack.payload = Some(
-            Ack {
-                in_capacity,
-                out_capacity,
-            }
-            .encode(),
-        );
+        ack.payload = Some(Ack { in_window }.encode());
         self.push_out(Side::Handler, key, ack);
         true
+    }
+
+    /// The window a stream direction this side receives starts with: the configured one,
+    /// within the stream's own cap (`max_window`) and this side's largest (at least one
+    /// byte: a message may always go).
+    pub(super) fn initial_window(&self, max_window: Option<u64>) -> u64 {
+        let cap = max_window.map_or(self.config.max_stream_window, |m| {
+            m.min(self.config.max_stream_window)
+        });
+        self.config.stream_window.min(cap).max(1)
     }
 
     pub(super) fn refuse_stream(&mut self, key: Key, kind: ErrorKind, text: &str) {

@@ -1,161 +1,210 @@
-//! Credit arithmetic, with no I/O: per stream direction (messages) and per connection
+//! Credit arithmetic, with no I/O: per stream direction (bytes) and per connection
 //! (bytes of chunked payloads in progress).
 //!
+//! A stream direction's window counts bytes: a data message costs its payload plus
+//! [`MESSAGE_CHARGE`] ([`cost`]), so a flood of empty messages is bounded too. A sender may
+//! send while its credit is positive; the message's cost is then taken whole, so the
+//! credit may go below zero by less than one message (a message larger than the window
+//! still goes, alone at the end of it, and never deadlocks the stream).
+//!
 //! Invariants:
-//! - a sender never holds more credit than the receiver's capacity, and never spends credit
-//!   it does not hold;
-//! - a receiver never holds more unreturned messages than its capacity: one more is the
-//!   peer's violation, reported, never buffered.
+//! - a sender never holds more credit than the receiver's largest window (more is the
+//!   receiver's violation), and sends nothing while its credit is zero or less;
+//! - a receiver holds at most its window plus one message: a message that arrives when the
+//!   sender had no credit left is the peer's violation, reported, never buffered;
+//! - what a receiver holds (unread, or read and not yet returned) plus the credit it has
+//!   granted and not seen used is its window, always.
 
-/// The sending side of one stream direction: how many messages it may still send.
+/// What a data message costs beyond its payload: its slot in the receiver's queue and its
+/// header, roughly. PROTOCOL.md §6.
+pub(crate) const MESSAGE_CHARGE: u64 = 32;
+
+/// What a data message with a payload of `len` bytes costs against its window.
+#[inline]
+pub(crate) fn cost(len: usize) -> u64 {
+    len as u64 + MESSAGE_CHARGE
+}
+
+/// The sending side of one stream direction: the credit (bytes) it may still use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SendCredit {
-    available: u32,
-    capacity: u32,
+    /// May be below zero by less than one message: the last one sent overran it.
+    available: i64,
+    /// The most the receiver ever grants (its handshake's `max_stream_window`).
+    max: i64,
 }
 
 impl SendCredit {
-    /// A direction whose receiver accepts `capacity` messages in flight; all of it granted.
-    pub(crate) fn new(capacity: u32) -> Self {
+    /// No credit yet; the receiver grants at most `max` bytes.
+    pub(crate) fn new(max: u64) -> Self {
         Self {
-            available: capacity,
-            capacity,
+            available: 0,
+            max: i64::try_from(max).unwrap_or(i64::MAX),
         }
     }
 
-    /// Credit that may be spent now.
-    pub(crate) fn available(&self) -> u32 {
-        self.available
+    /// Whether a message may be sent now (any positive credit: its cost is taken whole).
+    #[inline]
+    pub(crate) fn open(&self) -> bool {
+        self.available > 0
+    }
+
+    /// Credit that may be used now, in bytes (zero when overrun).
+    pub(crate) fn available(&self) -> u64 {
+        self.available.max(0) as u64
+    }
+
+    /// Spends a message's cost (call only while [`SendCredit::open`]).
+    #[inline]
+    pub(crate) fn spend(&mut self, cost: u64) {
+        self.available -= cost as i64;
     }
 
     #[cfg(any(test, fuzzing))]
     pub(crate) fn check(&self) {
-        assert!(self.available <= self.capacity, "{self:?}");
+        assert!(self.available <= self.max, "{self:?}");
     }
 
-    /// Spends up to `max` credits, as many as are available; returns how many.
-    pub(crate) fn take_up_to(&mut self, max: u32) -> u32 {
-        let n = self.available.min(max);
-        self.available -= n;
-        n
-    }
-
-    /// Gives back `n` credits taken but not spent (a reservation dropped unused).
-    pub(crate) fn untake(&mut self, n: u32) {
-        self.available = self.available.saturating_add(n).min(self.capacity);
-    }
-
-    /// Adds credit the receiver returned. Credit beyond the capacity means the receiver
-    /// returned messages it never got: its violation.
-    pub(crate) fn grant(&mut self, n: u32) -> Result<(), String> {
-        match self.available.checked_add(n) {
-            Some(total) if total <= self.capacity => {
+    /// Adds credit the receiver granted. Credit beyond the receiver's largest window is
+    /// its violation.
+    pub(crate) fn grant(&mut self, n: u64) -> Result<(), String> {
+        let total = i64::try_from(n)
+            .ok()
+            .and_then(|n| self.available.checked_add(n));
+        match total {
+            Some(total) if total <= self.max => {
                 self.available = total;
                 Ok(())
             }
             _ => Err(format!(
-                "credit over-granted: {n} returned with {} of {} outstanding",
-                self.available, self.capacity
+                "credit over-granted: {n} bytes returned with {} available, more than the largest window ({} bytes)",
+                self.available, self.max
             )),
         }
     }
 }
 
-/// The receiving side of one stream direction: messages received and not yet returned as
-/// credit (queued for the user, or read and owed back).
+/// The receiving side of one stream direction, in bytes: the window, and how it is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RecvWindow {
-    capacity: u32,
-    queued: u32,
-    owed: u32,
+    /// The window: `unused + held + owed`, always.
+    window: u64,
+    /// Credit granted that the sender has not used yet, as far as this side has seen (below
+    /// zero by less than one message when the last one overran the window).
+    unused: i64,
+    /// Received and not yet read by the user (queued, or handed to the receiver).
+    held: u64,
+    /// Read and not yet returned.
+    owed: u64,
 }
 
 impl RecvWindow {
-    pub(crate) fn new(capacity: u32) -> Self {
+    /// A direction whose sender was granted `window` bytes.
+    pub(crate) fn new(window: u64) -> Self {
         Self {
-            capacity,
-            queued: 0,
+            window,
+            unused: i64::try_from(window).unwrap_or(i64::MAX),
+            held: 0,
             owed: 0,
         }
     }
 
-    /// Counts one received message; an error if the sender had no credit for it.
-    pub(crate) fn receive(&mut self) -> Result<(), String> {
-        if self.queued + self.owed >= self.capacity {
+    /// Counts one received message of `cost` bytes; an error if the sender had no credit
+    /// for it.
+    #[inline]
+    pub(crate) fn receive(&mut self, cost: u64) -> Result<(), String> {
+        if self.unused <= 0 {
             return Err(format!(
-                "message sent without credit (capacity {})",
-                self.capacity
+                "message sent without credit (window {} bytes, {} unread, {} read and not yet returned)",
+                self.window, self.held, self.owed
             ));
         }
-        self.queued += 1;
+        self.unused -= cost as i64;
+        self.held += cost;
         Ok(())
     }
 
-    /// The user read `n` messages: they are owed back. Returns the credit to send now, if
-    /// enough is owed to be worth a message ([`RecvWindow::batch`]).
-    pub(crate) fn read(&mut self, n: u32) -> Option<u32> {
-        let n = n.min(self.queued);
-        self.queued -= n;
-        self.owed += n;
-        (self.owed >= self.batch()).then(|| std::mem::take(&mut self.owed))
+    /// The user read messages costing `bytes`: they are owed back. Returns the credit to
+    /// send now, if enough is owed to be worth a message ([`RecvWindow::batch`]).
+    pub(crate) fn read(&mut self, bytes: u64) -> Option<u64> {
+        let bytes = bytes.min(self.held);
+        self.held -= bytes;
+        self.owed += bytes;
+        (self.owed >= self.batch()).then(|| self.give_back())
     }
 
-    /// Credit is returned in batches of a quarter of the capacity (at least one): the
-    /// sender gets it back well before it runs out, at one message per batch.
-    pub(crate) fn batch(&self) -> u32 {
-        (self.capacity / 4).max(1)
+    /// Credit is returned in batches of a quarter of the window: the sender gets it back
+    /// well before it runs out, at one message per batch.
+    pub(crate) fn batch(&self) -> u64 {
+        (self.window / 4).max(1)
+    }
+
+    /// Returns everything owed (what was read and what is dropped unread, `unread` bytes).
+    pub(crate) fn discard(&mut self, unread: u64) -> u64 {
+        let unread = unread.min(self.held);
+        self.held -= unread;
+        self.owed += unread;
+        self.give_back()
+    }
+
+    fn give_back(&mut self) -> u64 {
+        let n = std::mem::take(&mut self.owed);
+        self.unused += n as i64;
+        n
     }
 
     #[cfg(any(test, fuzzing))]
-    pub(crate) fn check(&self, queued: usize, discard: bool) {
-        assert!(self.queued + self.owed <= self.capacity, "{self:?}");
+    pub(crate) fn check(&self, unread: u64, discard: bool, max_message: usize) {
+        assert_eq!(
+            self.unused + (self.held + self.owed) as i64,
+            self.window as i64,
+            "{self:?}"
+        );
+        assert!(
+            self.unused > -(cost(max_message) as i64),
+            "overrun by more than a message: {self:?}"
+        );
         if !discard {
-            assert_eq!(self.queued as usize, queued, "{self:?}");
+            assert_eq!(self.held, unread, "{self:?}");
         }
-    }
-
-    /// Returns everything owed at once (the receiver discards instead of queueing).
-    pub(crate) fn discard(&mut self, n: u32) -> u32 {
-        let n = n.min(self.queued);
-        self.queued -= n;
-        n + std::mem::take(&mut self.owed)
     }
 }
 
-/// What a receiver read of the messages handed to it, not yet reported to the engine.
-/// Reported when it asks for more, or once a batch's worth is read while it still has
-/// more in hand (so the sender gets credit back while it works through a long batch).
+/// What a receiver read of the messages handed to it (their cost, in bytes), not yet
+/// reported to the engine. Reported when it asks for more, or once a batch's worth is read
+/// while it still has more in hand (so the sender gets credit back while it works through a
+/// long batch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ReadTally {
-    read: u32,
-    report_every: u32,
+    read: u64,
+    report_every: u64,
 }
 
 impl Default for ReadTally {
     fn default() -> Self {
         Self {
             read: 0,
-            report_every: u32::MAX,
+            report_every: u64::MAX,
         }
     }
 }
 
 impl ReadTally {
-    /// The engine handed over messages; report after `report_every` reads.
-    pub(crate) fn handed(&mut self, report_every: u32) {
+    /// The engine handed over messages; report after `report_every` bytes read.
+    pub(crate) fn handed(&mut self, report_every: u64) {
         self.report_every = report_every.max(1);
     }
 
-    /// One message read; the count to report now, if it is time (`more`: messages are
-    /// still in hand).
+    /// One message of `len` bytes read; the cost to report now, if it is time (`more`:
+    /// messages are still in hand).
     #[inline]
-    pub(crate) fn read_one(&mut self, more: bool) -> Option<u32> {
-        self.read += 1;
+    pub(crate) fn read_one(&mut self, len: usize, more: bool) -> Option<u64> {
+        self.read += cost(len);
         (more && self.read >= self.report_every).then(|| self.take())
     }
 
     /// Everything read and not yet reported (reported with the next request).
-    pub(crate) fn take(&mut self) -> u32 {
+    pub(crate) fn take(&mut self) -> u64 {
         std::mem::take(&mut self.read)
     }
 }
@@ -205,55 +254,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn send_credit_is_never_negative_nor_over_capacity() {
-        let mut c = SendCredit::new(3);
-        assert_eq!(c.take_up_to(1), 1);
-        assert_eq!(c.take_up_to(5), 2, "as many as there are");
-        assert_eq!(c.take_up_to(1), 0, "no credit left");
+    fn send_credit_overruns_by_one_message_at_most_and_refuses_over_grants() {
+        let mut c = SendCredit::new(1000);
+        assert!(!c.open(), "nothing granted yet");
+        c.grant(100).expect("within the largest window");
+        assert!(c.open());
+        c.spend(cost(50));
+        assert_eq!(c.available(), 100 - 82);
+        assert!(c.open(), "18 bytes left: one more message may go");
+        c.spend(cost(500));
+        assert!(!c.open(), "overrun: nothing more until credit comes");
         assert_eq!(c.available(), 0);
-        c.grant(1).expect("within capacity");
-        assert!(c.grant(3).is_err(), "4 outstanding of 3");
-        assert_eq!(c.available(), 1, "a refused grant changes nothing");
-        c.untake(1);
-        c.untake(5);
-        assert_eq!(c.available(), 3, "never above capacity");
-        assert!(c.grant(u32::MAX).is_err());
+        c.grant(532).expect("returned");
+        assert_eq!(c.available(), 18);
+        assert!(c.grant(983).is_err(), "1001 > the largest window");
+        assert_eq!(c.available(), 18, "a refused grant changes nothing");
+        assert!(c.grant(u64::MAX).is_err());
+        c.check();
     }
 
     #[test]
-    fn recv_window_refuses_a_message_beyond_credit_and_returns_in_batches() {
-        let mut w = RecvWindow::new(8);
-        for _ in 0..8 {
-            w.receive().expect("within credit");
+    fn recv_window_refuses_a_message_beyond_credit_and_returns_in_quarters() {
+        let mut w = RecvWindow::new(400);
+        for _ in 0..4 {
+            w.receive(cost(68)).expect("within credit");
         }
-        assert!(w.receive().is_err());
-        assert_eq!(
-            w.read(1),
-            None,
-            "one owed is below a quarter of the capacity"
-        );
-        assert!(w.receive().is_err(), "owed credit is not yet returned");
-        assert_eq!(w.read(1), Some(2));
-        w.receive().expect("two returned, so two more may come");
-        w.receive().expect("two returned, so two more may come");
-        assert!(w.receive().is_err());
-        assert_eq!(w.discard(10), 8, "discarding returns what was queued");
-        assert_eq!(RecvWindow::new(2).batch(), 1, "at least one");
+        assert!(w.receive(cost(0)).is_err(), "400 bytes used of 400");
+        assert_eq!(w.read(cost(68)), Some(100), "a quarter of the window owed");
+        w.receive(cost(500))
+            .expect("credit left: a large message overruns it");
+        assert!(w.receive(cost(0)).is_err(), "overrun: no credit");
+        w.check(cost(68) * 3 + cost(500), false, 500);
+        assert_eq!(w.read(cost(68)), Some(100));
+        assert_eq!(w.discard(u64::MAX), cost(68) * 2 + cost(500));
+        w.check(0, false, 500);
+        assert_eq!(RecvWindow::new(2).batch(), 1, "at least one byte");
     }
 
     #[test]
     fn a_tally_reports_a_batch_read_while_more_is_in_hand() {
         let mut t = ReadTally::default();
-        t.handed(3);
-        assert_eq!(t.read_one(true), None);
-        assert_eq!(t.read_one(true), None);
-        assert_eq!(t.read_one(true), Some(3), "a batch read, more in hand");
+        t.handed(3 * cost(10));
+        assert_eq!(t.read_one(10, true), None);
+        assert_eq!(t.read_one(10, true), None);
         assert_eq!(
-            t.read_one(false),
+            t.read_one(10, true),
+            Some(3 * cost(10)),
+            "a batch read, more in hand"
+        );
+        assert_eq!(
+            t.read_one(0, false),
             None,
             "the last in hand: reported with the next ask"
         );
-        assert_eq!(t.take(), 1);
+        assert_eq!(t.take(), cost(0));
         assert_eq!(t.take(), 0);
     }
 

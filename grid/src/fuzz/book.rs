@@ -57,7 +57,7 @@ pub(super) fn caller_ends(p: Peer, key: Key, ack: crate::codec::Ack) -> Ends {
         side: Side::Caller,
         key,
         flow: (p, key.mux_id()),
-        sender: ack.in_capacity > 0,
+        sender: ack.in_window > 0,
         receiver: Some(RecvBatch::default()),
         got: 0,
         end: None,

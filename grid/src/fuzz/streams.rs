@@ -15,8 +15,9 @@ use super::tagged::tagged;
 use super::{assert_not_refused, cx, pick, Pair, Peer};
 
 impl Pair {
-    /// `p`'s user opens a stream with an initial payload of `len` bytes.
-    pub fn open(&mut self, p: Peer, handler: u32, len: usize, deadline_ms: u32) {
+    /// `p`'s user opens a stream with an initial payload of `len` bytes, receiving the
+    /// handler's messages through a window of at most `window` bytes.
+    pub fn open(&mut self, p: Peer, handler: u32, len: usize, deadline_ms: u32, window: u64) {
         let now = self.now;
         let lost = self.lost;
         let node = self.node(p);
@@ -26,7 +27,7 @@ impl Pair {
             payload: Some(tagged(0, 0, len)),
             deadline: now + Duration::from_millis(u64::from(deadline_ms)),
         };
-        match node.e.open_stream(now, o) {
+        match node.e.open_stream(now, o, Some(window)) {
             Ok(key) => {
                 assert!(!lost && len <= node.send_limit && deadline_ms > 0);
                 node.openings.push(key);
@@ -75,22 +76,24 @@ impl Pair {
         self.settle_at(p);
     }
 
-    /// The handler of a stream admitted at `p` accepts it with these capacities.
-    pub fn accept(&mut self, p: Peer, i: u8, in_capacity: u32, out_capacity: u32) {
+    /// The handler of a stream admitted at `p` accepts it, taking input through a window of
+    /// at most `in_window` bytes (0: it takes none).
+    pub fn accept(&mut self, p: Peer, i: u8, in_window: u64) {
         let node = self.node(p);
         let Some(i) = pick(&node.accepting, i) else {
             return;
         };
         let start = node.accepting.remove(i);
         drop(start.payload.into_bytes());
-        if node.e.accept_stream(start.key, in_capacity, out_capacity) {
+        let input = in_window > 0;
+        if node.e.accept_stream(start.key, input, Some(in_window)) {
             let flow = (p.other(), start.mux_id);
             node.ends.push(Ends {
                 side: Side::Handler,
                 key: start.key,
                 flow,
                 sender: true,
-                receiver: (in_capacity > 0).then(RecvBatch::default),
+                receiver: input.then(RecvBatch::default),
                 got: 0,
                 end: None,
             });
@@ -120,25 +123,27 @@ impl Pair {
         self.settle_at(p);
     }
 
-    /// `p`'s user reserves up to `max` credits on a stream, sends `spend` messages of
-    /// `len` bytes on them and gives the rest back (permits, `send_all`).
-    pub fn reserve(&mut self, p: Peer, i: u8, max: u32, spend: u32, len: usize) {
+    /// `p`'s user waits for credit on a stream and then sends up to `spend` messages of
+    /// `len` bytes (at most `max`) on what it found, as a permit or `send_all` does.
+    pub fn reserve(&mut self, p: Peer, i: u8, max: usize, spend: usize, len: usize) {
         let (node, book) = self.node_and_book(p);
         let Some((side, key, named)) = sending_end(node, i, len) else {
             return;
         };
         let flow = book.flows.entry(named).or_default();
-        let max = max.max(1);
-        if let Poll::Ready(Ok(n)) = node.e.poll_reserve(side, key, max, &mut cx()) {
-            assert!(n >= 1 && n <= max, "{n} credits reserved of {max} asked");
-            let used = spend.min(n);
-            for _ in 0..used {
+        if let Poll::Ready(Ok(credit)) = node.e.poll_credit(side, key, &mut cx()) {
+            assert!(credit > 0, "ready without credit");
+            let mut covered = 0;
+            for _ in 0..spend.min(max.max(1)) {
+                if covered >= credit {
+                    break;
+                }
                 let seq = flow.sent(side).len() as u32 + 1;
                 let sent = node.e.send(side, key, tagged(named.1, seq, len));
-                assert!(sent.is_ok(), "a reserved credit could not be spent");
+                assert!(sent.is_ok(), "credit found could not be spent");
+                covered += crate::engine::cost(len);
                 flow.sent(side).push(len);
             }
-            node.e.unreserve(side, key, n - used);
         }
         self.settle_at(p);
     }

@@ -62,7 +62,7 @@ impl Pair {
     /// callers take their answers, open their streams, finish and read to the end.
     fn conclude(&mut self, p: Peer) {
         while !self.node(p).accepting.is_empty() {
-            self.accept(p, 0, 4, 4);
+            self.accept(p, 0, 160);
         }
         while !self.node(p).serving.is_empty() {
             self.answer(p, 0, 16, false);

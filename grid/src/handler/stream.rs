@@ -18,7 +18,8 @@ pub struct StreamCall {
     pub ctx: CallContext,
     /// The initial payload the caller opened the stream with.
     pub payload: Option<Bytes>,
-    /// The caller's messages (`None` when the handler's in-capacity is 0). Ends with `None`
+    /// The caller's messages (`None` unless the handler was registered
+    /// [`with_input`](StreamHandler::with_input)). Ends with `None`
     /// after the caller's EOF, or with `Err(Cancelled)` when the caller cancelled: a
     /// cancelled stream never looks finished.
     pub input: Option<StreamReceiver>,
@@ -31,11 +32,11 @@ impl StreamCall {
     ///
     /// # Errors
     /// A [`RemoteError`] for the caller when there is no input to take: the handler was
-    /// registered with an in-capacity of 0, or took it already.
+    /// registered without [`StreamHandler::with_input`], or took it already.
     pub fn take_input(&mut self) -> Result<StreamReceiver, RemoteError> {
         self.input.take().ok_or_else(|| {
             RemoteError::new(
-                "this stream handler has no input: register it with in_capacity > 0 (and take it once)",
+                "this stream handler has no input: register it with StreamHandler::with_input (and take it once)",
             )
         })
     }
@@ -46,7 +47,13 @@ pub type StreamFuture = Pin<Box<dyn Future<Output = Result<(), RemoteError>> + S
 
 type StreamFn = Arc<dyn Fn(StreamCall) -> StreamFuture + Send + Sync>;
 
-/// A stream handler and its per-direction capacities.
+/// A stream handler: its function, whether it reads the caller's messages, and the cap on
+/// the window its input may grow to.
+///
+/// Flow control counts bytes in both directions: a message costs its payload plus 32 bytes,
+/// and each receiving side grants a window it grows to fit the link (up to its caps and its
+/// node's memory budget, see [`ManagerBuilder`](crate::ManagerBuilder)), so a stream fills
+/// a 10 ms link as well as loopback with nothing set here.
 ///
 /// ```
 /// use grid::{StreamCall, StreamHandler};
@@ -61,49 +68,53 @@ type StreamFn = Arc<dyn Fn(StreamCall) -> StreamFuture + Send + Sync>;
 ///     }
 ///     Ok(())
 /// })
-/// .in_capacity(16)
-/// .out_capacity(16);
+/// .with_input()
+/// .max_window(1 << 20);
 /// # drop(handler);
 /// ```
 #[derive(Clone)]
 pub struct StreamHandler {
-    pub(crate) in_capacity: u32,
-    pub(crate) out_capacity: u32,
+    pub(crate) input: bool,
+    pub(crate) max_window: Option<u64>,
     pub(crate) call: StreamFn,
 }
 
 impl std::fmt::Debug for StreamHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamHandler")
-            .field("in_capacity", &self.in_capacity)
-            .field("out_capacity", &self.out_capacity)
+            .field("input", &self.input)
+            .field("max_window", &self.max_window)
             .finish()
     }
 }
 
 impl StreamHandler {
-    /// A handler with no caller→handler messages and an out-capacity of 8.
+    /// A handler that sends messages to the caller and takes none from it.
     pub fn new<F, Fut>(handler: F) -> Self
     where
         F: Fn(StreamCall) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), RemoteError>> + Send + 'static,
     {
         Self {
-            in_capacity: 0,
-            out_capacity: 8,
+            input: false,
+            max_window: None,
             call: Arc::new(move |call| Box::pin(handler(call))),
         }
     }
 
-    /// How many caller messages may be in flight to the handler (0: the caller sends none).
-    pub fn in_capacity(mut self, messages: u32) -> Self {
-        self.in_capacity = messages;
+    /// The handler also reads the caller's messages ([`StreamCall::take_input`]); the
+    /// caller then gets a sender.
+    pub fn with_input(mut self) -> Self {
+        self.input = true;
         self
     }
 
-    /// How many handler messages may be in flight to the caller (at least 1).
-    pub fn out_capacity(mut self, messages: u32) -> Self {
-        self.out_capacity = messages.max(1);
+    /// The most bytes of the caller's messages in flight to this handler at once: the cap
+    /// of its input's window (default: the node's
+    /// [`max_stream_window`](crate::ManagerBuilder::max_stream_window)). A low cap bounds a
+    /// handler's memory below what its link could carry.
+    pub fn max_window(mut self, bytes: u64) -> Self {
+        self.max_window = Some(bytes.max(1));
         self
     }
 }

@@ -235,6 +235,22 @@ impl ManagerBuilder {
         self
     }
 
+    /// The window, in bytes, each stream direction this node receives starts with (default
+    /// 256 KiB): how much of a peer's stream messages may be in flight to this node before
+    /// the first credit comes back. A message costs its payload plus 32 bytes.
+    pub fn stream_window(mut self, bytes: u64) -> Self {
+        self.config.stream_window = bytes;
+        self
+    }
+
+    /// The largest window, in bytes, this node grants one stream direction (default 16 MiB,
+    /// at most 4 GiB − 1). It is announced in the handshake; a stream handler or an open
+    /// may set a lower cap for its own stream.
+    pub fn max_stream_window(mut self, bytes: u64) -> Self {
+        self.config.max_stream_window = bytes;
+        self
+    }
+
     /// Builds the manager and starts one connection per peer. Must be called inside a tokio
     /// runtime.
     ///
@@ -275,6 +291,15 @@ impl ManagerBuilder {
                     c.max_message_size
                 )));
             }
+        }
+        if c.stream_window == 0
+            || c.stream_window > c.max_stream_window
+            || c.max_stream_window > u64::from(u32::MAX)
+        {
+            return Err(Error::Config(format!(
+                "stream_window ({} bytes) must be at least 1 and at most max_stream_window ({} bytes), which must be below 4 GiB",
+                c.stream_window, c.max_stream_window
+            )));
         }
         if !c.route.starts_with('/') {
             return Err(Error::Config(format!(

@@ -75,7 +75,8 @@ const PING: Duration = Duration::from_millis(300);
 const STREAM_PING: Duration = Duration::from_secs(1);
 const CALLERS: usize = 32;
 const STREAMERS: usize = 8;
-const STREAM_WINDOW: u32 = 8;
+/// The cap of the stream echo's input window: small, so the soak's streams wait on credit.
+const STREAM_WINDOW: u64 = 64 * 1024;
 /// How long past its deadline a call or stream may take to end before it is a hang.
 const SLACK: Duration = Duration::from_secs(5);
 /// A call that ends this long past its deadline is counted as late (not fatal).

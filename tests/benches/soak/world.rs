@@ -207,8 +207,8 @@ fn register(m: &Manager, tally: &Arc<Tally>) {
             }
             Ok(())
         })
-        .in_capacity(STREAM_WINDOW)
-        .out_capacity(STREAM_WINDOW),
+        .with_input()
+        .max_window(STREAM_WINDOW),
     )
     .expect("register stream echo");
 }

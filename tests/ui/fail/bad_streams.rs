@@ -12,13 +12,19 @@ pub trait Streams {
     async fn receiver_last(&self, req: u32, out: Sender<u32>, input: Receiver<u32>) -> Result<(), RemoteError>;
 
     #[grid(stream, in_capacity = 4)]
-    async fn capacity_without_input(&self, req: u32, out: Sender<u32>) -> Result<(), RemoteError>;
+    async fn capacity_in_messages(&self, req: u32, out: Sender<u32>) -> Result<(), RemoteError>;
 
     #[grid(stream, fast = true)]
     async fn unknown_option(&self, req: u32, out: Sender<u32>) -> Result<(), RemoteError>;
 
-    #[grid(stream, out_capacity = 4)]
-    async fn upload_with_out_capacity(&self, req: u32, input: Receiver<u32>) -> Result<u64, RemoteError>;
+    #[grid(stream, max_window = "1.5MiB")]
+    async fn window_not_a_size(&self, req: u32, input: Receiver<u32>) -> Result<u64, RemoteError>;
+
+    #[grid(stream, max_window = 100)]
+    async fn window_too_small(&self, req: u32, out: Sender<u32>) -> Result<(), RemoteError>;
+
+    #[grid(max_window = "1MiB")]
+    async fn window_on_a_single_call(&self, req: u32) -> Result<u32, RemoteError>;
 }
 
 fn main() {}

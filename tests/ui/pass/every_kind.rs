@@ -17,10 +17,10 @@ pub trait Everything {
     #[grid(stream)]
     async fn handler_stream(&self, req: Req, out: Sender<String>) -> Result<(), RemoteError>;
 
-    #[grid(stream, in_capacity = 4, out_capacity = 2)]
+    #[grid(stream, max_window = "256KiB")]
     async fn two_way(&self, start: u64, input: Receiver<u64>, out: Sender<u64>) -> Result<(), RemoteError>;
 
-    #[grid(stream, in_capacity = 8)]
+    #[grid(stream, max_window = 1048576)]
     async fn upload(&self, batch: String, input: Receiver<Req>) -> Result<u64, RemoteError>;
 }
 

@@ -398,7 +398,7 @@ fn an_open_waiting_for_a_slot_reaches_the_peer_after_the_cancel_that_made_room()
     let stream = net
         .a
         .e
-        .open_stream(net.now, net.outgoing(9, b"open", 60))
+        .open_stream(net.now, net.outgoing(9, b"open", 60), None)
         .expect("open");
     net.a.wake();
     // One writer turn takes the cancel, which makes room, and the open.

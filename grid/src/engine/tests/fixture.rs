@@ -58,14 +58,20 @@ pub(super) struct Fixture {
 
 impl Fixture {
     pub(super) fn new(at: At) -> Self {
+        Self::with_window(at, super::WINDOW)
+    }
+
+    /// As [`Fixture::new`], with windows of `window` bytes both ways.
+    pub(super) fn with_window(at: At, window: u64) -> Self {
         // Connection pings far apart: only the stream's own timers matter here.
         let mut config = super::config();
         config.ping_interval = Duration::from_secs(5000);
+        config.stream_window = window;
         let mut net = Net::with(config.clone(), config);
         let a = net
             .a
             .e
-            .open_stream(net.now, net.outgoing(7, b"open", 600))
+            .open_stream(net.now, net.outgoing(7, b"open", 600), None)
             .expect("open");
         let mut f = Fixture {
             net,
@@ -94,19 +100,13 @@ impl Fixture {
         if at == At::Opening {
             return f;
         }
-        assert!(f.net.b.e.accept_stream(start.key, 4, 4));
+        assert!(f.net.b.e.accept_stream(start.key, true, None));
         f.b_sender = true;
         f.b_receiver = true;
         f.net.pump();
         let w = Watch::new();
         match f.net.a.e.poll_opened(f.a, &mut w.cx()) {
-            Poll::Ready(Ok(ack)) => assert_eq!(
-                ack,
-                Ack {
-                    in_capacity: 4,
-                    out_capacity: 4
-                }
-            ),
+            Poll::Ready(Ok(ack)) => assert_eq!(ack, Ack { in_window: window }),
             other => panic!("not opened: {other:?}"),
         }
         f.a_opening = false;

@@ -293,7 +293,7 @@ fn a_cancel_frees_the_slot_of_a_stream_whose_last_message_waits_for_the_socket()
     let first = net
         .a
         .e
-        .open_stream(net.now, net.outgoing(7, b"first", 1))
+        .open_stream(net.now, net.outgoing(7, b"first", 1), None)
         .expect("open");
     net.a_to_b();
     assert_eq!(net.b.started.len(), 1);
@@ -302,7 +302,7 @@ fn a_cancel_frees_the_slot_of_a_stream_whose_last_message_waits_for_the_socket()
     let second = net
         .a
         .e
-        .open_stream(net.now, net.outgoing(7, b"second", 60))
+        .open_stream(net.now, net.outgoing(7, b"second", 60), None)
         .expect("open");
     net.a.wake();
     net.a_to_b();
@@ -325,11 +325,11 @@ fn a_stream_released_by_a_cancel_takes_its_queued_pong_along() {
     let stream = net
         .a
         .e
-        .open_stream(net.now, net.outgoing(7, b"open", 60))
+        .open_stream(net.now, net.outgoing(7, b"open", 60), None)
         .expect("open");
     net.a_to_b();
     let start = net.b.last_start();
-    assert!(net.b.e.accept_stream(start.key, 1, 1));
+    assert!(net.b.e.accept_stream(start.key, true, Some(1)));
     net.pump();
     net.b.e.drop_sender(crate::engine::Side::Handler, start.key);
     let mut input = super::Reader::default();

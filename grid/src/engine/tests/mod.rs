@@ -8,6 +8,7 @@ mod limits;
 mod oversize;
 mod props;
 mod streams;
+mod windows;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -67,9 +68,17 @@ pub(super) fn config() -> Config {
         peer_reassembly_window: 4 << 20,
         max_send_buffer: 4 << 20,
         max_early_cancels: 100,
+        // Four messages of up to 10 bytes (each costs 32 bytes more).
+        stream_window: WINDOW,
+        max_stream_window: 1 << 20,
+        peer_max_stream_window: 1 << 20,
         hash_seed: 7,
     }
 }
+
+/// The window the tests' streams start with: exactly four messages of 0 to 10 bytes (a
+/// message may go while any credit is left).
+pub(super) const WINDOW: u64 = 128;
 
 /// One side: its engine and what it asked its driver for.
 pub(super) struct Node {
@@ -301,7 +310,7 @@ impl Reader {
     ) -> Poll<Option<Result<Bytes, crate::error::Error>>> {
         loop {
             if let Some(payload) = self.0.next() {
-                if let Some(read) = self.0.report() {
+                if let Some(read) = self.0.report(payload.len()) {
                     node.e.count_read(side, key, read);
                     node.wake();
                 }

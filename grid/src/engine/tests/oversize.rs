@@ -106,7 +106,7 @@ fn a_stream_open_over_the_limit_is_refused_with_its_size() {
         let key = net
             .a
             .e
-            .open_stream(net.now, outgoing(&net, payload))
+            .open_stream(net.now, outgoing(&net, payload), None)
             .expect("open");
         net.pump();
         assert!(net.b.started.is_empty(), "{size}: no handler started");
@@ -149,11 +149,11 @@ fn open_stream(net: &mut Net) -> (Key, Key) {
     let a = net
         .a
         .e
-        .open_stream(net.now, outgoing(net, Bytes::from_static(b"open")))
+        .open_stream(net.now, outgoing(net, Bytes::from_static(b"open")), None)
         .expect("open");
     net.pump();
     let b = net.b.last_start().key;
-    assert!(net.b.e.accept_stream(b, 4, 4));
+    assert!(net.b.e.accept_stream(b, true, None));
     net.pump();
     let w = Watch::new();
     assert!(matches!(
@@ -265,13 +265,13 @@ fn the_control_messages_fit_the_smallest_maximum_message_size() {
         .map(|secs| {
             let mut o = outgoing(&net, Bytes::from(vec![1u8; min]));
             o.deadline = net.now + Duration::from_secs(secs);
-            net.a.e.open_stream(net.now, o).expect("open")
+            net.a.e.open_stream(net.now, o, None).expect("open")
         })
         .collect();
     net.a_to_b();
     let served: Vec<Key> = net.b.started.iter().map(|s| s.key).collect();
     for &key in &served {
-        assert!(net.b.e.accept_stream(key, 4, 4));
+        assert!(net.b.e.accept_stream(key, true, None));
     }
     net.pump();
     let w = Watch::new();

@@ -193,7 +193,15 @@ impl World {
                 let o = self
                     .net
                     .outgoing(u32::from(in_cap) << 8 | u32::from(out_cap), b"open", 60);
-                let key = self.net.a.e.open_stream(self.net.now, o).expect("open");
+                // Windows of one to four small messages each way (a message costs its
+                // payload and 32 bytes).
+                let window = Some(u64::from(out_cap) * 40);
+                let key = self
+                    .net
+                    .a
+                    .e
+                    .open_stream(self.net.now, o, window)
+                    .expect("open");
                 self.net.a.wake();
                 self.streams.push(Model {
                     a: Some(key),
@@ -209,11 +217,11 @@ impl World {
                 let caps = start.handler.get();
                 let accept = matches!(op, Op::Accept);
                 let ok = if accept {
-                    let r = self
-                        .net
-                        .b
-                        .e
-                        .accept_stream(start.key, caps >> 8, caps & 0xff);
+                    let r = self.net.b.e.accept_stream(
+                        start.key,
+                        caps >> 8 > 0,
+                        Some(u64::from(caps >> 8) * 40),
+                    );
                     self.net.b.wake();
                     r
                 } else {
@@ -389,7 +397,7 @@ impl World {
                 Poll::Ready(Ok(ack)) => {
                     m.a_opening = false;
                     m.a_receiver = true;
-                    m.a_sender = ack.in_capacity > 0;
+                    m.a_sender = ack.in_window > 0;
                 }
                 Poll::Ready(Err(_)) => m.a_opening = false,
                 Poll::Pending => {}

@@ -10,18 +10,16 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::fixture::{err, in_every_state, At, Fixture};
-use super::Watch;
+use super::{Watch, WINDOW};
 use crate::codec::{encode_credit, Ack, ErrorKind, ErrorPayload, Flags, Message, Op};
+use crate::engine::window::cost;
 use crate::engine::Side;
 use crate::error::Error;
 
 #[test]
 fn ack() {
     in_every_state("ack", |f| {
-        let ack = Ack {
-            in_capacity: 2,
-            out_capacity: 2,
-        };
+        let ack = Ack { in_window: 80 };
         f.inject_a(Op::AckMux, 0, Flags::NONE, Some(ack.encode()));
         let w = Watch::new();
         let opened = f.a_opening.then(|| f.net.a.e.poll_opened(f.a, &mut w.cx()));
@@ -128,14 +126,26 @@ fn message_out_of_sequence() {
 fn credit() {
     in_every_state("credit", |f| {
         if matches!(f.at, At::Open | At::InputDone) {
-            // Spend one, get it back: a second grant beyond the capacity fails the stream.
+            // Spend some; a grant that takes the credit to the largest window the handler
+            // side announced is fine, a second one beyond it fails the stream.
             if f.at == At::Open {
                 f.a_send(b"x").expect("credit");
                 f.net.pump();
             }
         }
-        f.inject_a(Op::UnblockClientMux, 0, Flags::NONE, Some(encode_credit(1)));
-        f.inject_a(Op::UnblockClientMux, 0, Flags::NONE, Some(encode_credit(1)));
+        let most = super::config().peer_max_stream_window - WINDOW;
+        f.inject_a(
+            Op::UnblockClientMux,
+            0,
+            Flags::NONE,
+            Some(encode_credit(most)),
+        );
+        f.inject_a(
+            Op::UnblockClientMux,
+            0,
+            Flags::NONE,
+            Some(encode_credit(most)),
+        );
         if f.at == At::Open {
             assert!(
                 matches!(f.a_recv(), Some(Err(Error::Protocol(p))) if p.contains("over-granted"))
@@ -153,7 +163,7 @@ fn credit() {
 #[test]
 fn a_caller_message_without_credit_fails_the_stream_and_says_why() {
     let mut f = Fixture::new(At::Open);
-    // The window is 4: the fifth message unread is one too many.
+    // The window takes four one-byte messages: the fifth unread is one too many.
     for seq in 1..=5 {
         f.inject_b(
             Op::MuxClientMsg,
@@ -479,7 +489,7 @@ fn caller_cancels_on_the_wire() {
             }
             At::Opening => {
                 // Cancelled before it started: the start is refused.
-                assert!(!f.net.b.e.accept_stream(f.b_key(), 4, 4));
+                assert!(!f.net.b.e.accept_stream(f.b_key(), true, None));
             }
             _ => {}
         }
@@ -529,11 +539,11 @@ fn a_second_open_under_a_live_mux_id() {
 fn a_deadline_before_the_ack_left_refuses_the_open() {
     let mut net = super::Net::new();
     let o = net.outgoing(7, b"open", 2);
-    let a = net.a.e.open_stream(net.now, o).expect("open");
+    let a = net.a.e.open_stream(net.now, o, None).expect("open");
     net.a_to_b();
     let b = net.b.last_start().key;
     // B accepts, but its deadline passes before its writer sent the ack.
-    assert!(net.b.e.accept_stream(b, 4, 4));
+    assert!(net.b.e.accept_stream(b, true, None));
     net.now += Duration::from_secs(3);
     let now = net.now;
     net.b.e.handle_timeout(now).expect("timeout");
@@ -553,37 +563,33 @@ fn a_deadline_before_the_ack_left_refuses_the_open() {
 }
 
 #[test]
-fn a_batch_takes_the_credit_there_is_and_gives_back_what_it_does_not_use() {
+fn a_sender_waits_once_its_window_is_spent_and_is_woken_when_credit_returns() {
     let mut f = super::fixture::Fixture::new(At::Open);
     let a = f.a;
     let w = Watch::new();
     let e = &mut f.net.a.e;
-    // The window is 4: a batch of up to 10 gets 4, and then nothing is left.
     assert!(matches!(
-        e.poll_reserve(Side::Caller, a, 10, &mut w.cx()),
-        Poll::Ready(Ok(4))
+        e.poll_credit(Side::Caller, a, &mut w.cx()),
+        Poll::Ready(Ok(WINDOW))
     ));
-    assert!(e.poll_reserve(Side::Caller, a, 1, &mut w.cx()).is_pending());
-    e.unreserve(Side::Caller, a, 1);
-    assert_eq!(e.credit(Side::Caller, a), 1, "the unused credit is back");
-    for p in [b"0", b"1", b"2"] {
+    // Four one-byte messages spend the window (the last overruns it by 4 bytes).
+    for p in [b"0", b"1", b"2", b"3"] {
         e.send(Side::Caller, a, Bytes::from_static(p))
             .expect("on credit");
     }
-    assert!(matches!(
-        e.poll_reserve(Side::Caller, a, 10, &mut w.cx()),
-        Poll::Ready(Ok(1))
-    ));
-    assert!(e
-        .poll_reserve(Side::Caller, a, 10, &mut w.cx())
-        .is_pending());
+    assert_eq!(e.credit(Side::Caller, a), 0);
+    assert!(e.poll_credit(Side::Caller, a, &mut w.cx()).is_pending());
+    assert!(
+        e.send(Side::Caller, a, Bytes::from_static(b"4")).is_err(),
+        "nothing is sent without credit"
+    );
     let before = w.woken();
     f.net.pump();
-    for p in [b"0", b"1", b"2"] {
+    for p in [b"0", b"1", b"2", b"3"] {
         assert_eq!(f.b_recv(), Some(Ok(Bytes::from_static(p))), "in order");
     }
     // B reports what it read on its next poll: the credit goes back to A, whose waiting
-    // reservation is woken.
+    // sender is woken.
     assert_eq!(
         f.b_recv(),
         Some(Err(Error::Protocol("pending".into()))),
@@ -591,19 +597,10 @@ fn a_batch_takes_the_credit_there_is_and_gives_back_what_it_does_not_use() {
     );
     f.net.pump();
     f.net.a.wake();
-    assert!(w.woken() > before, "the waiting batch is woken");
-    let e = &mut f.net.a.e;
-    assert_eq!(
-        e.credit(Side::Caller, a),
-        3,
-        "3 read and returned, 1 still held"
-    );
-    e.unreserve(Side::Caller, a, 1);
-    assert_eq!(e.credit(Side::Caller, a), 4);
-    e.unreserve(Side::Caller, a, 5);
-    assert_eq!(e.credit(Side::Caller, a), 4, "never above the window");
+    assert!(w.woken() > before, "the waiting sender is woken");
+    assert_eq!(f.net.a.e.credit(Side::Caller, a), WINDOW, "all of it back");
     f.wind_down();
-    f.check_invariants("batch");
+    f.check_invariants("window spent");
 }
 
 #[test]
@@ -612,7 +609,7 @@ fn small_large_and_chunked_messages_of_a_stream_keep_their_order() {
     // in chunks: whatever lane each takes, they arrive in the order sent.
     static MID: [u8; 3_000] = [3; 3_000];
     static BIG: [u8; 70_000] = [7; 70_000];
-    let mut f = super::fixture::Fixture::new(At::Open);
+    let mut f = super::fixture::Fixture::with_window(At::Open, 1 << 20);
     let sent: [&'static [u8]; 4] = [b"a", &MID, b"b", &BIG];
     for p in sent {
         f.b_send(p).expect("credit");
@@ -638,17 +635,16 @@ fn credit_goes_back_while_the_receiver_works_through_a_batch() {
         f.b_send(p).expect("credit");
     }
     let b = f.b_key();
-    assert_eq!(
-        f.net.b.e.credit(Side::Handler, b),
-        0,
-        "the window of 4 is spent"
-    );
+    assert_eq!(f.net.b.e.credit(Side::Handler, b), 0, "the window is spent");
     f.net.pump();
     // A takes all four in one step and reads one: with three still in hand, it reports
-    // (a quarter of 4 is one) and the credit goes back at once.
+    // (one message is over a quarter of the window) and the credit goes back at once.
     assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(b"0"))));
     f.net.pump();
-    assert_eq!(f.net.b.e.credit(Side::Handler, b), 1);
+    assert_eq!(
+        f.net.b.e.credit(Side::Handler, b),
+        WINDOW + cost(1) - 4 * cost(1)
+    );
     f.wind_down();
     f.check_invariants("credit mid-batch");
 }
@@ -657,7 +653,7 @@ fn credit_goes_back_while_the_receiver_works_through_a_batch() {
 fn a_sender_learns_once_per_frame_when_a_full_frame_waits_for_the_writer() {
     static FRAME: [u8; crate::engine::transmit::MERGE_LIMIT] =
         [5; crate::engine::transmit::MERGE_LIMIT];
-    let mut f = super::fixture::Fixture::new(At::Open);
+    let mut f = super::fixture::Fixture::with_window(At::Open, 1 << 20);
     f.b_send(b"small").expect("credit");
     assert!(
         !f.net.b.e.take_frame_waiting(),
@@ -689,7 +685,7 @@ fn a_sender_learns_once_per_frame_when_a_full_frame_waits_for_the_writer() {
 fn the_writer_taking_a_frame_starts_the_count_of_unsent_bytes_again() {
     static HALF: [u8; crate::engine::transmit::MERGE_LIMIT / 2] =
         [6; crate::engine::transmit::MERGE_LIMIT / 2];
-    let mut f = super::fixture::Fixture::new(At::Open);
+    let mut f = super::fixture::Fixture::with_window(At::Open, 1 << 20);
     f.b_send(&HALF).expect("credit");
     assert!(!f.net.b.e.take_frame_waiting(), "half a frame");
     f.net.pump();
@@ -715,11 +711,7 @@ fn a_handler_that_drops_its_input_mid_batch_gives_back_the_credit_it_held() {
     for p in [b"0", b"1", b"2", b"3"] {
         f.a_send(p).expect("credit");
     }
-    assert_eq!(
-        f.net.a.e.credit(Side::Caller, a),
-        0,
-        "the window of 4 is spent"
-    );
+    assert_eq!(f.net.a.e.credit(Side::Caller, a), 0, "the window is spent");
     f.net.pump();
     // B takes all four in one step and reads one: three are in its hand, unread.
     assert_eq!(f.b_recv(), Some(Ok(Bytes::from_static(b"0"))));
@@ -727,7 +719,7 @@ fn a_handler_that_drops_its_input_mid_batch_gives_back_the_credit_it_held() {
     f.net.pump();
     assert_eq!(
         f.net.a.e.credit(Side::Caller, a),
-        4,
+        WINDOW,
         "the one read and the three never read are all credited back"
     );
     // What A sends now is dropped on arrival, its credit returned at once.
@@ -736,7 +728,7 @@ fn a_handler_that_drops_its_input_mid_batch_gives_back_the_credit_it_held() {
     }
     f.net.pump();
     f.net.pump();
-    assert_eq!(f.net.a.e.credit(Side::Caller, a), 4);
+    assert_eq!(f.net.a.e.credit(Side::Caller, a), WINDOW);
     f.wind_down();
     f.check_invariants("handler input dropped mid-batch");
 }
