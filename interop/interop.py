@@ -99,9 +99,9 @@ async def against(node, url, token, name):
 
     for i in range(10):
         await p.call(put, wire.typed({"key": f"py/scan/{i:02}", "value": str(i)}))
-    # A window of 100 bytes: about two of these items (each costs its size and 32 bytes), so
+    # A window of 250 bytes: about two of these items (each costs its size and 64 bytes), so
     # the node waits for our credit several times.
-    s = await p.open_stream(wire.handler_id(KV, "scan"), wire.typed("py/scan/"), window=100)
+    s = await p.open_stream(wire.handler_id(KV, "scan"), wire.typed("py/scan/"), window=250)
     got = []
     while (item := await s.recv()) is not None:
         got.append(wire.untyped(item))

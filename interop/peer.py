@@ -24,8 +24,8 @@ def way(op):
 
 
 def cost(payload):
-    """§6.2: what a data message costs against its window: its payload and 32 bytes."""
-    return len(payload or b"") + 32
+    """§6.2: what a data message costs against its window: its payload and 64 bytes."""
+    return len(payload or b"") + 64
 
 
 class Stream:

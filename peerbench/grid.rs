@@ -7,7 +7,7 @@
 //! returning its payload; stream is a handler stream pushing messages made by
 //! `stream_message` until the caller drops it. Two stacks: `grid` keeps every grid default
 //! (the stream windows included: nothing is set), `grid-1024` caps the caller's window at
-//! 1024 messages of the stream's size (each costs its payload and 32 bytes), the nearest
+//! 1024 messages of the stream's size (each costs its payload and 64 bytes), the nearest
 //! thing to the old `out_capacity(1024)`, for continuity. Besides that, only
 //! max_message_size is changed. Typed scenarios: the `Files` service below, through
 //! `#[grid::service]` (MessagePack named maps): `stat` for `typed-single`, and for
@@ -48,8 +48,8 @@ pub trait Files {
     #[grid(stream)]
     async fn entries(&self, first: u64, out: Sender<Entry>) -> Result<(), RemoteError>;
 
-    /// The same for stack `grid-1024`: 1024 records of 80 bytes, each costing 32 more.
-    #[grid(stream, max_window = 114688)]
+    /// The same for stack `grid-1024`: 1024 records of 80 bytes, each costing 64 more (147,456 bytes).
+    #[grid(stream, max_window = 147456)]
     async fn entries_1024(&self, first: u64, out: Sender<Entry>) -> Result<(), RemoteError>;
 }
 
@@ -149,9 +149,9 @@ async fn stream(msg_size: usize, out_capacity: Option<u32>) -> Result<Option<Str
     let (server, client) = pair(msg_size, out_capacity, false).await?;
     let conn = client.connection("server")?;
     let open = conn.open_stream(PUSH, Bytes::copy_from_slice(&(msg_size as u32).to_le_bytes()));
-    // grid-1024: 1024 messages of this size, each costing its payload and 32 bytes.
+    // grid-1024: 1024 messages of this size, each costing its payload and 64 bytes.
     let open = match out_capacity {
-        Some(n) => open.max_window(u64::from(n) * (msg_size as u64 + 32)),
+        Some(n) => open.max_window(u64::from(n) * (msg_size as u64 + 64)),
         None => open,
     };
     let stream = open.await?;
@@ -194,7 +194,7 @@ fn settings(out_capacity: Option<u32>, cell: &'static OnceLock<String>) -> &'sta
                 "grid's default windows (bytes, nothing set)"
             },
             if out_capacity.is_some() {
-                "#[grid(stream, max_window = 114688)]"
+                "#[grid(stream, max_window = 147456)]"
             } else {
                 "#[grid(stream)] at grid's default windows"
             }

@@ -1,7 +1,7 @@
 //! Streaming with backpressure: a fast handler and a slow reader. The handler can run at
-//! most the reader's window ahead (in bytes: a message costs its payload plus 32); it
+//! most the reader's window ahead (in bytes: a message costs its payload plus 64); it
 //! waits for credit instead of buffering. Left alone, a window grows to fit the link; this
-//! reader caps its own at 128 bytes, four of these small messages.
+//! reader caps its own at 256 bytes, four of these small messages.
 //!
 //! Run with `cargo run -p grid-examples --example streaming`.
 
@@ -40,7 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ticks = nodes[1]
         .connection("producer")?
         .open_stream(TICKS, None)
-        .max_window(128)
+        .max_window(256)
         .await?;
     println!("the consumer reads slowly; the producer stays at most 4 ahead:");
     while let Some(tick) = ticks.responses.next().await {

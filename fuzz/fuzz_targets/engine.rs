@@ -388,15 +388,15 @@ fn apply(pair: &mut Pair, step: &Step) {
             deadline,
             window,
         } => {
-            // Windows of one to a few dozen small messages (each costs 32 bytes more).
-            let window = (u64::from(window % 17) + 1) * 40;
+            // Windows of one to a few dozen small messages (each costs 64 bytes more).
+            let window = (u64::from(window % 17) + 1) * 80;
             pair.open(at.into(), u32::from(handler), len.bytes(), ms(deadline), window);
         }
         Step::PollOpened { at, i } => pair.poll_opened(at.into(), i),
         Step::DropOpening { at, i } => pair.drop_opening(at.into(), i),
         Step::Accept { at, i, in_window } => {
             // 0: the handler takes no input.
-            let window = u64::from(in_window % 17) * 40;
+            let window = u64::from(in_window % 17) * 80;
             pair.accept(at.into(), i, window)
         }
         Step::Send { at, i, len } => pair.send(at.into(), i, len.bytes()),

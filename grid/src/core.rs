@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::codec::handshake::{Terms, PROTOCOL_VERSION};
 use crate::codec::FrameLimits;
+use crate::engine::NodeBudget;
 use crate::handler::{Handlers, Interceptors};
 use crate::tasks::Tasks;
 
@@ -35,6 +36,8 @@ pub(crate) struct Config {
     pub max_early_cancels: usize,
     pub stream_window: u64,
     pub max_stream_window: u64,
+    pub stream_budget: u64,
+    pub node_stream_budget: u64,
 }
 
 /// The default of [`Config::max_concurrent_calls`], also assumed for a peer that does not
@@ -47,6 +50,10 @@ pub(crate) const DEFAULT_STREAM_WINDOW: u64 = 256 << 10;
 /// The default of [`Config::max_stream_window`], also assumed for a peer that does not
 /// announce its own.
 pub(crate) const DEFAULT_MAX_STREAM_WINDOW: u64 = 16 << 20;
+/// The default of [`Config::stream_budget`]: the stream windows one connection grants.
+pub(crate) const DEFAULT_STREAM_BUDGET: u64 = 64 << 20;
+/// The default of [`Config::node_stream_budget`]: the stream windows a node grants.
+pub(crate) const DEFAULT_NODE_STREAM_BUDGET: u64 = 512 << 20;
 
 impl Default for Config {
     fn default() -> Self {
@@ -67,6 +74,8 @@ impl Default for Config {
             max_early_cancels: 1000,
             stream_window: DEFAULT_STREAM_WINDOW,
             max_stream_window: DEFAULT_MAX_STREAM_WINDOW,
+            stream_budget: DEFAULT_STREAM_BUDGET,
+            node_stream_budget: DEFAULT_NODE_STREAM_BUDGET,
         }
     }
 }
@@ -83,8 +92,13 @@ impl Config {
         crate::engine::max_frame(self.max_message_size)
     }
 
-    /// The engine's settings for a session with a peer that announced `peer`.
-    pub(crate) fn engine(&self, peer: Terms) -> crate::engine::Config {
+    /// The engine's settings for a session with a peer that announced `peer`, on a node
+    /// whose stream windows share `node_budget`.
+    pub(crate) fn engine(
+        &self,
+        peer: Terms,
+        node_budget: &Arc<NodeBudget>,
+    ) -> crate::engine::Config {
         let or_default = |v: Option<u64>, default: usize| {
             v.and_then(|v| usize::try_from(v).ok()).unwrap_or(default)
         };
@@ -109,6 +123,9 @@ impl Config {
             stream_window: self.stream_window,
             max_stream_window: self.max_stream_window,
             peer_max_stream_window: peer.max_stream_window.unwrap_or(DEFAULT_MAX_STREAM_WINDOW),
+            stream_budget: self.stream_budget,
+            node_budget: node_budget.clone(),
+            window_floor: crate::engine::MIN_WINDOW,
             hash_seed: rand::random(),
         }
     }
@@ -150,6 +167,8 @@ pub(crate) struct Core {
     pub local: Arc<str>,
     pub instance: Uuid,
     pub config: Config,
+    /// What the stream windows of all connections take of the node's memory budget.
+    pub node_budget: Arc<NodeBudget>,
     pub handlers: Handlers,
     /// Run around every call and stream served (none: nothing runs).
     pub interceptors: Interceptors,

@@ -32,6 +32,9 @@ pub struct ManagerStats {
     pub handlers: Vec<HandlerStats>,
     /// Tasks the manager has running.
     pub running_tasks: usize,
+    /// Bytes of stream windows this node grants, across its connections (within
+    /// `ManagerBuilder::node_stream_budget`, beyond 4 KiB a stream).
+    pub stream_window_bytes: u64,
 }
 
 struct Metric {
@@ -119,6 +122,12 @@ const METRICS: &[Metric] = &[
         kind: "gauge",
         help: "Handlers running here for the peer.",
         value: |p| p.stats.in_flight_handlers as f64,
+    },
+    Metric {
+        name: "grid_stream_window_bytes",
+        kind: "gauge",
+        help: "Bytes of stream windows granted to the peer (what its streams may have in flight here).",
+        value: |p| p.stats.stream_window_bytes as f64,
     },
     Metric {
         name: "grid_ping_rtt_seconds",

@@ -40,6 +40,10 @@ pub struct ConnectionStats {
     pub in_flight_calls: usize,
     /// Handlers (single calls and streams) running on this side for the remote.
     pub in_flight_handlers: usize,
+    /// Bytes of stream windows this side grants the remote now: what its streams may have
+    /// in flight to this side (within `ManagerBuilder::stream_budget`, beyond 4 KiB a
+    /// stream).
+    pub stream_window_bytes: u64,
 }
 
 #[derive(Default)]
@@ -84,13 +88,14 @@ impl Counters {
     }
 
     /// The counters, with what the live session reports (zeros without one).
-    pub(crate) fn snapshot(
-        &self,
-        in_flight_calls: usize,
-        in_flight_handlers: usize,
-        assembling_bytes: u64,
-        last_ping_rtt: Option<Duration>,
-    ) -> ConnectionStats {
+    pub(crate) fn snapshot(&self, live: Live) -> ConnectionStats {
+        let Live {
+            in_flight_calls,
+            in_flight_handlers,
+            assembling_bytes,
+            last_ping_rtt,
+            stream_window_bytes,
+        } = live;
         ConnectionStats {
             messages_in: self.messages_in.load(Relaxed),
             messages_out: self.messages_out.load(Relaxed),
@@ -107,6 +112,17 @@ impl Counters {
             assembling_bytes,
             in_flight_calls,
             in_flight_handlers,
+            stream_window_bytes,
         }
     }
+}
+
+/// What a live session adds to a connection's snapshot (zeros without one).
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    pub(crate) in_flight_calls: usize,
+    pub(crate) in_flight_handlers: usize,
+    pub(crate) assembling_bytes: u64,
+    pub(crate) last_ping_rtt: Option<Duration>,
+    pub(crate) stream_window_bytes: u64,
 }

@@ -186,7 +186,7 @@ impl StreamSender {
     }
 
     /// Bytes of credit the sender holds now: a message may be sent without waiting while
-    /// this is above zero (it costs its payload plus a fixed 32 bytes; the last one may
+    /// this is above zero (it costs its payload plus a fixed 64 bytes; the last one may
     /// overrun the credit). Grows as the receiver reads.
     pub fn credit(&self) -> usize {
         let bytes = self.session.with(|e| e.credit(self.side, self.key));

@@ -13,6 +13,9 @@
 //!   anything: both peers go silent, and bytes read meanwhile are held until the thaw.
 //!   Links accepted while frozen stay silent too.
 //! - [`Proxy::throttle`] limits each direction of every link to a rate.
+//! - [`Proxy::delay`] holds every byte for a while before it goes on, in each direction (a
+//!   round trip of twice that), as a long link does: bytes in flight overlap, so the delay
+//!   is paid once, not once per chunk.
 //!
 //! New links are accepted whatever the controls say (a frozen proxy still accepts, and
 //! forwards nothing). [`Fault`] names one of these as a value, and [`Proxy::inject`] applies
@@ -35,6 +38,7 @@ pub struct Proxy {
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
     frozen: watch::Sender<bool>,
     rate: watch::Sender<Option<u64>>,
+    delay: watch::Sender<Duration>,
     forwarded: watch::Sender<u64>,
     /// Counts resets; every link resets when it changes.
     resets: watch::Sender<u64>,
@@ -46,6 +50,7 @@ pub struct Proxy {
 struct Controls {
     frozen: watch::Receiver<bool>,
     rate: watch::Receiver<Option<u64>>,
+    delay: watch::Receiver<Duration>,
     forwarded: watch::Sender<u64>,
     /// Marked seen when the link is accepted: a link sees only the resets after it.
     resets: watch::Receiver<u64>,
@@ -96,6 +101,7 @@ impl Proxy {
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let frozen = watch::Sender::new(false);
         let rate = watch::Sender::new(None);
+        let delay = watch::Sender::new(Duration::ZERO);
         let forwarded = watch::Sender::new(0u64);
         let resets = watch::Sender::new(0u64);
         let accept = {
@@ -103,6 +109,7 @@ impl Proxy {
             let controls = Controls {
                 frozen: frozen.subscribe(),
                 rate: rate.subscribe(),
+                delay: delay.subscribe(),
                 forwarded: forwarded.clone(),
                 resets: resets.subscribe(),
             };
@@ -132,6 +139,7 @@ impl Proxy {
             links,
             frozen,
             rate,
+            delay,
             forwarded,
             resets,
             accept,
@@ -171,6 +179,12 @@ impl Proxy {
     /// Limits each direction of every link to about `bytes_per_sec` (`None`: no limit).
     pub fn throttle(&self, bytes_per_sec: Option<u64>) {
         self.rate.send_replace(bytes_per_sec);
+    }
+
+    /// Holds every byte read from now on for `one_way` before it is written on, in each
+    /// direction: a link with a round trip of twice that (`Duration::ZERO`: none).
+    pub fn delay(&self, one_way: Duration) {
+        self.delay.send_replace(one_way);
     }
 
     /// Applies `fault`; a stall or a throttle holds for its duration, and the proxy forwards
@@ -239,7 +253,33 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut c: Controls) 
     }
 }
 
+/// Most chunks read and not yet written on (a delayed link holds what is in flight).
+const IN_FLIGHT: usize = 4096;
+
+/// Reads `from` and writes on `to`, through a queue where each chunk waits out the link's
+/// delay (read and write run at once, so chunks in flight overlap).
 async fn forward(from: &mut OwnedReadHalf, to: &mut OwnedWriteHalf, c: &mut Controls) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(IN_FLIGHT);
+    let forwarded = c.forwarded.clone();
+    let writer = async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+            forwarded.send_modify(|total| *total += chunk.len() as u64);
+        }
+    };
+    let reader = read_side(from, tx, c);
+    // The reader ends when `from` does, or when the writer is gone (its queue closes).
+    tokio::join!(reader, writer);
+}
+
+async fn read_side(
+    from: &mut OwnedReadHalf,
+    tx: tokio::sync::mpsc::Sender<(tokio::time::Instant, Vec<u8>)>,
+    c: &mut Controls,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     // The throttle: bytes forwarded since `since`, at `rate` (reset when the rate changes).
     let mut since = tokio::time::Instant::now();
@@ -266,10 +306,10 @@ async fn forward(from: &mut OwnedReadHalf, to: &mut OwnedWriteHalf, c: &mut Cont
             let due = since + Duration::from_secs_f64(sent as f64 / rate as f64);
             tokio::time::sleep_until(due).await;
         }
-        if to.write_all(&buf[..n]).await.is_err() {
+        let due = tokio::time::Instant::now() + *c.delay.borrow();
+        if tx.send((due, buf[..n].to_vec())).await.is_err() {
             return;
         }
-        c.forwarded.send_modify(|total| *total += n as u64);
     }
 }
 

@@ -1,5 +1,5 @@
 //! Credit flow control under congestion: a slow reader on either side holds the sender at
-//! the window it granted (bytes: a message costs its payload and 32 bytes), nothing is lost
+//! the window it granted (bytes: a message costs its payload and 64 bytes), nothing is lost
 //! or reordered, and nothing deadlocks.
 
 use std::time::Duration;
@@ -10,7 +10,7 @@ use grid_tests::{num, unnum, within, Cluster};
 use tokio::sync::{mpsc, oneshot};
 
 /// What one numbered message (4 bytes) costs against a window.
-const COST: u64 = 4 + 32;
+const COST: u64 = 4 + 64;
 /// The caller's window for the handler's messages: exactly eight of them.
 const OUT_CAP: u32 = 8;
 const OUT_WINDOW: u64 = OUT_CAP as u64 * COST;

@@ -284,14 +284,17 @@ impl Connection {
     pub fn stats(&self) -> ConnectionStats {
         let live = self.inner.current_session().map(|s| {
             s.with(|e| {
-                let (calls, handlers) = e.in_flight();
-                (calls, handlers, e.assembling(), e.last_rtt())
+                let (in_flight_calls, in_flight_handlers) = e.in_flight();
+                crate::stats::Live {
+                    in_flight_calls,
+                    in_flight_handlers,
+                    assembling_bytes: e.assembling() as u64,
+                    last_ping_rtt: e.last_rtt(),
+                    stream_window_bytes: e.stream_windows(),
+                }
             })
         });
-        let (calls, handlers, assembling, rtt) = live.unwrap_or_default();
-        self.inner
-            .counters
-            .snapshot(calls, handlers, assembling as u64, rtt)
+        self.inner.counters.snapshot(live.unwrap_or_default())
     }
 
     /// Whether messages on the live socket carry checksums, as agreed in the handshake:

@@ -167,7 +167,10 @@ async fn run_session(
     incoming: &mut mpsc::Receiver<Box<Accepted>>,
 ) -> End {
     let core = &inner.core;
-    let engine = Engine::new(core.config.engine(accepted.peer), Instant::now().into_std());
+    let engine = Engine::new(
+        core.config.engine(accepted.peer, &core.node_budget),
+        Instant::now().into_std(),
+    );
     let session = Arc::new(Session::new(
         engine,
         accepted.checksum,

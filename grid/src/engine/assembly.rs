@@ -25,7 +25,10 @@ pub(crate) const COPY_BELOW: usize = 16 * 1024;
 pub(crate) enum Payload {
     #[default]
     Absent,
+    /// A slice of the frame it arrived in.
     Whole(Bytes),
+    /// Already copied out of its frame ([`Payload::detach`]).
+    Owned(Bytes),
     Parts(Vec<Bytes>),
 }
 
@@ -34,8 +37,20 @@ impl Payload {
     pub(crate) fn len(&self) -> usize {
         match self {
             Payload::Absent => 0,
-            Payload::Whole(b) => b.len(),
+            Payload::Whole(b) | Payload::Owned(b) => b.len(),
             Payload::Parts(parts) => parts.iter().map(Bytes::len).sum(),
+        }
+    }
+
+    /// A payload that will wait: one shorter than [`COPY_BELOW`] is copied out of its
+    /// frame now rather than when handed out (the same one copy), so that while it waits it
+    /// holds its own bytes, not the read buffer they came in.
+    pub(crate) fn detach(self) -> Payload {
+        match self {
+            Payload::Whole(b) if b.len() < COPY_BELOW && !b.is_empty() => {
+                Payload::Owned(Bytes::copy_from_slice(&b))
+            }
+            other => other,
         }
     }
 
@@ -65,7 +80,7 @@ impl Payload {
     pub(crate) fn into_bytes(self) -> Option<Bytes> {
         match self {
             Payload::Absent => None,
-            Payload::Whole(b) => Some(b),
+            Payload::Whole(b) | Payload::Owned(b) => Some(b),
             Payload::Parts(parts) => {
                 let len = parts.iter().map(Bytes::len).sum();
                 let mut whole = BytesMut::with_capacity(len);

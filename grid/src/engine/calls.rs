@@ -257,7 +257,7 @@ impl Engine {
     ) -> Result<Key, Error> {
         let ms = self.admit_outgoing(now, &o)?;
         let deadline = o.deadline;
-        let window = self.initial_window(max_window);
+        let (window, tuning) = self.open_window(max_window);
         let key = self
             .callers
             .insert(CallerEntry::Stream(Box::new(Stream::new(
@@ -272,6 +272,7 @@ impl Engine {
             s.handles = 1;
             s.deadline = Some(deadline);
             s.recv.window = RecvWindow::new(window);
+            s.recv.tuning = tuning;
         }
         self.timers.add_deadline(deadline, Side::Caller, key);
         let mut open = Self::open_message(key, Op::ConnectMux, o, ms);

@@ -48,6 +48,7 @@ mod stream_send;
 mod streams;
 mod timers;
 mod transmit;
+mod tuning;
 mod window;
 
 #[cfg(test)]
@@ -64,6 +65,8 @@ pub(crate) use outbox::CHUNK;
 pub(crate) use slab::Key;
 pub(crate) use stream_recv::RecvBatch;
 pub(crate) use transmit::Transmit;
+pub use tuning::NodeBudget;
+pub(crate) use tuning::MIN_WINDOW;
 pub(crate) use window::cost;
 
 /// The smallest maximum message size a node may have: the control messages grid sends
@@ -128,6 +131,13 @@ pub(crate) struct Config {
     /// The largest window the peer grants one stream direction: more credit from it is its
     /// violation.
     pub(crate) peer_max_stream_window: u64,
+    /// The bytes of windows this side grants on this connection, at most (beyond each
+    /// window's floor).
+    pub(crate) stream_budget: u64,
+    /// The node's budget of windows, shared with its other connections.
+    pub(crate) node_budget: std::sync::Arc<NodeBudget>,
+    /// What every window gets, budget or not (so every stream moves).
+    pub(crate) window_floor: u64,
     /// Calls and streams the peer may cancel before their handler started, per ping
     /// interval, before it is disconnected as a flooder ("rapid reset").
     pub(crate) max_early_cancels: usize,
@@ -199,6 +209,10 @@ pub(crate) struct Engine {
     /// When the engine was created: pings carry the time since.
     epoch: Instant,
     last_rtt: Option<Duration>,
+    /// The smallest recent round trip, which stream windows are sized by.
+    rtt: tuning::Rtt,
+    /// What the stream windows granted here take of the memory budgets.
+    budget: tuning::Budget,
 }
 
 impl Engine {
@@ -206,7 +220,13 @@ impl Engine {
     pub(crate) fn new(config: Config, now: Instant) -> Engine {
         let max = config.max_message_size;
         let seed = config.hash_seed;
+        let budget = tuning::Budget::new(
+            config.stream_budget,
+            config.window_floor,
+            config.node_budget.clone(),
+        );
         Engine {
+            budget,
             assembler: Assembler::new(max, config.reassembly_window),
             outbox: Outbox::new(config.peer_reassembly_window as u64),
             timers: Timers::new(&config, now),
@@ -231,6 +251,7 @@ impl Engine {
             early_cancels: 0,
             epoch: now,
             last_rtt: None,
+            rtt: tuning::Rtt::default(),
         }
     }
 
@@ -345,6 +366,11 @@ impl Engine {
         self.assembler.held()
     }
 
+    /// Bytes of stream windows granted to the peer now.
+    pub(crate) fn stream_windows(&self) -> u64 {
+        self.budget.granted()
+    }
+
     /// The round trip of the last answered connection ping.
     pub(crate) fn last_rtt(&self) -> Option<Duration> {
         self.last_rtt
@@ -411,7 +437,10 @@ impl Engine {
                     self.caller_boxes.recycle(c, CallerCall::ended);
                     false
                 }
-                Some(CallerEntry::Stream(s)) => s.ping_queued,
+                Some(CallerEntry::Stream(s)) => {
+                    self.budget.close(s.recv.window.size());
+                    s.ping_queued
+                }
                 None => false,
             },
             Side::Handler => {
@@ -426,7 +455,12 @@ impl Engine {
                         self.handler_boxes.recycle(c, HandlerCall::ended);
                         false
                     }
-                    Some(HandlerEntry::Stream(s)) => s.ping_queued,
+                    Some(HandlerEntry::Stream(s)) => {
+                        if s.recv.window.size() > 0 {
+                            self.budget.close(s.recv.window.size());
+                        }
+                        s.ping_queued
+                    }
                     None => false,
                 }
             }
@@ -555,9 +589,38 @@ impl Engine {
         );
         assert!(self.active_callers <= self.config.peer_max_concurrent);
         assert!(self.active_handlers <= self.config.max_concurrent);
+        self.check_windows();
         self.check_outbox();
         self.check_held();
         self.check_timers();
+    }
+
+    /// Asserts the budget counts exactly the windows of the live streams, and that they
+    /// stay within it but for each window's floor.
+    fn check_windows(&self) {
+        let windows = self
+            .callers
+            .iter()
+            .filter_map(|(_, e)| match e {
+                CallerEntry::Stream(s) => Some(s.recv.window.size()),
+                CallerEntry::Call(_) => None,
+            })
+            .chain(self.handlers.iter().filter_map(|(_, e)| match e {
+                HandlerEntry::Stream(s) => Some(s.recv.window.size()),
+                HandlerEntry::Call(_) => None,
+            }))
+            .filter(|&w| w > 0);
+        let (count, sum) = windows.fold((0, 0), |(n, sum), w| (n + 1, sum + w));
+        assert_eq!(
+            (count, sum),
+            (self.budget.windows(), self.budget.granted()),
+            "the budget counts the live windows"
+        );
+        assert!(
+            sum <= self.budget.limit() + count * self.budget.floor(),
+            "windows of {sum} bytes over the budget of {} (with {count} floors)",
+            self.budget.limit()
+        );
     }
 
     fn check_stream(&self, s: &Stream) {

@@ -413,6 +413,9 @@ impl Engine {
         let elapsed = now.saturating_duration_since(self.epoch).as_nanos() as u64;
         let rtt = elapsed.saturating_sub(sent).max(1);
         self.last_rtt = Some(std::time::Duration::from_nanos(rtt));
+        if sent <= elapsed {
+            self.rtt.sample(std::time::Duration::from_nanos(rtt), now);
+        }
         // The echoed time is the peer's to send: one from the future is ignored.
         if sent <= elapsed {
             let at = self.epoch + std::time::Duration::from_nanos(sent);

@@ -22,12 +22,17 @@ use bytes::Bytes;
 
 use super::assembly::Payload;
 use super::out_queue::OutQueue;
+use super::tuning::Tuning;
 #[cfg(doc)]
 use super::window::cost;
 use super::window::{RecvWindow, SendCredit};
 use super::Side;
 use crate::codec::{Ack, Flags, HandlerId, Message, MessageRef, Op};
 use crate::error::Error;
+
+/// Bytes of messages waiting for a receiver beyond which further small ones are copied out
+/// of their frames as they arrive: a receiver that keeps up never waits on this much.
+const DETACH_BEYOND: u64 = 16 * 1024;
 
 /// Where a stream stands. See the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +74,8 @@ impl SendHalf {
 #[derive(Debug)]
 pub(crate) struct RecvHalf {
     pub(crate) window: RecvWindow,
+    /// What decides the window's size as the stream runs.
+    pub(crate) tuning: Tuning,
     /// The sequence number the next message must carry.
     pub(crate) next_seq: u32,
     /// Delivered and not yet handed to the receiver; with `lent`, within the window (plus
@@ -92,6 +99,7 @@ impl RecvHalf {
     fn new() -> Self {
         Self {
             window: RecvWindow::new(0),
+            tuning: Tuning::new(0, 0),
             next_seq: 1,
             queue: VecDeque::new(),
             queued: 0,
@@ -103,9 +111,17 @@ impl RecvHalf {
         }
     }
 
-    /// Queues a message costing `cost` for the receiver; the receiver's waker, to wake.
+    /// Queues a message costing `cost` for the receiver; the receiver's waker, to wake. A
+    /// receiver that is behind gets small messages copied out of their frames as they
+    /// come ([`Payload::detach`]): then what it holds is what its window counts, not the
+    /// read buffers its messages arrived in.
     #[inline]
     pub(crate) fn deliver(&mut self, payload: Payload, cost: u64) -> Option<Waker> {
+        let payload = if self.queued >= DETACH_BEYOND {
+            payload.detach()
+        } else {
+            payload
+        };
         self.queue.push_back(payload);
         self.queued += cost;
         self.waker.take()

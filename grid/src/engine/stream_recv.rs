@@ -66,9 +66,47 @@ impl Engine {
             return;
         };
         s.recv.lent = s.recv.lent.saturating_sub(read);
-        if let Some(n) = s.recv.window.read(read) {
-            self.return_credit(side, key, n);
+        if s.recv.window.read(read) {
+            self.return_owed(side, key);
         }
+    }
+
+    /// Returns what the receiver read, resizing the window on the way: more credit than
+    /// was read to grow it (out of the budget), less to shrink it (PROTOCOL.md §6).
+    fn return_owed(&mut self, side: Side, key: Key) {
+        // The engine reads no clock: the last message's arrival is the time.
+        let (now, rtt) = (self.timers.last_heard, self.rtt.get());
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        let w = &s.recv.window;
+        let (window, owed) = (w.size(), w.owed());
+        let target = if s.state == StreamState::Open && !s.recv.discard {
+            s.recv.tuning.next(now, rtt, window, owed)
+        } else {
+            None
+        };
+        let mut grant = owed;
+        if let Some(mut target) = target {
+            if self.budget.pressed(now) {
+                // Someone was denied growth: a window above its share gives some back.
+                let share = self.budget.share();
+                if window > share {
+                    target = target.min(share.max(window / 2));
+                }
+            }
+            if target > window {
+                grant += self.budget.grow(target - window, now);
+            } else {
+                let cut = (window - target).min(owed);
+                self.budget.shrink(cut);
+                grant -= cut;
+            }
+        }
+        if let Some(s) = self.stream_mut(side, key) {
+            s.recv.window.give(grant);
+        }
+        self.return_credit(side, key, grant);
     }
 
     /// The receiver was dropped, after consuming `read` of the messages handed to it (the

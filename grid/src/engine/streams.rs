@@ -8,6 +8,7 @@
 use std::task::{Context, Poll};
 
 use super::state::{Stream, StreamState};
+use super::tuning::Tuning;
 use super::window::RecvWindow;
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side};
 use crate::codec::{encode_error, Ack, ErrorKind, ErrorPayload, Flags, Message, Op};
@@ -321,19 +322,21 @@ impl Engine {
     /// `max_window` bytes, the handler's cap). False if the stream ended meanwhile (then
     /// nothing is to be started).
     pub(crate) fn accept_stream(&mut self, key: Key, input: bool, max_window: Option<u64>) -> bool {
-        let in_window = if input {
-            self.initial_window(max_window)
+        match self.stream_mut(Side::Handler, key) {
+            Some(s) if s.state == StreamState::Pending => {}
+            _ => return false,
+        }
+        let (in_window, tuning) = if input {
+            self.open_window(max_window)
         } else {
-            0
+            (0, Tuning::new(0, 0))
         };
         let Some(s) = self.stream_mut(Side::Handler, key) else {
             return false;
         };
-        if s.state != StreamState::Pending {
-            return false;
-        }
         s.state = StreamState::Open;
         s.recv.window = RecvWindow::new(in_window);
+        s.recv.tuning = tuning;
         if !input {
             s.recv.end = Some(Ok(()));
         }
@@ -347,14 +350,14 @@ impl Engine {
         true
     }
 
-    /// The window a stream direction this side receives starts with: the configured one,
-    /// within the stream's own cap (`max_window`) and this side's largest (at least one
-    /// byte: a message may always go).
-    pub(super) fn initial_window(&self, max_window: Option<u64>) -> u64 {
-        let cap = max_window.map_or(self.config.max_stream_window, |m| {
-            m.min(self.config.max_stream_window)
-        });
-        self.config.stream_window.min(cap).max(1)
+    /// Opens a window for a stream direction this side receives: the configured start,
+    /// within the stream's own cap (`max_window`), this side's largest and the budget (at
+    /// least one byte: a message may always go); and what will size it as it runs.
+    pub(super) fn open_window(&mut self, max_window: Option<u64>) -> (u64, Tuning) {
+        let largest = self.config.max_stream_window;
+        let cap = max_window.map_or(largest, |m| m.min(largest)).max(1);
+        let start = self.config.stream_window.min(cap).max(1);
+        (self.budget.open(start), Tuning::new(start, cap))
     }
 
     pub(super) fn refuse_stream(&mut self, key: Key, kind: ErrorKind, text: &str) {

@@ -37,7 +37,8 @@ impl Timers {
             deadlines: BTreeSet::new(),
             last_heard: now,
             answered: None,
-            next_ping: now + config.ping_interval,
+            // The first ping goes at once: its round trip sizes the stream windows.
+            next_ping: now,
             next_stream_tick: now + config.stream_ping_interval,
             write_started: None,
             ping: config.ping_interval,

@@ -15,9 +15,10 @@
 //! - what a receiver holds (unread, or read and not yet returned) plus the credit it has
 //!   granted and not seen used is its window, always.
 
-/// What a data message costs beyond its payload: its slot in the receiver's queue and its
-/// header, roughly. PROTOCOL.md §6.
-pub(crate) const MESSAGE_CHARGE: u64 = 32;
+/// What a data message costs beyond its payload: what a receiver holds for it besides its
+/// bytes (its slot in the stream's queue, 40 bytes, and its header in the frame it came in,
+/// up to 20), rounded up, so a window bounds memory even for tiny messages. PROTOCOL.md §6.
+pub(crate) const MESSAGE_CHARGE: u64 = 64;
 
 /// What a data message with a payload of `len` bytes costs against its window.
 #[inline]
@@ -124,13 +125,37 @@ impl RecvWindow {
         Ok(())
     }
 
-    /// The user read messages costing `bytes`: they are owed back. Returns the credit to
-    /// send now, if enough is owed to be worth a message ([`RecvWindow::batch`]).
-    pub(crate) fn read(&mut self, bytes: u64) -> Option<u64> {
+    /// The user read messages costing `bytes`: they are owed back. True when enough is
+    /// owed to be worth a message ([`RecvWindow::batch`]): then [`RecvWindow::give`].
+    pub(crate) fn read(&mut self, bytes: u64) -> bool {
         let bytes = bytes.min(self.held);
         self.held -= bytes;
         self.owed += bytes;
-        (self.owed >= self.batch()).then(|| self.give_back())
+        self.owed >= self.batch()
+    }
+
+    /// The window, in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        self.window
+    }
+
+    /// Received and not yet read.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> u64 {
+        self.held
+    }
+
+    /// Read and not yet returned.
+    pub(crate) fn owed(&self) -> u64 {
+        self.owed
+    }
+
+    /// Grants `grant` bytes of credit for everything owed: the owed bytes themselves, plus
+    /// what the window grows by, or less what it shrinks by (at most what is owed).
+    pub(crate) fn give(&mut self, grant: u64) {
+        let owed = std::mem::take(&mut self.owed);
+        self.window = (self.window + grant).saturating_sub(owed);
+        self.unused += grant as i64;
     }
 
     /// Credit is returned in batches of a quarter of the window: the sender gets it back
@@ -144,12 +169,8 @@ impl RecvWindow {
         let unread = unread.min(self.held);
         self.held -= unread;
         self.owed += unread;
-        self.give_back()
-    }
-
-    fn give_back(&mut self) -> u64 {
-        let n = std::mem::take(&mut self.owed);
-        self.unused += n as i64;
+        let n = self.owed;
+        self.give(n);
         n
     }
 
@@ -259,10 +280,10 @@ mod tests {
         assert!(!c.open(), "nothing granted yet");
         c.grant(100).expect("within the largest window");
         assert!(c.open());
-        c.spend(cost(50));
+        c.spend(cost(18));
         assert_eq!(c.available(), 100 - 82);
         assert!(c.open(), "18 bytes left: one more message may go");
-        c.spend(cost(500));
+        c.spend(cost(468));
         assert!(!c.open(), "overrun: nothing more until credit comes");
         assert_eq!(c.available(), 0);
         c.grant(532).expect("returned");
@@ -277,16 +298,29 @@ mod tests {
     fn recv_window_refuses_a_message_beyond_credit_and_returns_in_quarters() {
         let mut w = RecvWindow::new(400);
         for _ in 0..4 {
-            w.receive(cost(68)).expect("within credit");
+            w.receive(cost(36)).expect("within credit");
         }
         assert!(w.receive(cost(0)).is_err(), "400 bytes used of 400");
-        assert_eq!(w.read(cost(68)), Some(100), "a quarter of the window owed");
+        assert!(w.read(cost(36)), "a quarter of the window owed");
+        w.give(w.owed());
         w.receive(cost(500))
             .expect("credit left: a large message overruns it");
         assert!(w.receive(cost(0)).is_err(), "overrun: no credit");
-        w.check(cost(68) * 3 + cost(500), false, 500);
-        assert_eq!(w.read(cost(68)), Some(100));
-        assert_eq!(w.discard(u64::MAX), cost(68) * 2 + cost(500));
+        w.check(cost(36) * 3 + cost(500), false, 500);
+        assert!(w.read(cost(36)));
+        w.give(w.owed());
+        assert_eq!(w.discard(u64::MAX), cost(36) * 2 + cost(500));
+        w.check(0, false, 500);
+        // A grant beyond what is owed grows the window; one below it shrinks it.
+        w.receive(cost(36)).expect("credit");
+        w.read(cost(36));
+        w.give(cost(36) + 100);
+        assert_eq!(w.size(), 500);
+        w.check(0, false, 500);
+        w.receive(cost(36)).expect("credit");
+        w.read(cost(36));
+        w.give(0);
+        assert_eq!(w.size(), 500 - cost(36));
         w.check(0, false, 500);
         assert_eq!(RecvWindow::new(2).batch(), 1, "at least one byte");
     }

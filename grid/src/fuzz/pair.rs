@@ -32,8 +32,8 @@ impl Pair {
         let (a, b) = (a.valid(), b.valid());
         let (ca, cb) = (a.core(), b.core());
         Self::connect(
-            ca.engine(cb.announced(checksums)),
-            cb.engine(ca.announced(checksums)),
+            ca.engine(cb.announced(checksums), &node_budget(&ca)),
+            cb.engine(ca.announced(checksums), &node_budget(&cb)),
             checksums,
         )
     }
@@ -46,7 +46,11 @@ impl Pair {
         let b = Limits::announced_by(terms);
         let checksums = terms.agree_checksums(ours);
         let (ca, cb) = (a.core(), b.core());
-        Self::connect(ca.engine(*terms), cb.engine(ca.announced(ours)), checksums)
+        Self::connect(
+            ca.engine(*terms, &node_budget(&ca)),
+            cb.engine(ca.announced(ours), &node_budget(&cb)),
+            checksums,
+        )
     }
 
     fn connect(
@@ -199,4 +203,9 @@ impl Pair {
         }
         self.lose(None);
     }
+}
+
+/// A node's budget of stream windows, as its manager makes it.
+fn node_budget(c: &crate::core::Config) -> std::sync::Arc<crate::engine::NodeBudget> {
+    crate::engine::NodeBudget::new(c.node_stream_budget)
 }

@@ -50,7 +50,7 @@ type StreamFn = Arc<dyn Fn(StreamCall) -> StreamFuture + Send + Sync>;
 /// A stream handler: its function, whether it reads the caller's messages, and the cap on
 /// the window its input may grow to.
 ///
-/// Flow control counts bytes in both directions: a message costs its payload plus 32 bytes,
+/// Flow control counts bytes in both directions: a message costs its payload plus 64 bytes,
 /// and each receiving side grants a window it grows to fit the link (up to its caps and its
 /// node's memory budget, see [`ManagerBuilder`](crate::ManagerBuilder)), so a stream fills
 /// a 10 ms link as well as loopback with nothing set here.

@@ -237,17 +237,40 @@ impl ManagerBuilder {
 
     /// The window, in bytes, each stream direction this node receives starts with (default
     /// 256 KiB): how much of a peer's stream messages may be in flight to this node before
-    /// the first credit comes back. A message costs its payload plus 32 bytes.
+    /// the first credit comes back. A message costs its payload plus 64 bytes.
     pub fn stream_window(mut self, bytes: u64) -> Self {
         self.config.stream_window = bytes;
         self
     }
 
     /// The largest window, in bytes, this node grants one stream direction (default 16 MiB,
-    /// at most 4 GiB − 1). It is announced in the handshake; a stream handler or an open
-    /// may set a lower cap for its own stream.
+    /// at most 4 GiB − 1): a window grows to about twice what the link carries in a round
+    /// trip, up to this. It is announced in the handshake; a stream handler or an open may
+    /// set a lower cap for its own stream.
     pub fn max_stream_window(mut self, bytes: u64) -> Self {
         self.config.max_stream_window = bytes;
+        self
+    }
+
+    /// The most bytes of stream windows this node grants on one connection (default
+    /// 64 MiB): what one peer's streams can make this node hold (PROTOCOL.md §7). When it
+    /// is short, windows stop growing and those above a fair share shrink; each window keeps
+    /// at least 4 KiB beyond it, so every stream moves.
+    ///
+    /// The defaults are sized for a storage cluster: a 10 Gbit/s link with a 10 ms round
+    /// trip carries 12.5 MB per round trip, so 64 MiB per peer lets a few bulk streams run
+    /// at full speed at once (or 256 streams at their 256 KiB start), and 512 MiB per node
+    /// lets eight peers do so together: about 1.5 % of a 32 GiB storage server, and only
+    /// held while peers actually have that much in flight.
+    pub fn stream_budget(mut self, bytes: u64) -> Self {
+        self.config.stream_budget = bytes;
+        self
+    }
+
+    /// The most bytes of stream windows this node grants across all its connections
+    /// (default 512 MiB), shared as [`ManagerBuilder::stream_budget`] is.
+    pub fn node_stream_budget(mut self, bytes: u64) -> Self {
+        self.config.node_stream_budget = bytes;
         self
     }
 
@@ -333,6 +356,7 @@ impl ManagerBuilder {
         let core = Arc::new(Core {
             local: Arc::from(local),
             instance: Uuid::new_v4(),
+            node_budget: crate::engine::NodeBudget::new(self.config.node_stream_budget),
             config: self.config,
             handlers: Handlers::default(),
             interceptors: self.interceptors,

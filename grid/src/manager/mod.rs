@@ -247,6 +247,7 @@ impl Manager {
                 .collect(),
             handlers: self.inner.core.handlers.stats(),
             running_tasks: self.running_tasks(),
+            stream_window_bytes: self.inner.core.node_budget.granted(),
         }
     }
 

@@ -5,6 +5,7 @@
 mod calls;
 mod fixture;
 mod limits;
+mod link;
 mod oversize;
 mod props;
 mod streams;
@@ -68,17 +69,20 @@ pub(super) fn config() -> Config {
         peer_reassembly_window: 4 << 20,
         max_send_buffer: 4 << 20,
         max_early_cancels: 100,
-        // Four messages of up to 10 bytes (each costs 32 bytes more).
+        // Four messages of up to 10 bytes (each costs 64 bytes more).
         stream_window: WINDOW,
         max_stream_window: 1 << 20,
         peer_max_stream_window: 1 << 20,
+        stream_budget: 64 << 20,
+        node_budget: crate::engine::NodeBudget::new(512 << 20),
+        window_floor: crate::engine::MIN_WINDOW,
         hash_seed: 7,
     }
 }
 
 /// The window the tests' streams start with: exactly four messages of 0 to 10 bytes (a
 /// message may go while any credit is left).
-pub(super) const WINDOW: u64 = 128;
+pub(super) const WINDOW: u64 = 256;
 
 /// One side: its engine and what it asked its driver for.
 pub(super) struct Node {

@@ -169,6 +169,10 @@ impl World {
         let mut c = config();
         c.ping_interval = Duration::from_secs(5000);
         c.max_message_size = 1 << 20;
+        // Windows start at 256 bytes and may grow, within a budget that runs short
+        // (each window keeps 64 bytes beyond it): growth, pressure and sharing all happen.
+        c.stream_budget = 1024;
+        c.window_floor = 64;
         Self {
             net: Net::with(c.clone(), c),
             streams: Vec::new(),
@@ -193,9 +197,9 @@ impl World {
                 let o = self
                     .net
                     .outgoing(u32::from(in_cap) << 8 | u32::from(out_cap), b"open", 60);
-                // Windows of one to four small messages each way (a message costs its
-                // payload and 32 bytes).
-                let window = Some(u64::from(out_cap) * 40);
+                // Windows that start at one to four small messages each way (a message
+                // costs its payload and 64 bytes) and may grow tenfold.
+                let window = Some(u64::from(out_cap) * 400);
                 let key = self
                     .net
                     .a
@@ -220,7 +224,7 @@ impl World {
                     let r = self.net.b.e.accept_stream(
                         start.key,
                         caps >> 8 > 0,
-                        Some(u64::from(caps >> 8) * 40),
+                        Some(u64::from(caps >> 8) * 400),
                     );
                     self.net.b.wake();
                     r

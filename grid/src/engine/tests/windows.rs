@@ -1,13 +1,16 @@
-//! Stream windows, stepped: credit counted in bytes (a message costs its payload and 32
+//! Stream windows, stepped: credit counted in bytes (a message costs its payload and 64
 //! bytes), a message larger than the window, and the grants a peer may not make.
 
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::fixture::{At, Fixture};
+use super::link::Link;
 use super::{Watch, WINDOW};
 use crate::codec::{Ack, ErrorKind, ErrorPayload, Flags, Message, Op};
+use crate::engine::window::cost;
 use crate::engine::Side;
 use crate::error::Error;
 
@@ -34,7 +37,7 @@ fn a_message_larger_than_the_window_goes_alone_and_the_next_waits_for_credit() {
 #[test]
 fn empty_messages_cost_their_charge_so_a_flood_of_them_is_bounded() {
     let mut f = Fixture::new(At::Open);
-    // 128 bytes take four empty messages (32 bytes each); a fifth has no credit.
+    // 256 bytes take four empty messages (64 bytes each); a fifth has no credit.
     for seq in 1..=5 {
         f.inject_b(Op::MuxClientMsg, seq, Flags::NONE, Some(Bytes::new()));
     }
@@ -94,4 +97,140 @@ fn an_ack_granting_more_than_the_largest_window_fails_the_stream_only() {
     assert!(f.net.a.violation.is_none(), "the connection carries on");
     f.wind_down();
     f.check_invariants("an ack over the largest window");
+}
+
+// ---- windows that fit the link, within the budget ------------------------------------------
+
+const MS: Duration = Duration::from_millis(1);
+
+/// A config whose windows start at 64 KiB, may grow to 16 MiB, within `budget` bytes a
+/// connection.
+fn tuned(budget: u64) -> crate::engine::Config {
+    let mut c = super::config();
+    c.max_message_size = 1 << 20;
+    c.stream_window = 64 << 10;
+    c.max_stream_window = 16 << 20;
+    c.peer_max_stream_window = 16 << 20;
+    c.stream_budget = budget;
+    c
+}
+
+#[test]
+fn a_window_grows_to_about_twice_the_bandwidth_delay_product_and_the_stream_fills_the_link() {
+    // 10 ms and 100 MB/s: a bandwidth-delay product of 1 MB, sixteen times the start.
+    let mut link = Link::new(tuned(64 << 20), 10 * MS, Some(100_000), 16 << 10);
+    let s = link.open(None);
+    assert_eq!(link.window(s), 64 << 10, "it starts modest");
+    link.run(1000 * MS);
+    let window = link.window(s);
+    assert!(
+        (2_000_000..=4_200_000).contains(&window),
+        "a window of {window} bytes for a bandwidth-delay product of 1 MB"
+    );
+    // Over the next half second the stream carries what the line does.
+    let before = link.flows[s].read;
+    link.run(500 * MS);
+    let moved = link.flows[s].read - before;
+    assert!(
+        moved >= 45_000_000,
+        "{moved} bytes in 500 ms of a 100 MB/s line"
+    );
+    assert_eq!(link.window(s), window, "it settled");
+}
+
+#[test]
+fn a_window_grows_only_to_its_cap() {
+    // An unlimited line at 10 ms: the sender alone is the limit, far beyond the cap.
+    let mut link = Link::new(tuned(64 << 20), 10 * MS, None, 16 << 10);
+    let s = link.open(Some(1 << 20));
+    link.run(500 * MS);
+    assert_eq!(link.window(s), 1 << 20);
+}
+
+#[test]
+fn a_window_whose_start_covers_the_link_stays_at_its_start() {
+    // A short link (100 µs, a round trip of about 300 µs in 100 µs steps) at 200 MB/s: a
+    // bandwidth-delay product of 60 KB, which the default start of 256 KiB covers.
+    let mut config = tuned(64 << 20);
+    config.stream_window = 256 << 10;
+    let mut link = Link::new(config, Duration::from_micros(100), Some(200_000), 1024);
+    let s = link.open(None);
+    link.run(300 * MS);
+    assert!(link.flows[s].read > 50_000_000, "it filled the link");
+    assert_eq!(link.window(s), 256 << 10);
+}
+
+#[test]
+fn a_window_shrinks_back_when_its_stream_slows_down() {
+    let mut link = Link::new(tuned(64 << 20), 10 * MS, None, 16 << 10);
+    let s = link.open(None);
+    link.run(300 * MS);
+    let grown = link.window(s);
+    assert!(grown >= 4 << 20, "grown to {grown}");
+    // Now one message every 2 ms: 80 KB a round trip, far less than the window. What is
+    // read is no longer returned in full (granted credit cannot be taken back: a window
+    // shrinks by what its stream moves).
+    link.flows[s].every = 20;
+    link.run(5_000 * MS);
+    let window = link.window(s);
+    assert!(
+        (64 << 10..=512 << 10).contains(&window),
+        "{window} bytes after slowing down (was {grown})"
+    );
+}
+
+#[test]
+fn a_reader_that_stops_keeps_its_window_and_the_window_never_grows_for_it() {
+    let mut link = Link::new(tuned(64 << 20), 10 * MS, None, 16 << 10);
+    let s = link.open(None);
+    link.flows[s].reading = false;
+    link.run(500 * MS);
+    assert_eq!(link.window(s), 64 << 10, "nothing read, nothing grown");
+    let held = link
+        .net
+        .a
+        .e
+        .stream_mut(Side::Caller, link.flows[s].a)
+        .map_or(0, |st| st.recv.window.held());
+    assert!(
+        held <= (64 << 10) + cost(16 << 10),
+        "{held} bytes held: at most the window and one message"
+    );
+}
+
+#[test]
+fn the_budget_is_shared_fairly_never_exceeded_and_freed_when_streams_end() {
+    // Two streams on a 10 ms line with a budget for 2 MiB of windows: the first grows
+    // alone, then the second comes, and the first gives back until both have about half.
+    let budget = 2 << 20;
+    let mut link = Link::new(tuned(budget), 10 * MS, None, 16 << 10);
+    let first = link.open(None);
+    link.run(500 * MS);
+    assert!(
+        link.window(first) >= budget * 3 / 4,
+        "{}",
+        link.window(first)
+    );
+    let second = link.open(None);
+    link.run(3000 * MS);
+    let (w1, w2) = (link.window(first), link.window(second));
+    assert!(
+        w1 + w2 <= budget + 2 * crate::engine::MIN_WINDOW,
+        "{w1} + {w2} over the budget"
+    );
+    assert!(
+        w2 >= budget / 4 && w1 >= budget / 4,
+        "not shared: {w1} and {w2} of {budget}"
+    );
+    // Both move.
+    let before = (link.flows[first].read, link.flows[second].read);
+    link.run(500 * MS);
+    assert!(link.flows[first].read > before.0 && link.flows[second].read > before.1);
+    // Ended and released, the windows go back to the budget.
+    for mut f in std::mem::take(&mut link.flows) {
+        f.reader.drop(&mut link.net.a, Side::Caller, f.a);
+        link.net.b.e.drop_sender(Side::Handler, f.b);
+    }
+    link.run(100 * MS);
+    assert_eq!(link.net.a.e.stream_windows(), 0, "windows left behind");
 }
