@@ -54,7 +54,7 @@ async fn dial_inner(inner: &ConnInner) -> Result<Accepted> {
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| Error::Unreachable(format!("{}: {e}", inner.url)))?;
-    let _ = tcp.set_nodelay(true);
+    super::configure_socket(&tcp);
     let max_frame = core.config.max_frame();
     let (mut reader, mut writer) = if secure {
         tls_upgrade(core, request, tcp, &host).await?

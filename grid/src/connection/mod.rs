@@ -378,6 +378,22 @@ impl Subroute {
     }
 }
 
+/// Unsent bytes a socket's kernel buffer holds at most before it stops taking more: what a
+/// frame written now may have to wait behind (HTTP/2 servers bound it the same way).
+const NOTSENT_LOWAT: u32 = 128 * 1024;
+
+/// Sets a connection's socket up: no Nagle delay, and (on Linux) at most
+/// [`NOTSENT_LOWAT`] bytes written and not yet sent, so that the writer, not the kernel,
+/// holds the backlog of bulk data and a small call or a credit written now goes out after
+/// at most that much, not after megabytes. Failures only cost latency: they are ignored.
+pub(crate) fn configure_socket(tcp: &tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let _ = socket2::SockRef::from(tcp).set_tcp_notsent_lowat(NOTSENT_LOWAT);
+    }
+}
+
 impl ConnInner {
     fn current_session(&self) -> Option<Arc<Session>> {
         self.session

@@ -12,7 +12,9 @@
 //!
 //! Files, one concern each: `calls.rs` (single calls, both sides), `state.rs` and
 //! `streams.rs` (streams: the state enum and its transitions), `receive.rs` (what each
-//! incoming op means), `outbox.rs` (what to send next), `timers.rs` (deadlines, pings,
+//! incoming op means), `outbox.rs` (what to send next), `control.rs` (what goes ahead of
+//! all data: pings, pongs, credit, refusals), `tuning.rs` (window sizes and the memory
+//! budget), `timers.rs` (deadlines, pings,
 //! silence), `window.rs` (credit arithmetic), `assembly.rs` (chunked payloads),
 //! `oversize.rs` (a payload over the limit fails its own call or stream), `slab.rs`
 //! (entries by key).
@@ -36,6 +38,7 @@
 
 mod assembly;
 mod calls;
+mod control;
 mod mux_ids;
 mod out_queue;
 mod outbox;
@@ -431,17 +434,18 @@ impl Engine {
 
     /// Removes an entry (its mux id was released when it stopped counting).
     fn remove(&mut self, side: Side, key: Key) {
-        let ping_queued = match side {
+        // A stream ended here and then released by its caller's cancel before its pong
+        // left: nothing of it stays in the control lanes.
+        self.forget_control(side, key);
+        match side {
             Side::Caller => match self.callers.remove(key) {
                 Some(CallerEntry::Call(c)) => {
                     self.caller_boxes.recycle(c, CallerCall::ended);
-                    false
                 }
                 Some(CallerEntry::Stream(s)) => {
                     self.budget.close(s.recv.window.size());
-                    s.ping_queued
                 }
-                None => false,
+                None => {}
             },
             Side::Handler => {
                 let removed = self.handlers.remove(key);
@@ -453,22 +457,13 @@ impl Engine {
                 match removed {
                     Some(HandlerEntry::Call(c)) => {
                         self.handler_boxes.recycle(c, HandlerCall::ended);
-                        false
                     }
-                    Some(HandlerEntry::Stream(s)) => {
-                        if s.recv.window.size() > 0 {
-                            self.budget.close(s.recv.window.size());
-                        }
-                        s.ping_queued
+                    Some(HandlerEntry::Stream(s)) if s.recv.window.size() > 0 => {
+                        self.budget.close(s.recv.window.size());
                     }
-                    None => false,
+                    Some(HandlerEntry::Stream(_)) | None => {}
                 }
             }
-        };
-        if ping_queued {
-            // A stream ended here and then released by its caller's cancel before its
-            // pong left.
-            self.outbox.forget_stream_ping(side, key);
         }
         self.check_idle();
     }

@@ -23,7 +23,7 @@ use super::out_queue::{payload_len, OutQueue, Sched};
 use super::transmit::{fills_frame, frame_room, MAX_BATCH, MERGE_LIMIT};
 use super::window::ChunkBudget;
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side, Transmit};
-use crate::codec::{Flags, Message, Op};
+use crate::codec::{Flags, Message};
 use crate::error::Error;
 
 /// Payloads larger than this travel in chunks of this size.
@@ -36,18 +36,22 @@ const MAX_IN_CHUNKS: usize = 4;
 
 /// The schedule and the connection-level slots.
 pub(super) struct Outbox {
+    /// Single calls with something to send: they go before streams' data.
+    pub(super) urgent: VecDeque<(Side, Key)>,
     ready: VecDeque<(Side, Key)>,
     bulk: VecDeque<(Side, Key)>,
     waiting: VecDeque<(Side, Key)>,
     budget: ChunkBudget,
-    transport_pong: Option<Bytes>,
-    pong: Option<Bytes>,
-    ping: Option<Bytes>,
+    pub(super) transport_pong: Option<Bytes>,
+    pub(super) pong: Option<Bytes>,
+    pub(super) ping: Option<Bytes>,
     /// Streams with a ping (caller side) or a pong (handler side) to send: these go first,
     /// ahead of any stream's data, so a backlog never makes a live stream look silent.
     /// One per stream at most (the stream's flag).
-    stream_pings: VecDeque<(Side, Key)>,
-    refusals: VecDeque<Message>,
+    pub(super) stream_pings: VecDeque<(Side, Key)>,
+    /// Streams with credit to grant (one pending grant each, `RecvHalf::credit_pending`).
+    pub(super) credits: VecDeque<(Side, Key)>,
+    pub(super) refusals: VecDeque<Message>,
     /// Payload bytes queued by handlers (answers and their stream messages).
     pub(super) handler_bytes: usize,
     /// Messages queued since the writer last took a frame, and the room they take in
@@ -61,6 +65,7 @@ pub(super) struct Outbox {
 impl Outbox {
     pub(super) fn new(peer_window: u64) -> Self {
         Self {
+            urgent: VecDeque::new(),
             ready: VecDeque::new(),
             bulk: VecDeque::new(),
             waiting: VecDeque::new(),
@@ -69,6 +74,7 @@ impl Outbox {
             pong: None,
             ping: None,
             stream_pings: VecDeque::new(),
+            credits: VecDeque::new(),
             refusals: VecDeque::new(),
             handler_bytes: 0,
             unsent: (0, 0),
@@ -77,11 +83,13 @@ impl Outbox {
     }
 
     pub(super) fn clear(&mut self) {
+        self.urgent.clear();
         self.ready.clear();
         self.bulk.clear();
         self.waiting.clear();
         self.refusals.clear();
         self.stream_pings.clear();
+        self.credits.clear();
         self.pong = None;
         self.ping = None;
         self.transport_pong = None;
@@ -89,11 +97,6 @@ impl Outbox {
 
     pub(super) fn refusals(&self) -> usize {
         self.refusals.len()
-    }
-
-    /// A stream whose ping (or pong) was queued ended: the ping is not sent.
-    pub(super) fn forget_stream_ping(&mut self, side: Side, key: Key) {
-        self.stream_pings.retain(|e| *e != (side, key));
     }
 }
 
@@ -114,39 +117,13 @@ impl Engine {
         if let Some(err) = &self.closed {
             return Poll::Ready(Err(err.clone()));
         }
-        tx.transport_pong = self.outbox.transport_pong.take();
-        if let Some(p) = self.outbox.pong.take() {
-            let mut m = Message::new(Op::Pong);
-            m.payload = Some(p);
-            tx.push(m);
-        }
-        if let Some(p) = self.outbox.ping.take() {
-            let mut m = Message::new(Op::Ping);
-            m.payload = Some(p);
-            tx.push(m);
-        }
+        self.take_control(tx);
+        // Single calls' messages (small and latency-sensitive) before streams' data.
         while !tx.is_full() {
-            let Some((side, key)) = self.outbox.stream_pings.pop_front() else {
+            let Some((side, key)) = self.outbox.urgent.pop_front() else {
                 break;
             };
-            let Some(s) = self.stream_mut(side, key) else {
-                continue;
-            };
-            if std::mem::take(&mut s.ping_queued) {
-                let op = match side {
-                    Side::Caller => Op::Ping,
-                    Side::Handler => Op::Pong,
-                };
-                let mut m = Message::new(op);
-                m.mux_id = s.mux_id;
-                tx.push(m);
-            }
-        }
-        while !tx.is_full() {
-            match self.outbox.refusals.pop_front() {
-                Some(m) => tx.push(m),
-                None => break,
-            }
+            self.take_from(side, key, tx);
         }
         while !tx.is_full() {
             let Some((side, key)) = self.outbox.ready.pop_front() else {
@@ -200,6 +177,23 @@ impl Engine {
         self.queued(side, key, len, newly);
     }
 
+    /// Whether an entry is a single call (whose messages go before streams' data).
+    fn is_call(&self, side: Side, key: Key) -> bool {
+        match side {
+            Side::Caller => matches!(self.callers.get(key), Some(CallerEntry::Call(_))),
+            Side::Handler => matches!(self.handlers.get(key), Some(HandlerEntry::Call(_))),
+        }
+    }
+
+    /// Puts a ready entry at the end of its queue: a single call's, or the streams'.
+    fn schedule(&mut self, side: Side, key: Key) {
+        if self.is_call(side, key) {
+            self.outbox.urgent.push_back((side, key));
+        } else {
+            self.outbox.ready.push_back((side, key));
+        }
+    }
+
     /// An entry queued a message with a payload of `len` bytes; `newly` if that made it
     /// ready ([`OutQueue::mark_ready`]): it joins the schedule and the writer is woken.
     pub(super) fn queued(&mut self, side: Side, key: Key, len: usize, newly: bool) {
@@ -214,7 +208,7 @@ impl Engine {
             self.outbox.frame_waiting = true;
         }
         if newly {
-            self.outbox.ready.push_back((side, key));
+            self.schedule(side, key);
             self.wake_writer();
         }
     }
@@ -235,7 +229,10 @@ impl Engine {
         }
         match sched {
             Sched::Idle => {}
-            Sched::Ready => self.outbox.ready.retain(|e| *e != (side, key)),
+            Sched::Ready => {
+                self.outbox.ready.retain(|e| *e != (side, key));
+                self.outbox.urgent.retain(|e| *e != (side, key));
+            }
             Sched::Waiting => self.outbox.waiting.retain(|e| *e != (side, key)),
             Sched::Bulk => {
                 self.outbox.bulk.retain(|e| *e != (side, key));
@@ -243,46 +240,6 @@ impl Engine {
                 self.admit_waiting();
             }
         }
-    }
-
-    /// Queues a connection-level refusal (an answer for which there is no entry). False if
-    /// the peer already has more refusals waiting than the concurrency limit: it sends
-    /// faster than it reads, and must be disconnected.
-    pub(super) fn push_refusal(&mut self, m: Message) -> bool {
-        if self.outbox.refusals() >= self.config.max_concurrent {
-            return false;
-        }
-        self.outbox.refusals.push_back(m);
-        self.wake_writer();
-        true
-    }
-
-    /// Answers the latest connection ping (older unanswered ones are superseded).
-    pub(super) fn push_pong(&mut self, payload: Option<Bytes>) {
-        self.outbox.pong = Some(payload.unwrap_or_default());
-        self.wake_writer();
-    }
-
-    /// Answers a WebSocket-level ping (the latest one only).
-    pub(crate) fn transport_ping(&mut self, payload: Bytes) {
-        self.outbox.transport_pong = Some(payload);
-        self.wake_writer();
-    }
-
-    /// Queues a stream's ping (caller) or pong (handler), unless one is already queued.
-    pub(super) fn push_stream_ping(&mut self, side: Side, key: Key) {
-        let Some(s) = self.stream_mut(side, key) else {
-            return;
-        };
-        if !std::mem::replace(&mut s.ping_queued, true) {
-            self.outbox.stream_pings.push_back((side, key));
-            self.wake_writer();
-        }
-    }
-
-    pub(super) fn push_ping(&mut self, payload: Bytes) {
-        self.outbox.ping = Some(payload);
-        self.wake_writer();
     }
 
     fn out_mut(&mut self, side: Side, key: Key) -> Option<&mut OutQueue> {
@@ -359,7 +316,7 @@ impl Engine {
             self.outbox.handler_bytes -= taken_bytes;
         }
         match next {
-            Sched::Ready => self.outbox.ready.push_back((side, key)),
+            Sched::Ready => self.schedule(side, key),
             Sched::Waiting => {
                 self.outbox.waiting.push_back((side, key));
                 self.admit_waiting();
@@ -438,7 +395,7 @@ impl Engine {
                     self.outbox.handler_bytes -= len;
                 }
                 if more {
-                    self.outbox.ready.push_back((side, key));
+                    self.schedule(side, key);
                 } else {
                     self.settle(side, key);
                 }
@@ -482,7 +439,12 @@ impl Engine {
                 Sched::Idle => {}
                 Sched::Ready => {
                     scheduled[0] += 1;
-                    assert!(self.outbox.ready.contains(&entry));
+                    let queue = if self.is_call(side, key) {
+                        &self.outbox.urgent
+                    } else {
+                        &self.outbox.ready
+                    };
+                    assert!(queue.contains(&entry), "a ready entry in its queue");
                 }
                 Sched::Bulk => {
                     scheduled[1] += 1;
@@ -496,24 +458,31 @@ impl Engine {
             }
         }
         assert_eq!(self.outbox.handler_bytes, handler_bytes, "handler bytes");
-        let mut pings_queued = 0;
-        for (side, key, ping_queued) in self
+        let (mut pings_queued, mut credits_queued) = (0, 0);
+        for (side, key, s) in self
             .callers
             .iter()
             .filter_map(|(k, e)| match e {
-                CallerEntry::Stream(s) => Some((Side::Caller, k, s.ping_queued)),
+                CallerEntry::Stream(s) => Some((Side::Caller, k, s)),
                 CallerEntry::Call(_) => None,
             })
             .chain(self.handlers.iter().filter_map(|(k, e)| match e {
-                HandlerEntry::Stream(s) => Some((Side::Handler, k, s.ping_queued)),
+                HandlerEntry::Stream(s) => Some((Side::Handler, k, s)),
                 HandlerEntry::Call(_) => None,
             }))
         {
-            if ping_queued {
+            if s.ping_queued {
                 pings_queued += 1;
                 assert!(
                     self.outbox.stream_pings.contains(&(side, key)),
                     "a queued ping is scheduled"
+                );
+            }
+            if s.recv.credit_pending > 0 {
+                credits_queued += 1;
+                assert!(
+                    self.outbox.credits.contains(&(side, key)),
+                    "pending credit is scheduled"
                 );
             }
         }
@@ -523,6 +492,11 @@ impl Engine {
             "stream pings scheduled for streams that ended"
         );
         assert_eq!(
+            self.outbox.credits.len(),
+            credits_queued,
+            "credit scheduled for streams that ended"
+        );
+        assert_eq!(
             self.outbox.budget.in_progress(),
             in_progress,
             "chunk budget"
@@ -530,7 +504,7 @@ impl Engine {
         assert_eq!(
             scheduled,
             [
-                self.outbox.ready.len(),
+                self.outbox.ready.len() + self.outbox.urgent.len(),
                 self.outbox.bulk.len(),
                 self.outbox.waiting.len()
             ],

@@ -30,10 +30,6 @@ use super::Side;
 use crate::codec::{Ack, Flags, HandlerId, Message, MessageRef, Op};
 use crate::error::Error;
 
-/// Bytes of messages waiting for a receiver beyond which further small ones are copied out
-/// of their frames as they arrive: a receiver that keeps up never waits on this much.
-const DETACH_BEYOND: u64 = 16 * 1024;
-
 /// Where a stream stands. See the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StreamState {
@@ -76,6 +72,8 @@ pub(crate) struct RecvHalf {
     pub(crate) window: RecvWindow,
     /// What decides the window's size as the stream runs.
     pub(crate) tuning: Tuning,
+    /// Credit granted and not yet written (in the control lane, `control.rs`).
+    pub(crate) credit_pending: u64,
     /// The sequence number the next message must carry.
     pub(crate) next_seq: u32,
     /// Delivered and not yet handed to the receiver; with `lent`, within the window (plus
@@ -90,6 +88,9 @@ pub(crate) struct RecvHalf {
     pub(crate) end: Option<Result<(), Error>>,
     /// The end was handed to the user: the receiver is done.
     pub(crate) done: bool,
+    /// The receiver has taken nothing since the last stream tick (see
+    /// [`RecvHalf::detach_if_stale`]).
+    pub(crate) stale: bool,
     /// The user dropped the receiver: messages are discarded and their credit returned.
     pub(crate) discard: bool,
     pub(crate) waker: Option<Waker>,
@@ -100,10 +101,12 @@ impl RecvHalf {
         Self {
             window: RecvWindow::new(0),
             tuning: Tuning::new(0, 0),
+            credit_pending: 0,
             next_seq: 1,
             queue: VecDeque::new(),
             queued: 0,
             lent: 0,
+            stale: false,
             end: None,
             done: false,
             discard: false,
@@ -111,20 +114,25 @@ impl RecvHalf {
         }
     }
 
-    /// Queues a message costing `cost` for the receiver; the receiver's waker, to wake. A
-    /// receiver that is behind gets small messages copied out of their frames as they
-    /// come ([`Payload::detach`]): then what it holds is what its window counts, not the
-    /// read buffers its messages arrived in.
+    /// Queues a message costing `cost` for the receiver; the receiver's waker, to wake.
     #[inline]
     pub(crate) fn deliver(&mut self, payload: Payload, cost: u64) -> Option<Waker> {
-        let payload = if self.queued >= DETACH_BEYOND {
-            payload.detach()
-        } else {
-            payload
-        };
         self.queue.push_back(payload);
         self.queued += cost;
         self.waker.take()
+    }
+
+    /// At a stream tick: a receiver that took nothing since the last one is not reading, so
+    /// the small messages waiting for it are copied out of their frames
+    /// ([`Payload::detach`], the copy they would get when handed out): what it holds is then
+    /// what its window counts, not the read buffers its messages arrived in. A receiver
+    /// that reads never pays for this.
+    pub(crate) fn detach_if_stale(&mut self) {
+        if std::mem::replace(&mut self.stale, true) {
+            for p in &mut self.queue {
+                *p = std::mem::take(p).detach();
+            }
+        }
     }
 
     /// Drops what was delivered and not yet handed out; returns its cost.

@@ -9,7 +9,6 @@ use super::state::StreamState;
 use super::streams::Ending;
 use super::window::ReadTally;
 use super::{Engine, Key, Side};
-use crate::codec::{encode_credit, Message};
 use crate::error::Error;
 
 impl Engine {
@@ -39,6 +38,7 @@ impl Engine {
             return Poll::Ready(None);
         }
         if !s.recv.queue.is_empty() {
+            s.recv.stale = false;
             s.recv.lent += std::mem::take(&mut s.recv.queued);
             if into.is_empty() {
                 // The receiver's empty buffer and the queue trade places: nothing moves.
@@ -133,18 +133,15 @@ impl Engine {
         self.settle(side, key);
     }
 
-    /// Returns `n` bytes of credit to the sender (while the stream is open).
+    /// Returns `n` bytes of credit to the sender (while the stream is open), ahead of any
+    /// data waiting to be written.
     pub(super) fn return_credit(&mut self, side: Side, key: Key, n: u64) {
-        let Some(s) = self.stream_mut(side, key) else {
-            return;
-        };
-        if n == 0 || s.state != StreamState::Open {
-            return;
+        let open = self
+            .stream_mut(side, key)
+            .is_some_and(|s| s.state == StreamState::Open);
+        if n > 0 && open {
+            self.push_credit(side, key, n);
         }
-        let mut m = Message::new(s.unblock_op());
-        m.mux_id = s.mux_id;
-        m.payload = Some(encode_credit(n));
-        self.push_out(side, key, m);
     }
 }
 

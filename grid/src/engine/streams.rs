@@ -188,7 +188,6 @@ impl Engine {
         }
         s.recv.end_with(how.recv);
         s.send.end.get_or_insert(how.send);
-        let ping_queued = std::mem::take(&mut s.ping_queued);
         let (mux_id, handler, seq, transmitted) =
             (s.mux_id, s.handler, s.send.seq, s.out.transmitted);
         let (deadline, peer_op, cancel_op, data_op) =
@@ -199,10 +198,9 @@ impl Engine {
         if let Some(d) = deadline {
             self.timers.remove_deadline(d, side, key);
         }
-        if ping_queued {
-            // Its ping (or pong) is not sent: nothing of the stream stays in the schedule.
-            self.outbox.forget_stream_ping(side, key);
-        }
+        // Its ping (or pong) and credit are not sent: nothing of the stream stays in the
+        // control lanes.
+        self.forget_control(side, key);
         self.assembler.forget(peer_op, mux_id);
         if !how.keep_out {
             self.clear_out(side, key);

@@ -182,8 +182,14 @@ impl Engine {
     /// check's business.
     fn stream_tick(&mut self, now: Instant) {
         let mut pings = Vec::new();
+        for (_, entry) in self.handlers.iter_mut() {
+            if let HandlerEntry::Stream(s) = entry {
+                s.recv.detach_if_stale();
+            }
+        }
         for (key, entry) in self.callers.iter_mut() {
             if let CallerEntry::Stream(s) = entry {
+                s.recv.detach_if_stale();
                 // Acknowledged: the handler side knows the stream (its open may still have
                 // been on its way, in chunks, before).
                 if s.state == StreamState::Open {

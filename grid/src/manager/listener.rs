@@ -53,7 +53,7 @@ pub(super) async fn serve(
 
 async fn accept_one(state: Arc<Listening>, tcp: TcpStream, addr: SocketAddr) {
     let core = &state.core;
-    let _ = tcp.set_nodelay(true);
+    crate::connection::configure_socket(&tcp);
     let handshake = tokio::time::timeout(core.config.dial_timeout, handshake(&state, tcp)).await;
     let refusal = match handshake {
         Ok(Ok((conn, accepted))) => {

@@ -7,6 +7,7 @@ mod fixture;
 mod limits;
 mod link;
 mod oversize;
+mod priority;
 mod props;
 mod streams;
 mod windows;

@@ -1,0 +1,139 @@
+//! Control messages: what goes ahead of every call's and stream's data, so that no amount
+//! of queued data delays a keepalive into a false dead-peer verdict, or holds a sender back
+//! on credit it is owed.
+//!
+//! Each kind has a slot of its own, bounded: the connection's pong (the latest ping's) and
+//! ping, a WebSocket pong, one stream ping or pong per stream, refusals up to the
+//! concurrency limit, and credit: one pending grant per stream direction, coalesced (grants
+//! made while one waits add to it), so a busy stream's credit costs one message per frame at
+//! most. [`Engine::take_control`] puts them first in every frame.
+
+use bytes::Bytes;
+
+use super::{Engine, Key, Side, Transmit};
+use crate::codec::{encode_credit, Message, Op};
+
+impl Engine {
+    /// Puts the waiting control messages first in the frame being built.
+    pub(super) fn take_control(&mut self, tx: &mut Transmit) {
+        tx.transport_pong = self.outbox.transport_pong.take();
+        if let Some(p) = self.outbox.pong.take() {
+            let mut m = Message::new(Op::Pong);
+            m.payload = Some(p);
+            tx.push(m);
+        }
+        if let Some(p) = self.outbox.ping.take() {
+            let mut m = Message::new(Op::Ping);
+            m.payload = Some(p);
+            tx.push(m);
+        }
+        while !tx.is_full() {
+            let Some((side, key)) = self.outbox.stream_pings.pop_front() else {
+                break;
+            };
+            let Some(s) = self.stream_mut(side, key) else {
+                continue;
+            };
+            if std::mem::take(&mut s.ping_queued) {
+                let op = match side {
+                    Side::Caller => Op::Ping,
+                    Side::Handler => Op::Pong,
+                };
+                let mut m = Message::new(op);
+                m.mux_id = s.mux_id;
+                tx.push(m);
+            }
+        }
+        while !tx.is_full() {
+            let Some((side, key)) = self.outbox.credits.pop_front() else {
+                break;
+            };
+            let Some(s) = self.stream_mut(side, key) else {
+                continue;
+            };
+            let n = std::mem::take(&mut s.recv.credit_pending);
+            if n > 0 {
+                let mut m = Message::new(s.unblock_op());
+                m.mux_id = s.mux_id;
+                m.payload = Some(encode_credit(n));
+                tx.push(m);
+            }
+        }
+        while !tx.is_full() {
+            match self.outbox.refusals.pop_front() {
+                Some(m) => tx.push(m),
+                None => break,
+            }
+        }
+    }
+
+    /// Grants the peer `n` more bytes of credit on a stream, in the next frame (added to a
+    /// grant still waiting).
+    pub(super) fn push_credit(&mut self, side: Side, key: Key, n: u64) {
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        let first = s.recv.credit_pending == 0;
+        s.recv.credit_pending += n;
+        if first {
+            self.outbox.credits.push_back((side, key));
+            self.wake_writer();
+        }
+    }
+
+    /// A stream ended: its pending credit (the peer needs none now) and its ping or pong
+    /// leave the schedule.
+    pub(super) fn forget_control(&mut self, side: Side, key: Key) {
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        let credit = std::mem::take(&mut s.recv.credit_pending) > 0;
+        let ping = std::mem::take(&mut s.ping_queued);
+        if credit {
+            self.outbox.credits.retain(|e| *e != (side, key));
+        }
+        if ping {
+            self.outbox.stream_pings.retain(|e| *e != (side, key));
+        }
+    }
+
+    /// Queues a connection-level refusal (an answer for which there is no entry). False if
+    /// the peer already has more refusals waiting than the concurrency limit: it sends
+    /// faster than it reads, and must be disconnected.
+    pub(super) fn push_refusal(&mut self, m: Message) -> bool {
+        if self.outbox.refusals() >= self.config.max_concurrent {
+            return false;
+        }
+        self.outbox.refusals.push_back(m);
+        self.wake_writer();
+        true
+    }
+
+    /// Answers the latest connection ping (older unanswered ones are superseded).
+    pub(super) fn push_pong(&mut self, payload: Option<Bytes>) {
+        self.outbox.pong = Some(payload.unwrap_or_default());
+        self.wake_writer();
+    }
+
+    /// Answers a WebSocket-level ping (the latest one only).
+    pub(crate) fn transport_ping(&mut self, payload: Bytes) {
+        self.outbox.transport_pong = Some(payload);
+        self.wake_writer();
+    }
+
+    /// Queues a stream's ping (caller) or pong (handler), unless one is already queued.
+    pub(super) fn push_stream_ping(&mut self, side: Side, key: Key) {
+        let Some(s) = self.stream_mut(side, key) else {
+            return;
+        };
+        if !std::mem::replace(&mut s.ping_queued, true) {
+            self.outbox.stream_pings.push_back((side, key));
+            self.wake_writer();
+        }
+    }
+
+    pub(super) fn push_ping(&mut self, payload: Bytes) {
+        self.outbox.ping = Some(payload);
+        self.wake_writer();
+    }
+}
