@@ -20,6 +20,10 @@ use crate::session::Session;
 
 type Outcome = Result<Result<Option<Bytes>, RemoteError>, Box<dyn Any + Send>>;
 
+/// Requests up to this size are handed to their handler on the reader's task; larger ones
+/// (chunked, 64 KiB and up) are joined in the handler's own task.
+const JOIN_HERE: usize = 64 * 1024;
+
 /// Runs the handler of `start`: inline when it answers without waiting (most do), else in
 /// a task of its own.
 pub(crate) fn start(
@@ -54,10 +58,20 @@ pub(crate) fn start(
     let max = session.send_limit;
     let span =
         tracing::debug_span!("grid.handle", peer = %conn.remote, handler = %handler, mux = mux_id);
+    // A large request (one that came in chunks) is joined into one buffer, a copy of up to
+    // the maximum message size, in the handler's task, not here: this runs on the reader,
+    // and every call and stream behind it on the connection would wait for the copy.
+    let deferred = start.payload.len() > JOIN_HERE;
     // The handler's synchronous part runs here: a panic in it must not unwind the reader.
     let current = ctx.clone();
     let started = catch_unwind(AssertUnwindSafe(|| {
         let _entered = (!span.is_disabled()).then(|| span.enter());
+        if deferred {
+            let (call, payload) = (entry.call.clone(), start.payload);
+            let later: crate::handler::SingleFuture =
+                Box::pin(async move { call(ctx, payload.into_owned()).await });
+            return later;
+        }
         let payload = start.payload.into_owned();
         CURRENT_CALL.sync_scope(current.clone(), || (entry.call)(ctx, payload))
     }));
@@ -78,7 +92,7 @@ pub(crate) fn start(
         }
     };
     // Fast path: most handlers answer without waiting; answer those here, without a task.
-    if let Some(outcome) = (&mut call).now_or_never() {
+    if let Some(outcome) = (!deferred).then(|| (&mut call).now_or_never()).flatten() {
         let reply = answer(mux_id, handler, outcome, max);
         serving.ended(reply.as_ref().err());
         answers.give(session, key, reply);
