@@ -8,10 +8,16 @@
 //! made while one waits add to it), so a busy stream's credit costs one message per frame at
 //! most. [`Engine::take_control`] puts them first in every frame.
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 
 use super::{Engine, Key, Side, Transmit};
 use crate::codec::{encode_credit, Message, Op};
+
+/// How long a round-trip probe may go unanswered before another is sent (the peer
+/// answers only the latest ping, and a probe behind a long queue is late, not lost).
+const PROBE_GIVE_UP: Duration = Duration::from_secs(1);
 
 impl Engine {
     /// Puts the waiting control messages first in the frame being built.
@@ -135,5 +141,21 @@ impl Engine {
     pub(super) fn push_ping(&mut self, payload: Bytes) {
         self.outbox.ping = Some(payload);
         self.wake_writer();
+    }
+
+    /// Pings now, to measure the round trip as it is (a stream's window is being sized),
+    /// unless a probe is still unanswered: at most one is in flight, so a connection with
+    /// many streams pings at most once per round trip.
+    pub(super) fn probe_rtt(&mut self, now: Instant) {
+        if self
+            .timers
+            .probe
+            .is_some_and(|sent| now.saturating_duration_since(sent) < PROBE_GIVE_UP)
+        {
+            return;
+        }
+        self.timers.probe = Some(now);
+        let payload = self.ping_payload(now);
+        self.push_ping(payload);
     }
 }

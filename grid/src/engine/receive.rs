@@ -422,6 +422,9 @@ impl Engine {
             if self.timers.answered.is_none_or(|a| a < at) {
                 self.timers.answered = Some(at);
             }
+            if self.timers.probe.is_some_and(|p| p <= at) {
+                self.timers.probe = None;
+            }
         }
     }
 

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use super::assembly::Payload;
 use super::state::StreamState;
 use super::streams::Ending;
+use super::tuning::Decision;
 use super::window::ReadTally;
 use super::{Engine, Key, Side};
 use crate::error::Error;
@@ -75,19 +76,22 @@ impl Engine {
     /// was read to grow it (out of the budget), less to shrink it (PROTOCOL.md §6).
     fn return_owed(&mut self, side: Side, key: Key) {
         // The engine reads no clock: the last message's arrival is the time.
-        let (now, rtt) = (self.timers.last_heard, self.rtt.get());
+        let (now, rtt) = (self.timers.last_heard, self.rtt);
         let Some(s) = self.stream_mut(side, key) else {
             return;
         };
         let w = &s.recv.window;
         let (window, owed) = (w.size(), w.owed());
-        let target = if s.state == StreamState::Open && !s.recv.discard {
-            s.recv.tuning.next(now, rtt, window, owed)
+        let decision = if s.state == StreamState::Open && !s.recv.discard {
+            s.recv.tuning.next(now, &rtt, window, owed)
         } else {
-            None
+            Decision::default()
         };
+        if decision.probe {
+            self.probe_rtt(now);
+        }
         let mut grant = owed;
-        if let Some(mut target) = target {
+        if let Some(mut target) = decision.size {
             if self.budget.pressed(now) {
                 // Someone was denied growth: a window above its share gives some back.
                 let share = self.budget.share();

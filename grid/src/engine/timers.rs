@@ -20,6 +20,8 @@ pub(super) struct Timers {
     /// had to say before then has been heard.
     pub(super) answered: Option<Instant>,
     next_ping: Instant,
+    /// When this side sent a round-trip probe not answered yet (see `Engine::probe_rtt`).
+    pub(super) probe: Option<Instant>,
     next_stream_tick: Instant,
     /// When the writer took the frame it is still writing.
     pub(super) write_started: Option<Instant>,
@@ -39,6 +41,7 @@ impl Timers {
             answered: None,
             // The first ping goes at once: its round trip sizes the stream windows.
             next_ping: now,
+            probe: None,
             next_stream_tick: now + config.stream_ping_interval,
             write_started: None,
             ping: config.ping_interval,

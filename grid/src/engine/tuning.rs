@@ -1,16 +1,27 @@
 //! Window sizes, with no I/O: how large each stream direction's window is, within the
 //! memory budget.
 //!
-//! A direction this side receives starts with a modest window ([`Budget::open`]) and, at
-//! each credit return, asks [`Tuning::next`] whether the window is what holds its sender
-//! back: when half a window or more was read per round trip of the connection (the
-//! smallest its pings measured), the window doubles, up to the stream's cap, so it settles
-//! at two to four times the bandwidth-delay product it sees (of the link, or of a reader
-//! slower than the link).
-//! When far less is read per round trip (the stream went quiet, or its reader fell behind),
-//! it halves, back towards its start. Growth comes out of the connection's and the node's
-//! budgets ([`Budget::grow`]); a stream denied growth puts the budget under pressure, and
-//! then the windows above a fair share shrink as their credit comes back.
+//! A direction this side receives starts with a modest window ([`Budget::open`]) and, every
+//! few round trips, at a credit return, asks [`Tuning::next`] what size it should have. The
+//! round trip is the connection's: the smallest its pings measured (the path's length) and
+//! the latest (the path's length plus whatever queues on it).
+//! - When half a window or more was read per round trip, the window is what holds the
+//!   sender back: it doubles (up to the stream's cap), as long as the latest round trip
+//!   shows no queue. A window already in use is probed with a ping at each decision, so
+//!   the latest round trip is fresh.
+//! - When the latest round trip shows a queue (more than a quarter of the path's round
+//!   trip, and at least [`QUEUE_SLACK`]), the window is larger than the path carries: the
+//!   excess would only wait in buffers, ahead of every other message on the connection.
+//!   The window comes down to what was read per round trip plus an eighth, and from then
+//!   on grows by eighths, not doubling. So a stream holds about the bandwidth-delay product
+//!   of the path (or of a reader slower than it), and a small call sent beside it waits
+//!   behind a queue of a fraction of a round trip, not several.
+//! - When far less is read per round trip (the stream went quiet, or its reader fell
+//!   behind), it halves, back towards its start.
+//!
+//! Growth comes out of the connection's and the node's budgets ([`Budget::grow`]); a
+//! stream denied growth puts the budget under pressure, and then the windows above a fair
+//! share shrink as their credit comes back.
 //!
 //! Invariants:
 //! - the windows granted add up to at most the connection's budget, and across the node
@@ -36,6 +47,9 @@ const PRESSURE: Duration = Duration::from_secs(1);
 /// Round trips a measurement spans at least: reads come in bursts (a frame, a batch), and a
 /// burst at either end of a span of one round trip could double what it seems to carry.
 const SPAN: u32 = 4;
+/// The least queueing a round trip may show before it counts as a queue: below this,
+/// scheduling noise on a busy host is taken for a queue on short paths.
+const QUEUE_SLACK: Duration = Duration::from_millis(1);
 
 /// The budget of a node's stream windows, shared by all its connections.
 #[derive(Debug)]
@@ -81,15 +95,18 @@ impl NodeBudget {
     }
 }
 
-/// The connection's round trip, as its pings measure it: the smallest recent sample.
+/// The connection's round trip, as its pings measure it: the smallest recent sample (the
+/// path's length) and the latest one (the path and its queues).
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Rtt {
     min: Option<(Duration, Instant)>,
+    latest: Option<(Duration, Instant)>,
 }
 
 impl Rtt {
     /// A ping answered after `rtt`, at `now`.
     pub(crate) fn sample(&mut self, rtt: Duration, now: Instant) {
+        self.latest = Some((rtt, now));
         match self.min {
             Some((min, at)) if rtt > min && now.saturating_duration_since(at) < RTT_MEMORY => {}
             _ => self.min = Some((rtt, now)),
@@ -99,6 +116,14 @@ impl Rtt {
     /// The estimate, once a ping was answered.
     pub(crate) fn get(&self) -> Option<Duration> {
         self.min.map(|(rtt, _)| rtt)
+    }
+
+    /// Whether the latest sample, if answered at or after `since`, shows a queue on the
+    /// path; `None` without such a sample.
+    fn queued_since(&self, since: Instant) -> Option<bool> {
+        let (min, _) = self.min?;
+        let (latest, _) = self.latest.filter(|(_, at)| *at >= since)?;
+        Some(latest > min + (min / 4).max(QUEUE_SLACK))
     }
 }
 
@@ -239,6 +264,22 @@ pub(crate) struct Tuning {
     /// The size it started with, which it never shrinks below on its own, and its cap.
     start: u32,
     cap: u32,
+    /// The path showed a queue once: growth goes by eighths from then on.
+    found_queue: bool,
+    /// When this span asked for its round trip to be measured.
+    probed: Option<Instant>,
+    /// The last decision found the window in use (not quiet) and free to move: the next
+    /// span measures the round trip.
+    watch: bool,
+}
+
+/// What [`Tuning::next`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Decision {
+    /// The size the window should have; `None`: too early to say.
+    pub(crate) size: Option<u64>,
+    /// Measure the round trip now (a connection ping), for the next decision.
+    pub(crate) probe: bool,
 }
 
 impl Tuning {
@@ -250,45 +291,77 @@ impl Tuning {
             read: 0,
             start: clamp(start),
             cap: clamp(cap.max(start)),
+            found_queue: false,
+            probed: None,
+            watch: true,
         }
     }
 
     /// At a credit return at `now`, with messages costing `returned` bytes read since the
     /// last one, through a window of `window` bytes: the size the window should have, once
-    /// at least a round trip (`rtt`) was measured; `None` until then.
-    pub(crate) fn next(
-        &mut self,
-        now: Instant,
-        rtt: Option<Duration>,
-        window: u64,
-        returned: u64,
-    ) -> Option<u64> {
+    /// a round trip was measured and a few of them have passed since the last decision.
+    pub(crate) fn next(&mut self, now: Instant, rtt: &Rtt, window: u64, returned: u64) -> Decision {
         self.read += returned;
-        let rtt = rtt?;
+        let Some(min) = rtt.get() else {
+            return Decision::default();
+        };
         let since = *self.since.get_or_insert(now);
         let elapsed = now.saturating_duration_since(since);
-        if elapsed < rtt * SPAN || elapsed.is_zero() {
-            return None;
+        if elapsed < min * SPAN || elapsed.is_zero() {
+            // Halfway through a span, once what the last decision changed is in flight,
+            // the round trip is measured for the next decision.
+            let probe = self.watch && elapsed >= min * (SPAN / 2) && self.probed.is_none();
+            if probe {
+                self.probed = Some(now);
+            }
+            return Decision { size: None, probe };
         }
         let per_rtt =
-            u128::from(std::mem::take(&mut self.read)) * rtt.as_nanos() / elapsed.as_nanos();
+            u128::from(std::mem::take(&mut self.read)) * min.as_nanos() / elapsed.as_nanos();
         let per_rtt = u64::try_from(per_rtt).unwrap_or(u64::MAX);
         self.since = Some(now);
         let (start, cap) = (u64::from(self.start), u64::from(self.cap));
-        let target = if per_rtt.saturating_mul(2) >= window {
-            // Half a window or more read per round trip: the window is what holds the
-            // sender back (or soon will be).
-            window.saturating_mul(2).min(cap).max(window)
-        } else if per_rtt.saturating_mul(4) < window {
+        let queued = self.probed.take().and_then(|at| rtt.queued_since(at));
+        // What the path carries per round trip, and an eighth more.
+        let fitted = per_rtt.saturating_add(per_rtt / 8).max(start).min(window);
+        self.watch = per_rtt.saturating_mul(4) >= window && (window < cap || window > start);
+        if per_rtt.saturating_mul(4) < window {
             // Far less than the window moves per round trip: quiet, or a reader behind.
-            (window / 2)
+            let size = (window / 2)
                 .max(per_rtt.saturating_mul(2))
                 .max(start)
-                .min(window)
-        } else {
-            window
+                .min(window);
+            return Decision {
+                size: Some(size),
+                probe: false,
+            };
+        }
+        if queued == Some(true) {
+            // More in flight than the path carries: the rest waits in a queue.
+            self.found_queue = true;
+            return Decision {
+                size: Some(fitted),
+                probe: false,
+            };
+        }
+        if per_rtt.saturating_mul(2) < window {
+            // The link, not the window, is the limit: keep it.
+            return Decision {
+                size: Some(window),
+                probe: false,
+            };
+        }
+        // Half a window or more read per round trip: the window is what holds the sender
+        // back (or soon will be). It grows once a fresh round trip shows no queue.
+        let size = match queued {
+            None => window,
+            Some(_) if self.found_queue => window.saturating_add(window / 8),
+            Some(_) => window.saturating_mul(2),
         };
-        Some(target)
+        Decision {
+            size: Some(size.min(cap).max(window)),
+            probe: false,
+        }
     }
 }
 
@@ -312,49 +385,145 @@ mod tests {
         assert_eq!(rtt.get(), Some(12 * MS), "an old minimum gives way");
     }
 
+    /// A path of `rtt` measured at `t0`, whose latest sample (answered at `at`) is `latest`.
+    fn path(rtt: Duration, t0: Instant, latest: Option<(Duration, Instant)>) -> Rtt {
+        let mut r = Rtt::default();
+        r.sample(rtt, t0);
+        if let Some((l, at)) = latest {
+            r.sample(l, at);
+        }
+        r
+    }
+
+    /// One span of `t` from `at` to `at + span`, reading `read` bytes through `window`: the
+    /// round trip is probed halfway and answered after `latest` (`None`: not answered).
+    fn span(
+        t: &mut Tuning,
+        at: Instant,
+        span: Duration,
+        latest: Option<Duration>,
+        window: u64,
+        read: u64,
+    ) -> Decision {
+        let base = path(10 * MS, at - RTT_MEMORY / 2, None);
+        let mid = at + span / 2;
+        let probe = t.next(mid, &base, window, read / 2).probe;
+        let answered = latest.filter(|_| probe).map(|l| (l, mid + l));
+        t.next(
+            at + span,
+            &path(10 * MS, at - RTT_MEMORY / 2, answered),
+            window,
+            read - read / 2,
+        )
+    }
+
     #[test]
     fn a_window_doubles_while_it_holds_the_sender_back_and_stops_at_its_cap() {
         let t0 = Instant::now();
         let mut t = Tuning::new(100, 350);
-        let rtt = Some(10 * MS);
-        assert_eq!(t.next(t0, rtt, 100, 25), None, "the first return starts");
+        let clear = path(10 * MS, t0, None);
         assert_eq!(
-            t.next(t0 + 20 * MS, rtt, 100, 200),
-            None,
-            "over a few round trips"
+            t.next(t0, &clear, 100, 25),
+            Decision::default(),
+            "the first return starts"
         );
-        // A window's worth read per round trip.
-        assert_eq!(t.next(t0 + 40 * MS, rtt, 100, 200), Some(200));
-        assert_eq!(t.next(t0 + 80 * MS, rtt, 200, 800), Some(350), "capped");
-        assert_eq!(t.next(t0 + 120 * MS, rtt, 350, 1400), Some(350));
+        assert_eq!(
+            t.next(t0 + 20 * MS, &clear, 100, 100),
+            Decision {
+                size: None,
+                probe: true
+            },
+            "halfway through a span, the round trip is measured"
+        );
+        assert_eq!(
+            t.next(t0 + 25 * MS, &clear, 100, 100),
+            Decision::default(),
+            "once"
+        );
+        let answered = path(10 * MS, t0, Some((10 * MS, t0 + 30 * MS)));
+        // A window's worth read per round trip, and a fresh round trip without a queue.
+        assert_eq!(t.next(t0 + 40 * MS, &answered, 100, 200).size, Some(200));
+        let next = t0 + 40 * MS;
+        assert_eq!(
+            span(&mut t, next, 40 * MS, Some(10 * MS), 200, 800).size,
+            Some(350),
+            "capped"
+        );
+        let d = span(&mut t, next + 40 * MS, 40 * MS, Some(10 * MS), 350, 1400);
+        assert_eq!(d.size, Some(350));
+        let d = span(&mut t, next + 80 * MS, 40 * MS, Some(10 * MS), 350, 1400);
+        assert_eq!(d.size, Some(350));
         // Without a round trip measured, nothing is decided.
         let mut t = Tuning::new(100, 1000);
-        assert_eq!(t.next(t0, None, 100, 100), None);
+        assert_eq!(t.next(t0, &Rtt::default(), 100, 100), Decision::default());
+    }
+
+    #[test]
+    fn a_window_grows_only_on_a_fresh_round_trip() {
+        let t0 = Instant::now();
+        let mut t = Tuning::new(100, 10_000);
+        t.next(t0, &path(10 * MS, t0, None), 100, 0);
+        // The probe is not answered by the span's end: the window holds.
+        assert_eq!(span(&mut t, t0, 40 * MS, None, 100, 400).size, Some(100));
+        assert_eq!(
+            span(&mut t, t0 + 40 * MS, 40 * MS, Some(10 * MS), 100, 400).size,
+            Some(200)
+        );
+    }
+
+    #[test]
+    fn a_window_that_makes_a_queue_comes_down_to_the_path_and_then_grows_by_eighths() {
+        let t0 = Instant::now();
+        let mut t = Tuning::new(100, 100_000);
+        t.next(t0, &path(10 * MS, t0, None), 8000, 0);
+        // 4000 bytes per round trip through 8000, and the round trip went from 10 to 20 ms.
+        let d = span(&mut t, t0, 40 * MS, Some(20 * MS), 8000, 16_000);
+        assert_eq!(d.size, Some(4500), "what the path carries, and an eighth");
+        // The queue is gone and the window holds the sender back: an eighth more.
+        let d = span(&mut t, t0 + 40 * MS, 40 * MS, Some(11 * MS), 4500, 18_000);
+        assert_eq!(d.size, Some(4500 + 4500 / 8));
+    }
+
+    #[test]
+    fn a_queue_under_a_millisecond_is_not_taken_for_one_on_a_short_path() {
+        let t0 = Instant::now();
+        let mut t = Tuning::new(100, 100_000);
+        let rtt = |latest: Option<(Duration, Instant)>| path(MS / 10, t0, latest);
+        t.next(t0, &rtt(None), 800, 0);
+        assert!(t.next(t0 + MS / 5, &rtt(None), 800, 2000).probe);
+        // 8000 bytes in 1.5 ms: 533 per round trip through 800, and a round trip of 1 ms.
+        let answered = rtt(Some((MS, t0 + MS / 5 + MS)));
+        assert_eq!(
+            t.next(t0 + 3 * MS / 2, &answered, 800, 6000).size,
+            Some(1600)
+        );
     }
 
     #[test]
     fn a_window_stays_when_the_link_not_the_window_is_the_limit() {
         let t0 = Instant::now();
         let mut t = Tuning::new(100, 10_000);
-        let rtt = Some(10 * MS);
-        t.next(t0, rtt, 1000, 0);
+        t.next(t0, &path(10 * MS, t0, None), 1000, 0);
         // 400 bytes per round trip through a window of 1000: over a quarter, under half.
-        assert_eq!(t.next(t0 + 40 * MS, rtt, 1000, 1600), Some(1000));
+        assert_eq!(
+            span(&mut t, t0, 40 * MS, Some(10 * MS), 1000, 1600).size,
+            Some(1000)
+        );
     }
 
     #[test]
     fn a_window_shrinks_towards_its_start_when_little_is_read_per_round_trip() {
         let t0 = Instant::now();
         let mut t = Tuning::new(100, 10_000);
-        let rtt = Some(10 * MS);
-        t.next(t0, rtt, 1000, 0);
+        let rtt = path(10 * MS, t0, None);
+        t.next(t0, &rtt, 1000, 0);
         // Quiet for a second: little read per round trip.
-        assert_eq!(t.next(t0 + 1000 * MS, rtt, 1000, 250), Some(500));
-        assert_eq!(t.next(t0 + 2000 * MS, rtt, 500, 125), Some(250));
-        assert_eq!(t.next(t0 + 3000 * MS, rtt, 250, 60), Some(125));
-        assert_eq!(t.next(t0 + 4000 * MS, rtt, 125, 30), Some(100));
+        assert_eq!(t.next(t0 + 1000 * MS, &rtt, 1000, 250).size, Some(500));
+        assert_eq!(t.next(t0 + 2000 * MS, &rtt, 500, 125).size, Some(250));
+        assert_eq!(t.next(t0 + 3000 * MS, &rtt, 250, 60).size, Some(125));
+        assert_eq!(t.next(t0 + 4000 * MS, &rtt, 125, 30).size, Some(100));
         assert_eq!(
-            t.next(t0 + 5000 * MS, rtt, 100, 30),
+            t.next(t0 + 5000 * MS, &rtt, 100, 30).size,
             Some(100),
             "not below its start"
         );
