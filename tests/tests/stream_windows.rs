@@ -1,6 +1,6 @@
 //! Stream windows over real sockets: a window grows to fit a long link (the proxy delays
-//! every byte), and streams whose readers never read hold no more than the node's budget
-//! for stream windows. Memory is counted by a global allocator (live bytes), so the tests
+//! every byte), streams whose readers never read hold no more than the node's budget for
+//! stream windows, and a stream with a wide window never keeps calls from starting. Memory is counted by a global allocator (live bytes), so the tests
 //! here run one at a time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +17,7 @@ use grid_tests::{within_secs, Cluster, ProxiedPair};
 static ALLOC: grid_tests::alloc::Counting = grid_tests::alloc::Counting;
 
 const PUSH: HandlerId = HandlerId::new(1);
+const ECHO: HandlerId = HandlerId::new(2);
 /// The size of the messages the budget test's handlers send.
 const MSG: usize = 64;
 
@@ -157,6 +158,48 @@ async fn streams_whose_readers_never_read_hold_no_more_than_the_budget() {
         );
         drop(open);
         c.finish().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_start_and_answer_while_a_wide_stream_fills_the_senders_queue() {
+    let _one = exclusive().await;
+    within_secs(60, async {
+        // A 16 MiB window on a 10 MB/s link: most of the window waits in the sender's
+        // queue, far beyond the 1 MiB of answers that may wait before handlers stop
+        // starting. Stream messages are bounded by their window, not by that: calls go on.
+        let pair = ProxiedPair::start(|b| {
+            b.max_message_size(1 << 20)
+                .stream_window(16 << 20)
+                .max_send_buffer(1 << 20)
+        })
+        .await;
+        pair.proxy.throttle(Some(10_000_000));
+        let spent = Arc::new(AtomicUsize::new(0));
+        for m in [&pair.dialer, &pair.acceptor] {
+            m.register_stream(PUSH, push(spent.clone()))
+                .expect("register");
+            m.register_single(ECHO, |_, p: Option<Bytes>| async move { Ok(p) })
+                .expect("register");
+        }
+        pair.connected().await;
+        let (conn, _) = pair.connections();
+        let mut stream = conn
+            .open_stream(PUSH, Bytes::from(vec![0u8; 16 << 10]))
+            .await
+            .expect("open");
+        let reader =
+            tokio::spawn(async move { while let Some(Ok(_)) = stream.responses.next().await {} });
+        // The handler spent the whole window: it waits, queued, ahead of the link.
+        until(|| spent.load(Ordering::SeqCst) == 1).await;
+        for i in 0..5 {
+            let back = conn.request(ECHO, grid_tests::num(i)).await.expect("call");
+            assert_eq!(back.as_ref().map(grid_tests::unnum), Some(i));
+        }
+        reader.abort();
+        let _ = reader.await;
+        pair.finish().await;
     })
     .await;
 }

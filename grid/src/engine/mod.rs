@@ -286,7 +286,7 @@ impl Engine {
     /// after each batch of messages. None are released while the answers waiting for the
     /// socket exceed the send buffer: they stay admitted until the writer catches up.
     pub(crate) fn take_starts(&mut self, out: &mut Vec<Start>) {
-        while self.outbox.handler_bytes <= self.config.max_send_buffer {
+        while self.outbox.answer_bytes <= self.config.max_send_buffer {
             let Some(start) = self.starts.pop_front() else {
                 break;
             };
@@ -313,7 +313,7 @@ impl Engine {
 
     /// True if admitted handlers wait for the send buffer to drain.
     pub(crate) fn has_deferred_starts(&self) -> bool {
-        !self.starts.is_empty() && self.outbox.handler_bytes <= self.config.max_send_buffer
+        !self.starts.is_empty() && self.outbox.answer_bytes <= self.config.max_send_buffer
     }
 
     /// Running handlers whose call ended without them (cancel, deadline, lost connection):

@@ -52,8 +52,10 @@ pub(super) struct Outbox {
     /// Streams with credit to grant (one pending grant each, `RecvHalf::credit_pending`).
     pub(super) credits: VecDeque<(Side, Key)>,
     pub(super) refusals: VecDeque<Message>,
-    /// Payload bytes queued by handlers (answers and their stream messages).
-    pub(super) handler_bytes: usize,
+    /// Payload bytes of single-call answers queued by handlers: while they exceed the send
+    /// buffer, no new handler starts. (A stream's messages are bounded by its window
+    /// instead: counting them here would let one busy stream keep every call waiting.)
+    pub(super) answer_bytes: usize,
     /// Messages queued since the writer last took a frame, and the room they take in
     /// frames ([`frame_room`]).
     unsent: (usize, usize),
@@ -76,7 +78,7 @@ impl Outbox {
             stream_pings: VecDeque::new(),
             credits: VecDeque::new(),
             refusals: VecDeque::new(),
-            handler_bytes: 0,
+            answer_bytes: 0,
             unsent: (0, 0),
             frame_waiting: false,
         }
@@ -185,6 +187,11 @@ impl Engine {
         }
     }
 
+    /// Whether an entry is a single call served here (its queue holds an answer).
+    fn is_answer(&self, side: Side, key: Key) -> bool {
+        side == Side::Handler && self.is_call(side, key)
+    }
+
     /// Puts a ready entry at the end of its queue: a single call's, or the streams'.
     fn schedule(&mut self, side: Side, key: Key) {
         if self.is_call(side, key) {
@@ -197,8 +204,8 @@ impl Engine {
     /// An entry queued a message with a payload of `len` bytes; `newly` if that made it
     /// ready ([`OutQueue::mark_ready`]): it joins the schedule and the writer is woken.
     pub(super) fn queued(&mut self, side: Side, key: Key, len: usize, newly: bool) {
-        if side == Side::Handler {
-            self.outbox.handler_bytes += len;
+        if self.is_answer(side, key) {
+            self.outbox.answer_bytes += len;
         }
         let (messages, room) = self.outbox.unsent;
         let (messages_now, room_now) = (messages + 1, room + frame_room(len));
@@ -224,8 +231,8 @@ impl Engine {
         let head_len = out.front().map_or(0, payload_len);
         let bytes = out.bytes;
         out.clear();
-        if side == Side::Handler {
-            self.outbox.handler_bytes -= bytes;
+        if self.is_answer(side, key) {
+            self.outbox.answer_bytes -= bytes;
         }
         match sched {
             Sched::Idle => {}
@@ -312,8 +319,8 @@ impl Engine {
             emptied = out.is_empty();
             out.sched = next;
         }
-        if side == Side::Handler {
-            self.outbox.handler_bytes -= taken_bytes;
+        if self.is_answer(side, key) {
+            self.outbox.answer_bytes -= taken_bytes;
         }
         match next {
             Sched::Ready => self.schedule(side, key),
@@ -391,8 +398,8 @@ impl Engine {
             None => self.outbox.bulk.push_back((side, key)),
             Some(len) => {
                 self.outbox.budget.finish(len as u64);
-                if side == Side::Handler {
-                    self.outbox.handler_bytes -= len;
+                if self.is_answer(side, key) {
+                    self.outbox.answer_bytes -= len;
                 }
                 if more {
                     self.schedule(side, key);
@@ -409,7 +416,7 @@ impl Engine {
 impl Engine {
     /// Asserts the schedule and the byte counts agree with the entries' queues.
     pub(super) fn check_outbox(&self) {
-        let mut handler_bytes = 0;
+        let mut answer_bytes = 0;
         let mut in_progress = 0u64;
         let mut scheduled = [0usize; 3];
         let queues = self
@@ -431,8 +438,8 @@ impl Engine {
             }));
         for (side, key, out) in queues {
             let bytes = out.check();
-            if side == Side::Handler {
-                handler_bytes += bytes;
+            if self.is_answer(side, key) {
+                answer_bytes += bytes;
             }
             let entry = (side, key);
             match out.sched {
@@ -457,7 +464,7 @@ impl Engine {
                 }
             }
         }
-        assert_eq!(self.outbox.handler_bytes, handler_bytes, "handler bytes");
+        assert_eq!(self.outbox.answer_bytes, answer_bytes, "answer bytes");
         let (mut pings_queued, mut credits_queued) = (0, 0);
         for (side, key, s) in self
             .callers

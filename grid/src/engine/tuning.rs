@@ -9,11 +9,11 @@
 //!   sender back: it doubles (up to the stream's cap), as long as the latest round trip
 //!   shows no queue. A window already in use is probed with a ping at each decision, so
 //!   the latest round trip is fresh.
-//! - When the latest round trip shows a queue (more than a quarter of the path's round
+//! - When the latest round trip shows a queue (more than an eighth of the path's round
 //!   trip, and at least [`QUEUE_SLACK`]), the window is larger than the path carries: the
 //!   excess would only wait in buffers, ahead of every other message on the connection.
-//!   The window comes down to what was read per round trip plus an eighth, and from then
-//!   on grows by eighths, not doubling. So a stream holds about the bandwidth-delay product
+//!   The window comes down to what was read per round trip plus a half, and from then
+//!   on grows by sixteenths, not doubling. So a stream holds about the bandwidth-delay product
 //!   of the path (or of a reader slower than it), and a small call sent beside it waits
 //!   behind a queue of a fraction of a round trip, not several.
 //! - When far less is read per round trip (the stream went quiet, or its reader fell
@@ -123,7 +123,7 @@ impl Rtt {
     fn queued_since(&self, since: Instant) -> Option<bool> {
         let (min, _) = self.min?;
         let (latest, _) = self.latest.filter(|(_, at)| *at >= since)?;
-        Some(latest > min + (min / 4).max(QUEUE_SLACK))
+        Some(latest > min + (min / 8).max(QUEUE_SLACK))
     }
 }
 
@@ -264,7 +264,7 @@ pub(crate) struct Tuning {
     /// The size it started with, which it never shrinks below on its own, and its cap.
     start: u32,
     cap: u32,
-    /// The path showed a queue once: growth goes by eighths from then on.
+    /// The path showed a queue once: growth goes by sixteenths from then on.
     found_queue: bool,
     /// When this span asked for its round trip to be measured.
     probed: Option<Instant>,
@@ -322,8 +322,9 @@ impl Tuning {
         self.since = Some(now);
         let (start, cap) = (u64::from(self.start), u64::from(self.cap));
         let queued = self.probed.take().and_then(|at| rtt.queued_since(at));
-        // What the path carries per round trip, and an eighth more.
-        let fitted = per_rtt.saturating_add(per_rtt / 8).max(start).min(window);
+        // What the path carries per round trip, and half as much again: a receiver returns
+        // credit a quarter of the window at a time, so up to a quarter is not the sender's.
+        let fitted = per_rtt.saturating_add(per_rtt / 2).max(start).min(window);
         self.watch = per_rtt.saturating_mul(4) >= window && (window < cap || window > start);
         if per_rtt.saturating_mul(4) < window {
             // Far less than the window moves per round trip: quiet, or a reader behind.
@@ -355,7 +356,7 @@ impl Tuning {
         // back (or soon will be). It grows once a fresh round trip shows no queue.
         let size = match queued {
             None => window,
-            Some(_) if self.found_queue => window.saturating_add(window / 8),
+            Some(_) if self.found_queue => window.saturating_add(window / 16),
             Some(_) => window.saturating_mul(2),
         };
         Decision {
@@ -472,16 +473,16 @@ mod tests {
     }
 
     #[test]
-    fn a_window_that_makes_a_queue_comes_down_to_the_path_and_then_grows_by_eighths() {
+    fn a_window_that_makes_a_queue_comes_down_to_the_path_and_then_grows_by_sixteenths() {
         let t0 = Instant::now();
         let mut t = Tuning::new(100, 100_000);
         t.next(t0, &path(10 * MS, t0, None), 8000, 0);
         // 4000 bytes per round trip through 8000, and the round trip went from 10 to 20 ms.
         let d = span(&mut t, t0, 40 * MS, Some(20 * MS), 8000, 16_000);
-        assert_eq!(d.size, Some(4500), "what the path carries, and an eighth");
-        // The queue is gone and the window holds the sender back: an eighth more.
-        let d = span(&mut t, t0 + 40 * MS, 40 * MS, Some(11 * MS), 4500, 18_000);
-        assert_eq!(d.size, Some(4500 + 4500 / 8));
+        assert_eq!(d.size, Some(6000), "what the path carries, and a half");
+        // The queue is gone and the window holds the sender back: a sixteenth more.
+        let d = span(&mut t, t0 + 40 * MS, 40 * MS, Some(11 * MS), 6000, 24_000);
+        assert_eq!(d.size, Some(6000 + 6000 / 16));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::{config, Net, Watch};
 use crate::codec::{Flags, HandlerId, Message, Op};
-use crate::engine::Transmit;
+use crate::engine::{Side, Transmit};
 
 fn ping(payload: u8) -> Message {
     let mut m = Message::new(Op::Ping);
@@ -346,4 +346,46 @@ fn a_stream_released_by_a_cancel_takes_its_queued_pong_along() {
     net.b.e.handle(net.now, cancel).expect("a cancel");
     net.b.wake();
     assert_eq!(net.b.e.in_flight(), (0, 0));
+}
+
+/// Found by the `beside_stream` benchmark: a stream's messages queued for the socket counted
+/// as answers waiting, so a stream with a wide window on a slow link kept every call from
+/// starting for as long as it ran (a 512 B call waited 58 s). A stream's messages are
+/// bounded by its window; only single calls' answers hold back new handlers.
+#[test]
+fn a_streams_queued_messages_never_keep_calls_from_starting() {
+    let mut a = config();
+    a.stream_window = 64 << 10;
+    a.max_stream_window = 64 << 10;
+    let mut b = config();
+    b.peer_max_stream_window = 64 << 10;
+    b.max_send_buffer = 10 << 10;
+    let mut net = Net::with(a, b);
+    let _opened = net
+        .a
+        .e
+        .open_stream(net.now, net.outgoing(7, b"open", 60), None)
+        .expect("open");
+    net.a_to_b();
+    let stream = net.b.last_start().key;
+    assert!(net.b.e.accept_stream(stream, false, None));
+    // The handler queues 40 KiB of messages (four times the send buffer); none is written.
+    let w = Watch::new();
+    for _ in 0..40 {
+        let mut payload = Some(Bytes::from(vec![3u8; 1000]));
+        let sent = net
+            .b
+            .e
+            .poll_send(Side::Handler, stream, &mut payload, &mut w.cx());
+        assert!(sent.is_ready(), "within the window");
+    }
+    let started = net.b.started.len();
+    let _call = net.call(b"beside", 60);
+    net.a_to_b();
+    assert_eq!(
+        net.b.started.len(),
+        started + 1,
+        "the call's handler started"
+    );
+    assert!(!net.b.e.has_deferred_starts());
 }

@@ -348,7 +348,7 @@ pub(super) fn assert_idle(net: &Net) {
         assert_eq!(node.e.active_handlers, 0, "{name}: handlers still counted");
         assert!(node.e.handler_ids.is_empty(), "{name}: mux ids still taken");
         assert_eq!(
-            node.e.outbox.handler_bytes, 0,
+            node.e.outbox.answer_bytes, 0,
             "{name}: answer bytes counted"
         );
     }
