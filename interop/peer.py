@@ -55,7 +55,7 @@ class Stream:
                 raise value
             return None
         self.owed += cost(value)
-        if self.owed >= max(1, self.window // 4):
+        if self.owed >= max(1, self.window // 8):
             await self.peer.send(Message(wire.UNBLOCK_SERVER_MUX, self.mux,
                                          payload=wire.pack_uint(self.owed)))
             self.owed = 0

@@ -322,8 +322,9 @@ impl Tuning {
         self.since = Some(now);
         let (start, cap) = (u64::from(self.start), u64::from(self.cap));
         let queued = self.probed.take().and_then(|at| rtt.queued_since(at));
-        // What the path carries per round trip, and half as much again: a receiver returns
-        // credit a quarter of the window at a time, so up to a quarter is not the sender's.
+        // What the path carries per round trip, and half as much again: what is read and
+        // not yet returned (up to an eighth of the window), and what waits to be read, is
+        // not the sender's.
         let fitted = per_rtt.saturating_add(per_rtt / 2).max(start).min(window);
         self.watch = per_rtt.saturating_mul(4) >= window && (window < cap || window > start);
         if per_rtt.saturating_mul(4) < window {

@@ -158,10 +158,12 @@ impl RecvWindow {
         self.unused += grant as i64;
     }
 
-    /// Credit is returned in batches of a quarter of the window: the sender gets it back
-    /// well before it runs out, at one message per batch.
+    /// Credit is returned in batches of an eighth of the window: the sender gets it back
+    /// well before it runs out, at one message per batch. (Measured against quarters:
+    /// the same on loopback, a quarter more messages per second through a 1 ms round
+    /// trip, where a sender with a quarter owed back runs dry between returns.)
     pub(crate) fn batch(&self) -> u64 {
-        (self.window / 4).max(1)
+        (self.window / 8).max(1)
     }
 
     /// Returns everything owed (what was read and what is dropped unread, `unread` bytes).
@@ -295,32 +297,39 @@ mod tests {
     }
 
     #[test]
-    fn recv_window_refuses_a_message_beyond_credit_and_returns_in_quarters() {
-        let mut w = RecvWindow::new(400);
-        for _ in 0..4 {
+    fn recv_window_refuses_a_message_beyond_credit_and_returns_in_eighths() {
+        let mut w = RecvWindow::new(800);
+        for _ in 0..8 {
             w.receive(cost(36)).expect("within credit");
         }
-        assert!(w.receive(cost(0)).is_err(), "400 bytes used of 400");
-        assert!(w.read(cost(36)), "a quarter of the window owed");
+        assert!(w.receive(cost(0)).is_err(), "800 bytes used of 800");
+        assert!(
+            !w.read(cost(36) / 2),
+            "less than an eighth of the window owed"
+        );
+        assert!(
+            w.read(cost(36) - cost(36) / 2),
+            "an eighth of the window owed"
+        );
         w.give(w.owed());
         w.receive(cost(500))
             .expect("credit left: a large message overruns it");
         assert!(w.receive(cost(0)).is_err(), "overrun: no credit");
-        w.check(cost(36) * 3 + cost(500), false, 500);
+        w.check(cost(36) * 7 + cost(500), false, 500);
         assert!(w.read(cost(36)));
         w.give(w.owed());
-        assert_eq!(w.discard(u64::MAX), cost(36) * 2 + cost(500));
+        assert_eq!(w.discard(u64::MAX), cost(36) * 6 + cost(500));
         w.check(0, false, 500);
         // A grant beyond what is owed grows the window; one below it shrinks it.
         w.receive(cost(36)).expect("credit");
         w.read(cost(36));
         w.give(cost(36) + 100);
-        assert_eq!(w.size(), 500);
+        assert_eq!(w.size(), 900);
         w.check(0, false, 500);
         w.receive(cost(36)).expect("credit");
         w.read(cost(36));
         w.give(0);
-        assert_eq!(w.size(), 500 - cost(36));
+        assert_eq!(w.size(), 900 - cost(36));
         w.check(0, false, 500);
         assert_eq!(RecvWindow::new(2).batch(), 1, "at least one byte");
     }

@@ -76,7 +76,7 @@ fn credit_granted_while_a_grant_waits_joins_it() {
         f.a_send(&MSG).expect("credit");
     }
     f.net.a_to_b();
-    // B reads the three one by one, reporting each (a message is over a quarter of the
+    // B reads the three one by one, reporting each (a message is over an eighth of the
     // window): three grants, and only one Unblock on the wire.
     for _ in 0..3 {
         assert_eq!(f.b_recv(), Some(Ok(Bytes::from_static(&MSG))));

@@ -638,7 +638,7 @@ fn credit_goes_back_while_the_receiver_works_through_a_batch() {
     assert_eq!(f.net.b.e.credit(Side::Handler, b), 0, "the window is spent");
     f.net.pump();
     // A takes all four in one step and reads one: with three still in hand, it reports
-    // (one message is over a quarter of the window) and the credit goes back at once.
+    // (one message is over an eighth of the window) and the credit goes back at once.
     assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(b"0"))));
     f.net.pump();
     assert_eq!(

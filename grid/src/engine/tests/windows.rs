@@ -145,7 +145,7 @@ fn a_window_grows_to_the_bandwidth_delay_product_fills_the_link_and_keeps_its_qu
     assert!(
         windows.iter().all(|w| (1_000_000..=2_000_000).contains(w)),
         "windows of {windows:?} bytes for a bandwidth-delay product of 1 MB (and credit \
-         returned a quarter of the window at a time)"
+         returned an eighth of the window at a time)"
     );
 }
 
