@@ -40,6 +40,7 @@ class Stream:
         self.credit = 0    # bytes we may still send (below zero by less than a message)
         self.credit_changed = asyncio.Event()
         self.window = window  # what we granted for the handler's messages, in the open
+        self.unspent = window  # of what we granted, what the handler side has not used
         self.owed = 0      # credit we owe the handler side (bytes read, not yet returned)
         self.pong = None
 
@@ -56,6 +57,7 @@ class Stream:
             return None
         self.owed += cost(value)
         if self.owed >= max(1, self.window // 8):
+            self.unspent += self.owed
             await self.peer.send(Message(wire.UNBLOCK_SERVER_MUX, self.mux,
                                          payload=wire.pack_uint(self.owed)))
             self.owed = 0
@@ -94,6 +96,8 @@ class Peer:
         self.served_calls = {"put": 0, "scan": 0}
         self.pings = {}
         self.send_lock = asyncio.Lock()
+        # §1, §6.2: the node's credit to us stays within the largest window it announced.
+        self.max_credit = terms.get("max_stream_window", 16 << 20)
         self.reader = asyncio.create_task(self.read_loop())
 
     # ---- sending ------------------------------------------------------------------------
@@ -215,7 +219,9 @@ class Peer:
         elif op in (wire.ACK_MUX, wire.MUX_CONNECT_ERROR):
             s = self.streams[m.mux]
             if op == wire.ACK_MUX:
-                s.ack.set_result(msgpack.unpackb(m.payload)[0])
+                window = msgpack.unpackb(m.payload)[0]
+                self.check_credit(window, m.mux)
+                s.ack.set_result(window)
             else:
                 s.ack.set_exception(wire.decode_error(m.payload))
         elif op == wire.MUX_SERVER_MSG:
@@ -223,6 +229,7 @@ class Peer:
         elif op == wire.UNBLOCK_CLIENT_MUX:
             s = self.streams[m.mux]
             s.credit += wire.Reader(m.payload).uint()
+            self.check_credit(s.credit, m.mux)
             s.credit_changed.set()
         elif op == wire.DISCONNECT_CLIENT_MUX:
             s = self.streams.pop(m.mux, None)
@@ -240,11 +247,18 @@ class Peer:
             credit = self.served.get(m.mux)
             if credit:
                 credit[0] += wire.Reader(m.payload).uint()
+                self.check_credit(credit[0], m.mux)
                 credit[1].set()
         elif op == wire.DISCONNECT_SERVER_MUX:
             self.served.pop(m.mux, None)
         else:
             raise ProtocolError(f"unexpected op {op}")
+
+    def check_credit(self, credit, mux):
+        """§1, §6.2: credit beyond the granting side's max_stream_window is its violation."""
+        if credit > self.max_credit:
+            raise ProtocolError(f"credit of {credit} bytes on mux {mux}, over the "
+                                f"max_stream_window of {self.max_credit}")
 
     def on_stream_item(self, m):
         s = self.streams[m.mux]
@@ -252,6 +266,10 @@ class Peer:
             raise ProtocolError(f"stream message {m.seq} where {s.next_in} was expected")
         s.next_in += 1
         if not m.flags & wire.EOF:
+            # §6.2: a message may go only while the sender's credit is above zero.
+            if s.unspent <= 0:
+                raise ProtocolError(f"stream message {m.seq} on mux {m.mux} without credit")
+            s.unspent -= cost(m.payload)
             s.items.put_nowait(("item", m.payload))
             return
         err = wire.decode_error(m.payload) if m.flags & wire.PAYLOAD_IS_ERROR else None
