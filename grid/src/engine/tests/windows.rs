@@ -245,3 +245,48 @@ fn the_budget_is_shared_fairly_never_exceeded_and_freed_when_streams_end() {
     link.run(100 * MS);
     assert_eq!(link.net.a.e.stream_windows(), 0, "windows left behind");
 }
+
+#[test]
+fn the_first_ping_goes_at_connect_and_measures_the_round_trip_windows_are_sized_by() {
+    let mut net = super::Net::new();
+    let start = net.now;
+    assert_eq!(
+        net.a.e.poll_timeout(),
+        start,
+        "due at once, not after a ping interval"
+    );
+    net.advance(Duration::ZERO);
+    let frames = net.a.transmit(net.now);
+    // 3 ms each way.
+    net.now += Duration::from_millis(3);
+    net.b.receive(net.now, frames);
+    assert!(
+        net.b
+            .received
+            .iter()
+            .any(|m| m.op == Op::Ping && m.mux_id == 0 && m.payload.is_some()),
+        "a connection ping carrying its time"
+    );
+    let back = net.b.transmit(net.now);
+    net.now += Duration::from_millis(3);
+    net.a.receive(net.now, back);
+    assert_eq!(net.a.e.last_rtt(), Some(Duration::from_millis(6)));
+    assert_eq!(net.a.e.rtt.get(), Some(Duration::from_millis(6)));
+    // The next one waits a whole interval.
+    net.advance(Duration::ZERO);
+    net.a_to_b();
+    let pings = |net: &super::Net| {
+        let r = &net.b.received;
+        r.iter()
+            .filter(|m| m.op == Op::Ping && m.mux_id == 0)
+            .count()
+    };
+    assert_eq!(pings(&net), 1, "one ping, not one per step");
+    net.advance(super::config().ping_interval - Duration::from_millis(7));
+    net.a_to_b();
+    assert_eq!(pings(&net), 1, "none before the interval");
+    net.advance(Duration::from_millis(1));
+    net.a_to_b();
+    assert_eq!(pings(&net), 2, "the next at the interval");
+    net.assert_no_violation("pings at connect");
+}
