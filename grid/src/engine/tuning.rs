@@ -118,12 +118,18 @@ impl Rtt {
         self.min.map(|(rtt, _)| rtt)
     }
 
-    /// Whether the latest sample, if answered at or after `since`, shows a queue on the
-    /// path; `None` without such a sample.
-    fn queued_since(&self, since: Instant) -> Option<bool> {
+    /// Whether the path queues, as seen at `now` by a probe sent at `since`: the latest
+    /// sample, if answered at or after `since`, took longer than the path's round trip by
+    /// more than the slack; or no answer came, and the probe has been out that long
+    /// already (a queue longer than the span would otherwise never be seen: its answers
+    /// would always come after the decision). `None`: too early to say.
+    fn queued_since(&self, since: Instant, now: Instant) -> Option<bool> {
         let (min, _) = self.min?;
-        let (latest, _) = self.latest.filter(|(_, at)| *at >= since)?;
-        Some(latest > min + (min / 8).max(QUEUE_SLACK))
+        let queue = min + (min / 8).max(QUEUE_SLACK);
+        match self.latest.filter(|(_, at)| *at >= since) {
+            Some((latest, _)) => Some(latest > queue),
+            None => (now.saturating_duration_since(since) > queue).then_some(true),
+        }
     }
 }
 
@@ -321,7 +327,7 @@ impl Tuning {
         let per_rtt = u64::try_from(per_rtt).unwrap_or(u64::MAX);
         self.since = Some(now);
         let (start, cap) = (u64::from(self.start), u64::from(self.cap));
-        let queued = self.probed.take().and_then(|at| rtt.queued_since(at));
+        let queued = self.probed.take().and_then(|at| rtt.queued_since(at, now));
         // What the path carries per round trip, and half as much again: what is read and
         // not yet returned (up to an eighth of the window), and what waits to be read, is
         // not the sender's.
@@ -461,16 +467,23 @@ mod tests {
     }
 
     #[test]
-    fn a_window_grows_only_on_a_fresh_round_trip() {
+    fn a_window_grows_only_on_a_fresh_round_trip_and_a_probe_long_unanswered_is_a_queue() {
         let t0 = Instant::now();
+        let rtt = path(10 * MS, t0, None);
         let mut t = Tuning::new(100, 10_000);
-        t.next(t0, &path(10 * MS, t0, None), 100, 0);
-        // The probe is not answered by the span's end: the window holds.
-        assert_eq!(span(&mut t, t0, 40 * MS, None, 100, 400).size, Some(100));
-        assert_eq!(
-            span(&mut t, t0 + 40 * MS, 40 * MS, Some(10 * MS), 100, 400).size,
-            Some(200)
-        );
+        t.next(t0, &rtt, 100, 0);
+        // The probe goes late in the span; at the decision it has been out 1 ms: too
+        // early to say, and the window holds.
+        assert!(t.next(t0 + 39 * MS, &rtt, 100, 200).probe);
+        assert_eq!(t.next(t0 + 40 * MS, &rtt, 100, 200).size, Some(100));
+        // Answered with no queue: it doubles.
+        let d = span(&mut t, t0 + 40 * MS, 40 * MS, Some(10 * MS), 100, 400);
+        assert_eq!(d.size, Some(200));
+        // A probe still unanswered 20 ms after it went, on a 10 ms path: the path queues
+        // (its answer would come only after this decision, every time). 100 bytes per
+        // round trip, and a half.
+        let d = span(&mut t, t0 + 80 * MS, 40 * MS, None, 200, 400);
+        assert_eq!(d.size, Some(150));
     }
 
     #[test]
