@@ -8,10 +8,13 @@
 //! made while one waits add to it), so a busy stream's credit costs one message per frame at
 //! most. [`Engine::take_control`] puts them first in every frame.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::outbox::Outbox;
+use super::state::Stream;
 use super::{Engine, Key, Side, Transmit};
 use crate::codec::{encode_credit, Message, Op};
 
@@ -33,42 +36,56 @@ impl Engine {
             m.payload = Some(p);
             tx.push(m);
         }
-        while !tx.is_full() {
-            let Some((side, key)) = self.outbox.stream_pings.pop_front() else {
-                break;
-            };
-            let Some(s) = self.stream_mut(side, key) else {
-                continue;
-            };
-            if std::mem::take(&mut s.ping_queued) {
+        self.take_per_stream(
+            tx,
+            |o| &mut o.stream_pings,
+            |side, s| {
                 let op = match side {
                     Side::Caller => Op::Ping,
                     Side::Handler => Op::Pong,
                 };
-                let mut m = Message::new(op);
-                m.mux_id = s.mux_id;
-                tx.push(m);
+                std::mem::take(&mut s.ping_queued).then(|| Message::new(op))
+            },
+        );
+        self.take_per_stream(
+            tx,
+            |o| &mut o.credits,
+            |_, s| {
+                let n = std::mem::take(&mut s.recv.credit_pending);
+                (n > 0).then(|| {
+                    let mut m = Message::new(s.unblock_op());
+                    m.payload = Some(encode_credit(n));
+                    m
+                })
+            },
+        );
+        while !tx.is_full() {
+            match self.outbox.refusals.pop_front() {
+                Some(m) => tx.push(m),
+                None => break,
             }
         }
+    }
+
+    /// Takes the entries of one per-stream control queue into the frame, while it has
+    /// room: `make` makes each stream's message (with the stream's mux id), or nothing if
+    /// the stream took it back.
+    fn take_per_stream(
+        &mut self,
+        tx: &mut Transmit,
+        queue: fn(&mut Outbox) -> &mut VecDeque<(Side, Key)>,
+        make: fn(Side, &mut Stream) -> Option<Message>,
+    ) {
         while !tx.is_full() {
-            let Some((side, key)) = self.outbox.credits.pop_front() else {
+            let Some((side, key)) = queue(&mut self.outbox).pop_front() else {
                 break;
             };
             let Some(s) = self.stream_mut(side, key) else {
                 continue;
             };
-            let n = std::mem::take(&mut s.recv.credit_pending);
-            if n > 0 {
-                let mut m = Message::new(s.unblock_op());
+            if let Some(mut m) = make(side, s) {
                 m.mux_id = s.mux_id;
-                m.payload = Some(encode_credit(n));
                 tx.push(m);
-            }
-        }
-        while !tx.is_full() {
-            match self.outbox.refusals.pop_front() {
-                Some(m) => tx.push(m),
-                None => break,
             }
         }
     }
