@@ -431,6 +431,52 @@ async fn large_stream_messages_arrive_whole_and_in_order_among_small_ones() {
     .await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_opening_payload_reaches_its_handler_whole_and_a_panic_there_fails_the_stream() {
+    const PANICS: HandlerId = HandlerId::new(13);
+    within(async {
+        let c = pair().await;
+        c.managers[1]
+            .register_stream(
+                PANICS,
+                StreamHandler::new(|call: StreamCall| {
+                    let len = call.payload.as_ref().map_or(0, Bytes::len);
+                    // In the handler function itself, before any future: with a payload
+                    // this large, it runs in the handler's task, where the payload is joined.
+                    panic!("handler saw {len} bytes");
+                    #[allow(unreachable_code)]
+                    async move {
+                        Ok(())
+                    }
+                }),
+            )
+            .expect("register");
+        let conn = c.managers[0].connection("beta").expect("conn");
+        // Four chunks and a half: joined in the handler's task, not on the reader.
+        let big: Bytes = (0..290_000u32).map(|i| (i % 251) as u8).collect();
+        let stream = conn.open_stream(ECHO, big.clone()).await.expect("open");
+        let mut requests = stream.requests.expect("input");
+        let mut responses = stream.responses;
+        assert_eq!(responses.next().await.expect("first").expect("ok"), big);
+        requests.send(num(7)).await.expect("send");
+        requests.finish().await.expect("finish");
+        assert_eq!(
+            unnum(&responses.next().await.expect("item").expect("ok")),
+            7
+        );
+        assert!(responses.next().await.is_none());
+        let mut failed = conn.open_stream(PANICS, big).await.expect("open").responses;
+        match failed.next().await {
+            Some(Err(Error::Remote(e))) => {
+                assert!(e.message.contains("handler saw 290000 bytes"), "{e:?}")
+            }
+            other => panic!("expected the handler's panic, got {other:?}"),
+        }
+        c.finish().await;
+    })
+    .await
+}
+
 #[tokio::test]
 async fn an_oversize_stream_message_fails_that_send_only() {
     within(async {

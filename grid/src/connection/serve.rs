@@ -11,6 +11,11 @@ use crate::engine::{Answer, Key, Start};
 use crate::handler::CallContext;
 use crate::session::Session;
 
+/// Requests (and streams' opening payloads) up to this size are handed to their handler on
+/// the reader's task; larger ones (chunked, 64 KiB and up) are joined in the handler's own
+/// task.
+pub(super) const JOIN_HERE: usize = 64 * 1024;
+
 /// Where the answers of handlers that finish at once go: collected by the reader, which
 /// hands them to the engine together with its next batch of messages, or applied at once.
 pub(crate) enum Answers<'a> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::FutureExt;
 
-use super::serve::{context, panic_message, Answers};
+use super::serve::{context, panic_message, Answers, JOIN_HERE};
 use super::ConnInner;
 use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
 use crate::engine::{Answer, Start};
@@ -19,10 +19,6 @@ use crate::handler::{FireOnDrop, CURRENT_CALL};
 use crate::session::Session;
 
 type Outcome = Result<Result<Option<Bytes>, RemoteError>, Box<dyn Any + Send>>;
-
-/// Requests up to this size are handed to their handler on the reader's task; larger ones
-/// (chunked, 64 KiB and up) are joined in the handler's own task.
-const JOIN_HERE: usize = 64 * 1024;
 
 /// Runs the handler of `start`: inline when it answers without waiting (most do), else in
 /// a task of its own.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::future::Either;
 use futures::FutureExt;
 
-use super::serve::{context, panic_message};
+use super::serve::{context, panic_message, JOIN_HERE};
 use super::ConnInner;
 use crate::codec::{ErrorKind, ErrorPayload};
 use crate::engine::{Side, Start};
@@ -43,20 +43,37 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
     let input = input.then(|| StreamReceiver::new(session.clone(), Side::Handler, key));
     let output = StreamSender::new(session.clone(), Side::Handler, key);
     let current = ctx.clone();
-    let call = StreamCall {
-        ctx,
-        payload: start.payload.into_owned(),
-        input,
-        output,
-    };
     let span =
         tracing::debug_span!("grid.stream", peer = %conn.remote, handler = %handler, mux = mux_id);
     // The handler function runs here and returns its future, so the task holds only that
     // future (boxed) and what ends the stream: not the call's parts beside it (an idle
     // stream's task is most of what the stream costs). A panic in the function's
-    // synchronous part must not unwind the reader.
+    // synchronous part must not unwind the reader. A large opening payload (one that came
+    // in chunks) is joined in the task instead, as a single call's request is: this runs
+    // on the reader, and everything behind it on the connection would wait for the copy.
+    let payload = start.payload;
     let started = catch_unwind(AssertUnwindSafe(|| {
         let _entered = (!span.is_disabled()).then(|| span.enter());
+        if payload.len() > JOIN_HERE {
+            let function = entry.handler.call.clone();
+            let later: crate::handler::StreamFuture = Box::pin(async move {
+                let payload = payload.into_owned();
+                function(StreamCall {
+                    ctx,
+                    payload,
+                    input,
+                    output,
+                })
+                .await
+            });
+            return later;
+        }
+        let call = StreamCall {
+            ctx,
+            payload: payload.into_owned(),
+            input,
+            output,
+        };
         CURRENT_CALL.sync_scope(current.clone(), || (entry.handler.call)(call))
     }));
     let body = match started {
