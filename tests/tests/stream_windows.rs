@@ -1,7 +1,9 @@
 //! Stream windows over real sockets: a window grows to fit a long link (the proxy delays
 //! every byte), streams whose readers never read hold no more than the node's budget for
-//! stream windows, and a stream with a wide window never keeps calls from starting. Memory is counted by a global allocator (live bytes), so the tests
-//! here run one at a time.
+//! stream windows, a stream with a wide window never keeps calls from starting, and a
+//! peer that grants a wide window and reads nothing gets no more than the send buffer.
+//! Memory is counted by a global allocator (live bytes), so the tests here run one at a
+//! time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,16 +24,18 @@ const ECHO: HandlerId = HandlerId::new(2);
 const MSG: usize = 64;
 
 /// Sends messages of the size its initial payload names, as fast as credit allows, until
-/// the caller goes away; counts the handlers that found their credit spent.
-fn push(spent: Arc<AtomicUsize>) -> StreamHandler {
+/// the caller goes away; counts the handlers that found their credit spent, and the bytes
+/// sent.
+fn push(spent: Arc<AtomicUsize>, sent: Arc<AtomicUsize>) -> StreamHandler {
     StreamHandler::new(move |mut call: StreamCall| {
-        let spent = spent.clone();
+        let (spent, sent) = (spent.clone(), sent.clone());
         async move {
             let size = call.payload.as_deref().map_or(0, |p| p.len());
             let message = Bytes::from(vec![5u8; size]);
             let mut counted = false;
             loop {
                 call.output.send(message.clone()).await?;
+                sent.fetch_add(size, Ordering::SeqCst);
                 if !counted && call.output.credit() == 0 {
                     counted = true;
                     spent.fetch_add(1, Ordering::SeqCst);
@@ -57,7 +61,7 @@ async fn a_stream_over_a_10_ms_link_grows_its_window_past_the_start_to_fit_the_l
         // 5 ms each way: a round trip of 10 ms, from the first ping on.
         pair.proxy.delay(Duration::from_millis(5));
         for m in [&pair.dialer, &pair.acceptor] {
-            m.register_stream(PUSH, push(Arc::default()))
+            m.register_stream(PUSH, push(Arc::default(), Arc::default()))
                 .expect("register");
         }
         pair.connected().await;
@@ -113,7 +117,7 @@ async fn streams_whose_readers_never_read_hold_no_more_than_the_budget() {
         .await;
         let spent = Arc::new(AtomicUsize::new(0));
         for m in &c.managers {
-            m.register_stream(PUSH, push(spent.clone()))
+            m.register_stream(PUSH, push(spent.clone(), Arc::default()))
                 .expect("register");
         }
         c.connected().await;
@@ -163,12 +167,12 @@ async fn streams_whose_readers_never_read_hold_no_more_than_the_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_start_and_answer_while_a_wide_stream_fills_the_senders_queue() {
+async fn calls_start_and_answer_while_a_wide_stream_fills_the_send_buffer() {
     let _one = exclusive().await;
     within_secs(60, async {
-        // A 16 MiB window on a 10 MB/s link: most of the window waits in the sender's
-        // queue, far beyond the 1 MiB of answers that may wait before handlers stop
-        // starting. Stream messages are bounded by their window, not by that: calls go on.
+        // A 16 MiB window on a 10 MB/s link: the stream fills the sender's send buffer
+        // (1 MiB) and waits there with credit left. Its messages are not answers: calls
+        // start and answer beside them.
         let pair = ProxiedPair::start(|b| {
             b.max_message_size(1 << 20)
                 .stream_window(16 << 20)
@@ -176,9 +180,9 @@ async fn calls_start_and_answer_while_a_wide_stream_fills_the_senders_queue() {
         })
         .await;
         pair.proxy.throttle(Some(10_000_000));
-        let spent = Arc::new(AtomicUsize::new(0));
+        let sent = Arc::new(AtomicUsize::new(0));
         for m in [&pair.dialer, &pair.acceptor] {
-            m.register_stream(PUSH, push(spent.clone()))
+            m.register_stream(PUSH, push(Arc::default(), sent.clone()))
                 .expect("register");
             m.register_single(ECHO, |_, p: Option<Bytes>| async move { Ok(p) })
                 .expect("register");
@@ -191,14 +195,63 @@ async fn calls_start_and_answer_while_a_wide_stream_fills_the_senders_queue() {
             .expect("open");
         let reader =
             tokio::spawn(async move { while let Some(Ok(_)) = stream.responses.next().await {} });
-        // The handler spent the whole window: it waits, queued, ahead of the link.
-        until(|| spent.load(Ordering::SeqCst) == 1).await;
+        // Once the stream has pushed 4 MiB, the 10 MB/s link is far behind it: its backlog
+        // waits ahead of every call.
+        until(|| sent.load(Ordering::SeqCst) >= 4 << 20).await;
         for i in 0..5 {
             let back = conn.request(ECHO, grid_tests::num(i)).await.expect("call");
             assert_eq!(back.as_ref().map(grid_tests::unnum), Some(i));
         }
         reader.abort();
         let _ = reader.await;
+        pair.finish().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_grants_a_wide_window_and_reads_nothing_costs_the_send_buffer_not_the_window() {
+    let _one = exclusive().await;
+    within_secs(60, async {
+        // The caller grants 48 MiB; the link then carries nothing at all.
+        let pair = ProxiedPair::start(|b| {
+            b.max_message_size(1 << 20)
+                .stream_window(48 << 20)
+                .max_stream_window(48 << 20)
+                .stream_budget(64 << 20)
+                .max_send_buffer(1 << 20)
+        })
+        .await;
+        let sent = Arc::new(AtomicUsize::new(0));
+        for m in [&pair.dialer, &pair.acceptor] {
+            m.register_stream(PUSH, push(Arc::default(), sent.clone()))
+                .expect("register");
+        }
+        pair.connected().await;
+        let (conn, _) = pair.connections();
+        let stream = conn
+            .open_stream(PUSH, Bytes::from(vec![0u8; 16 << 10]))
+            .await
+            .expect("open");
+        pair.proxy.freeze();
+        // The handler pushes until it must wait; what it got out is the send buffer and
+        // what the sockets on the way hold, far below the window.
+        let mut last = usize::MAX;
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = sent.load(Ordering::SeqCst);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        assert!(
+            last < 24 << 20,
+            "{last} bytes queued for a peer that reads nothing (window 48 MiB)"
+        );
+        println!("{last} bytes out before the sender waited");
+        pair.proxy.thaw();
+        drop(stream);
         pair.finish().await;
     })
     .await;

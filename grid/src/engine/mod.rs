@@ -29,8 +29,10 @@
 //!   `max_concurrent` calls and streams served at once (the rest refused with Busy), stream
 //!   messages within the credit granted, chunked payloads within the reassembly window,
 //!   one pending pong, refusals waiting for the socket at most `max_concurrent` (more means
-//!   the peer does not read: it is disconnected), and no handler started while the answers
-//!   waiting for the socket exceed `max_send_buffer`;
+//!   the peer does not read: it is disconnected), no handler started while the answers
+//!   waiting for the socket exceed `max_send_buffer`, and no stream message queued while
+//!   streams' messages waiting for it reach `max_send_buffer` (whatever credit the peer
+//!   granted);
 //! - this side keeps the peer's limits in turn (its `max_concurrent` and window, from the
 //!   handshake), so two correct nodes never violate each other's limits;
 //! - once closed (socket lost, manager shut down) nothing can be added and nothing waits:

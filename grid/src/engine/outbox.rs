@@ -53,9 +53,15 @@ pub(super) struct Outbox {
     pub(super) credits: VecDeque<(Side, Key)>,
     pub(super) refusals: VecDeque<Message>,
     /// Payload bytes of single-call answers queued by handlers: while they exceed the send
-    /// buffer, no new handler starts. (A stream's messages are bounded by its window
-    /// instead: counting them here would let one busy stream keep every call waiting.)
+    /// buffer, no new handler starts. (Streams' messages are counted apart, in
+    /// `stream_bytes`: counted here, one busy stream would keep every call waiting.)
     pub(super) answer_bytes: usize,
+    /// Payload bytes of streams' messages queued here and not yet taken by the writer:
+    /// while they reach the send buffer, stream senders wait, whatever credit the peer
+    /// granted (a peer that grants much and reads nothing costs this much, not its grants).
+    pub(super) stream_bytes: usize,
+    /// Streams whose sender waits for `stream_bytes` to drop below the send buffer.
+    pub(super) room_waiters: Vec<(Side, Key)>,
     /// Messages queued since the writer last took a frame, and the room they take in
     /// frames ([`frame_room`]).
     unsent: (usize, usize),
@@ -79,6 +85,8 @@ impl Outbox {
             credits: VecDeque::new(),
             refusals: VecDeque::new(),
             answer_bytes: 0,
+            stream_bytes: 0,
+            room_waiters: Vec::new(),
             unsent: (0, 0),
             frame_waiting: false,
         }
@@ -90,6 +98,7 @@ impl Outbox {
         self.bulk.clear();
         self.waiting.clear();
         self.refusals.clear();
+        self.room_waiters.clear();
         self.stream_pings.clear();
         self.credits.clear();
         self.pong = None;
@@ -188,8 +197,47 @@ impl Engine {
     }
 
     /// Whether an entry is a single call served here (its queue holds an answer).
+    #[cfg(any(test, fuzzing))]
     fn is_answer(&self, side: Side, key: Key) -> bool {
         side == Side::Handler && self.is_call(side, key)
+    }
+
+    /// The count an entry's queued payload bytes go into: an answer's, a stream's, or none
+    /// (a caller's request: one per call, bounded by the calls in flight).
+    fn unsent_bytes(&mut self, side: Side, key: Key) -> Option<&mut usize> {
+        match (side, self.is_call(side, key)) {
+            (Side::Handler, true) => Some(&mut self.outbox.answer_bytes),
+            (Side::Caller, true) => None,
+            (_, false) => Some(&mut self.outbox.stream_bytes),
+        }
+    }
+
+    /// An entry's queued payload bytes went (`n` of them, taken by the writer or dropped).
+    /// Stream senders waiting for room are woken once there is some.
+    fn unsent_taken(&mut self, side: Side, key: Key, n: usize) {
+        if let Some(count) = self.unsent_bytes(side, key) {
+            *count -= n;
+        }
+        if self.outbox.stream_bytes < self.config.max_send_buffer {
+            for (side, key) in std::mem::take(&mut self.outbox.room_waiters) {
+                let waker = self.stream_mut(side, key).and_then(|s| s.send.waker.take());
+                self.wake(waker);
+            }
+        }
+    }
+
+    /// Room left in the send buffer for streams' messages; with none, the sender of
+    /// `(side, key)` is noted to be woken when there is some (its waker registered by the
+    /// caller).
+    pub(super) fn stream_room(&mut self, side: Side, key: Key) -> usize {
+        let room = self
+            .config
+            .max_send_buffer
+            .saturating_sub(self.outbox.stream_bytes);
+        if room == 0 && !self.outbox.room_waiters.contains(&(side, key)) {
+            self.outbox.room_waiters.push((side, key));
+        }
+        room
     }
 
     /// Puts a ready entry at the end of its queue: a single call's, or the streams'.
@@ -204,8 +252,8 @@ impl Engine {
     /// An entry queued a message with a payload of `len` bytes; `newly` if that made it
     /// ready ([`OutQueue::mark_ready`]): it joins the schedule and the writer is woken.
     pub(super) fn queued(&mut self, side: Side, key: Key, len: usize, newly: bool) {
-        if self.is_answer(side, key) {
-            self.outbox.answer_bytes += len;
+        if let Some(n) = self.unsent_bytes(side, key) {
+            *n += len;
         }
         let (messages, room) = self.outbox.unsent;
         let (messages_now, room_now) = (messages + 1, room + frame_room(len));
@@ -231,9 +279,7 @@ impl Engine {
         let head_len = out.front().map_or(0, payload_len);
         let bytes = out.bytes;
         out.clear();
-        if self.is_answer(side, key) {
-            self.outbox.answer_bytes -= bytes;
-        }
+        self.unsent_taken(side, key, bytes);
         match sched {
             Sched::Idle => {}
             Sched::Ready => {
@@ -319,9 +365,7 @@ impl Engine {
             emptied = out.is_empty();
             out.sched = next;
         }
-        if self.is_answer(side, key) {
-            self.outbox.answer_bytes -= taken_bytes;
-        }
+        self.unsent_taken(side, key, taken_bytes);
         match next {
             Sched::Ready => self.schedule(side, key),
             Sched::Waiting => {
@@ -398,9 +442,7 @@ impl Engine {
             None => self.outbox.bulk.push_back((side, key)),
             Some(len) => {
                 self.outbox.budget.finish(len as u64);
-                if self.is_answer(side, key) {
-                    self.outbox.answer_bytes -= len;
-                }
+                self.unsent_taken(side, key, len);
                 if more {
                     self.schedule(side, key);
                 } else {
@@ -417,6 +459,7 @@ impl Engine {
     /// Asserts the schedule and the byte counts agree with the entries' queues.
     pub(super) fn check_outbox(&self) {
         let mut answer_bytes = 0;
+        let mut stream_bytes = 0;
         let mut in_progress = 0u64;
         let mut scheduled = [0usize; 3];
         let queues = self
@@ -440,6 +483,8 @@ impl Engine {
             let bytes = out.check();
             if self.is_answer(side, key) {
                 answer_bytes += bytes;
+            } else if !self.is_call(side, key) {
+                stream_bytes += bytes;
             }
             let entry = (side, key);
             match out.sched {
@@ -465,6 +510,7 @@ impl Engine {
             }
         }
         assert_eq!(self.outbox.answer_bytes, answer_bytes, "answer bytes");
+        assert_eq!(self.outbox.stream_bytes, stream_bytes, "stream bytes");
         let (mut pings_queued, mut credits_queued) = (0, 0);
         for (side, key, s) in self
             .callers

@@ -26,14 +26,15 @@ impl Engine {
         key: Key,
         cx: &mut Context<'_>,
     ) -> Poll<Result<u64, Error>> {
+        let room = self.stream_room(side, key);
         let Some(s) = self.stream_mut(side, key) else {
             return Poll::Ready(Err(Error::Cancelled));
         };
         if let Some(e) = &s.send.end {
             return Poll::Ready(Err(e.clone()));
         }
-        if s.send.credit.open() {
-            Poll::Ready(Ok(s.send.credit.available()))
+        if s.send.credit.open() && room > 0 {
+            Poll::Ready(Ok(s.send.credit.available().min(room as u64)))
         } else {
             s.send.waker = Some(cx.waker().clone());
             Poll::Pending
@@ -51,13 +52,14 @@ impl Engine {
         payload: &mut Option<Bytes>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), Error>> {
+        let room = self.stream_room(side, key);
         let Some(s) = self.stream_mut(side, key) else {
             return Poll::Ready(Err(Error::Cancelled));
         };
         if let Some(e) = &s.send.end {
             return Poll::Ready(Err(e.clone()));
         }
-        if !s.send.credit.open() {
+        if !s.send.credit.open() || room == 0 {
             s.send.waker = Some(cx.waker().clone());
             return Poll::Pending;
         }

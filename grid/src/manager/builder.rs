@@ -196,10 +196,12 @@ impl ManagerBuilder {
 
     /// How many bytes of answers (single-call responses) may wait for a peer's socket
     /// before this node stops starting new handlers for that peer (default 4 MiB; the
-    /// analogue of h2's `max_send_buffer_size`). Streams' messages do not count: each
-    /// stream's are bounded by the window its receiver grants. Calls that arrive
-    /// meanwhile wait, admitted, until the peer reads; none is refused. A peer that reads
-    /// nothing at all is declared dead after two ping intervals.
+    /// analogue of h2's `max_send_buffer_size`). Calls that arrive meanwhile wait,
+    /// admitted, until the peer reads; none is refused. Streams' messages are counted
+    /// apart, against the same size: once that much waits for the socket, stream senders
+    /// wait too, whatever credit the peer granted (so a peer that grants wide windows and
+    /// reads nothing costs this, not its grants). A peer that reads nothing at all is
+    /// declared dead after two ping intervals.
     pub fn max_send_buffer(mut self, bytes: usize) -> Self {
         self.config.max_send_buffer = bytes;
         self

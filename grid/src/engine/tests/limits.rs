@@ -353,7 +353,7 @@ fn a_stream_released_by_a_cancel_takes_its_queued_pong_along() {
 /// starting for as long as it ran (a 512 B call waited 58 s). A stream's messages are
 /// bounded by its window; only single calls' answers hold back new handlers.
 #[test]
-fn a_streams_queued_messages_never_keep_calls_from_starting() {
+fn a_streams_queued_messages_never_keep_calls_from_starting_and_stop_at_the_send_buffer() {
     let mut a = config();
     a.stream_window = 64 << 10;
     a.max_stream_window = 64 << 10;
@@ -369,16 +369,28 @@ fn a_streams_queued_messages_never_keep_calls_from_starting() {
     net.a_to_b();
     let stream = net.b.last_start().key;
     assert!(net.b.e.accept_stream(stream, false, None));
-    // The handler queues 40 KiB of messages (four times the send buffer); none is written.
+    // The handler queues messages, none written, until they fill the send buffer (10 KiB,
+    // well within the 64 KiB window): then its sender waits, credit or not.
     let w = Watch::new();
-    for _ in 0..40 {
+    let mut queued = 0;
+    loop {
         let mut payload = Some(Bytes::from(vec![3u8; 1000]));
-        let sent = net
+        match net
             .b
             .e
-            .poll_send(Side::Handler, stream, &mut payload, &mut w.cx());
-        assert!(sent.is_ready(), "within the window");
+            .poll_send(Side::Handler, stream, &mut payload, &mut w.cx())
+        {
+            Poll::Ready(Ok(())) => queued += 1,
+            Poll::Pending => break,
+            Poll::Ready(Err(e)) => panic!("{e}"),
+        }
+        assert!(queued <= 11, "the send buffer bounds what a stream queues");
     }
+    assert_eq!(queued, 11, "the last one that found room overruns it");
+    assert!(
+        net.b.e.credit(Side::Handler, stream) > 30_000,
+        "credit left"
+    );
     let started = net.b.started.len();
     let _call = net.call(b"beside", 60);
     net.a_to_b();
@@ -387,5 +399,15 @@ fn a_streams_queued_messages_never_keep_calls_from_starting() {
         started + 1,
         "the call's handler started"
     );
+    // The writer takes what waits: the sender is woken, and sends again.
+    let woken = w.woken();
+    net.b_to_a();
+    assert!(w.woken() > woken, "the waiting sender is woken");
+    let mut payload = Some(Bytes::from(vec![3u8; 1000]));
+    assert!(net
+        .b
+        .e
+        .poll_send(Side::Handler, stream, &mut payload, &mut w.cx())
+        .is_ready());
     assert!(!net.b.e.has_deferred_starts());
 }
