@@ -240,6 +240,13 @@ impl Engine {
         room
     }
 
+    /// Whether streams' messages waiting for the socket fill the send buffer (their
+    /// senders wait, credit or not).
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn streams_send_buffer_full(&self) -> bool {
+        self.outbox.stream_bytes >= self.config.max_send_buffer
+    }
+
     /// Puts a ready entry at the end of its queue: a single call's, or the streams'.
     fn schedule(&mut self, side: Side, key: Key) {
         if self.is_call(side, key) {
