@@ -387,6 +387,7 @@ fn a_streams_queued_messages_never_keep_calls_from_starting_and_stop_at_the_send
         assert!(queued <= 11, "the send buffer bounds what a stream queues");
     }
     assert_eq!(queued, 11, "the last one that found room overruns it");
+    assert!(net.b.e.streams_send_buffer_full());
     assert!(
         net.b.e.credit(Side::Handler, stream) > 30_000,
         "credit left"
