@@ -171,6 +171,12 @@ enum Step {
         spend: u8,
         len: Len,
     },
+    Stage {
+        at: Side,
+        i: u8,
+        count: u8,
+        len: Len,
+    },
     Finish {
         at: Side,
         i: u8,
@@ -408,6 +414,9 @@ fn apply(pair: &mut Pair, step: &Step) {
             len,
         } => {
             pair.reserve(at.into(), i, usize::from(max % 9), usize::from(spend % 9), len.bytes());
+        }
+        Step::Stage { at, i, count, len } => {
+            pair.stage(at.into(), i, usize::from(count % 9), len.bytes())
         }
         Step::Finish { at, i } => pair.finish(at.into(), i),
         Step::DropSender { at, i } => pair.drop_sender(at.into(), i),

@@ -122,6 +122,7 @@ pub mod example;
 mod handler;
 mod manager;
 mod metrics;
+mod send_stage;
 mod session;
 mod stats;
 mod stream_ends;

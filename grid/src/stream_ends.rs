@@ -21,6 +21,7 @@ use futures::Stream;
 
 use crate::engine::{Key, Payload, RecvBatch, Side};
 use crate::error::{Error, Result};
+use crate::send_stage;
 use crate::session::Session;
 use crate::tasks::requeue;
 
@@ -78,6 +79,13 @@ impl StreamSender {
 
     /// Sends one message, first waiting for credit if the receiver is behind.
     ///
+    /// A stream handler's own sender, used in the handler's task, does not queue each
+    /// small message on its own: it encodes it at once and queues it with the next ones in
+    /// one step, at the latest when the handler's task yields (awaits something not ready,
+    /// or returns). A handler that sends and then computes for a long time without an
+    /// `.await` delays its messages until it does (as it delays everything else on its
+    /// thread, the connection's writer included).
+    ///
     /// # Errors
     /// [`Error::MessageTooLarge`] for a payload over the maximum message size (nothing is
     /// sent, the stream carries on). Once the stream ended: [`Error::StreamEnded`] when the
@@ -94,6 +102,14 @@ impl StreamSender {
             // this task: let it run first (before this message, so a send cancelled here
             // has sent nothing).
             requeue().await;
+        }
+        if self.side == Side::Handler {
+            // A handler's own output, in its task: staged, queued with the others.
+            if let Some(step_aside) = send_stage::stage(&self.session, self.key, &payload) {
+                self.step_aside = step_aside;
+                return Ok(());
+            }
+            // Not staged: nothing of this sender's is left in the stage either.
         }
         let (side, key) = (self.side, self.key);
         let mut payload = Some(payload);
@@ -130,6 +146,7 @@ impl StreamSender {
         I: IntoIterator<Item = Bytes>,
     {
         let (side, key) = (self.side, self.key);
+        send_stage::flush(&self.session, side, key);
         // Fused: an iterator that ended (a typed batch stops at an item it cannot encode)
         // is never asked again.
         let mut messages = messages.into_iter().fuse().peekable();
@@ -177,6 +194,7 @@ impl StreamSender {
     pub async fn reserve(&mut self) -> Result<Permit<'_>> {
         let (side, key) = (self.side, self.key);
         let session = self.session.clone();
+        send_stage::flush(&session, side, key);
         if session.with(|e| e.take_frame_waiting()) {
             // What earlier permits sent fills a frame: let the writer take it first.
             requeue().await;
@@ -189,6 +207,7 @@ impl StreamSender {
     /// this is above zero (it costs its payload plus a fixed 64 bytes; the last one may
     /// overrun the credit). Grows as the receiver reads.
     pub fn credit(&self) -> usize {
+        send_stage::flush(&self.session, self.side, self.key);
         let bytes = self.session.with(|e| e.credit(self.side, self.key));
         usize::try_from(bytes).unwrap_or(usize::MAX)
     }
@@ -202,10 +221,18 @@ impl StreamSender {
     /// reach the other side as a clean one.
     ///
     /// # Cancel safety
-    /// Cancel safe (it does not wait).
+    /// Cancel safe. It waits only when a handler's sender was moved to another task while
+    /// the handler's task, running on another thread, still holds messages it staged (see
+    /// [`StreamSender::send`]), until that task's poll returns; dropped there, the sender is
+    /// released as a dropped one is (a handler's direction ends when the handler returns).
     pub async fn finish(mut self) -> Result<()> {
-        self.finished = true;
         let (side, key) = (self.side, self.key);
+        send_stage::flush(&self.session, side, key);
+        // A handler's sender moved to another task may have messages staged in the
+        // handler's (`send_stage`): they go first.
+        let session = &self.session;
+        poll_fn(|cx| session.with(|e| e.poll_unleased(side, key, cx))).await;
+        self.finished = true;
         let ended = self.session.with(|e| {
             let ended = e.send_ended(side, key);
             e.finish(side, key);
@@ -222,6 +249,7 @@ impl Drop for StreamSender {
     fn drop(&mut self) {
         if !self.finished {
             let (side, key) = (self.side, self.key);
+            send_stage::flush(&self.session, side, key);
             self.session.with(|e| e.drop_sender(side, key));
         }
     }

@@ -15,6 +15,7 @@ const ORDER: &[&str] = &[
     "stats",
     "engine",
     "session",
+    "send_stage",
     "stream_ends",
     "handler",
     "core",

@@ -12,6 +12,7 @@ use super::ConnInner;
 use crate::codec::{ErrorKind, ErrorPayload};
 use crate::engine::{Side, Start};
 use crate::handler::{FireOnDrop, StreamCall, CURRENT_CALL};
+use crate::send_stage::Staging;
 use crate::session::Session;
 use crate::stream_ends::{StreamReceiver, StreamSender};
 
@@ -77,7 +78,11 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
         CURRENT_CALL.sync_scope(current.clone(), || (entry.handler.call)(call))
     }));
     let body = match started {
-        Ok(fut) => Either::Left(CURRENT_CALL.scope(current, AssertUnwindSafe(fut).catch_unwind())),
+        // Its output stages small messages while it runs (`send_stage`).
+        Ok(fut) => Either::Left(CURRENT_CALL.scope(
+            current,
+            Staging::new(AssertUnwindSafe(fut).catch_unwind(), session.clone(), key),
+        )),
         Err(panic) => Either::Right(std::future::ready(Err(panic))),
     };
     let s = session.clone();

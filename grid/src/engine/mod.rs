@@ -33,6 +33,10 @@
 //!   waiting for the socket exceed `max_send_buffer`, and no stream message queued while
 //!   streams' messages waiting for it reach `max_send_buffer` (whatever credit the peer
 //!   granted);
+//! - a stream's messages go out in the order its sender sent them: while the sender holds
+//!   a lease (messages encoded by it and not queued yet, `stream_send.rs`), nothing else is
+//!   sent on the stream, and what it staged is numbered and charged as if each had been
+//!   sent on its own at that moment;
 //! - this side keeps the peer's limits in turn (its `max_concurrent` and window, from the
 //!   handshake), so two correct nodes never violate each other's limits;
 //! - once closed (socket lost, manager shut down) nothing can be added and nothing waits:
@@ -65,10 +69,12 @@ use std::time::{Duration, Instant};
 
 pub(crate) use assembly::Payload;
 pub(crate) use calls::{Answer, Outgoing};
+pub(crate) use out_queue::ENCODE_EARLY;
 #[cfg(fuzzing)]
 pub(crate) use outbox::CHUNK;
 pub(crate) use slab::Key;
 pub(crate) use stream_recv::RecvBatch;
+pub(crate) use stream_send::{Lease, Staged};
 pub(crate) use transmit::Transmit;
 pub use tuning::NodeBudget;
 pub(crate) use tuning::MIN_WINDOW;

@@ -53,14 +53,7 @@ pub(super) struct EarlyLane {
 
 impl EarlyLane {
     fn push(&mut self, m: &MessageRef<'_>) {
-        if self.start > 0 && self.start * 2 >= self.bytes.len() {
-            // Most of the buffer was taken: move the rest to the front (amortized: each
-            // byte moves at most once per time the buffer doubles).
-            self.bytes.drain(..self.start);
-            self.start = 0;
-            self.lens.drain(..self.first);
-            self.first = 0;
-        }
+        self.compact();
         let before = self.bytes.len();
         m.encode_into(&mut self.bytes, false);
         let encoded = (self.bytes.len() - before) as u32;
@@ -70,6 +63,31 @@ impl EarlyLane {
 
     pub(super) fn is_empty(&self) -> bool {
         self.first == self.lens.len()
+    }
+
+    /// Appends messages encoded elsewhere, back to back, with their lengths (taking the
+    /// buffers whole when the lane is empty, and leaving them empty either way).
+    fn append(&mut self, bytes: &mut Vec<u8>, lens: &mut Vec<(u32, u32)>) {
+        if self.is_empty() {
+            self.clear();
+            std::mem::swap(&mut self.bytes, bytes);
+            std::mem::swap(&mut self.lens, lens);
+            return;
+        }
+        self.compact();
+        self.bytes.append(bytes);
+        self.lens.append(lens);
+    }
+
+    /// Moves what is left to the front once most of the buffer was taken (amortized: each
+    /// byte moves at most once per time the buffer doubles).
+    fn compact(&mut self) {
+        if self.start > 0 && self.start * 2 >= self.bytes.len() {
+            self.bytes.drain(..self.start);
+            self.start = 0;
+            self.lens.drain(..self.first);
+            self.first = 0;
+        }
     }
 
     /// The next message's encoded and payload lengths.
@@ -155,6 +173,26 @@ impl OutQueue {
             self.early.get_or_insert_with(Box::default).push(m);
             self.bytes += m.payload.map_or(0, <[u8]>::len);
         }
+    }
+
+    /// Queues messages their sender encoded (`Staged`), into the early lane: only while
+    /// [`OutQueue::takes_staged`]. Leaves `bytes` and `lens` empty.
+    pub(super) fn push_staged(
+        &mut self,
+        bytes: &mut Vec<u8>,
+        lens: &mut Vec<(u32, u32)>,
+        payload: usize,
+    ) {
+        self.early
+            .get_or_insert_with(Box::default)
+            .append(bytes, lens);
+        self.bytes += payload;
+    }
+
+    /// Whether messages encoded by their sender may join the queue: a stream's, with nothing
+    /// queued whole (the early lane goes first).
+    pub(super) fn takes_staged(&self) -> bool {
+        self.is_stream && self.whole_is_empty()
     }
 
     /// Frees the early lane if it is empty and small: a stream that sent a few messages

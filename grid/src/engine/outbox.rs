@@ -259,14 +259,28 @@ impl Engine {
     /// An entry queued a message with a payload of `len` bytes; `newly` if that made it
     /// ready ([`OutQueue::mark_ready`]): it joins the schedule and the writer is woken.
     pub(super) fn queued(&mut self, side: Side, key: Key, len: usize, newly: bool) {
+        self.queued_many(side, key, len, 1, newly);
+    }
+
+    /// As [`Engine::queued`], for `count` messages of `len` payload bytes in all.
+    pub(super) fn queued_many(
+        &mut self,
+        side: Side,
+        key: Key,
+        len: usize,
+        count: usize,
+        newly: bool,
+    ) {
         if let Some(n) = self.unsent_bytes(side, key) {
             *n += len;
         }
         let (messages, room) = self.outbox.unsent;
-        let (messages_now, room_now) = (messages + 1, room + frame_room(len));
+        let (messages_now, room_now) = (messages + count, room + frame_room(len, count));
         self.outbox.unsent = (messages_now, room_now);
         // Crossing a multiple of a frame's worth, by count or by room.
-        if messages_now % MAX_BATCH == 0 || room_now / MERGE_LIMIT > room / MERGE_LIMIT {
+        if messages_now / MAX_BATCH > messages / MAX_BATCH
+            || room_now / MERGE_LIMIT > room / MERGE_LIMIT
+        {
             self.outbox.frame_waiting = true;
         }
         if newly {

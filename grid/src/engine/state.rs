@@ -51,8 +51,11 @@ pub(crate) struct SendHalf {
     pub(crate) seq: u32,
     /// Why nothing more may be sent, once that is so.
     pub(crate) end: Option<Error>,
-    /// The user's sender is waiting for credit.
+    /// The user's sender is waiting for credit (or for a lease to end).
     pub(crate) waker: Option<Waker>,
+    /// The sender holds a lease (`Engine::lease`): messages may be staged that are not
+    /// queued yet, so nothing else may be sent on the stream until it ends.
+    pub(crate) leased: bool,
 }
 
 impl SendHalf {
@@ -62,6 +65,7 @@ impl SendHalf {
             seq: 0,
             end: None,
             waker: None,
+            leased: false,
         }
     }
 }

@@ -5,17 +5,115 @@
 //! sends in one step, or by [`Engine::send`] after [`Engine::poll_credit`] said there is
 //! some (a permit, or a batch). Only the stream's one sender spends its credit, so credit
 //! seen there stays until it sends. The receiving side grants it back as its user reads.
+//!
+//! A sender may also take a [`Lease`] and encode its small messages itself, outside the
+//! lock ([`Staged`]), then queue them in one step ([`Engine::send_staged`]): the same
+//! messages, numbered and charged the same way, for one lock per batch instead of one per
+//! message (a stream handler's sender does, `send_stage`).
 
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
+use super::out_queue::ENCODE_EARLY;
 use super::state::StreamState;
 use super::streams::Ending;
+use super::transmit::MAX_BATCH;
 use super::window::cost;
 use super::{Engine, Key, Side};
-use crate::codec::Flags;
+use crate::codec::{Flags, HandlerId, MessageRef, Op};
 use crate::error::Error;
+
+/// What a sender needs to encode its stream's next messages itself, from
+/// [`Engine::lease`]: how much it may send before it must come back (credit, room in the
+/// send buffer) and how its messages are numbered and addressed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lease {
+    /// Credit (bytes) the stream holds; a message may be staged while what the staged ones
+    /// cost is below it (the last may overrun it, as with [`Engine::poll_send`]).
+    credit: u64,
+    /// Room left in the send buffer for streams' messages (payload bytes), likewise.
+    room: usize,
+    /// The number of the stream's last message sent.
+    seq: u32,
+    mux_id: u64,
+    handler: HandlerId,
+    op: Op,
+}
+
+/// Messages a stream's sender encoded itself under a [`Lease`], to be queued in one step
+/// by [`Engine::send_staged`]: numbered and charged exactly as [`Engine::poll_send`] would
+/// have, one at a time, had it been asked at the same moment (only the stream's one sender
+/// spends its credit and numbers its messages, so nothing changes them meanwhile).
+#[derive(Debug, Default)]
+pub(crate) struct Staged {
+    /// The messages, encoded back to back (as in an early lane: see `out_queue`).
+    bytes: Vec<u8>,
+    /// Each message's encoded and payload lengths.
+    lens: Vec<(u32, u32)>,
+    payload: usize,
+    cost: u64,
+    /// The number of the last message staged (of the stream's last sent, before any).
+    seq: u32,
+}
+
+/// A stage is queued once it holds this many bytes...
+const STAGE_BYTES: usize = 32 * 1024;
+/// ...or this many messages (half of a merged frame's most).
+const STAGE_MESSAGES: usize = MAX_BATCH / 2;
+
+impl Staged {
+    /// Whether no message is staged.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// Stages a message if the lease still allows one (true), as [`Engine::poll_send`]
+    /// would send it: while the credit and the room are not used up. Only payloads up to
+    /// [`ENCODE_EARLY`] are staged (a larger one is queued whole, to be sent in chunks).
+    pub(crate) fn push(&mut self, lease: &mut Lease, payload: &[u8]) -> bool {
+        if payload.len() > ENCODE_EARLY || self.cost >= lease.credit || self.payload >= lease.room {
+            return false;
+        }
+        if self.is_empty() {
+            self.seq = lease.seq;
+        }
+        self.seq = self.seq.wrapping_add(1);
+        let m = MessageRef {
+            mux_id: lease.mux_id,
+            seq: self.seq,
+            deadline_ms: 0,
+            handler: lease.handler,
+            op: lease.op,
+            flags: Flags::NONE,
+            subroute: None,
+            payload: Some(payload),
+        };
+        let before = self.bytes.len();
+        m.encode_into(&mut self.bytes, false);
+        self.lens
+            .push(((self.bytes.len() - before) as u32, payload.len() as u32));
+        self.payload += payload.len();
+        self.cost += cost(payload.len());
+        true
+    }
+
+    /// Whether the stage should be queued now: it holds a good part of a frame, or used
+    /// its lease up.
+    pub(crate) fn full(&self, lease: &Lease) -> bool {
+        self.bytes.len() >= STAGE_BYTES
+            || self.lens.len() >= STAGE_MESSAGES
+            || self.cost >= lease.credit
+            || self.payload >= lease.room
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.lens.clear();
+        self.payload = 0;
+        self.cost = 0;
+    }
+}
 
 impl Engine {
     /// Ready with the credit (bytes, at least one) once there is some, or the stream's
@@ -33,7 +131,7 @@ impl Engine {
         if let Some(e) = &s.send.end {
             return Poll::Ready(Err(e.clone()));
         }
-        if s.send.credit.open() && room > 0 {
+        if s.send.credit.open() && room > 0 && !s.send.leased {
             Poll::Ready(Ok(s.send.credit.available().min(room as u64)))
         } else {
             s.send.waker = Some(cx.waker().clone());
@@ -59,7 +157,7 @@ impl Engine {
         if let Some(e) = &s.send.end {
             return Poll::Ready(Err(e.clone()));
         }
-        if !s.send.credit.open() || room == 0 {
+        if !s.send.credit.open() || room == 0 || s.send.leased {
             s.send.waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
@@ -77,6 +175,71 @@ impl Engine {
             self.push_out(side, key, m);
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Leave for the stream's sender to encode its next messages itself ([`Staged`]), if
+    /// it may send now: the stream is open for sending, has credit and room in the send
+    /// buffer, and nothing of it is queued whole (staged messages are queued behind what
+    /// was encoded when queued, so nothing whole may be ahead of them). None otherwise:
+    /// the sender then sends one at a time, waiting as [`Engine::poll_send`] does.
+    pub(crate) fn lease(&mut self, side: Side, key: Key) -> Option<Lease> {
+        let room = self.stream_room(side, key);
+        let s = self.stream_mut(side, key)?;
+        let may = s.send.end.is_none() && s.send.credit.open() && room > 0;
+        if !may || s.send.leased || !s.out.takes_staged() {
+            return None;
+        }
+        s.send.leased = true;
+        Some(Lease {
+            credit: s.send.credit.available(),
+            room,
+            seq: s.send.seq,
+            mux_id: s.mux_id,
+            handler: s.handler,
+            op: s.data_op(),
+        })
+    }
+
+    /// Ends the lease [`Engine::lease`] gave, queueing the messages `staged` under it
+    /// (emptying it) in one step: their credit spent, the stream's numbering moved past
+    /// them, the writer woken. If the stream's sending ended meanwhile they are dropped, as
+    /// its queued messages were. Every lease ends here, staged messages or none.
+    pub(crate) fn send_staged(&mut self, side: Side, key: Key, staged: &mut Staged) {
+        let (count, payload) = (staged.lens.len(), staged.payload);
+        let Some(s) = self.stream_mut(side, key) else {
+            return staged.clear();
+        };
+        if std::mem::take(&mut s.send.leased) {
+            // Whoever waited for the lease to end may go on.
+            let waker = s.send.waker.take();
+            self.wake(waker);
+        }
+        let Some(s) = self.stream_mut(side, key) else {
+            return staged.clear();
+        };
+        if s.send.end.is_some() || count == 0 {
+            return staged.clear();
+        }
+        s.send.credit.spend(staged.cost);
+        s.send.seq = staged.seq;
+        s.out
+            .push_staged(&mut staged.bytes, &mut staged.lens, payload);
+        staged.clear();
+        let newly = s.out.mark_ready();
+        self.queued_many(side, key, payload, count, newly);
+    }
+
+    /// Ready once the stream's sender holds no lease (at once, nearly always: a lease
+    /// ends when the poll of the task that took it does); Pending with the waker
+    /// registered until then. For what must not overtake staged messages.
+    pub(crate) fn poll_unleased(&mut self, side: Side, key: Key, cx: &mut Context<'_>) -> Poll<()> {
+        match self.stream_mut(side, key) {
+            Some(s) if s.send.leased => {
+                s.send.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        }
     }
 
     /// Why the sending direction ended, if it did.

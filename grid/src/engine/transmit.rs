@@ -16,10 +16,10 @@ pub(crate) const MERGE_LIMIT: usize = 64 * 1024;
 /// Most messages merged into one frame.
 pub(crate) const MAX_BATCH: usize = 512;
 
-/// The room a small message of `payload` bytes takes in a merged frame (its header
-/// included, roughly), as counted against [`MERGE_LIMIT`].
-pub(super) fn frame_room(payload: usize) -> usize {
-    payload + 16
+/// The room `count` small messages of `payload` bytes in all take in a merged frame (their
+/// headers included, roughly), as counted against [`MERGE_LIMIT`].
+pub(super) fn frame_room(payload: usize, count: usize) -> usize {
+    payload + 16 * count
 }
 
 /// Whether `messages` small messages taking `room` bytes ([`frame_room`]) fill a frame.
@@ -96,7 +96,7 @@ impl Transmit {
     /// Counts one more small message of `payload` bytes (towards [`Transmit::is_full`]).
     pub(super) fn note(&mut self, payload: usize) {
         self.count += 1;
-        self.bytes += frame_room(payload);
+        self.bytes += frame_room(payload, 1);
     }
 
     /// Copies messages encoded early into the frame (counted with [`Transmit::note`]).

@@ -151,6 +151,39 @@ impl Pair {
         self.settle_at(p);
     }
 
+    /// `p`'s user sends up to `count` messages of `len` bytes as a stream handler's sender
+    /// does in its task: staged under a lease, then queued in one step.
+    pub fn stage(&mut self, p: Peer, i: u8, count: usize, len: usize) {
+        let (node, book) = self.node_and_book(p);
+        let Some((side, key, named)) = sending_end(node, i, len) else {
+            return;
+        };
+        let flow = book.flows.entry(named).or_default();
+        let credit = node.e.credit(side, key);
+        let Some(mut lease) = node.e.lease(side, key) else {
+            return self.settle_at(p);
+        };
+        assert!(credit > 0, "a lease without credit");
+        assert!(
+            !node.e.streams_send_buffer_full(),
+            "a lease with the send buffer full"
+        );
+        let mut staged = crate::engine::Staged::default();
+        let mut covered = 0;
+        for _ in 0..count {
+            let seq = flow.sent(side).len() as u32 + 1;
+            if !staged.push(&mut lease, &tagged(named.1, seq, len)) {
+                break;
+            }
+            assert!(covered < credit, "staged beyond the credit");
+            covered += crate::engine::cost(len);
+            flow.sent(side).push(len);
+        }
+        node.e.send_staged(side, key, &mut staged);
+        assert!(staged.is_empty(), "queueing empties the stage");
+        self.settle_at(p);
+    }
+
     /// `p`'s user finishes a stream's sender.
     pub fn finish(&mut self, p: Peer, i: u8) {
         if let Some(i) = pick(&self.node(p).ends, i) {

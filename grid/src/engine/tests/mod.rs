@@ -9,6 +9,7 @@ mod link;
 mod oversize;
 mod priority;
 mod props;
+mod staging;
 mod streams;
 mod windows;
 

@@ -1,0 +1,190 @@
+//! A handler's sender staging messages under a lease, stepped: what it queues is exactly
+//! what sending one message at a time would have queued, the lease holds every other send
+//! back until it ends, and a stream that ends meanwhile drops what was staged.
+
+use std::task::Poll;
+
+use bytes::Bytes;
+
+use super::fixture::{At, Fixture};
+use super::Watch;
+use crate::engine::{Side, Staged};
+
+/// Payload sizes that cross every form of the length (empty, `bin 8`, `bin 16`) and the
+/// largest staged size.
+fn payload(i: usize) -> Bytes {
+    let len = match i % 7 {
+        0 => 0,
+        1 => 1,
+        2 => 64,
+        3 => 255,
+        4 => 256,
+        5 => 2048,
+        _ => 700,
+    };
+    Bytes::from(vec![i as u8; len])
+}
+
+/// Sends `payload(0..)` one at a time until the credit runs out; how many went.
+fn send_one_by_one(f: &mut Fixture) -> usize {
+    let key = f.b_key();
+    let w = Watch::new();
+    let mut sent = 0;
+    loop {
+        let mut p = Some(payload(sent));
+        match f.net.b.e.poll_send(Side::Handler, key, &mut p, &mut w.cx()) {
+            Poll::Ready(r) => r.expect("the stream is open"),
+            Poll::Pending => return sent,
+        }
+        sent += 1;
+    }
+}
+
+/// Stages `payload(0..)` under leases until no lease is given (the credit ran out),
+/// queueing each stage as the sender does once it is full; how many went.
+fn send_staged(f: &mut Fixture) -> usize {
+    let key = f.b_key();
+    let mut staged = Staged::default();
+    let mut sent = 0;
+    while let Some(mut lease) = f.net.b.e.lease(Side::Handler, key) {
+        while staged.push(&mut lease, &payload(sent)) {
+            sent += 1;
+            if staged.full(&lease) {
+                break;
+            }
+        }
+        f.net.b.e.send_staged(Side::Handler, key, &mut staged);
+        assert!(staged.is_empty(), "queueing empties the stage");
+        f.net.b.wake();
+    }
+    sent
+}
+
+#[test]
+fn messages_staged_under_a_lease_go_out_as_the_same_bytes_as_sent_one_at_a_time() {
+    for window in [1, 300, 5_000, 64 * 1024, 1 << 20] {
+        let mut one = Fixture::with_window(At::Open, window);
+        let mut staged = Fixture::with_window(At::Open, window);
+        let n = send_one_by_one(&mut one);
+        let m = send_staged(&mut staged);
+        assert_eq!(n, m, "window {window}: as many messages on the same credit");
+        assert!(n > 0, "window {window}: something was sent");
+        let key = one.b_key();
+        assert_eq!(
+            one.net.b.e.credit(Side::Handler, key),
+            staged.net.b.e.credit(Side::Handler, key),
+            "window {window}: the same credit left"
+        );
+        let now = one.net.now;
+        let frames = staged.net.b.transmit(now);
+        assert_eq!(
+            one.net.b.transmit(now),
+            frames,
+            "window {window}: the same frames, byte for byte"
+        );
+        // And the caller reads every message, in order.
+        staged.net.a.receive(now, frames);
+        for i in 0..m {
+            assert_eq!(staged.a_recv(), Some(Ok(payload(i))), "message {i}");
+        }
+        for mut f in [one, staged] {
+            f.wind_down();
+            f.check_invariants("staged");
+        }
+    }
+}
+
+#[test]
+fn a_lease_holds_every_other_send_back_until_it_ends() {
+    let mut f = Fixture::with_window(At::Open, 64 * 1024);
+    let key = f.b_key();
+    let mut lease = f.net.b.e.lease(Side::Handler, key).expect("credit");
+    assert!(
+        f.net.b.e.lease(Side::Handler, key).is_none(),
+        "one lease at a time"
+    );
+    let mut staged = Staged::default();
+    assert!(staged.push(&mut lease, b"first"));
+    // The sender, moved to another task, sends on its own: it waits for the lease.
+    let w = Watch::new();
+    let mut second = Some(Bytes::from_static(b"second"));
+    let e = &mut f.net.b.e;
+    assert!(e
+        .poll_send(Side::Handler, key, &mut second, &mut w.cx())
+        .is_pending());
+    assert!(e.poll_credit(Side::Handler, key, &mut w.cx()).is_pending());
+    assert!(e
+        .poll_unleased(Side::Handler, key, &mut w.cx())
+        .is_pending());
+    e.send_staged(Side::Handler, key, &mut staged);
+    f.net.b.wake();
+    assert!(
+        w.woken() > 0,
+        "the waiting sender is woken when the lease ends"
+    );
+    let e = &mut f.net.b.e;
+    assert!(e.poll_unleased(Side::Handler, key, &mut w.cx()).is_ready());
+    assert!(matches!(
+        e.poll_send(Side::Handler, key, &mut second, &mut w.cx()),
+        Poll::Ready(Ok(()))
+    ));
+    f.net.pump();
+    assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(b"first"))));
+    assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(b"second"))));
+    f.wind_down();
+    f.check_invariants("lease");
+}
+
+#[test]
+fn no_lease_without_credit_or_behind_a_message_queued_whole() {
+    let mut f = Fixture::with_window(At::Open, 1 << 20);
+    let key = f.b_key();
+    // A payload too large to stage is queued whole: staged ones may not pass it.
+    let w = Watch::new();
+    let mut large = Some(Bytes::from(vec![7u8; 100_000]));
+    assert!(f
+        .net
+        .b
+        .e
+        .poll_send(Side::Handler, key, &mut large, &mut w.cx())
+        .is_ready());
+    assert!(f.net.b.e.lease(Side::Handler, key).is_none());
+    f.net.pump();
+    while let Some(Ok(_)) = f.a_recv() {}
+    // Now sent: a lease again, until the credit is spent.
+    let mut lease = f.net.b.e.lease(Side::Handler, key).expect("credit");
+    let mut staged = Staged::default();
+    assert!(
+        !staged.push(&mut lease, &[0u8; 4096]),
+        "a payload beyond the staged size goes on its own"
+    );
+    while staged.push(&mut lease, &[1u8; 1000]) {}
+    f.net.b.e.send_staged(Side::Handler, key, &mut staged);
+    assert_eq!(f.net.b.e.credit(Side::Handler, key), 0);
+    assert!(f.net.b.e.lease(Side::Handler, key).is_none(), "no credit");
+    f.wind_down();
+    f.check_invariants("no lease");
+}
+
+#[test]
+fn a_stream_that_ends_while_a_lease_is_out_drops_what_was_staged() {
+    let mut f = Fixture::with_window(At::Open, 64 * 1024);
+    let key = f.b_key();
+    let mut lease = f.net.b.e.lease(Side::Handler, key).expect("credit");
+    let mut staged = Staged::default();
+    assert!(staged.push(&mut lease, b"late"));
+    // The caller gives up: its cancel reaches the handler's side.
+    f.a_drop_receiver();
+    f.net.pump();
+    f.net.b.e.send_staged(Side::Handler, key, &mut staged);
+    f.net.b.wake();
+    assert!(staged.is_empty());
+    let now = f.net.now;
+    let frames = f.net.b.transmit(now);
+    assert!(
+        frames.iter().all(|fr| !fr.windows(4).any(|w| w == b"late")),
+        "nothing staged goes out on an ended stream"
+    );
+    f.wind_down();
+    f.check_invariants("ended while leased");
+}
