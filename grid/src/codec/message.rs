@@ -380,3 +380,93 @@ impl MessageRef<'_> {
         }
     }
 }
+
+/// The header of one stream's data messages but for their number and payload length,
+/// written once: each message's header is then the two pieces, with its number between
+/// and its length after, for a fraction of what writing every field costs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DataHead {
+    /// The array marker (seven fields) and the mux id.
+    before: wire::Piece,
+    /// The deadline (none), handler, op and flags (none).
+    after: wire::Piece,
+}
+
+impl DataHead {
+    pub(crate) fn new(mux_id: u64, handler: HandlerId, op: Op) -> Self {
+        let mut before = wire::Head::new();
+        before.byte(0x90 | 7);
+        before.uint(mux_id);
+        let mut after = wire::Head::new();
+        after.uint(0);
+        after.uint(u64::from(handler.0));
+        after.uint(op as u64);
+        after.uint(u64::from(Flags::NONE.0));
+        Self {
+            before: before.piece(),
+            after: after.piece(),
+        }
+    }
+
+    /// Appends the data message numbered `seq` carrying `payload`, which must not be empty
+    /// (an empty one is flagged): the bytes [`MessageRef::encode_into`] writes for it,
+    /// without a checksum.
+    #[inline]
+    pub(crate) fn encode_into(&self, buf: &mut Vec<u8>, seq: u32, payload: &[u8]) {
+        let mut head = wire::Head::new();
+        head.put(&self.before);
+        head.uint(u64::from(seq));
+        head.put(&self.after);
+        head.nil_or_bin(Some(payload.len()));
+        buf.reserve(wire::HEAD_MAX + payload.len());
+        head.append_to(buf);
+        buf.extend_from_slice(payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_head_writes_the_same_bytes_as_writing_every_field() {
+        let edges = [
+            0u64,
+            1,
+            0x7f,
+            0x80,
+            0xff,
+            0x100,
+            0xffff,
+            0x1_0000,
+            0xffff_ffff,
+        ];
+        for mux_id in edges.iter().copied().chain([1 << 40, u64::MAX]) {
+            for handler in edges.map(|h| HandlerId(h as u32)) {
+                for op in [Op::MuxServerMsg, Op::MuxClientMsg] {
+                    let head = DataHead::new(mux_id, handler, op);
+                    for seq in edges.map(|s| s as u32) {
+                        for len in [1, 2, 255, 256, 2048, 0xffff, 0x1_0000] {
+                            let payload = vec![0xA5; len];
+                            let mut fast = vec![9];
+                            head.encode_into(&mut fast, seq, &payload);
+                            let mut slow = vec![9];
+                            let m = MessageRef {
+                                mux_id,
+                                seq,
+                                deadline_ms: 0,
+                                handler,
+                                op,
+                                flags: Flags::NONE,
+                                subroute: None,
+                                payload: Some(&payload),
+                            };
+                            m.encode_into(&mut slow, false);
+                            assert_eq!(fast, slow, "{mux_id} {handler:?} {op:?} {seq} {len}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -27,6 +27,6 @@ pub use fast_path::PlainHead;
 pub use frame::{
     decode_frame, encode_frame, Decoded, FrameBuilder, FrameError, FrameLimits, FrameMessages,
 };
-pub(crate) use message::MessageRef;
 pub use message::{subroute_hash, Flags, HandlerId, Message, Op};
+pub(crate) use message::{DataHead, MessageRef};
 pub use stream::{decode_credit, encode_credit, Ack};

@@ -185,6 +185,24 @@ impl Head {
         self.bytes.get(..self.len).unwrap_or_default()
     }
 
+    /// What is written, as a [`Piece`] to write into other headers (at most 16 bytes of it:
+    /// callers write a few fields).
+    pub(crate) fn piece(&self) -> Piece {
+        let mut bytes = [0; 16];
+        let len = self.len.min(16);
+        bytes[..len].copy_from_slice(&self.bytes[..len]);
+        Piece { bytes, len }
+    }
+
+    /// Writes a piece of header made before (one fixed-size copy).
+    #[inline(always)]
+    pub(crate) fn put(&mut self, piece: &Piece) {
+        if let Some(slot) = self.bytes.get_mut(self.len..self.len + 16) {
+            slot.copy_from_slice(&piece.bytes);
+            self.len += piece.len;
+        }
+    }
+
     /// Appends the header to `buf`: the whole array is copied (a fixed-size copy, no call),
     /// then `buf` is cut back to the header's length.
     #[inline(always)]
@@ -193,6 +211,13 @@ impl Head {
         buf.extend_from_slice(&self.bytes);
         buf.truncate(end);
     }
+}
+
+/// A few fields of a header, written once and copied into many ([`Head::put`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Piece {
+    bytes: [u8; 16],
+    len: usize,
 }
 
 /// Writes a `uint 64` (always 9 bytes), used where a fixed width is part of the format.

@@ -50,6 +50,7 @@ mod out_queue;
 mod outbox;
 mod oversize;
 mod receive;
+mod recv_queue;
 mod slab;
 mod state;
 mod stream_recv;
@@ -67,7 +68,7 @@ use std::collections::VecDeque;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-pub(crate) use assembly::Payload;
+pub(crate) use assembly::{Payload, COPY_BELOW};
 pub(crate) use calls::{Answer, Outgoing};
 pub(crate) use out_queue::ENCODE_EARLY;
 #[cfg(fuzzing)]
@@ -628,7 +629,7 @@ impl Engine {
 
     fn check_stream(&self, s: &Stream) {
         s.send.credit.check();
-        let queued: u64 = s.recv.queue.iter().map(|p| window::cost(p.len())).sum();
+        let queued: u64 = s.recv.queue.lens().map(window::cost).sum();
         assert_eq!(queued, s.recv.queued, "the queue's cost");
         let unread = s.recv.queued + s.recv.lent;
         s.recv

@@ -105,7 +105,7 @@ impl Engine {
             return false;
         }
         r.next_seq = r.next_seq.wrapping_add(1);
-        let waker = r.deliver(Payload::Whole(frame.slice(start..end)), cost);
+        let waker = r.deliver_in(frame, start, end, cost);
         if side == Side::Handler {
             s.last_heard = now;
         }

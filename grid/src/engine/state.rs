@@ -14,7 +14,6 @@
 //! the stream closed. `Closed` means over on the wire; the user's ends may still read what
 //! was delivered before the end, then see the end.
 
-use std::collections::VecDeque;
 use std::task::Waker;
 use std::time::Instant;
 
@@ -22,6 +21,7 @@ use bytes::Bytes;
 
 use super::assembly::Payload;
 use super::out_queue::OutQueue;
+use super::recv_queue::RecvQueue;
 use super::tuning::Tuning;
 #[cfg(doc)]
 use super::window::cost;
@@ -82,7 +82,7 @@ pub(crate) struct RecvHalf {
     pub(crate) next_seq: u32,
     /// Delivered and not yet handed to the receiver; with `lent`, within the window (plus
     /// one message).
-    pub(crate) queue: VecDeque<Payload>,
+    pub(crate) queue: RecvQueue,
     /// What the queue's messages cost against the window ([`cost`]).
     pub(crate) queued: u64,
     /// The cost of the messages handed to the receiver (a batch at a time) and not yet
@@ -107,7 +107,7 @@ impl RecvHalf {
             tuning: Tuning::new(0, 0),
             credit_pending: 0,
             next_seq: 1,
-            queue: VecDeque::new(),
+            queue: RecvQueue::default(),
             queued: 0,
             lent: 0,
             stale: false,
@@ -119,9 +119,22 @@ impl RecvHalf {
     }
 
     /// Queues a message costing `cost` for the receiver; the receiver's waker, to wake.
-    #[inline]
     pub(crate) fn deliver(&mut self, payload: Payload, cost: u64) -> Option<Waker> {
-        self.queue.push_back(payload);
+        self.queue.push(payload);
+        self.queued += cost;
+        self.waker.take()
+    }
+
+    /// As [`RecvHalf::deliver`], for a message whose payload is `start..end` of `frame`.
+    #[inline]
+    pub(crate) fn deliver_in(
+        &mut self,
+        frame: &Bytes,
+        start: usize,
+        end: usize,
+        cost: u64,
+    ) -> Option<Waker> {
+        self.queue.push_in(frame, start, end);
         self.queued += cost;
         self.waker.take()
     }
@@ -133,9 +146,7 @@ impl RecvHalf {
     /// that reads never pays for this.
     pub(crate) fn detach_if_stale(&mut self) {
         if std::mem::replace(&mut self.stale, true) {
-            for p in &mut self.queue {
-                *p = std::mem::take(p).detach();
-            }
+            self.queue.detach();
         }
     }
 

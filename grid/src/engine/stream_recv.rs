@@ -1,10 +1,10 @@
 //! Receiving on a stream: handing what arrived to the receiver, and returning credit as it
 //! reads.
 
-use std::collections::VecDeque;
 use std::task::{Context, Poll};
 
 use super::assembly::Payload;
+use super::recv_queue::{RecvQueue, Taking};
 use super::state::StreamState;
 use super::streams::Ending;
 use super::tuning::Decision;
@@ -28,7 +28,7 @@ impl Engine {
         side: Side,
         key: Key,
         read: u64,
-        into: &mut VecDeque<Payload>,
+        into: &mut RecvQueue,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<u64, Error>>> {
         self.count_read(side, key, read);
@@ -41,12 +41,7 @@ impl Engine {
         if !s.recv.queue.is_empty() {
             s.recv.stale = false;
             s.recv.lent += std::mem::take(&mut s.recv.queued);
-            if into.is_empty() {
-                // The receiver's empty buffer and the queue trade places: nothing moves.
-                std::mem::swap(into, &mut s.recv.queue);
-            } else {
-                into.extend(s.recv.queue.drain(..));
-            }
+            into.append(&mut s.recv.queue);
             return Poll::Ready(Some(Ok(s.recv.window.batch())));
         }
         if let Some(end) = s.recv.end.take() {
@@ -155,7 +150,9 @@ impl Engine {
 /// owed. `StreamReceiver` is this behind the session's lock.
 #[derive(Debug, Default)]
 pub(crate) struct RecvBatch {
-    ready: VecDeque<Payload>,
+    ready: RecvQueue,
+    /// The frame the next message is in.
+    taking: Taking,
     read: ReadTally,
 }
 
@@ -165,11 +162,12 @@ impl RecvBatch {
         self.ready.is_empty()
     }
 
-    /// The next message in hand, without the lock; `None` when the batch is used up.
+    /// The next message in hand, without the lock (one under `copy_below` bytes copied out
+    /// of the frame it came in, see [`RecvQueue::pop`]); `None` when the batch is used up.
     /// Then [`RecvBatch::report`] says whether to report reads now.
     #[inline]
-    pub(crate) fn next(&mut self) -> Option<Payload> {
-        self.ready.pop_front()
+    pub(crate) fn next(&mut self, copy_below: usize) -> Option<Payload> {
+        self.ready.pop(&mut self.taking, copy_below)
     }
 
     /// What to report read now ([`Engine::count_read`]), if it is time: after each message
@@ -204,6 +202,7 @@ impl RecvBatch {
     /// The receiver is gone: what it read is reported, what it held unread is dropped.
     pub(crate) fn release(&mut self, e: &mut Engine, side: Side, key: Key) {
         self.ready.clear();
+        self.taking = None;
         e.drop_receiver(side, key, self.read.take());
     }
 }

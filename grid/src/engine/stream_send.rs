@@ -21,7 +21,7 @@ use super::streams::Ending;
 use super::transmit::MAX_BATCH;
 use super::window::cost;
 use super::{Engine, Key, Side};
-use crate::codec::{Flags, HandlerId, MessageRef, Op};
+use crate::codec::{DataHead, Flags, HandlerId, MessageRef, Op};
 use crate::error::Error;
 
 /// What a sender needs to encode its stream's next messages itself, from
@@ -39,6 +39,8 @@ pub(crate) struct Lease {
     mux_id: u64,
     handler: HandlerId,
     op: Op,
+    /// The stream's data messages' header, but for number and length.
+    head: DataHead,
 }
 
 /// Messages a stream's sender encoded itself under a [`Lease`], to be queued in one step
@@ -79,6 +81,21 @@ impl Staged {
             self.seq = lease.seq;
         }
         self.seq = self.seq.wrapping_add(1);
+        let before = self.bytes.len();
+        if payload.is_empty() {
+            self.push_empty(lease);
+        } else {
+            lease.head.encode_into(&mut self.bytes, self.seq, payload);
+        }
+        self.lens
+            .push(((self.bytes.len() - before) as u32, payload.len() as u32));
+        self.payload += payload.len();
+        self.cost += cost(payload.len());
+        true
+    }
+
+    /// An empty message (flagged so), encoded field by field.
+    fn push_empty(&mut self, lease: &Lease) {
         let m = MessageRef {
             mux_id: lease.mux_id,
             seq: self.seq,
@@ -87,15 +104,9 @@ impl Staged {
             op: lease.op,
             flags: Flags::NONE,
             subroute: None,
-            payload: Some(payload),
+            payload: Some(&[]),
         };
-        let before = self.bytes.len();
         m.encode_into(&mut self.bytes, false);
-        self.lens
-            .push(((self.bytes.len() - before) as u32, payload.len() as u32));
-        self.payload += payload.len();
-        self.cost += cost(payload.len());
-        true
     }
 
     /// Whether the stage should be queued now: it holds a good part of a frame, or used
@@ -190,13 +201,15 @@ impl Engine {
             return None;
         }
         s.send.leased = true;
+        let (mux_id, handler, op) = (s.mux_id, s.handler, s.data_op());
         Some(Lease {
             credit: s.send.credit.available(),
             room,
             seq: s.send.seq,
-            mux_id: s.mux_id,
-            handler: s.handler,
-            op: s.data_op(),
+            mux_id,
+            handler,
+            op,
+            head: DataHead::new(mux_id, handler, op),
         })
     }
 

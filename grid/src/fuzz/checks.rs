@@ -21,7 +21,7 @@ pub(super) fn read(e: &mut Engine, x: &mut Ends, book: &mut Book, clean: bool, n
     };
     let mut items = 0;
     while items < n {
-        if let Some(payload) = r.next() {
+        if let Some(payload) = r.next(crate::engine::COPY_BELOW) {
             if let Some(read) = r.report(payload.len()) {
                 e.count_read(x.side, x.key, read);
             }

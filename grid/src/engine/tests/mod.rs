@@ -315,7 +315,7 @@ impl Reader {
         key: Key,
     ) -> Poll<Option<Result<Bytes, crate::error::Error>>> {
         loop {
-            if let Some(payload) = self.0.next() {
+            if let Some(payload) = self.0.next(crate::engine::COPY_BELOW) {
                 if let Some(read) = self.0.report(payload.len()) {
                     node.e.count_read(side, key, read);
                     node.wake();
