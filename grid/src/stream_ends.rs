@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::engine::{Key, Payload, RecvBatch, Side, COPY_BELOW};
+use crate::engine::{Key, RecvBatch, Side};
 use crate::error::{Error, Result};
 use crate::send_stage;
 use crate::session::Session;
@@ -353,9 +353,7 @@ impl Stream for StreamReceiver {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         // A chunked message's parts are joined here, outside the engine's lock; a small
         // message is copied out of the read buffer, so keeping it costs only its bytes.
-        self.get_mut()
-            .poll_payload(COPY_BELOW, cx)
-            .map(|item| item.map(|r| r.map(|p| p.into_owned().unwrap_or_default())))
+        self.get_mut().poll_payload(true, cx)
     }
 }
 
@@ -363,16 +361,11 @@ impl StreamReceiver {
     /// The next message as it is (a small one still a slice of the read buffer), for a
     /// taker that decodes it at once (typed receivers).
     pub(crate) fn poll_lent(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes>>> {
-        self.poll_payload(0, cx)
-            .map(|item| item.map(|r| r.map(|p| p.into_bytes().unwrap_or_default())))
+        self.poll_payload(false, cx)
     }
 
-    /// The next message, one under `copy_below` bytes copied out of the read buffer.
-    fn poll_payload(
-        &mut self,
-        copy_below: usize,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Payload>>> {
+    /// The next message; with `copy`, a small one copied out of the read buffer.
+    fn poll_payload(&mut self, copy: bool, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes>>> {
         let this = self;
         if this.done {
             return Poll::Ready(None);
@@ -386,11 +379,11 @@ impl StreamReceiver {
                 Poll::Ready(end) => {
                     this.done = true;
                     this.release();
-                    return Poll::Ready(end.map(|r| r.map(|()| Payload::Absent)));
+                    return Poll::Ready(end.map(|r| r.map(|()| Bytes::new())));
                 }
             }
         }
-        let Some(payload) = this.batch.next(copy_below) else {
+        let Some(payload) = this.batch.next(copy) else {
             // A refill that brought nothing (never expected): poll again.
             cx.waker().wake_by_ref();
             return Poll::Pending;

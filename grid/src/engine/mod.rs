@@ -68,7 +68,7 @@ use std::collections::VecDeque;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-pub(crate) use assembly::{Payload, COPY_BELOW};
+pub(crate) use assembly::Payload;
 pub(crate) use calls::{Answer, Outgoing};
 pub(crate) use out_queue::ENCODE_EARLY;
 #[cfg(fuzzing)]

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::assembly::Payload;
+use super::assembly::{Payload, COPY_BELOW};
 
 #[derive(Debug)]
 enum Item {
@@ -86,27 +86,33 @@ impl RecvQueue {
         other.pushing = 0;
     }
 
-    /// Takes the next message: a small one (under `copy_below` bytes, not empty) copied out
-    /// of its frame into a buffer of its own, a larger one a slice of its frame.
-    /// `taking` is the taker's [`Taking`], kept from one call to the next.
-    pub(crate) fn pop(&mut self, taking: &mut Taking, copy_below: usize) -> Option<Payload> {
+    /// Takes the next message's payload (empty if it had none): with `copy` one under
+    /// [`COPY_BELOW`] bytes is copied out of its frame into a buffer of its own (a chunked
+    /// one's parts are joined), else it is a slice of its frame. `taking` is the taker's
+    /// [`Taking`], kept from one call to the next.
+    pub(crate) fn pop(&mut self, taking: &mut Taking, copy: bool) -> Option<Bytes> {
         loop {
             match self.items.pop_front()? {
                 Item::Frame(frame) => *taking = Some(frame),
                 Item::In { start, end } => {
                     let (start, end) = (start as usize, end as usize);
                     let frame = taking.as_ref()?;
-                    let payload = if end - start < copy_below && end > start {
-                        Payload::Owned(Bytes::copy_from_slice(frame.get(start..end)?))
+                    let payload = if copy && end - start < COPY_BELOW {
+                        Bytes::copy_from_slice(frame.get(start..end)?)
                     } else {
-                        Payload::Whole(frame.slice(start..end))
+                        frame.slice(start..end)
                     };
                     self.taken(taking);
                     return Some(payload);
                 }
                 Item::Other(payload) => {
                     self.taken(taking);
-                    return Some(payload);
+                    let payload = if copy {
+                        payload.into_owned()
+                    } else {
+                        payload.into_bytes()
+                    };
+                    return Some(payload.unwrap_or_default());
                 }
             }
         }
@@ -167,6 +173,12 @@ mod tests {
         Bytes::from((0..100).map(|i| i as u8 ^ n).collect::<Vec<_>>())
     }
 
+    /// Whether `b` is a slice of `frame` (rather than a copy).
+    fn within(b: &Bytes, frame: &Bytes) -> bool {
+        let range = frame.as_ptr_range();
+        !b.is_empty() && range.contains(&b.as_ptr())
+    }
+
     #[test]
     fn messages_come_out_in_order_copied_or_sliced_with_one_reference_per_frame() {
         let (a, b) = (frame(1), frame(2));
@@ -176,8 +188,9 @@ mod tests {
         q.push(Payload::Owned(Bytes::from_static(b"other")));
         q.push_in(&a, 90, 90);
         q.push_in(&b, 5, 6);
-        assert_eq!(q.lens().collect::<Vec<_>>(), [10, 80, 5, 0, 1]);
-        // One reference to each frame, however many messages it holds.
+        q.push(Payload::Absent);
+        assert_eq!(q.lens().collect::<Vec<_>>(), [10, 80, 5, 0, 1, 0]);
+        // One reference to each frame's run of messages, however many it holds.
         let frames = q
             .items
             .iter()
@@ -188,24 +201,19 @@ mod tests {
         let mut t = None;
         batch.append(&mut q);
         assert!(q.is_empty());
-        let p = batch.pop(&mut t, 16).expect("first");
-        assert!(
-            matches!(&p, Payload::Owned(x) if x[..] == a[0..10]),
-            "{p:?}"
-        );
-        let p = batch.pop(&mut t, 16).expect("second");
-        assert!(
-            matches!(&p, Payload::Whole(x) if x[..] == a[10..90]),
-            "{p:?}"
-        );
+        let p = batch.pop(&mut t, true).expect("first");
+        assert!(p == a[0..10] && !within(&p, &a), "copied: {p:?}");
+        let p = batch.pop(&mut t, false).expect("second");
+        assert!(p == a[10..90] && within(&p, &a), "sliced: {p:?}");
+        assert_eq!(batch.pop(&mut t, true), Some(Bytes::from_static(b"other")));
+        assert_eq!(batch.pop(&mut t, true), Some(Bytes::new()));
+        assert_eq!(batch.pop(&mut t, true).as_deref(), Some(&b[5..6]));
         assert_eq!(
-            batch.pop(&mut t, 16),
-            Some(Payload::Owned(Bytes::from_static(b"other")))
+            batch.pop(&mut t, true),
+            Some(Bytes::new()),
+            "no payload: empty"
         );
-        assert_eq!(batch.pop(&mut t, 16).map(|p| p.len()), Some(0));
-        let p = batch.pop(&mut t, 0).expect("last, sliced");
-        assert!(matches!(&p, Payload::Whole(x) if x[..] == b[5..6]), "{p:?}");
-        assert!(batch.pop(&mut t, 16).is_none() && batch.is_empty());
+        assert!(batch.pop(&mut t, true).is_none() && batch.is_empty());
         assert!(t.is_none(), "no frame held once all is taken");
     }
 
@@ -218,11 +226,11 @@ mod tests {
         q.push(Payload::Absent);
         let mut t = None;
         assert!(!a.is_unique());
-        q.pop(&mut t, 16);
+        q.pop(&mut t, true);
         assert!(!a.is_unique(), "a message of it is still queued");
-        q.pop(&mut t, 16);
+        q.pop(&mut t, true);
         assert!(a.is_unique(), "its last message taken, the frame is free");
-        q.pop(&mut t, 16);
+        q.pop(&mut t, true);
         assert!(q.is_empty());
     }
 
@@ -238,9 +246,19 @@ mod tests {
         q.push_in(&a, 9, 10);
         assert_eq!(q.lens().collect::<Vec<_>>(), [3, 1, 6, 1]);
         let mut t = None;
-        let got: Vec<_> = std::iter::from_fn(|| q.pop(&mut t, 16)).collect();
-        assert_eq!(got[0], Payload::Owned(a.slice(0..3)));
-        assert_eq!(got[2], Payload::Owned(a.slice(3..9)));
-        assert_eq!(got[3], Payload::Owned(a.slice(9..10)));
+        let got: Vec<_> = std::iter::from_fn(|| q.pop(&mut t, false)).collect();
+        assert_eq!(
+            got,
+            [
+                a.slice(0..3),
+                Bytes::from_static(b"x"),
+                a.slice(3..9),
+                a.slice(9..10)
+            ]
+        );
+        assert!(
+            !within(&got[0], &a) && !within(&got[2], &a),
+            "detached: copies"
+        );
     }
 }

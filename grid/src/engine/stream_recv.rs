@@ -3,7 +3,8 @@
 
 use std::task::{Context, Poll};
 
-use super::assembly::Payload;
+use bytes::Bytes;
+
 use super::recv_queue::{RecvQueue, Taking};
 use super::state::StreamState;
 use super::streams::Ending;
@@ -162,12 +163,12 @@ impl RecvBatch {
         self.ready.is_empty()
     }
 
-    /// The next message in hand, without the lock (one under `copy_below` bytes copied out
-    /// of the frame it came in, see [`RecvQueue::pop`]); `None` when the batch is used up.
-    /// Then [`RecvBatch::report`] says whether to report reads now.
+    /// The next message's payload in hand, without the lock (with `copy`, a small one
+    /// copied out of the frame it came in, see [`RecvQueue::pop`]); `None` when the batch
+    /// is used up. Then [`RecvBatch::report`] says whether to report reads now.
     #[inline]
-    pub(crate) fn next(&mut self, copy_below: usize) -> Option<Payload> {
-        self.ready.pop(&mut self.taking, copy_below)
+    pub(crate) fn next(&mut self, copy: bool) -> Option<Bytes> {
+        self.ready.pop(&mut self.taking, copy)
     }
 
     /// What to report read now ([`Engine::count_read`]), if it is time: after each message

@@ -21,13 +21,12 @@ pub(super) fn read(e: &mut Engine, x: &mut Ends, book: &mut Book, clean: bool, n
     };
     let mut items = 0;
     while items < n {
-        if let Some(payload) = r.next(crate::engine::COPY_BELOW) {
+        if let Some(payload) = r.next(true) {
             if let Some(read) = r.report(payload.len()) {
                 e.count_read(x.side, x.key, read);
             }
             items += 1;
             assert!(x.end.is_none(), "an item after the end");
-            let payload = payload.into_bytes().unwrap_or_default();
             if clean {
                 // The other direction's messages, in order, intact.
                 let flow = book.flows.entry(x.flow).or_default();

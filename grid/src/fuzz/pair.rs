@@ -45,7 +45,12 @@ impl Pair {
         let a = a.valid();
         let b = Limits::announced_by(terms);
         let checksums = terms.agree_checksums(ours);
-        let (ca, cb) = (a.core(), b.core());
+        let (ca, mut cb) = (a.core(), b.core());
+        // B grants what it announced, as a node does (its builder keeps the start within).
+        if let Some(max) = terms.max_stream_window {
+            cb.max_stream_window = max.clamp(1, u64::from(u32::MAX));
+            cb.stream_window = cb.stream_window.min(cb.max_stream_window);
+        }
         Self::connect(
             ca.engine(*terms, &node_budget(&ca)),
             cb.engine(ca.announced(ours), &node_budget(&cb)),

@@ -315,12 +315,12 @@ impl Reader {
         key: Key,
     ) -> Poll<Option<Result<Bytes, crate::error::Error>>> {
         loop {
-            if let Some(payload) = self.0.next(crate::engine::COPY_BELOW) {
+            if let Some(payload) = self.0.next(false) {
                 if let Some(read) = self.0.report(payload.len()) {
                     node.e.count_read(side, key, read);
                     node.wake();
                 }
-                return Poll::Ready(Some(Ok(payload.into_bytes().unwrap_or_default())));
+                return Poll::Ready(Some(Ok(payload)));
             }
             let w = Watch::new();
             let r = self.0.refill(&mut node.e, side, key, &mut w.cx());
