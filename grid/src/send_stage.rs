@@ -84,6 +84,18 @@ pub(crate) fn stage(session: &Arc<Session>, key: Key, payload: &[u8]) -> Option<
         .flatten()
 }
 
+/// Whether this sender is the output of the stream handler being polled on this thread
+/// (its small messages are staged).
+pub(crate) fn stages(session: &Arc<Session>, side: Side, key: Key) -> bool {
+    side == Side::Handler
+        && STAGE
+            .try_with(|cell| {
+                cell.try_borrow()
+                    .is_ok_and(|s| s.polling == Some(id(session, key)))
+            })
+            .unwrap_or(false)
+}
+
 /// Queues the stage if it holds this sender's messages: before anything else the sender
 /// does, so that nothing overtakes them.
 pub(crate) fn flush(session: &Arc<Session>, side: Side, key: Key) {

@@ -16,6 +16,8 @@ const MIXED: HandlerId = HandlerId::new(21);
 const HANDS_OVER: HandlerId = HandlerId::new(22);
 /// Sends a few messages, then panics in the same poll.
 const PANICS: HandlerId = HandlerId::new(23);
+/// Sends [`MIXED`]'s messages with `send_all`, in batches of 50.
+const MIXED_ALL: HandlerId = HandlerId::new(24);
 
 const ROUNDS: u32 = 300;
 const HANDED: u32 = 20_000;
@@ -35,7 +37,7 @@ fn mixed(i: u32) -> Bytes {
     Bytes::from(b)
 }
 
-fn handlers() -> [(HandlerId, StreamHandler); 4] {
+fn handlers() -> [(HandlerId, StreamHandler); 5] {
     [
         (
             PING_PONG,
@@ -92,6 +94,17 @@ fn handlers() -> [(HandlerId, StreamHandler); 4] {
             }),
         ),
         (
+            MIXED_ALL,
+            StreamHandler::new(|mut call: StreamCall| async move {
+                for batch in 0..10 {
+                    call.output
+                        .send_all((batch * 50..batch * 50 + 50).map(mixed))
+                        .await?;
+                }
+                Ok(())
+            }),
+        ),
+        (
             PANICS,
             StreamHandler::new(|mut call: StreamCall| async move {
                 for i in 0..10 {
@@ -136,13 +149,14 @@ async fn a_handler_that_waits_for_its_caller_after_each_message_is_never_stuck()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn small_empty_and_large_messages_from_a_handler_arrive_whole_and_in_order() {
+async fn small_empty_and_large_messages_from_a_handler_arrive_whole_and_in_order_sent_or_sent_all()
+{
     within(async {
         let c = pair().await;
         let conn = c.managers[0].connection("beta").expect("conn");
-        for _ in 0..3 {
+        for handler in [MIXED, MIXED_ALL, MIXED] {
             let mut responses = conn
-                .open_stream(MIXED, Bytes::new())
+                .open_stream(handler, Bytes::new())
                 .await
                 .expect("open")
                 .responses;
