@@ -49,6 +49,17 @@ pub(super) struct Ends {
     pub(super) got: usize,
     /// How the receiver ended (its first end): cleanly or not.
     pub(super) end: Option<bool>,
+    /// The sender holds a lease and what it staged under it (a stream handler's output
+    /// mid-poll), across other steps.
+    pub(super) lease: Option<(crate::engine::Lease, crate::engine::Staged)>,
+}
+
+/// Ends the lease an end's sender holds, queueing what it staged: as a handler's poll does
+/// when it returns, and its sender before anything else it does.
+pub(super) fn end_lease(e: &mut Engine, x: &mut Ends) {
+    if let Some((_, mut staged)) = x.lease.take() {
+        e.send_staged(x.side, x.key, &mut staged);
+    }
 }
 
 /// The ends a caller gets when its stream opened.
@@ -61,11 +72,13 @@ pub(super) fn caller_ends(p: Peer, key: Key, ack: crate::codec::Ack) -> Ends {
         receiver: Some(RecvBatch::default()),
         got: 0,
         end: None,
+        lease: None,
     }
 }
 
 /// Drops a stream's ends still held (a sender without `finish`).
 pub(super) fn drop_ends(e: &mut Engine, mut x: Ends) {
+    end_lease(e, &mut x);
     if x.sender {
         e.drop_sender(x.side, x.key);
     }

@@ -8,7 +8,7 @@ use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
 use crate::engine::{Key, Outgoing, RecvBatch, Side};
 use crate::error::Error;
 
-use super::book::{caller_ends, drop_ends, Ends, Flow};
+use super::book::{caller_ends, drop_ends, end_lease, Ends, Flow};
 use super::checks::read;
 use super::node::{forget_if_done, Node};
 use super::tagged::tagged;
@@ -96,6 +96,7 @@ impl Pair {
                 receiver: input.then(RecvBatch::default),
                 got: 0,
                 end: None,
+                lease: None,
             });
             self.book.flows.entry(flow).or_default();
         }
@@ -119,8 +120,8 @@ impl Pair {
             }
             Poll::Ready(Err(_)) => {}
             Poll::Pending => assert!(
-                credit == 0 || node.e.streams_send_buffer_full(),
-                "credit and room in the send buffer, yet the sender waits"
+                credit == 0 || node.e.streams_send_buffer_full() || leased(node, side, key),
+                "credit and room in the send buffer, no lease out, yet the sender waits"
             ),
         }
         self.settle_at(p);
@@ -151,13 +152,26 @@ impl Pair {
         self.settle_at(p);
     }
 
-    /// `p`'s user sends up to `count` messages of `len` bytes as a stream handler's sender
-    /// does in its task: staged under a lease, then queued in one step.
+    /// A stream's sender stages, as a stream handler's output does in its task: if it
+    /// holds no lease, it takes one and stages up to `count` messages of `len` bytes under
+    /// it, and keeps it across the steps that follow (the handler's poll goes on);
+    /// otherwise its lease ends and what it staged is queued (the poll returned).
     pub fn stage(&mut self, p: Peer, i: u8, count: usize, len: usize) {
         let (node, book) = self.node_and_book(p);
         let Some((side, key, named)) = sending_end(node, i, len) else {
             return;
         };
+        let Some(x) = node
+            .ends
+            .iter_mut()
+            .find(|x| x.key == key && x.side == side)
+        else {
+            return;
+        };
+        if x.lease.is_some() {
+            end_lease(&mut node.e, x);
+            return self.settle_at(p);
+        }
         let flow = book.flows.entry(named).or_default();
         let credit = node.e.credit(side, key);
         let Some(mut lease) = node.e.lease(side, key) else {
@@ -179,8 +193,7 @@ impl Pair {
             covered += crate::engine::cost(len);
             flow.sent(side).push(len);
         }
-        node.e.send_staged(side, key, &mut staged);
-        assert!(staged.is_empty(), "queueing empties the stage");
+        x.lease = Some((lease, staged));
         self.settle_at(p);
     }
 
@@ -197,6 +210,8 @@ impl Pair {
         if !x.sender {
             return;
         }
+        // What it staged goes first (a sender queues its stage before it finishes).
+        end_lease(&mut node.e, x);
         x.sender = false;
         let real = node.e.send_ended(x.side, x.key).is_none();
         node.e.finish(x.side, x.key);
@@ -215,6 +230,7 @@ impl Pair {
         };
         let x = &mut node.ends[i];
         if x.sender {
+            end_lease(&mut node.e, x);
             x.sender = false;
             node.e.drop_sender(x.side, x.key);
             forget_if_done(node, i);
@@ -280,4 +296,11 @@ fn sending_end(node: &Node, i: u8, len: usize) -> Option<(Side, Key, (Peer, u64)
     let i = pick(&node.ends, i)?;
     let x = &node.ends[i];
     (x.sender && len <= node.send_limit).then_some((x.side, x.key, x.flow))
+}
+
+/// Whether the stream end's sender holds a lease (its other sends wait for it to end).
+fn leased(node: &Node, side: Side, key: Key) -> bool {
+    node.ends
+        .iter()
+        .any(|x| x.side == side && x.key == key && x.lease.is_some())
 }
