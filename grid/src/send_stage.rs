@@ -76,7 +76,14 @@ pub(crate) fn stage(session: &Arc<Session>, key: Key, payload: &[u8]) -> Option<
                 return None;
             }
             if staged.full(l) {
-                return Some(queue(session, key, &mut stage));
+                // Queued, and the next lease taken, in one step.
+                let Stage { lease, staged, .. } = &mut *stage;
+                lease.take();
+                return Some(session.with(|e| {
+                    e.send_staged(Side::Handler, key, staged);
+                    *lease = e.lease(Side::Handler, key);
+                    e.take_frame_waiting()
+                }));
             }
             Some(false)
         })

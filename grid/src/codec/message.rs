@@ -388,8 +388,10 @@ impl MessageRef<'_> {
 pub(crate) struct DataHead {
     /// The array marker (seven fields) and the mux id.
     before: wire::Piece,
-    /// The deadline (none), handler, op and flags (none).
+    /// The deadline (none), handler, op and flags (none)...
     after: wire::Piece,
+    /// ...and the same with the flag an empty payload carries.
+    after_empty: wire::Piece,
 }
 
 impl DataHead {
@@ -397,26 +399,33 @@ impl DataHead {
         let mut before = wire::Head::new();
         before.byte(0x90 | 7);
         before.uint(mux_id);
-        let mut after = wire::Head::new();
-        after.uint(0);
-        after.uint(u64::from(handler.0));
-        after.uint(op as u64);
-        after.uint(u64::from(Flags::NONE.0));
+        let after = |flags: Flags| {
+            let mut after = wire::Head::new();
+            after.uint(0);
+            after.uint(u64::from(handler.0));
+            after.uint(op as u64);
+            after.uint(u64::from(flags.0));
+            after.piece()
+        };
         Self {
             before: before.piece(),
-            after: after.piece(),
+            after: after(Flags::NONE),
+            after_empty: after(Flags::ZERO_LENGTH),
         }
     }
 
-    /// Appends the data message numbered `seq` carrying `payload`, which must not be empty
-    /// (an empty one is flagged): the bytes [`MessageRef::encode_into`] writes for it,
-    /// without a checksum.
+    /// Appends the data message numbered `seq` carrying `payload`: the bytes
+    /// [`MessageRef::encode_into`] writes for it, without a checksum.
     #[inline]
     pub(crate) fn encode_into(&self, buf: &mut Vec<u8>, seq: u32, payload: &[u8]) {
         let mut head = wire::Head::new();
         head.put(&self.before);
         head.uint(u64::from(seq));
-        head.put(&self.after);
+        head.put(if payload.is_empty() {
+            &self.after_empty
+        } else {
+            &self.after
+        });
         head.nil_or_bin(Some(payload.len()));
         buf.reserve(wire::HEAD_MAX + payload.len());
         head.append_to(buf);
@@ -446,7 +455,7 @@ mod tests {
                 for op in [Op::MuxServerMsg, Op::MuxClientMsg] {
                     let head = DataHead::new(mux_id, handler, op);
                     for seq in edges.map(|s| s as u32) {
-                        for len in [1, 2, 255, 256, 2048, 0xffff, 0x1_0000] {
+                        for len in [0, 1, 2, 255, 256, 2048, 0xffff, 0x1_0000] {
                             let payload = vec![0xA5; len];
                             let mut fast = vec![9];
                             head.encode_into(&mut fast, seq, &payload);

@@ -21,7 +21,7 @@ use super::streams::Ending;
 use super::transmit::MAX_BATCH;
 use super::window::cost;
 use super::{Engine, Key, Side};
-use crate::codec::{DataHead, Flags, HandlerId, MessageRef, Op};
+use crate::codec::{DataHead, Flags};
 use crate::error::Error;
 
 /// What a sender needs to encode its stream's next messages itself, from
@@ -36,9 +36,6 @@ pub(crate) struct Lease {
     room: usize,
     /// The number of the stream's last message sent.
     seq: u32,
-    mux_id: u64,
-    handler: HandlerId,
-    op: Op,
     /// The stream's data messages' header, but for number and length.
     head: DataHead,
 }
@@ -82,31 +79,12 @@ impl Staged {
         }
         self.seq = self.seq.wrapping_add(1);
         let before = self.bytes.len();
-        if payload.is_empty() {
-            self.push_empty(lease);
-        } else {
-            lease.head.encode_into(&mut self.bytes, self.seq, payload);
-        }
+        lease.head.encode_into(&mut self.bytes, self.seq, payload);
         self.lens
             .push(((self.bytes.len() - before) as u32, payload.len() as u32));
         self.payload += payload.len();
         self.cost += cost(payload.len());
         true
-    }
-
-    /// An empty message (flagged so), encoded field by field.
-    fn push_empty(&mut self, lease: &Lease) {
-        let m = MessageRef {
-            mux_id: lease.mux_id,
-            seq: self.seq,
-            deadline_ms: 0,
-            handler: lease.handler,
-            op: lease.op,
-            flags: Flags::NONE,
-            subroute: None,
-            payload: Some(&[]),
-        };
-        m.encode_into(&mut self.bytes, false);
     }
 
     /// Whether the stage should be queued now: it holds a good part of a frame, or used
@@ -201,15 +179,11 @@ impl Engine {
             return None;
         }
         s.send.leased = true;
-        let (mux_id, handler, op) = (s.mux_id, s.handler, s.data_op());
         Some(Lease {
             credit: s.send.credit.available(),
             room,
             seq: s.send.seq,
-            mux_id,
-            handler,
-            op,
-            head: DataHead::new(mux_id, handler, op),
+            head: DataHead::new(s.mux_id, s.handler, s.data_op()),
         })
     }
 
@@ -222,24 +196,20 @@ impl Engine {
         let Some(s) = self.stream_mut(side, key) else {
             return staged.clear();
         };
-        if std::mem::take(&mut s.send.leased) {
-            // Whoever waited for the lease to end may go on.
-            let waker = s.send.waker.take();
-            self.wake(waker);
+        // Whoever waited for the lease to end may go on.
+        let waiting = std::mem::take(&mut s.send.leased)
+            .then(|| s.send.waker.take())
+            .flatten();
+        if s.send.end.is_none() && count > 0 {
+            s.send.credit.spend(staged.cost);
+            s.send.seq = staged.seq;
+            s.out
+                .push_staged(&mut staged.bytes, &mut staged.lens, payload);
+            let newly = s.out.mark_ready();
+            self.queued_many(side, key, payload, count, newly);
         }
-        let Some(s) = self.stream_mut(side, key) else {
-            return staged.clear();
-        };
-        if s.send.end.is_some() || count == 0 {
-            return staged.clear();
-        }
-        s.send.credit.spend(staged.cost);
-        s.send.seq = staged.seq;
-        s.out
-            .push_staged(&mut staged.bytes, &mut staged.lens, payload);
         staged.clear();
-        let newly = s.out.mark_ready();
-        self.queued_many(side, key, payload, count, newly);
+        self.wake(waiting);
     }
 
     /// Ready once the stream's sender holds no lease (at once, nearly always: a lease
