@@ -255,6 +255,10 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut c: Controls) 
 
 /// Most chunks read and not yet written on (a delayed link holds what is in flight).
 const IN_FLIGHT: usize = 4096;
+/// How far a throttled link may fall behind its rate and still catch up (its bucket's
+/// depth): what a link left quiet may then send at once beyond its rate. Deeper than the
+/// timer's granularity (1 ms), so that sleeps that wake late do not lower the rate.
+const BURST: Duration = Duration::from_millis(5);
 
 /// Reads `from` and writes on `to`, through a queue where each chunk waits out the link's
 /// delay (read and write run at once, so chunks in flight overlap).
@@ -302,6 +306,12 @@ async fn read_side(
             (rate, since, sent) = (now_rate, tokio::time::Instant::now(), 0);
         }
         if let Some(rate) = rate.filter(|r| *r > 0) {
+            let now = tokio::time::Instant::now();
+            if since + Duration::from_secs_f64(sent as f64 / rate as f64) + BURST < now {
+                // The link was quiet: it may send a burst's worth at once, then its rate,
+                // not faster until it has made up for the whole quiet spell.
+                (since, sent) = (now - BURST, 0);
+            }
             sent += n as u64;
             let due = since + Duration::from_secs_f64(sent as f64 / rate as f64);
             tokio::time::sleep_until(due).await;
