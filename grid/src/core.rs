@@ -47,9 +47,12 @@ pub(crate) const DEFAULT_MAX_CONCURRENT: usize = 1024;
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
 /// The default of [`Config::stream_window`]: the window a stream direction starts with.
 pub(crate) const DEFAULT_STREAM_WINDOW: u64 = 256 << 10;
-/// The default of [`Config::max_stream_window`], also assumed for a peer that does not
-/// announce its own.
-pub(crate) const DEFAULT_MAX_STREAM_WINDOW: u64 = 16 << 20;
+/// The default of [`Config::max_stream_window`]: the connection's whole budget, so that one
+/// stream alone on a connection may fill a link whose bandwidth-delay product is that large
+/// (64 MiB: 5 GB/s at 10 ms, 1 GB/s at 50 ms); several streams share the budget.
+pub(crate) const DEFAULT_MAX_STREAM_WINDOW: u64 = DEFAULT_STREAM_BUDGET;
+/// The largest window assumed for a peer that does not announce its own (PROTOCOL.md §1).
+pub(crate) const ASSUMED_MAX_STREAM_WINDOW: u64 = 16 << 20;
 /// The default of [`Config::stream_budget`]: the stream windows one connection grants.
 pub(crate) const DEFAULT_STREAM_BUDGET: u64 = 64 << 20;
 /// The default of [`Config::node_stream_budget`]: the stream windows a node grants.
@@ -122,7 +125,7 @@ impl Config {
             max_early_cancels: self.max_early_cancels,
             stream_window: self.stream_window,
             max_stream_window: self.max_stream_window,
-            peer_max_stream_window: peer.max_stream_window.unwrap_or(DEFAULT_MAX_STREAM_WINDOW),
+            peer_max_stream_window: peer.max_stream_window.unwrap_or(ASSUMED_MAX_STREAM_WINDOW),
             stream_budget: self.stream_budget,
             node_budget: node_budget.clone(),
             window_floor: crate::engine::MIN_WINDOW,

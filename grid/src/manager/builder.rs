@@ -246,10 +246,11 @@ impl ManagerBuilder {
         self
     }
 
-    /// The largest window, in bytes, this node grants one stream direction (default 16 MiB,
-    /// at most 4 GiB − 1): a window grows to about what the link carries in a round trip
-    /// (it stops where the connection's pings show a queue), up to this. It is announced in the handshake; a stream handler or an open may
-    /// set a lower cap for its own stream.
+    /// The largest window, in bytes, this node grants one stream direction (default 64 MiB,
+    /// the default `stream_budget`; at most 4 GiB − 1): a window grows to about what the
+    /// link carries in a round trip (it stops where the connection's pings show a queue),
+    /// up to this and within the budgets. It is announced in the handshake; a stream
+    /// handler or an open may set a lower cap for its own stream.
     pub fn max_stream_window(mut self, bytes: u64) -> Self {
         self.config.max_stream_window = bytes;
         self
