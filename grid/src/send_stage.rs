@@ -27,7 +27,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::engine::{Key, Lease, Side, Staged, ENCODE_EARLY};
+use bytes::Bytes;
+
+use crate::engine::{InPlace, Key, Lease, Side, Staged, ENCODE_EARLY};
+use crate::error::Error;
 use crate::session::Session;
 
 /// This thread's stage.
@@ -89,6 +92,70 @@ pub(crate) fn stage(session: &Arc<Session>, key: Key, payload: &[u8]) -> Option<
         })
         .ok()
         .flatten()
+}
+
+/// What [`stage_with`] did with a message.
+pub(crate) enum StagedWith<F> {
+    /// Staged; whether the stage was queued and filled a frame's worth for the writer.
+    Staged(bool),
+    /// Encoded, but to be sent on its own (empty, or too large to stage): its payload.
+    Whole(Bytes),
+    /// Not encoded (this sender does not stage now, or has no lease left): the encoder,
+    /// to encode into a buffer of its own.
+    NotHere(F),
+    /// The encoding failed; nothing was staged.
+    Failed(Error),
+}
+
+/// [`stage`] for a message whose payload `encode` writes straight into the stage.
+pub(crate) fn stage_with<F>(session: &Arc<Session>, key: Key, encode: F) -> StagedWith<F>
+where
+    F: FnOnce(&mut Vec<u8>) -> Result<(), Error>,
+{
+    let mut encode = Some(encode);
+    let staged = STAGE.try_with(|cell| {
+        let mut stage = cell.try_borrow_mut().ok()?;
+        if stage.polling != Some(id(session, key)) {
+            return None;
+        }
+        let Stage { lease, staged, .. } = &mut *stage;
+        if lease.is_none() {
+            *lease = session.with(|e| e.lease(Side::Handler, key));
+        }
+        let l = lease.as_mut()?;
+        match staged.push_with(l, encode.take()?) {
+            InPlace::Staged => {}
+            InPlace::Failed(e) => return Some(StagedWith::Failed(e)),
+            InPlace::Whole(payload) => {
+                // Sent on its own, after what is staged.
+                queue(session, key, &mut stage);
+                return Some(StagedWith::Whole(payload));
+            }
+            InPlace::NoRoom(f) => {
+                // The lease is used up: queue what it covered; this message goes on its own.
+                encode = Some(f);
+                queue(session, key, &mut stage);
+                return None;
+            }
+        }
+        if !staged.full(l) {
+            return Some(StagedWith::Staged(false));
+        }
+        // Queued, and the next lease taken, in one step.
+        let Stage { lease, staged, .. } = &mut *stage;
+        lease.take();
+        Some(StagedWith::Staged(session.with(|e| {
+            e.send_staged(Side::Handler, key, staged);
+            *lease = e.lease(Side::Handler, key);
+            e.take_frame_waiting()
+        })))
+    });
+    match (staged.ok().flatten(), encode) {
+        (Some(done), _) => done,
+        (None, Some(encode)) => StagedWith::NotHere(encode),
+        // Only `push_with` takes the encoder, and it gives it back unless it reports.
+        (None, None) => StagedWith::Failed(Error::Codec("a message was lost while staging".into())),
+    }
 }
 
 /// Whether this sender is the output of the stream handler being polled on this thread

@@ -19,9 +19,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::engine::{Key, RecvBatch, Side};
+use crate::engine::{Key, RecvBatch, Side, ENCODE_EARLY};
 use crate::error::{Error, Result};
-use crate::send_stage;
+use crate::send_stage::{self, StagedWith};
 use crate::session::Session;
 use crate::tasks::requeue;
 
@@ -97,12 +97,7 @@ impl StreamSender {
     /// credit was taken. Once a message is accepted it goes out whole, chunked or not.
     pub async fn send(&mut self, payload: Bytes) -> Result<()> {
         self.check_size(&payload)?;
-        if std::mem::take(&mut self.step_aside) {
-            // The last message filled a frame for the writer, which may be queued behind
-            // this task: let it run first (before this message, so a send cancelled here
-            // has sent nothing).
-            requeue().await;
-        }
+        self.step_aside_first().await;
         if self.side == Side::Handler {
             // A handler's own output, in its task: staged, queued with the others.
             if let Some(step_aside) = send_stage::stage(&self.session, self.key, &payload) {
@@ -111,6 +106,53 @@ impl StreamSender {
             }
             // Not staged: nothing of this sender's is left in the stage either.
         }
+        self.send_whole(payload).await
+    }
+
+    /// Sends one message whose payload `encode` writes, as [`StreamSender::send`] sends
+    /// it: a stream handler's own output, in its task, encodes it straight into the stage
+    /// (see `send_stage`), any other into a buffer of its own.
+    ///
+    /// # Cancel safety
+    /// As [`StreamSender::send`].
+    pub(crate) async fn send_encoded(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        self.step_aside_first().await;
+        // Staged payloads are at most ENCODE_EARLY bytes: under any larger size limit.
+        let encode = if self.side == Side::Handler && self.max_message >= ENCODE_EARLY {
+            match send_stage::stage_with(&self.session, self.key, encode) {
+                StagedWith::Staged(step_aside) => {
+                    self.step_aside = step_aside;
+                    return Ok(());
+                }
+                StagedWith::Failed(e) => return Err(e),
+                StagedWith::Whole(payload) => {
+                    self.check_size(&payload)?;
+                    return self.send_whole(payload).await;
+                }
+                StagedWith::NotHere(encode) => encode,
+            }
+        } else {
+            encode
+        };
+        let payload = crate::arena::encode_with(encode)?;
+        self.check_size(&payload)?;
+        self.send_whole(payload).await
+    }
+
+    /// When the last message filled a frame for the writer, which may be queued behind
+    /// this task, lets it run first (before the next message, so a send cancelled here
+    /// has sent nothing).
+    async fn step_aside_first(&mut self) {
+        if std::mem::take(&mut self.step_aside) {
+            requeue().await;
+        }
+    }
+
+    /// Sends one message on its own (not staged), first waiting for credit.
+    async fn send_whole(&mut self, payload: Bytes) -> Result<()> {
         let (side, key) = (self.side, self.key);
         let mut payload = Some(payload);
         let mut step_aside = false;

@@ -28,7 +28,11 @@ use crate::stream_ends::{StreamReceiver, StreamSender};
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
     // Into a reused buffer, then an arena: no allocation (or reallocation chain) per payload.
     crate::arena::encode_with(|buf| rmp_serde::encode::write_named(buf, value))
-        .map_err(|e| Error::Codec(format!("cannot encode {}: {e}", std::any::type_name::<T>())))
+        .map_err(|e| encode_failed::<T>(&e))
+}
+
+fn encode_failed<T: ?Sized>(e: &rmp_serde::encode::Error) -> Error {
+    Error::Codec(format!("cannot encode {}: {e}", std::any::type_name::<T>()))
 }
 
 /// Decodes a payload.
@@ -121,8 +125,13 @@ impl<T: Serialize> Sender<T> {
     /// # Cancel safety
     /// As [`StreamSender::send`].
     pub async fn send(&mut self, item: &T) -> Result<()> {
-        let bytes = encode(item)?;
-        self.inner.send(bytes).await
+        // Encoded straight into the stream's outgoing stage where it can be (a handler's
+        // output), with no buffer of its own.
+        self.inner
+            .send_encoded(|buf| {
+                rmp_serde::encode::write_named(buf, item).map_err(|e| encode_failed::<T>(&e))
+            })
+            .await
     }
 
     /// Sends every item, in order, waiting for credit whenever the receiver is behind;

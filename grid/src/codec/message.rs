@@ -431,6 +431,49 @@ impl DataHead {
         head.append_to(buf);
         buf.extend_from_slice(payload);
     }
+
+    /// Begins the data message numbered `seq` whose payload the caller appends straight
+    /// after (encoding it in place, with no buffer of its own); returns where the payload
+    /// starts. [`DataHead::end`] then completes it: the bytes are [`DataHead::encode_into`]'s
+    /// for a payload of 1 to [`DataHead::MAX_IN_PLACE`] bytes.
+    #[inline]
+    pub(crate) fn begin(&self, buf: &mut Vec<u8>, seq: u32) -> usize {
+        let mut head = wire::Head::new();
+        head.put(&self.before);
+        head.uint(u64::from(seq));
+        head.put(&self.after);
+        head.append_to(buf);
+        // A bin 16 marker, its length written by `end` (which shortens it to bin 8 when the
+        // payload allows: the shortest form, as `encode_into` writes).
+        buf.extend_from_slice(&[0xc5, 0, 0]);
+        buf.len()
+    }
+
+    /// Completes the message [`DataHead::begin`] began, whose payload is `buf[at..]`. False,
+    /// changing nothing, when the payload is empty or longer than
+    /// [`DataHead::MAX_IN_PLACE`]: such a message is not encoded in place (the caller takes
+    /// its payload out and drops what was begun).
+    #[inline]
+    pub(crate) fn end(buf: &mut Vec<u8>, at: usize) -> bool {
+        let len = buf.len().saturating_sub(at);
+        if len == 0 || len > Self::MAX_IN_PLACE || at < 3 {
+            return false;
+        }
+        if len <= 0xff {
+            buf.copy_within(at.., at - 1);
+            buf.truncate(buf.len() - 1);
+            if let Some(marker) = buf.get_mut(at - 3..at - 1) {
+                marker.copy_from_slice(&[0xc4, len as u8]);
+            }
+        } else if let Some(marker) = buf.get_mut(at - 3..at) {
+            let [hi, lo] = (len as u16).to_be_bytes();
+            marker.copy_from_slice(&[0xc5, hi, lo]);
+        }
+        true
+    }
+
+    /// Longest payload [`DataHead::begin`] and [`DataHead::end`] encode in place.
+    pub(crate) const MAX_IN_PLACE: usize = 0xffff;
 }
 
 #[cfg(test)]
@@ -476,6 +519,32 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_payload_encoded_in_place_makes_the_same_bytes_as_one_copied_in() {
+        let head = DataHead::new(3, HandlerId(0x1_0001), Op::MuxServerMsg);
+        for seq in [0, 1, 0x80, u32::MAX] {
+            for len in [1, 2, 0x7f, 0xff, 0x100, 0x101, 2048, 0xffff] {
+                // A pattern, so a payload shifted by a byte shows.
+                let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 1) as u8).collect();
+                let mut copied = vec![9];
+                head.encode_into(&mut copied, seq, &payload);
+                let mut in_place = vec![9];
+                let at = head.begin(&mut in_place, seq);
+                in_place.extend_from_slice(&payload);
+                assert!(DataHead::end(&mut in_place, at));
+                assert_eq!(in_place, copied, "seq {seq}, {len} bytes");
+            }
+        }
+        for len in [0, 0x1_0000] {
+            let mut buf = vec![9];
+            let at = head.begin(&mut buf, 5);
+            buf.resize(at + len, 1);
+            let before = buf.clone();
+            assert!(!DataHead::end(&mut buf, at), "{len} bytes are not in place");
+            assert_eq!(buf, before, "and nothing changed");
         }
     }
 }

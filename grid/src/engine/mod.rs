@@ -75,7 +75,7 @@ pub(crate) use out_queue::ENCODE_EARLY;
 pub(crate) use outbox::CHUNK;
 pub(crate) use slab::Key;
 pub(crate) use stream_recv::RecvBatch;
-pub(crate) use stream_send::{Lease, Staged};
+pub(crate) use stream_send::{InPlace, Lease, Staged};
 pub(crate) use transmit::Transmit;
 pub use tuning::NodeBudget;
 pub(crate) use tuning::MIN_WINDOW;

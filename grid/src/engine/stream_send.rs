@@ -56,6 +56,39 @@ pub(crate) struct Staged {
     seq: u32,
 }
 
+/// What [`Staged::push_with`] did.
+#[derive(Debug)]
+pub(crate) enum InPlace<E, F> {
+    /// The message is staged.
+    Staged,
+    /// The lease is used up: nothing was encoded; the encoder, back.
+    NoRoom(F),
+    /// The payload, encoded but not staged (empty, or larger than [`ENCODE_EARLY`]): to be
+    /// sent on its own.
+    Whole(Bytes),
+    /// The encoding failed: nothing was staged.
+    Failed(E),
+}
+
+/// Drops what a message begun in a stage wrote, unless forgotten once the message is
+/// complete: an encoding that fails or panics leaves no partial message behind.
+struct Rewind<'a> {
+    buf: &'a mut Vec<u8>,
+    to: usize,
+}
+
+impl Rewind<'_> {
+    fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Rewind<'_> {
+    fn drop(&mut self) {
+        self.buf.truncate(self.to);
+    }
+}
+
 /// A stage is queued once it holds this many bytes...
 const STAGE_BYTES: usize = 32 * 1024;
 /// ...or this many messages (half of a merged frame's most).
@@ -85,6 +118,43 @@ impl Staged {
         self.payload += payload.len();
         self.cost += cost(payload.len());
         true
+    }
+
+    /// Stages a message whose payload `encode` writes straight into the stage (no buffer of
+    /// its own), if the lease still allows one: the same bytes, number and charge as
+    /// [`Staged::push`] of that payload. A payload that turns out empty or larger than
+    /// [`ENCODE_EARLY`] is not staged but handed back, to be sent on its own; an encoding
+    /// that fails (or panics) leaves the stage as it was.
+    pub(crate) fn push_with<E, F>(&mut self, lease: &mut Lease, encode: F) -> InPlace<E, F>
+    where
+        F: FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    {
+        if self.cost >= lease.credit || self.payload >= lease.room {
+            return InPlace::NoRoom(encode);
+        }
+        let seq = if self.is_empty() { lease.seq } else { self.seq }.wrapping_add(1);
+        let before = self.bytes.len();
+        let rewind = Rewind {
+            buf: &mut self.bytes,
+            to: before,
+        };
+        let at = lease.head.begin(rewind.buf, seq);
+        if let Err(e) = encode(rewind.buf) {
+            return InPlace::Failed(e);
+        }
+        let len = rewind.buf.len() - at;
+        if len > ENCODE_EARLY || !DataHead::end(rewind.buf, at) {
+            return InPlace::Whole(Bytes::copy_from_slice(
+                rewind.buf.get(at..).unwrap_or_default(),
+            ));
+        }
+        rewind.keep();
+        self.seq = seq;
+        self.lens
+            .push(((self.bytes.len() - before) as u32, len as u32));
+        self.payload += len;
+        self.cost += cost(len);
+        InPlace::Staged
     }
 
     /// Whether the stage should be queued now: it holds a good part of a frame, or used

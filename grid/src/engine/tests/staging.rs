@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::fixture::{At, Fixture};
 use super::Watch;
-use crate::engine::{Side, Staged};
+use crate::engine::{InPlace, Side, Staged};
 
 /// Payload sizes that cross every form of the length (empty, `bin 8`, `bin 16`) and the
 /// largest staged size.
@@ -92,6 +92,126 @@ fn messages_staged_under_a_lease_go_out_as_the_same_bytes_as_sent_one_at_a_time(
             f.check_invariants("staged");
         }
     }
+}
+
+/// As [`send_staged`], with each payload encoded straight into the stage
+/// ([`Staged::push_with`]); one it hands back (empty) is sent on its own, after the stage
+/// is queued, as `send_stage` does.
+fn send_in_place(f: &mut Fixture) -> usize {
+    let key = f.b_key();
+    let mut staged = Staged::default();
+    let mut sent = 0;
+    let w = Watch::new();
+    while let Some(mut lease) = f.net.b.e.lease(Side::Handler, key) {
+        loop {
+            let p = payload(sent);
+            let encode = |buf: &mut Vec<u8>| -> Result<(), ()> {
+                buf.extend_from_slice(&p);
+                Ok(())
+            };
+            match staged.push_with(&mut lease, encode) {
+                InPlace::Staged => sent += 1,
+                InPlace::NoRoom(_) => break,
+                InPlace::Whole(whole) => {
+                    assert!(whole.is_empty(), "only the empty payload is handed back");
+                    f.net.b.e.send_staged(Side::Handler, key, &mut staged);
+                    let mut whole = Some(whole);
+                    let sent_whole =
+                        f.net
+                            .b
+                            .e
+                            .poll_send(Side::Handler, key, &mut whole, &mut w.cx());
+                    assert!(sent_whole.is_ready(), "the lease left credit for it");
+                    sent += 1;
+                    break;
+                }
+                InPlace::Failed(()) => unreachable!("the encoder does not fail"),
+            }
+            if staged.full(&lease) {
+                break;
+            }
+        }
+        f.net.b.e.send_staged(Side::Handler, key, &mut staged);
+        f.net.b.wake();
+    }
+    sent
+}
+
+#[test]
+fn payloads_encoded_in_place_go_out_as_the_same_bytes_as_payloads_copied_in() {
+    for window in [1, 300, 5_000, 64 * 1024, 1 << 20] {
+        let mut copied = Fixture::with_window(At::Open, window);
+        let mut in_place = Fixture::with_window(At::Open, window);
+        let n = send_staged(&mut copied);
+        let m = send_in_place(&mut in_place);
+        assert_eq!(n, m, "window {window}: as many messages on the same credit");
+        let key = copied.b_key();
+        assert_eq!(
+            copied.net.b.e.credit(Side::Handler, key),
+            in_place.net.b.e.credit(Side::Handler, key),
+            "window {window}: the same credit left"
+        );
+        let now = copied.net.now;
+        let frames = in_place.net.b.transmit(now);
+        assert_eq!(copied.net.b.transmit(now), frames, "window {window}");
+        in_place.net.a.receive(now, frames);
+        for i in 0..m {
+            assert_eq!(in_place.a_recv(), Some(Ok(payload(i))), "message {i}");
+        }
+        for mut f in [copied, in_place] {
+            f.wind_down();
+            f.check_invariants("in place");
+        }
+    }
+}
+
+#[test]
+fn an_encoding_that_fails_or_panics_or_grows_large_leaves_no_trace_in_the_stage() {
+    let sends = |bad: bool| {
+        let mut f = Fixture::with_window(At::Open, 64 * 1024);
+        let key = f.b_key();
+        let mut lease = f.net.b.e.lease(Side::Handler, key).expect("credit");
+        let mut staged = Staged::default();
+        assert!(staged.push(&mut lease, b"before"));
+        if bad {
+            let failed = staged.push_with(&mut lease, |buf| {
+                buf.extend_from_slice(b"half");
+                Err("cannot")
+            });
+            assert!(matches!(failed, InPlace::Failed("cannot")));
+            let large = staged.push_with(&mut lease, |buf| -> Result<(), ()> {
+                buf.resize(buf.len() + 3000, 7);
+                Ok(())
+            });
+            assert!(
+                matches!(&large, InPlace::Whole(p) if p.len() == 3000 && p.iter().all(|b| *b == 7)),
+                "a payload too large to stage is handed back whole"
+            );
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                staged.push_with(&mut lease, |buf| -> Result<(), ()> {
+                    buf.extend_from_slice(b"partial");
+                    panic!("a Serialize impl panics")
+                })
+            }));
+            assert!(panicked.is_err());
+        }
+        assert!(staged.push(&mut lease, b"after"));
+        f.net.b.e.send_staged(Side::Handler, key, &mut staged);
+        f.net.b.wake();
+        let now = f.net.now;
+        let frames = f.net.b.transmit(now);
+        f.net.a.receive(now, frames.clone());
+        assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(b"before"))));
+        assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(b"after"))));
+        f.wind_down();
+        f.check_invariants("in place");
+        frames
+    };
+    assert_eq!(
+        sends(true),
+        sends(false),
+        "the same bytes, numbered the same"
+    );
 }
 
 #[test]
