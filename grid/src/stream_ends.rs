@@ -409,14 +409,34 @@ impl Stream for StreamReceiver {
 }
 
 impl StreamReceiver {
-    /// The next message as it is (a small one still a slice of the read buffer), for a
-    /// taker that decodes it at once (typed receivers).
-    pub(crate) fn poll_lent(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes>>> {
-        self.poll_payload(false, cx)
+    /// The next message handed to `read` where it lies (in the frame it arrived in, with no
+    /// `Bytes` of its own), for a taker that decodes it at once (typed receivers): what
+    /// `read` made of it.
+    pub(crate) fn poll_read<R>(
+        &mut self,
+        read: impl FnOnce(&[u8]) -> R,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<R>>> {
+        self.poll_take(cx, |batch| batch.next_with(read))
     }
 
     /// The next message; with `copy`, a small one copied out of the read buffer.
     fn poll_payload(&mut self, copy: bool, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes>>> {
+        self.poll_take(cx, |batch| {
+            batch.next(copy).map(|payload| {
+                let len = payload.len();
+                (payload, len)
+            })
+        })
+    }
+
+    /// The next message, as `take` takes it from the batch (refilled first if empty),
+    /// with its payload's length.
+    fn poll_take<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        take: impl FnOnce(&mut RecvBatch) -> Option<(R, usize)>,
+    ) -> Poll<Option<Result<R>>> {
         let this = self;
         if this.done {
             return Poll::Ready(None);
@@ -430,20 +450,20 @@ impl StreamReceiver {
                 Poll::Ready(end) => {
                     this.done = true;
                     this.release();
-                    return Poll::Ready(end.map(|r| r.map(|()| Bytes::new())));
+                    return Poll::Ready(end.and_then(|r| r.err()).map(Err));
                 }
             }
         }
-        let Some(payload) = this.batch.next(copy) else {
+        let Some((made, len)) = take(&mut this.batch) else {
             // A refill that brought nothing (never expected): poll again.
             cx.waker().wake_by_ref();
             return Poll::Pending;
         };
-        if let Some(read) = this.batch.report(payload.len()) {
+        if let Some(read) = this.batch.report(len) {
             // Working through a long batch: the sender gets its credit back now.
             this.session.with(|e| e.count_read(side, key, read));
         }
-        Poll::Ready(Some(Ok(payload)))
+        Poll::Ready(Some(Ok(made)))
     }
 }
 

@@ -231,10 +231,10 @@ impl<T: DeserializeOwned> FuturesStream for Receiver<T> {
     type Item = Result<T>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        // Decoding copies what it keeps: the message is taken as it is, not copied first.
+        // Decoded where it lies, in the frame it arrived in: decoding copies what it keeps.
         self.inner
-            .poll_lent(cx)
-            .map(|item| item.map(|r| r.and_then(|b| decode(Some(&b)))))
+            .poll_read(|payload| decode(Some(payload)), cx)
+            .map(|item| item.map(|r| r.and_then(|decoded| decoded)))
     }
 }
 

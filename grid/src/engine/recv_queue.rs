@@ -118,6 +118,32 @@ impl RecvQueue {
         }
     }
 
+    /// Takes the next message and hands its payload to `read` where it lies (in its frame:
+    /// no `Bytes` of its own, so no reference taken and given back), for a taker that
+    /// decodes it at once; returns what `read` made of it, and the payload's length.
+    pub(crate) fn pop_with<R>(
+        &mut self,
+        taking: &mut Taking,
+        read: impl FnOnce(&[u8]) -> R,
+    ) -> Option<(R, usize)> {
+        loop {
+            match self.items.pop_front()? {
+                Item::Frame(frame) => *taking = Some(frame),
+                Item::In { start, end } => {
+                    let payload = taking.as_ref()?.get(start as usize..end as usize)?;
+                    let made = (read(payload), payload.len());
+                    self.taken(taking);
+                    return Some(made);
+                }
+                Item::Other(payload) => {
+                    self.taken(taking);
+                    let payload = payload.into_bytes().unwrap_or_default();
+                    return Some((read(&payload), payload.len()));
+                }
+            }
+        }
+    }
+
     /// A message was taken: the frame it was in is let go once no more of it is queued
     /// (so the read buffer it is can be reused), and a queue emptied starts over.
     fn taken(&mut self, taking: &mut Taking) {
@@ -215,6 +241,45 @@ mod tests {
         );
         assert!(batch.pop(&mut t, true).is_none() && batch.is_empty());
         assert!(t.is_none(), "no frame held once all is taken");
+    }
+
+    #[test]
+    fn messages_read_where_they_lie_come_out_in_order_and_let_their_frame_go() {
+        let (a, b) = (frame(1), frame(2));
+        let mut q = RecvQueue::default();
+        q.push_in(&a, 0, 10);
+        q.push(Payload::Parts(vec![
+            Bytes::from_static(b"jo"),
+            Bytes::from_static(b"ined"),
+        ]));
+        q.push_in(&a, 20, 30);
+        q.push_in(&a, 30, 31);
+        q.push_in(&b, 5, 5);
+        q.push(Payload::Absent);
+        let mut t = None;
+        // What `read` sees, and where: in the frame, not a copy of it.
+        let mut read = |q: &mut RecvQueue, frame: Option<&Bytes>| {
+            q.pop_with(&mut t, |p: &[u8]| {
+                if let (Some(f), false) = (frame, p.is_empty()) {
+                    assert!(f.as_ptr_range().contains(&p.as_ptr()), "read in its frame");
+                }
+                p.to_vec()
+            })
+        };
+        assert_eq!(read(&mut q, Some(&a)), Some((a[0..10].to_vec(), 10)));
+        assert_eq!(read(&mut q, None), Some((b"joined".to_vec(), 6)));
+        assert_eq!(read(&mut q, Some(&a)), Some((a[20..30].to_vec(), 10)));
+        assert!(!a.is_unique(), "a message of it is still queued");
+        assert_eq!(read(&mut q, Some(&a)), Some((a[30..31].to_vec(), 1)));
+        assert!(a.is_unique(), "its last message read, the frame is free");
+        assert_eq!(read(&mut q, Some(&b)), Some((Vec::new(), 0)));
+        assert_eq!(
+            read(&mut q, None),
+            Some((Vec::new(), 0)),
+            "no payload: empty"
+        );
+        assert!(read(&mut q, None).is_none() && q.is_empty());
+        assert!(b.is_unique(), "no frame held once all is read");
     }
 
     #[test]

@@ -171,6 +171,13 @@ impl RecvBatch {
         self.ready.pop(&mut self.taking, copy)
     }
 
+    /// The next message's payload handed to `read` where it lies ([`RecvQueue::pop_with`]),
+    /// with its length; `None` when the batch is used up.
+    #[inline]
+    pub(crate) fn next_with<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Option<(R, usize)> {
+        self.ready.pop_with(&mut self.taking, read)
+    }
+
     /// What to report read now ([`Engine::count_read`]), if it is time: after each message
     /// taken with [`RecvBatch::next`], with its payload's length.
     #[inline]
