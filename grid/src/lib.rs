@@ -191,7 +191,7 @@ pub use manager::{Manager, ManagerBuilder};
 pub use metrics::{ManagerStats, PeerStats};
 pub use stats::ConnectionStats;
 pub use stream_ends::{Permit, StreamReceiver, StreamSender};
-pub use typed::{Answer, Receiver, Sender, Service, ServiceServer, Target};
+pub use typed::{Answer, Lent, Receiver, Sender, Service, ServiceServer, Target};
 pub use uuid::Uuid;
 
 /// The repository README's code, compiled as a doctest so it cannot drift from the API.

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream as FuturesStream;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::connection::{Connection, OpenStream, Request, Subroute};
 use crate::error::{Error, RemoteError, Result};
@@ -40,8 +40,39 @@ fn encode_failed<T: ?Sized>(e: &rmp_serde::encode::Error) -> Error {
 /// # Errors
 /// [`Error::Codec`] naming the type and the reason.
 pub fn decode<T: DeserializeOwned>(payload: Option<&[u8]>) -> Result<T> {
-    rmp_serde::from_slice(payload.unwrap_or_default())
+    decode_from(payload.unwrap_or_default())
+}
+
+/// Decodes a payload into a value that may borrow from it.
+fn decode_from<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T> {
+    rmp_serde::from_slice(payload)
         .map_err(|e| Error::Codec(format!("cannot decode {}: {e}", std::any::type_name::<T>())))
+}
+
+/// A received stream item before it is decoded, lent where it lies (in the frame it arrived
+/// in) for the length of a [`Receiver::recv_with`] call.
+#[derive(Debug, Clone, Copy)]
+pub struct Lent<'a> {
+    payload: &'a [u8],
+}
+
+impl<'a> Lent<'a> {
+    /// Decodes the item as `B`: the stream's item type, or a view of it whose fields borrow
+    /// from the received bytes (`&'a str`; `Cow<'a, str>` or `Vec<&'a str>` with
+    /// `#[serde(borrow)]`; `&'a [u8]` for a field sent as bytes, e.g. with `serde_bytes`),
+    /// so that reading it allocates nothing for those fields. Field names are matched as in
+    /// any decoding (PROTOCOL.md §8): a view may leave out the fields it does not need.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] naming `B` and the reason; the stream goes on.
+    pub fn decode<B: Deserialize<'a>>(self) -> Result<B> {
+        decode_from(self.payload)
+    }
+
+    /// The item's encoding: a MessagePack value (PROTOCOL.md §8).
+    pub fn bytes(self) -> &'a [u8] {
+        self.payload
+    }
 }
 
 /// Where a typed client sends its calls: a connection, or a subroute of one.
@@ -214,6 +245,33 @@ impl<T: DeserializeOwned> Receiver<T> {
     /// Cancel safe.
     pub async fn recv(&mut self) -> Option<Result<T>> {
         futures::StreamExt::next(self).await
+    }
+
+    /// The next item, lent to `read` before it is decoded, where it lies in the frame it
+    /// arrived in: `read` decodes it ([`Lent::decode`]), as the item type or as a view that
+    /// borrows from it, and returns what it keeps. `None` after the end (`read` is not
+    /// called); `Some(Err)` if the stream failed.
+    ///
+    /// ```no_run
+    /// # async fn run(mut entries: grid::Receiver<String>) -> Result<(), grid::Error> {
+    /// // Each name is read in place: no String is allocated for it.
+    /// while let Some(len) = entries.recv_with(|item| item.decode::<&str>().map(str::len)).await {
+    ///     println!("{} bytes", len??);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: an item is taken only in the poll that calls `read` on it.
+    pub async fn recv_with<R>(&mut self, read: impl FnOnce(Lent<'_>) -> R) -> Option<Result<R>> {
+        let mut read = Some(read);
+        let made = std::future::poll_fn(|cx| {
+            self.inner
+                .poll_read(|payload| read.take().map(|read| read(Lent { payload })), cx)
+        })
+        .await?;
+        // `read` is called once, in the poll that completes this future: always `Some`.
+        Some(made.and_then(|r| r.ok_or(Error::Cancelled)))
     }
 
     /// Cancels the stream (caller side; see [`StreamReceiver::cancel`]).
