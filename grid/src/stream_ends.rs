@@ -189,7 +189,7 @@ impl StreamSender {
         I: IntoIterator<Item = Bytes>,
     {
         let (side, key) = (self.side, self.key);
-        if send_stage::stages(&self.session, side, key) {
+        if self.stages() {
             // A stream handler's own output, in its task: each message is staged as `send`
             // stages it, and queued with the others in one step (cheaper than the batches
             // below, which queue each message under the lock).
@@ -232,6 +232,12 @@ impl StreamSender {
             }
         }
         Ok(())
+    }
+
+    /// Whether this sender is a stream handler's own output, used in the handler's task:
+    /// its small messages are staged (see [`StreamSender::send`]).
+    pub(crate) fn stages(&self) -> bool {
+        send_stage::stages(&self.session, self.side, self.key)
     }
 
     /// Waits until there is credit and returns a [`Permit`], which then sends one message

@@ -180,6 +180,14 @@ impl<T: Serialize> Sender<T> {
         I: IntoIterator,
         I::Item: Borrow<T>,
     {
+        if self.inner.stages() {
+            // A handler's own output: each item encoded straight into the stage, as `send`
+            // does, and queued with the others in one step.
+            for item in items {
+                self.send(item.borrow()).await?;
+            }
+            return Ok(());
+        }
         let mut failed = None;
         let encoded = items
             .into_iter()

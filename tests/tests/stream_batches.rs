@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use futures::StreamExt;
-use grid::{Error, HandlerId, Receiver, Sender};
+use grid::{Error, HandlerId, Receiver, RemoteError, Sender, StreamCall, StreamHandler};
 use grid_tests::handlers::echo_input;
 use grid_tests::{num, unnum, within, Cluster};
 use serde::{Deserialize, Serialize, Serializer};
@@ -112,6 +112,45 @@ async fn typed_send_all_sends_by_value_or_reference_and_stops_at_an_item_it_cann
             .await
             .expect("the stream carries on");
         requests.finish().await.expect("finish");
+        let mut got = Vec::new();
+        while let Some(item) = responses.next().await {
+            got.push(item.expect("item").0);
+        }
+        let expected: Vec<u32> = (0..13).chain([99]).collect();
+        assert_eq!(got, expected);
+        c.finish().await;
+    })
+    .await
+}
+
+/// A handler's own typed output stages its items in place (no buffer per item); a batch
+/// stops at an item it cannot encode, having sent those before it, and nothing of the bad
+/// one reaches the wire: the stream carries on with the next send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handlers_typed_send_all_stages_its_items_and_stops_at_one_it_cannot_encode() {
+    within(async {
+        const PUSH: HandlerId = HandlerId::new(12);
+        let c = Cluster::start(&["alpha", "beta"], |b| b).await;
+        c.managers[1]
+            .register_stream(
+                PUSH,
+                StreamHandler::new(|call: StreamCall| async move {
+                    let mut out: Sender<Item> = Sender::new(call.output);
+                    let by_ref: Vec<Item> = (0..5).map(Item).collect();
+                    out.send_all(&by_ref).await?;
+                    match out.send_all((5..40).map(Item)).await {
+                        Err(Error::Codec(why)) if why.contains("13 is not sent") => {}
+                        other => return Err(RemoteError::new(format!("got {other:?}"))),
+                    }
+                    out.send(&Item(99)).await?;
+                    Ok(())
+                }),
+            )
+            .expect("register");
+        c.connected().await;
+        let conn = c.managers[0].connection("beta").expect("conn");
+        let stream = conn.open_stream(PUSH, None).await.expect("open");
+        let mut responses: Receiver<Item> = Receiver::new(stream.responses);
         let mut got = Vec::new();
         while let Some(item) = responses.next().await {
             got.push(item.expect("item").0);
