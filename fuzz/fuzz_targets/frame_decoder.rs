@@ -10,7 +10,8 @@
 //! `next_decoded` with its fast path) yield the same messages and the same error; every
 //! message keeps the limits; every message, and the whole frame, re-encode to bytes that
 //! decode to the same messages; every payload decoder accepts the encoding of what it
-//! decoded and reads it back the same.
+//! decoded and reads it back the same; the typed decoder's fast path reads every payload as
+//! `rmp_serde` does, or leaves it to `rmp_serde`.
 
 #![no_main]
 
@@ -109,7 +110,9 @@ fn check_message(m: &Message, limits: FrameLimits) {
 }
 
 /// Every payload decoder on `p`; what one accepts, it reads back the same once encoded.
+/// And the typed decoder's fast path reads it as `rmp_serde` does, or not at all.
 fn payloads(p: &[u8]) {
+    grid::__fuzz::typed_decoder(p);
     if let Ok(n) = decode_credit(Some(p)) {
         assert_eq!(decode_credit(Some(&encode_credit(n))), Ok(n));
     }

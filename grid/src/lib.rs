@@ -128,6 +128,7 @@ mod stats;
 mod stream_ends;
 mod tasks;
 pub mod typed;
+mod typed_decoder;
 
 /// TLS through rustls (feature `tls`): the types to build client and server settings with.
 #[cfg(feature = "tls")]

@@ -4,7 +4,9 @@
 //! Payloads are MessagePack maps keyed by field name (`rmp_serde::to_vec_named`), so a
 //! service can add a field to a request or response without breaking older peers: older
 //! peers ignore fields they do not know, and newer peers read a missing field as its
-//! default when it is an `Option` or marked `#[serde(default)]`.
+//! default when it is an `Option` or marked `#[serde(default)]`. They are encoded by
+//! `rmp_serde` and decoded by grid's own reader (`typed_decoder`), which leaves to
+//! `rmp_serde` whatever it does not read the same way.
 
 use std::borrow::Borrow;
 use std::marker::PhantomData;
@@ -45,8 +47,12 @@ pub fn decode<T: DeserializeOwned>(payload: Option<&[u8]>) -> Result<T> {
 
 /// Decodes a payload into a value that may borrow from it.
 fn decode_from<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T> {
-    rmp_serde::from_slice(payload)
-        .map_err(|e| Error::Codec(format!("cannot decode {}: {e}", std::any::type_name::<T>())))
+    // The fast path reads what grid writes; what it leaves (and every error) is
+    // `rmp_serde`'s, so the two never disagree on what a payload means.
+    crate::typed_decoder::from_slice(payload).or_else(|_| {
+        rmp_serde::from_slice(payload)
+            .map_err(|e| Error::Codec(format!("cannot decode {}: {e}", std::any::type_name::<T>())))
+    })
 }
 
 /// A received stream item before it is decoded, lent where it lies (in the frame it arrived

@@ -11,6 +11,7 @@ const ORDER: &[&str] = &[
     "codec",
     "error",
     "arena",
+    "typed_decoder",
     "tasks",
     "stats",
     "engine",

@@ -293,6 +293,47 @@ fn adding_an_optional_field_does_not_break_older_peers() {
     );
 }
 
+/// grid reads typed values with its own decoder, which leaves to `rmp_serde` what it does
+/// not read the same way: such values still decode, and errors are `rmp_serde`'s.
+#[test]
+fn values_the_fast_decoder_leaves_are_decoded_by_rmp_serde() {
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Unit;
+    /// A name read only as a string (grid's decoder offers names as bytes).
+    #[derive(Debug, PartialEq)]
+    struct OnlyStr(String);
+    impl<'de> Deserialize<'de> for OnlyStr {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Name;
+            impl serde::de::Visitor<'_> for Name {
+                type Value = OnlyStr;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a name")
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OnlyStr, E> {
+                    Ok(OnlyStr(v.to_owned()))
+                }
+            }
+            d.deserialize_identifier(Name)
+        }
+    }
+    let unit = grid::typed::encode(&Unit).expect("encode");
+    assert_eq!(
+        grid::typed::decode::<Unit>(Some(&unit)).expect("decoded"),
+        Unit
+    );
+    let hello = grid::typed::encode("hello").expect("encode");
+    assert_eq!(
+        grid::typed::decode::<OnlyStr>(Some(&hello)).expect("decoded"),
+        OnlyStr("hello".into())
+    );
+    let wrong = grid::typed::decode::<DiskInfo>(Some(&hello)).expect_err("not a DiskInfo");
+    assert!(
+        matches!(&wrong, Error::Codec(why) if why.contains("DiskInfo")),
+        "{wrong}"
+    );
+}
+
 #[tokio::test]
 async fn undecodable_payloads_are_codec_errors_not_panics() {
     within(async {

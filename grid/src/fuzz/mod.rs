@@ -31,6 +31,7 @@ mod pair;
 mod streams;
 mod tagged;
 mod tamper;
+mod typed;
 mod wind_down;
 
 use std::task::{Context, Waker};
@@ -40,6 +41,7 @@ use crate::error::Error;
 pub use limits::{Limits, Mux, Peer};
 pub use pair::Pair;
 pub use tamper::fix_checksum;
+pub use typed::typed_decoder;
 
 /// Most frames one side writes, or mux ids one side remembers, before the harness gives up
 /// on keeping them.
