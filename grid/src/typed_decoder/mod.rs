@@ -156,10 +156,33 @@ impl<'de> Decoder<'de> {
     /// `#[derive(Deserialize)]` read bytes; a hand-written one that does not fails here,
     /// and the payload goes to `rmp_serde`.
     fn name<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
+        if let Some(len) = self.fixstr() {
+            return visitor.visit_borrowed_bytes(self.take(len)?);
+        }
         match self.head()? {
             Head::Str(len) => visitor.visit_borrowed_bytes(self.take(len)?),
             head => self.visit(head, visitor),
         }
+    }
+
+    /// The length of a string of at most 31 bytes (the common case: names, short values),
+    /// its marker taken; `None` (nothing taken) for any other marker.
+    #[inline]
+    fn fixstr(&mut self) -> Option<usize> {
+        let (&m, rest) = self.input.split_first()?;
+        (m & 0xe0 == 0xa0).then(|| {
+            self.input = rest;
+            usize::from(m & 0x1f)
+        })
+    }
+
+    /// A string where one is expected, short ones on a path of their own.
+    fn string<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
+        if let Some(len) = self.fixstr() {
+            return visitor.visit_borrowed_str(self.str(len)?);
+        }
+        let head = self.head()?;
+        self.visit(head, visitor)
     }
 
     fn visit<V: Visitor<'de>>(&mut self, head: Head, visitor: V) -> Result<V::Value> {
@@ -399,8 +422,16 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         false
     }
 
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.string(visitor)
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.string(visitor)
+    }
+
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 u8 u16 u32 u64 f32 f64 char str string bytes byte_buf unit
+        bool i8 i16 i32 i64 u8 u16 u32 u64 f32 f64 char bytes byte_buf unit
         seq tuple tuple_struct map struct
     }
 }
