@@ -69,29 +69,40 @@ pub(crate) fn stage(session: &Arc<Session>, key: Key, payload: &[u8]) -> Option<
                 return None;
             }
             let Stage { lease, staged, .. } = &mut *stage;
-            if lease.is_none() {
-                *lease = session.with(|e| e.lease(Side::Handler, key));
-            }
-            let l = lease.as_mut()?;
-            if !staged.push(l, payload) {
+            if !staged.push(leased(lease, session, key)?, payload) {
                 // The lease is used up: queue what it covered; this message goes on its own.
                 let _ = queue(session, key, &mut stage);
                 return None;
             }
-            if staged.full(l) {
-                // Queued, and the next lease taken, in one step.
-                let Stage { lease, staged, .. } = &mut *stage;
-                lease.take();
-                return Some(session.with(|e| {
-                    e.send_staged(Side::Handler, key, staged);
-                    *lease = e.lease(Side::Handler, key);
-                    e.take_frame_waiting()
-                }));
-            }
-            Some(false)
+            Some(queue_if_full(session, key, &mut stage))
         })
         .ok()
         .flatten()
+}
+
+/// The stage's lease, taken first if there is none; `None` without credit or room.
+#[inline]
+fn leased<'a>(lease: &'a mut Option<Lease>, session: &Session, key: Key) -> Option<&'a mut Lease> {
+    if lease.is_none() {
+        *lease = session.with(|e| e.lease(Side::Handler, key));
+    }
+    lease.as_mut()
+}
+
+/// After a message was staged: once the stage is full it is queued and the next lease
+/// taken, in one step. Whether a frame's worth now waits for the writer.
+#[inline]
+fn queue_if_full(session: &Session, key: Key, stage: &mut Stage) -> bool {
+    let Stage { lease, staged, .. } = stage;
+    if !lease.as_ref().is_some_and(|l| staged.full(l)) {
+        return false;
+    }
+    lease.take();
+    session.with(|e| {
+        e.send_staged(Side::Handler, key, staged);
+        *lease = e.lease(Side::Handler, key);
+        e.take_frame_waiting()
+    })
 }
 
 /// What [`stage_with`] did with a message.
@@ -119,11 +130,7 @@ where
             return None;
         }
         let Stage { lease, staged, .. } = &mut *stage;
-        if lease.is_none() {
-            *lease = session.with(|e| e.lease(Side::Handler, key));
-        }
-        let l = lease.as_mut()?;
-        match staged.push_with(l, encode.take()?) {
+        match staged.push_with(leased(lease, session, key)?, encode.take()?) {
             InPlace::Staged => {}
             InPlace::Failed(e) => return Some(StagedWith::Failed(e)),
             InPlace::Whole(payload) => {
@@ -138,17 +145,7 @@ where
                 return None;
             }
         }
-        if !staged.full(l) {
-            return Some(StagedWith::Staged(false));
-        }
-        // Queued, and the next lease taken, in one step.
-        let Stage { lease, staged, .. } = &mut *stage;
-        lease.take();
-        Some(StagedWith::Staged(session.with(|e| {
-            e.send_staged(Side::Handler, key, staged);
-            *lease = e.lease(Side::Handler, key);
-            e.take_frame_waiting()
-        })))
+        Some(StagedWith::Staged(queue_if_full(session, key, &mut stage)))
     });
     match (staged.ok().flatten(), encode) {
         (Some(done), _) => done,

@@ -1,7 +1,8 @@
 //! Typed stream items read in place over real sockets (`Receiver::recv_with`): decoded as
 //! a view whose fields borrow from the received bytes, on the caller's side and on a
-//! handler's input, in order, with decode errors that leave the stream going and an end
-//! that calls nothing.
+//! handler's input, in order (short items staged, long ones sent whole or in chunks
+//! between them), with decode errors that leave the stream going, a handler's error
+//! reported after its items, and an end that calls nothing.
 
 use std::borrow::Cow;
 
@@ -26,9 +27,16 @@ struct EntryView<'a> {
     tags: Vec<&'a str>,
 }
 
+/// Every 500th name is long: 3 KiB (sent on its own, not staged) or 70 KiB (in chunks,
+/// joined when it is read), between short ones.
 fn entry(i: u64) -> Entry {
+    let pad = match i % 1000 {
+        250 => 3 << 10,
+        750 => 70 << 10,
+        _ => 0,
+    };
     Entry {
-        name: format!("file-{i}"),
+        name: format!("file-{i}{}", "x".repeat(pad)),
         size: i,
         tags: (0..i % 3).map(|t| format!("tag-{t}")).collect(),
     }
@@ -36,7 +44,7 @@ fn entry(i: u64) -> Entry {
 
 #[grid::service(id = 41)]
 pub trait Files {
-    /// Sends `entry(0..n)`.
+    /// Sends `entry(0..n)`; for `n` = 13, one entry and then an error.
     #[grid(stream)]
     async fn walk(&self, n: u64, out: Sender<Entry>) -> Result<(), RemoteError>;
 
@@ -65,6 +73,10 @@ fn view(item: Lent<'_>) -> Result<(String, usize), Error> {
 
 impl Files for Store {
     async fn walk(&self, n: u64, mut out: Sender<Entry>) -> Result<(), RemoteError> {
+        if n == 13 {
+            out.send(&entry(0)).await?;
+            return Err(RemoteError::new("13 is unlucky"));
+        }
         for i in 0..n {
             out.send(&entry(i)).await?;
         }
@@ -158,6 +170,26 @@ async fn a_handler_reads_its_input_in_place() {
         let names = entries.iter().map(|e| e.name.len() as u64).sum();
         let tags = entries.iter().map(|e| e.tags.len() as u64).sum();
         assert_eq!(answer.await.expect("answer"), (names, tags));
+        c.finish().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_stream_that_fails_lends_its_items_then_reports_the_error_and_ends() {
+    within(async {
+        let (c, client) = served().await;
+        let mut items = client.walk(13).await.expect("open");
+        let first = items.recv_with(view).await.expect("an item");
+        assert_eq!(first.expect("received").expect("decoded").0, "file-0");
+        let mut called = false;
+        let failed = items.recv_with(|_| called = true).await.expect("the error");
+        assert!(
+            matches!(&failed, Err(Error::Remote(e)) if e.message.contains("unlucky")),
+            "{failed:?}"
+        );
+        assert!(!called, "no item to lend");
+        assert!(items.recv_with(|_| ()).await.is_none(), "then the end");
         c.finish().await;
     })
     .await

@@ -104,20 +104,38 @@ impl Staged {
     /// would send it: while the credit and the room are not used up. Only payloads up to
     /// [`ENCODE_EARLY`] are staged (a larger one is queued whole, to be sent in chunks).
     pub(crate) fn push(&mut self, lease: &mut Lease, payload: &[u8]) -> bool {
-        if payload.len() > ENCODE_EARLY || self.cost >= lease.credit || self.payload >= lease.room {
+        if payload.len() > ENCODE_EARLY || !self.has_room(lease) {
             return false;
         }
-        if self.is_empty() {
-            self.seq = lease.seq;
-        }
-        self.seq = self.seq.wrapping_add(1);
+        let seq = self.next_seq(lease);
         let before = self.bytes.len();
-        lease.head.encode_into(&mut self.bytes, self.seq, payload);
-        self.lens
-            .push(((self.bytes.len() - before) as u32, payload.len() as u32));
-        self.payload += payload.len();
-        self.cost += cost(payload.len());
+        lease.head.encode_into(&mut self.bytes, seq, payload);
+        self.count(seq, before, payload.len());
         true
+    }
+
+    /// The lease still allows a message: neither its credit nor its room is used up (the
+    /// last message may overrun them, as with [`Engine::poll_send`]).
+    #[inline]
+    fn has_room(&self, lease: &Lease) -> bool {
+        self.cost < lease.credit && self.payload < lease.room
+    }
+
+    /// The number of the next message staged under `lease`.
+    #[inline]
+    fn next_seq(&self, lease: &Lease) -> u32 {
+        if self.is_empty() { lease.seq } else { self.seq }.wrapping_add(1)
+    }
+
+    /// Counts the message numbered `seq`, encoded from `before` to the end of the stage,
+    /// with a payload of `len` bytes.
+    #[inline]
+    fn count(&mut self, seq: u32, before: usize, len: usize) {
+        self.seq = seq;
+        self.lens
+            .push(((self.bytes.len() - before) as u32, len as u32));
+        self.payload += len;
+        self.cost += cost(len);
     }
 
     /// Stages a message whose payload `encode` writes straight into the stage (no buffer of
@@ -129,10 +147,10 @@ impl Staged {
     where
         F: FnOnce(&mut Vec<u8>) -> Result<(), E>,
     {
-        if self.cost >= lease.credit || self.payload >= lease.room {
+        if !self.has_room(lease) {
             return InPlace::NoRoom(encode);
         }
-        let seq = if self.is_empty() { lease.seq } else { self.seq }.wrapping_add(1);
+        let seq = self.next_seq(lease);
         let before = self.bytes.len();
         let rewind = Rewind {
             buf: &mut self.bytes,
@@ -149,11 +167,7 @@ impl Staged {
             ));
         }
         rewind.keep();
-        self.seq = seq;
-        self.lens
-            .push(((self.bytes.len() - before) as u32, len as u32));
-        self.payload += len;
-        self.cost += cost(len);
+        self.count(seq, before, len);
         InPlace::Staged
     }
 
