@@ -44,6 +44,10 @@ pub struct ConnectionStats {
     /// in flight to this side (within `ManagerBuilder::stream_budget`, beyond 4 KiB a
     /// stream).
     pub stream_window_bytes: u64,
+    /// This side's window on its large payloads to the remote: the bytes of chunks it may
+    /// have sent that the remote has not yet confirmed reading (PROTOCOL.md §2, "The
+    /// chunk window"). It starts at 320 KiB and grows on a long path.
+    pub chunk_window_bytes: u64,
 }
 
 #[derive(Default)]
@@ -95,6 +99,7 @@ impl Counters {
             assembling_bytes,
             last_ping_rtt,
             stream_window_bytes,
+            chunk_window_bytes,
         } = live;
         ConnectionStats {
             messages_in: self.messages_in.load(Relaxed),
@@ -113,6 +118,7 @@ impl Counters {
             in_flight_calls,
             in_flight_handlers,
             stream_window_bytes,
+            chunk_window_bytes,
         }
     }
 }
@@ -125,4 +131,5 @@ pub(crate) struct Live {
     pub(crate) assembling_bytes: u64,
     pub(crate) last_ping_rtt: Option<Duration>,
     pub(crate) stream_window_bytes: u64,
+    pub(crate) chunk_window_bytes: u64,
 }

@@ -1,5 +1,6 @@
 //! Large payloads travel in chunks: they arrive whole, small calls keep flowing beside them,
-//! and a large call cancelled half-way leaves nothing behind on either side.
+//! a long link widens the chunk window, and a large call cancelled half-way leaves nothing
+//! behind on either side.
 
 use std::future::IntoFuture;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use grid::{Error, HandlerId};
-use grid_tests::{within, Cluster, ProxiedPair};
+use grid_tests::{within, within_secs, Cluster, ProxiedPair};
 use tokio::sync::mpsc;
 
 const ECHO: HandlerId = HandlerId::new(1);
@@ -15,6 +16,15 @@ const SINK: HandlerId = HandlerId::new(2);
 
 fn pattern(len: usize) -> Bytes {
     Bytes::from((0..len).map(|i| (i % 253) as u8).collect::<Vec<u8>>())
+}
+
+/// `n` small echoes at once, each answered with its own payload.
+async fn small_calls(a: &grid::Connection, n: u32) {
+    let small = (0..n).map(|i| async move {
+        let p = grid_tests::num(i);
+        assert_eq!(a.request(ECHO, p.clone()).await.expect("small"), Some(p));
+    });
+    futures::future::join_all(small).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,14 +40,7 @@ async fn sixteen_mib_both_ways_with_small_calls_beside() {
         let big = pattern(16 << 20);
         let frames_before = a.stats().frames_out;
         let big_call = tokio::spawn(a.request(ECHO, big.clone()).into_future());
-        let small = (0..200u32).map(|i| {
-            let a = a.clone();
-            async move {
-                let p = Bytes::from(i.to_be_bytes().to_vec());
-                assert_eq!(a.request(ECHO, p.clone()).await.expect("small"), Some(p));
-            }
-        });
-        futures::future::join_all(small).await;
+        small_calls(&a, 200).await;
         assert_eq!(big_call.await.expect("task").expect("big"), Some(big));
         // The 16 MiB went out as 64 KiB chunks, one frame each.
         assert!(
@@ -46,6 +49,45 @@ async fn sixteen_mib_both_ways_with_small_calls_beside() {
             a.stats()
         );
         c.finish().await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_a_10_ms_link_the_chunk_window_grows_and_large_echoes_arrive_whole() {
+    within_secs(60, async {
+        let pair = ProxiedPair::start(|b| b.max_message_size(16 << 20)).await;
+        // 5 ms each way: a round trip of 10 ms.
+        pair.proxy.delay(std::time::Duration::from_millis(5));
+        for m in [&pair.dialer, &pair.acceptor] {
+            m.register_single(ECHO, |_, p: Option<Bytes>| async move { Ok(p) })
+                .expect("register");
+        }
+        pair.connected().await;
+        let (a, b) = pair.connections();
+        let start = a.stats().chunk_window_bytes;
+        assert_eq!(start, 320 << 10, "both windows start at 320 KiB");
+        assert_eq!(b.stats().chunk_window_bytes, start);
+        let big = pattern(16 << 20);
+        for _ in 0..2 {
+            let big_call = tokio::spawn(a.request(ECHO, big.clone()).into_future());
+            small_calls(&a, 20).await;
+            assert_eq!(
+                big_call.await.expect("task").expect("big"),
+                Some(big.clone())
+            );
+        }
+        // Confined to 320 KiB a round trip, each 16 MiB would take half a second each way;
+        // the window held the senders back, so both grew (the dialer's request, the
+        // acceptor's answer).
+        let (grown_a, grown_b) = (a.stats().chunk_window_bytes, b.stats().chunk_window_bytes);
+        assert!(grown_a > start, "the caller's window: {grown_a}");
+        assert!(grown_b > start, "the answering side's window: {grown_b}");
+        assert!(
+            grown_a <= 64 << 20 && grown_b <= 64 << 20,
+            "within the reassembly window"
+        );
+        pair.finish().await;
     })
     .await
 }

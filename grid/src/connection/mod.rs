@@ -291,6 +291,7 @@ impl Connection {
                     assembling_bytes: e.assembling() as u64,
                     last_ping_rtt: e.last_rtt(),
                     stream_window_bytes: e.stream_windows(),
+                    chunk_window_bytes: e.chunk_window(),
                 }
             })
         });

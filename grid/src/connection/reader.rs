@@ -28,6 +28,14 @@ const BATCH: usize = 64;
 /// woken once per several batches rather than once per batch saves a thread switch each
 /// time (it works through what it was handed meanwhile).
 const WAKE_EVERY: usize = 8;
+/// After a frame this large (a chunk of a large payload), the reader steps aside once
+/// before reading on. A task it woke (the writer, with the pong that confirms the chunk,
+/// or an answer) waits in this worker's next-task slot, which other workers cannot take,
+/// until the reader yields, and a reader with a socket full of chunks would not yield for
+/// a long while. Measured beside 16 MiB echoes on loopback: the p99 of small calls fell
+/// from 250-400 to 180-200 µs, and the echoes went 25 % faster (with a 512 KiB chunk
+/// window, `engine::chunk_window`).
+const YIELD_AFTER: usize = 16 * 1024;
 
 /// Runs until the socket ends or the peer breaks the protocol. Returns why.
 pub(crate) async fn read_loop(
@@ -98,6 +106,9 @@ pub(crate) async fn read_loop(
             });
         }
         conn.counters.frame_in(count, frame.len());
+        if frame.len() >= YIELD_AFTER {
+            crate::tasks::requeue().await;
+        }
     }
 }
 

@@ -44,6 +44,7 @@
 
 mod assembly;
 mod calls;
+mod chunk_window;
 mod control;
 mod mux_ids;
 mod out_queue;
@@ -223,6 +224,7 @@ pub(crate) struct Engine {
     last_rtt: Option<Duration>,
     /// The smallest recent round trip, which stream windows are sized by.
     rtt: tuning::Rtt,
+    chunk_window: chunk_window::ChunkWindow,
     /// What the stream windows granted here take of the memory budgets.
     budget: tuning::Budget,
 }
@@ -241,6 +243,7 @@ impl Engine {
             budget,
             assembler: Assembler::new(max, config.reassembly_window),
             outbox: Outbox::new(config.peer_reassembly_window as u64),
+            chunk_window: chunk_window::ChunkWindow::new(config.peer_reassembly_window as u64),
             timers: Timers::new(&config, now),
             config,
             callers: Slab::default(),
@@ -381,6 +384,11 @@ impl Engine {
     /// Bytes of stream windows granted to the peer now.
     pub(crate) fn stream_windows(&self) -> u64 {
         self.budget.granted()
+    }
+
+    /// The window on this side's large payloads ([`chunk_window`]).
+    pub(crate) fn chunk_window(&self) -> u64 {
+        self.chunk_window.size()
     }
 
     /// The round trip of the last answered connection ping.
@@ -595,6 +603,7 @@ impl Engine {
         assert!(self.active_handlers <= self.config.max_concurrent);
         self.check_windows();
         self.check_outbox();
+        self.chunk_window.check();
         self.check_held();
         self.check_timers();
     }

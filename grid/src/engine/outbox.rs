@@ -10,8 +10,9 @@
 //! A frame is a batch of small messages (merged, at most `MERGE_LIMIT` bytes) followed by
 //! at most one chunk of a large payload, so a small message waits for one chunk at most and
 //! chunks are never starved. Large payloads are sent in chunks of [`CHUNK`] bytes; one is
-//! started only within the peer's reassembly window ([`ChunkBudget`]), and payloads in
-//! progress take turns.
+//! started only within the peer's reassembly window ([`ChunkBudget`]), payloads in
+//! progress take turns, and chunks go only while the bytes of them the peer has not yet
+//! confirmed reading fit the chunk window ([`ChunkWindow`](super::chunk_window::ChunkWindow)).
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
@@ -142,7 +143,7 @@ impl Engine {
             };
             self.take_from(side, key, tx);
         }
-        self.take_chunk(tx);
+        self.take_chunk(now, tx);
         if tx.is_empty() {
             self.writer = Some(cx.waker().clone());
             return Poll::Pending;
@@ -424,13 +425,19 @@ impl Engine {
         }
     }
 
-    /// Takes the next chunk of the large payload whose turn it is.
-    fn take_chunk(&mut self, tx: &mut Transmit) {
+    /// Takes the next chunk of the large payload whose turn it is, while the chunk window
+    /// is open; a ping follows it when the window asks for one (it goes out in the next
+    /// frame, behind the chunk, so its pong confirms the chunk was read).
+    fn take_chunk(&mut self, now: Instant, tx: &mut Transmit) {
+        if !self.chunk_window.is_open() {
+            return;
+        }
         let Some((side, key)) = self.outbox.bulk.pop_front() else {
             return;
         };
         let mut finished = None;
         let mut more = false;
+        let sent;
         {
             let Some(out) = self.out_mut(side, key) else {
                 return;
@@ -457,7 +464,12 @@ impl Engine {
                 out.sched = if more { Sched::Ready } else { Sched::Idle };
             }
             out.transmitted = true;
+            sent = end - offset;
             tx.chunk = Some(chunk);
+        }
+        if self.chunk_window.on_sent(sent as u64, &self.rtt) {
+            let p = self.ping_payload(now);
+            self.push_ping(p);
         }
         match finished {
             None => self.outbox.bulk.push_back((side, key)),

@@ -21,6 +21,8 @@ use crate::error::Error;
 /// Most payload a connection ping may carry (it is echoed in the pong), as for a WebSocket
 /// ping.
 const MAX_PING: usize = 125;
+/// The payload of grid's own connection pings: a time and a count of chunk bytes.
+const PING_LEN: usize = 16;
 
 impl Engine {
     /// Applies one message from the peer, received at `now`.
@@ -403,21 +405,22 @@ impl Engine {
         }
     }
 
+    /// A connection pong: a ping of ours ([`Engine::ping_payload`]) answered. Its time
+    /// measures the round trip and shows the peer alive; its count confirms the chunk bytes
+    /// the peer has read. A payload of another shape is not ours and is ignored.
     fn on_pong(&mut self, now: Instant, payload: Option<&[u8]>) {
-        let Some(sent) = payload
-            .and_then(|p| <[u8; 8]>::try_from(p).ok())
-            .map(u64::from_be_bytes)
-        else {
+        let Some(p) = payload.and_then(|p| <[u8; PING_LEN]>::try_from(p).ok()) else {
             return;
         };
+        let (time, count) = p.split_at(8);
+        let word = |b: &[u8]| <[u8; 8]>::try_from(b).map_or(0, u64::from_be_bytes);
+        let (sent, count) = (word(time), word(count));
         let elapsed = now.saturating_duration_since(self.epoch).as_nanos() as u64;
         let rtt = elapsed.saturating_sub(sent).max(1);
         self.last_rtt = Some(std::time::Duration::from_nanos(rtt));
-        if sent <= elapsed {
-            self.rtt.sample(std::time::Duration::from_nanos(rtt), now);
-        }
         // The echoed time is the peer's to send: one from the future is ignored.
         if sent <= elapsed {
+            self.rtt.sample(std::time::Duration::from_nanos(rtt), now);
             let at = self.epoch + std::time::Duration::from_nanos(sent);
             if self.timers.answered.is_none_or(|a| a < at) {
                 self.timers.answered = Some(at);
@@ -426,11 +429,19 @@ impl Engine {
                 self.timers.probe = None;
             }
         }
+        if self.chunk_window.on_confirmed(now, &self.rtt, count) {
+            self.wake_writer();
+        }
     }
 
-    /// The payload of a connection ping sent now: the time since the engine started.
+    /// The payload of a connection ping sent now: the time since the engine started, and
+    /// the chunk bytes sent so far (all of them written before this ping), both big-endian.
     pub(super) fn ping_payload(&self, now: Instant) -> Bytes {
         let ns = now.saturating_duration_since(self.epoch).as_nanos() as u64;
-        Bytes::copy_from_slice(&ns.to_be_bytes())
+        let mut p = [0u8; PING_LEN];
+        let (time, count) = p.split_at_mut(8);
+        time.copy_from_slice(&ns.to_be_bytes());
+        count.copy_from_slice(&self.chunk_window.sent().to_be_bytes());
+        Bytes::copy_from_slice(&p)
     }
 }

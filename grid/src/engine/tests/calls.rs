@@ -11,7 +11,7 @@ use crate::codec::{ErrorKind, Flags, Message, Op};
 use crate::error::Error;
 
 /// The call's answer as the caller's future sees it: the reply's flags and joined payload.
-fn answer_of(net: &mut Net, key: crate::engine::Key) -> Poll<Result<Message, Error>> {
+pub(super) fn answer_of(net: &mut Net, key: crate::engine::Key) -> Poll<Result<Message, Error>> {
     let w = Watch::new();
     net.a.e.poll_call(key, &mut w.cx()).map(|r| {
         r.map(|reply| {

@@ -3,6 +3,7 @@
 //! only records what the engines ask for.
 
 mod calls;
+mod chunks;
 mod fixture;
 mod limits;
 mod link;
