@@ -130,6 +130,12 @@ const METRICS: &[Metric] = &[
         value: |p| p.stats.stream_window_bytes as f64,
     },
     Metric {
+        name: "grid_chunk_window_bytes",
+        kind: "gauge",
+        help: "Bytes of large payloads this node may have on the way to the peer unconfirmed (its chunk window).",
+        value: |p| p.stats.chunk_window_bytes as f64,
+    },
+    Metric {
         name: "grid_ping_rtt_seconds",
         kind: "gauge",
         help: "Round trip of the last answered ping (NaN before the first).",

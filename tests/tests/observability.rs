@@ -44,6 +44,11 @@ async fn manager_stats_per_peer_and_their_prometheus_rendering() {
             .expect("number");
         assert!(sent >= 10.0);
         assert_eq!(line("grid_in_flight_calls", "gamma"), "0");
+        // No large payload went: the chunk window is still at its start.
+        assert_eq!(
+            line("grid_chunk_window_bytes", "beta"),
+            (320 << 10).to_string()
+        );
         assert!(text.contains("# TYPE grid_messages_out_total counter"));
         assert!(text.contains("# TYPE grid_connected gauge"));
         // Every sample line is `name{labels} value` with a number (or NaN) as value.
