@@ -46,7 +46,7 @@ pub struct ConnectionStats {
     pub stream_window_bytes: u64,
     /// This side's window on its large payloads to the remote: the bytes of chunks it may
     /// have sent that the remote has not yet confirmed reading (PROTOCOL.md §2, "The
-    /// chunk window"). It starts at 320 KiB and grows on a long path.
+    /// chunk window"). It starts at 256 KiB and grows on a long path.
     pub chunk_window_bytes: u64,
 }
 

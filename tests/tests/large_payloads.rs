@@ -66,7 +66,7 @@ async fn over_a_10_ms_link_the_chunk_window_grows_and_large_echoes_arrive_whole(
         pair.connected().await;
         let (a, b) = pair.connections();
         let start = a.stats().chunk_window_bytes;
-        assert_eq!(start, 320 << 10, "both windows start at 320 KiB");
+        assert_eq!(start, 256 << 10, "both windows start at 256 KiB");
         assert_eq!(b.stats().chunk_window_bytes, start);
         let big = pattern(16 << 20);
         for _ in 0..2 {
@@ -77,7 +77,7 @@ async fn over_a_10_ms_link_the_chunk_window_grows_and_large_echoes_arrive_whole(
                 Some(big.clone())
             );
         }
-        // Confined to 320 KiB a round trip, each 16 MiB would take half a second each way;
+        // Confined to 256 KiB a round trip, each 16 MiB would take 0.65 s each way;
         // the window held the senders back, so both grew (the dialer's request, the
         // acceptor's answer).
         let (grown_a, grown_b) = (a.stats().chunk_window_bytes, b.stats().chunk_window_bytes);

@@ -47,7 +47,7 @@ async fn manager_stats_per_peer_and_their_prometheus_rendering() {
         // No large payload went: the chunk window is still at its start.
         assert_eq!(
             line("grid_chunk_window_bytes", "beta"),
-            (320 << 10).to_string()
+            (256 << 10).to_string()
         );
         assert!(text.contains("# TYPE grid_messages_out_total counter"));
         assert!(text.contains("# TYPE grid_connected gauge"));
