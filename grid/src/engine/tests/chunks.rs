@@ -1,6 +1,7 @@
 //! The chunk window: a large payload has at most a window of chunk bytes unconfirmed by the
 //! peer's pongs; small messages pass while it is closed; on a long path it grows to what the
-//! path carries, on a short one it stays at its start.
+//! path carries, on a short one it stays at its start; a peer that never answers pings
+//! gets one window and the call ends at its deadline.
 
 use std::time::Duration;
 
@@ -133,4 +134,32 @@ fn on_a_short_path_the_window_stays_at_its_start() {
     assert_eq!(over, 0);
     assert_eq!(largest, CHUNK_WINDOW_START);
     assert_idle(&link.net);
+}
+
+#[test]
+fn a_peer_that_never_answers_pings_gets_one_window_and_the_call_ends_at_its_deadline() {
+    let mut net = Net::with(large(), large());
+    let mut o = net.outgoing(7, b"", 2);
+    o.payload = Some(Bytes::from(vec![3u8; 4 << 20]));
+    let key = net.a.e.open_call(net.now, o).expect("open");
+    for _ in 0..10 {
+        net.a_to_b();
+        // B's frames, its pongs among them, are lost.
+        drop(net.b.transmit(net.now));
+    }
+    assert_eq!(
+        requests(&net.b).0,
+        CHUNK_WINDOW_START,
+        "one window, no more"
+    );
+    assert!(net.b.e.assembling() > 0);
+    net.advance(Duration::from_secs(3));
+    assert!(matches!(
+        super::calls::answer_of(&mut net, key),
+        std::task::Poll::Ready(Err(crate::error::Error::DeadlineExceeded))
+    ));
+    // The cancel that follows makes B drop what it holds of the payload.
+    net.a_to_b();
+    assert_eq!(net.b.e.assembling(), 0);
+    net.assert_no_violation("a peer that does not answer pings");
 }
