@@ -443,9 +443,10 @@ impl DataHead {
         head.uint(u64::from(seq));
         head.put(&self.after);
         head.append_to(buf);
-        // A bin 16 marker, its length written by `end` (which shortens it to bin 8 when the
-        // payload allows: the shortest form, as `encode_into` writes).
-        buf.extend_from_slice(&[0xc5, 0, 0]);
+        // A bin 8 marker, its length written by `end` (which widens it to bin 16 for a
+        // payload over 255 bytes: the shortest form, as `encode_into` writes). Most staged
+        // payloads are short, so the payload is moved only for the longer ones.
+        buf.extend_from_slice(&[0xc4, 0]);
         buf.len()
     }
 
@@ -456,18 +457,20 @@ impl DataHead {
     #[inline]
     pub(crate) fn end(buf: &mut Vec<u8>, at: usize) -> bool {
         let len = buf.len().saturating_sub(at);
-        if len == 0 || len > Self::MAX_IN_PLACE || at < 3 {
+        if len == 0 || len > Self::MAX_IN_PLACE || at < 2 {
             return false;
         }
         if len <= 0xff {
-            buf.copy_within(at.., at - 1);
-            buf.truncate(buf.len() - 1);
-            if let Some(marker) = buf.get_mut(at - 3..at - 1) {
-                marker.copy_from_slice(&[0xc4, len as u8]);
+            if let Some(marker) = buf.get_mut(at - 1) {
+                *marker = len as u8;
             }
-        } else if let Some(marker) = buf.get_mut(at - 3..at) {
-            let [hi, lo] = (len as u16).to_be_bytes();
-            marker.copy_from_slice(&[0xc5, hi, lo]);
+        } else {
+            buf.push(0);
+            buf.copy_within(at..at + len, at + 1);
+            if let Some(marker) = buf.get_mut(at - 2..at + 1) {
+                let [hi, lo] = (len as u16).to_be_bytes();
+                marker.copy_from_slice(&[0xc5, hi, lo]);
+            }
         }
         true
     }
