@@ -272,15 +272,24 @@ mod tests {
     }
 
     #[test]
-    fn the_window_keeps_its_size_through_a_quiet_spell() {
+    fn the_window_keeps_its_size_through_a_quiet_spell_and_the_quiet_is_not_measured() {
         let (mut w, path, end) = run(10, 100_000, 2_000, 64 << 20);
         // Everything still in flight is read, then nothing is sent for a minute.
         w.on_confirmed(end, &path, w.sent());
         let grown = w.size();
-        let later = end + Duration::from_secs(60);
-        w.on_sent(64 * 1024, &path);
-        w.on_confirmed(later + Duration::from_millis(10), &path, w.sent());
-        assert_eq!(w.size(), grown);
         assert!(grown > CHUNK_WINDOW_START);
+        // Then a window's worth goes, and half of it is read within one round trip: the
+        // window held the sender back, so it doubles. Measured across the quiet minute, the
+        // span would have read almost nothing per round trip.
+        let t1 = end + Duration::from_secs(60);
+        let base = w.sent();
+        while w.is_open() {
+            w.on_sent(64 * 1024, &path);
+        }
+        let quarter = grown / 4;
+        w.on_confirmed(t1 + Duration::from_millis(10), &path, base + quarter);
+        assert_eq!(w.size(), grown, "kept through the quiet");
+        w.on_confirmed(t1 + Duration::from_millis(20), &path, base + 2 * quarter);
+        assert_eq!(w.size(), 2 * grown);
     }
 }

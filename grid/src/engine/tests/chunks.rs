@@ -1,7 +1,8 @@
 //! The chunk window: a large payload has at most a window of chunk bytes unconfirmed by the
 //! peer's pongs; small messages pass while it is closed; on a long path it grows to what the
 //! path carries, on a short one it stays at its start; a peer that never answers pings
-//! gets one window and the call ends at its deadline.
+//! gets one window and the call ends at its deadline; a call cancelled with the window full
+//! leaves it to the next.
 
 use std::time::Duration;
 
@@ -162,4 +163,38 @@ fn a_peer_that_never_answers_pings_gets_one_window_and_the_call_ends_at_its_dead
     net.a_to_b();
     assert_eq!(net.b.e.assembling(), 0);
     net.assert_no_violation("a peer that does not answer pings");
+}
+
+#[test]
+fn a_large_call_cancelled_while_the_window_is_full_leaves_the_window_to_the_next() {
+    let mut net = Net::with(large(), large());
+    let mut o = net.outgoing(7, b"", 60);
+    o.payload = Some(Bytes::from(vec![3u8; 4 << 20]));
+    let first = net.a.e.open_call(net.now, o).expect("open");
+    net.a_to_b();
+    assert_eq!(requests(&net.b).0, CHUNK_WINDOW_START, "the window is full");
+    net.a.e.drop_call(first);
+    // The next large call gets the window back once B's pongs confirm the cancelled bytes.
+    let next = Bytes::from(vec![4u8; 1 << 20]);
+    let mut o = net.outgoing(7, b"", 60);
+    o.payload = Some(next.clone());
+    let second = net.a.e.open_call(net.now, o).expect("open");
+    for _ in 0..100 {
+        net.a_to_b();
+        net.b_to_a();
+        for start in net.b.started.drain(..) {
+            assert_eq!(
+                start.payload.into_bytes(),
+                Some(next.clone()),
+                "only the second ran"
+            );
+            net.b.e.answer(start.key, Ok(None));
+        }
+    }
+    net.pump();
+    assert!(matches!(
+        super::calls::answer_of(&mut net, second),
+        std::task::Poll::Ready(Ok(_))
+    ));
+    assert_idle(&net);
 }
