@@ -26,6 +26,13 @@ fn large() -> crate::engine::Config {
     c
 }
 
+/// A call from A with `payload` and a deadline `secs` from now.
+fn call(net: &mut Net, payload: Bytes, secs: u64) -> crate::engine::Key {
+    let mut o = net.outgoing(7, b"", secs);
+    o.payload = Some(payload);
+    net.a.e.open_call(net.now, o).expect("open")
+}
+
 /// Payload bytes of the Requests `node` has received, and how many of them were small.
 fn requests(node: &super::Node) -> (u64, usize) {
     let requests = node.received.iter().filter(|m| m.op == Op::Request);
@@ -40,9 +47,7 @@ fn requests(node: &super::Node) -> (u64, usize) {
 fn a_large_payload_stops_at_the_window_small_calls_pass_and_a_pong_reopens_it() {
     let mut net = Net::with(large(), large());
     let big = Bytes::from(vec![3u8; 4 << 20]);
-    let mut o = net.outgoing(7, b"", 60);
-    o.payload = Some(big.clone());
-    let key = net.a.e.open_call(net.now, o).expect("open");
+    let key = call(&mut net, big.clone(), 60);
     // A writes until its window is full, and stops: nothing it sent is confirmed yet.
     net.a_to_b();
     assert_eq!(requests(&net.b).0, CHUNK_WINDOW_START);
@@ -81,9 +86,7 @@ fn a_large_payload_stops_at_the_window_small_calls_pass_and_a_pong_reopens_it() 
 /// that were ever on the line or unread at B beyond A's window at the time (0 when the
 /// window was kept) and A's window at the end.
 fn send_over(link: &mut Link, size: usize) -> (u64, u64) {
-    let mut o = link.net.outgoing(7, b"", 60);
-    o.payload = Some(Bytes::from(vec![9u8; size]));
-    let key = link.net.a.e.open_call(link.net.now, o).expect("open");
+    let key = call(&mut link.net, Bytes::from(vec![9u8; size]), 60);
     let t0 = link.net.now;
     let mut over = 0;
     let mut largest = 0;
@@ -140,9 +143,7 @@ fn on_a_short_path_the_window_stays_at_its_start() {
 #[test]
 fn a_peer_that_never_answers_pings_gets_one_window_and_the_call_ends_at_its_deadline() {
     let mut net = Net::with(large(), large());
-    let mut o = net.outgoing(7, b"", 2);
-    o.payload = Some(Bytes::from(vec![3u8; 4 << 20]));
-    let key = net.a.e.open_call(net.now, o).expect("open");
+    let key = call(&mut net, Bytes::from(vec![3u8; 4 << 20]), 2);
     for _ in 0..10 {
         net.a_to_b();
         // B's frames, its pongs among them, are lost.
@@ -168,17 +169,13 @@ fn a_peer_that_never_answers_pings_gets_one_window_and_the_call_ends_at_its_dead
 #[test]
 fn a_large_call_cancelled_while_the_window_is_full_leaves_the_window_to_the_next() {
     let mut net = Net::with(large(), large());
-    let mut o = net.outgoing(7, b"", 60);
-    o.payload = Some(Bytes::from(vec![3u8; 4 << 20]));
-    let first = net.a.e.open_call(net.now, o).expect("open");
+    let first = call(&mut net, Bytes::from(vec![3u8; 4 << 20]), 60);
     net.a_to_b();
     assert_eq!(requests(&net.b).0, CHUNK_WINDOW_START, "the window is full");
     net.a.e.drop_call(first);
     // The next large call gets the window back once B's pongs confirm the cancelled bytes.
     let next = Bytes::from(vec![4u8; 1 << 20]);
-    let mut o = net.outgoing(7, b"", 60);
-    o.payload = Some(next.clone());
-    let second = net.a.e.open_call(net.now, o).expect("open");
+    let second = call(&mut net, next.clone(), 60);
     for _ in 0..100 {
         net.a_to_b();
         net.b_to_a();
