@@ -19,6 +19,16 @@
 //! ([`ReadBuffer::quiet`]) the spares are let go and the sizes start small again, so an
 //! idle connection (most of a mesh's) holds one small buffer, whatever it carried before.
 //!
+//! Frames are read whole in place. A read that stops inside a frame leaves the frame's
+//! rest to come, and if the buffer has no room for it, the part already read has to move
+//! to a new buffer. With bulk traffic (merged frames of about 64 KiB) in buffers of one or
+//! two frames, that moved about half of all bytes received, into freshly touched pages.
+//! So each read leaves room behind it for a frame as large as those lately read (the
+//! tail, [`ReadBuffer::frame`], at most [`MAX_TAIL`]); a buffer is at least three tails,
+//! so a read is still worth making; and sizes up to [`MAX_SPARE`] go in powers of two,
+//! so a spare fits frames of about its size. (Measured, 16 KiB stream messages over
+//! loopback: page faults from 8-232 k per run to 3-10 k, 2-18 % less CPU per message.)
+//!
 //! Bounds: at most [`SPARES`] buffers are kept besides the active one, and only buffers of
 //! at most [`MAX_SPARE`] bytes (the one that held a very large message is let go, to be
 //! freed with its last message). What a payload the user keeps holds is
@@ -36,6 +46,9 @@ const MIN: usize = 8 * 1024;
 const SPARES: usize = 3;
 /// Largest buffer kept for reuse.
 const MAX_SPARE: usize = 4 * SIZE;
+/// Most room a read leaves behind it for the rest of the frame it may stop in: a merged
+/// frame of grid's (64 KiB and the message that filled it) with its headers, about.
+const MAX_TAIL: usize = SIZE + SIZE / 8;
 
 pub(crate) struct ReadBuffer {
     active: BytesMut,
@@ -46,6 +59,12 @@ pub(crate) struct ReadBuffer {
     /// Size of the next buffer allocated: [`MIN`] to [`SIZE`], doubled by a read that
     /// filled its room.
     size: usize,
+    /// Room each read leaves behind it: the size of the frames lately read, up to
+    /// [`MAX_TAIL`].
+    tail: usize,
+    /// Bytes moved to a new buffer, ever.
+    #[cfg(test)]
+    pub(crate) moved: usize,
 }
 
 impl ReadBuffer {
@@ -55,6 +74,9 @@ impl ReadBuffer {
             active_size: MIN,
             spares: VecDeque::new(),
             size: MIN,
+            tail: 0,
+            #[cfg(test)]
+            moved: 0,
         }
     }
 
@@ -63,10 +85,32 @@ impl ReadBuffer {
         self.active.capacity() - self.active.len()
     }
 
-    /// A read of `read` bytes into `room` ([`ReadBuffer::room`] before it) completed: one
-    /// that filled it makes the next buffer larger.
-    pub(crate) fn read(&mut self, read: usize, room: usize) {
-        if read >= room && self.size < SIZE {
+    /// A frame of `len` bytes (its header included) is being read: the next reads leave
+    /// room for one as large behind them. A smaller frame lowers it by an eighth at most,
+    /// so an odd small frame between bulk ones does not undo it.
+    pub(crate) fn frame(&mut self, len: usize) {
+        self.tail = len.max(self.tail - self.tail / 8).min(MAX_TAIL);
+    }
+
+    /// Makes room for the next read at a frame's boundary (no frame begun, or only part of
+    /// its header): 4 KiB at least, and the [`tail`](ReadBuffer::frame) behind it.
+    pub(crate) fn reserve_read(&mut self) {
+        self.reserve(4096 + self.tail);
+    }
+
+    /// How much the next read may take: the room less the tail, but at least the
+    /// `missing` bytes of the frame being read, and at least one byte.
+    pub(crate) fn read_limit(&self, missing: usize) -> usize {
+        self.room()
+            .saturating_sub(self.tail)
+            .max(missing.min(self.room()))
+            .max(1)
+    }
+
+    /// A read of `read` bytes, limited to `limit` ([`ReadBuffer::read_limit`]), completed:
+    /// one that took all it could makes the next buffer larger.
+    pub(crate) fn read(&mut self, read: usize, limit: usize) {
+        if read >= limit && self.size < SIZE {
             self.size *= 2;
         }
     }
@@ -76,6 +120,7 @@ impl ReadBuffer {
     pub(crate) fn quiet(&mut self) {
         self.spares.clear();
         self.size = MIN;
+        self.tail = 0;
         if self.active_size > MIN && self.active.len() <= MIN / 2 {
             let mut small = BytesMut::with_capacity(MIN);
             small.extend_from_slice(&self.active);
@@ -101,7 +146,14 @@ impl ReadBuffer {
         if active.capacity() - active.len() >= additional || active.try_reclaim(additional) {
             return;
         }
+        // A busy buffer holds two tails besides (so a read is worth making), and sizes up
+        // to the largest spare go in powers of two, so that a spare fits the next want of
+        // about its size.
         let want = (active.len() + additional).max(self.size);
+        let want = match want.max(3 * self.tail) {
+            w if w <= MAX_SPARE => w.next_power_of_two(),
+            _ => want,
+        };
         let free = self
             .spares
             .iter_mut()
@@ -114,6 +166,10 @@ impl ReadBuffer {
             None => (BytesMut::with_capacity(want), want),
         };
         next.extend_from_slice(active);
+        #[cfg(test)]
+        {
+            self.moved += active.len();
+        }
         let mut old = std::mem::replace(active, next);
         let old_size = std::mem::replace(&mut self.active_size, size);
         old.clear();
@@ -204,13 +260,54 @@ mod tests {
     }
 
     #[test]
+    fn reads_leave_room_behind_them_for_a_frame_as_large_as_those_lately_read() {
+        let mut buf = ReadBuffer::new();
+        assert_eq!(buf.read_limit(0), buf.room(), "no frame seen: no tail");
+        buf.frame(65_000);
+        buf.reserve_read();
+        // Room for a read and the tail, in a buffer of three tails at least, in a power
+        // of two.
+        assert_eq!(buf.allocated(), 256 << 10);
+        assert_eq!(buf.read_limit(0), buf.room() - 65_000);
+        // Inside a frame, at least what it still misses.
+        assert_eq!(buf.read_limit(buf.room() - 10), buf.room() - 10);
+        // A small frame lowers the tail by an eighth, not at once; a huge one raises it
+        // only to the bound.
+        buf.frame(100);
+        assert_eq!(buf.tail, 65_000 - 65_000 / 8);
+        buf.frame(10 << 20);
+        assert_eq!(buf.tail, MAX_TAIL);
+        buf.quiet();
+        assert_eq!(buf.tail, 0);
+    }
+
+    #[test]
+    fn a_spare_is_reused_for_frames_of_about_its_size() {
+        let mut buf = ReadBuffer::new();
+        buf.reserve(70_000);
+        assert_eq!(buf.allocated(), 128 << 10, "sizes go in powers of two");
+        let first = buf.bytes().as_ptr();
+        buf.bytes().extend_from_slice(&[1; 70_000]);
+        let held = buf.bytes().split_to(70_000).freeze();
+        buf.reserve(100_000);
+        assert_ne!(buf.bytes().as_ptr(), first);
+        drop(held);
+        buf.bytes().extend_from_slice(&[2; 100_000]);
+        let held = buf.bytes().split_to(100_000).freeze();
+        // A want a little larger than the first's: the first buffer fits it.
+        buf.reserve(90_000);
+        assert_eq!(buf.bytes().as_ptr(), first);
+        drop(held);
+    }
+
+    #[test]
     fn a_much_larger_spare_is_not_reused_for_ordinary_frames() {
         let mut buf = ReadBuffer::new();
-        // A 200 KiB frame gets a buffer of its size; a payload of it is kept a while.
-        buf.reserve(200 << 10);
-        assert_eq!(buf.allocated(), 200 << 10);
-        buf.bytes().extend_from_slice(&[5; 200 << 10]);
-        let large = buf.bytes().split_to(200 << 10).freeze();
+        // A 256 KiB frame gets a buffer of its size; a payload of it is kept a while.
+        buf.reserve(MAX_SPARE);
+        assert_eq!(buf.allocated(), MAX_SPARE);
+        buf.bytes().extend_from_slice(&[5; MAX_SPARE]);
+        let large = buf.bytes().split_to(MAX_SPARE).freeze();
         buf.reserve(MIN);
         drop(large);
         assert_eq!(buf.spares.len(), 1, "the large buffer is kept as a spare");
