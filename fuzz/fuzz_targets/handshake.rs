@@ -9,7 +9,9 @@
 //! checksums; bit 4 runs the session.
 //!
 //! Checks: no panic or unbounded allocation; what decodes re-encodes to what decodes the
-//! same; the version and checksum agreements and the instance id never panic; and in the
+//! same; the acceptor's and the dialer's decisions (`judge_connect`, `judge_response`, the
+//! ones the node makes) and the checksum agreement never panic, and accept only a version
+//! this side speaks and a readable instance id; and in the
 //! session, an engine whose peer announced these terms keeps them (its frames are ones
 //! such a peer reads, the engines' invariants hold, and a grid peer with those limits
 //! never sees it break them).
@@ -18,7 +20,8 @@
 
 use grid::__fuzz::{Limits, Pair, Peer};
 use grid::codec::handshake::{
-    agree_version, decode, encode, ConnectRequest, ConnectResponse, Terms,
+    agree_version, decode, encode, judge_connect, judge_response, ConnectRequest,
+    ConnectResponse, Terms,
 };
 use grid::codec::{decode_frame, FrameLimits, Op};
 use grid::{Bytes, Uuid};
@@ -62,14 +65,26 @@ fuzz_target!(|data: &[u8]| {
             return;
         };
         assert_eq!(decode::<ConnectResponse>(&encode(&r)).as_ref(), Ok(&r));
-        let _ = Uuid::parse_str(&r.instance);
+        // The dialer's decision, as a dialer that expected this host (and another) makes it.
+        if let Ok((instance, terms)) = judge_response(&r, &r.host, "ws://fuzz") {
+            assert!(r.accepted && agree_version(terms.version).is_ok());
+            assert_eq!(Uuid::parse_str(&r.instance).ok(), Some(instance));
+        }
+        let other = format!("{}-other", r.host);
+        assert!(judge_response(&r, &other, "ws://fuzz").is_err());
         r.terms
     } else {
         let Ok(r) = decode::<ConnectRequest>(&payload) else {
             return;
         };
         assert_eq!(decode::<ConnectRequest>(&encode(&r)).as_ref(), Ok(&r));
-        let _ = Uuid::parse_str(&r.instance);
+        // The acceptor's decision, at the dialer's own clock and far from it.
+        let skew = Duration::from_secs(5);
+        if let Ok(instance) = judge_connect(&r, r.clock_ms, skew) {
+            assert!(agree_version(r.terms.version).is_ok());
+            assert_eq!(Uuid::parse_str(&r.instance).ok(), Some(instance));
+        }
+        let _ = judge_connect(&r, r.clock_ms.wrapping_add(i64::MAX), skew);
         r.terms
     };
     let Ok(version) = agree_version(terms.version) else {

@@ -1,8 +1,13 @@
 //! Payloads of the connection handshake ([`Op::Connect`](super::Op::Connect) and
 //! [`Op::ConnectResponse`](super::Op::ConnectResponse)), MessagePack maps keyed by field
-//! name so other languages and later versions can read them.
+//! name so other languages and later versions can read them, and the decisions both sides
+//! make on them ([`judge_connect`], [`judge_response`]): no I/O, no clock read (the time is
+//! passed in), so the dialer, the acceptor and the fuzz target share them.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// Sent by the dialer right after the WebSocket upgrade.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +108,66 @@ pub fn agree_version(peer: Option<u32>) -> Result<u32, String> {
     }
 }
 
+/// Why a handshake failed, as the side that judged the other's message sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The other side, or this one, refuses the connection, saying why (the peer was
+    /// told, or told us).
+    Refused(String),
+    /// The message breaks the protocol (a field that cannot be read).
+    Broken(String),
+}
+
+/// The close reason, and the dialer's error, when the acceptor refuses `host`'s Connect
+/// for `reason`: `"<host> refused: <reason>"` (PROTOCOL.md §1.4).
+pub fn refusal(host: &str, reason: &str) -> String {
+    format!("{host} refused: {reason}")
+}
+
+/// The acceptor's checks of a Connect that need no state of its own (whether the host is
+/// a known peer that dials this node, and its token, are the acceptor's to check first):
+/// the protocol version, the clock skew against this node's wall clock `now_ms`, and the
+/// instance id. `Ok`: the dialer's instance. `Err`: the reason to refuse with.
+pub fn judge_connect(
+    req: &ConnectRequest,
+    now_ms: i64,
+    max_skew: Duration,
+) -> Result<Uuid, String> {
+    agree_version(req.terms.version)?;
+    let skew_ms = now_ms.abs_diff(req.clock_ms);
+    if u128::from(skew_ms) > max_skew.as_millis() {
+        return Err(format!(
+            "clock skew of {:.1}s exceeds the allowed {:.1}s; synchronise the clocks (NTP)",
+            skew_ms as f64 / 1000.0,
+            max_skew.as_secs_f64()
+        ));
+    }
+    Uuid::parse_str(&req.instance).map_err(|e| format!("bad instance id: {e}"))
+}
+
+/// The dialer's checks of the ConnectResponse from the peer it dialed as `expected` at
+/// `url`: accepted, by that peer, with an instance id, at a version this side speaks.
+/// `Ok`: the acceptor's instance and the terms it announced.
+pub fn judge_response(
+    resp: &ConnectResponse,
+    expected: &str,
+    url: &str,
+) -> Result<(Uuid, Terms), Verdict> {
+    if !resp.accepted {
+        return Err(Verdict::Refused(resp.reason.clone()));
+    }
+    if resp.host != expected {
+        return Err(Verdict::Refused(format!(
+            "reached {:?} at {url} but expected {expected:?}",
+            resp.host
+        )));
+    }
+    let instance = Uuid::parse_str(&resp.instance)
+        .map_err(|e| Verdict::Broken(format!("bad instance id in ConnectResponse: {e}")))?;
+    agree_version(resp.terms.version).map_err(Verdict::Refused)?;
+    Ok((instance, resp.terms))
+}
+
 /// Encodes a handshake payload.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs into a Vec cannot fail.
@@ -112,4 +177,96 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// Decodes a handshake payload.
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
     rmp_serde::from_slice(bytes).map_err(|e| format!("bad handshake payload: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> ConnectRequest {
+        ConnectRequest {
+            host: "a".into(),
+            instance: Uuid::from_u128(7).to_string(),
+            clock_ms: 1_000_000,
+            token: "t".into(),
+            terms: Terms {
+                version: Some(PROTOCOL_VERSION),
+                ..Terms::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_connect_is_refused_for_its_version_its_clock_or_its_instance_id() {
+        let skew = Duration::from_secs(5);
+        assert_eq!(
+            judge_connect(&request(), 1_004_000, skew),
+            Ok(Uuid::from_u128(7))
+        );
+        let old = ConnectRequest {
+            terms: Terms::default(),
+            ..request()
+        };
+        let why = judge_connect(&old, 1_000_000, skew).expect_err("version 1");
+        assert!(
+            why.contains("version 1") && why.contains("version 2"),
+            "{why}"
+        );
+        let why = judge_connect(&request(), 1_006_000, skew).expect_err("6 s of skew");
+        assert!(why.contains("clock skew of 6.0s"), "{why}");
+        let bad = ConnectRequest {
+            instance: "x".into(),
+            ..request()
+        };
+        assert!(judge_connect(&bad, 1_000_000, skew)
+            .expect_err("a bad instance id")
+            .contains("instance"));
+    }
+
+    #[test]
+    fn a_response_is_judged_by_who_answered_and_what() {
+        let ok = ConnectResponse {
+            accepted: true,
+            host: "b".into(),
+            instance: Uuid::from_u128(9).to_string(),
+            terms: Terms {
+                version: Some(PROTOCOL_VERSION),
+                ..Terms::default()
+            },
+            ..ConnectResponse::default()
+        };
+        assert_eq!(
+            judge_response(&ok, "b", "ws://b").map(|(i, _)| i),
+            Ok(Uuid::from_u128(9))
+        );
+        let refused = ConnectResponse {
+            accepted: false,
+            reason: refusal("a", "token refused: no"),
+            ..ok.clone()
+        };
+        assert_eq!(
+            judge_response(&refused, "b", "ws://b"),
+            Err(Verdict::Refused("a refused: token refused: no".into()))
+        );
+        match judge_response(&ok, "c", "ws://c") {
+            Err(Verdict::Refused(why)) => assert!(why.contains("expected \"c\""), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let broken = ConnectResponse {
+            instance: "?".into(),
+            ..ok.clone()
+        };
+        assert!(matches!(
+            judge_response(&broken, "b", "ws://b"),
+            Err(Verdict::Broken(_))
+        ));
+        let old = ConnectResponse {
+            terms: Terms::default(),
+            ..ok
+        };
+        assert!(matches!(
+            judge_response(&old, "b", "ws://b"),
+            Err(Verdict::Refused(_))
+        ));
+    }
 }

@@ -9,13 +9,12 @@ use uuid::Uuid;
 
 #[cfg(feature = "tls")]
 use super::handshake::framed_stream;
-use super::handshake::{close_after, framed, recv_message, send_message};
-use super::runner::Accepted;
+use super::handshake::{close_after, framed, recv_message, send_message, Accepted};
 use super::websocket::Role;
 use super::websocket::{FrameReader, FrameWriter};
 use super::ConnInner;
 use crate::codec::handshake::{
-    agree_version, decode, encode, ConnectRequest, ConnectResponse, Terms,
+    decode, encode, judge_response, ConnectRequest, ConnectResponse, Terms, Verdict,
 };
 use crate::codec::{Message, Op};
 use crate::core::wall_clock_ms;
@@ -111,19 +110,10 @@ async fn connect(
     }
     let resp: ConnectResponse =
         decode(answer.payload.as_deref().unwrap_or_default()).map_err(Error::Protocol)?;
-    if !resp.accepted {
-        return Err(Error::Rejected(resp.reason));
-    }
-    if resp.host != *inner.remote {
-        return Err(Error::Rejected(format!(
-            "reached {:?} at {} but expected {:?}",
-            resp.host, inner.url, inner.remote
-        )));
-    }
-    let instance = Uuid::parse_str(&resp.instance)
-        .map_err(|e| Error::Protocol(format!("bad instance id in ConnectResponse: {e}")))?;
-    agree_version(resp.terms.version).map_err(Error::Rejected)?;
-    Ok((instance, resp.terms))
+    judge_response(&resp, &inner.remote, inner.url.as_str()).map_err(|v| match v {
+        Verdict::Refused(why) => Error::Rejected(why),
+        Verdict::Broken(why) => Error::Protocol(why),
+    })
 }
 
 /// The TLS handshake, then the WebSocket upgrade over it.

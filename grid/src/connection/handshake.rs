@@ -2,11 +2,23 @@
 //! on it.
 
 use tokio::net::TcpStream;
+use uuid::Uuid;
 
 use super::lost::Lost;
 use super::websocket::{FrameReader, FrameWriter, Incoming, Role};
+use crate::codec::handshake::Terms;
 use crate::codec::{decode_frame, Close, FrameLimits, Message};
 use crate::error::{Error, Result};
+
+/// A socket that passed the handshake, with the remote's instance id and the limits it
+/// announced.
+pub(crate) struct Accepted {
+    pub(crate) reader: FrameReader,
+    pub(crate) writer: FrameWriter,
+    pub(crate) instance: Uuid,
+    pub(crate) checksum: bool,
+    pub(crate) peer: Terms,
+}
 
 /// Splits an upgraded socket into its framed read and write halves.
 ///

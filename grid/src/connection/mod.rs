@@ -47,6 +47,7 @@ mod request;
 mod runner;
 mod serve;
 mod serve_call;
+mod serve_shared;
 mod serve_stream;
 mod websocket;
 mod writer;
@@ -62,9 +63,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::session::Session;
+pub(crate) use handshake::Accepted;
 pub use open_stream::{OpenStream, Stream};
 pub use request::Request;
-pub(crate) use runner::Accepted;
 pub(crate) use websocket::{FrameReader, FrameWriter, Role};
 
 use crate::codec::{subroute_hash, HandlerId};

@@ -13,7 +13,8 @@ use std::task::Waker;
 use tokio::time::Instant;
 
 use super::lost::Lost;
-use super::serve::{start_handlers, Answers};
+use super::serve::start_handlers;
+use super::serve_shared::Answers;
 use super::websocket::{FrameReader, Incoming};
 use super::ConnInner;
 use crate::codec::{Close, FrameMessages};

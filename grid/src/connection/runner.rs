@@ -9,26 +9,15 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::dial::dial;
+use super::handshake::Accepted;
 use super::lost::Lost;
 use super::reader::read_loop;
-use super::websocket::{FrameReader, FrameWriter};
 use super::writer::write_loop;
 use super::{ConnInner, State};
-use crate::codec::handshake::Terms;
 use crate::codec::Close;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::session::Session;
-
-/// A socket that passed the handshake, with the remote's instance id and the limits it
-/// announced.
-pub(crate) struct Accepted {
-    pub(crate) reader: FrameReader,
-    pub(crate) writer: FrameWriter,
-    pub(crate) instance: Uuid,
-    pub(crate) checksum: bool,
-    pub(crate) peer: Terms,
-}
 
 /// How long a closing session waits for its writer to send the close frame: a peer that
 /// does not read is not waited for.
@@ -292,6 +281,30 @@ fn backoff(config: &crate::core::Config, attempt: u32) -> Duration {
         .reconnect_min
         .saturating_mul(1u32 << attempt.min(16))
         .min(config.reconnect_max);
-    let random = (Uuid::new_v4().as_u128() as u64) % 1000;
-    base.mul_f64(0.5 + random as f64 / 2000.0)
+    base.mul_f64(rand::random_range(0.5..=1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_up_to_its_cap_and_is_jittered_down_to_half() {
+        let config = crate::core::Config {
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(2),
+            ..crate::core::Config::default()
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for attempt in [0u32, 1, 3, 5, 40] {
+            let base =
+                (Duration::from_millis(100) * (1 << attempt.min(16))).min(Duration::from_secs(2));
+            for _ in 0..200 {
+                let d = backoff(&config, attempt);
+                assert!(d >= base / 2 && d <= base, "attempt {attempt}: {d:?}");
+                seen.insert(d);
+            }
+        }
+        assert!(seen.len() > 100, "jittered: {} distinct delays", seen.len());
+    }
 }

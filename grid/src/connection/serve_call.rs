@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::FutureExt;
 
-use super::serve::{context, panic_message, Answers, JOIN_HERE};
+use super::serve_shared::{context, panic_message, Answers, JOIN_HERE};
 use super::ConnInner;
 use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
 use crate::engine::{Answer, Start};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::future::Either;
 use futures::FutureExt;
 
-use super::serve::{context, panic_message, JOIN_HERE};
+use super::serve_shared::{context, panic_message, JOIN_HERE};
 use super::ConnInner;
 use crate::codec::{ErrorKind, ErrorPayload};
 use crate::engine::{Side, Start};

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::lost::Lost;
-use super::serve::{start_handlers, Answers};
+use super::serve::start_handlers;
+use super::serve_shared::Answers;
 use super::websocket::{FrameWriter, HEADROOM};
 use super::ConnInner;
 use crate::engine::Transmit;

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 use uuid::Uuid;
 
 use crate::codec::handshake::{
-    agree_version, decode, encode, ConnectRequest, ConnectResponse, Terms,
+    decode, encode, judge_connect, refusal, ConnectRequest, ConnectResponse, Terms,
 };
 use crate::codec::{Message, Op};
 use crate::connection::handshake::{close_after, framed, recv_message, send_message};
@@ -224,7 +224,7 @@ async fn answer_connect(
     );
     send_message(writer, &answer).await?;
     let (conn, instance) =
-        verdict.map_err(|reason| Error::Rejected(format!("{} refused: {reason}", request.host)))?;
+        verdict.map_err(|reason| Error::Rejected(refusal(&request.host, &reason)))?;
     Ok((conn, instance, request.terms))
 }
 
@@ -243,16 +243,6 @@ fn check_connect(state: &Listening, req: &ConnectRequest) -> Result<(Connection,
         ));
     }
     (core.token_validator)(&req.token).map_err(|r| format!("token refused: {r}"))?;
-    agree_version(req.terms.version)?;
-    let skew_ms = wall_clock_ms().abs_diff(req.clock_ms);
-    let max = core.config.max_clock_skew;
-    if u128::from(skew_ms) > max.as_millis() {
-        return Err(format!(
-            "clock skew of {:.1}s exceeds the allowed {:.1}s; synchronise the clocks (NTP)",
-            skew_ms as f64 / 1000.0,
-            max.as_secs_f64()
-        ));
-    }
-    let instance = Uuid::parse_str(&req.instance).map_err(|e| format!("bad instance id: {e}"))?;
+    let instance = judge_connect(req, wall_clock_ms(), core.config.max_clock_skew)?;
     Ok((conn.clone(), instance))
 }
