@@ -75,7 +75,7 @@ pub(crate) async fn read_loop(
                 }
                 let handled = e
                     .handle_from(now, &mut messages, BATCH)
-                    .map_err(|why| e.violation_close(why))?;
+                    .map_err(Close::from)?;
                 e.take_starts(&mut starts);
                 e.end_batch();
                 Ok::<usize, Close>(handled)

@@ -188,8 +188,8 @@ async fn run_session(
             }
             () = tokio::time::sleep_until(due) => {
                 let now = Instant::now().into_std();
-                if let Err(why) = session.with(|e| e.handle_timeout(now)) {
-                    break End::Lost(Lost::Failed(why));
+                if let Err(dead) = session.with(|e| e.handle_timeout(now)) {
+                    break End::Lost(Lost::Failed(dead.to_string()));
                 }
                 if quiet.check(inner, now) {
                     session.quiet.set();

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
 
+use super::violation::Violation;
 use crate::codec::{Flags, Message, Op};
 
 /// Payloads shorter than this are copied out of the read buffer when they are handed to
@@ -133,15 +134,6 @@ struct Partial {
     dropping: bool,
 }
 
-/// How a peer broke the rules of chunked payloads.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Breach {
-    /// Parts out of place.
-    Protocol(String),
-    /// More held, or more in progress, than this side allows.
-    Limit(String),
-}
-
 /// Most chunked payloads a peer may have in progress at once (grid sends at most four).
 pub(crate) const MAX_IN_PROGRESS: usize = 64;
 
@@ -204,7 +196,7 @@ impl Assembler {
     /// grows over the maximum message size is not an error: its parts are dropped as they
     /// come and its last part returns it with [`Whole::too_large`], so that only its own
     /// call or stream fails.
-    pub(crate) fn push(&mut self, mut msg: Message) -> Result<Option<Whole>, Breach> {
+    pub(crate) fn push(&mut self, mut msg: Message) -> Result<Option<Whole>, Violation> {
         let more = msg.flags.contains(Flags::MORE);
         if !more && self.partials.is_empty() {
             return Ok(Some(Whole::of(msg)));
@@ -214,7 +206,7 @@ impl Assembler {
             // Not a part: whole as it came (an absent payload stays absent).
             None if !more => return Ok(Some(Whole::of(msg))),
             Some(p) if p.op != msg.op && (more || carries_data(msg.op)) => {
-                return Err(Breach::Protocol(format!(
+                return Err(Violation::Broken(format!(
                     "{:?} on mux {} arrived inside a chunked {:?} of the same mux",
                     msg.op, msg.mux_id, p.op
                 )));
@@ -227,7 +219,7 @@ impl Assembler {
         let in_progress = self.partials.len();
         let Some(partial) = self.partials.get_mut(&key) else {
             if in_progress >= MAX_IN_PROGRESS {
-                return Err(Breach::Limit(format!(
+                return Err(Violation::OverLimit(format!(
                     "peer has more than {MAX_IN_PROGRESS} chunked payloads in progress at once"
                 )));
             }
@@ -249,7 +241,7 @@ impl Assembler {
             return Ok(None);
         };
         if msg.seq != partial.seq {
-            return Err(Breach::Protocol(format!(
+            return Err(Violation::Broken(format!(
                 "a part of message {} of mux {} arrived inside message {}",
                 msg.seq, msg.mux_id, partial.seq
             )));
@@ -264,7 +256,7 @@ impl Assembler {
         if !partial.dropping {
             let (held, max_held) = (self.held + part.len(), self.max_held);
             if held > max_held && in_progress > 1 {
-                return Err(Breach::Limit(format!(
+                return Err(Violation::OverLimit(format!(
                     "peer has more than its reassembly window of {max_held} bytes of chunked payloads in flight"
                 )));
             }
@@ -303,9 +295,9 @@ impl Assembler {
         }
     }
 
-    fn hold(&mut self, bytes: usize, in_progress: usize) -> Result<(), Breach> {
+    fn hold(&mut self, bytes: usize, in_progress: usize) -> Result<(), Violation> {
         if self.held + bytes > self.max_held && in_progress > 0 {
-            return Err(Breach::Limit(format!(
+            return Err(Violation::OverLimit(format!(
                 "peer has more than its reassembly window of {} bytes of chunked payloads in flight",
                 self.max_held
             )));
@@ -458,7 +450,7 @@ mod tests {
             let mut a = Assembler::new(100, 1000);
             assert!(a.push(part(0, true, b"ab")).expect("ok").is_none());
             assert!(
-                matches!(a.push(other_op(op, more)), Err(Breach::Protocol(_))),
+                matches!(a.push(other_op(op, more)), Err(Violation::Broken(_))),
                 "{op:?} (more: {more})"
             );
         }

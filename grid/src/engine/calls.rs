@@ -14,6 +14,7 @@ use bytes::Bytes;
 use super::assembly::Payload;
 use super::out_queue::OutQueue;
 use super::state::Stream;
+use super::violation::Violation;
 use super::window::RecvWindow;
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side, Start};
 use crate::codec::{ErrorKind, ErrorPayload, Flags, HandlerId, Message, Op};
@@ -386,7 +387,7 @@ impl Engine {
     /// Refuses a Request or ConnectMux before admitting it (nothing was started). An error
     /// when the peer already has more refusals waiting than the concurrency limit: it calls
     /// faster than it reads, and must be disconnected.
-    fn refuse_open(&mut self, msg: &Message, kind: ErrorKind, text: &str) -> Result<(), String> {
+    fn refuse_open(&mut self, msg: &Message, kind: ErrorKind, text: &str) -> Result<(), Violation> {
         let op = if msg.op == Op::ConnectMux {
             Op::MuxConnectError
         } else {
@@ -394,7 +395,7 @@ impl Engine {
         };
         let refusal = Message::error_to(op, msg, kind, text);
         if !self.push_refusal(refusal) {
-            return Err(self.over_limit(format!(
+            return Err(Violation::OverLimit(format!(
                 "the peer keeps calling beyond the limit of {} concurrent calls without reading the refusals",
                 self.config.max_concurrent
             )));
@@ -410,12 +411,15 @@ impl Engine {
         msg: &Message,
         payload: Payload,
         stream: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), Violation> {
         if self.closed.is_some() {
             return Ok(());
         }
         if self.handler_ids.contains_key(&msg.mux_id) {
-            return Err(format!("mux id {} reused while in flight", msg.mux_id));
+            return Err(Violation::Broken(format!(
+                "mux id {} reused while in flight",
+                msg.mux_id
+            )));
         }
         // (The id is taken below only if the call is admitted.)
         let len = payload.len();
@@ -534,7 +538,7 @@ impl Engine {
     }
 
     /// The caller gave up on a call served here (DisconnectServerMux).
-    pub(super) fn cancel_handler_call(&mut self, key: Key) -> Result<(), String> {
+    pub(super) fn cancel_handler_call(&mut self, key: Key) -> Result<(), Violation> {
         let Some(HandlerEntry::Call(c)) = self.handlers.get_mut(key) else {
             return Ok(());
         };
@@ -567,13 +571,13 @@ impl Engine {
 
     /// Counts a call or stream the peer cancelled before its handler could start; a peer
     /// that does this beyond the limit within a ping interval is flooding ("rapid reset").
-    pub(super) fn early_cancel(&mut self, admitted_in: u64) -> Result<(), String> {
+    pub(super) fn early_cancel(&mut self, admitted_in: u64) -> Result<(), Violation> {
         if admitted_in != self.batch {
             return Ok(());
         }
         self.early_cancels += 1;
         if self.early_cancels > self.config.max_early_cancels {
-            return Err(self.over_limit(format!(
+            return Err(Violation::OverLimit(format!(
                 "the peer cancelled more than {} calls or streams before they started within one ping interval (rapid reset)",
                 self.config.max_early_cancels
             )));

@@ -60,6 +60,7 @@ mod streams;
 mod timers;
 mod transmit;
 mod tuning;
+pub(crate) mod violation;
 mod window;
 
 #[cfg(test)]
@@ -93,7 +94,7 @@ pub(crate) fn max_frame(max_message: usize) -> usize {
     max_message + 2 * transmit::MERGE_LIMIT + 4096
 }
 
-use crate::codec::{Close, HandlerId};
+use crate::codec::HandlerId;
 use crate::error::Error;
 use assembly::Assembler;
 use calls::{CallerCall, HandlerCall};
@@ -211,8 +212,6 @@ pub(crate) struct Engine {
     /// Tasks to wake once the lock is released.
     wakes: Vec<Waker>,
     writer: Option<Waker>,
-    /// The violation returned last was a limit the peer went past, not a broken rule.
-    over_limit: bool,
     idle: Vec<Waker>,
     closed: Option<Error>,
     /// The reader's current batch of messages; a stream opened and cancelled in the same
@@ -259,7 +258,6 @@ impl Engine {
             stops: Vec::new(),
             wakes: Vec::new(),
             writer: None,
-            over_limit: false,
             idle: Vec::new(),
             closed: None,
             batch: 0,
@@ -323,7 +321,8 @@ impl Engine {
         }
     }
 
-    /// True if admitted handlers wait for the send buffer to drain.
+    /// True if handlers admitted while the send buffer was full can start now: it has
+    /// drained to its bound ([`Engine::take_starts`] hands them over).
     pub(crate) fn has_deferred_starts(&self) -> bool {
         !self.starts.is_empty() && self.outbox.answer_bytes <= self.config.max_send_buffer
     }
@@ -332,25 +331,6 @@ impl Engine {
     /// the driver stops their tasks.
     pub(crate) fn take_stops(&mut self) -> std::vec::Drain<'_, Key> {
         self.stops.drain(..)
-    }
-
-    /// Whether there are tasks to wake.
-    /// Notes that the peer went past one of this side's limits (a flood) rather than
-    /// breaking the protocol's rules; returns `why`.
-    pub(super) fn over_limit(&mut self, why: String) -> String {
-        self.over_limit = true;
-        why
-    }
-
-    /// The close frame for the violation `why` the engine just returned: 1008 when the
-    /// peer went past a limit, 1002 when it broke a rule.
-    pub(crate) fn violation_close(&self, why: String) -> Close {
-        let code = if self.over_limit {
-            Close::POLICY
-        } else {
-            Close::PROTOCOL_ERROR
-        };
-        Close::new(code, why)
     }
 
     /// The largest payload this side sends in one message (agreed in the handshake).

@@ -10,6 +10,7 @@
 use std::time::Instant;
 
 use super::streams::Ending;
+use super::violation::Violation;
 use super::{Engine, Key, Side};
 use crate::codec::{ErrorPayload, Message, Op};
 use crate::error::Error;
@@ -25,7 +26,7 @@ impl Engine {
         now: Instant,
         msg: &Message,
         size: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), Violation> {
         let limit = self.config.max_message_size;
         let failure = ErrorPayload::too_large(size as u64, limit as u64);
         let error = Error::MessageTooLarge { size, limit };
@@ -33,7 +34,10 @@ impl Engine {
         match msg.op {
             Op::Request | Op::ConnectMux => {
                 if self.handler_ids.contains_key(&msg.mux_id) {
-                    return Err(format!("mux id {} reused while in flight", msg.mux_id));
+                    return Err(Violation::Broken(format!(
+                        "mux id {} reused while in flight",
+                        msg.mux_id
+                    )));
                 }
                 let op = match msg.op {
                     Op::Request => Op::Response,
@@ -42,7 +46,7 @@ impl Engine {
                 if self.push_refusal(Message::failure_to(op, msg, &failure)) {
                     Ok(())
                 } else {
-                    Err(self.over_limit("the peer keeps sending calls over the maximum message size without reading the refusals".into()))
+                    Err(Violation::OverLimit("the peer keeps sending calls over the maximum message size without reading the refusals".into()))
                 }
             }
             Op::Response => {
@@ -61,9 +65,9 @@ impl Engine {
                 }
                 Ok(())
             }
-            op => Err(format!(
+            op => Err(Violation::Broken(format!(
                 "{op:?} with a payload of {size} bytes, over the maximum message size of {limit} bytes"
-            )),
+            ))),
         }
     }
 

@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::assembly::{Breach, Payload, Whole};
+use super::assembly::{Payload, Whole};
 use super::state::StreamState;
+use super::violation::Violation;
 use super::window::cost;
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side};
 use crate::codec::{
@@ -29,7 +30,7 @@ impl Engine {
     ///
     /// # Errors
     /// Why the peer broke the connection's rules; the connection must be closed.
-    pub(crate) fn handle(&mut self, now: Instant, msg: Message) -> Result<(), String> {
+    pub(crate) fn handle(&mut self, now: Instant, msg: Message) -> Result<(), Violation> {
         if self.closed.is_some() {
             return Ok(());
         }
@@ -51,7 +52,7 @@ impl Engine {
         now: Instant,
         messages: &mut FrameMessages,
         max: usize,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, Violation> {
         for n in 0..max {
             match messages.next_decoded() {
                 Some(Ok(Decoded::Plain(head, frame))) => {
@@ -60,7 +61,7 @@ impl Engine {
                     }
                 }
                 Some(Ok(Decoded::Whole(m))) => self.handle(now, m)?,
-                Some(Err(e)) => return Err(e.to_string()),
+                Some(Err(e)) => return Err(Violation::Broken(e.to_string())),
                 None => return Ok(n),
             }
         }
@@ -116,7 +117,7 @@ impl Engine {
         true
     }
 
-    fn apply(&mut self, now: Instant, mut msg: Message) -> Result<(), String> {
+    fn apply(&mut self, now: Instant, mut msg: Message) -> Result<(), Violation> {
         self.timers.last_heard = now;
         let more = msg.flags.contains(Flags::MORE);
         let size = msg.payload.as_ref().map_or(0, Bytes::len);
@@ -139,8 +140,7 @@ impl Engine {
         let whole = match self.assembler.push(msg) {
             Ok(Some(whole)) => whole,
             Ok(None) => return Ok(()),
-            Err(Breach::Protocol(why)) => return Err(why),
-            Err(Breach::Limit(why)) => return Err(self.over_limit(why)),
+            Err(violation) => return Err(violation),
         };
         match whole {
             Whole {
@@ -153,7 +153,7 @@ impl Engine {
     }
 
     /// What a whole message means.
-    fn dispatch(&mut self, now: Instant, msg: &Message, payload: Payload) -> Result<(), String> {
+    fn dispatch(&mut self, now: Instant, msg: &Message, payload: Payload) -> Result<(), Violation> {
         match msg.op {
             Op::Request => self.admit(now, msg, payload, false),
             Op::ConnectMux => self.admit(now, msg, payload, true),
@@ -213,10 +213,10 @@ impl Engine {
             }
             Op::Ping if msg.mux_id == 0 => {
                 if payload.len() > MAX_PING {
-                    return Err(format!(
+                    return Err(Violation::Broken(format!(
                         "connection ping with {} bytes of payload (at most {MAX_PING})",
                         payload.len()
-                    ));
+                    )));
                 }
                 self.push_pong(payload.into_bytes());
                 Ok(())
@@ -227,9 +227,10 @@ impl Engine {
                 Ok(())
             }
             Op::Pong => Ok(()),
-            Op::Connect | Op::ConnectResponse | Op::Merged => {
-                Err(format!("unexpected {:?} on a live connection", msg.op))
-            }
+            Op::Connect | Op::ConnectResponse | Op::Merged => Err(Violation::Broken(format!(
+                "unexpected {:?} on a live connection",
+                msg.op
+            ))),
         }
     }
 
@@ -367,7 +368,7 @@ impl Engine {
 
     /// The caller ended or gave up on a call or stream served here (`why`: what a stream's
     /// handler then sees).
-    fn on_caller_cancel(&mut self, mux_id: u64, why: Error) -> Result<(), String> {
+    fn on_caller_cancel(&mut self, mux_id: u64, why: Error) -> Result<(), Violation> {
         for op in [Op::Request, Op::ConnectMux, Op::MuxClientMsg] {
             self.assembler.forget(op, mux_id);
         }
@@ -384,7 +385,7 @@ impl Engine {
     }
 
     /// A caller pings a stream it opened: pong if it runs here, else say it does not.
-    fn on_stream_ping(&mut self, mux_id: u64, now: Instant) -> Result<(), String> {
+    fn on_stream_ping(&mut self, mux_id: u64, now: Instant) -> Result<(), Violation> {
         if let Some(key) = self.handler_stream(mux_id, now) {
             self.push_stream_ping(Side::Handler, key);
             return Ok(());
@@ -399,7 +400,7 @@ impl Engine {
         if self.push_refusal(gone) {
             Ok(())
         } else {
-            Err(self.over_limit(
+            Err(Violation::OverLimit(
                 "the peer pings streams that do not exist faster than it reads the answers".into(),
             ))
         }

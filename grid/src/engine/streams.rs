@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 
 use super::state::{Stream, StreamState};
 use super::tuning::Tuning;
+use super::violation::Violation;
 use super::window::RecvWindow;
 use super::{CallerEntry, Engine, HandlerEntry, Key, Side};
 use crate::codec::{encode_error, Ack, ErrorKind, ErrorPayload, Flags, Message, Op};
@@ -380,7 +381,7 @@ impl Engine {
     }
 
     /// The caller ended or abandoned its side (cancel, or a silent caller).
-    pub(super) fn cancel_handler_stream(&mut self, key: Key, how: Ending) -> Result<(), String> {
+    pub(super) fn cancel_handler_stream(&mut self, key: Key, how: Ending) -> Result<(), Violation> {
         let Some(s) = self.stream_mut(Side::Handler, key) else {
             return Ok(());
         };

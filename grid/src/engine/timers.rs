@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::state::StreamState;
 use super::streams::Ending;
+use super::violation::DeadPeer;
 use super::{CallerEntry, Config, Engine, HandlerEntry, Key, Side};
 use crate::error::Error;
 
@@ -117,23 +118,19 @@ impl Engine {
     /// # Errors
     /// Why the connection must be closed: the peer was silent for two ping intervals, or
     /// it has not read anything for two ping intervals.
-    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Result<(), String> {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Result<(), DeadPeer> {
         if self.closed.is_some() {
             return Ok(());
         }
         let ping = self.config.ping_interval;
         let silent = now.saturating_duration_since(self.timers.last_heard);
         if silent >= ping * 2 {
-            return Err(format!(
-                "peer silent for {silent:?} (ping interval {ping:?})"
-            ));
+            return Err(DeadPeer::Silent { silent, ping });
         }
         if let Some(started) = self.timers.write_started {
             let stuck = now.saturating_duration_since(started);
             if stuck >= ping * 2 {
-                return Err(format!(
-                    "the peer has not read for {stuck:?}: the socket takes nothing (ping interval {ping:?})"
-                ));
+                return Err(DeadPeer::NotReading { stuck, ping });
             }
         }
         if now >= self.timers.next_ping {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::codec::FrameMessages;
+use crate::engine::violation::Violation;
 use crate::engine::Start;
 
 use super::checks::check_written;
@@ -95,7 +96,9 @@ impl Pair {
         let node = self.node(p);
         let mut messages = match FrameMessages::new(frame, node.limits) {
             Ok(m) => m,
-            Err(e) => return self.violation(p, format!("undecodable frame: {e}")),
+            Err(e) => {
+                return self.violation(p, Violation::Broken(format!("undecodable frame: {e}")))
+            }
         };
         loop {
             let node = self.node(p);

@@ -5,6 +5,7 @@ use std::task::Poll;
 use std::time::Instant;
 
 use crate::codec::handshake::Terms;
+use crate::engine::violation::Violation;
 use crate::engine::{Key, Side};
 use crate::error::Error;
 
@@ -193,17 +194,18 @@ impl Pair {
         self.settle();
     }
 
-    pub(super) fn violation(&mut self, p: Peer, why: String) {
-        let close = self.node(p).e.violation_close(why.clone());
+    pub(super) fn violation(&mut self, p: Peer, why: Violation) {
         if self.clean() && !self.lost {
             // The flood limits a correct peer can cross: its user cancels calls and streams
             // as fast as it opens them (rapid reset), or its streams' pings outnumber the
             // concurrency limit while this side's writer takes nothing (the fuzzer held it
-            // back for more than a stream-ping interval) and the streams ended here.
+            // back for more than a stream-ping interval) and the streams ended here. A
+            // correct peer never breaks a rule.
             assert!(
-                why.contains("rapid reset") || why.contains("pings streams that do not exist"),
-                "{p:?} saw a protocol violation from a correct peer: {why} (close {})",
-                close.code
+                matches!(&why, Violation::OverLimit(r)
+                    if r.contains("rapid reset") || r.contains("pings streams that do not exist")),
+                "{p:?} saw a violation from a correct peer: {why:?} (close {})",
+                crate::codec::Close::from(why.clone()).code
             );
         }
         self.lose(None);

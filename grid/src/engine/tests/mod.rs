@@ -172,7 +172,7 @@ impl Node {
             loop {
                 match self.e.handle_from(now, &mut messages, 64) {
                     Err(why) => {
-                        self.violation = Some(why);
+                        self.violation = Some(why.to_string());
                         return;
                     }
                     Ok(n) => {
@@ -280,7 +280,7 @@ impl Net {
         self.now += d;
         for node in [&mut self.a, &mut self.b] {
             if let Err(why) = node.e.handle_timeout(self.now) {
-                node.violation.get_or_insert(why);
+                node.violation.get_or_insert(why.to_string());
             }
             node.wake();
         }
