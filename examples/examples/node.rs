@@ -157,9 +157,12 @@ async fn round(manager: &Manager, n: u64) {
 
 /// Puts `from/ME` on the peer and scans what it holds under `from/`.
 async fn visit(conn: &Connection, me: &str, n: u64) -> Result<String, String> {
-    // The connection's last error, unless it says what `said` already does.
-    let why = |conn: &Connection, said: &str| match conn.last_error() {
-        Some(e) if e.to_string() != said => format!(" (last error: {e})"),
+    // The connection's last error and how long ago it was (it may predate the current
+    // connection), unless it says what `said` already does.
+    let why = |conn: &Connection, said: &str| match conn.last_error_age() {
+        Some((e, age)) if e.to_string() != said => {
+            format!(" (last error {:.1}s ago: {e})", age.as_secs_f64())
+        }
         _ => String::new(),
     };
     if conn.state() != State::Connected {

@@ -3,6 +3,8 @@
 //! handshake says why (1008), a node shutting down says so (1001); and a close frame from
 //! the peer that reports a violation reaches `last_error()` and the stats.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use grid::codec::handshake::{self, ConnectResponse};
@@ -168,6 +170,15 @@ async fn a_close_frame_reporting_a_violation_reaches_last_error() {
             other => panic!("expected the peer's reason, got {other:?}"),
         }
         assert_eq!(conn.stats().protocol_errors, 1);
+        // The failure keeps its time: later, it is that much older.
+        let (_, age) = conn.last_error_age().expect("a last error");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (again, older) = conn.last_error_age().expect("still there");
+        assert_eq!(Some(again), conn.last_error());
+        assert!(
+            older >= age + Duration::from_millis(20),
+            "{age:?} -> {older:?}"
+        );
         shut_down(&node).await;
     })
     .await

@@ -1,5 +1,6 @@
-//! A protocol violation is logged once, as a warning that says what was wrong. This binary
-//! holds one test, so that its subscriber can be the global one from the start.
+//! A protocol violation is logged once, as a warning that says what was wrong, and a
+//! refused handshake as this node's own refusal. This binary holds one test, so that its
+//! subscriber can be the global one from the start.
 
 use std::sync::{Arc, Mutex};
 
@@ -42,7 +43,7 @@ impl Subscriber for Events {
 }
 
 #[tokio::test]
-async fn a_protocol_violation_is_logged_once_with_its_reason() {
+async fn a_protocol_violation_is_logged_once_with_its_reason_and_a_refusal_as_our_own() {
     let events = Events::default();
     tracing::subscriber::set_global_default(events.clone()).expect("the only subscriber");
     within(async {
@@ -54,7 +55,26 @@ async fn a_protocol_violation_is_logged_once_with_its_reason() {
         let (d, _) = dialer_first();
         let conn = m.connection(d).expect("conn");
         wait_state(&conn, |s| s != grid::State::Connected).await;
+        // A handshake this node refuses: logged as its refusal, with the reason it sent.
+        let answer = raw::hello(&url, "stranger", raw::now_ms()).await;
+        assert!(!answer.accepted);
         shut_down(&m).await;
+        let refusals: Vec<(Level, String)> = events
+            .0
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, text)| text.contains("refused an incoming connection"))
+            .cloned()
+            .collect();
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        let (level, text) = &refusals[0];
+        assert_eq!(*level, Level::WARN);
+        assert!(
+            text.contains(&format!("stranger refused: {}", answer.reason))
+                && !text.contains("by the remote"),
+            "{text}"
+        );
         let logged: Vec<(Level, String)> = events
             .0
             .lock()

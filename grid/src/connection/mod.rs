@@ -182,7 +182,8 @@ pub(crate) struct ConnInner {
     pub(crate) counters: Arc<Counters>,
     state: watch::Sender<State>,
     session: RwLock<Option<Arc<Session>>>,
-    last_error: Mutex<Option<Error>>,
+    /// The last failure, and when it happened.
+    last_error: Mutex<Option<(Error, Instant)>>,
     remote_instance: watch::Sender<Option<Uuid>>,
     /// Sockets the listener accepted for this peer, to the connection's task. Boxed: the
     /// channel allocates a block of 32 slots up front, which is 9 KB per connection for
@@ -315,9 +316,20 @@ impl Connection {
         self.inner.remote_instance.subscribe()
     }
 
-    /// Why the last connection attempt or socket failed, if one did.
+    /// Why the last connection attempt or socket failed, if one did. It is kept after the
+    /// connection comes back (it says how the connection was lost, not how it is now):
+    /// [`Connection::last_error_age`] says when it happened.
     pub fn last_error(&self) -> Option<Error> {
-        lock(&self.inner.last_error).clone()
+        lock(&self.inner.last_error)
+            .as_ref()
+            .map(|(e, _)| e.clone())
+    }
+
+    /// The last failure (as [`Connection::last_error`]) and how long ago it happened.
+    pub fn last_error_age(&self) -> Option<(Error, Duration)> {
+        lock(&self.inner.last_error)
+            .as_ref()
+            .map(|(e, at)| (e.clone(), at.elapsed()))
     }
 
     /// Waits until no call or handler is in flight on this connection, and no chunked
@@ -437,8 +449,8 @@ impl ConnInner {
     /// reason (the caller logs it then, so a peer that stays down is logged once).
     fn set_error(&self, err: Error) -> bool {
         let mut last = lock(&self.last_error);
-        let new = last.as_ref() != Some(&err);
-        *last = Some(err);
+        let new = last.as_ref().map(|(e, _)| e) != Some(&err);
+        *last = Some((err, Instant::now()));
         new
     }
 

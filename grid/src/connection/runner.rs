@@ -156,9 +156,10 @@ async fn run_session(
     incoming: &mut mpsc::Receiver<Box<Accepted>>,
 ) -> End {
     let core = &inner.core;
+    let started = Instant::now().into_std();
     let engine = Engine::new(
         core.config.engine(accepted.peer, &core.node_budget),
-        Instant::now().into_std(),
+        started,
     );
     let session = Arc::new(Session::new(
         engine,
@@ -166,18 +167,19 @@ async fn run_session(
         core.config.limits().requiring_checksums(accepted.checksum),
     ));
     inner.set_session(Some(session.clone()));
-    inner.set_state(State::Connected);
-
     let mut writer = core
         .tasks
         .spawn(write_loop(inner.clone(), session.clone(), accepted.writer));
     let mut reader = core
         .tasks
         .spawn(read_loop(inner.clone(), session.clone(), accepted.reader));
+    // Connected once the session's tasks exist: whoever waits for it sees the whole
+    // connection (its tasks counted), not half of it.
+    inner.set_state(State::Connected);
     let ended =
         |what: &str, e: tokio::task::JoinError| Lost::Failed(format!("{what} task ended: {e}"));
     let mut writer_running = true;
-    let mut quiet = QuietWatch::new(inner, core.config.ping_interval);
+    let mut quiet = QuietWatch::new(inner, core.config.ping_interval, started);
     let end = loop {
         let due = Instant::from_std(session.with(|e| e.poll_timeout()));
         tokio::select! {
@@ -253,10 +255,11 @@ struct QuietWatch {
 }
 
 impl QuietWatch {
-    fn new(inner: &ConnInner, every: Duration) -> Self {
+    /// Watches from `now` (the runtime's clock, as every time the runner passes on).
+    fn new(inner: &ConnInner, every: Duration, now: std::time::Instant) -> Self {
         Self {
             every,
-            since: std::time::Instant::now(),
+            since: now,
             frames: inner.counters.frames(),
         }
     }

@@ -60,6 +60,9 @@ async fn accept_one(state: Arc<Listening>, tcp: TcpStream, addr: SocketAddr) {
             conn.inner.hand_over(accepted).await;
             return;
         }
+        // This node refused it: the reason as sent, not as a dialer would read it
+        // ("refused by the remote").
+        Ok(Err(Error::Rejected(why))) => why,
         Ok(Err(e)) => e.to_string(),
         Err(_) => "handshake timed out".to_owned(),
     };
