@@ -63,10 +63,12 @@ def check_vectors(protocol):
 
 
 async def against(node, url, token, name):
-    p = await grid_peer.dial(url, name, node, token)
+    # §1: a field this version does not define is ignored.
+    p = await grid_peer.dial(url, name, node, token, extra={"x_later": [1, "two"]})
     assert p.checksum, "a plain ws:// connection uses checksums"
     assert p.terms.get("version") == 2, p.terms
-    step(f"handshake with {node}: accepted, checksums on, terms {sorted(p.terms)}")
+    step(f"handshake with {node}: accepted (an unknown field ignored), checksums on, "
+         f"terms {sorted(p.terms)}")
 
     put, get = wire.handler_id(KV, "put"), wire.handler_id(KV, "get")
     stored = wire.untyped(await p.call(put, wire.typed({"key": "py/a", "value": "1"})))
@@ -129,6 +131,8 @@ async def against(node, url, token, name):
     await p.ping()
     step("a connection ping answered with its payload")
 
+    await protocol_details(p)
+
     for _ in range(200):
         if p.served_calls["put"] and p.served_calls["scan"]:
             break
@@ -137,6 +141,75 @@ async def against(node, url, token, name):
     step(f"the node's own calls served here: {p.served_calls}")
     await p.close()
     step("closed with a close frame")
+
+    await refusals(node, url, token, name)
+
+
+async def protocol_details(p):
+    """The rules an independent implementation had to guess before PROTOCOL.md said them."""
+    bulk_put = wire.handler_id(KV, "bulk_put")
+
+    # §1: a message for a mux id not in flight is ignored, not a violation.
+    await p.send(Message(wire.RESPONSE, 999_999, handler=bulk_put, payload=wire.typed("stray")))
+    await p.ping()
+    step("a Response for a mux id not in flight is ignored: the connection carries on")
+
+    # §3, §6.1: a refusal is a MuxConnectError flagged PAYLOAD_IS_ERROR (checked on receipt).
+    try:
+        await p.open_stream(wire.handler_id(KV, "nope"), wire.typed(1), window=1024)
+        raise AssertionError("a stream to an unknown handler was acknowledged")
+    except wire.RemoteError as e:
+        assert e.kind == wire.UNKNOWN_HANDLER, e
+    step("a stream to an unknown handler: MuxConnectError, flagged PAYLOAD_IS_ERROR")
+
+    # §6.1: a caller message in the same frame as its ConnectMux arrives before the ack:
+    # DisconnectClientMux with a Protocol error, and no ack ever.
+    s = grid_peer.Stream(p, p.mux(), 1024)
+    p.streams[s.mux] = s
+    await p.send(Message(wire.CONNECT_MUX, s.mux, seq=1024, deadline=10_000, handler=bulk_put,
+                         payload=wire.typed("early")),
+                 Message(wire.MUX_CLIENT_MSG, s.mux, seq=1, payload=wire.typed("too soon")))
+    try:
+        await asyncio.wait_for(s.recv(), 10)
+        raise AssertionError("a message before the ack was accepted")
+    except wire.RemoteError as e:
+        assert e.kind == wire.PROTOCOL and s.ended_by == "disconnect", (e, s.ended_by)
+    assert not s.ack.done(), "an ack after the stream was refused"
+    step("a caller message before the ack: DisconnectClientMux (Protocol), no ack")
+
+    # §6.7: at its deadline the handler side ends the stream as a failed handler does: a
+    # MuxServerMsg with EOF and PAYLOAD_IS_ERROR, numbered after what it sent (the
+    # sequence is checked on receipt). This side does not enforce the deadline itself.
+    s = await p.open_stream(bulk_put, wire.typed("slow"), window=1024, deadline_ms=300)
+    try:
+        await asyncio.wait_for(s.recv(), 10)
+        raise AssertionError("the stream outlived its deadline")
+    except wire.RemoteError as e:
+        assert e.kind == wire.DEADLINE and s.ended_by == "eof", (e, s.ended_by)
+    step("a stream's deadline on the handler side: MuxServerMsg EOF with DeadlineExceeded")
+
+
+async def refusals(node, url, token, name):
+    """How the node refuses (§1) and where its limits end a connection (§2, §7)."""
+    # §1: a maximum message size under 512 bytes is refused; the close frame says who was
+    # refused and why.
+    ws, _, answer = await grid_peer.handshake(url, name, token, extra={"max_message_size": 100})
+    assert not answer["accepted"] and "512" in answer["reason"], answer
+    code, reason = await grid_peer.close_of(ws)
+    assert code == 1008 and reason == f"{name} refused: {answer['reason']}"[:123], (code, reason)
+    step(f"a maximum message size of 100 refused: 1008 \"{reason[:60]}...\"")
+
+    # §2: more than 64 chunked payloads in progress at once is past a limit: 1008.
+    p = await grid_peer.dial(url, name, node, token)
+    parts = [Message(wire.REQUEST, mux, handler=wire.handler_id(KV, "put"), flags=wire.MORE,
+                     payload=b"x") for mux in range(1, 66)]
+    # The close frame is read here, not by the peer's reader.
+    p.reader.cancel()
+    await asyncio.gather(p.reader, return_exceptions=True)
+    await p.send(*parts)
+    code, reason = await grid_peer.close_of(p.ws)
+    assert code == 1008 and "64 chunked payloads" in reason, (code, reason)
+    step("65 chunked payloads in progress: closed with 1008")
 
 
 def main():

@@ -43,6 +43,7 @@ class Stream:
         self.unspent = window  # of what we granted, what the handler side has not used
         self.owed = 0      # credit we owe the handler side (bytes read, not yet returned)
         self.pong = None
+        self.ended_by = None  # how the handler side ended it: "eof" or "disconnect"
 
     async def opened(self):
         """The window the ack grants for our messages (0: the handler takes none)."""
@@ -223,6 +224,9 @@ class Peer:
                 self.check_credit(window, m.mux)
                 s.ack.set_result(window)
             else:
+                # §3, §6.1: a refusal always carries an error payload, flagged.
+                if not m.flags & wire.PAYLOAD_IS_ERROR:
+                    raise ProtocolError(f"MuxConnectError on mux {m.mux} without PAYLOAD_IS_ERROR")
                 s.ack.set_exception(wire.decode_error(m.payload))
         elif op == wire.MUX_SERVER_MSG:
             self.on_stream_item(m)
@@ -236,6 +240,7 @@ class Peer:
             if s:
                 err = (wire.decode_error(m.payload) if m.flags & wire.PAYLOAD_IS_ERROR
                        else wire.RemoteError(wire.CANCELLED, "cancelled"))
+                s.ended_by = "disconnect"
                 s.items.put_nowait(("end", err))
         elif op == wire.REQUEST:
             asyncio.create_task(self.serve_call(m))
@@ -273,6 +278,7 @@ class Peer:
             s.items.put_nowait(("item", m.payload))
             return
         err = wire.decode_error(m.payload) if m.flags & wire.PAYLOAD_IS_ERROR else None
+        s.ended_by = "eof"
         s.items.put_nowait(("end", err))
         del self.streams[m.mux]
 
@@ -325,20 +331,37 @@ class Peer:
                                 flags=wire.EOF))
 
 
-async def dial(url, name, remote, token):
-    """§1: upgrade with the bearer token, Connect, ConnectResponse, agree on the terms."""
+async def handshake(url, name, token, extra=None):
+    """§1: upgrade with the bearer token, send Connect (with the `extra` fields), read the
+    ConnectResponse. Returns the socket, whether this side asks for checksums, and the
+    answer's map."""
     ws = await ws_connect(url, additional_headers={"Authorization": f"Bearer {token}"},
                           compression=None, max_size=None, ping_interval=None)
     asks_checksums = not url.startswith("wss://")
     connect = {"host": name, "instance": str(uuid.uuid4()),
                "clock_ms": int(time.time() * 1000), "token": token, "version": 2,
-               "max_message_size": 16 << 20, "checksums": asks_checksums}
+               "max_message_size": 16 << 20, "checksums": asks_checksums, **(extra or {})}
     # Handshake messages always carry a checksum.
     await ws.send(wire.encode(Message(wire.CONNECT, payload=msgpack.packb(connect)), True))
     answer = wire.decode_frame(await ws.recv(), True)[0]
     if answer.op != wire.CONNECT_RESPONSE:
         raise ProtocolError(f"expected ConnectResponse, got op {answer.op}")
-    terms = msgpack.unpackb(answer.payload)
+    return ws, asks_checksums, msgpack.unpackb(answer.payload)
+
+
+async def close_of(ws):
+    """§1: the close frame that ends the socket, as (code, reason), reading past anything
+    else the other side still sends."""
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), 10)
+    except ConnectionClosed as e:
+        return e.rcvd.code, e.rcvd.reason
+
+
+async def dial(url, name, remote, token, extra=None):
+    """§1: the handshake, accepted by `remote`; a connection on the terms agreed."""
+    ws, asks_checksums, terms = await handshake(url, name, token, extra)
     if not terms["accepted"]:
         raise RuntimeError(f"refused: {terms['reason']}")
     if terms["host"] != remote:

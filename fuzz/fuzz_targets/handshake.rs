@@ -20,8 +20,8 @@
 
 use grid::__fuzz::{Limits, Pair, Peer};
 use grid::codec::handshake::{
-    agree_version, decode, encode, judge_connect, judge_response, ConnectRequest,
-    ConnectResponse, Terms,
+    agree_terms, decode, encode, judge_connect, judge_response, ConnectRequest, ConnectResponse,
+    Terms,
 };
 use grid::codec::{decode_frame, FrameLimits, Op};
 use grid::{Bytes, Uuid};
@@ -67,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(decode::<ConnectResponse>(&encode(&r)).as_ref(), Ok(&r));
         // The dialer's decision, as a dialer that expected this host (and another) makes it.
         if let Ok((instance, terms)) = judge_response(&r, &r.host, "ws://fuzz") {
-            assert!(r.accepted && agree_version(terms.version).is_ok());
+            assert!(r.accepted && agree_terms(&terms).is_ok());
             assert_eq!(Uuid::parse_str(&r.instance).ok(), Some(instance));
         }
         let other = format!("{}-other", r.host);
@@ -81,13 +81,13 @@ fuzz_target!(|data: &[u8]| {
         // The acceptor's decision, at the dialer's own clock and far from it.
         let skew = Duration::from_secs(5);
         if let Ok(instance) = judge_connect(&r, r.clock_ms, skew) {
-            assert!(agree_version(r.terms.version).is_ok());
+            assert!(agree_terms(&r.terms).is_ok());
             assert_eq!(Uuid::parse_str(&r.instance).ok(), Some(instance));
         }
         let _ = judge_connect(&r, r.clock_ms.wrapping_add(i64::MAX), skew);
         r.terms
     };
-    let Ok(version) = agree_version(terms.version) else {
+    let Ok(version) = agree_terms(&terms) else {
         return;
     };
     assert!(version >= 1);

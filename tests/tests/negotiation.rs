@@ -150,6 +150,29 @@ async fn the_acceptor_answers_with_its_version_and_refuses_version_1_naming_both
 }
 
 #[tokio::test]
+async fn a_peer_announcing_a_maximum_message_size_under_512_bytes_is_refused() {
+    within(async {
+        let (acceptor, url) = raw::acceptor().await;
+        let (d, _) = dialer_first();
+        for (size, accepted) in [(Some(100), false), (Some(511), false), (Some(512), true)] {
+            let mut request = raw::connect_request(d, now_ms());
+            request.terms.max_message_size = size;
+            let answer = raw::offer(&url, request, true).await.expect("an answer");
+            assert_eq!(answer.accepted, accepted, "{size:?}: {}", answer.reason);
+            if !accepted {
+                assert!(
+                    answer.reason.contains("maximum message size") && answer.reason.contains("512"),
+                    "{}",
+                    answer.reason
+                );
+            }
+        }
+        shut_down(&acceptor).await;
+    })
+    .await
+}
+
+#[tokio::test]
 async fn the_acceptor_announces_what_it_accepts() {
     within(async {
         let (acceptor, url) = raw::acceptor().await;

@@ -108,6 +108,25 @@ pub fn agree_version(peer: Option<u32>) -> Result<u32, String> {
     }
 }
 
+/// The smallest maximum message size a side may announce: the control messages every side
+/// sends (pings and pongs, stream acks, credit, the errors that end a call or stream) fit
+/// in it. A side refuses a peer that announces less (PROTOCOL.md §1).
+pub const MIN_MESSAGE_SIZE: u64 = 512;
+
+/// The version a session with a peer that announced `terms` speaks, if this side accepts
+/// them: a version it speaks ([`agree_version`]) and a maximum message size of at least
+/// [`MIN_MESSAGE_SIZE`]. `Err`: the reason to refuse with.
+pub fn agree_terms(terms: &Terms) -> Result<u32, String> {
+    let version = agree_version(terms.version)?;
+    match terms.max_message_size {
+        Some(size) if size < MIN_MESSAGE_SIZE => Err(format!(
+            "the peer announces a maximum message size of {size} bytes; at least \
+             {MIN_MESSAGE_SIZE} are needed for the control messages to fit"
+        )),
+        _ => Ok(version),
+    }
+}
+
 /// Why a handshake failed, as the side that judged the other's message sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -126,14 +145,14 @@ pub fn refusal(host: &str, reason: &str) -> String {
 
 /// The acceptor's checks of a Connect that need no state of its own (whether the host is
 /// a known peer that dials this node, and its token, are the acceptor's to check first):
-/// the protocol version, the clock skew against this node's wall clock `now_ms`, and the
-/// instance id. `Ok`: the dialer's instance. `Err`: the reason to refuse with.
+/// its terms ([`agree_terms`]), the clock skew against this node's wall clock `now_ms`, and
+/// the instance id. `Ok`: the dialer's instance. `Err`: the reason to refuse with.
 pub fn judge_connect(
     req: &ConnectRequest,
     now_ms: i64,
     max_skew: Duration,
 ) -> Result<Uuid, String> {
-    agree_version(req.terms.version)?;
+    agree_terms(&req.terms)?;
     let skew_ms = now_ms.abs_diff(req.clock_ms);
     if u128::from(skew_ms) > max_skew.as_millis() {
         return Err(format!(
@@ -146,7 +165,8 @@ pub fn judge_connect(
 }
 
 /// The dialer's checks of the ConnectResponse from the peer it dialed as `expected` at
-/// `url`: accepted, by that peer, with an instance id, at a version this side speaks.
+/// `url`: accepted, by that peer, with an instance id, on terms this side accepts
+/// ([`agree_terms`]).
 /// `Ok`: the acceptor's instance and the terms it announced.
 pub fn judge_response(
     resp: &ConnectResponse,
@@ -164,7 +184,7 @@ pub fn judge_response(
     }
     let instance = Uuid::parse_str(&resp.instance)
         .map_err(|e| Verdict::Broken(format!("bad instance id in ConnectResponse: {e}")))?;
-    agree_version(resp.terms.version).map_err(Verdict::Refused)?;
+    agree_terms(&resp.terms).map_err(Verdict::Refused)?;
     Ok((instance, resp.terms))
 }
 
@@ -214,6 +234,23 @@ mod tests {
         );
         let why = judge_connect(&request(), 1_006_000, skew).expect_err("6 s of skew");
         assert!(why.contains("clock skew of 6.0s"), "{why}");
+        let tiny = ConnectRequest {
+            terms: Terms {
+                max_message_size: Some(MIN_MESSAGE_SIZE - 1),
+                ..request().terms
+            },
+            ..request()
+        };
+        let why = judge_connect(&tiny, 1_000_000, skew).expect_err("511 bytes");
+        assert!(why.contains("511 bytes") && why.contains("512"), "{why}");
+        let least = ConnectRequest {
+            terms: Terms {
+                max_message_size: Some(MIN_MESSAGE_SIZE),
+                ..request().terms
+            },
+            ..request()
+        };
+        assert!(judge_connect(&least, 1_000_000, skew).is_ok());
         let bad = ConnectRequest {
             instance: "x".into(),
             ..request()

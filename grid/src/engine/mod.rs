@@ -85,10 +85,10 @@ pub use tuning::NodeBudget;
 pub(crate) use tuning::MIN_WINDOW;
 pub(crate) use window::cost;
 
-/// The smallest maximum message size a node may have: the control messages grid sends
-/// (pings and pongs, stream acks, credit, the errors that end a call or stream) fit in it,
-/// and a peer takes one of those over its maximum for a protocol error.
-pub(crate) const MIN_MESSAGE_SIZE: usize = 512;
+/// The smallest maximum message size a node may have, and a peer may announce
+/// ([`crate::codec::handshake::MIN_MESSAGE_SIZE`]): a peer takes a control message over its
+/// maximum for a protocol error.
+pub(crate) const MIN_MESSAGE_SIZE: usize = crate::codec::handshake::MIN_MESSAGE_SIZE as usize;
 
 /// The largest frame a side reads when its maximum message size is `max_message`: one
 /// payload and its headers, or a merged frame of small messages.

@@ -65,6 +65,11 @@ impl EarlyLane {
         self.first == self.lens.len()
     }
 
+    /// Messages queued and not yet taken.
+    fn messages(&self) -> usize {
+        self.lens.len() - self.first
+    }
+
     /// Appends messages encoded elsewhere, back to back, with their lengths (taking the
     /// buffers whole when the lane is empty, and leaving them empty either way).
     fn append(&mut self, bytes: &mut Vec<u8>, lens: &mut Vec<(u32, u32)>) {
@@ -264,13 +269,19 @@ impl OutQueue {
         self.whole_is_empty() && self.early.as_deref().is_none_or(EarlyLane::is_empty)
     }
 
-    pub(super) fn clear(&mut self) {
+    /// Drops everything queued; returns how many messages were (a chunked one partly sent
+    /// counts: the peer drops what it got of it).
+    pub(super) fn clear(&mut self) -> usize {
+        let messages = usize::from(self.single.is_some())
+            + self.rest.len()
+            + self.early.as_deref().map_or(0, EarlyLane::messages);
         self.single = None;
         self.rest.clear();
         // Nothing more of this entry goes out: its lane's memory goes too.
         self.early = None;
         self.bytes = 0;
         self.chunk_offset = 0;
+        messages
     }
 
     /// True when nothing is queued and the entry is not scheduled.

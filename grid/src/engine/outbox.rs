@@ -292,15 +292,15 @@ impl Engine {
 
     /// Drops everything an entry still had to send (it was cancelled or failed). A large
     /// payload in progress gives its room in the window back; the peer drops its partial
-    /// copy when it gets the cancel that follows.
-    pub(super) fn clear_out(&mut self, side: Side, key: Key) {
+    /// copy when it gets the cancel that follows. Returns how many messages were dropped.
+    pub(super) fn clear_out(&mut self, side: Side, key: Key) -> usize {
         let Some(out) = self.out_mut(side, key) else {
-            return;
+            return 0;
         };
         let sched = std::mem::take(&mut out.sched);
         let head_len = out.front().map_or(0, payload_len);
         let bytes = out.bytes;
-        out.clear();
+        let dropped = out.clear();
         self.unsent_taken(side, key, bytes);
         match sched {
             Sched::Idle => {}
@@ -315,6 +315,7 @@ impl Engine {
                 self.admit_waiting();
             }
         }
+        dropped
     }
 
     fn out_mut(&mut self, side: Side, key: Key) -> Option<&mut OutQueue> {

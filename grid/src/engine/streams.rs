@@ -203,9 +203,14 @@ impl Engine {
         // control lanes.
         self.forget_control(side, key);
         self.assembler.forget(peer_op, mux_id);
-        if !how.keep_out {
-            self.clear_out(side, key);
-        }
+        // Messages dropped unsent take their sequence numbers with them: an EOF goes one
+        // past the last message the peer can receive, never leaving a gap.
+        let dropped = if how.keep_out {
+            0
+        } else {
+            self.clear_out(side, key)
+        };
+        let seq = seq.wrapping_sub(u32::try_from(dropped).unwrap_or(u32::MAX));
         // A caller tells the handler side only if the open may have reached it.
         let tell = side == Side::Handler || transmitted;
         // A handler side whose ack never left cannot end the stream with EOF (the caller

@@ -755,3 +755,35 @@ fn a_closed_session_drops_what_ended_streams_still_had_to_send() {
     f.net.b.wake();
     assert_eq!(f.net.b.e.in_flight(), (0, 0), "a stream left behind");
 }
+
+#[test]
+fn a_handler_deadline_with_messages_still_queued_ends_the_stream_without_a_gap() {
+    let mut f = super::fixture::Fixture::new(At::Open);
+    // One message is written; two more are queued and never are.
+    f.b_send(b"1").expect("credit");
+    f.net.b_to_a();
+    f.b_send(b"2").expect("credit");
+    f.b_send(b"3").expect("credit");
+    // Only the handler side's deadline passes (the caller's timer has not fired yet).
+    f.net.now += Duration::from_secs(601);
+    let now = f.net.now;
+    f.net.b.e.handle_timeout(now).expect("timeout");
+    f.net.b.wake();
+    f.net.b_to_a();
+    let end = f
+        .net
+        .a
+        .received
+        .iter()
+        .rev()
+        .find(|m| m.op == Op::MuxServerMsg)
+        .expect("the stream's end");
+    assert!(end.flags.contains(Flags::EOF) && end.flags.contains(Flags::PAYLOAD_IS_ERROR));
+    assert_eq!(
+        end.seq, 2,
+        "one past the last message written, not the last queued"
+    );
+    assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(b"1"))));
+    assert_eq!(f.a_recv(), Some(Err(Error::DeadlineExceeded)));
+    assert!(f.net.a.violation.is_none());
+}
