@@ -1,193 +1,19 @@
-//! Parsing the attributed trait into the model, checking every rule and collecting every
-//! error with its span, so the user sees all problems at once.
+//! Validation: from the parsed trait to the model, one [`Shape`] per method, checking
+//! every rule and recording every error with its span (`errors.rs`), so the user sees all
+//! problems at once. Attributes are read by `parse.rs` first.
 
 use std::collections::HashMap;
 
-use proc_macro2::{Span, TokenStream};
 use syn::spanned::Spanned;
 use syn::{
-    Attribute, Expr, ExprLit, FnArg, GenericArgument, ItemTrait, Lit, MetaNameValue, Pat,
-    PathArguments, ReturnType, TraitItem, TraitItemFn, Type,
+    FnArg, GenericArgument, ItemTrait, Pat, PathArguments, ReturnType, Signature, TraitItem,
+    TraitItemFn, Type,
 };
 
-use crate::ast::{Kind, Method, Service};
+use crate::ast::{Input, Method, Output, Param, Service, Shape};
+use crate::errors::Errors;
 use crate::ids::{handler_id, method_id};
-
-/// Errors found so far.
-#[derive(Default)]
-pub struct Errors(Vec<syn::Error>);
-
-impl Errors {
-    pub fn push(&mut self, span: Span, msg: impl std::fmt::Display) {
-        self.0.push(syn::Error::new(span, msg));
-    }
-
-    pub fn into_tokens(self) -> TokenStream {
-        self.0.into_iter().map(|e| e.to_compile_error()).collect()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-fn int_value(expr: &Expr, errors: &mut Errors, what: &str) -> Option<u64> {
-    match expr {
-        Expr::Lit(ExprLit {
-            lit: Lit::Int(i), ..
-        }) => match i.base10_parse::<u64>() {
-            Ok(v) => Some(v),
-            Err(e) => {
-                errors.push(i.span(), format!("{what}: {e}"));
-                None
-            }
-        },
-        other => {
-            errors.push(other.span(), format!("{what} must be an integer literal"));
-            None
-        }
-    }
-}
-
-/// The `#[grid::service(...)]` arguments.
-pub struct ServiceArgs {
-    /// `id = N`.
-    pub id: Option<u16>,
-    /// `crate = "path"`: where generated code finds grid (default `::grid`), for a user
-    /// who renamed the dependency.
-    pub krate: syn::Path,
-}
-
-/// Reads `id = N` and `crate = "path"` from the `#[grid::service(...)]` arguments.
-pub fn service_args(args: TokenStream, errors: &mut Errors) -> ServiceArgs {
-    let mut out = ServiceArgs {
-        id: None,
-        krate: syn::parse_quote!(::grid),
-    };
-    out.id = service_id(args, errors, &mut out.krate);
-    out
-}
-
-fn service_id(args: TokenStream, errors: &mut Errors, krate: &mut syn::Path) -> Option<u16> {
-    let parsed = syn::parse::Parser::parse2(
-        syn::punctuated::Punctuated::<MetaNameValue, syn::Token![,]>::parse_terminated,
-        args.clone(),
-    );
-    let pairs = match parsed {
-        Ok(p) => p,
-        Err(e) => {
-            errors.0.push(e);
-            return None;
-        }
-    };
-    let mut id = None;
-    for pair in pairs {
-        if pair.path.is_ident("id") {
-            let v = int_value(&pair.value, errors, "service id")?;
-            if v == 0 || v > u64::from(u16::MAX) {
-                errors.push(
-                    pair.value.span(),
-                    format!("service id {v} is out of range: use 1..=65535 (0 is reserved)"),
-                );
-                return None;
-            }
-            id = Some(v as u16);
-        } else if pair.path.is_ident("crate") {
-            match &pair.value {
-                syn::Expr::Lit(syn::ExprLit {
-                    lit: syn::Lit::Str(path),
-                    ..
-                }) => match path.parse::<syn::Path>() {
-                    Ok(p) => *krate = p,
-                    Err(e) => errors.push(
-                        path.span(),
-                        format!("`crate` must name a path, like \"::my_grid\": {e}"),
-                    ),
-                },
-                other => errors.push(
-                    other.span(),
-                    "`crate` takes the path as a string: crate = \"my_grid\"",
-                ),
-            }
-        } else {
-            errors.push(
-                pair.path.span(),
-                "unknown service option; expected `id = N` or `crate = \"path\"`",
-            );
-        }
-    }
-    if id.is_none() {
-        errors.push(
-            Span::call_site(),
-            "a service needs a stable id on the wire: write #[grid::service(id = N)] with N in 1..=65535",
-        );
-    }
-    id
-}
-
-#[derive(Default)]
-struct MethodOptions {
-    stream: bool,
-    id: Option<(u16, Span)>,
-    max_window: Option<u64>,
-    deadline_ms: Option<u64>,
-}
-
-/// Reads and removes `#[grid(...)]` attributes from a method.
-fn method_options(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> MethodOptions {
-    let mut o = MethodOptions::default();
-    let mut kept = Vec::new();
-    for attr in attrs.drain(..) {
-        if !attr.path().is_ident("grid") {
-            kept.push(attr);
-            continue;
-        }
-        let result = attr.parse_nested_meta(|meta| {
-            let name = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
-            match name.as_str() {
-                "stream" => o.stream = true,
-                "max_window" => {
-                    let expr: Expr = meta.value()?.parse()?;
-                    o.max_window = crate::size::size_value(&expr, errors, "max_window");
-                }
-                "in_capacity" | "out_capacity" => {
-                    errors.push(
-                        meta.path.span(),
-                        format!("{name} was removed: stream windows count bytes and grow to fit the link; cap one with max_window = \"1MiB\""),
-                    );
-                    let _: Expr = meta.value()?.parse()?;
-                }
-                "id" | "deadline_ms" => {
-                    let expr: Expr = meta.value()?.parse()?;
-                    let Some(v) = int_value(&expr, errors, &name) else { return Ok(()) };
-                    match name.as_str() {
-                        "id" if v == 0 || v > u64::from(u16::MAX) => errors.push(
-                            expr.span(),
-                            format!("method id {v} is out of range: use 1..=65535 (0 is reserved)"),
-                        ),
-                        "id" => o.id = Some((v as u16, expr.span())),
-                        _ => o.deadline_ms = Some(v),
-                    }
-                }
-                _ => {
-                    errors.push(
-                        meta.path.span(),
-                        "unknown grid option; expected one of: stream, id, max_window, deadline_ms",
-                    );
-                    if meta.input.peek(syn::Token![=]) {
-                        let _: Expr = meta.value()?.parse()?;
-                    }
-                }
-            }
-            Ok(())
-        });
-        if let Err(e) = result {
-            errors.0.push(e);
-        }
-    }
-    *attrs = kept;
-    o
-}
+use crate::parse::{method_options, MethodOptions, ServiceArgs};
 
 /// The generic argument of a one-argument type whose last path segment is `name`
 /// (`grid::Sender<T>` → `T`).
@@ -234,20 +60,9 @@ fn is_unit(ty: &Type) -> bool {
     matches!(ty, Type::Tuple(t) if t.elems.is_empty())
 }
 
-fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
-    let before = errors.0.len();
-    let options = method_options(&mut f.attrs, errors);
-    let sig = f.sig.clone();
-    // The trait is re-emitted as written when there are errors: a pattern other than a
-    // name would add a rustc error of its own there, so it becomes `_`.
-    for arg in f.sig.inputs.iter_mut() {
-        if let FnArg::Typed(pt) = arg {
-            if !matches!(&*pt.pat, Pat::Ident(_) | Pat::Wild(_)) {
-                *pt.pat = syn::parse_quote!(_);
-            }
-        }
-    }
-    let sig = &sig;
+/// The rules every method's signature keeps, whatever its shape: `async`, not generic,
+/// plain, taking `&self`.
+fn check_signature(sig: &Signature, errors: &mut Errors) {
     let span = sig.ident.span();
     if sig.asyncness.is_none() {
         errors.push(
@@ -294,101 +109,94 @@ fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
             format!("`{}` must take `&self` as its first parameter", sig.ident),
         ),
     }
+}
+
+/// The parameters after `&self`, each with a plain name (another pattern is an error, and
+/// is named `unsupported` so that checking can go on).
+fn params(sig: &Signature, errors: &mut Errors) -> Vec<Param> {
     let mut params = Vec::new();
     for arg in sig.inputs.iter() {
         let FnArg::Typed(pt) = arg else { continue };
-        match &*pt.pat {
-            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
-                params.push((pi.ident.clone(), (*pt.ty).clone()))
-            }
+        let name = match &*pt.pat {
+            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => pi.ident.clone(),
             other => {
                 errors.push(other.span(), "unsupported parameter pattern: give the parameter a plain name, like `req: Request`");
-                params.push((
-                    syn::Ident::new("unsupported", other.span()),
-                    (*pt.ty).clone(),
-                ));
+                syn::Ident::new("unsupported", other.span())
             }
-        }
+        };
+        params.push(Param {
+            name,
+            ty: (*pt.ty).clone(),
+        });
     }
+    params
+}
+
+/// The return type as written, and its `T` when it is `Result<T, RemoteError>`.
+fn return_type(sig: &Signature, errors: &mut Errors) -> (Type, Option<Type>) {
     let ret = match &sig.output {
         ReturnType::Type(_, t) => (**t).clone(),
         ReturnType::Default => {
             errors.push(
-                span,
+                sig.ident.span(),
                 format!("`{}` must return `Result<_, grid::RemoteError>`", sig.ident),
             );
-            syn::parse_quote!(())
+            return (syn::parse_quote!(()), None);
         }
     };
     let ok = result_ok_type(&ret);
-    if ok.is_none() && !matches!(sig.output, ReturnType::Default) {
+    if ok.is_none() {
         errors.push(
             ret.span(),
             "wrong return type: expected `Result<T, grid::RemoteError>`",
         );
     }
-    let senders: Vec<usize> = params
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, t))| wrapped(t, "Sender").is_some())
-        .map(|(i, _)| i)
-        .collect();
-    let receivers: Vec<usize> = params
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, t))| wrapped(t, "Receiver").is_some())
-        .map(|(i, _)| i)
-        .collect();
-    let upload = options.stream && senders.is_empty() && receivers == [1] && params.len() == 2;
-    let (kind, req, resp, input, output_name) = if upload {
-        let in_item = wrapped(&params[1].1, "Receiver")?;
-        (
-            Kind::Upload,
-            params[0].clone(),
-            ok.clone().unwrap_or_else(|| syn::parse_quote!(())),
-            Some((params[1].0.clone(), in_item)),
-            None,
-        )
-    } else if options.stream {
-        if let Some(ok) = &ok {
-            if !is_unit(ok) {
-                errors.push(ret.span(), "a stream method returns `Result<(), grid::RemoteError>`: its items go through the Sender");
+    (ret, ok)
+}
+
+/// A `Receiver<In>` parameter as a stream's input.
+fn input(param: &Param) -> Option<Input> {
+    let item = wrapped(&param.ty, "Receiver")?;
+    Some(Input {
+        param: param.clone(),
+        item,
+    })
+}
+
+/// A `Sender<Item>` parameter as a stream's output.
+fn output(param: &Param) -> Option<Output> {
+    let item = wrapped(&param.ty, "Sender")?;
+    Some(Output {
+        param: param.clone(),
+        item,
+    })
+}
+
+/// The method's shape, from its options, parameters and return type; `None` with an error
+/// recorded when the parameters fit no shape. `ok` is `None` when the return type was
+/// wrong (already reported).
+fn shape(
+    sig: &Signature,
+    options: &MethodOptions,
+    params: &[Param],
+    ret: &Type,
+    ok: Option<Type>,
+    errors: &mut Errors,
+) -> Option<(Param, Shape)> {
+    let span = sig.ident.span();
+    let answer = || ok.clone().unwrap_or_else(|| syn::parse_quote!(()));
+    let max_window = options.max_window;
+    let is = |p: &Param, name| wrapped(&p.ty, name).is_some();
+    let ends = |name| params.iter().filter(|p| is(p, name)).count();
+    let (senders, receivers) = (ends("Sender"), ends("Receiver"));
+    match (options.stream, params) {
+        (false, [req]) if senders + receivers == 0 => {
+            if max_window.is_some() {
+                errors.push(span, "max_window applies to #[grid(stream)] methods only");
             }
+            Some((req.clone(), Shape::Single { answer: answer() }))
         }
-        let expected = if receivers.is_empty() { 2 } else { 3 };
-        let shape_ok = params.len() == expected
-            && senders == [expected - 1]
-            && (receivers.is_empty() || receivers == [1])
-            && wrapped(&params[0].1, "Sender").is_none()
-            && wrapped(&params[0].1, "Receiver").is_none();
-        if !shape_ok {
-            errors.push(
-                span,
-                format!(
-                    "stream method `{}` must take `(&self, req: Request, out: grid::Sender<Item>)`, `(&self, req: Request, input: grid::Receiver<In>, out: grid::Sender<Item>)` or, for an upload answered once, `(&self, req: Request, input: grid::Receiver<In>)`",
-                    sig.ident
-                ),
-            );
-            return None;
-        }
-        let out_item = wrapped(&params[expected - 1].1, "Sender")?;
-        let input = (expected == 3)
-            .then(|| (params[1].0.clone(), wrapped(&params[1].1, "Receiver")))
-            .and_then(|(n, t)| Some((n, t?)));
-        let kind = if input.is_some() {
-            Kind::TwoWay
-        } else {
-            Kind::HandlerStream
-        };
-        (
-            kind,
-            params[0].clone(),
-            out_item,
-            input,
-            Some(params[expected - 1].0.clone()),
-        )
-    } else {
-        if !senders.is_empty() || !receivers.is_empty() {
+        (false, _) if senders + receivers > 0 => {
             errors.push(
                 span,
                 format!(
@@ -396,42 +204,102 @@ fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
                     sig.ident
                 ),
             );
-            return None;
+            None
         }
-        if params.len() != 1 {
+        (false, _) => {
             errors.push(span, format!("`{}` must take exactly one request parameter after `&self` (wrap several values in a struct)", sig.ident));
-            return None;
+            None
         }
-        if options.max_window.is_some() {
-            errors.push(span, "max_window applies to #[grid(stream)] methods only");
+        (true, [req, single])
+            if senders + receivers == 1 && !is(req, "Sender") && !is(req, "Receiver") =>
+        {
+            let shape = match (input(single), output(single)) {
+                // The caller streams, the handler answers once.
+                (Some(input), _) => Shape::Upload {
+                    input,
+                    answer: answer(),
+                    max_window,
+                },
+                (None, Some(output)) => {
+                    stream_returns_unit(ret, ok.as_ref(), errors);
+                    Shape::HandlerStream { output, max_window }
+                }
+                (None, None) => return None,
+            };
+            Some((req.clone(), shape))
         }
-        (
-            Kind::Single,
-            params[0].clone(),
-            ok.clone().unwrap_or_else(|| syn::parse_quote!(())),
-            None,
-            None,
-        )
-    };
-    if errors.0.len() != before {
+        (true, [req, inp, out])
+            if senders == 1 && receivers == 1 && !is(req, "Sender") && !is(req, "Receiver") =>
+        {
+            let (Some(input), Some(output)) = (input(inp), output(out)) else {
+                stream_shape_error(sig, errors);
+                return None;
+            };
+            stream_returns_unit(ret, ok.as_ref(), errors);
+            Some((
+                req.clone(),
+                Shape::TwoWay {
+                    input,
+                    output,
+                    max_window,
+                },
+            ))
+        }
+        (true, _) => {
+            stream_shape_error(sig, errors);
+            None
+        }
+    }
+}
+
+/// A stream with an output returns `Result<(), RemoteError>`: its items go out through
+/// the Sender.
+fn stream_returns_unit(ret: &Type, ok: Option<&Type>, errors: &mut Errors) {
+    if ok.is_some_and(|ok| !is_unit(ok)) {
+        errors.push(ret.span(), "a stream method returns `Result<(), grid::RemoteError>`: its items go through the Sender");
+    }
+}
+
+fn stream_shape_error(sig: &Signature, errors: &mut Errors) {
+    errors.push(
+        sig.ident.span(),
+        format!(
+            "stream method `{}` must take `(&self, req: Request, out: grid::Sender<Item>)`, `(&self, req: Request, input: grid::Receiver<In>, out: grid::Sender<Item>)` or, for an upload answered once, `(&self, req: Request, input: grid::Receiver<In>)`",
+            sig.ident
+        ),
+    );
+}
+
+fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
+    let before = errors.count();
+    let options = method_options(&mut f.attrs, errors);
+    let sig = f.sig.clone();
+    // The trait is re-emitted as written when there are errors: a pattern other than a
+    // name would add a rustc error of its own there, so it becomes `_`.
+    for arg in f.sig.inputs.iter_mut() {
+        if let FnArg::Typed(pt) = arg {
+            if !matches!(&*pt.pat, Pat::Ident(_) | Pat::Wild(_)) {
+                *pt.pat = syn::parse_quote!(_);
+            }
+        }
+    }
+    check_signature(&sig, errors);
+    let params = params(&sig, errors);
+    let (ret, ok) = return_type(&sig, errors);
+    let (req, shape) = shape(&sig, &options, &params, &ret, ok, errors)?;
+    if errors.count() != before {
         return None;
     }
     Some(Method {
         attrs: f.attrs.clone(),
         ident: sig.ident.clone(),
-        span,
-        kind,
+        span: sig.ident.span(),
         method_id: options
             .id
             .map_or_else(|| method_id(&sig.ident.to_string()), |(v, _)| v),
-        req_name: req.0,
-        req: req.1,
-        resp,
+        req,
+        shape,
         ret,
-        input,
-        output_name,
-        param_types: params.into_iter().map(|(_, t)| t).collect(),
-        max_window: options.max_window,
         deadline_ms: options.deadline_ms.unwrap_or(0),
     })
 }
@@ -487,7 +355,7 @@ pub fn check(item: &mut ItemTrait, args: ServiceArgs, errors: &mut Errors) -> Op
         );
     }
     let id = id?;
-    if !errors.is_empty() {
+    if errors.count() > 0 {
         return None;
     }
     Some(Service {

@@ -1,15 +1,18 @@
 //! Procedural macros for grid. Use them through the `grid` crate: `#[grid::service]`.
 //!
-//! The macro parses the trait into a small model (`ast`), checks it and collects every
-//! error with its span (`check`), then renders the trait, the ids, the server and the
-//! client (`render_*`). On errors it still emits the trait without grid's attributes, so
-//! the user sees the macro's errors and not a cascade of others.
+//! The macro reads the attributes (`parse`), checks the trait into a small model with one
+//! type per method shape (`check` → `ast`), collecting every error with its span
+//! (`errors`), then renders the trait, the ids, the server and the client (`render_*`). On
+//! errors it still emits the trait without grid's attributes, so the user sees the macro's
+//! errors and not a cascade of others.
 
 #![deny(missing_docs)]
 
 mod ast;
 mod check;
+mod errors;
 mod ids;
+mod parse;
 mod render_client;
 mod render_server;
 mod render_trait;
@@ -22,27 +25,28 @@ use quote::quote;
 /// dispatch. See the `grid` crate's documentation of `grid::service` for the full guide.
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut errors = check::Errors::default();
-    let args = check::service_args(args.into(), &mut errors);
+    let mut errors = errors::Errors::new();
+    let args = parse::service_args(args.into(), &mut errors);
     let mut item: syn::ItemTrait = match syn::parse(item) {
         Ok(i) => i,
         Err(e) => {
-            let mut e = e.to_compile_error();
-            e.extend(errors.into_tokens());
-            return e.into();
+            let mut tokens = e.to_compile_error();
+            tokens.extend(errors.finish().err());
+            return tokens.into();
         }
     };
-    match check::check(&mut item, args, &mut errors) {
-        Some(service) if errors.is_empty() => {
+    let service = check::check(&mut item, args, &mut errors);
+    match (service, errors.finish()) {
+        (Some(service), Ok(())) => {
             let t = render_trait::render_trait(&service);
             let ids = render_trait::render_ids(&service);
             let server = render_server::render_server(&service);
             let client = render_client::render_client(&service);
             quote!(#t #ids #server #client).into()
         }
-        _ => {
-            // `check` removed grid's attributes from the methods: the plain trait compiles.
-            let errs = errors.into_tokens();
+        // `check` removed grid's attributes from the methods: the plain trait compiles.
+        (_, errs) => {
+            let errs = errs.err();
             quote!(#item #errs).into()
         }
     }
@@ -54,11 +58,11 @@ mod tests {
 
     /// Everything the macro generates, for `args` on `item`.
     fn expand(args: proc_macro2::TokenStream, item: syn::ItemTrait) -> String {
-        let mut errors = check::Errors::default();
-        let args = check::service_args(args, &mut errors);
+        let mut errors = errors::Errors::new();
+        let args = parse::service_args(args, &mut errors);
         let mut item = item;
         let s = check::check(&mut item, args, &mut errors).expect("a valid service");
-        assert!(errors.is_empty());
+        assert!(errors.finish().is_ok());
         let out = [
             render_trait::render_trait(&s),
             render_trait::render_ids(&s),

@@ -4,67 +4,75 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::ast::{Kind, Method, Service};
+use crate::ast::{Method, Service, Shape};
 
 fn method(s: &Service, m: &Method) -> TokenStream {
     let krate = &s.krate;
     let service = format_ident!("{}Service", s.ident);
-    let (name, c, req_name, req, resp) = (&m.ident, m.const_name(), &m.req_name, &m.req, &m.resp);
+    let (name, c, req_name, req) = (&m.ident, m.const_name(), &m.req.name, &m.req.ty);
     let deadline_ms = m.deadline_ms;
     let attrs = m.attrs.iter().filter(|a| a.path().is_ident("doc"));
-    let max_window = m.max_window.map(|w| quote! { call = call.max_window(#w); });
+    let max_window = m
+        .shape
+        .max_window()
+        .map(|w| quote! { call = call.max_window(#w); });
     let deadline = quote! {
         if let ::core::option::Option::Some(d) = #krate::typed::__private::deadline(self.deadline, #deadline_ms) {
             call = call.deadline(d);
         }
         #max_window
     };
-    match m.kind {
-        Kind::Single => quote! {
-            #(#attrs)*
-            pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<#resp, #krate::Error> {
-                let payload = #krate::typed::encode(&#req_name)?;
-                let mut call = self.target.request(#service::#c, payload);
-                #deadline
-                let answer = call.await?;
-                #krate::typed::decode(answer.as_deref())
-            }
-        },
-        Kind::HandlerStream => quote! {
-            #(#attrs)*
-            pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<#krate::Receiver<#resp>, #krate::Error> {
-                let payload = #krate::typed::encode(&#req_name)?;
-                let mut call = self.target.open_stream(#service::#c, payload);
-                #deadline
-                let stream = call.await?;
-                ::core::result::Result::Ok(#krate::Receiver::new(stream.responses))
-            }
-        },
-        Kind::TwoWay | Kind::Upload => {
-            let in_ty = m.input.as_ref().map(|(_, t)| t.clone());
-            // A two-way stream's caller reads items; an upload's awaits one answer.
-            let (out_ty, out) = if m.kind == Kind::Upload {
-                (
-                    quote!(#krate::Answer<#resp>),
-                    quote!(#krate::Answer::new(#krate::Receiver::new(responses))),
-                )
-            } else {
-                (
-                    quote!(#krate::Receiver<#resp>),
-                    quote!(#krate::Receiver::new(responses)),
-                )
-            };
-            quote! {
+    // What the caller gets from the open stream, and how.
+    let (answer, body) = match &m.shape {
+        Shape::Single { answer } => {
+            return quote! {
                 #(#attrs)*
-                pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<(#krate::Sender<#in_ty>, #out_ty), #krate::Error> {
+                pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<#answer, #krate::Error> {
                     let payload = #krate::typed::encode(&#req_name)?;
-                    let mut call = self.target.open_stream(#service::#c, payload);
+                    let mut call = self.target.request(#service::#c, payload);
                     #deadline
-                    let stream = call.await?;
-                    let (requests, responses) = stream.split()?;
-                    ::core::result::Result::Ok((#krate::Sender::new(requests), #out))
+                    let answer = call.await?;
+                    #krate::typed::decode(answer.as_deref())
                 }
-            }
+            };
+        }
+        Shape::HandlerStream { output, .. } => {
+            let item = &output.item;
+            (
+                quote!(#krate::Receiver<#item>),
+                quote!(#krate::Receiver::new(stream.responses)),
+            )
+        }
+        // A two-way stream's caller reads items; an upload's awaits one answer.
+        Shape::TwoWay { input, output, .. } => {
+            let (in_item, item) = (&input.item, &output.item);
+            (
+                quote!((#krate::Sender<#in_item>, #krate::Receiver<#item>)),
+                quote! {{
+                    let (requests, responses) = stream.split()?;
+                    (#krate::Sender::new(requests), #krate::Receiver::new(responses))
+                }},
+            )
+        }
+        Shape::Upload { input, answer, .. } => {
+            let in_item = &input.item;
+            (
+                quote!((#krate::Sender<#in_item>, #krate::Answer<#answer>)),
+                quote! {{
+                    let (requests, responses) = stream.split()?;
+                    (#krate::Sender::new(requests), #krate::Answer::new(#krate::Receiver::new(responses)))
+                }},
+            )
+        }
+    };
+    quote! {
+        #(#attrs)*
+        pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<#answer, #krate::Error> {
+            let payload = #krate::typed::encode(&#req_name)?;
+            let mut call = self.target.open_stream(#service::#c, payload);
+            #deadline
+            let stream = call.await?;
+            ::core::result::Result::Ok(#body)
         }
     }
 }

@@ -4,66 +4,72 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::ast::{Kind, Method, Service};
+use crate::ast::{Method, Service, Shape};
 
 fn registration(s: &Service, m: &Method) -> TokenStream {
     let krate = &s.krate;
     let trait_name = &s.ident;
     let service = format_ident!("{}Service", s.ident);
-    let (name, c, req) = (&m.ident, m.const_name(), &m.req);
-    match m.kind {
-        Kind::Single => quote! {
-            let this = ::std::sync::Arc::clone(&self.0);
-            let regs = regs.single(#service::#c, move |_ctx, payload: ::core::option::Option<#krate::Bytes>| {
+    let (name, c, req) = (&m.ident, m.const_name(), &m.req.ty);
+    let input = quote! {
+        let input = #krate::Receiver::new(input.ok_or_else(|| #krate::RemoteError::new("stream opened without input"))?);
+    };
+    let (call, with_input) = match &m.shape {
+        Shape::Single { .. } => {
+            return quote! {
+                let this = ::std::sync::Arc::clone(&self.0);
+                let regs = regs.single(#service::#c, move |_ctx, payload: ::core::option::Option<#krate::Bytes>| {
+                    let this = ::std::sync::Arc::clone(&this);
+                    async move {
+                        let req = #krate::typed::__private::decode_request::<#req>(payload.as_deref())?;
+                        let resp = #trait_name::#name(&*this, req).await?;
+                        #krate::typed::__private::encode_response(&resp)
+                    }
+                });
+            };
+        }
+        Shape::HandlerStream { .. } => (
+            quote! {
+                let _ = input;
+                #trait_name::#name(&*this, req, #krate::Sender::new(output)).await
+            },
+            None,
+        ),
+        Shape::TwoWay { .. } => (
+            quote! {
+                #input
+                #trait_name::#name(&*this, req, input, #krate::Sender::new(output)).await
+            },
+            Some(quote! { .with_input() }),
+        ),
+        // The answer is the one item the handler side sends, then its end.
+        Shape::Upload { .. } => (
+            quote! {
+                #input
+                let answer = #trait_name::#name(&*this, req, input).await?;
+                let mut output = #krate::Sender::new(output);
+                output.send(&answer).await?;
+                ::core::result::Result::Ok(())
+            },
+            Some(quote! { .with_input() }),
+        ),
+    };
+    let max_window = m.shape.max_window().map(|w| quote! { .max_window(#w) });
+    quote! {
+        let this = ::std::sync::Arc::clone(&self.0);
+        let regs = regs.stream(
+            #service::#c,
+            #krate::StreamHandler::new(move |call: #krate::StreamCall| {
                 let this = ::std::sync::Arc::clone(&this);
                 async move {
+                    let #krate::StreamCall { payload, input, output, .. } = call;
                     let req = #krate::typed::__private::decode_request::<#req>(payload.as_deref())?;
-                    let resp = #trait_name::#name(&*this, req).await?;
-                    #krate::typed::__private::encode_response(&resp)
+                    #call
                 }
-            });
-        },
-        Kind::HandlerStream | Kind::TwoWay | Kind::Upload => {
-            let with_input =
-                matches!(m.kind, Kind::TwoWay | Kind::Upload).then(|| quote! { .with_input() });
-            let max_window = m.max_window.map(|w| quote! { .max_window(#w) });
-            let input = if m.kind == Kind::TwoWay {
-                quote! {
-                    let input = #krate::Receiver::new(input.ok_or_else(|| #krate::RemoteError::new("stream opened without input"))?);
-                    #trait_name::#name(&*this, req, input, #krate::Sender::new(output)).await
-                }
-            } else if m.kind == Kind::Upload {
-                // The answer is the one item the handler side sends, then its end.
-                quote! {
-                    let input = #krate::Receiver::new(input.ok_or_else(|| #krate::RemoteError::new("stream opened without input"))?);
-                    let answer = #trait_name::#name(&*this, req, input).await?;
-                    let mut output = #krate::Sender::new(output);
-                    output.send(&answer).await?;
-                    ::core::result::Result::Ok(())
-                }
-            } else {
-                quote! {
-                    let _ = input;
-                    #trait_name::#name(&*this, req, #krate::Sender::new(output)).await
-                }
-            };
-            quote! {
-                let this = ::std::sync::Arc::clone(&self.0);
-                let regs = regs.stream(
-                    #service::#c,
-                    #krate::StreamHandler::new(move |call: #krate::StreamCall| {
-                        let this = ::std::sync::Arc::clone(&this);
-                        async move {
-                            let #krate::StreamCall { payload, input, output, .. } = call;
-                            let req = #krate::typed::__private::decode_request::<#req>(payload.as_deref())?;
-                            #input
-                        }
-                    })
-                    #with_input
-                    #max_window,
-                );
-            }
-        }
+            })
+            #with_input
+            #max_window,
+        );
     }
 }
 

@@ -14,19 +14,10 @@ pub fn render_trait(s: &Service) -> TokenStream {
     } = s;
     let methods = s.methods.iter().map(|m| {
         let (attrs, name, ret) = (&m.attrs, &m.ident, &m.ret);
-        let params: Vec<_> = m
-            .param_types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let p = match i {
-                    0 => m.req_name.clone(),
-                    _ if m.output_name.is_some() && i + 1 == m.param_types.len() => m.output_name.clone().unwrap_or_else(|| format_ident!("out")),
-                    _ => m.input.as_ref().map_or_else(|| format_ident!("input"), |(n, _)| n.clone()),
-                };
-                quote!(#p: #t)
-            })
-            .collect();
+        let params = m.params().into_iter().map(|p| {
+            let (name, ty) = (&p.name, &p.ty);
+            quote!(#name: #ty)
+        });
         quote_spanned! {m.span=>
             #(#attrs)*
             fn #name(&self, #(#params),*) -> impl ::core::future::Future<Output = #ret> + ::core::marker::Send;
@@ -61,8 +52,8 @@ pub fn render_ids(s: &Service) -> TokenStream {
         quote!((#n, #service::#c))
     });
     let wire_checks = s.methods.iter().flat_map(|m| {
-        let mut types = vec![&m.req, &m.resp];
-        types.extend(m.input.as_ref().map(|(_, t)| t));
+        let mut types = vec![&m.req.ty];
+        types.extend(m.shape.wire_types());
         types.into_iter().map(|t| {
             quote_spanned! {t.span()=>
                 #krate::typed::__private::assert_wire_type::<#t>();

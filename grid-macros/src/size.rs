@@ -3,7 +3,7 @@
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Lit};
 
-use crate::check::Errors;
+use crate::errors::Errors;
 
 /// The smallest and largest window a method may set (a window is a u32 on the wire).
 const MIN: u64 = 1024;
