@@ -1,4 +1,4 @@
-//! Figures for a whole manager, and their Prometheus text rendering (no HTTP server
+//! HandlerCounters for a whole manager, and their Prometheus text rendering (no HTTP server
 //! needed: serve the string from whatever endpoint the application already has).
 
 use std::fmt::Write as _;
@@ -7,7 +7,7 @@ use crate::connection::State;
 use crate::handler::{HandlerStats, LATENCY_BOUNDS};
 use crate::stats::ConnectionStats;
 
-/// One peer's figures.
+/// One peer's counters.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct PeerStats {
@@ -19,7 +19,7 @@ pub struct PeerStats {
     pub stats: ConnectionStats,
 }
 
-/// A snapshot of a manager's figures (see [`Manager::stats`](crate::Manager::stats)).
+/// A snapshot of a manager's counters (see [`Manager::stats`](crate::Manager::stats)).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ManagerStats {
@@ -27,7 +27,7 @@ pub struct ManagerStats {
     pub local: String,
     /// Every peer, ordered by name.
     pub peers: Vec<PeerStats>,
-    /// Every registered handler's figures (calls, errors by kind, in flight, latency),
+    /// Every registered handler's counters (calls, errors by kind, in flight, latency),
     /// ordered by handler id.
     pub handlers: Vec<HandlerStats>,
     /// Tasks the manager has running.
@@ -254,7 +254,7 @@ fn escape(label: &str) -> String {
 }
 
 impl ManagerStats {
-    /// The figures in the Prometheus text exposition format (version 0.0.4), one series
+    /// The counters in the Prometheus text exposition format (version 0.0.4), one series
     /// per peer, labelled `local` and `peer`.
     pub fn to_prometheus(&self) -> String {
         let mut out = String::new();

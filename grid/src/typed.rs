@@ -330,7 +330,7 @@ pub trait ServiceServer {
 #[derive(Default)]
 pub struct Registrations {
     pub(crate) items: Vec<(HandlerId, Handler)>,
-    /// The service's name and its methods' (for the per-handler figures).
+    /// The service's name and its methods' (for the per-handler counters).
     pub(crate) names: Option<(&'static str, &'static [(&'static str, HandlerId)])>,
 }
 
@@ -349,7 +349,7 @@ impl Registrations {
     }
 
     /// No handlers yet, of the service `S` (its name and its methods' label the
-    /// per-handler figures).
+    /// per-handler counters).
     pub fn of<S: Service>() -> Self {
         Self {
             items: Vec::new(),

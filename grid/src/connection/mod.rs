@@ -282,7 +282,7 @@ impl Connection {
         }
     }
 
-    /// A snapshot of this connection's figures, including calls in flight right now.
+    /// A snapshot of this connection's counters, including calls in flight right now.
     pub fn stats(&self) -> ConnectionStats {
         let live = self.inner.current_session().map(|s| {
             s.with(|e| {

@@ -40,7 +40,7 @@ pub(crate) fn start(
     };
     let (mux_id, handler) = (start.mux_id, start.handler);
     let ctx = context(conn, &start, entry.subroute.clone());
-    let mut serving = entry.figures.start();
+    let mut serving = entry.counters.start();
     match core.interceptors.before(&ctx) {
         Ok(watch) => serving.watch(watch),
         Err(refused) => {

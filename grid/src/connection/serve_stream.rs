@@ -25,7 +25,7 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
         return;
     };
     let ctx = context(conn, &start, entry.subroute.clone());
-    let mut serving = entry.figures.start();
+    let mut serving = entry.counters.start();
     match core.interceptors.before(&ctx) {
         Ok(watch) => serving.watch(watch),
         Err(refused) => {

@@ -2,16 +2,16 @@
 //! sees of its call.
 
 mod context;
-mod figures;
 mod intercept;
+mod stats;
 mod stream;
 
 pub use context::CallContext;
 pub(crate) use context::FireOnDrop;
-pub(crate) use figures::{Figures, Names};
-pub use figures::{HandlerStats, LATENCY_BOUNDS};
 pub use intercept::{Interceptor, Outcome};
 pub(crate) use intercept::{Interceptors, Watch};
+pub(crate) use stats::{HandlerCounters, Names};
+pub use stats::{HandlerStats, LATENCY_BOUNDS};
 pub use stream::{StreamCall, StreamFuture, StreamHandler};
 
 use std::collections::HashMap;
@@ -59,14 +59,14 @@ pub(crate) enum Handler {
 pub(crate) struct SingleEntry {
     pub(crate) call: SingleFn,
     pub(crate) subroute: Option<Arc<str>>,
-    pub(crate) figures: Arc<Figures>,
+    pub(crate) counters: Arc<HandlerCounters>,
 }
 
 #[derive(Clone)]
 pub(crate) struct StreamEntry {
     pub(crate) handler: StreamHandler,
     pub(crate) subroute: Option<Arc<str>>,
-    pub(crate) figures: Arc<Figures>,
+    pub(crate) counters: Arc<HandlerCounters>,
 }
 
 #[derive(Clone)]
@@ -87,7 +87,7 @@ impl Handlers {
         &self,
         id: HandlerId,
         subroute: Option<&str>,
-        entry: impl FnOnce(Option<Arc<str>>, Arc<Figures>) -> Entry,
+        entry: impl FnOnce(Option<Arc<str>>, Arc<HandlerCounters>) -> Entry,
     ) -> Result<()> {
         if id.get() == 0 {
             return Err(Error::Config("handler id 0 is reserved".into()));
@@ -101,8 +101,8 @@ impl Handlers {
             });
         }
         let subroute: Option<Arc<str>> = subroute.map(Arc::from);
-        let figures = Arc::new(Figures::new(id, subroute.clone(), Names::default()));
-        table.insert(key, entry(subroute, figures));
+        let counters = Arc::new(HandlerCounters::new(id, subroute.clone(), Names::default()));
+        table.insert(key, entry(subroute, counters));
         Ok(())
     }
 
@@ -130,17 +130,17 @@ impl Handlers {
         }
         for (id, kind) in items {
             let subroute = name.clone();
-            let figures = Arc::new(Figures::new(id, subroute.clone(), names(id)));
+            let counters = Arc::new(HandlerCounters::new(id, subroute.clone(), names(id)));
             let entry = match kind {
                 Handler::Single(call) => Entry::Single(SingleEntry {
                     call,
                     subroute,
-                    figures,
+                    counters,
                 }),
                 Handler::Stream(handler) => Entry::Stream(StreamEntry {
                     handler,
                     subroute,
-                    figures,
+                    counters,
                 }),
             };
             table.insert((id, hash), entry);
@@ -154,11 +154,11 @@ impl Handlers {
         subroute: Option<&str>,
         call: SingleFn,
     ) -> Result<()> {
-        self.add(id, subroute, |subroute, figures| {
+        self.add(id, subroute, |subroute, counters| {
             Entry::Single(SingleEntry {
                 call,
                 subroute,
-                figures,
+                counters,
             })
         })
     }
@@ -169,11 +169,11 @@ impl Handlers {
         subroute: Option<&str>,
         handler: StreamHandler,
     ) -> Result<()> {
-        self.add(id, subroute, |subroute, figures| {
+        self.add(id, subroute, |subroute, counters| {
             Entry::Stream(StreamEntry {
                 handler,
                 subroute,
-                figures,
+                counters,
             })
         })
     }
@@ -186,14 +186,14 @@ impl Handlers {
         }
     }
 
-    /// Every handler's figures, ordered by handler id and subroute.
+    /// Every handler's counters, ordered by handler id and subroute.
     pub(crate) fn stats(&self) -> Vec<HandlerStats> {
         let table = self.table.read().unwrap_or_else(|e| e.into_inner());
         let mut all: Vec<HandlerStats> = table
             .values()
             .map(|e| match e {
-                Entry::Single(s) => s.figures.snapshot(),
-                Entry::Stream(s) => s.figures.snapshot(),
+                Entry::Single(s) => s.counters.snapshot(),
+                Entry::Stream(s) => s.counters.snapshot(),
             })
             .collect();
         all.sort_by(|a, b| (a.handler, &a.subroute).cmp(&(b.handler, &b.subroute)));

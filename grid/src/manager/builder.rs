@@ -162,7 +162,7 @@ impl ManagerBuilder {
         self
     }
 
-    /// Publishes the manager's figures ([`crate::ManagerStats::publish`]) to the `metrics`
+    /// Publishes the manager's counters ([`crate::ManagerStats::publish`]) to the `metrics`
     /// facade every `interval`, until shutdown (feature `metrics`).
     #[cfg(feature = "metrics")]
     pub fn publish_metrics_every(mut self, interval: Duration) -> Self {

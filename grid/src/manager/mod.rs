@@ -232,7 +232,7 @@ impl Manager {
         self.inner.core.tasks.drained().await;
     }
 
-    /// Every peer's state and figures, for dashboards
+    /// Every peer's state and counters, for dashboards
     /// ([`ManagerStats::to_prometheus`]) and health checks.
     pub fn stats(&self) -> ManagerStats {
         ManagerStats {
@@ -251,7 +251,7 @@ impl Manager {
         }
     }
 
-    /// A counted task publishing the figures every `interval` until shutdown; it holds the
+    /// A counted task publishing the counters every `interval` until shutdown; it holds the
     /// manager weakly, so it does not keep a dropped manager alive.
     #[cfg(feature = "metrics")]
     fn publish_metrics_every(&self, interval: std::time::Duration) {

@@ -48,7 +48,7 @@ impl Manager {
             .with_state(state)
     }
 
-    /// A router that serves this manager's figures ([`Manager::stats`]) in the Prometheus
+    /// A router that serves this manager's counters ([`Manager::stats`]) in the Prometheus
     /// text format at `path` (e.g. `"/metrics"`), to merge beside your own routes.
     ///
     /// ```no_run

@@ -66,6 +66,18 @@ impl Fixture {
         // Connection pings far apart: only the stream's own timers matter here.
         let mut config = super::config();
         config.ping_interval = Duration::from_secs(5000);
+        Self::with_config(at, window, config)
+    }
+
+    /// As [`Fixture::with_window`], with connection and stream pings every `ping`.
+    pub(super) fn with_pings(at: At, window: u64, ping: Duration) -> Self {
+        let mut config = super::config();
+        config.ping_interval = ping;
+        config.stream_ping_interval = ping;
+        Self::with_config(at, window, config)
+    }
+
+    fn with_config(at: At, window: u64, mut config: crate::engine::Config) -> Self {
         config.stream_window = window;
         let mut net = Net::with(config.clone(), config);
         let a = net

@@ -787,3 +787,47 @@ fn a_handler_deadline_with_messages_still_queued_ends_the_stream_without_a_gap()
     assert_eq!(f.a_recv(), Some(Err(Error::DeadlineExceeded)));
     assert!(f.net.a.violation.is_none());
 }
+
+#[test]
+fn a_reader_that_stalls_for_many_ping_intervals_keeps_its_stream_and_its_connection() {
+    // Pings of both kinds every second; the caller's reader stops for eight of them at a
+    // time, four times over, while the handler waits on credit (a window of four
+    // messages). Pings and pongs keep flowing: nothing is cancelled, nobody looks dead.
+    let ping = Duration::from_secs(1);
+    let mut f = Fixture::with_pings(At::Open, 4 * cost(4), ping);
+    let (mut sent, mut read, mut stalls) = (0, 0, 0);
+    for _ in 0..10_000 {
+        if read == 200 {
+            break;
+        }
+        while sent < 200 && f.b_send(b"item").is_ok() {
+            sent += 1;
+        }
+        f.net.pump();
+        if read == 50 * stalls {
+            for _ in 0..8 {
+                f.net.advance(ping);
+                f.net.pump();
+            }
+            stalls += 1;
+        }
+        loop {
+            match f.a_recv() {
+                Some(Ok(item)) => {
+                    assert_eq!(&item[..], b"item");
+                    read += 1;
+                    if read % 50 == 0 {
+                        break;
+                    }
+                }
+                Some(Err(Error::Protocol(p))) if p == "pending" => break,
+                other => panic!("after {read} items: {other:?}"),
+            }
+        }
+        f.net.pump();
+    }
+    assert_eq!((sent, read, stalls), (200, 200, 4));
+    assert_eq!(f.net.a.violation, None);
+    assert_eq!(f.net.b.violation, None);
+    assert!(f.net.b.e.handler_running(f.b_key()), "still served");
+}

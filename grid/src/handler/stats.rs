@@ -1,4 +1,4 @@
-//! Per-handler figures: calls served, how they ended, how many run now, and how long they
+//! Per-handler counters: calls served, how they ended, how many run now, and how long they
 //! took, counted with relaxed atomics by the serving path and read as [`HandlerStats`].
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -24,7 +24,7 @@ pub(crate) struct Names {
 
 /// One registered handler's counters.
 #[derive(Debug)]
-pub(crate) struct Figures {
+pub(crate) struct HandlerCounters {
     handler: HandlerId,
     subroute: Option<Arc<str>>,
     names: Names,
@@ -37,7 +37,7 @@ pub(crate) struct Figures {
     sum_micros: AtomicU64,
 }
 
-impl Figures {
+impl HandlerCounters {
     pub(crate) fn new(handler: HandlerId, subroute: Option<Arc<str>>, names: Names) -> Self {
         Self {
             handler,
@@ -56,7 +56,7 @@ impl Figures {
     pub(crate) fn start(self: Arc<Self>) -> Serving {
         self.calls.fetch_add(1, Relaxed);
         Serving {
-            figures: self,
+            counters: self,
             started: Instant::now(),
             ended: Ended::Cancelled,
             watch: None,
@@ -89,7 +89,7 @@ impl Figures {
         self.ended.fetch_add(1, Relaxed);
     }
 
-    /// The figures now.
+    /// The counters now.
     pub(crate) fn snapshot(&self) -> HandlerStats {
         let calls = self.calls.load(Relaxed);
         let ended = self.ended.load(Relaxed);
@@ -128,7 +128,7 @@ fn kind_name(kind: u8) -> &'static str {
     }
 }
 
-/// How a served call ended, for the figures.
+/// How a served call ended, for the counters.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Ended {
     Ok,
@@ -136,11 +136,11 @@ pub(crate) enum Ended {
     Cancelled,
 }
 
-/// A call being served: dropped, it records its end in the handler's figures and reports
+/// A call being served: dropped, it records its end in the handler's counters and reports
 /// it to the interceptors watching it, if any (`Cancelled` unless told otherwise, so a
 /// handler task that is stopped still counts). One clock read for both.
 pub(crate) struct Serving {
-    figures: Arc<Figures>,
+    counters: Arc<HandlerCounters>,
     started: Instant,
     ended: Ended,
     watch: Option<Box<Watch>>,
@@ -171,7 +171,7 @@ impl Serving {
 impl Drop for Serving {
     fn drop(&mut self) {
         let took = self.started.elapsed();
-        self.figures.end(self.ended, took);
+        self.counters.end(self.ended, took);
         if let Some(w) = &self.watch {
             let outcome = match self.ended {
                 Ended::Ok => Outcome::Ok,
@@ -185,7 +185,7 @@ impl Drop for Serving {
     }
 }
 
-/// One handler's figures (see `ManagerStats::handlers`).
+/// One handler's counters (see `ManagerStats::handlers`).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct HandlerStats {
