@@ -151,6 +151,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// This error of a call to `handler` on the subroute named `subroute`: an unknown
+    /// handler names the call as its caller made it (the wire carries the subroute's hash
+    /// only, and the peer's echo of the handler id is not trusted for it).
+    pub(crate) fn for_call(self, handler: HandlerId, subroute: Option<&str>) -> Error {
+        match self {
+            Error::UnknownHandler { .. } => Error::UnknownHandler {
+                handler,
+                subroute: subroute.map(str::to_owned),
+            },
+            other => other,
+        }
+    }
+
     /// The error carried by an error payload (flag PAYLOAD_IS_ERROR) of a call to
     /// `handler` (on `subroute`, if any).
     pub(crate) fn from_wire(

@@ -41,6 +41,7 @@ mod dial;
 pub(crate) mod handshake;
 mod lost;
 mod open_stream;
+mod opening;
 mod read_buffer;
 mod reader;
 mod request;

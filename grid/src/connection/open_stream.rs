@@ -1,15 +1,16 @@
 //! The caller's side of a stream: `conn.open_stream(id, payload).await` sends the open,
 //! waits for the handler side's answer, and returns the caller's two ends.
 
-use std::future::{poll_fn, Future, IntoFuture};
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use super::opening::{open_and_wait, Open};
 use super::{Call, Prepared};
-use crate::engine::{Key, Side};
+use crate::codec::Ack;
+use crate::engine::{Engine, Key, Outgoing, Side};
 use crate::error::{Error, Result};
-use crate::session::Session;
 use crate::stream_ends::{StreamReceiver, StreamSender};
 
 /// The caller's ends of an open stream.
@@ -79,26 +80,11 @@ impl OpenStream {
             subroute,
             now,
         } = self.call.prepare()?;
-        let max_window = self.max_window;
-        let key = session.with(|e| e.open_stream(now, outgoing, max_window))?;
-        super::record_mux(key.mux_id());
-        let mut opening = Opening {
-            session: &session,
-            key,
-            armed: true,
-        };
-        let opened = poll_fn(|cx| session.with(|e| e.poll_opened(key, cx))).await;
-        opening.armed = false;
-        let ack = match opened {
-            Ok(ack) => ack,
-            Err(Error::UnknownHandler { handler, .. }) => {
-                return Err(Error::UnknownHandler {
-                    handler,
-                    subroute: subroute.map(|s| s.to_string()),
-                })
-            }
-            Err(e) => return Err(e),
-        };
+        let handler = outgoing.handler;
+        let open = OpenMux(Some(outgoing), now, self.max_window);
+        let (key, opened) = open_and_wait(&session, open).await;
+        let ack = opened.map_err(|e| e.for_call(handler, subroute.as_deref()))?;
+        let key = key.ok_or(Error::Cancelled)?;
         let requests =
             (ack.in_window > 0).then(|| StreamSender::new(session.clone(), Side::Caller, key));
         Ok(Stream {
@@ -108,27 +94,31 @@ impl OpenStream {
     }
 }
 
+/// A stream, as [`open_and_wait`] opens it: its answer is the handler side's ack.
+struct OpenMux(Option<Outgoing>, Instant, Option<u64>);
+
+impl Open for OpenMux {
+    type Answer = Ack;
+
+    fn open(&mut self, e: &mut Engine) -> Result<Key> {
+        let outgoing = self.0.take().ok_or(Error::Cancelled)?;
+        e.open_stream(self.1, outgoing, self.2)
+    }
+
+    fn poll(e: &mut Engine, key: Key, cx: &mut Context<'_>) -> Poll<Result<Ack>> {
+        e.poll_opened(key, cx)
+    }
+
+    fn abandon(e: &mut Engine, key: Key) {
+        e.drop_opening(key);
+    }
+}
+
 impl IntoFuture for OpenStream {
     type Output = Result<Stream>;
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
         traced!("grid.open_stream", self.call, self.run())
-    }
-}
-
-/// A stream being opened: dropped before the answer was taken, it is cancelled.
-struct Opening<'a> {
-    session: &'a Arc<Session>,
-    key: Key,
-    armed: bool,
-}
-
-impl Drop for Opening<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            let key = self.key;
-            self.session.with(|e| e.drop_opening(key));
-        }
     }
 }

@@ -1,18 +1,16 @@
 //! The caller's side of a single call: `conn.request(id, payload).deadline(d).await`.
 
-use std::future::{poll_fn, Future, IntoFuture};
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::Poll;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::opening::{open_and_wait, Open};
 use super::{Call, Prepared};
-use crate::codec::Flags;
-use crate::engine::Key;
+use crate::engine::{Engine, Key, Outgoing, Payload};
 use crate::error::{Error, Result};
-use crate::session::Session;
 
 /// A single call being prepared. Await it (it implements [`IntoFuture`]) to send it and get
 /// the handler's answer.
@@ -43,44 +41,31 @@ impl Request {
             now,
         } = self.call.prepare()?;
         let handler = outgoing.handler;
-        let mut outgoing = Some(outgoing);
-        let mut pending = Pending {
-            session: &session,
-            key: None,
-        };
-        // The call is opened at the first poll, under the same lock that registers this
-        // task to be woken with the answer.
-        let answer = poll_fn(|cx| {
-            pending.session.with(|e| {
-                let key = match (pending.key, outgoing.take()) {
-                    (Some(key), _) => key,
-                    (None, Some(o)) => match e.open_call(now, o) {
-                        Ok(key) => {
-                            pending.key = Some(key);
-                            key
-                        }
-                        Err(err) => return Poll::Ready(Err(err)),
-                    },
-                    (None, None) => return Poll::Ready(Err(Error::Cancelled)),
-                };
-                e.poll_call(key, cx)
-            })
-        })
-        .await;
-        if let Some(key) = pending.key.take() {
-            super::record_mux(key.mux_id());
-        }
-        let reply = answer?;
-        if reply.flags.contains(Flags::PAYLOAD_IS_ERROR) {
-            return Err(Error::from_wire(
-                reply.payload.into_bytes().as_deref(),
-                handler,
-                subroute.as_deref(),
-            ));
-        }
+        let (_, answer) = open_and_wait(&session, OpenCall(Some(outgoing), now)).await;
+        let payload = answer.map_err(|e| e.for_call(handler, subroute.as_deref()))?;
         // A chunked answer's parts are joined here, by the caller's task; a small answer
         // is copied out of the read buffer.
-        Ok(reply.payload.into_owned())
+        Ok(payload.into_owned())
+    }
+}
+
+/// A single call, as [`open_and_wait`] opens it.
+struct OpenCall(Option<Outgoing>, Instant);
+
+impl Open for OpenCall {
+    type Answer = Payload;
+
+    fn open(&mut self, e: &mut Engine) -> Result<Key> {
+        let outgoing = self.0.take().ok_or(Error::Cancelled)?;
+        e.open_call(self.1, outgoing)
+    }
+
+    fn poll(e: &mut Engine, key: Key, cx: &mut Context<'_>) -> Poll<Result<Payload>> {
+        e.poll_call(key, cx)
+    }
+
+    fn abandon(e: &mut Engine, key: Key) {
+        e.drop_call(key);
     }
 }
 
@@ -90,21 +75,5 @@ impl IntoFuture for Request {
 
     fn into_future(self) -> Self::IntoFuture {
         traced!("grid.call", self.call, self.run())
-    }
-}
-
-/// A call opened in the engine: dropped before its answer was taken, it is abandoned
-/// (the remote handler is told to stop).
-struct Pending<'a> {
-    session: &'a Arc<Session>,
-    /// Set once opened; taken once the answer was.
-    key: Option<Key>,
-}
-
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        if let Some(key) = self.key {
-            self.session.with(|e| e.drop_call(key));
-        }
     }
 }

@@ -1,7 +1,6 @@
 //! Running the handler of a single call the remote made, and giving its answer to the
 //! engine.
 
-use std::any::Any;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -10,15 +9,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::FutureExt;
 
-use super::serve_shared::{context, panic_message, Answers, JOIN_HERE};
+use super::serve_shared::{admit, outcome, Answers, Outcome, JOIN_HERE};
 use super::ConnInner;
 use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
 use crate::engine::{Answer, Start};
-use crate::error::RemoteError;
 use crate::handler::{FireOnDrop, CURRENT_CALL};
 use crate::session::Session;
 
-type Outcome = Result<Result<Option<Bytes>, RemoteError>, Box<dyn Any + Send>>;
+type CallOutcome = Outcome<Option<Bytes>>;
 
 /// Runs the handler of `start`: inline when it answers without waiting (most do), else in
 /// a task of its own.
@@ -39,17 +37,10 @@ pub(crate) fn start(
         return;
     };
     let (mux_id, handler) = (start.mux_id, start.handler);
-    let ctx = context(conn, &start, entry.subroute.clone());
-    let mut serving = entry.counters.start();
-    match core.interceptors.before(&ctx) {
-        Ok(watch) => serving.watch(watch),
-        Err(refused) => {
-            let refusal = ErrorPayload::new(refused.kind(), refused.message);
-            serving.ended(Some(&refusal));
-            answers.give(session, key, Err(refusal));
-            return;
-        }
-    }
+    let (ctx, mut serving) = match admit(conn, &start, entry.subroute.clone(), &entry.counters) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return answers.give(session, key, Err(refusal)),
+    };
     let cancel = ctx.cancel.clone();
     let max = session.send_limit;
     let span =
@@ -71,7 +62,7 @@ pub(crate) fn start(
         let payload = start.payload.into_owned();
         CURRENT_CALL.sync_scope(current.clone(), || (entry.call)(ctx, payload))
     }));
-    let mut call: Pin<Box<dyn Future<Output = Outcome> + Send>> = match started {
+    let mut call: Pin<Box<dyn Future<Output = CallOutcome> + Send>> = match started {
         Ok(fut) if span.is_disabled() => {
             Box::pin(CURRENT_CALL.scope(current, AssertUnwindSafe(fut).catch_unwind()))
         }
@@ -108,20 +99,15 @@ pub(crate) fn start(
     session.attach(key, task.abort_handle());
 }
 
-/// The answer for a handler's outcome: its payload, its error, or its panic.
-fn answer(mux_id: u64, handler: HandlerId, outcome: Outcome, max: usize) -> Answer {
-    match outcome {
-        Ok(Ok(Some(payload))) if payload.len() > max => {
+/// The answer for a handler's outcome: its payload, its error, or its panic; a payload
+/// over the agreed maximum is not sent, and the caller is told why.
+fn answer(mux_id: u64, handler: HandlerId, result: CallOutcome, max: usize) -> Answer {
+    match outcome(result, handler, mux_id) {
+        Ok(Some(payload)) if payload.len() > max => {
             let failure = ErrorPayload::too_large(payload.len() as u64, max as u64);
             tracing::warn!(%handler, mux_id, "the answer was not sent: {}", failure.message);
             Err(failure)
         }
-        Ok(Ok(payload)) => Ok(payload),
-        Ok(Err(remote)) => Err(ErrorPayload::new(remote.kind(), remote.message)),
-        Err(panic) => {
-            let text = format!("handler panicked: {}", panic_message(&*panic));
-            tracing::error!(%handler, mux_id, "{text}");
-            Err(ErrorPayload::new(ErrorKind::Remote, text))
-        }
+        other => other,
     }
 }

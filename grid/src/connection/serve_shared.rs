@@ -1,13 +1,15 @@
 //! What serving a single call (serve_call.rs) and serving a stream (serve_stream.rs)
-//! share: where a request is joined, where answers go, the handler's context, a panic's
-//! text.
+//! share: where a request is joined, where answers go, the interceptors' say on a call
+//! ([`admit`]), and what a handler's outcome tells the caller ([`outcome`]).
 
 use std::any::Any;
 use std::sync::Arc;
 
 use super::ConnInner;
+use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
 use crate::engine::{Answer, Key, Start};
-use crate::handler::CallContext;
+use crate::error::RemoteError;
+use crate::handler::{CallContext, HandlerCounters, Serving};
 use crate::session::Session;
 
 /// Requests (and streams' opening payloads) up to this size are handed to their handler on
@@ -31,8 +33,52 @@ impl Answers<'_> {
     }
 }
 
+/// The context of the call `start` admitted and the guard that records how it ends, once
+/// the interceptors let it in; `Err`: the refusal to send (counted as the call's end).
+pub(crate) fn admit(
+    conn: &ConnInner,
+    start: &Start,
+    subroute: Option<Arc<str>>,
+    counters: &Arc<HandlerCounters>,
+) -> Result<(CallContext, Serving), ErrorPayload> {
+    let ctx = context(conn, start, subroute);
+    let mut serving = counters.clone().start();
+    match conn.core.interceptors.before(&ctx) {
+        Ok(watch) => {
+            serving.watch(watch);
+            Ok((ctx, serving))
+        }
+        Err(refused) => {
+            let refusal = ErrorPayload::new(refused.kind(), refused.message);
+            serving.ended(Some(&refusal));
+            Err(refusal)
+        }
+    }
+}
+
+/// How a handler ended: its value or its error, or the panic caught in it.
+pub(crate) type Outcome<T> = Result<Result<T, RemoteError>, Box<dyn Any + Send>>;
+
+/// What a handler's outcome tells its caller: its value, or the error to send (its own, or
+/// its panic's text, which is logged).
+pub(crate) fn outcome<T>(
+    outcome: Outcome<T>,
+    handler: HandlerId,
+    mux_id: u64,
+) -> Result<T, ErrorPayload> {
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(remote)) => Err(ErrorPayload::new(remote.kind(), remote.message)),
+        Err(panic) => {
+            let text = format!("handler panicked: {}", panic_message(&*panic));
+            tracing::error!(%handler, mux_id, "{text}");
+            Err(ErrorPayload::new(ErrorKind::Remote, text))
+        }
+    }
+}
+
 /// The context of the call `start` admitted, for the handler registered under `subroute`.
-pub(crate) fn context(conn: &ConnInner, start: &Start, subroute: Option<Arc<str>>) -> CallContext {
+fn context(conn: &ConnInner, start: &Start, subroute: Option<Arc<str>>) -> CallContext {
     CallContext::incoming(
         conn.remote.clone(),
         start.handler,
@@ -43,7 +89,7 @@ pub(crate) fn context(conn: &ConnInner, start: &Start, subroute: Option<Arc<str>
 }
 
 /// The text of a handler's panic.
-pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+fn panic_message(panic: &(dyn Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {

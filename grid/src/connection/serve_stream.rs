@@ -7,9 +7,9 @@ use std::sync::Arc;
 use futures::future::Either;
 use futures::FutureExt;
 
-use super::serve_shared::{context, panic_message, JOIN_HERE};
+use super::serve_shared::{admit, outcome, JOIN_HERE};
 use super::ConnInner;
-use crate::codec::{ErrorKind, ErrorPayload};
+use crate::codec::ErrorKind;
 use crate::engine::{Side, Start};
 use crate::handler::{FireOnDrop, StreamCall, CURRENT_CALL};
 use crate::send_stage::Staging;
@@ -24,17 +24,10 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
         session.with(|e| e.refuse(key, ErrorKind::UnknownHandler, "no such stream handler"));
         return;
     };
-    let ctx = context(conn, &start, entry.subroute.clone());
-    let mut serving = entry.counters.start();
-    match core.interceptors.before(&ctx) {
-        Ok(watch) => serving.watch(watch),
-        Err(refused) => {
-            let refusal = ErrorPayload::new(refused.kind(), refused.message);
-            serving.ended(Some(&refusal));
-            session.with(|e| e.refuse(key, refusal.kind, &refusal.message));
-            return;
-        }
-    }
+    let (ctx, mut serving) = match admit(conn, &start, entry.subroute.clone(), &entry.counters) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return session.with(|e| e.refuse(key, refusal.kind, &refusal.message)),
+    };
     let (input, max_window) = (entry.handler.input, entry.handler.max_window);
     if !session.with(|e| e.accept_stream(key, input, max_window)) {
         return; // cancelled meanwhile
@@ -91,17 +84,9 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
     let over = FireOnDrop::new(cancel);
     // `map`, not an `async` block awaiting `body`, which would hold it twice.
     let task = core.tasks.spawn(tracing::Instrument::instrument(
-        body.map(move |outcome| {
+        body.map(move |result| {
             let _over = over;
-            let failure = match outcome {
-                Ok(Ok(())) => None,
-                Ok(Err(remote)) => Some(ErrorPayload::new(remote.kind(), remote.message)),
-                Err(panic) => {
-                    let text = format!("stream handler panicked: {}", panic_message(&*panic));
-                    tracing::error!(%handler, mux_id, "{text}");
-                    Some(ErrorPayload::new(ErrorKind::Remote, text))
-                }
-            };
+            let failure = outcome(result, handler, mux_id).err();
             serving.ended(failure.as_ref());
             s.with_finished(Some(key), |e| e.stream_returned(key, failure));
         }),

@@ -29,17 +29,12 @@ pub(crate) struct Outgoing {
     pub(crate) deadline: Instant,
 }
 
-/// The answer to a call as it arrived: whether it is an error, and its payload.
-#[derive(Debug)]
-pub(crate) struct Reply {
-    pub(crate) flags: Flags,
-    pub(crate) payload: Payload,
-}
-
 #[derive(Debug)]
 pub(super) enum CallState {
     Waiting,
-    Answered(Result<Reply, Error>),
+    /// The answer's payload, or the error it carried (decoded here: the caller's future
+    /// reads no flags) or the call failed with.
+    Answered(Result<Payload, Error>),
     /// The user took the result (or gave up).
     Taken,
 }
@@ -288,7 +283,7 @@ impl Engine {
         &mut self,
         key: Key,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Reply, Error>> {
+    ) -> Poll<Result<Payload, Error>> {
         let Some(CallerEntry::Call(c)) = self.callers.get_mut(key) else {
             return Poll::Ready(Err(Error::Cancelled));
         };
@@ -358,15 +353,21 @@ impl Engine {
 
     /// A Response arrived.
     pub(super) fn on_response(&mut self, msg: &Message, payload: Payload) {
-        let reply = Reply {
-            flags: msg.flags,
-            payload,
+        let answer = if msg.flags.contains(Flags::PAYLOAD_IS_ERROR) {
+            // The caller's future names the call in it (`Error::for_call`).
+            Err(Error::from_wire(
+                payload.into_bytes().as_deref(),
+                msg.handler,
+                None,
+            ))
+        } else {
+            Ok(payload)
         };
-        self.answered(msg.mux_id, Ok(reply));
+        self.answered(msg.mux_id, answer);
     }
 
     /// The answer to the call under `mux_id` arrived (or failed to): the call is over.
-    pub(super) fn answered(&mut self, mux_id: u64, answer: Result<Reply, Error>) {
+    pub(super) fn answered(&mut self, mux_id: u64, answer: Result<Payload, Error>) {
         let Some(key) = Key::from_mux_id(mux_id) else {
             return;
         };

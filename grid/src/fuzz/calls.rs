@@ -3,7 +3,7 @@
 use std::task::Poll;
 use std::time::Duration;
 
-use crate::codec::{ErrorKind, ErrorPayload, Flags, HandlerId};
+use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
 use crate::engine::Outgoing;
 use crate::error::Error;
 
@@ -52,16 +52,8 @@ impl Pair {
         };
         node.calls.remove(i);
         match result {
-            Ok(reply) if reply.flags.contains(Flags::PAYLOAD_IS_ERROR) => {
-                let err = Error::from_wire(
-                    reply.payload.into_bytes().as_deref(),
-                    HandlerId::new(0),
-                    None,
-                );
-                assert_not_refused(clean, p, "a call", &err);
-            }
-            Ok(reply) => {
-                let payload = reply.payload.into_bytes().unwrap_or_default();
+            Ok(payload) => {
+                let payload = payload.into_bytes().unwrap_or_default();
                 if clean {
                     let len = book.answers.get(&(p, key.mux_id()));
                     assert_eq!(len, Some(&payload.len()), "{p:?}: an answer nobody gave");

@@ -10,7 +10,7 @@ pub use context::CallContext;
 pub(crate) use context::FireOnDrop;
 pub use intercept::{Interceptor, Outcome};
 pub(crate) use intercept::{Interceptors, Watch};
-pub(crate) use stats::{HandlerCounters, Names};
+pub(crate) use stats::{HandlerCounters, Names, Serving};
 pub use stats::{HandlerStats, LATENCY_BOUNDS};
 pub use stream::{StreamCall, StreamFuture, StreamHandler};
 

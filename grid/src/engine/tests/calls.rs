@@ -11,18 +11,17 @@ use crate::codec::{ErrorKind, Flags, Message, Op};
 use crate::engine::violation::Violation;
 use crate::error::Error;
 
-/// The call's answer as the caller's future sees it: the reply's flags and joined payload.
-pub(super) fn answer_of(net: &mut Net, key: crate::engine::Key) -> Poll<Result<Message, Error>> {
+/// The call's answer as the caller's future sees it: its joined payload, or its error
+/// (one the handler side sent, decoded by the engine).
+pub(super) fn answer_of(
+    net: &mut Net,
+    key: crate::engine::Key,
+) -> Poll<Result<Option<Bytes>, Error>> {
     let w = Watch::new();
-    net.a.e.poll_call(key, &mut w.cx()).map(|r| {
-        r.map(|reply| {
-            let mut m = Message::new(Op::Response);
-            m.flags = reply.flags;
-            m.handler = crate::codec::HandlerId::new(7);
-            m.payload = reply.payload.into_bytes();
-            m
-        })
-    })
+    net.a
+        .e
+        .poll_call(key, &mut w.cx())
+        .map(|r| r.map(|payload| payload.into_bytes()))
 }
 
 #[test]
@@ -41,10 +40,10 @@ fn a_call_is_answered_and_leaves_nothing_behind() {
     net.pump();
     assert_eq!(w.woken(), 1, "the caller is woken once");
     let answer = answer_of(&mut net, key);
-    let Poll::Ready(Ok(m)) = answer else {
+    let Poll::Ready(Ok(payload)) = answer else {
         panic!("answered: {answer:?}")
     };
-    assert_eq!(m.payload.as_deref(), Some(&b"HI"[..]));
+    assert_eq!(payload.as_deref(), Some(&b"HI"[..]));
     assert_idle(&net);
 }
 
@@ -129,14 +128,15 @@ fn an_unknown_handler_is_refused_with_an_error_answer() {
         .e
         .refuse(start.key, ErrorKind::UnknownHandler, "no such handler");
     net.pump();
-    let Poll::Ready(Ok(m)) = answer_of(&mut net, key) else {
-        panic!("answered")
-    };
-    assert!(m.flags.contains(Flags::PAYLOAD_IS_ERROR));
-    assert!(matches!(
-        Error::from_wire(m.payload.as_deref(), m.handler, None),
-        Error::UnknownHandler { .. }
-    ));
+    let answer = answer_of(&mut net, key);
+    assert!(
+        matches!(
+            answer,
+            Poll::Ready(Err(Error::UnknownHandler { handler, subroute: None }))
+                if handler == crate::codec::HandlerId::new(9)
+        ),
+        "{answer:?}"
+    );
     assert_idle(&net);
 }
 
@@ -219,10 +219,7 @@ fn a_peer_calling_beyond_the_limit_gets_busy_refusals_and_then_is_disconnected()
     assert_eq!(net.b.started.len(), 4, "four started");
     let busy = keys
         .iter()
-        .filter(|k| {
-            matches!(answer_of(&mut net, **k), Poll::Ready(Ok(m))
-                if matches!(Error::from_wire(m.payload.as_deref(), m.handler, None), Error::Busy(_)))
-        })
+        .filter(|k| matches!(answer_of(&mut net, **k), Poll::Ready(Err(Error::Busy(_)))))
         .count();
     assert_eq!(busy, 2, "two refused with Busy");
     // A flood that never reads its refusals: beyond the limit of waiting refusals, the
@@ -379,7 +376,7 @@ fn requests_beyond_the_peers_request_window_wait_and_a_peer_ignoring_it_is_refus
     assert_eq!(net.b.started.len(), 2);
     assert!(matches!(
         answer_of(&mut net, keys[2]),
-        Poll::Ready(Ok(m)) if matches!(Error::from_wire(m.payload.as_deref(), m.handler, None), Error::Busy(_))
+        Poll::Ready(Err(Error::Busy(_)))
     ));
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{assert_idle, config, Net, Reader, Watch};
-use crate::codec::{ErrorKind, ErrorPayload, Flags, HandlerId};
+use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
 use crate::engine::{Key, Outgoing, Side};
 use crate::error::Error;
 
@@ -37,23 +37,12 @@ fn outgoing(net: &Net, payload: Bytes) -> Outgoing {
     }
 }
 
-fn too_large(size: usize) -> ErrorPayload {
-    ErrorPayload::too_large(size as u64, LIMIT as u64)
-}
-
-/// A's call under `key`, answered: its reply's error payload, or its error.
-fn call_failure(net: &mut Net, key: Key) -> Result<ErrorPayload, Error> {
+/// A's call under `key`, answered: its error (sent by the handler side, or found here).
+fn call_failure(net: &mut Net, key: Key) -> Error {
     let w = Watch::new();
     match net.a.e.poll_call(key, &mut w.cx()) {
-        Poll::Ready(Ok(reply)) => {
-            assert!(
-                reply.flags.contains(Flags::PAYLOAD_IS_ERROR),
-                "not an error"
-            );
-            let bytes = reply.payload.into_bytes().unwrap_or_default();
-            Ok(ErrorPayload::decode(&bytes).expect("an error payload"))
-        }
-        Poll::Ready(Err(e)) => Err(e),
+        Poll::Ready(Ok(payload)) => panic!("answered: {payload:?}"),
+        Poll::Ready(Err(e)) => e,
         Poll::Pending => panic!("the call was not answered"),
     }
 }
@@ -87,7 +76,12 @@ fn a_request_over_the_limit_is_refused_with_its_size() {
             .expect("open");
         net.pump();
         assert!(net.b.started.is_empty(), "{size}: no handler started");
-        assert_eq!(call_failure(&mut net, key), Ok(too_large(size)), "{size}");
+        // Refused by the handler side, with the size and the limit.
+        assert_eq!(
+            call_failure(&mut net, key),
+            Error::MessageTooLarge { size, limit: LIMIT },
+            "{size}"
+        );
         assert!(
             net.b.max_assembling <= LIMIT,
             "{size}: held {}",
@@ -136,7 +130,7 @@ fn an_answer_over_the_callers_limit_fails_the_call_with_its_size() {
         net.pump();
         assert_eq!(
             call_failure(&mut net, key),
-            Err(Error::MessageTooLarge { size, limit: LIMIT }),
+            Error::MessageTooLarge { size, limit: LIMIT },
             "{size}"
         );
         still_connected(&mut net);

@@ -1,0 +1,81 @@
+//! The one path by which a caller opens a call or a stream and waits for its answer
+//! (request.rs, open_stream.rs): the entry is opened in the engine at the first poll, under
+//! the same lock that registers the task to be woken; the answer is awaited; and a future
+//! dropped before the answer abandons the entry (the handler side is told to stop, or the
+//! open, still unsent, is never sent).
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::engine::{Engine, Key};
+use crate::error::{Error, Result};
+use crate::session::Session;
+
+/// How a kind of entry opens, is polled for its answer, and is abandoned.
+pub(crate) trait Open {
+    /// What the answer is.
+    type Answer;
+    /// Opens the entry.
+    fn open(&mut self, e: &mut Engine) -> Result<Key>;
+    /// Its answer, once there.
+    fn poll(e: &mut Engine, key: Key, cx: &mut Context<'_>) -> Poll<Result<Self::Answer>>;
+    /// Gives it up before its answer was taken.
+    fn abandon(e: &mut Engine, key: Key);
+}
+
+/// Opens with `open` and waits for the answer; returns it with the entry's key (`None`
+/// when it could not be opened).
+///
+/// # Cancel safety
+/// Dropping the future abandons the entry ([`Open::abandon`]) if it was opened and its
+/// answer not yet taken.
+pub(crate) async fn open_and_wait<O: Open>(
+    session: &Arc<Session>,
+    mut open: O,
+) -> (Option<Key>, Result<O::Answer>) {
+    let mut pending = Pending::<O> {
+        session,
+        key: None,
+        kind: std::marker::PhantomData,
+    };
+    let mut opened = false;
+    let answer = poll_fn(|cx| {
+        session.with(|e| {
+            let key = match (pending.key, opened) {
+                (Some(key), _) => key,
+                (None, false) => {
+                    opened = true;
+                    match open.open(e) {
+                        Ok(key) => {
+                            super::record_mux(key.mux_id());
+                            pending.key = Some(key);
+                            key
+                        }
+                        Err(err) => return Poll::Ready(Err(err)),
+                    }
+                }
+                (None, true) => return Poll::Ready(Err(Error::Cancelled)),
+            };
+            O::poll(e, key, cx)
+        })
+    })
+    .await;
+    // Taken: nothing to abandon any more.
+    (pending.key.take(), answer)
+}
+
+/// An entry opened and not yet answered: dropped, it is abandoned.
+struct Pending<'a, O: Open> {
+    session: &'a Arc<Session>,
+    key: Option<Key>,
+    kind: std::marker::PhantomData<fn() -> O>,
+}
+
+impl<O: Open> Drop for Pending<'_, O> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.session.with(|e| O::abandon(e, key));
+        }
+    }
+}
