@@ -133,7 +133,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         kv_3_from_1.get("color".into()).await?
     );
 
-    step("stats node-1 keeps for node-2 (also as Prometheus text: Manager::stats().to_prometheus())");
+    step(
+        "stats node-1 keeps for node-2 (also as Prometheus text: Manager::stats().to_prometheus())",
+    );
     let s = nodes[0].connection("node-2")?.stats();
     println!(
         "messages out {} (in {} frames), messages in {}; bytes out {}, bytes in {}; last ping rtt {:?}",

@@ -15,83 +15,110 @@ use super::{CallerEntry, Engine, HandlerEntry, Key, Side};
 use crate::codec::{encode_error, Ack, ErrorKind, ErrorPayload, Flags, Message, Op};
 use crate::error::Error;
 
+/// What the peer is told when a stream ends here.
+#[derive(Debug)]
+enum Tell {
+    /// Nothing: the peer ended it, or the session is gone.
+    Nothing,
+    /// This side's cancel op (DisconnectServerMux or DisconnectClientMux), with the reason
+    /// it failed, if it did.
+    Cancel(Option<ErrorPayload>),
+    /// The handler side's end: an EOF data message, with the handler's error, if any
+    /// (PROTOCOL.md §6.4, §6.7).
+    Eof(Option<ErrorPayload>),
+}
+
+/// What becomes of messages: the ones queued to the peer, or the ones delivered here and
+/// not yet read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Messages {
+    /// They stay: queued ones go before the end, delivered ones are still read.
+    Keep,
+    /// They go.
+    Drop,
+}
+
+/// Whether the handler's task is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handler {
+    /// The end was not the handler's doing: its task is stopped.
+    Stop,
+    /// The handler returned: its task is ending anyway.
+    Returned,
+}
+
 /// How a stream ends on this side.
 #[derive(Debug)]
 pub(super) struct Ending {
-    /// Tell the peer: with this side's cancel op (`Some(None)`: no payload) or, for a
-    /// handler's return or deadline, an EOF data message (`eof`).
-    notify: Option<Option<ErrorPayload>>,
-    /// The notice is the handler's end of stream (EOF), not a cancel.
-    eof: bool,
-    /// Keep the messages already queued to the peer (they go before the end).
-    keep_out: bool,
+    tell: Tell,
+    /// The messages queued to the peer.
+    queued: Messages,
     /// What the receiving direction ends with, after what was delivered (unless dropped).
     recv: Result<(), Error>,
-    /// Drop what was delivered and not yet read.
-    drop_queue: bool,
+    /// The messages delivered and not yet read.
+    unread: Messages,
     /// What sending fails with from now on.
     send: Error,
-    /// The end was not the handler's doing: stop it.
-    stop: bool,
+    handler: Handler,
 }
 
 impl Ending {
     /// This side's user gave up (caller: sender dropped unfinished, receiver dropped, cancel).
     pub(super) fn cancelled() -> Self {
         Self {
-            notify: Some(None),
-            eof: false,
-            keep_out: false,
+            tell: Tell::Cancel(None),
+            queued: Messages::Drop,
             recv: Err(Error::Cancelled),
-            drop_queue: true,
+            unread: Messages::Drop,
             send: Error::Cancelled,
-            stop: true,
+            handler: Handler::Stop,
         }
     }
 
-    /// The stream's deadline passed. Both sides say so (the caller in its cancel): the
-    /// two sides' timers fire at nearly the same time, and whichever notice arrives first,
-    /// the other side's ends see `DeadlineExceeded`, not a plain cancel.
+    /// The stream's deadline passed. Both sides say so (the caller in its cancel, the
+    /// handler side in its EOF): the two sides' timers fire at nearly the same time, and
+    /// whichever notice arrives first, the other side's ends see `DeadlineExceeded`, not a
+    /// plain cancel.
     pub(super) fn deadline(side: Side) -> Self {
-        let notify = Some(ErrorPayload::new(
+        let notice = Some(ErrorPayload::new(
             ErrorKind::DeadlineExceeded,
             Error::DeadlineExceeded.to_string(),
         ));
         Self {
-            notify: Some(notify),
-            eof: side == Side::Handler,
-            keep_out: false,
+            tell: match side {
+                Side::Caller => Tell::Cancel(notice),
+                Side::Handler => Tell::Eof(notice),
+            },
+            queued: Messages::Drop,
             recv: Err(Error::DeadlineExceeded),
-            drop_queue: true,
+            unread: Messages::Drop,
             send: Error::DeadlineExceeded,
-            stop: true,
+            handler: Handler::Stop,
         }
     }
 
     /// The session ended: nothing to tell anyone, everything fails with its error.
     pub(super) fn lost(err: &Error) -> Self {
         Self {
-            notify: None,
-            eof: false,
-            keep_out: false,
+            tell: Tell::Nothing,
+            queued: Messages::Drop,
             recv: Err(err.clone()),
-            drop_queue: false,
+            unread: Messages::Keep,
             send: err.clone(),
-            stop: true,
+            handler: Handler::Stop,
         }
     }
 
     /// The peer ended the stream (caller: the handler's EOF, error, or disconnect; handler:
     /// the caller's cancel).
-    fn by_peer(recv: Result<(), Error>, send: Error, drop_queue: bool) -> Self {
+    fn by_peer(recv: Result<(), Error>, send: Error, unread: Messages) -> Self {
         Self {
-            notify: None,
-            eof: false,
-            keep_out: false,
+            tell: Tell::Nothing,
+            queued: Messages::Drop,
             recv,
-            drop_queue,
+            unread,
             send,
-            stop: true,
+            handler: Handler::Stop,
         }
     }
 
@@ -107,33 +134,31 @@ impl Ending {
     /// `failure`.
     pub(super) fn failed(failure: ErrorPayload, error: Error) -> Self {
         Self {
-            notify: Some(Some(failure)),
-            eof: false,
-            keep_out: false,
+            tell: Tell::Cancel(Some(failure)),
+            queued: Messages::Drop,
             recv: Err(error.clone()),
-            drop_queue: false,
+            unread: Messages::Keep,
             send: error,
-            stop: true,
+            handler: Handler::Stop,
         }
     }
 
     /// The handler returned (with its error, if any): its end goes after its messages.
     fn returned(failure: Option<ErrorPayload>) -> Self {
         Self {
-            notify: Some(failure),
-            eof: true,
-            keep_out: true,
+            tell: Tell::Eof(failure),
+            queued: Messages::Keep,
             recv: Err(Error::StreamEnded),
-            drop_queue: true,
+            unread: Messages::Drop,
             send: Error::StreamEnded,
-            stop: false,
+            handler: Handler::Returned,
         }
     }
 
     /// The handler side refused the open; the refusal is already queued.
     fn refused() -> Self {
         Self {
-            keep_out: true,
+            queued: Messages::Keep,
             ..Self::lost(&Error::Cancelled)
         }
     }
@@ -141,7 +166,7 @@ impl Ending {
     /// The handler side cancels a stream whose caller stopped pinging it.
     pub(super) fn silent_caller() -> Self {
         Self {
-            notify: Some(Some(ErrorPayload::new(
+            tell: Tell::Cancel(Some(ErrorPayload::new(
                 ErrorKind::Cancelled,
                 "the caller stopped pinging the stream",
             ))),
@@ -182,7 +207,7 @@ impl Engine {
         }
         // A direction that already ended cleanly keeps what it delivered: the sender
         // finished, nothing it sent may be lost.
-        if how.drop_queue && s.recv.end.is_none() {
+        if how.unread == Messages::Drop && s.recv.end.is_none() {
             // Dropped unread: their credit no longer matters (the stream is over).
             let dropped = s.recv.drop_queue();
             s.recv.window.discard(dropped);
@@ -205,44 +230,48 @@ impl Engine {
         self.assembler.forget(peer_op, mux_id);
         // Messages dropped unsent take their sequence numbers with them: an EOF goes one
         // past the last message the peer can receive, never leaving a gap.
-        let dropped = if how.keep_out {
-            0
-        } else {
-            self.clear_out(side, key)
+        let dropped = match how.queued {
+            Messages::Keep => 0,
+            Messages::Drop => self.clear_out(side, key),
         };
         let seq = seq.wrapping_sub(u32::try_from(dropped).unwrap_or(u32::MAX));
         // A caller tells the handler side only if the open may have reached it.
-        let tell = side == Side::Handler || transmitted;
+        let reached = side == Side::Handler || transmitted;
         // A handler side whose ack never left cannot end the stream with EOF (the caller
-        // would see a message before the ack): it refuses the open instead.
-        let unacked = side == Side::Handler && !transmitted && !how.keep_out;
-        if let (Some(notice), true) = (how.notify, tell) {
-            let op = match (how.eof, unacked) {
-                (true, true) => Op::MuxConnectError,
-                (true, false) => data_op,
-                (false, _) => cancel_op,
-            };
-            let mut m = Message::new(op);
-            m.mux_id = mux_id;
-            m.handler = handler;
-            if how.eof && !unacked {
+        // would see a message before the ack): it refuses the open instead, with a reason.
+        let unacked = side == Side::Handler && !transmitted && how.queued == Messages::Drop;
+        // Unacknowledged, the end says why, if only that it was cancelled.
+        let reason = |failure: Option<ErrorPayload>| match (failure, unacked) {
+            (None, true) => Some(ErrorPayload::new(
+                ErrorKind::Cancelled,
+                Error::Cancelled.to_string(),
+            )),
+            (failure, _) => failure,
+        };
+        let notice = match how.tell {
+            Tell::Nothing => None,
+            _ if !reached => None,
+            Tell::Eof(failure) if unacked => {
+                Some((Message::new(Op::MuxConnectError), reason(failure)))
+            }
+            Tell::Eof(failure) => {
+                let mut m = Message::new(data_op);
                 m.flags = Flags::EOF;
                 m.seq = seq.wrapping_add(1);
+                Some((m, failure))
             }
-            let notice = match (notice, unacked) {
-                (None, true) => Some(ErrorPayload::new(
-                    ErrorKind::Cancelled,
-                    Error::Cancelled.to_string(),
-                )),
-                (notice, _) => notice,
-            };
-            if let Some(failure) = notice {
+            Tell::Cancel(failure) => Some((Message::new(cancel_op), reason(failure))),
+        };
+        if let Some((mut m, failure)) = notice {
+            m.mux_id = mux_id;
+            m.handler = handler;
+            if let Some(failure) = failure {
                 m.flags = m.flags | Flags::PAYLOAD_IS_ERROR;
                 m.payload = Some(failure.encode());
             }
             self.push_out(side, key, m);
         }
-        if side == Side::Handler && how.stop && was == StreamState::Open {
+        if side == Side::Handler && how.handler == Handler::Stop && was == StreamState::Open {
             self.stops.push(key);
         }
         self.settle(side, key);
@@ -406,7 +435,7 @@ impl Engine {
     /// The caller cancelled the stream (`why`: [`Error::Cancelled`], or the reason it
     /// failed the stream).
     pub(super) fn cancelled_by_caller(why: Error) -> Ending {
-        Ending::by_peer(Err(why.clone()), why, true)
+        Ending::by_peer(Err(why.clone()), why, Messages::Drop)
     }
 
     /// The handler side ended the stream (EOF, error, or disconnect), as the caller sees it.
@@ -415,6 +444,6 @@ impl Engine {
             Ok(()) => Error::StreamEnded,
             Err(e) => e.clone(),
         };
-        Ending::by_peer(result, send, false)
+        Ending::by_peer(result, send, Messages::Keep)
     }
 }
