@@ -6,8 +6,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::opening::{open_and_wait, Open};
-use super::{Call, Prepared};
+use super::opening::{open, Open};
+use super::Call;
 use crate::codec::Ack;
 use crate::engine::{Engine, Key, Outgoing, Side};
 use crate::error::{Error, Result};
@@ -74,27 +74,21 @@ impl OpenStream {
     }
 
     async fn run(self) -> Result<Stream> {
-        let Prepared {
-            session,
-            outgoing,
-            subroute,
-            now,
-        } = self.call.prepare()?;
-        let handler = outgoing.handler;
-        let open = OpenMux(Some(outgoing), now, self.max_window);
-        let (key, opened) = open_and_wait(&session, open).await;
-        let ack = opened.map_err(|e| e.for_call(handler, subroute.as_deref()))?;
-        let key = key.ok_or(Error::Cancelled)?;
+        let max_window = self.max_window;
+        let (session, key, ack) = open(self.call, |outgoing, now| {
+            OpenMux(Some(outgoing), now, max_window)
+        })
+        .await?;
         let requests =
             (ack.in_window > 0).then(|| StreamSender::new(session.clone(), Side::Caller, key));
         Ok(Stream {
             requests,
-            responses: StreamReceiver::new(session.clone(), Side::Caller, key),
+            responses: StreamReceiver::new(session, Side::Caller, key),
         })
     }
 }
 
-/// A stream, as [`open_and_wait`] opens it: its answer is the handler side's ack.
+/// A stream, as [`open`] opens it: its answer is the handler side's ack.
 struct OpenMux(Option<Outgoing>, Instant, Option<u64>);
 
 impl Open for OpenMux {

@@ -7,8 +7,10 @@
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
-use crate::engine::{Engine, Key};
+use super::{Call, Prepared};
+use crate::engine::{Engine, Key, Outgoing};
 use crate::error::{Error, Result};
 use crate::session::Session;
 
@@ -24,13 +26,36 @@ pub(crate) trait Open {
     fn abandon(e: &mut Engine, key: Key);
 }
 
+/// Opens `call` as `open` makes it (from what to send and the time now) and waits for the
+/// answer: returns the session, the entry's key and the answer. An error answer names the
+/// call as its caller made it ([`Error::for_call`]).
+///
+/// # Cancel safety
+/// As [`open_and_wait`].
+pub(crate) async fn open<O: Open>(
+    call: Call,
+    open: impl FnOnce(Outgoing, Instant) -> O,
+) -> Result<(Arc<Session>, Key, O::Answer)> {
+    let Prepared {
+        session,
+        outgoing,
+        subroute,
+        now,
+    } = call.prepare()?;
+    let handler = outgoing.handler;
+    let (key, answer) = open_and_wait(&session, open(outgoing, now)).await;
+    let answer = answer.map_err(|e| e.for_call(handler, subroute.as_deref()))?;
+    let key = key.ok_or(Error::Cancelled)?;
+    Ok((session, key, answer))
+}
+
 /// Opens with `open` and waits for the answer; returns it with the entry's key (`None`
 /// when it could not be opened).
 ///
 /// # Cancel safety
 /// Dropping the future abandons the entry ([`Open::abandon`]) if it was opened and its
 /// answer not yet taken.
-pub(crate) async fn open_and_wait<O: Open>(
+async fn open_and_wait<O: Open>(
     session: &Arc<Session>,
     mut open: O,
 ) -> (Option<Key>, Result<O::Answer>) {

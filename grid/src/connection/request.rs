@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::opening::{open_and_wait, Open};
-use super::{Call, Prepared};
+use super::opening::{open, Open};
+use super::Call;
 use crate::engine::{Engine, Key, Outgoing, Payload};
 use crate::error::{Error, Result};
 
@@ -34,22 +34,15 @@ impl Request {
     }
 
     async fn run(self) -> Result<Option<Bytes>> {
-        let Prepared {
-            session,
-            outgoing,
-            subroute,
-            now,
-        } = self.call.prepare()?;
-        let handler = outgoing.handler;
-        let (_, answer) = open_and_wait(&session, OpenCall(Some(outgoing), now)).await;
-        let payload = answer.map_err(|e| e.for_call(handler, subroute.as_deref()))?;
+        let (_, _, payload) =
+            open(self.call, |outgoing, now| OpenCall(Some(outgoing), now)).await?;
         // A chunked answer's parts are joined here, by the caller's task; a small answer
         // is copied out of the read buffer.
         Ok(payload.into_owned())
     }
 }
 
-/// A single call, as [`open_and_wait`] opens it.
+/// A single call, as [`open`] opens it.
 struct OpenCall(Option<Outgoing>, Instant);
 
 impl Open for OpenCall {
