@@ -1,14 +1,16 @@
 //! One remote peer: its state, its live socket (if any) and the calls made to it.
 //!
 //! This module is the driver around the protocol engine (`crate::engine`): sockets, tasks
-//! and timers. The path of a call: [`Connection::request`] (request.rs) opens the call in
-//! the live session's engine (session.rs), which queues its message; the writer task
-//! (writer.rs) takes what the engine has to send and writes it as frames on the socket; on
-//! the remote, the reader task (reader.rs) hands each decoded message to its engine, which
-//! admits the call, and starts the handler (serve.rs, serve_call.rs, serve_stream.rs); the
-//! answer travels back the same way. Stream ends are in stream_ends.rs. The runner
-//! (runner.rs) dials or waits for the peer, runs the handshake (handshake.rs, dial.rs),
-//! drives the engine's timers, and redials after a failure.
+//! and timers. The path of a call: [`Connection::request`] (request.rs; streams:
+//! open_stream.rs; both through opening.rs) opens the call in the live session's engine
+//! (session.rs), which queues its message; the writer task (writer.rs) takes what the
+//! engine has to send and writes it as frames on the socket (websocket.rs); on the remote,
+//! the reader task (reader.rs) hands each decoded message to its engine, which admits the
+//! call, and starts the handler (serve.rs, then serve_call.rs or serve_stream.rs, with what
+//! they share in serve_shared.rs); the answer travels back the same way. Stream ends are in
+//! stream_ends.rs. The runner (runner.rs) dials or waits for the peer, runs the handshake
+//! (handshake.rs, dial.rs; its decisions are `codec::handshake`'s), drives the engine's
+//! timers, and redials after a failure.
 
 /// Boxes the future of a call (`$call` is the `Request` or `OpenStream`), inside a DEBUG
 /// span named `$name` with the peer, handler and (recorded later) mux id, when DEBUG is
