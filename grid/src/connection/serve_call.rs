@@ -37,7 +37,7 @@ pub(crate) fn start(
         return;
     };
     let (mux_id, handler) = (start.mux_id, start.handler);
-    let (ctx, mut serving) = match admit(conn, &start, entry.subroute.clone(), &entry.counters) {
+    let (ctx, mut serving) = match admit(conn, &start, entry.subroute.clone(), entry.counters) {
         Ok(admitted) => admitted,
         Err(refusal) => return answers.give(session, key, Err(refusal)),
     };

@@ -39,10 +39,10 @@ pub(crate) fn admit(
     conn: &ConnInner,
     start: &Start,
     subroute: Option<Arc<str>>,
-    counters: &Arc<HandlerCounters>,
+    counters: Arc<HandlerCounters>,
 ) -> Result<(CallContext, Serving), ErrorPayload> {
     let ctx = context(conn, start, subroute);
-    let mut serving = counters.clone().start();
+    let mut serving = counters.start();
     match conn.core.interceptors.before(&ctx) {
         Ok(watch) => {
             serving.watch(watch);

@@ -24,7 +24,7 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
         session.with(|e| e.refuse(key, ErrorKind::UnknownHandler, "no such stream handler"));
         return;
     };
-    let (ctx, mut serving) = match admit(conn, &start, entry.subroute.clone(), &entry.counters) {
+    let (ctx, mut serving) = match admit(conn, &start, entry.subroute.clone(), entry.counters) {
         Ok(admitted) => admitted,
         Err(refusal) => return session.with(|e| e.refuse(key, refusal.kind, &refusal.message)),
     };
