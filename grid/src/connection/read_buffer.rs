@@ -46,6 +46,9 @@ const MIN: usize = 8 * 1024;
 const SPARES: usize = 3;
 /// Largest buffer kept for reuse.
 const MAX_SPARE: usize = 4 * SIZE;
+/// Frames from this size on have room left behind each read for them: below it, the part
+/// of a frame moved to a new buffer is small, and a read not limited costs less.
+const LIMIT_FROM: usize = 8 * 1024;
 /// Most room a read leaves behind it for the rest of the frame it may stop in: a merged
 /// frame of grid's (64 KiB and the message that filled it) with its headers, about.
 const MAX_TAIL: usize = SIZE + SIZE / 8;
@@ -98,13 +101,17 @@ impl ReadBuffer {
         self.reserve(4096 + self.tail);
     }
 
-    /// How much the next read may take: the room less the tail, but at least the
-    /// `missing` bytes of the frame being read, and at least one byte.
-    pub(crate) fn read_limit(&self, missing: usize) -> usize {
-        self.room()
-            .saturating_sub(self.tail)
-            .max(missing.min(self.room()))
-            .max(1)
+    /// How much the next read may take, when it must take less than the room: the room
+    /// less the tail, but at least the `missing` bytes of the frame being read, and at
+    /// least one byte. `None` while frames are small ([`LIMIT_FROM`]): moving the start of
+    /// one costs less than limiting every read.
+    pub(crate) fn read_limit(&self, missing: usize) -> Option<usize> {
+        (self.tail >= LIMIT_FROM).then(|| {
+            self.room()
+                .saturating_sub(self.tail)
+                .max(missing.min(self.room()))
+                .max(1)
+        })
     }
 
     /// A read of `read` bytes, limited to `limit` ([`ReadBuffer::read_limit`]), completed:
@@ -262,15 +269,22 @@ mod tests {
     #[test]
     fn reads_leave_room_behind_them_for_a_frame_as_large_as_those_lately_read() {
         let mut buf = ReadBuffer::new();
-        assert_eq!(buf.read_limit(0), buf.room(), "no frame seen: no tail");
+        assert_eq!(buf.read_limit(0), None, "no frame seen: no tail");
+        buf.frame(LIMIT_FROM - 1);
+        assert_eq!(
+            buf.read_limit(0),
+            None,
+            "small frames: reads are not limited"
+        );
         buf.frame(65_000);
         buf.reserve_read();
+        let room = buf.room();
         // Room for a read and the tail, in a buffer of three tails at least, in a power
         // of two.
         assert_eq!(buf.allocated(), 256 << 10);
-        assert_eq!(buf.read_limit(0), buf.room() - 65_000);
+        assert_eq!(buf.read_limit(0), Some(room - 65_000));
         // Inside a frame, at least what it still misses.
-        assert_eq!(buf.read_limit(buf.room() - 10), buf.room() - 10);
+        assert_eq!(buf.read_limit(room - 10), Some(room - 10));
         // A small frame lowers the tail by an eighth, not at once; a huge one raises it
         // only to the bound.
         buf.frame(100);

@@ -192,9 +192,14 @@ impl FrameReader {
                 missing => self.buf.reserve(missing.min(4096)),
             }
             let limit = self.buf.read_limit(self.missing);
-            match self.io.read_buf(&mut self.buf.bytes().limit(limit)).await {
+            let room = self.buf.room();
+            let read = match limit {
+                Some(limit) => self.io.read_buf(&mut self.buf.bytes().limit(limit)).await,
+                None => self.io.read_buf(self.buf.bytes()).await,
+            };
+            match read {
                 Ok(0) => return Err(Lost::Failed("peer closed the socket".into())),
-                Ok(n) => self.buf.read(n, limit),
+                Ok(n) => self.buf.read(n, limit.unwrap_or(room)),
                 Err(e) => return Err(Lost::Failed(format!("socket read failed: {e}"))),
             }
         }
