@@ -188,7 +188,8 @@ impl Engine {
             let wanted = match self.callers.get(key) {
                 Some(CallerEntry::Call(c)) => matches!(c.state, CallState::Waiting),
                 Some(CallerEntry::Stream(s)) => {
-                    s.state == super::state::StreamState::Opening && s.opened.is_none()
+                    s.state == super::state::StreamState::Unanswered
+                        && matches!(s.role, super::state::Role::Caller { opened: None, .. })
                 }
                 None => false,
             };
@@ -457,7 +458,9 @@ impl Engine {
             }
             s.deadline = deadline;
             s.counted = Some(len);
-            s.batch = self.batch;
+            if let super::state::Role::Handler { batch, .. } = &mut s.role {
+                *batch = self.batch;
+            }
             HandlerEntry::Stream(Box::new(s))
         } else {
             HandlerEntry::Call(self.handler_boxes.boxed(HandlerCall {
@@ -496,7 +499,9 @@ impl Engine {
                 c.state = HandlerCallState::Running;
                 Some(start)
             }
-            HandlerEntry::Stream(s) if s.state == super::state::StreamState::Pending => Some(start),
+            HandlerEntry::Stream(s) if s.state == super::state::StreamState::Unanswered => {
+                Some(start)
+            }
             _ => None,
         }
     }

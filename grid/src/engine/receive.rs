@@ -109,9 +109,7 @@ impl Engine {
         }
         r.next_seq = r.next_seq.wrapping_add(1);
         let waker = r.deliver_in(frame, start, end, cost);
-        if side == Side::Handler {
-            s.last_heard = now;
-        }
+        s.heard(now);
         self.timers.last_heard = now;
         self.wake(waker);
         true
@@ -270,8 +268,7 @@ impl Engine {
     /// The handler stream under the peer's mux id, noting that its caller is alive.
     pub(super) fn handler_stream(&mut self, mux_id: u64, now: Instant) -> Option<Key> {
         let key = *self.handler_ids.get(&mux_id)?;
-        let s = self.stream_mut(Side::Handler, key)?;
-        s.last_heard = now;
+        self.stream_mut(Side::Handler, key)?.heard(now);
         Some(key)
     }
 
@@ -282,7 +279,7 @@ impl Engine {
         };
         match s.state {
             StreamState::Open => {}
-            StreamState::Opening | StreamState::Pending => {
+            StreamState::Unanswered => {
                 let why = "stream message before the stream was acknowledged".to_owned();
                 return self.stream_violation(side, key, why);
             }

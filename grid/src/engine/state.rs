@@ -1,15 +1,15 @@
-//! The state of one stream on one side: where it stands, and its two directions.
+//! The state of one stream on one side: where it stands, what only its side has, and its
+//! two directions.
 //!
 //! ```text
-//!   caller:  Opening ──ack──> Open ──end──> Closed
-//!      │                                   ^
-//!      └──refused / cancel / deadline──────┘
-//!   handler: Pending ──accept──> Open ──end──> Closed
-//!      │                                   ^
-//!      └──refused / cancel / deadline──────┘
+//!   Unanswered ──ack (caller) / accept (handler)──> Open ──end──> Closed
+//!      │                                                          ^
+//!      └──────────────refused / cancel / deadline─────────────────┘
 //! ```
 //!
-//! A state only moves forward. Each direction ends on its own: the sending half when this
+//! The phases are the same on both sides; what differs is in [`Role`], so a caller's
+//! stream cannot hold a handler's state or the other way round. A state only moves
+//! forward. Each direction ends on its own: the sending half when this
 //! side finished (EOF) or the stream closed, the receiving half when the peer's EOF came or
 //! the stream closed. `Closed` means over on the wire; the user's ends may still read what
 //! was delivered before the end, then see the end.
@@ -33,14 +33,36 @@ use crate::error::Error;
 /// Where a stream stands. See the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StreamState {
-    /// Caller: the open is queued or sent, and not yet answered.
-    Opening,
-    /// Handler: admitted; its handler has not started.
-    Pending,
+    /// Caller: the open is queued or sent, and not yet answered. Handler: admitted, and
+    /// its handler has not started.
+    Unanswered,
     /// Accepted: messages flow.
     Open,
     /// Over on the wire for this side.
     Closed,
+}
+
+/// A caller's answer to its open, until the opening future takes it.
+pub(crate) type Opened = Option<Result<Ack, Error>>;
+
+/// What only one side's stream has.
+#[derive(Debug)]
+pub(crate) enum Role {
+    /// The caller's.
+    Caller {
+        /// The answer to the open, until the opening future takes it.
+        opened: Opened,
+        /// The opening future, waiting for that answer.
+        open_waker: Option<Waker>,
+    },
+    /// The handler side's.
+    Handler {
+        /// The reader's batch that admitted the stream: cancelled in that batch, it never
+        /// starts its handler.
+        batch: u64,
+        /// When the caller last sent anything on the stream, pings included.
+        last_heard: Instant,
+    },
 }
 
 /// The sending direction of a stream, as this side sees it.
@@ -167,26 +189,19 @@ impl RecvHalf {
 /// One stream, on either side.
 #[derive(Debug)]
 pub(crate) struct Stream {
-    pub(crate) side: Side,
     /// The mux id on the wire (this side's key for a caller, the peer's id for a handler).
     pub(crate) mux_id: u64,
     pub(crate) handler: HandlerId,
     pub(crate) state: StreamState,
+    pub(crate) role: Role,
     pub(crate) send: SendHalf,
     pub(crate) recv: RecvHalf,
-    /// Caller: the answer to the open, until the opening future takes it.
-    pub(crate) opened: Option<Result<Ack, Error>>,
-    pub(crate) open_waker: Option<Waker>,
     /// User objects holding this stream (the opening future, a sender, a receiver).
     pub(crate) handles: u8,
     pub(crate) deadline: Option<Instant>,
-    /// When the peer last sent anything for this stream (handler side: pings included).
-    pub(crate) last_heard: Instant,
     pub(crate) out: OutQueue,
     /// Caller: a ping is queued. Handler: a pong is queued.
     pub(crate) ping_queued: bool,
-    /// Handler: the reader batch that admitted the stream.
-    pub(crate) batch: u64,
     /// While live on the wire: counted against the limits, with its open's payload bytes.
     pub(crate) counted: Option<usize>,
 }
@@ -201,24 +216,50 @@ impl Stream {
         peer_max_window: u64,
     ) -> Self {
         Self {
-            side,
             mux_id,
             handler,
-            state: match side {
-                Side::Caller => StreamState::Opening,
-                Side::Handler => StreamState::Pending,
+            state: StreamState::Unanswered,
+            role: match side {
+                Side::Caller => Role::Caller {
+                    opened: None,
+                    open_waker: None,
+                },
+                Side::Handler => Role::Handler {
+                    batch: 0,
+                    last_heard: now,
+                },
             },
             send: SendHalf::new(peer_max_window),
             recv: RecvHalf::new(),
-            opened: None,
-            open_waker: None,
             handles: 0,
             deadline: None,
-            last_heard: now,
             out: OutQueue::for_stream(),
             ping_queued: false,
-            batch: 0,
             counted: None,
+        }
+    }
+
+    /// Handler side: the caller was heard on the stream at `now`.
+    pub(crate) fn heard(&mut self, now: Instant) {
+        if let Role::Handler { last_heard, .. } = &mut self.role {
+            *last_heard = now;
+        }
+    }
+
+    /// Caller side: the answer to the open, until the opening future takes it, and that
+    /// future's waker.
+    pub(crate) fn opening(&mut self) -> Option<(&mut Opened, &mut Option<Waker>)> {
+        match &mut self.role {
+            Role::Caller { opened, open_waker } => Some((opened, open_waker)),
+            Role::Handler { .. } => None,
+        }
+    }
+
+    /// Which side this stream is on.
+    pub(crate) fn side(&self) -> Side {
+        match self.role {
+            Role::Caller { .. } => Side::Caller,
+            Role::Handler { .. } => Side::Handler,
         }
     }
 
@@ -261,7 +302,7 @@ impl Stream {
 
     /// The op of this side's data messages.
     pub(crate) fn data_op(&self) -> Op {
-        match self.side {
+        match self.side() {
             Side::Caller => Op::MuxClientMsg,
             Side::Handler => Op::MuxServerMsg,
         }
@@ -269,7 +310,7 @@ impl Stream {
 
     /// The op that returns credit to the peer.
     pub(crate) fn unblock_op(&self) -> Op {
-        match self.side {
+        match self.side() {
             Side::Caller => Op::UnblockServerMux,
             Side::Handler => Op::UnblockClientMux,
         }
@@ -277,7 +318,7 @@ impl Stream {
 
     /// The op that ends the stream abnormally from this side.
     pub(crate) fn cancel_op(&self) -> Op {
-        match self.side {
+        match self.side() {
             Side::Caller => Op::DisconnectServerMux,
             Side::Handler => Op::DisconnectClientMux,
         }
@@ -285,7 +326,7 @@ impl Stream {
 
     /// The op of the peer's data messages (whose partial payloads are dropped on an end).
     pub(crate) fn peer_data_op(&self) -> Op {
-        match self.side {
+        match self.side() {
             Side::Caller => Op::MuxServerMsg,
             Side::Handler => Op::MuxClientMsg,
         }
@@ -297,7 +338,10 @@ impl Stream {
             [
                 self.send.waker.take(),
                 self.recv.waker.take(),
-                self.open_waker.take(),
+                match &mut self.role {
+                    Role::Caller { open_waker, .. } => open_waker.take(),
+                    Role::Handler { .. } => None,
+                },
             ]
             .into_iter()
             .flatten(),

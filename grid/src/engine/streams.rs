@@ -7,7 +7,7 @@
 
 use std::task::{Context, Poll};
 
-use super::state::{Stream, StreamState};
+use super::state::{Role, Stream, StreamState};
 use super::tuning::Tuning;
 use super::violation::Violation;
 use super::window::RecvWindow;
@@ -199,8 +199,8 @@ impl Engine {
         }
         let was = s.state;
         s.state = StreamState::Closed;
-        if s.opened.is_none() && was == StreamState::Opening {
-            s.opened = Some(Err(match &how.recv {
+        if let (Some((opened @ None, _)), StreamState::Unanswered) = (s.opening(), was) {
+            *opened = Some(Err(match &how.recv {
                 Err(e) => e.clone(),
                 Ok(()) => Error::StreamEnded,
             }));
@@ -296,7 +296,10 @@ impl Engine {
         let Some(s) = self.stream_mut(Side::Caller, key) else {
             return Poll::Ready(Err(Error::Cancelled));
         };
-        match s.opened.take() {
+        let Some((opened, open_waker)) = s.opening() else {
+            return Poll::Ready(Err(Error::Cancelled));
+        };
+        match opened.take() {
             Some(Ok(ack)) => {
                 s.handles = 1 + u8::from(ack.in_window > 0);
                 Poll::Ready(Ok(ack))
@@ -307,7 +310,7 @@ impl Engine {
                 Poll::Ready(Err(e))
             }
             None => {
-                s.open_waker = Some(cx.waker().clone());
+                *open_waker = Some(cx.waker().clone());
                 Poll::Pending
             }
         }
@@ -319,7 +322,9 @@ impl Engine {
             return;
         };
         s.handles = 0;
-        s.opened = None;
+        if let Some((opened, _)) = s.opening() {
+            *opened = None;
+        }
         self.end_stream(Side::Caller, key, Ending::cancelled());
         self.settle(Side::Caller, key);
     }
@@ -328,7 +333,7 @@ impl Engine {
         let Some(s) = self.stream_mut(Side::Caller, key) else {
             return;
         };
-        if s.state != StreamState::Opening {
+        if s.state != StreamState::Unanswered {
             let why = "AckMux for a stream already open".to_owned();
             return self.stream_violation(Side::Caller, key, why);
         }
@@ -343,8 +348,10 @@ impl Engine {
         if ack.in_window == 0 {
             s.send.end = Some(Error::StreamEnded);
         }
-        s.opened = Some(Ok(ack));
-        let waker = s.open_waker.take();
+        let waker = s.opening().and_then(|(opened, open_waker)| {
+            *opened = Some(Ok(ack));
+            open_waker.take()
+        });
         self.wake(waker);
     }
 
@@ -356,7 +363,7 @@ impl Engine {
     /// nothing is to be started).
     pub(crate) fn accept_stream(&mut self, key: Key, input: bool, max_window: Option<u64>) -> bool {
         match self.stream_mut(Side::Handler, key) {
-            Some(s) if s.state == StreamState::Pending => {}
+            Some(s) if s.state == StreamState::Unanswered => {}
             _ => return false,
         }
         let (in_window, tuning) = if input {
@@ -397,7 +404,7 @@ impl Engine {
         let Some(s) = self.stream_mut(Side::Handler, key) else {
             return;
         };
-        if s.state != StreamState::Pending {
+        if s.state != StreamState::Unanswered {
             return;
         }
         let mut m = Message::new(Op::MuxConnectError);
@@ -419,8 +426,8 @@ impl Engine {
         let Some(s) = self.stream_mut(Side::Handler, key) else {
             return Ok(());
         };
-        if s.state == StreamState::Pending {
-            let batch = s.batch;
+        if let (StreamState::Unanswered, Role::Handler { batch, .. }) = (s.state, &s.role) {
+            let batch = *batch;
             self.early_cancel(batch)?;
         }
         self.end_stream(Side::Handler, key, how);

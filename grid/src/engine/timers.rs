@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use super::state::StreamState;
+use super::state::{Role, StreamState};
 use super::streams::Ending;
 use super::violation::DeadPeer;
 use super::{CallerEntry, Config, Engine, HandlerEntry, Key, Side};
@@ -209,8 +209,12 @@ impl Engine {
         let mut silent = Vec::new();
         for (key, entry) in self.handlers.iter_mut() {
             if let HandlerEntry::Stream(s) = entry {
-                let live = matches!(s.state, StreamState::Pending | StreamState::Open);
-                if live && s.last_heard < since {
+                let live = matches!(s.state, StreamState::Unanswered | StreamState::Open);
+                let heard = match s.role {
+                    Role::Handler { last_heard, .. } => last_heard,
+                    Role::Caller { .. } => since,
+                };
+                if live && heard < since {
                     silent.push(key);
                 }
             }
