@@ -48,6 +48,7 @@ mod chunk_window;
 mod control;
 #[cfg(any(test, fuzzing))]
 mod invariants;
+mod life;
 mod mux_ids;
 mod out_queue;
 mod outbox;
@@ -404,16 +405,26 @@ impl Engine {
         self.closed.clone()
     }
 
+    /// An entry's life ([`life::Life`]), whatever its kind.
+    fn life(&mut self, side: Side, key: Key) -> Option<&mut dyn life::Life> {
+        match side {
+            Side::Caller => self.callers.get_mut(key).map(CallerEntry::life),
+            Side::Handler => self.handlers.get_mut(key).map(HandlerEntry::life),
+        }
+    }
+
     /// Settles an entry after a change: once it ended on the wire and has nothing left to
-    /// send it stops counting against the limits, and once no user end holds it, it is
-    /// removed.
+    /// send it stops counting against the limits (and a handler side's mux id may be used
+    /// again), and once no user end holds it, it is removed.
     fn settle(&mut self, side: Side, key: Key) {
-        let (done, counted, released) = match self.entry_status(side, key) {
-            Some(s) => s,
-            None => return,
+        let Some(entry) = self.life(side, key) else {
+            return;
         };
-        if done && counted {
-            let bytes = self.set_uncounted(side, key);
+        let done = entry.wire_done();
+        let released = entry.released();
+        let counted = if done { entry.counted().take() } else { None };
+        let mux_id = entry.mux_id();
+        if let Some(bytes) = counted {
             match side {
                 Side::Caller => {
                     self.active_callers -= 1;
@@ -423,6 +434,14 @@ impl Engine {
                 Side::Handler => {
                     self.active_handlers -= 1;
                     self.request_bytes.1 -= bytes;
+                    // The peer may use this mux id again.
+                    if let Some(std::collections::hash_map::Entry::Occupied(e)) =
+                        mux_id.map(|m| self.handler_ids.entry(m))
+                    {
+                        if *e.get() == key {
+                            e.remove();
+                        }
+                    }
                 }
             }
         }
@@ -465,55 +484,6 @@ impl Engine {
             }
         }
         self.check_idle();
-    }
-
-    /// (ended on the wire with nothing left to send, still counted, no user end left).
-    fn entry_status(&self, side: Side, key: Key) -> Option<(bool, bool, bool)> {
-        match side {
-            Side::Caller => match self.callers.get(key)? {
-                CallerEntry::Call(c) => Some((c.wire_done(), c.counted.is_some(), c.released())),
-                CallerEntry::Stream(s) => Some((s.wire_done(), s.counted.is_some(), s.released())),
-            },
-            Side::Handler => match self.handlers.get(key)? {
-                HandlerEntry::Call(c) => Some((c.wire_done(), c.counted.is_some(), true)),
-                HandlerEntry::Stream(s) => Some((s.wire_done(), s.counted.is_some(), s.released())),
-            },
-        }
-    }
-
-    /// Stops counting an entry against the limits; returns its request's bytes.
-    fn set_uncounted(&mut self, side: Side, key: Key) -> usize {
-        let taken = match side {
-            Side::Caller => match self.callers.get_mut(key) {
-                Some(CallerEntry::Call(c)) => c.counted.take(),
-                Some(CallerEntry::Stream(s)) => s.counted.take(),
-                None => None,
-            },
-            Side::Handler => match self.handlers.get_mut(key) {
-                Some(HandlerEntry::Call(c)) => c.counted.take(),
-                Some(HandlerEntry::Stream(s)) => s.counted.take(),
-                None => None,
-            },
-        };
-        if side == Side::Handler {
-            // The peer may use this mux id again.
-            if let Some(mux) = self.handler_mux_id(key) {
-                if let std::collections::hash_map::Entry::Occupied(e) = self.handler_ids.entry(mux)
-                {
-                    if *e.get() == key {
-                        e.remove();
-                    }
-                }
-            }
-        }
-        taken.unwrap_or(0)
-    }
-
-    fn handler_mux_id(&self, key: Key) -> Option<u64> {
-        match self.handlers.get(key)? {
-            HandlerEntry::Call(c) => Some(c.mux_id),
-            HandlerEntry::Stream(s) => Some(s.mux_id),
-        }
     }
 
     fn wake(&mut self, waker: Option<Waker>) {

@@ -1,0 +1,85 @@
+//! What every call and stream answers, whatever its side and kind ([`Life`]): where it is
+//! in its life, who still holds it, and what it is counted against. The engine settles and
+//! removes entries through it alone ([`Engine::settle`](super::Engine)), so no kind of
+//! entry can be left out of the cleanup.
+
+use super::calls::{CallerCall, HandlerCall};
+use super::state::Stream;
+use super::{CallerEntry, HandlerEntry};
+
+/// An entry's life, as the engine's cleanup sees it.
+pub(super) trait Life {
+    /// Over on the wire, with nothing left to send.
+    fn wire_done(&self) -> bool;
+    /// No user object holds it any more.
+    fn released(&self) -> bool;
+    /// While live on the wire: counted against the limits, with its request's bytes.
+    fn counted(&mut self) -> &mut Option<usize>;
+    /// Its mux id on the wire, when the entry holds one (a caller's single call does not:
+    /// its key is its mux id).
+    fn mux_id(&self) -> Option<u64>;
+}
+
+impl Life for CallerCall {
+    fn wire_done(&self) -> bool {
+        CallerCall::wire_done(self)
+    }
+    fn released(&self) -> bool {
+        CallerCall::released(self)
+    }
+    fn counted(&mut self) -> &mut Option<usize> {
+        &mut self.counted
+    }
+    fn mux_id(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl Life for HandlerCall {
+    fn wire_done(&self) -> bool {
+        HandlerCall::wire_done(self)
+    }
+    fn released(&self) -> bool {
+        // The handler's task holds no part of the entry: the answer is given by key.
+        true
+    }
+    fn counted(&mut self) -> &mut Option<usize> {
+        &mut self.counted
+    }
+    fn mux_id(&self) -> Option<u64> {
+        Some(self.mux_id)
+    }
+}
+
+impl Life for Stream {
+    fn wire_done(&self) -> bool {
+        Stream::wire_done(self)
+    }
+    fn released(&self) -> bool {
+        Stream::released(self)
+    }
+    fn counted(&mut self) -> &mut Option<usize> {
+        &mut self.counted
+    }
+    fn mux_id(&self) -> Option<u64> {
+        Some(self.mux_id)
+    }
+}
+
+impl CallerEntry {
+    pub(super) fn life(&mut self) -> &mut dyn Life {
+        match self {
+            CallerEntry::Call(c) => &mut **c,
+            CallerEntry::Stream(s) => &mut **s,
+        }
+    }
+}
+
+impl HandlerEntry {
+    pub(super) fn life(&mut self) -> &mut dyn Life {
+        match self {
+            HandlerEntry::Call(c) => &mut **c,
+            HandlerEntry::Stream(s) => &mut **s,
+        }
+    }
+}
