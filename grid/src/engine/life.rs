@@ -1,7 +1,7 @@
 //! What every call and stream answers, whatever its side and kind ([`Life`]): where it is
-//! in its life, who still holds it, and what it is counted against. The engine settles and
-//! removes entries through it alone ([`Engine::settle`](super::Engine)), so no kind of
-//! entry can be left out of the cleanup.
+//! in its life, who still holds it, and what it is counted against. The engine settles
+//! entries through it alone ([`Status`]), so no kind of entry can be left out of the
+//! cleanup.
 
 use super::calls::{CallerCall, HandlerCall};
 use super::state::Stream;
@@ -66,20 +66,44 @@ impl Life for Stream {
     }
 }
 
+/// What [`Engine::settle`](super::Engine) needs to know of an entry after a change.
+pub(super) struct Status {
+    /// Over on the wire, with nothing left to send.
+    pub(super) done: bool,
+    /// No user object holds it.
+    pub(super) released: bool,
+    /// What it was counted against, taken now that it is done (`None`: not counted, or
+    /// not done).
+    pub(super) uncounted: Option<usize>,
+    pub(super) mux_id: Option<u64>,
+}
+
+/// An entry's [`Status`], taking what it is counted against once it is done (statically
+/// dispatched: this runs at every change of every call).
+fn status<L: Life>(entry: &mut L) -> Status {
+    let done = entry.wire_done();
+    Status {
+        done,
+        released: entry.released(),
+        uncounted: if done { entry.counted().take() } else { None },
+        mux_id: entry.mux_id(),
+    }
+}
+
 impl CallerEntry {
-    pub(super) fn life(&mut self) -> &mut dyn Life {
+    pub(super) fn settle(&mut self) -> Status {
         match self {
-            CallerEntry::Call(c) => &mut **c,
-            CallerEntry::Stream(s) => &mut **s,
+            CallerEntry::Call(c) => status(&mut **c),
+            CallerEntry::Stream(s) => status(&mut **s),
         }
     }
 }
 
 impl HandlerEntry {
-    pub(super) fn life(&mut self) -> &mut dyn Life {
+    pub(super) fn settle(&mut self) -> Status {
         match self {
-            HandlerEntry::Call(c) => &mut **c,
-            HandlerEntry::Stream(s) => &mut **s,
+            HandlerEntry::Call(c) => status(&mut **c),
+            HandlerEntry::Stream(s) => status(&mut **s),
         }
     }
 }

@@ -405,25 +405,23 @@ impl Engine {
         self.closed.clone()
     }
 
-    /// An entry's life ([`life::Life`]), whatever its kind.
-    fn life(&mut self, side: Side, key: Key) -> Option<&mut dyn life::Life> {
-        match side {
-            Side::Caller => self.callers.get_mut(key).map(CallerEntry::life),
-            Side::Handler => self.handlers.get_mut(key).map(HandlerEntry::life),
-        }
-    }
-
     /// Settles an entry after a change: once it ended on the wire and has nothing left to
     /// send it stops counting against the limits (and a handler side's mux id may be used
     /// again), and once no user end holds it, it is removed.
     fn settle(&mut self, side: Side, key: Key) {
-        let Some(entry) = self.life(side, key) else {
+        let status = match side {
+            Side::Caller => self.callers.get_mut(key).map(CallerEntry::settle),
+            Side::Handler => self.handlers.get_mut(key).map(HandlerEntry::settle),
+        };
+        let Some(life::Status {
+            done,
+            released,
+            uncounted: counted,
+            mux_id,
+        }) = status
+        else {
             return;
         };
-        let done = entry.wire_done();
-        let released = entry.released();
-        let counted = if done { entry.counted().take() } else { None };
-        let mux_id = entry.mux_id();
         if let Some(bytes) = counted {
             match side {
                 Side::Caller => {
