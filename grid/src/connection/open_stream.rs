@@ -76,7 +76,7 @@ impl OpenStream {
     async fn run(self) -> Result<Stream> {
         let max_window = self.max_window;
         let (session, key, ack) = open(self.call, |outgoing, now| {
-            OpenMux(Some(outgoing), now, max_window)
+            OpenMux(outgoing, now, max_window)
         })
         .await?;
         let requests =
@@ -89,14 +89,13 @@ impl OpenStream {
 }
 
 /// A stream, as [`open`] opens it: its answer is the handler side's ack.
-struct OpenMux(Option<Outgoing>, Instant, Option<u64>);
+struct OpenMux(Outgoing, Instant, Option<u64>);
 
 impl Open for OpenMux {
     type Answer = Ack;
 
-    fn open(&mut self, e: &mut Engine) -> Result<Key> {
-        let outgoing = self.0.take().ok_or(Error::Cancelled)?;
-        e.open_stream(self.1, outgoing, self.2)
+    fn open(self, e: &mut Engine) -> Result<Key> {
+        e.open_stream(self.1, self.0, self.2)
     }
 
     fn poll(e: &mut Engine, key: Key, cx: &mut Context<'_>) -> Poll<Result<Ack>> {

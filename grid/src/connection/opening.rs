@@ -18,8 +18,8 @@ use crate::session::Session;
 pub(crate) trait Open {
     /// What the answer is.
     type Answer;
-    /// Opens the entry.
-    fn open(&mut self, e: &mut Engine) -> Result<Key>;
+    /// Opens the entry (once: what to send goes into the engine).
+    fn open(self, e: &mut Engine) -> Result<Key>;
     /// Its answer, once there.
     fn poll(e: &mut Engine, key: Key, cx: &mut Context<'_>) -> Poll<Result<Self::Answer>>;
     /// Gives it up before its answer was taken.
@@ -43,51 +43,47 @@ pub(crate) async fn open<O: Open>(
         now,
     } = call.prepare()?;
     let handler = outgoing.handler;
-    let (key, answer) = open_and_wait(&session, open(outgoing, now)).await;
-    let answer = answer.map_err(|e| e.for_call(handler, subroute.as_deref()))?;
-    let key = key.ok_or(Error::Cancelled)?;
+    let (key, answer) = open_and_wait(&session, open(outgoing, now))
+        .await
+        .map_err(|e| e.for_call(handler, subroute.as_deref()))?;
     Ok((session, key, answer))
 }
 
-/// Opens with `open` and waits for the answer; returns it with the entry's key (`None`
-/// when it could not be opened).
+/// Opens with `open` at the first poll and waits for the answer; returns it with the
+/// entry's key.
 ///
 /// # Cancel safety
 /// Dropping the future abandons the entry ([`Open::abandon`]) if it was opened and its
 /// answer not yet taken.
-async fn open_and_wait<O: Open>(
-    session: &Arc<Session>,
-    mut open: O,
-) -> (Option<Key>, Result<O::Answer>) {
+async fn open_and_wait<O: Open>(session: &Arc<Session>, open: O) -> Result<(Key, O::Answer)> {
+    let mut open = Some(open);
     let mut pending = Pending::<O> {
         session,
         key: None,
         kind: std::marker::PhantomData,
     };
-    let mut opened = false;
     let answer = poll_fn(|cx| {
         session.with(|e| {
-            let key = match (pending.key, opened) {
+            let key = match (pending.key, open.take()) {
                 (Some(key), _) => key,
-                (None, false) => {
-                    opened = true;
-                    match open.open(e) {
-                        Ok(key) => {
-                            super::record_mux(key.mux_id());
-                            pending.key = Some(key);
-                            key
-                        }
-                        Err(err) => return Poll::Ready(Err(err)),
+                (None, Some(open)) => match open.open(e) {
+                    Ok(key) => {
+                        super::record_mux(key.mux_id());
+                        pending.key = Some(key);
+                        key
                     }
-                }
-                (None, true) => return Poll::Ready(Err(Error::Cancelled)),
+                    Err(err) => return Poll::Ready(Err(err)),
+                },
+                // Not opened, and polled again after saying why.
+                (None, None) => return Poll::Ready(Err(Error::Cancelled)),
             };
-            O::poll(e, key, cx)
+            O::poll(e, key, cx).map(|answer| answer.map(|a| (key, a)))
         })
     })
     .await;
     // Taken: nothing to abandon any more.
-    (pending.key.take(), answer)
+    pending.key = None;
+    answer
 }
 
 /// An entry opened and not yet answered: dropped, it is abandoned.

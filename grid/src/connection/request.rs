@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::opening::{open, Open};
 use super::Call;
 use crate::engine::{Engine, Key, Outgoing, Payload};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// A single call being prepared. Await it (it implements [`IntoFuture`]) to send it and get
 /// the handler's answer.
@@ -34,8 +34,7 @@ impl Request {
     }
 
     async fn run(self) -> Result<Option<Bytes>> {
-        let (_, _, payload) =
-            open(self.call, |outgoing, now| OpenCall(Some(outgoing), now)).await?;
+        let (_, _, payload) = open(self.call, OpenCall).await?;
         // A chunked answer's parts are joined here, by the caller's task; a small answer
         // is copied out of the read buffer.
         Ok(payload.into_owned())
@@ -43,14 +42,13 @@ impl Request {
 }
 
 /// A single call, as [`open`] opens it.
-struct OpenCall(Option<Outgoing>, Instant);
+struct OpenCall(Outgoing, Instant);
 
 impl Open for OpenCall {
     type Answer = Payload;
 
-    fn open(&mut self, e: &mut Engine) -> Result<Key> {
-        let outgoing = self.0.take().ok_or(Error::Cancelled)?;
-        e.open_call(self.1, outgoing)
+    fn open(self, e: &mut Engine) -> Result<Key> {
+        e.open_call(self.1, self.0)
     }
 
     fn poll(e: &mut Engine, key: Key, cx: &mut Context<'_>) -> Poll<Result<Payload>> {
