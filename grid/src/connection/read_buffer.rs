@@ -98,7 +98,17 @@ impl ReadBuffer {
     /// Makes room for the next read at a frame's boundary (no frame begun, or only part of
     /// its header): 4 KiB at least, and the [`tail`](ReadBuffer::frame) behind it.
     pub(crate) fn reserve_read(&mut self) {
-        self.reserve(4096 + self.tail);
+        self.reserve(4096 + self.bulk_tail());
+    }
+
+    /// The tail, once frames are large enough to read with one ([`LIMIT_FROM`]); 0 while
+    /// they are small: then nothing is left behind reads, nor sized for.
+    fn bulk_tail(&self) -> usize {
+        if self.tail >= LIMIT_FROM {
+            self.tail
+        } else {
+            0
+        }
     }
 
     /// How much the next read may take, when it must take less than the room: the room
@@ -106,9 +116,10 @@ impl ReadBuffer {
     /// least one byte. `None` while frames are small ([`LIMIT_FROM`]): moving the start of
     /// one costs less than limiting every read.
     pub(crate) fn read_limit(&self, missing: usize) -> Option<usize> {
-        (self.tail >= LIMIT_FROM).then(|| {
+        let tail = self.bulk_tail();
+        (tail > 0).then(|| {
             self.room()
-                .saturating_sub(self.tail)
+                .saturating_sub(tail)
                 .max(missing.min(self.room()))
                 .max(1)
         })
@@ -149,6 +160,7 @@ impl ReadBuffer {
 
     /// Makes room for at least `additional` bytes after those buffered.
     pub(crate) fn reserve(&mut self, additional: usize) {
+        let bulk_tail = self.bulk_tail();
         let active = &mut self.active;
         if active.capacity() - active.len() >= additional || active.try_reclaim(additional) {
             return;
@@ -157,7 +169,7 @@ impl ReadBuffer {
         // to the largest spare go in powers of two, so that a spare fits the next want of
         // about its size.
         let want = (active.len() + additional).max(self.size);
-        let want = match want.max(3 * self.tail) {
+        let want = match want.max(3 * bulk_tail) {
             w if w <= MAX_SPARE => w.next_power_of_two(),
             _ => want,
         };
@@ -276,6 +288,8 @@ mod tests {
             None,
             "small frames: reads are not limited"
         );
+        buf.reserve_read();
+        assert_eq!(buf.allocated(), MIN, "nor are buffers sized for them");
         buf.frame(65_000);
         buf.reserve_read();
         let room = buf.room();
