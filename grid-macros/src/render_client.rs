@@ -22,25 +22,19 @@ fn method(s: &Service, m: &Method) -> TokenStream {
         }
         #max_window
     };
-    // What the caller gets from the open stream, and how.
-    let (answer, body) = match &m.shape {
-        Shape::Single { answer } => {
-            return quote! {
-                #(#attrs)*
-                pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<#answer, #krate::Error> {
-                    let payload = #krate::typed::encode(&#req_name)?;
-                    let mut call = self.target.request(#service::#c, payload);
-                    #deadline
-                    let answer = call.await?;
-                    #krate::typed::decode(answer.as_deref())
-                }
-            };
-        }
+    // What the caller gets, how it opens the call, and what it makes of the answer.
+    let (answer, open, body) = match &m.shape {
+        Shape::Single { answer } => (
+            quote!(#answer),
+            quote!(request),
+            quote!(#krate::typed::decode(answer.as_deref())),
+        ),
         Shape::HandlerStream { output, .. } => {
             let item = &output.item;
             (
                 quote!(#krate::Receiver<#item>),
-                quote!(#krate::Receiver::new(stream.responses)),
+                quote!(open_stream),
+                quote!(::core::result::Result::Ok(#krate::Receiver::new(answer.responses))),
             )
         }
         // A two-way stream's caller reads items; an upload's awaits one answer.
@@ -48,20 +42,22 @@ fn method(s: &Service, m: &Method) -> TokenStream {
             let (in_item, item) = (&input.item, &output.item);
             (
                 quote!((#krate::Sender<#in_item>, #krate::Receiver<#item>)),
-                quote! {{
-                    let (requests, responses) = stream.split()?;
-                    (#krate::Sender::new(requests), #krate::Receiver::new(responses))
-                }},
+                quote!(open_stream),
+                quote! {
+                    let (requests, responses) = answer.split()?;
+                    ::core::result::Result::Ok((#krate::Sender::new(requests), #krate::Receiver::new(responses)))
+                },
             )
         }
         Shape::Upload { input, answer, .. } => {
             let in_item = &input.item;
             (
                 quote!((#krate::Sender<#in_item>, #krate::Answer<#answer>)),
-                quote! {{
-                    let (requests, responses) = stream.split()?;
-                    (#krate::Sender::new(requests), #krate::Answer::new(#krate::Receiver::new(responses)))
-                }},
+                quote!(open_stream),
+                quote! {
+                    let (requests, responses) = answer.split()?;
+                    ::core::result::Result::Ok((#krate::Sender::new(requests), #krate::Answer::new(#krate::Receiver::new(responses))))
+                },
             )
         }
     };
@@ -69,10 +65,10 @@ fn method(s: &Service, m: &Method) -> TokenStream {
         #(#attrs)*
         pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<#answer, #krate::Error> {
             let payload = #krate::typed::encode(&#req_name)?;
-            let mut call = self.target.open_stream(#service::#c, payload);
+            let mut call = self.target.#open(#service::#c, payload);
             #deadline
-            let stream = call.await?;
-            ::core::result::Result::Ok(#body)
+            let answer = call.await?;
+            #body
         }
     }
 }
