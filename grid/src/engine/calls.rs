@@ -64,14 +64,6 @@ impl CallerCall {
             held: false,
         }
     }
-
-    pub(super) fn wire_done(&self) -> bool {
-        !matches!(self.state, CallState::Waiting) && self.out.is_idle()
-    }
-
-    pub(super) fn released(&self) -> bool {
-        !self.held
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,10 +98,6 @@ impl HandlerCall {
             counted: None,
             batch: 0,
         }
-    }
-
-    pub(super) fn wire_done(&self) -> bool {
-        self.state == HandlerCallState::Done && self.out.is_idle()
     }
 }
 

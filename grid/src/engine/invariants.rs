@@ -2,6 +2,7 @@
 //! every fuzz step ([`Engine::check_invariants`]): what is counted against the limits
 //! matches what is live, windows and budgets add up, and held payloads are accounted for.
 
+use super::life::Life;
 use super::state::Stream;
 use super::{assembly, window, CallerEntry, Engine, HandlerEntry, Side};
 

@@ -3,8 +3,8 @@
 //! entries through it alone ([`Status`]), so no kind of entry can be left out of the
 //! cleanup.
 
-use super::calls::{CallerCall, HandlerCall};
-use super::state::Stream;
+use super::calls::{CallState, CallerCall, HandlerCall, HandlerCallState};
+use super::state::{Stream, StreamState};
 use super::{CallerEntry, HandlerEntry};
 
 /// An entry's life, as the engine's cleanup sees it.
@@ -22,10 +22,10 @@ pub(super) trait Life {
 
 impl Life for CallerCall {
     fn wire_done(&self) -> bool {
-        CallerCall::wire_done(self)
+        !matches!(self.state, CallState::Waiting) && self.out.is_idle()
     }
     fn released(&self) -> bool {
-        CallerCall::released(self)
+        !self.held
     }
     fn counted(&mut self) -> &mut Option<usize> {
         &mut self.counted
@@ -37,7 +37,7 @@ impl Life for CallerCall {
 
 impl Life for HandlerCall {
     fn wire_done(&self) -> bool {
-        HandlerCall::wire_done(self)
+        self.state == HandlerCallState::Done && self.out.is_idle()
     }
     fn released(&self) -> bool {
         // The handler's task holds no part of the entry: the answer is given by key.
@@ -53,10 +53,10 @@ impl Life for HandlerCall {
 
 impl Life for Stream {
     fn wire_done(&self) -> bool {
-        Stream::wire_done(self)
+        self.state == StreamState::Closed && self.out.is_idle()
     }
     fn released(&self) -> bool {
-        Stream::released(self)
+        self.handles == 0
     }
     fn counted(&mut self) -> &mut Option<usize> {
         &mut self.counted

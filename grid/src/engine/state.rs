@@ -263,16 +263,6 @@ impl Stream {
         }
     }
 
-    /// Over on the wire, with nothing left to send.
-    pub(crate) fn wire_done(&self) -> bool {
-        self.state == StreamState::Closed && self.out.is_idle()
-    }
-
-    /// No user object holds the stream any more.
-    pub(crate) fn released(&self) -> bool {
-        self.handles == 0
-    }
-
     /// The next data message of this side (numbered in sending order).
     pub(crate) fn next_data(&mut self, flags: Flags, payload: Option<Bytes>) -> Message {
         self.send.seq = self.send.seq.wrapping_add(1);
