@@ -297,6 +297,17 @@ mod tests {
             judge_response(&broken, "b", "ws://b"),
             Err(Verdict::Broken(_))
         ));
+        let tiny = ConnectResponse {
+            terms: Terms {
+                max_message_size: Some(100),
+                ..ok.terms
+            },
+            ..ok.clone()
+        };
+        assert!(matches!(
+            judge_response(&tiny, "b", "ws://b"),
+            Err(Verdict::Refused(why)) if why.contains("100 bytes")
+        ));
         let old = ConnectResponse {
             terms: Terms::default(),
             ..ok
