@@ -5,6 +5,7 @@
 pub mod alloc;
 pub mod handlers;
 pub mod hostile;
+mod link_timer;
 pub mod proxy;
 pub mod raw;
 pub mod storage;
@@ -191,10 +192,30 @@ pub struct ProxiedPair {
 impl ProxiedPair {
     /// Starts the pair; `configure` applies to both managers.
     pub async fn start(configure: impl Fn(ManagerBuilder) -> ManagerBuilder) -> ProxiedPair {
+        Self::start_with(configure, false).await
+    }
+
+    /// As [`ProxiedPair::start`], with the proxy on a thread of its own
+    /// ([`proxy::Proxy::start_on_own_thread`]): for benchmarks that emulate a link.
+    pub async fn start_with_own_thread_proxy(
+        configure: impl Fn(ManagerBuilder) -> ManagerBuilder,
+    ) -> ProxiedPair {
+        Self::start_with(configure, true).await
+    }
+
+    async fn start_with(
+        configure: impl Fn(ManagerBuilder) -> ManagerBuilder,
+        own_thread: bool,
+    ) -> ProxiedPair {
         let (d, a) = dialer_first();
         let (dl, d_url) = listener().await;
         let (al, _) = listener().await;
-        let proxy = proxy::Proxy::start(al.local_addr().expect("addr")).await;
+        let target = al.local_addr().expect("addr");
+        let proxy = if own_thread {
+            proxy::Proxy::start_on_own_thread(target).await
+        } else {
+            proxy::Proxy::start(target).await
+        };
         let dialer = configure(builder(d).peer(a, url_of(proxy.addr())))
             .build()
             .expect("build dialer");

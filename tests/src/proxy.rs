@@ -24,13 +24,15 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+
+use crate::link_timer::LinkTimer;
 
 /// A running proxy. Dropping it stops it and closes every link.
 pub struct Proxy {
@@ -43,6 +45,8 @@ pub struct Proxy {
     /// Counts resets; every link resets when it changes.
     resets: watch::Sender<u64>,
     accept: JoinHandle<()>,
+    /// Dropped with the proxy: ends the thread of its own, if it has one.
+    _thread: Option<oneshot::Sender<()>>,
 }
 
 /// What every pump of a proxy shares.
@@ -94,16 +98,47 @@ impl fmt::Display for Fault {
 }
 
 impl Proxy {
-    /// Starts a proxy on an ephemeral loopback port forwarding to `target`.
+    /// Starts a proxy on an ephemeral loopback port forwarding to `target`, its tasks on
+    /// the caller's runtime.
     pub async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let addr = listener.local_addr().expect("proxy addr");
+        Self::start_on(target, tokio::runtime::Handle::current(), None).await
+    }
+
+    /// As [`Proxy::start`], on a thread of its own (with a runtime of its own), as a link
+    /// emulator for benchmarks: busy tasks of the managers it links do not delay its bytes.
+    /// The thread ends when the proxy is dropped.
+    pub async fn start_on_own_thread(target: SocketAddr) -> Proxy {
+        let (handle_tx, handle_rx) = oneshot::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("test-link".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("proxy runtime");
+                let _ = handle_tx.send(rt.handle().clone());
+                rt.block_on(async {
+                    let _ = stopped.await;
+                });
+            })
+            .expect("proxy thread");
+        let handle = handle_rx.await.expect("proxy runtime");
+        Self::start_on(target, handle, Some(stop)).await
+    }
+
+    async fn start_on(
+        target: SocketAddr,
+        runtime: tokio::runtime::Handle,
+        thread: Option<oneshot::Sender<()>>,
+    ) -> Proxy {
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let frozen = watch::Sender::new(false);
         let rate = watch::Sender::new(None);
         let delay = watch::Sender::new(Duration::ZERO);
         let forwarded = watch::Sender::new(0u64);
         let resets = watch::Sender::new(0u64);
+        let (bound_tx, bound) = oneshot::channel();
         let accept = {
             let links = links.clone();
             let controls = Controls {
@@ -113,27 +148,14 @@ impl Proxy {
                 forwarded: forwarded.clone(),
                 resets: resets.subscribe(),
             };
-            tokio::spawn(async move {
-                while let Ok((inbound, _)) = listener.accept().await {
-                    let Ok(outbound) = TcpStream::connect(target).await else {
-                        continue;
-                    };
-                    let _ = inbound.set_nodelay(true);
-                    let _ = outbound.set_nodelay(true);
-                    let (ri, wi) = inbound.into_split();
-                    let (ro, wo) = outbound.into_split();
-                    let mut controls = controls.clone();
-                    controls.resets.borrow_and_update();
-                    let a = tokio::spawn(pump(ri, wo, controls.clone()));
-                    let b = tokio::spawn(pump(ro, wi, controls));
-                    let mut l = links.lock().expect("links");
-                    // Links that ended on their own are forgotten (a long run makes many).
-                    l.retain(|pump| !pump.is_finished());
-                    l.push(a);
-                    l.push(b);
-                }
+            // Bound on the runtime that runs it, so its sockets are that runtime's.
+            runtime.spawn(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+                let _ = bound_tx.send(listener.local_addr().expect("proxy addr"));
+                accept_links(listener, target, links, controls).await;
             })
         };
+        let addr = bound.await.expect("proxy bound");
         Proxy {
             addr,
             links,
@@ -143,6 +165,7 @@ impl Proxy {
             forwarded,
             resets,
             accept,
+            _thread: thread,
         }
     }
 
@@ -235,6 +258,33 @@ impl Drop for Proxy {
     }
 }
 
+/// Accepts links and starts their pumps, forever.
+async fn accept_links(
+    listener: TcpListener,
+    target: SocketAddr,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    controls: Controls,
+) {
+    while let Ok((inbound, _)) = listener.accept().await {
+        let Ok(outbound) = TcpStream::connect(target).await else {
+            continue;
+        };
+        let _ = inbound.set_nodelay(true);
+        let _ = outbound.set_nodelay(true);
+        let (ri, wi) = inbound.into_split();
+        let (ro, wo) = outbound.into_split();
+        let mut controls = controls.clone();
+        controls.resets.borrow_and_update();
+        let a = tokio::spawn(pump(ri, wo, controls.clone()));
+        let b = tokio::spawn(pump(ro, wi, controls));
+        let mut l = links.lock().expect("links");
+        // Links that ended on their own are forgotten (a long run makes many).
+        l.retain(|pump| !pump.is_finished());
+        l.push(a);
+        l.push(b);
+    }
+}
+
 /// Forwards `from` to `to` until either ends or the link is cut, or, when the link is reset,
 /// sets a zero linger on both sockets so that they close with a RST when their read halves
 /// are dropped (the link's other pump holds the other halves and ends on the same reset).
@@ -256,18 +306,20 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut c: Controls) 
 /// Most chunks read and not yet written on (a delayed link holds what is in flight).
 const IN_FLIGHT: usize = 4096;
 /// How far a throttled link may fall behind its rate and still catch up (its bucket's
-/// depth): what a link left quiet may then send at once beyond its rate. Deeper than the
-/// timer's granularity (1 ms), so that sleeps that wake late do not lower the rate.
-const BURST: Duration = Duration::from_millis(5);
+/// depth): what a link left quiet may then send at once beyond its rate. A little deeper
+/// than a busy host's lateness in waking the proxy, so that late wake-ups do not lower
+/// the rate.
+const BURST: Duration = Duration::from_millis(1);
 
 /// Reads `from` and writes on `to`, through a queue where each chunk waits out the link's
 /// delay (read and write run at once, so chunks in flight overlap).
 async fn forward(from: &mut OwnedReadHalf, to: &mut OwnedWriteHalf, c: &mut Controls) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(IN_FLIGHT);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
     let forwarded = c.forwarded.clone();
     let writer = async move {
+        let mut timer = LinkTimer::new();
         while let Some((due, chunk)) = rx.recv().await {
-            tokio::time::sleep_until(due).await;
+            timer.sleep_until(due).await;
             if to.write_all(&chunk).await.is_err() {
                 return;
             }
@@ -281,12 +333,13 @@ async fn forward(from: &mut OwnedReadHalf, to: &mut OwnedWriteHalf, c: &mut Cont
 
 async fn read_side(
     from: &mut OwnedReadHalf,
-    tx: tokio::sync::mpsc::Sender<(tokio::time::Instant, Vec<u8>)>,
+    tx: tokio::sync::mpsc::Sender<(Instant, Vec<u8>)>,
     c: &mut Controls,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
+    let mut timer = LinkTimer::new();
     // The throttle: bytes forwarded since `since`, at `rate` (reset when the rate changes).
-    let mut since = tokio::time::Instant::now();
+    let mut since = Instant::now();
     let mut sent = 0u64;
     let mut rate = *c.rate.borrow();
     loop {
@@ -303,10 +356,10 @@ async fn read_side(
         }
         let now_rate = *c.rate.borrow();
         if now_rate != rate {
-            (rate, since, sent) = (now_rate, tokio::time::Instant::now(), 0);
+            (rate, since, sent) = (now_rate, Instant::now(), 0);
         }
         if let Some(rate) = rate.filter(|r| *r > 0) {
-            let now = tokio::time::Instant::now();
+            let now = Instant::now();
             if since + Duration::from_secs_f64(sent as f64 / rate as f64) + BURST < now {
                 // The link was quiet: it may send a burst's worth at once, then its rate,
                 // not faster until it has made up for the whole quiet spell.
@@ -314,9 +367,9 @@ async fn read_side(
             }
             sent += n as u64;
             let due = since + Duration::from_secs_f64(sent as f64 / rate as f64);
-            tokio::time::sleep_until(due).await;
+            timer.sleep_until(due).await;
         }
-        let due = tokio::time::Instant::now() + *c.delay.borrow();
+        let due = Instant::now() + *c.delay.borrow();
         if tx.send((due, buf[..n].to_vec())).await.is_err() {
             return;
         }
