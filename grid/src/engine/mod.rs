@@ -43,6 +43,7 @@
 //!   every caller got its error and every handler was told to stop.
 
 mod assembly;
+mod budget;
 mod calls;
 mod chunk_window;
 mod control;
@@ -74,6 +75,8 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 pub(crate) use assembly::Payload;
+pub use budget::NodeBudget;
+pub(crate) use budget::MIN_WINDOW;
 pub(crate) use calls::{Answer, Outgoing};
 pub(crate) use out_queue::ENCODE_EARLY;
 #[cfg(fuzzing)]
@@ -82,8 +85,6 @@ pub(crate) use slab::Key;
 pub(crate) use stream_recv::RecvBatch;
 pub(crate) use stream_send::{InPlace, Lease, Staged};
 pub(crate) use transmit::Transmit;
-pub use tuning::NodeBudget;
-pub(crate) use tuning::MIN_WINDOW;
 pub(crate) use window::cost;
 
 /// The smallest maximum message size a node may have, and a peer may announce
@@ -228,7 +229,7 @@ pub(crate) struct Engine {
     rtt: tuning::Rtt,
     chunk_window: chunk_window::ChunkWindow,
     /// What the stream windows granted here take of the memory budgets.
-    budget: tuning::Budget,
+    budget: budget::Budget,
 }
 
 impl Engine {
@@ -236,7 +237,7 @@ impl Engine {
     pub(crate) fn new(config: Config, now: Instant) -> Engine {
         let max = config.max_message_size;
         let seed = config.hash_seed;
-        let budget = tuning::Budget::new(
+        let budget = budget::Budget::new(
             config.stream_budget,
             config.window_floor,
             config.node_budget.clone(),

@@ -1,101 +1,60 @@
-//! Window sizes, with no I/O: how large each stream direction's window is, within the
-//! memory budget.
+//! Window sizes, with no I/O: how large each stream direction's window should be.
 //!
-//! A direction this side receives starts with a modest window ([`Budget::open`]) and, every
-//! few round trips, at a credit return, asks [`Tuning::next`] what size it should have. The
+//! A direction this side receives starts with a modest window (within the budget,
+//! `budget.rs`) and, at credit returns, asks [`Tuning::next`] what size it should have. The
 //! round trip is the connection's: the smallest its pings measured (the path's length) and
-//! the latest (the path's length plus whatever queues on it).
+//! the latest (the path's length plus whatever queues on it). A decision looks at a span of
+//! a few round trips (and at least [`MIN_SPAN`]): what was read in it, per round trip.
 //! - When half a window or more was read per round trip, the window is what holds the
 //!   sender back: it doubles (up to the stream's cap), as long as the latest round trip
-//!   shows no queue. A window already in use is probed with a ping at each decision, so
-//!   the latest round trip is fresh.
+//!   shows no queue. A window in use is probed with a ping at each decision, so the
+//!   latest round trip is fresh. The span after a growth starts a round trip later, when
+//!   what the growth granted has come back as data.
+//! - On a short path (a round trip under [`QUEUE_SLACK`]: loopback, one rack) a busy
+//!   host's scheduling is as long as the path, so a round trip measured behind the
+//!   stream's own data, or on a cold connection, can be several times the path's, and
+//!   what seems to move per round trip with it. There a window doubles only when three
+//!   quarters of it were read per round trip at two decisions in a row, and on trial: if
+//!   the next decision does not find a quarter more read per second, the window goes back
+//!   and stays there (its ceiling) until the rate rises that much, or for
+//!   [`CEILING_MEMORY`]. (Measured on loopback, 16 KiB messages: windows grew to 512-870 KiB
+//!   and carried no more than a fixed 256 KiB one; now they stay at 256 KiB, but for a
+//!   trial of a millisecond or two in some streams' first milliseconds.)
 //! - When the latest round trip shows a queue (more than an eighth of the path's round
 //!   trip, and at least [`QUEUE_SLACK`]), the window is larger than the path carries: the
 //!   excess would only wait in buffers, ahead of every other message on the connection.
 //!   Seen at one decision only, it holds the window (processing on a busy host can look
 //!   like a queue); seen at two in a row, the window comes down to what was read per
-//!   round trip plus a quarter, and from then
-//!   on grows by sixteenths, not doubling. So a stream holds about the bandwidth-delay product
-//!   of the path (or of a reader slower than it), and a small call sent beside it waits
-//!   behind a queue of a fraction of a round trip, not several.
+//!   round trip plus a quarter, and from then on grows by sixteenths, not doubling. So a
+//!   stream holds about the bandwidth-delay product of the path (or of a reader slower
+//!   than it), and a small call sent beside it waits behind a queue of a fraction of a
+//!   round trip, not several.
 //! - When far less is read per round trip (the stream went quiet, or its reader fell
 //!   behind), it halves, back towards its start.
 //!
-//! Growth comes out of the connection's and the node's budgets ([`Budget::grow`]); a
-//! stream denied growth puts the budget under pressure, and then the windows above a fair
-//! share shrink as their credit comes back.
-//!
-//! Invariants:
-//! - the windows granted add up to at most the connection's budget, and across the node
-//!   to at most the node's, except for each window's floor (its first [`MIN_WINDOW`]
-//!   bytes): every stream always moves, whatever the others hold;
-//! - a window grows only by credit granted beyond what was read and shrinks only by
-//!   credit withheld from what was read: what a sender holds is never taken back, so an
-//!   idle or non-reading stream keeps at most its current window.
+//! Invariant: a window grows only by credit granted beyond what was read and shrinks only
+//! by credit withheld from what was read: what a sender holds is never taken back, so an
+//! idle or non-reading stream keeps at most its current window.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Every window gets at least this much (or its cap, when lower), budget or not: the
-/// floor grid's connections use.
-pub(crate) const MIN_WINDOW: u64 = 4 * 1024;
 /// How long the smallest round trip measured stays the estimate before a larger sample
 /// may replace it (a path that got slower is noticed; queueing behind bulk data is not
 /// taken for distance).
 const RTT_MEMORY: Duration = Duration::from_secs(300);
-/// How long after a stream was denied growth the windows above their share shrink.
-const PRESSURE: Duration = Duration::from_secs(1);
+/// How long a doubling that did not pay holds the window back (unless the rate rises): the
+/// path or the reader may have changed since.
+const CEILING_MEMORY: Duration = Duration::from_secs(5);
 /// Round trips a measurement spans at least: reads come in bursts (a frame, a batch), and a
 /// burst at either end of a span of one round trip could double what it seems to carry.
 const SPAN: u32 = 4;
+/// And the least time a measurement spans: on a short path four round trips are a few
+/// hundred microseconds, a handful of frames, and one read more or less swung what a span
+/// seemed to carry by half (measured on loopback: 55-300 KB per round trip, at one rate).
+const MIN_SPAN: Duration = Duration::from_millis(1);
 /// The least queueing a round trip may show before it counts as a queue: below this,
 /// scheduling noise on a busy host is taken for a queue on short paths.
 const QUEUE_SLACK: Duration = Duration::from_millis(1);
-
-/// The budget of a node's stream windows, shared by all its connections.
-#[derive(Debug)]
-pub struct NodeBudget {
-    limit: u64,
-    granted: AtomicU64,
-    windows: AtomicU64,
-    /// Growth denied for lack of room here, ever: a change tells every connection that the
-    /// node is short.
-    denials: AtomicU64,
-}
-
-impl NodeBudget {
-    /// A budget of `limit` bytes of windows for a whole node.
-    pub(crate) fn new(limit: u64) -> Arc<Self> {
-        Arc::new(Self {
-            limit,
-            granted: AtomicU64::new(0),
-            windows: AtomicU64::new(0),
-            denials: AtomicU64::new(0),
-        })
-    }
-
-    /// The bytes of windows granted now, across the node.
-    pub(crate) fn granted(&self) -> u64 {
-        self.granted.load(Relaxed)
-    }
-
-    /// Takes up to `want` bytes of what is left; returns how many.
-    fn take(&self, want: u64) -> u64 {
-        let mut taken = 0;
-        let _ = self.granted.fetch_update(Relaxed, Relaxed, |g| {
-            taken = want.min(self.limit.saturating_sub(g));
-            Some(g + taken)
-        });
-        taken
-    }
-
-    fn give(&self, n: u64) {
-        let _ = self
-            .granted
-            .fetch_update(Relaxed, Relaxed, |g| Some(g.saturating_sub(n)));
-    }
-}
 
 /// The connection's round trip, as its pings measure it: the smallest recent sample (the
 /// path's length) and the latest one (the path and its queues).
@@ -135,134 +94,6 @@ impl Rtt {
     }
 }
 
-/// What one connection's receive windows take of its budget and of the node's.
-#[derive(Debug)]
-pub(crate) struct Budget {
-    limit: u64,
-    /// What every window gets, budget or not.
-    floor: u64,
-    granted: u64,
-    windows: u64,
-    node: Arc<NodeBudget>,
-    /// When a stream here was last denied growth.
-    starved_at: Option<Instant>,
-    /// The node's denials when this connection last looked.
-    node_denials: u64,
-}
-
-impl Budget {
-    pub(crate) fn new(limit: u64, floor: u64, node: Arc<NodeBudget>) -> Self {
-        Self {
-            limit,
-            floor,
-            granted: 0,
-            windows: 0,
-            node,
-            starved_at: None,
-            node_denials: 0,
-        }
-    }
-
-    /// Opens a window of `want` bytes, or of what the budgets have left when that is less,
-    /// but at least the floor (or `want`, if smaller).
-    pub(crate) fn open(&mut self, want: u64) -> u64 {
-        let floor = want.min(self.floor);
-        let room = self.limit.saturating_sub(self.granted + floor);
-        let beyond = self.node.take(want.saturating_sub(floor).min(room));
-        self.node.granted.fetch_add(floor, Relaxed);
-        self.node.windows.fetch_add(1, Relaxed);
-        let window = floor + beyond;
-        self.granted += window;
-        self.windows += 1;
-        window
-    }
-
-    /// A window of `window` bytes closed (its stream is gone).
-    pub(crate) fn close(&mut self, window: u64) {
-        self.granted = self.granted.saturating_sub(window);
-        self.windows = self.windows.saturating_sub(1);
-        self.node.give(window);
-        let _ = self
-            .node
-            .windows
-            .fetch_update(Relaxed, Relaxed, |w| Some(w.saturating_sub(1)));
-    }
-
-    /// Grows a window by up to `want` bytes; returns the growth granted. Growth denied
-    /// for lack of room puts the budget under pressure.
-    pub(crate) fn grow(&mut self, want: u64, now: Instant) -> u64 {
-        let room = self.limit.saturating_sub(self.granted);
-        let got = self.node.take(want.min(room));
-        self.granted += got;
-        if got < want {
-            self.starved_at = Some(now);
-            if got < want.min(room) {
-                self.node.denials.fetch_add(1, Relaxed);
-            }
-        }
-        got
-    }
-
-    /// A window shrank by `n` bytes.
-    pub(crate) fn shrink(&mut self, n: u64) {
-        self.granted = self.granted.saturating_sub(n);
-        self.node.give(n);
-    }
-
-    /// Whether a stream was denied growth lately, on this connection or anywhere on the
-    /// node: then windows above their share give some back.
-    pub(crate) fn pressed(&mut self, now: Instant) -> bool {
-        let denials = self.node.denials.load(Relaxed);
-        let node = std::mem::replace(&mut self.node_denials, denials) != denials;
-        node || self
-            .starved_at
-            .is_some_and(|at| now.saturating_duration_since(at) < PRESSURE)
-    }
-
-    /// A window's fair share while the budget is under pressure: the connection's budget,
-    /// and the node's, divided among their windows.
-    pub(crate) fn share(&self) -> u64 {
-        let here = self.limit / self.windows.max(1);
-        let node = self.node.limit / self.node.windows.load(Relaxed).max(1);
-        here.min(node).max(self.floor)
-    }
-
-    /// The bytes of windows granted on this connection.
-    pub(crate) fn granted(&self) -> u64 {
-        self.granted
-    }
-
-    /// The connection's budget.
-    #[cfg(any(test, fuzzing))]
-    pub(crate) fn limit(&self) -> u64 {
-        self.limit
-    }
-
-    /// Live windows on this connection.
-    #[cfg(any(test, fuzzing))]
-    pub(crate) fn windows(&self) -> u64 {
-        self.windows
-    }
-
-    /// What every window gets, budget or not.
-    #[cfg(any(test, fuzzing))]
-    pub(crate) fn floor(&self) -> u64 {
-        self.floor
-    }
-}
-
-impl Drop for Budget {
-    fn drop(&mut self) {
-        // The connection is gone: its windows go back to the node.
-        self.node.give(self.granted);
-        let windows = self.windows;
-        let _ = self
-            .node
-            .windows
-            .fetch_update(Relaxed, Relaxed, |w| Some(w.saturating_sub(windows)));
-    }
-}
-
 /// The measurement that decides one receive direction's window size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tuning {
@@ -282,6 +113,27 @@ pub(crate) struct Tuning {
     /// The last decision found the window in use (not quiet) and free to move: the next
     /// span measures the round trip.
     watch: bool,
+    /// The last decision found the window holding the sender back on a short path and did
+    /// not double it: a second one in a row does.
+    pending: bool,
+    /// Where a doubling on a short path stands.
+    doubling: Doubling,
+}
+
+/// A short path's doubling: on trial, or one that did not pay. Windows in bytes and rates
+/// in KiB per second, in 32 bits: every open stream holds two of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Doubling {
+    /// Neither.
+    #[default]
+    Free,
+    /// The last decision doubled `from`, read at `rate` before: the next one checks that it
+    /// paid.
+    Trial { from: u32, rate: u32 },
+    /// A doubling from `window` did not pay, read at `rate` then, `at`: the window stays at
+    /// most this (every return withholds credit until it is there) until the rate is well
+    /// above that, or [`CEILING_MEMORY`] has passed.
+    Ceiling { window: u32, rate: u32, at: Instant },
 }
 
 /// What [`Tuning::next`] decided.
@@ -296,7 +148,6 @@ pub(crate) struct Decision {
 impl Tuning {
     /// A window that starts at `start` bytes and may grow to `cap`.
     pub(crate) fn new(start: u64, cap: u64) -> Self {
-        let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
         Self {
             since: None,
             read: 0,
@@ -306,32 +157,59 @@ impl Tuning {
             suspect: false,
             probed: None,
             watch: true,
+            pending: false,
+            doubling: Doubling::Free,
         }
     }
 
     /// At a credit return at `now`, with messages costing `returned` bytes read since the
     /// last one, through a window of `window` bytes: the size the window should have, once
     /// a round trip was measured and a few of them have passed since the last decision.
+    /// A window held under a ceiling comes down to it at every return, not only at the
+    /// decision (which can withhold only what is owed then). (Other cuts go at decisions
+    /// only: measured over a 10 ms path, cutting to the queue's measure at once took the
+    /// stream from about 0.64x to 0.59x a raw WebSocket.)
     pub(crate) fn next(&mut self, now: Instant, rtt: &Rtt, window: u64, returned: u64) -> Decision {
-        self.read += returned;
+        let mut decision = self.decide(now, rtt, window, returned);
+        if let (None, Doubling::Ceiling { window: c, .. }) = (decision.size, self.doubling) {
+            decision.size = (u64::from(c) < window).then_some(u64::from(c));
+        }
+        decision
+    }
+
+    fn decide(&mut self, now: Instant, rtt: &Rtt, window: u64, returned: u64) -> Decision {
         let Some(min) = rtt.get() else {
             return Decision::default();
         };
-        let since = *self.since.get_or_insert(now);
+        let Some(since) = self.since else {
+            // The first return starts the measurement: what it returns was read before.
+            self.since = Some(now);
+            return Decision::default();
+        };
+        if now < since {
+            // A round trip after a growth, before the span that measures it: what comes
+            // meanwhile was sent through the window as it was.
+            return Decision::default();
+        }
+        self.read += returned;
         let elapsed = now.saturating_duration_since(since);
-        if elapsed < min * SPAN || elapsed.is_zero() {
+        let span = (min * SPAN).max(MIN_SPAN);
+        if elapsed < span || elapsed.is_zero() {
             // Halfway through a span, once what the last decision changed is in flight,
             // the round trip is measured for the next decision.
-            let probe = self.watch && elapsed >= min * (SPAN / 2) && self.probed.is_none();
+            let probe = self.watch && elapsed >= span / 2 && self.probed.is_none();
             if probe {
                 self.probed = Some(now);
             }
             return Decision { size: None, probe };
         }
-        let per_rtt =
-            u128::from(std::mem::take(&mut self.read)) * min.as_nanos() / elapsed.as_nanos();
-        let per_rtt = u64::try_from(per_rtt).unwrap_or(u64::MAX);
+        let read = u128::from(std::mem::take(&mut self.read));
+        let per_rtt = u64::try_from(read * min.as_nanos() / elapsed.as_nanos()).unwrap_or(u64::MAX);
+        // KiB per second.
+        let rate =
+            u32::try_from(read * 1_000_000_000 / 1024 / elapsed.as_nanos()).unwrap_or(u32::MAX);
         self.since = Some(now);
+        let pending = std::mem::take(&mut self.pending);
         let (start, cap) = (u64::from(self.start), u64::from(self.cap));
         let queued = self.probed.take().and_then(|at| rtt.queued_since(at, now));
         // What the path carries per round trip, and a quarter again: what is read and not
@@ -341,6 +219,24 @@ impl Tuning {
         // the stream still filled the link.)
         let fitted = per_rtt.saturating_add(per_rtt / 4).max(start).min(window);
         self.watch = per_rtt.saturating_mul(4) >= window && (window < cap || window > start);
+        if let Doubling::Trial { from, rate: before } = self.doubling {
+            self.doubling = Doubling::Free;
+            if rate < raised(before) {
+                // Twice the window did not carry a quarter more: the window was not what
+                // held the sender back (a reader as fast as it goes, or a round trip
+                // measured long behind the stream's own data). It goes back, and stays
+                // there until the rate says otherwise.
+                self.doubling = Doubling::Ceiling {
+                    window: from,
+                    rate,
+                    at: now,
+                };
+                return Decision {
+                    size: Some(u64::from(from).min(window)),
+                    probe: false,
+                };
+            }
+        }
         if per_rtt.saturating_mul(4) < window {
             // Far less than the window moves per round trip: quiet, or a reader behind.
             let size = (window / 2)
@@ -375,25 +271,86 @@ impl Tuning {
                 probe: false,
             };
         }
-        if per_rtt.saturating_mul(2) < window {
+        // A short path: its round trip is no longer than a busy host's noise, so one
+        // measured behind the stream's own data, or on a cold connection, can be several
+        // times the path's, and what seems to move per round trip with it.
+        let short = min < QUEUE_SLACK;
+        let holds_back = if short {
+            per_rtt.saturating_mul(4) >= window.saturating_mul(3)
+        } else {
+            per_rtt.saturating_mul(2) >= window
+        };
+        let ceiling = self.ceiling(rate, now);
+        if !holds_back {
             // The link, not the window, is the limit: keep it.
             return Decision {
-                size: Some(window),
+                size: Some(ceiling.map_or(window, |c| window.min(c))),
                 probe: false,
             };
         }
-        // Half a window or more read per round trip: the window is what holds the sender
-        // back (or soon will be). It grows once a fresh round trip shows no queue.
+        // Half a window or more read per round trip (three quarters on a short path): the
+        // window is what holds the sender back. It grows once a fresh round trip shows no
+        // queue, and the next span starts a round trip later, when what it grants has
+        // reached the sender and come back as data. On a short path, only at a second
+        // decision in a row, and on trial: a doubling that does not pay goes back.
         let size = match queued {
             None => window,
             Some(_) if self.found_queue => window.saturating_add(window / 16),
-            Some(_) => window.saturating_mul(2),
+            Some(_) if !short => window.saturating_mul(2),
+            Some(_) if !pending => {
+                self.pending = true;
+                window
+            }
+            Some(_) if ceiling.is_some_and(|c| window >= c) => window,
+            Some(_) => {
+                self.doubling = Doubling::Trial {
+                    from: clamp(window),
+                    rate,
+                };
+                window.saturating_mul(2)
+            }
         };
+        let size = size.min(cap).max(window);
+        let size = ceiling.map_or(size, |c| size.min(c));
+        if size > window {
+            self.since = Some(now + min);
+        } else if matches!(self.doubling, Doubling::Trial { .. }) {
+            self.doubling = Doubling::Free;
+        }
         Decision {
-            size: Some(size.min(cap).max(window)),
+            size: Some(size),
             probe: false,
         }
     }
+
+    /// The window a doubling did not pay from, while it holds: set lately, and the rate not
+    /// well above what it was then. Forgotten otherwise.
+    fn ceiling(&mut self, rate: u32, now: Instant) -> Option<u64> {
+        match self.doubling {
+            Doubling::Ceiling {
+                window,
+                rate: then,
+                at,
+            } if rate < raised(then) && now.saturating_duration_since(at) < CEILING_MEMORY => {
+                Some(u64::from(window))
+            }
+            Doubling::Ceiling { .. } => {
+                self.doubling = Doubling::Free;
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A rate well above `rate`: a quarter more, what a doubling that paid brings at least.
+fn raised(rate: u32) -> u32 {
+    rate.saturating_add(rate / 4)
+}
+
+/// `v` in 32 bits, saturated.
+fn clamp(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -474,15 +431,20 @@ mod tests {
         let answered = path(10 * MS, t0, Some((10 * MS, t0 + 30 * MS)));
         // A window's worth read per round trip, and a fresh round trip without a queue.
         assert_eq!(t.next(t0 + 40 * MS, &answered, 100, 200).size, Some(200));
-        let next = t0 + 40 * MS;
+        // The next span starts a round trip later, when the growth has come back as data.
+        assert_eq!(
+            t.next(t0 + 45 * MS, &answered, 200, 100),
+            Decision::default()
+        );
+        let next = t0 + 50 * MS;
         assert_eq!(
             span(&mut t, next, 40 * MS, Some(10 * MS), 200, 800).size,
             Some(350),
             "capped"
         );
-        let d = span(&mut t, next + 40 * MS, 40 * MS, Some(10 * MS), 350, 1400);
+        let d = span(&mut t, next + 50 * MS, 40 * MS, Some(10 * MS), 350, 1400);
         assert_eq!(d.size, Some(350));
-        let d = span(&mut t, next + 80 * MS, 40 * MS, Some(10 * MS), 350, 1400);
+        let d = span(&mut t, next + 90 * MS, 40 * MS, Some(10 * MS), 350, 1400);
         assert_eq!(d.size, Some(350));
         // Without a round trip measured, nothing is decided.
         let mut t = Tuning::new(100, 1000);
@@ -505,10 +467,10 @@ mod tests {
         // A probe still unanswered 20 ms after it went, on a 10 ms path: the path queues
         // (its answer would come only after this decision, every time). Seen once, the
         // window holds; seen again, it comes down to 100 bytes per round trip, and a
-        // quarter.
-        let d = span(&mut t, t0 + 80 * MS, 40 * MS, None, 200, 400);
+        // quarter. (The spans start a round trip after the growth.)
+        let d = span(&mut t, t0 + 90 * MS, 40 * MS, None, 200, 400);
         assert_eq!(d.size, Some(200));
-        let d = span(&mut t, t0 + 120 * MS, 40 * MS, None, 200, 400);
+        let d = span(&mut t, t0 + 130 * MS, 40 * MS, None, 200, 400);
         assert_eq!(d.size, Some(125));
     }
 
@@ -540,8 +502,29 @@ mod tests {
         let d = span(&mut t, t0 + 40 * MS, 40 * MS, Some(10 * MS), 8000, 32_000);
         assert_eq!(d.size, Some(16_000));
         // A late round trip after a clear one is again a first sighting.
-        let d = span(&mut t, t0 + 80 * MS, 40 * MS, Some(20 * MS), 16_000, 64_000);
+        let d = span(&mut t, t0 + 90 * MS, 40 * MS, Some(20 * MS), 16_000, 64_000);
         assert_eq!(d.size, Some(16_000));
+    }
+
+    #[test]
+    fn what_was_read_before_a_span_began_is_not_counted_in_it() {
+        let t0 = Instant::now();
+        let mut t = Tuning::new(100, 10_000);
+        let rtt = path(10 * MS, t0, None);
+        // The first return starts the span: the 5000 bytes it returns were read before.
+        assert_eq!(t.next(t0, &rtt, 1000, 5000), Decision::default());
+        // 400 bytes per round trip through 1000 (with the 5000: 1650, and it would double).
+        assert_eq!(
+            span(&mut t, t0, 40 * MS, Some(10 * MS), 1000, 1600).size,
+            Some(1000)
+        );
+    }
+
+    /// On a path of 100 µs: a return at `at` of `read` bytes through `window`, the latest
+    /// round trip `latest` (answered at `at`).
+    fn short(t: &mut Tuning, t0: Instant, at: Duration, window: u64, read: u64) -> Decision {
+        let rtt = path(MS / 10, t0, Some((MS / 10, t0 + at)));
+        t.next(t0 + at, &rtt, window, read)
     }
 
     #[test]
@@ -550,13 +533,61 @@ mod tests {
         let mut t = Tuning::new(100, 100_000);
         let rtt = |latest: Option<(Duration, Instant)>| path(MS / 10, t0, latest);
         t.next(t0, &rtt(None), 800, 0);
-        assert!(t.next(t0 + MS / 5, &rtt(None), 800, 2000).probe);
-        // 8000 bytes in 1.5 ms: 533 per round trip through 800, and a round trip of 1 ms.
-        let answered = rtt(Some((MS, t0 + MS / 5 + MS)));
+        // A short path's span is a millisecond at least: the probe goes halfway.
+        assert!(!t.next(t0 + MS / 5, &rtt(None), 800, 2000).probe);
+        assert!(t.next(t0 + MS / 2, &rtt(None), 800, 2000).probe);
+        // 12000 bytes in 1.5 ms: 800 per round trip through 800, and a round trip of 1 ms,
+        // ten times the path's: no queue. The window holds the sender back; on a short
+        // path that is confirmed at a second decision before it doubles.
+        let answered = rtt(Some((MS, t0 + MS / 2 + MS)));
+        let d = t.next(t0 + 3 * MS / 2, &answered, 800, 8000);
+        assert_eq!(d.size, Some(800), "a first sighting");
+        assert!(t.next(t0 + 2 * MS, &answered, 800, 4000).probe);
+        let answered = rtt(Some((MS, t0 + 3 * MS)));
         assert_eq!(
-            t.next(t0 + 3 * MS / 2, &answered, 800, 6000).size,
+            t.next(t0 + 5 * MS / 2, &answered, 800, 4000).size,
             Some(1600)
         );
+    }
+
+    #[test]
+    fn on_a_short_path_a_doubling_that_does_not_pay_goes_back_until_the_rate_rises() {
+        let t0 = Instant::now();
+        let mut t = Tuning::new(100, 100_000);
+        short(&mut t, t0, Duration::ZERO, 800, 0);
+        // 800 bytes per round trip through 800, at two decisions in a row: it doubles.
+        assert!(short(&mut t, t0, MS / 2, 800, 4000).probe);
+        assert_eq!(short(&mut t, t0, MS, 800, 4000).size, Some(800));
+        assert!(short(&mut t, t0, 3 * MS / 2, 800, 4000).probe);
+        assert_eq!(short(&mut t, t0, 2 * MS, 800, 4000).size, Some(1600));
+        // A round trip later, a span at the same rate: the doubling did not pay, and the
+        // window goes back, at every return until it is there.
+        assert_eq!(short(&mut t, t0, 2 * MS + MS / 10, 1600, 0).size, None);
+        assert!(short(&mut t, t0, 5 * MS / 2 + MS / 10, 1600, 4000).probe);
+        assert_eq!(
+            short(&mut t, t0, 3 * MS + MS / 10, 1600, 4000).size,
+            Some(800)
+        );
+        assert_eq!(
+            short(&mut t, t0, 3 * MS + MS / 5, 1400, 200).size,
+            Some(800),
+            "between decisions too"
+        );
+        // Still a window's worth per round trip, at the same rate: no second trial.
+        let mut at = 3 * MS + MS / 10;
+        for _ in 0..4 {
+            assert!(short(&mut t, t0, at + MS / 2, 800, 4000).probe);
+            at += MS;
+            assert_eq!(short(&mut t, t0, at, 800, 4000).size, Some(800));
+        }
+        // Half as fast again: the ceiling gives way, and after a confirming decision the
+        // window doubles.
+        assert!(short(&mut t, t0, at + MS / 2, 800, 6000).probe);
+        at += MS;
+        assert_eq!(short(&mut t, t0, at, 800, 6000).size, Some(800));
+        assert!(short(&mut t, t0, at + MS / 2, 800, 6000).probe);
+        at += MS;
+        assert_eq!(short(&mut t, t0, at, 800, 6000).size, Some(1600));
     }
 
     #[test]
@@ -587,48 +618,5 @@ mod tests {
             Some(100),
             "not below its start"
         );
-    }
-
-    #[test]
-    fn budgets_bound_the_windows_beyond_their_floor_and_take_back_what_closes() {
-        let now = Instant::now();
-        let node = NodeBudget::new(3 * MIN_WINDOW);
-        let mut a = Budget::new(2 * MIN_WINDOW, MIN_WINDOW, node.clone());
-        assert_eq!(
-            a.open(4 * MIN_WINDOW),
-            2 * MIN_WINDOW,
-            "the connection's budget"
-        );
-        assert_eq!(
-            a.open(4 * MIN_WINDOW),
-            MIN_WINDOW,
-            "the floor, beyond the budget"
-        );
-        assert_eq!(a.open(100), 100, "a small window is its own floor");
-        let mut b = Budget::new(10 * MIN_WINDOW, MIN_WINDOW, node.clone());
-        assert_eq!(node.granted(), 3 * MIN_WINDOW + 100);
-        assert_eq!(
-            b.open(4 * MIN_WINDOW),
-            MIN_WINDOW,
-            "the node's budget is spent"
-        );
-        assert!(!b.pressed(now));
-        assert_eq!(b.grow(MIN_WINDOW, now), 0, "no room on the node");
-        assert!(b.pressed(now), "a denial puts the budget under pressure");
-        assert!(a.pressed(now), "on every connection of the node");
-        assert!(!a.pressed(now), "once per denial elsewhere");
-        a.close(2 * MIN_WINDOW);
-        a.close(100);
-        assert_eq!(b.grow(MIN_WINDOW, now), MIN_WINDOW, "room again");
-        drop(a);
-        assert_eq!(node.granted(), 2 * MIN_WINDOW, "b's window");
-        assert_eq!(
-            b.share(),
-            3 * MIN_WINDOW,
-            "the node's budget, for its one window"
-        );
-        drop(b);
-        assert_eq!(node.granted(), 0);
-        assert_eq!(node.windows.load(Relaxed), 0);
     }
 }

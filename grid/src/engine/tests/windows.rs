@@ -175,7 +175,9 @@ fn a_window_whose_start_covers_the_link_stays_at_its_start() {
 fn a_window_shrinks_back_when_its_stream_slows_down() {
     let mut link = Link::new(tuned(64 << 20), 10 * MS, None, 16 << 10);
     let s = link.open(None);
-    link.run(300 * MS);
+    // Six doublings from 64 KiB, each a span of four round trips and one more for the
+    // growth to come back as data.
+    link.run(400 * MS);
     let grown = link.window(s);
     assert!(grown >= 4 << 20, "grown to {grown}");
     // Now one message every 2 ms: 80 KB a round trip, far less than the window. What is
