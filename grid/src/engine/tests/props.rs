@@ -108,26 +108,19 @@ fn pick(n: usize, i: u8) -> Option<usize> {
     (n > 0).then(|| usize::from(i) % n)
 }
 
-/// Reads one item, noting the first end and anything after it.
-fn read(
-    net: &mut Net,
-    side: Side,
-    key: Key,
-    reader: &mut Reader,
-    got: &mut Vec<Bytes>,
-    end: &mut End,
-    after: &mut Vec<String>,
-) -> bool {
-    let node = match side {
-        Side::Caller => &mut net.a,
-        Side::Handler => &mut net.b,
+/// Reads one item from `side`'s receiver of stream `m`, noting the first end and anything
+/// after it.
+fn read(net: &mut Net, side: Side, key: Key, m: &mut Model) -> bool {
+    let (node, reader, got, end) = match side {
+        Side::Caller => (&mut net.a, &mut m.a_reader, &mut m.got_a, &mut m.a_end),
+        Side::Handler => (&mut net.b, &mut m.b_reader, &mut m.got_b, &mut m.b_end),
     };
     match reader.poll(node, side, key) {
         Poll::Pending => false,
         Poll::Ready(item) => {
             if end.is_some() {
                 if item.is_some() {
-                    after.push(format!("{side:?}: {item:?}"));
+                    m.after_end.push(format!("{side:?}: {item:?}"));
                 }
                 return false;
             }
@@ -147,6 +140,40 @@ fn read(
             }
         }
     }
+}
+
+/// Drops `side`'s receiver of stream `m`.
+fn drop_receiver(net: &mut Net, side: Side, key: Key, m: &mut Model) {
+    match side {
+        Side::Caller => {
+            m.a_reader.drop(&mut net.a, side, key);
+            m.a_receiver = false;
+        }
+        Side::Handler => {
+            m.b_reader.drop(&mut net.b, side, key);
+            m.b_receiver = false;
+        }
+    }
+}
+
+/// A finishes its sending end of stream `m`.
+fn finish_a(net: &mut Net, key: Key, m: &mut Model) {
+    let ended = net.a.e.send_ended(Side::Caller, key);
+    net.a.e.finish(Side::Caller, key);
+    net.a.wake();
+    m.a_sender = false;
+    // A finish after the stream ended some other way is not a clean end.
+    m.a_finished = ended.is_none();
+}
+
+/// After a clean end of stream `i`, what was received is all that was sent.
+fn assert_got_all(i: usize, got: &[Bytes], sent: &[Bytes]) {
+    assert!(
+        got == sent,
+        "stream {i}: a clean end after a loss: got {} of {}",
+        got.len(),
+        sent.len()
+    );
 }
 
 fn send(net: &mut Net, side: Side, key: Key, payload: Bytes) -> bool {
@@ -185,6 +212,16 @@ impl World {
         self.streams
             .iter_mut()
             .find(|m| m.a.is_some_and(|k| k.mux_id() == mux_id))
+    }
+
+    /// The stream an op's index picks, with its key, if `held` says that the end the op
+    /// acts on is there: (the side's key, whether that end is still held).
+    fn held(&self, i: u8, held: impl Fn(&Model) -> (Option<Key>, bool)) -> Option<(usize, Key)> {
+        let i = pick(self.streams.len(), i)?;
+        match held(&self.streams[i]) {
+            (Some(key), true) => Some((i, key)),
+            _ => None,
+        }
     }
 
     fn apply(&mut self, op: &Op) {
@@ -246,12 +283,10 @@ impl World {
                 }
             }
             Op::ASend(i) | Op::ASendMedium(i) | Op::ASendLarge(i) => {
-                let Some(i) = pick(n, i) else { return };
-                let m = &mut self.streams[i];
-                let (Some(key), true) = (m.a, m.a_sender) else {
+                let Some((i, key)) = self.held(i, |m| (m.a, m.a_sender)) else {
                     return;
                 };
-                let mut payload = format!("a{i}:{}", m.sent_a.len()).into_bytes();
+                let mut payload = format!("a{i}:{}", self.streams[i].sent_a.len()).into_bytes();
                 match op {
                     Op::ASendMedium(_) => payload.resize(4 << 10, 5),
                     Op::ASendLarge(_) => payload.resize(200 << 10, 7),
@@ -263,106 +298,66 @@ impl World {
                 }
             }
             Op::AFinish(i) => {
-                let Some(i) = pick(n, i) else { return };
-                let m = &mut self.streams[i];
-                let (Some(key), true) = (m.a, m.a_sender) else {
+                let Some((i, key)) = self.held(i, |m| (m.a, m.a_sender)) else {
                     return;
                 };
-                let ended = self.net.a.e.send_ended(Side::Caller, key);
-                self.net.a.e.finish(Side::Caller, key);
-                self.net.a.wake();
-                m.a_sender = false;
-                // A finish after the stream ended some other way is not a clean end.
-                m.a_finished = ended.is_none();
+                finish_a(&mut self.net, key, &mut self.streams[i]);
             }
             Op::ADropSender(i) => {
-                let Some(i) = pick(n, i) else { return };
-                let m = &mut self.streams[i];
-                let (Some(key), true) = (m.a, m.a_sender) else {
+                let Some((i, key)) = self.held(i, |m| (m.a, m.a_sender)) else {
                     return;
                 };
                 self.net.a.e.drop_sender(Side::Caller, key);
                 self.net.a.wake();
-                m.a_sender = false;
+                self.streams[i].a_sender = false;
             }
             Op::ARead(i) => {
-                let Some(i) = pick(n, i) else { return };
-                let m = &mut self.streams[i];
-                let (Some(key), true) = (m.a, m.a_receiver) else {
+                let Some((i, key)) = self.held(i, |m| (m.a, m.a_receiver)) else {
                     return;
                 };
-                read(
-                    &mut self.net,
-                    Side::Caller,
-                    key,
-                    &mut m.a_reader,
-                    &mut m.got_a,
-                    &mut m.a_end,
-                    &mut m.after_end,
-                );
+                read(&mut self.net, Side::Caller, key, &mut self.streams[i]);
             }
             Op::ADropReceiver(i) => {
-                let Some(i) = pick(n, i) else { return };
-                let m = &mut self.streams[i];
-                let (Some(key), true) = (m.a, m.a_receiver) else {
+                let Some((i, key)) = self.held(i, |m| (m.a, m.a_receiver)) else {
                     return;
                 };
-                m.a_reader.drop(&mut self.net.a, Side::Caller, key);
-                m.a_receiver = false;
+                drop_receiver(&mut self.net, Side::Caller, key, &mut self.streams[i]);
             }
             Op::ADropOpening(i) => {
-                let Some(i) = pick(n, i) else { return };
-                let m = &mut self.streams[i];
-                let (Some(key), true) = (m.a, m.a_opening) else {
+                let Some((i, key)) = self.held(i, |m| (m.a, m.a_opening)) else {
                     return;
                 };
                 self.net.a.e.drop_opening(key);
                 self.net.a.wake();
-                m.a_opening = false;
+                self.streams[i].a_opening = false;
             }
             Op::BSend(i) => {
-                let Some(i) = pick(n, i) else { return };
-                let m = &mut self.streams[i];
-                let (Some(key), true) = (m.b, m.b_sender) else {
+                let Some((i, key)) = self.held(i, |m| (m.b, m.b_sender)) else {
                     return;
                 };
-                let payload = Bytes::from(format!("b{i}:{}", m.sent_b.len()));
+                let payload = Bytes::from(format!("b{i}:{}", self.streams[i].sent_b.len()));
                 if send(&mut self.net, Side::Handler, key, payload.clone()) {
                     self.streams[i].sent_b.push(payload);
                 }
             }
             Op::BRead(i) => {
-                let Some(i) = pick(n, i) else { return };
-                let m = &mut self.streams[i];
-                let (Some(key), true) = (m.b, m.b_receiver) else {
+                let Some((i, key)) = self.held(i, |m| (m.b, m.b_receiver)) else {
                     return;
                 };
-                read(
-                    &mut self.net,
-                    Side::Handler,
-                    key,
-                    &mut m.b_reader,
-                    &mut m.got_b,
-                    &mut m.b_end,
-                    &mut m.after_end,
-                );
+                read(&mut self.net, Side::Handler, key, &mut self.streams[i]);
             }
             Op::BReturn(i, ok) => {
-                let Some(i) = pick(n, i) else { return };
-                let m = &mut self.streams[i];
-                let (Some(key), true, None) = (m.b, m.b_sender, m.b_returned) else {
+                let held = |m: &Model| (m.b, m.b_sender && m.b_returned.is_none());
+                let Some((i, key)) = self.held(i, held) else {
                     return;
                 };
                 self.b_return(i, key, ok);
             }
             Op::BDropInput(i) => {
-                let Some(i) = pick(n, i) else { return };
-                let m = &mut self.streams[i];
-                let (Some(key), true) = (m.b, m.b_receiver) else {
+                let Some((i, key)) = self.held(i, |m| (m.b, m.b_receiver)) else {
                     return;
                 };
-                m.b_reader.drop(&mut self.net.b, Side::Handler, key);
-                m.b_receiver = false;
+                drop_receiver(&mut self.net, Side::Handler, key, &mut self.streams[i]);
             }
             Op::DeliverAB => self.net.a_to_b(),
             Op::DeliverBA => self.net.b_to_a(),
@@ -381,8 +376,7 @@ impl World {
             m.b_sender = false;
         }
         if m.b_receiver {
-            m.b_reader.drop(&mut self.net.b, Side::Handler, key);
-            m.b_receiver = false;
+            drop_receiver(&mut self.net, Side::Handler, key, m);
         }
         let failure = (!ok).then(|| ErrorPayload::new(ErrorKind::Remote, "failed"));
         self.net.b.e.stream_returned(key, failure);
@@ -438,15 +432,7 @@ impl World {
                 let m = &mut self.streams[i];
                 if let Some(key) = m.b {
                     if m.b_receiver {
-                        while read(
-                            &mut self.net,
-                            Side::Handler,
-                            key,
-                            &mut m.b_reader,
-                            &mut m.got_b,
-                            &mut m.b_end,
-                            &mut m.after_end,
-                        ) {}
+                        while read(&mut self.net, Side::Handler, key, m) {}
                     }
                     if m.b_returned.is_none() && m.b_sender {
                         self.b_return(i, key, true);
@@ -454,22 +440,10 @@ impl World {
                 }
                 let m = &mut self.streams[i];
                 if let (Some(key), true) = (m.a, m.a_sender) {
-                    let ended = self.net.a.e.send_ended(Side::Caller, key);
-                    self.net.a.e.finish(Side::Caller, key);
-                    self.net.a.wake();
-                    m.a_sender = false;
-                    m.a_finished = ended.is_none();
+                    finish_a(&mut self.net, key, m);
                 }
                 if let (Some(key), true) = (m.a, m.a_receiver) {
-                    while read(
-                        &mut self.net,
-                        Side::Caller,
-                        key,
-                        &mut m.a_reader,
-                        &mut m.got_a,
-                        &mut m.a_end,
-                        &mut m.after_end,
-                    ) {}
+                    while read(&mut self.net, Side::Caller, key, m) {}
                 }
             }
             self.opened();
@@ -489,12 +463,10 @@ impl World {
                 m.a_opening = false;
             }
             if let (Some(key), true) = (m.a, m.a_receiver) {
-                m.a_reader.drop(&mut self.net.a, Side::Caller, key);
-                m.a_receiver = false;
+                drop_receiver(&mut self.net, Side::Caller, key, m);
             }
             if let (Some(key), true) = (m.b, m.b_receiver) {
-                m.b_reader.drop(&mut self.net.b, Side::Handler, key);
-                m.b_receiver = false;
+                drop_receiver(&mut self.net, Side::Handler, key, m);
             }
         }
         self.net.a.wake();
@@ -513,12 +485,7 @@ impl World {
                     m.a_finished,
                     "stream {i}: the handler saw a clean end the caller never sent"
                 );
-                assert!(
-                    m.got_b == m.sent_a,
-                    "stream {i}: a clean end after a loss: got {} of {}",
-                    m.got_b.len(),
-                    m.sent_a.len()
-                );
+                assert_got_all(i, &m.got_b, &m.sent_a);
             }
             if let Some(Ok(())) = m.a_end {
                 assert_eq!(
@@ -526,12 +493,7 @@ impl World {
                     Some(true),
                     "stream {i}: a clean end the handler never gave"
                 );
-                assert!(
-                    m.got_a == m.sent_b,
-                    "stream {i}: a clean end after a loss: got {} of {}",
-                    m.got_a.len(),
-                    m.sent_b.len()
-                );
+                assert_got_all(i, &m.got_a, &m.sent_b);
             }
         }
         assert_idle(&self.net);
