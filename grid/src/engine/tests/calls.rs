@@ -209,11 +209,8 @@ fn beyond_the_peers_limit_calls_wait_for_a_slot_within_their_deadline() {
 
 #[test]
 fn a_peer_calling_beyond_the_limit_gets_busy_refusals_and_then_is_disconnected() {
-    let mut a = config();
-    a.peer_max_concurrent = 1000; // a peer that ignores the announced limit
-    let mut b = config();
-    b.max_concurrent = 4;
-    let mut net = Net::with(a, b);
+    // A peer that ignores the announced limit.
+    let mut net = Net::with_concurrency(1000, 4);
     let keys: Vec<_> = (0..6).map(|_| net.call(b"x", 60)).collect();
     net.pump();
     assert_eq!(net.b.started.len(), 4, "four started");
@@ -228,14 +225,8 @@ fn a_peer_calling_beyond_the_limit_gets_busy_refusals_and_then_is_disconnected()
         let _ = net.a.e.open_call(net.now, net.outgoing(7, b"x", 60));
     }
     net.a_to_b();
-    assert!(
-        net.b
-            .violation
-            .as_deref()
-            .is_some_and(|v| v.contains("without reading")),
-        "{:?}",
-        net.b.violation
-    );
+    net.b
+        .assert_violation("without reading", "a flood of refusals");
 }
 
 #[test]
@@ -387,20 +378,12 @@ fn requests_beyond_the_peers_request_window_wait_and_a_peer_ignoring_it_is_refus
 /// at its limit when the open arrived, refused it with Busy.
 #[test]
 fn an_open_waiting_for_a_slot_reaches_the_peer_after_the_cancel_that_made_room() {
-    let mut b = config();
-    b.max_concurrent = 1;
-    let mut a = config();
-    a.peer_max_concurrent = 1;
-    let mut net = Net::with(a, b);
+    let mut net = Net::with_concurrency(1, 1);
     let call = net.call(b"x", 60);
     net.a_to_b();
     assert_eq!(net.b.started.len(), 1);
     net.a.e.drop_call(call);
-    let stream = net
-        .a
-        .e
-        .open_stream(net.now, net.outgoing(9, b"open", 60), None)
-        .expect("open");
+    let stream = net.stream(9, b"open", 60);
     net.a.wake();
     // One writer turn takes the cancel, which makes room, and the open.
     net.a_to_b_one();

@@ -80,11 +80,7 @@ impl Fixture {
     fn with_config(at: At, window: u64, mut config: crate::engine::Config) -> Self {
         config.stream_window = window;
         let mut net = Net::with(config.clone(), config);
-        let a = net
-            .a
-            .e
-            .open_stream(net.now, net.outgoing(7, b"open", 600), None)
-            .expect("open");
+        let a = net.stream(7, b"open", 600);
         let mut f = Fixture {
             net,
             at,
@@ -190,6 +186,19 @@ impl Fixture {
             self.b_receiver = false;
         }
         self.net.b.e.stream_returned(key, failure);
+    }
+
+    /// A's opening future takes its answer, which is a failure: the error (the future is
+    /// gone then).
+    pub(super) fn a_open_failed(&mut self) -> Error {
+        let w = Watch::new();
+        match self.net.a.e.poll_opened(self.a, &mut w.cx()) {
+            Poll::Ready(Err(e)) => {
+                self.a_opening = false;
+                e
+            }
+            other => panic!("the open did not fail: {other:?}"),
+        }
     }
 
     pub(super) fn a_recv(&mut self) -> Option<Result<Bytes, Error>> {
@@ -341,6 +350,11 @@ pub(super) fn in_every_state(event: &str, apply: impl Fn(&mut Fixture)) {
         f.wind_down();
         f.check_invariants(event);
     }
+}
+
+/// A message's payload of these bytes.
+pub(super) fn text(payload: &'static [u8]) -> Option<Bytes> {
+    Some(Bytes::from_static(payload))
 }
 
 pub(super) fn err(kind: ErrorKind, text: &str) -> Option<Bytes> {

@@ -11,6 +11,19 @@ use crate::codec::{Flags, HandlerId, Message, Op};
 use crate::engine::violation::{DeadPeer, Violation};
 use crate::engine::{Side, Transmit};
 
+/// B handles `op` for `mux_id` as if its peer had sent it.
+fn b_handles(net: &mut Net, op: Op, mux_id: u64, what: &str) {
+    let mut m = Message::new(op);
+    m.mux_id = mux_id;
+    net.b.e.handle(net.now, m).expect(what);
+}
+
+/// B ends a batch of what it read, its handlers' starts taken.
+fn b_end_batch(net: &mut Net) {
+    net.b.e.take_starts(&mut net.b.started);
+    net.b.e.end_batch();
+}
+
 fn ping(payload: u8) -> Message {
     let mut m = Message::new(Op::Ping);
     m.payload = Some(Bytes::from(vec![payload; 8]));
@@ -232,16 +245,10 @@ fn streams_cancelled_before_their_pong_left_leave_nothing_scheduled() {
         open.mux_id = 9;
         open.handler = HandlerId::new(7);
         net.b.e.handle(net.now, open).expect("an open");
-        net.b.e.take_starts(&mut net.b.started);
-        net.b.e.end_batch();
-        let mut ping = Message::new(Op::Ping);
-        ping.mux_id = 9;
-        net.b.e.handle(net.now, ping).expect("a stream ping");
-        let mut cancel = Message::new(Op::DisconnectServerMux);
-        cancel.mux_id = 9;
-        net.b.e.handle(net.now, cancel).expect("a cancel");
-        net.b.e.take_starts(&mut net.b.started);
-        net.b.e.end_batch();
+        b_end_batch(&mut net);
+        b_handles(&mut net, Op::Ping, 9, "a stream ping");
+        b_handles(&mut net, Op::DisconnectServerMux, 9, "a cancel");
+        b_end_batch(&mut net);
         // No writer turn: the peer reads nothing. (`wake` checks that only the pongs of
         // live streams are scheduled.)
         net.b.wake();
@@ -274,13 +281,9 @@ fn calls_cancelled_while_their_start_waits_for_the_send_buffer_leave_nothing_beh
         open.handler = HandlerId::new(7);
         open.payload = Some(Bytes::from(vec![2u8; 100 << 10]));
         net.b.e.handle(net.now, open).expect("an open");
-        net.b.e.take_starts(&mut net.b.started);
-        net.b.e.end_batch();
-        let mut cancel = Message::new(Op::DisconnectServerMux);
-        cancel.mux_id = 9;
-        net.b.e.handle(net.now, cancel).expect("a cancel");
-        net.b.e.take_starts(&mut net.b.started);
-        net.b.e.end_batch();
+        b_end_batch(&mut net);
+        b_handles(&mut net, Op::DisconnectServerMux, 9, "a cancel");
+        b_end_batch(&mut net);
         // (`wake` checks that every admission waiting to start is for a live call.)
         net.b.wake();
     }
@@ -295,25 +298,13 @@ fn calls_cancelled_while_their_start_waits_for_the_send_buffer_leave_nothing_beh
 /// Busy, although PROTOCOL.md §7 counts a stream only until the caller's cancel arrives.
 #[test]
 fn a_cancel_frees_the_slot_of_a_stream_whose_last_message_waits_for_the_socket() {
-    let mut a = config();
-    a.peer_max_concurrent = 1;
-    let mut b = config();
-    b.max_concurrent = 1;
-    let mut net = Net::with(a, b);
-    let first = net
-        .a
-        .e
-        .open_stream(net.now, net.outgoing(7, b"first", 1), None)
-        .expect("open");
+    let mut net = Net::with_concurrency(1, 1);
+    let first = net.stream(7, b"first", 1);
     net.a_to_b();
     assert_eq!(net.b.started.len(), 1);
     // Both deadlines pass: A cancels, B refuses; neither has written anything yet.
     net.advance(Duration::from_secs(2));
-    let second = net
-        .a
-        .e
-        .open_stream(net.now, net.outgoing(7, b"second", 60), None)
-        .expect("open");
+    let second = net.stream(7, b"second", 60);
     net.a.wake();
     net.a_to_b();
     assert_eq!(net.b.started.len(), 2, "the second stream was admitted");
@@ -332,11 +323,7 @@ fn a_cancel_frees_the_slot_of_a_stream_whose_last_message_waits_for_the_socket()
 #[test]
 fn a_stream_released_by_a_cancel_takes_its_queued_pong_along() {
     let mut net = Net::new();
-    let stream = net
-        .a
-        .e
-        .open_stream(net.now, net.outgoing(7, b"open", 60), None)
-        .expect("open");
+    let stream = net.stream(7, b"open", 60);
     net.a_to_b();
     let start = net.b.last_start();
     assert!(net.b.e.accept_stream(start.key, true, Some(1)));
@@ -347,13 +334,14 @@ fn a_stream_released_by_a_cancel_takes_its_queued_pong_along() {
     net.b.e.stream_returned(start.key, None);
     net.b.wake();
     // The caller pings the stream, then cancels it, before the handler side writes.
-    let mut ping = Message::new(Op::Ping);
-    ping.mux_id = stream.mux_id();
-    net.b.e.handle(net.now, ping).expect("a stream ping");
+    b_handles(&mut net, Op::Ping, stream.mux_id(), "a stream ping");
     net.b.wake();
-    let mut cancel = Message::new(Op::DisconnectServerMux);
-    cancel.mux_id = stream.mux_id();
-    net.b.e.handle(net.now, cancel).expect("a cancel");
+    b_handles(
+        &mut net,
+        Op::DisconnectServerMux,
+        stream.mux_id(),
+        "a cancel",
+    );
     net.b.wake();
     assert_eq!(net.b.e.in_flight(), (0, 0));
 }
@@ -371,11 +359,7 @@ fn a_streams_queued_messages_never_keep_calls_from_starting_and_stop_at_the_send
     b.peer_max_stream_window = 64 << 10;
     b.max_send_buffer = 10 << 10;
     let mut net = Net::with(a, b);
-    let _opened = net
-        .a
-        .e
-        .open_stream(net.now, net.outgoing(7, b"open", 60), None)
-        .expect("open");
+    let _opened = net.stream(7, b"open", 60);
     net.a_to_b();
     let stream = net.b.last_start().key;
     assert!(net.b.e.accept_stream(stream, false, None));

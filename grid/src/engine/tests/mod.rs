@@ -124,6 +124,16 @@ impl Node {
         self.e.check_invariants();
     }
 
+    /// This side closed the connection for a violation that says `what` (`ctx` says where
+    /// we are).
+    pub(super) fn assert_violation(&self, what: &str, ctx: &str) {
+        assert!(
+            self.violation.as_deref().is_some_and(|v| v.contains(what)),
+            "{ctx}: {:?}",
+            self.violation
+        );
+    }
+
     /// The frames this side would write now, encoded as the writer does.
     fn transmit(&mut self, now: Instant) -> Vec<bytes::Bytes> {
         self.transmit_some(now, usize::MAX)
@@ -237,6 +247,16 @@ impl Net {
         }
     }
 
+    /// A net where A takes B to run `a_peer_max` calls and streams at once (the limit B
+    /// announced, as A believes it) and B runs `b_max` of them at once.
+    pub(super) fn with_concurrency(a_peer_max: usize, b_max: usize) -> Net {
+        let mut a = config();
+        a.peer_max_concurrent = a_peer_max;
+        let mut b = config();
+        b.max_concurrent = b_max;
+        Net::with(a, b)
+    }
+
     /// Delivers A's frames to B, then B's to A, until neither has anything to send.
     pub(super) fn pump(&mut self) {
         for _ in 0..1000 {
@@ -290,6 +310,12 @@ impl Net {
     pub(super) fn call(&mut self, payload: &'static [u8], secs: u64) -> Key {
         let o = self.outgoing(7, payload, secs);
         self.a.e.open_call(self.now, o).expect("open")
+    }
+
+    /// A stream from A to `handler`, with a deadline `secs` from now and the default window.
+    pub(super) fn stream(&mut self, handler: u32, payload: &'static [u8], secs: u64) -> Key {
+        let o = self.outgoing(handler, payload, secs);
+        self.a.e.open_stream(self.now, o, None).expect("open")
     }
 
     /// An outgoing call or stream to `handler` with a deadline `secs` from now.

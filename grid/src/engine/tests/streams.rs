@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::fixture::{err, in_every_state, At, Fixture};
+use super::fixture::{err, in_every_state, text, At, Fixture};
 use super::{Watch, WINDOW};
 use crate::codec::{encode_credit, Ack, ErrorKind, ErrorPayload, Flags, Message, Op};
 use crate::engine::window::cost;
@@ -48,14 +48,9 @@ fn refusal() {
             Flags::PAYLOAD_IS_ERROR,
             err(ErrorKind::UnknownHandler, "none"),
         );
-        let w = Watch::new();
         match f.at {
             At::OpeningUnsent | At::Opening => {
-                assert!(matches!(
-                    f.net.a.e.poll_opened(f.a, &mut w.cx()),
-                    Poll::Ready(Err(Error::UnknownHandler { .. }))
-                ));
-                f.a_opening = false;
+                assert!(matches!(f.a_open_failed(), Error::UnknownHandler { .. }));
             }
             At::Open | At::InputDone => {
                 assert!(matches!(
@@ -75,21 +70,11 @@ fn refusal() {
 fn message_from_the_handler() {
     in_every_state("handler message", |f| {
         let seq = if f.at == At::Returned { 3 } else { 1 };
-        f.inject_a(
-            Op::MuxServerMsg,
-            seq,
-            Flags::NONE,
-            Some(Bytes::from_static(b"m")),
-        );
+        f.inject_a(Op::MuxServerMsg, seq, Flags::NONE, text(b"m"));
         match f.at {
             // Before the ack a message is the peer's mistake: the stream fails.
             At::OpeningUnsent | At::Opening => {
-                let w = Watch::new();
-                assert!(matches!(
-                    f.net.a.e.poll_opened(f.a, &mut w.cx()),
-                    Poll::Ready(Err(Error::Protocol(_)))
-                ));
-                f.a_opening = false;
+                assert!(matches!(f.a_open_failed(), Error::Protocol(_)));
             }
             At::Open | At::InputDone => {
                 assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(b"m"))));
@@ -105,12 +90,7 @@ fn message_from_the_handler() {
 #[test]
 fn message_out_of_sequence() {
     in_every_state("sequence gap", |f| {
-        f.inject_a(
-            Op::MuxServerMsg,
-            5,
-            Flags::NONE,
-            Some(Bytes::from_static(b"m")),
-        );
+        f.inject_a(Op::MuxServerMsg, 5, Flags::NONE, text(b"m"));
         if matches!(f.at, At::Open | At::InputDone) {
             assert!(matches!(f.a_recv(), Some(Err(Error::Protocol(p))) if p.contains("expected")));
             f.net.pump();
@@ -134,18 +114,14 @@ fn credit() {
             }
         }
         let most = super::config().peer_max_stream_window - WINDOW;
-        f.inject_a(
-            Op::UnblockClientMux,
-            0,
-            Flags::NONE,
-            Some(encode_credit(most)),
-        );
-        f.inject_a(
-            Op::UnblockClientMux,
-            0,
-            Flags::NONE,
-            Some(encode_credit(most)),
-        );
+        for _ in 0..2 {
+            f.inject_a(
+                Op::UnblockClientMux,
+                0,
+                Flags::NONE,
+                Some(encode_credit(most)),
+            );
+        }
         if f.at == At::Open {
             assert!(
                 matches!(f.a_recv(), Some(Err(Error::Protocol(p))) if p.contains("over-granted"))
@@ -165,12 +141,7 @@ fn a_caller_message_without_credit_fails_the_stream_and_says_why() {
     let mut f = Fixture::new(At::Open);
     // The window takes four one-byte messages: the fifth unread is one too many.
     for seq in 1..=5 {
-        f.inject_b(
-            Op::MuxClientMsg,
-            seq,
-            Flags::NONE,
-            Some(Bytes::from_static(b"m")),
-        );
+        f.inject_b(Op::MuxClientMsg, seq, Flags::NONE, text(b"m"));
     }
     f.net.pump();
     assert!(
@@ -387,12 +358,7 @@ fn deadline() {
         f.net.advance(Duration::from_secs(601));
         match f.at {
             At::OpeningUnsent | At::Opening => {
-                let w = Watch::new();
-                assert!(matches!(
-                    f.net.a.e.poll_opened(f.a, &mut w.cx()),
-                    Poll::Ready(Err(Error::DeadlineExceeded))
-                ));
-                f.a_opening = false;
+                assert!(matches!(f.a_open_failed(), Error::DeadlineExceeded));
             }
             At::Open | At::InputDone => {
                 assert_eq!(f.a_recv(), Some(Err(Error::DeadlineExceeded)));
@@ -412,12 +378,7 @@ fn lost_session() {
         f.net.b.wake();
         match f.at {
             At::OpeningUnsent | At::Opening => {
-                let w = Watch::new();
-                assert!(matches!(
-                    f.net.a.e.poll_opened(f.a, &mut w.cx()),
-                    Poll::Ready(Err(Error::Disconnected))
-                ));
-                f.a_opening = false;
+                assert!(matches!(f.a_open_failed(), Error::Disconnected));
             }
             At::Open => {
                 assert_eq!(f.a_recv(), Some(Err(Error::Disconnected)));
@@ -457,12 +418,7 @@ fn handler_returns() {
 fn caller_messages_to_the_handler() {
     in_every_state("caller message", |f| {
         let seq = if f.at == At::InputDone { 2 } else { 1 };
-        f.inject_b(
-            Op::MuxClientMsg,
-            seq,
-            Flags::NONE,
-            Some(Bytes::from_static(b"c")),
-        );
+        f.inject_b(Op::MuxClientMsg, seq, Flags::NONE, text(b"c"));
         match f.at {
             At::Open => assert_eq!(f.b_recv(), Some(Ok(Bytes::from_static(b"c")))),
             // After the caller's EOF, or before the ack, a message fails the stream.
@@ -511,21 +467,8 @@ fn pong() {
 fn a_second_open_under_a_live_mux_id() {
     for at in [At::Opening, At::Open, At::InputDone] {
         let mut f = super::fixture::Fixture::new(at);
-        f.inject_b(
-            Op::ConnectMux,
-            0,
-            Flags::NONE,
-            Some(Bytes::from_static(b"again")),
-        );
-        assert!(
-            f.net
-                .b
-                .violation
-                .as_deref()
-                .is_some_and(|v| v.contains("reused")),
-            "{at:?}: {:?}",
-            f.net.b.violation
-        );
+        f.inject_b(Op::ConnectMux, 0, Flags::NONE, text(b"again"));
+        f.net.b.assert_violation("reused", &format!("{at:?}"));
     }
     // Once the stream ended on the handler side, its id may be used again.
     let mut f = super::fixture::Fixture::new(At::Returned);
