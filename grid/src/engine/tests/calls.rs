@@ -63,9 +63,7 @@ fn a_call_dropped_before_it_was_written_is_never_sent() {
 #[test]
 fn a_call_dropped_after_it_was_written_stops_the_handler_and_its_late_answer_is_dropped() {
     let mut net = Net::new();
-    let key = net.call(b"hi", 60);
-    net.pump();
-    let start = net.b.last_start();
+    let (key, start) = net.started_call(b"hi", 60);
     net.a.e.drop_call(key);
     net.pump();
     assert_eq!(net.b.stopped, vec![start.key], "the handler is stopped");
@@ -81,9 +79,7 @@ fn a_call_dropped_after_it_was_written_stops_the_handler_and_its_late_answer_is_
 #[test]
 fn the_caller_deadline_fails_the_call_and_cancels_the_handler() {
     let mut net = Net::new();
-    let key = net.call(b"hi", 2);
-    net.pump();
-    let start = net.b.last_start();
+    let (key, start) = net.started_call(b"hi", 2);
     net.advance(Duration::from_millis(1500));
     assert!(answer_of(&mut net, key).is_pending());
     // Only the caller's clock moves past the deadline: the cancel must stop the handler.

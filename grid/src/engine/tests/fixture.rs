@@ -282,7 +282,7 @@ impl Fixture {
 
     /// Lets the stream run out: the handler returns if it still runs, every end still held
     /// is read to its end or dropped, and time passes beyond every deadline.
-    pub(super) fn wind_down(&mut self) {
+    fn wind_down(&mut self) {
         self.net.pump();
         if self.b_sender || self.b_receiver {
             if self.b_receiver {
@@ -323,8 +323,15 @@ impl Fixture {
         self.net.pump();
     }
 
+    /// Lets the stream run out ([`Self::wind_down`]), then checks what must hold
+    /// ([`Self::check_invariants`]).
+    pub(super) fn wind_down_and_check(&mut self, event: &str) {
+        self.wind_down();
+        self.check_invariants(event);
+    }
+
     /// What must hold whatever happened.
-    pub(super) fn check_invariants(&mut self, event: &str) {
+    fn check_invariants(&mut self, event: &str) {
         let ctx = format!("{:?} × {event}", self.at);
         self.net.assert_no_violation(&ctx);
         assert!(
@@ -347,8 +354,7 @@ pub(super) fn in_every_state(event: &str, apply: impl Fn(&mut Fixture)) {
     for at in STATES {
         let mut f = Fixture::new(at);
         apply(&mut f);
-        f.wind_down();
-        f.check_invariants(event);
+        f.wind_down_and_check(event);
     }
 }
 

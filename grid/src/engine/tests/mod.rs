@@ -318,6 +318,14 @@ impl Net {
         self.a.e.open_stream(self.now, o, None).expect("open")
     }
 
+    /// A call from A to handler 7 that reached B, with a deadline `secs` from now: its key,
+    /// and its start at B.
+    pub(super) fn started_call(&mut self, payload: &'static [u8], secs: u64) -> (Key, Start) {
+        let key = self.call(payload, secs);
+        self.pump();
+        (key, self.b.last_start())
+    }
+
     /// An outgoing call or stream to `handler` with a deadline `secs` from now.
     pub(super) fn outgoing(&self, handler: u32, payload: &'static [u8], secs: u64) -> Outgoing {
         Outgoing {

@@ -49,9 +49,7 @@ fn call_failure(net: &mut Net, key: Key) -> Error {
 
 /// One more call each way still works.
 fn still_connected(net: &mut Net) {
-    let key = net.call(b"small", 60);
-    net.pump();
-    let start = net.b.last_start();
+    let (key, start) = net.started_call(b"small", 60);
     net.b
         .e
         .answer(start.key, Ok(Some(Bytes::from_static(b"ok"))));
@@ -64,21 +62,32 @@ fn still_connected(net: &mut Net) {
     net.assert_no_violation("after the oversize payload");
 }
 
+/// For each of [`SIZES`], on a new [`net`]`(small_b)`: `over` sends a payload of that size
+/// and checks how it failed; then one more call each way still works, and nothing is left
+/// behind.
+fn each_size(small_b: bool, over: impl Fn(&mut Net, usize)) {
+    for size in SIZES {
+        let mut net = net(small_b);
+        over(&mut net, size);
+        still_connected(&mut net);
+        assert_idle(&net);
+    }
+}
+
 #[test]
 fn a_request_over_the_limit_is_refused_with_its_size() {
-    for size in SIZES {
-        let mut net = net(true);
+    each_size(true, |net, size| {
         let payload = Bytes::from(vec![5u8; size]);
         let key = net
             .a
             .e
-            .open_call(net.now, outgoing(&net, payload))
+            .open_call(net.now, outgoing(net, payload))
             .expect("open");
         net.pump();
         assert!(net.b.started.is_empty(), "{size}: no handler started");
         // Refused by the handler side, with the size and the limit.
         assert_eq!(
-            call_failure(&mut net, key),
+            call_failure(net, key),
             Error::MessageTooLarge { size, limit: LIMIT },
             "{size}"
         );
@@ -87,20 +96,17 @@ fn a_request_over_the_limit_is_refused_with_its_size() {
             "{size}: held {}",
             net.b.max_assembling
         );
-        still_connected(&mut net);
-        assert_idle(&net);
-    }
+    });
 }
 
 #[test]
 fn a_stream_open_over_the_limit_is_refused_with_its_size() {
-    for size in SIZES {
-        let mut net = net(true);
+    each_size(true, |net, size| {
         let payload = Bytes::from(vec![5u8; size]);
         let key = net
             .a
             .e
-            .open_stream(net.now, outgoing(&net, payload), None)
+            .open_stream(net.now, outgoing(net, payload), None)
             .expect("open");
         net.pump();
         assert!(net.b.started.is_empty(), "{size}: no handler started");
@@ -112,30 +118,23 @@ fn a_stream_open_over_the_limit_is_refused_with_its_size() {
             other => panic!("{size}: expected MessageTooLarge, got {other:?}"),
         }
         net.a.e.drop_opening(key);
-        still_connected(&mut net);
-        assert_idle(&net);
-    }
+    });
 }
 
 #[test]
 fn an_answer_over_the_callers_limit_fails_the_call_with_its_size() {
-    for size in SIZES {
-        let mut net = net(false);
-        let key = net.call(b"q", 60);
-        net.pump();
-        let start = net.b.last_start();
+    each_size(false, |net, size| {
+        let (key, start) = net.started_call(b"q", 60);
         net.b
             .e
             .answer(start.key, Ok(Some(Bytes::from(vec![1u8; size]))));
         net.pump();
         assert_eq!(
-            call_failure(&mut net, key),
+            call_failure(net, key),
             Error::MessageTooLarge { size, limit: LIMIT },
             "{size}"
         );
-        still_connected(&mut net);
-        assert_idle(&net);
-    }
+    });
 }
 
 /// An open stream from A to B, windows of 4 each way.

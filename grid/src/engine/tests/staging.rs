@@ -60,38 +60,49 @@ fn send_staged(f: &mut Fixture) -> usize {
     sent
 }
 
-#[test]
-fn messages_staged_under_a_lease_go_out_as_the_same_bytes_as_sent_one_at_a_time() {
+/// On streams of windows from one byte to a megabyte, sending `payload(0..)` as `first`
+/// does and as `second` does, until the credit runs out, sends as many messages, leaves
+/// the same credit and writes the same frames, byte for byte; and the caller reads every
+/// message, in order.
+fn assert_sent_alike(
+    first: fn(&mut Fixture) -> usize,
+    second: fn(&mut Fixture) -> usize,
+    event: &str,
+) {
     for window in [1, 300, 5_000, 64 * 1024, 1 << 20] {
         let mut one = Fixture::with_window(At::Open, window);
-        let mut staged = Fixture::with_window(At::Open, window);
-        let n = send_one_by_one(&mut one);
-        let m = send_staged(&mut staged);
+        let mut other = Fixture::with_window(At::Open, window);
+        let n = first(&mut one);
+        let m = second(&mut other);
         assert_eq!(n, m, "window {window}: as many messages on the same credit");
         assert!(n > 0, "window {window}: something was sent");
         let key = one.b_key();
         assert_eq!(
             one.net.b.e.credit(Side::Handler, key),
-            staged.net.b.e.credit(Side::Handler, key),
+            other.net.b.e.credit(Side::Handler, key),
             "window {window}: the same credit left"
         );
         let now = one.net.now;
-        let frames = staged.net.b.transmit(now);
+        let frames = other.net.b.transmit(now);
         assert_eq!(
             one.net.b.transmit(now),
             frames,
             "window {window}: the same frames, byte for byte"
         );
         // And the caller reads every message, in order.
-        staged.net.a.receive(now, frames);
+        other.net.a.receive(now, frames);
         for i in 0..m {
-            assert_eq!(staged.a_recv(), Some(Ok(payload(i))), "message {i}");
+            assert_eq!(other.a_recv(), Some(Ok(payload(i))), "message {i}");
         }
-        for mut f in [one, staged] {
-            f.wind_down();
-            f.check_invariants("staged");
+        for mut f in [one, other] {
+            f.wind_down_and_check(event);
         }
     }
+}
+
+#[test]
+fn messages_staged_under_a_lease_go_out_as_the_same_bytes_as_sent_one_at_a_time() {
+    assert_sent_alike(send_one_by_one, send_staged, "staged");
 }
 
 /// As [`send_staged`], with each payload encoded straight into the stage
@@ -139,30 +150,7 @@ fn send_in_place(f: &mut Fixture) -> usize {
 
 #[test]
 fn payloads_encoded_in_place_go_out_as_the_same_bytes_as_payloads_copied_in() {
-    for window in [1, 300, 5_000, 64 * 1024, 1 << 20] {
-        let mut copied = Fixture::with_window(At::Open, window);
-        let mut in_place = Fixture::with_window(At::Open, window);
-        let n = send_staged(&mut copied);
-        let m = send_in_place(&mut in_place);
-        assert_eq!(n, m, "window {window}: as many messages on the same credit");
-        let key = copied.b_key();
-        assert_eq!(
-            copied.net.b.e.credit(Side::Handler, key),
-            in_place.net.b.e.credit(Side::Handler, key),
-            "window {window}: the same credit left"
-        );
-        let now = copied.net.now;
-        let frames = in_place.net.b.transmit(now);
-        assert_eq!(copied.net.b.transmit(now), frames, "window {window}");
-        in_place.net.a.receive(now, frames);
-        for i in 0..m {
-            assert_eq!(in_place.a_recv(), Some(Ok(payload(i))), "message {i}");
-        }
-        for mut f in [copied, in_place] {
-            f.wind_down();
-            f.check_invariants("in place");
-        }
-    }
+    assert_sent_alike(send_staged, send_in_place, "in place");
 }
 
 #[test]
@@ -203,8 +191,7 @@ fn an_encoding_that_fails_or_panics_or_grows_large_leaves_no_trace_in_the_stage(
         f.net.a.receive(now, frames.clone());
         assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(b"before"))));
         assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(b"after"))));
-        f.wind_down();
-        f.check_invariants("in place");
+        f.wind_down_and_check("in place");
         frames
     };
     assert_eq!(
@@ -251,8 +238,7 @@ fn a_lease_holds_every_other_send_back_until_it_ends() {
     f.net.pump();
     assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(b"first"))));
     assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(b"second"))));
-    f.wind_down();
-    f.check_invariants("lease");
+    f.wind_down_and_check("lease");
 }
 
 #[test]
@@ -282,8 +268,7 @@ fn no_lease_without_credit_or_behind_a_message_queued_whole() {
     f.net.b.e.send_staged(Side::Handler, key, &mut staged);
     assert_eq!(f.net.b.e.credit(Side::Handler, key), 0);
     assert!(f.net.b.e.lease(Side::Handler, key).is_none(), "no credit");
-    f.wind_down();
-    f.check_invariants("no lease");
+    f.wind_down_and_check("no lease");
 }
 
 #[test]
@@ -305,6 +290,5 @@ fn a_stream_that_ends_while_a_lease_is_out_drops_what_was_staged() {
         frames.iter().all(|fr| !fr.windows(4).any(|w| w == b"late")),
         "nothing staged goes out on an ended stream"
     );
-    f.wind_down();
-    f.check_invariants("ended while leased");
+    f.wind_down_and_check("ended while leased");
 }

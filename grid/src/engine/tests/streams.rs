@@ -148,8 +148,7 @@ fn a_caller_message_without_credit_fails_the_stream_and_says_why() {
         matches!(f.a_recv(), Some(Err(Error::Protocol(p))) if p.contains("without credit")),
         "the caller learns why"
     );
-    f.wind_down();
-    f.check_invariants("a message without credit");
+    f.wind_down_and_check("a message without credit");
 }
 
 #[test]
@@ -542,8 +541,7 @@ fn a_sender_waits_once_its_window_is_spent_and_is_woken_when_credit_returns() {
     f.net.a.wake();
     assert!(w.woken() > before, "the waiting sender is woken");
     assert_eq!(f.net.a.e.credit(Side::Caller, a), WINDOW, "all of it back");
-    f.wind_down();
-    f.check_invariants("window spent");
+    f.wind_down_and_check("window spent");
 }
 
 #[test]
@@ -567,8 +565,7 @@ fn small_large_and_chunked_messages_of_a_stream_keep_their_order() {
     f.b_send(b"c").expect("credit returned");
     f.net.pump();
     assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(b"c"))));
-    f.wind_down();
-    f.check_invariants("mixed sizes");
+    f.wind_down_and_check("mixed sizes");
 }
 
 #[test]
@@ -588,8 +585,7 @@ fn credit_goes_back_while_the_receiver_works_through_a_batch() {
         f.net.b.e.credit(Side::Handler, b),
         WINDOW + cost(1) - 4 * cost(1)
     );
-    f.wind_down();
-    f.check_invariants("credit mid-batch");
+    f.wind_down_and_check("credit mid-batch");
 }
 
 #[test]
@@ -620,8 +616,7 @@ fn a_sender_learns_once_per_frame_when_a_full_frame_waits_for_the_writer() {
     for p in [&b"small"[..], &FRAME, b"small"] {
         assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(p))));
     }
-    f.wind_down();
-    f.check_invariants("frame waiting");
+    f.wind_down_and_check("frame waiting");
 }
 
 #[test]
@@ -643,8 +638,7 @@ fn the_writer_taking_a_frame_starts_the_count_of_unsent_bytes_again() {
     for _ in 0..3 {
         assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(&HALF))));
     }
-    f.wind_down();
-    f.check_invariants("frame count reset");
+    f.wind_down_and_check("frame count reset");
 }
 
 #[test]
@@ -672,8 +666,7 @@ fn a_handler_that_drops_its_input_mid_batch_gives_back_the_credit_it_held() {
     f.net.pump();
     f.net.pump();
     assert_eq!(f.net.a.e.credit(Side::Caller, a), WINDOW);
-    f.wind_down();
-    f.check_invariants("handler input dropped mid-batch");
+    f.wind_down_and_check("handler input dropped mid-batch");
 }
 
 /// Found by the engine fuzz target: a stream that had ended with its last message still

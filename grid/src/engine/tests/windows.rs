@@ -29,8 +29,7 @@ fn a_message_larger_than_the_window_goes_alone_and_the_next_waits_for_credit() {
     f.net.pump();
     assert_eq!(f.net.b.e.credit(Side::Handler, b), WINDOW);
     assert!(f.net.a.violation.is_none() && f.net.b.violation.is_none());
-    f.wind_down();
-    f.check_invariants("a message larger than the window");
+    f.wind_down_and_check("a message larger than the window");
 }
 
 #[test]
@@ -49,8 +48,7 @@ fn empty_messages_cost_their_charge_so_a_flood_of_them_is_bounded() {
         "the fifth fails the stream"
     );
     assert!(f.net.b.violation.is_none(), "the connection carries on");
-    f.wind_down();
-    f.check_invariants("empty messages");
+    f.wind_down_and_check("empty messages");
 }
 
 #[test]
@@ -92,8 +90,7 @@ fn an_ack_granting_more_than_the_largest_window_fails_the_stream_only() {
         Error::Protocol(p) if p.contains("over-granted")
     ));
     assert!(f.net.a.violation.is_none(), "the connection carries on");
-    f.wind_down();
-    f.check_invariants("an ack over the largest window");
+    f.wind_down_and_check("an ack over the largest window");
 }
 
 // ---- windows that fit the link, within the budget ------------------------------------------
