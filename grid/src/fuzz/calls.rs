@@ -1,39 +1,79 @@
 //! The users' single calls: made, polled, dropped; answered or refused by the handler side.
 
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
-use crate::engine::Outgoing;
+use crate::engine::{Engine, Key, Outgoing};
 use crate::error::Error;
 
 use super::node::Node;
 use super::tagged::{is_tagged, tagged};
 use super::{assert_not_refused, cx, pick, Pair, Peer};
 
+/// A call or stream to `handler` (`sub`routed) with a request of `len` bytes, due
+/// `deadline_ms` after `now`.
+pub(super) fn outgoing(
+    now: Instant,
+    handler: u32,
+    sub: Option<u64>,
+    len: usize,
+    deadline_ms: u32,
+) -> Outgoing {
+    Outgoing {
+        handler: HandlerId::new(handler),
+        subroute: sub,
+        payload: Some(tagged(0, 0, len)),
+        deadline: now + Duration::from_millis(u64::from(deadline_ms)),
+    }
+}
+
 impl Pair {
     /// `p`'s user makes a call with a request of `len` bytes.
     pub fn call(&mut self, p: Peer, handler: u32, len: usize, deadline_ms: u32, sub: Option<u64>) {
+        let o = outgoing(self.now, handler, sub, len, deadline_ms);
+        let open = |e: &mut Engine, now, o| e.open_call(now, o);
+        if let Some(key) = self.open_at(p, "a call", o, len, deadline_ms, open) {
+            self.node(p).calls.push(key);
+        }
+        self.settle_at(p);
+    }
+
+    /// `p`'s user opens a call or a stream (`open`: the engine's, given the time and `o`,
+    /// its request of `len` bytes): the key it is made under, if the engine took it. The
+    /// engine refuses only what is too large, what is due at once, and anything once the
+    /// connection is lost (`what` names what it refused).
+    pub(super) fn open_at(
+        &mut self,
+        p: Peer,
+        what: &str,
+        o: Outgoing,
+        len: usize,
+        deadline_ms: u32,
+        open: impl FnOnce(&mut Engine, Instant, Outgoing) -> Result<Key, Error>,
+    ) -> Option<Key> {
         let now = self.now;
         let lost = self.lost;
         let node = self.node(p);
-        let o = Outgoing {
-            handler: HandlerId::new(handler),
-            subroute: sub,
-            payload: Some(tagged(0, 0, len)),
-            deadline: now + Duration::from_millis(u64::from(deadline_ms)),
-        };
-        match node.e.open_call(now, o) {
+        match open(&mut node.e, now, o) {
             Ok(key) => {
                 assert!(!lost && len <= node.send_limit && deadline_ms > 0);
-                node.calls.push(key);
                 Node::remember(&mut node.made_ids, key.mux_id());
+                Some(key)
             }
-            Err(Error::MessageTooLarge { .. }) => assert!(len > node.send_limit),
-            Err(Error::DeadlineExceeded) => assert_eq!(deadline_ms, 0),
-            Err(e) => assert!(lost, "a call refused on a live engine: {e}"),
+            Err(Error::MessageTooLarge { .. }) => {
+                assert!(len > node.send_limit);
+                None
+            }
+            Err(Error::DeadlineExceeded) => {
+                assert_eq!(deadline_ms, 0);
+                None
+            }
+            Err(e) => {
+                assert!(lost, "{what} refused on a live engine: {e}");
+                None
+            }
         }
-        self.settle_at(p);
     }
 
     /// `p`'s user polls a call's future once.
@@ -70,10 +110,22 @@ impl Pair {
 
     /// `p`'s user drops a call's future.
     pub fn drop_call(&mut self, p: Peer, i: u8) {
+        self.drop_future(p, i, |node| &mut node.calls, Engine::drop_call);
+    }
+
+    /// `p`'s user drops a call's future or a stream's opening one: the `i`th of the keys
+    /// that `held` picks out at `p`, which `drop` gives back to the engine.
+    pub(super) fn drop_future(
+        &mut self,
+        p: Peer,
+        i: u8,
+        held: fn(&mut Node) -> &mut Vec<Key>,
+        drop: fn(&mut Engine, Key),
+    ) {
         let node = self.node(p);
-        if let Some(i) = pick(&node.calls, i) {
-            let key = node.calls.remove(i);
-            node.e.drop_call(key);
+        if let Some(i) = pick(held(node), i) {
+            let key = held(node).remove(i);
+            drop(&mut node.e, key);
         }
         self.settle_at(p);
     }

@@ -2,13 +2,12 @@
 //! return.
 
 use std::task::Poll;
-use std::time::Duration;
 
-use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
-use crate::engine::{Key, Outgoing, RecvBatch, Side};
-use crate::error::Error;
+use crate::codec::{ErrorKind, ErrorPayload};
+use crate::engine::{Engine, Key, RecvBatch, Side};
 
 use super::book::{caller_ends, drop_ends, end_lease, Ends, Flow};
+use super::calls::outgoing;
 use super::checks::read;
 use super::node::{forget_if_done, Node};
 use super::tagged::tagged;
@@ -18,25 +17,11 @@ impl Pair {
     /// `p`'s user opens a stream with an initial payload of `len` bytes, receiving the
     /// handler's messages through a window of at most `window` bytes.
     pub fn open(&mut self, p: Peer, handler: u32, len: usize, deadline_ms: u32, window: u64) {
-        let now = self.now;
-        let lost = self.lost;
-        let node = self.node(p);
-        let o = Outgoing {
-            handler: HandlerId::new(handler),
-            subroute: None,
-            payload: Some(tagged(0, 0, len)),
-            deadline: now + Duration::from_millis(u64::from(deadline_ms)),
-        };
-        match node.e.open_stream(now, o, Some(window)) {
-            Ok(key) => {
-                assert!(!lost && len <= node.send_limit && deadline_ms > 0);
-                node.openings.push(key);
-                Node::remember(&mut node.made_ids, key.mux_id());
-                self.book.flows.insert((p, key.mux_id()), Flow::default());
-            }
-            Err(Error::MessageTooLarge { .. }) => assert!(len > node.send_limit),
-            Err(Error::DeadlineExceeded) => assert_eq!(deadline_ms, 0),
-            Err(e) => assert!(lost, "a stream refused on a live engine: {e}"),
+        let o = outgoing(self.now, handler, None, len, deadline_ms);
+        let open = |e: &mut Engine, now, o| e.open_stream(now, o, Some(window));
+        if let Some(key) = self.open_at(p, "a stream", o, len, deadline_ms, open) {
+            self.node(p).openings.push(key);
+            self.book.flows.insert((p, key.mux_id()), Flow::default());
         }
         self.settle_at(p);
     }
@@ -68,12 +53,7 @@ impl Pair {
 
     /// `p`'s user drops a stream's opening future.
     pub fn drop_opening(&mut self, p: Peer, i: u8) {
-        let node = self.node(p);
-        if let Some(i) = pick(&node.openings, i) {
-            let key = node.openings.remove(i);
-            node.e.drop_opening(key);
-        }
-        self.settle_at(p);
+        self.drop_future(p, i, |node| &mut node.openings, Engine::drop_opening);
     }
 
     /// The handler of a stream admitted at `p` accepts it, taking input through a window of
@@ -224,15 +204,25 @@ impl Pair {
 
     /// `p`'s user drops a stream's sender.
     pub fn drop_sender(&mut self, p: Peer, i: u8) {
+        self.drop_half(p, i, |e, x| {
+            if !x.sender {
+                return false;
+            }
+            end_lease(e, x);
+            x.sender = false;
+            e.drop_sender(x.side, x.key);
+            true
+        });
+    }
+
+    /// `p`'s user drops a half of the `i`th stream end it holds: `drop` does, if that half
+    /// is still held (true); an end with nothing left is forgotten.
+    fn drop_half(&mut self, p: Peer, i: u8, drop: impl FnOnce(&mut Engine, &mut Ends) -> bool) {
         let node = self.node(p);
         let Some(i) = pick(&node.ends, i) else {
             return;
         };
-        let x = &mut node.ends[i];
-        if x.sender {
-            end_lease(&mut node.e, x);
-            x.sender = false;
-            node.e.drop_sender(x.side, x.key);
+        if drop(&mut node.e, &mut node.ends[i]) {
             forget_if_done(node, i);
         }
         self.settle_at(p);
@@ -254,16 +244,13 @@ impl Pair {
 
     /// `p`'s user drops a stream's receiver.
     pub fn drop_receiver(&mut self, p: Peer, i: u8) {
-        let node = self.node(p);
-        let Some(i) = pick(&node.ends, i) else {
-            return;
-        };
-        let x = &mut node.ends[i];
-        if let Some(mut r) = x.receiver.take() {
-            r.release(&mut node.e, x.side, x.key);
-            forget_if_done(node, i);
-        }
-        self.settle_at(p);
+        self.drop_half(p, i, |e, x| {
+            let Some(mut r) = x.receiver.take() else {
+                return false;
+            };
+            r.release(e, x.side, x.key);
+            true
+        });
     }
 
     /// A stream handler at `p` returns (its ends dropped first), successfully or not.
