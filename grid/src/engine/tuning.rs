@@ -474,36 +474,56 @@ mod tests {
         assert_eq!(d.size, Some(125));
     }
 
+    /// One span of [`assert_spans`]: when it starts (ms after the first return), its round
+    /// trip (ms), the window and what is read through it, the size decided, and why.
+    type Span = (u32, Option<u32>, u64, u64, Option<u64>, &'static str);
+
+    /// A tuning of windows from 100 bytes to `max`, started on a clear 10 ms path with a
+    /// window of `window`, decides the size expected at the end of each of `spans` (of
+    /// 40 ms each, see [`span`]).
+    fn assert_spans(max: u64, window: u64, spans: &[Span]) {
+        let t0 = Instant::now();
+        let mut t = Tuning::new(100, max);
+        t.next(t0, &path(10 * MS, t0, None), window, 0);
+        for &(at, latest, window, read, size, why) in spans {
+            let latest = latest.map(|ms| ms * MS);
+            let d = span(&mut t, t0 + at * MS, 40 * MS, latest, window, read);
+            assert_eq!(d.size, size, "{why}");
+        }
+    }
+
     #[test]
     fn a_window_that_makes_a_queue_comes_down_to_the_path_and_then_grows_by_sixteenths() {
-        let t0 = Instant::now();
-        let mut t = Tuning::new(100, 100_000);
-        t.next(t0, &path(10 * MS, t0, None), 8000, 0);
-        // 4000 bytes per round trip through 8000, and the round trip went from 10 to 20 ms:
-        // once, the window holds; at the next decision too, it comes down.
-        let d = span(&mut t, t0, 40 * MS, Some(20 * MS), 8000, 16_000);
-        assert_eq!(d.size, Some(8000), "a queue seen once may be noise");
-        let d = span(&mut t, t0 + 40 * MS, 40 * MS, Some(20 * MS), 8000, 16_000);
-        assert_eq!(d.size, Some(5000), "what the path carries, and a quarter");
-        // The queue is gone and the window holds the sender back: a sixteenth more.
-        let d = span(&mut t, t0 + 80 * MS, 40 * MS, Some(11 * MS), 5000, 20_000);
-        assert_eq!(d.size, Some(5000 + 5000 / 16));
+        let noise = "a queue seen once may be noise";
+        let path = "what the path carries, and a quarter";
+        assert_spans(
+            100_000,
+            8000,
+            &[
+                // 4000 bytes per round trip through 8000, and the round trip went from 10
+                // to 20 ms: once, the window holds; at the next decision too, it comes down.
+                (0, Some(20), 8000, 16_000, Some(8000), noise),
+                (40, Some(20), 8000, 16_000, Some(5000), path),
+                // The queue is gone and the window holds the sender back: a sixteenth more.
+                (80, Some(11), 5000, 20_000, Some(5000 + 5000 / 16), ""),
+            ],
+        );
     }
 
     #[test]
     fn a_queue_seen_at_one_decision_only_holds_the_window_and_growth_resumes() {
-        let t0 = Instant::now();
-        let mut t = Tuning::new(100, 100_000);
-        t.next(t0, &path(10 * MS, t0, None), 8000, 0);
-        // A window's worth per round trip; one late round trip (a busy host), then clear
-        // ones: the window holds once, then doubles.
-        let d = span(&mut t, t0, 40 * MS, Some(20 * MS), 8000, 32_000);
-        assert_eq!(d.size, Some(8000));
-        let d = span(&mut t, t0 + 40 * MS, 40 * MS, Some(10 * MS), 8000, 32_000);
-        assert_eq!(d.size, Some(16_000));
-        // A late round trip after a clear one is again a first sighting.
-        let d = span(&mut t, t0 + 90 * MS, 40 * MS, Some(20 * MS), 16_000, 64_000);
-        assert_eq!(d.size, Some(16_000));
+        assert_spans(
+            100_000,
+            8000,
+            &[
+                // A window's worth per round trip; one late round trip (a busy host), then
+                // clear ones: the window holds once, then doubles.
+                (0, Some(20), 8000, 32_000, Some(8000), ""),
+                (40, Some(10), 8000, 32_000, Some(16_000), ""),
+                // A late round trip after a clear one is again a first sighting.
+                (90, Some(20), 16_000, 64_000, Some(16_000), ""),
+            ],
+        );
     }
 
     #[test]
@@ -592,14 +612,8 @@ mod tests {
 
     #[test]
     fn a_window_stays_when_the_link_not_the_window_is_the_limit() {
-        let t0 = Instant::now();
-        let mut t = Tuning::new(100, 10_000);
-        t.next(t0, &path(10 * MS, t0, None), 1000, 0);
         // 400 bytes per round trip through a window of 1000: over a quarter, under half.
-        assert_eq!(
-            span(&mut t, t0, 40 * MS, Some(10 * MS), 1000, 1600).size,
-            Some(1000)
-        );
+        assert_spans(10_000, 1000, &[(0, Some(10), 1000, 1600, Some(1000), "")]);
     }
 
     #[test]
