@@ -24,6 +24,13 @@ fn b_end_batch(net: &mut Net) {
     net.b.e.end_batch();
 }
 
+/// A net where B's send buffer holds `bytes`.
+fn send_buffer(bytes: usize) -> Net {
+    let mut b = config();
+    b.max_send_buffer = bytes;
+    Net::with(config(), b)
+}
+
 fn ping(payload: u8) -> Message {
     let mut m = Message::new(Op::Ping);
     m.payload = Some(Bytes::from(vec![payload; 8]));
@@ -115,9 +122,7 @@ fn a_writer_that_makes_no_progress_declares_the_peer_dead() {
 
 #[test]
 fn no_handler_starts_while_the_answers_waiting_exceed_the_send_buffer() {
-    let mut b = config();
-    b.max_send_buffer = 100 << 10;
-    let mut net = Net::with(config(), b);
+    let mut net = send_buffer(100 << 10);
     let keys: Vec<_> = (0..6).map(|_| net.call(b"x", 600)).collect();
     net.a_to_b();
     assert_eq!(net.b.started.len(), 6);
@@ -264,9 +269,7 @@ fn streams_cancelled_before_their_pong_left_leave_nothing_scheduled() {
 /// its limits.
 #[test]
 fn calls_cancelled_while_their_start_waits_for_the_send_buffer_leave_nothing_behind() {
-    let mut b = config();
-    b.max_send_buffer = 10 << 10;
-    let mut net = Net::with(config(), b);
+    let mut net = send_buffer(10 << 10);
     // An answer of 60 KiB the peer does not read fills the send buffer.
     let _call = net.call(b"x", 600);
     net.a_to_b();
