@@ -5,7 +5,7 @@
 //! message costs its sender. So while a stream handler's task is being polled, its output
 //! sender encodes small messages into this thread's stage instead ([`Staged`], under a
 //! [`Lease`] of the stream's credit and send-buffer room), and the stage is queued in one
-//! step ([`Engine::send_staged`](crate::engine::Engine::send_staged)):
+//! step (`StreamView::send_staged`, `engine/stream_send.rs`):
 //! - when it holds a good part of a frame, or has used its lease up;
 //! - before anything else that sender does (a large message, `finish`, `credit`, ...);
 //! - and at the latest when the handler's poll returns ([`Staging`]): a message never waits
@@ -84,7 +84,7 @@ pub(crate) fn stage(session: &Arc<Session>, key: Key, payload: &[u8]) -> Option<
 #[inline]
 fn leased<'a>(lease: &'a mut Option<Lease>, session: &Session, key: Key) -> Option<&'a mut Lease> {
     if lease.is_none() {
-        *lease = session.with(|e| e.lease(Side::Handler, key));
+        *lease = session.with(|e| e.stream(Side::Handler, key).lease());
     }
     lease.as_mut()
 }
@@ -99,8 +99,8 @@ fn queue_if_full(session: &Session, key: Key, stage: &mut Stage) -> bool {
     }
     lease.take();
     session.with(|e| {
-        e.send_staged(Side::Handler, key, staged);
-        *lease = e.lease(Side::Handler, key);
+        e.stream(Side::Handler, key).send_staged(staged);
+        *lease = e.stream(Side::Handler, key).lease();
         e.take_frame_waiting()
     })
 }
@@ -190,7 +190,7 @@ fn queue(session: &Session, key: Key, stage: &mut Stage) -> bool {
     }
     let staged = &mut stage.staged;
     session.with(|e| {
-        e.send_staged(Side::Handler, key, staged);
+        e.stream(Side::Handler, key).send_staged(staged);
         e.take_frame_waiting()
     })
 }

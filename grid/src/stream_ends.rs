@@ -158,7 +158,7 @@ impl StreamSender {
         let mut step_aside = false;
         poll_fn(|cx| {
             self.session.with(|e| {
-                let sent = e.poll_send(side, key, &mut payload, cx);
+                let sent = e.stream(side, key).poll_send(&mut payload, cx);
                 step_aside = sent.is_ready() && e.take_frame_waiting();
                 sent
             })
@@ -204,7 +204,8 @@ impl StreamSender {
         let mut batch = Vec::new();
         while messages.peek().is_some() {
             let session = &self.session;
-            let credit = poll_fn(|cx| session.with(|e| e.poll_credit(side, key, cx))).await?;
+            let credit =
+                poll_fn(|cx| session.with(|e| e.stream(side, key).poll_credit(cx))).await?;
             // Taken outside the lock: the messages the credit covers (the last may overrun
             // it, as a single send may). Only this sender spends the credit, so it is still
             // there when they are queued.
@@ -221,7 +222,7 @@ impl StreamSender {
             let step_aside = self.session.with(|e| {
                 batch
                     .drain(..fits)
-                    .try_for_each(|p| e.send(side, key, p))
+                    .try_for_each(|p| e.stream(side, key).send(p))
                     .map(|()| e.take_frame_waiting())
             })?;
             if step_aside {
@@ -256,7 +257,7 @@ impl StreamSender {
             // What earlier permits sent fills a frame: let the writer take it first.
             requeue().await;
         }
-        poll_fn(|cx| session.with(|e| e.poll_credit(side, key, cx))).await?;
+        poll_fn(|cx| session.with(|e| e.stream(side, key).poll_credit(cx))).await?;
         Ok(Permit { sender: self })
     }
 
@@ -265,7 +266,9 @@ impl StreamSender {
     /// overrun the credit). Grows as the receiver reads.
     pub fn credit(&self) -> usize {
         send_stage::flush(&self.session, self.side, self.key);
-        let bytes = self.session.with(|e| e.credit(self.side, self.key));
+        let bytes = self
+            .session
+            .with(|e| e.stream(self.side, self.key).credit());
         usize::try_from(bytes).unwrap_or(usize::MAX)
     }
 
@@ -288,11 +291,11 @@ impl StreamSender {
         // A handler's sender moved to another task may have messages staged in the
         // handler's (`send_stage`): they go first.
         let session = &self.session;
-        poll_fn(|cx| session.with(|e| e.poll_unleased(side, key, cx))).await;
+        poll_fn(|cx| session.with(|e| e.stream(side, key).poll_unleased(cx))).await;
         self.finished = true;
         let ended = self.session.with(|e| {
-            let ended = e.send_ended(side, key);
-            e.finish(side, key);
+            let ended = e.stream(side, key).send_ended();
+            e.stream(side, key).finish();
             ended
         });
         match ended {
@@ -307,7 +310,7 @@ impl Drop for StreamSender {
         if !self.finished {
             let (side, key) = (self.side, self.key);
             send_stage::flush(&self.session, side, key);
-            self.session.with(|e| e.drop_sender(side, key));
+            self.session.with(|e| e.stream(side, key).drop_sender());
         }
     }
 }
@@ -336,7 +339,9 @@ impl Permit<'_> {
     pub fn send(self, payload: Bytes) -> Result<()> {
         self.sender.check_size(&payload)?;
         let (side, key) = (self.sender.side, self.sender.key);
-        self.sender.session.with(|e| e.send(side, key, payload))
+        self.sender
+            .session
+            .with(|e| e.stream(side, key).send(payload))
     }
 }
 
@@ -383,7 +388,7 @@ impl StreamReceiver {
     /// Tells the engine the receiver is gone, with what it read of what it was handed.
     fn release(&mut self) {
         let (side, key, batch) = (self.side, self.key, &mut self.batch);
-        self.session.with(|e| batch.release(e, side, key));
+        self.session.with(|e| batch.release(e.stream(side, key)));
     }
 
     /// The next message; `None` after the end.
@@ -450,7 +455,7 @@ impl StreamReceiver {
         let (side, key) = (this.side, this.key);
         if this.batch.is_empty() {
             let batch = &mut this.batch;
-            match this.session.with(|e| batch.refill(e, side, key, cx)) {
+            match this.session.with(|e| batch.refill(e.stream(side, key), cx)) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(()))) => {}
                 Poll::Ready(end) => {
@@ -467,7 +472,7 @@ impl StreamReceiver {
         };
         if let Some(read) = this.batch.report(len) {
             // Working through a long batch: the sender gets its credit back now.
-            this.session.with(|e| e.count_read(side, key, read));
+            this.session.with(|e| e.stream(side, key).count_read(read));
         }
         Poll::Ready(Some(Ok(made)))
     }

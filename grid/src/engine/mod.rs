@@ -11,13 +11,14 @@
 //! here.
 //!
 //! Files, one concern each: `calls.rs` (single calls, both sides), `state.rs` and
-//! `streams.rs` (streams: the state enum and its transitions), `receive.rs` (what each
-//! incoming op means), `outbox.rs` (what to send next), `control.rs` (what goes ahead of
-//! all data: pings, pongs, credit, refusals), `tuning.rs` (window sizes and the memory
-//! budget), `timers.rs` (deadlines, pings,
-//! silence), `window.rs` (credit arithmetic), `assembly.rs` (chunked payloads),
-//! `oversize.rs` (a payload over the limit fails its own call or stream), `slab.rs`
-//! (entries by key).
+//! `streams.rs` (streams: the state enum and its transitions), `stream_view.rs` (one
+//! stream's end, borrowed: all a user's sender and receiver may do to it, in
+//! `stream_send.rs` and `stream_recv.rs`), `receive.rs` (what each incoming op means),
+//! `outbox.rs` (what to send next), `control.rs` (what goes ahead of all data: pings,
+//! pongs, credit, refusals), `tuning.rs` (window sizes), `budget.rs` (the memory budget
+//! of windows), `timers.rs` (deadlines, pings, silence), `window.rs` (credit
+//! arithmetic), `assembly.rs` (chunked payloads), `oversize.rs` (a payload over the limit
+//! fails its own call or stream), `slab.rs` (entries by key).
 //!
 //! Invariants:
 //! - every call and stream ends exactly once on each side, and its end reaches the user:
@@ -60,6 +61,7 @@ mod slab;
 mod state;
 mod stream_recv;
 mod stream_send;
+mod stream_view;
 mod streams;
 mod timers;
 mod transmit;

@@ -75,7 +75,7 @@ pub(crate) struct SendHalf {
     pub(crate) end: Option<Error>,
     /// The user's sender is waiting for credit (or for a lease to end).
     pub(crate) waker: Option<Waker>,
-    /// The sender holds a lease (`Engine::lease`): messages may be staged that are not
+    /// The sender holds a lease (`StreamView::lease`): messages may be staged that are not
     /// queued yet, so nothing else may be sent on the stream until it ends.
     pub(crate) leased: bool,
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::recv_queue::{RecvQueue, Taking};
 use super::state::StreamState;
+use super::stream_view::StreamView;
 use super::streams::Ending;
 use super::tuning::Decision;
 use super::window::ReadTally;
@@ -55,7 +56,7 @@ impl Engine {
 
     /// The receiver consumed messages handed to it costing `read` bytes: their credit is
     /// owed back, and returned once enough is owed (while the stream is open).
-    pub(crate) fn count_read(&mut self, side: Side, key: Key, read: u64) {
+    pub(super) fn count_read(&mut self, side: Side, key: Key, read: u64) {
         if read == 0 {
             return;
         }
@@ -190,11 +191,10 @@ impl RecvBatch {
     /// Pending with the waker registered.
     pub(crate) fn refill(
         &mut self,
-        e: &mut Engine,
-        side: Side,
-        key: Key,
+        mut stream: StreamView<'_>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<(), Error>>> {
+        let (e, side, key) = stream.parts();
         let read = self.read.take();
         e.poll_recv(side, key, read, &mut self.ready, cx)
             .map(|r| match r {
@@ -208,9 +208,20 @@ impl RecvBatch {
     }
 
     /// The receiver is gone: what it read is reported, what it held unread is dropped.
-    pub(crate) fn release(&mut self, e: &mut Engine, side: Side, key: Key) {
+    pub(crate) fn release(&mut self, mut stream: StreamView<'_>) {
+        let (e, side, key) = stream.parts();
         self.ready.clear();
         self.taking = None;
         e.drop_receiver(side, key, self.read.take());
+    }
+}
+
+impl StreamView<'_> {
+    /// The receiver consumed messages handed to it costing `read` bytes (reported
+    /// mid-batch, once a batch's worth is read): their credit is owed back, and returned
+    /// once enough is owed (while the stream is open).
+    pub(crate) fn count_read(&mut self, read: u64) {
+        let (e, side, key) = self.parts();
+        e.count_read(side, key, read);
     }
 }

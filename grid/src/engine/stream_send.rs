@@ -1,13 +1,13 @@
 //! Sending on a stream: credit, messages in order, and the sender's end (finish or drop).
 //!
 //! A message is sent only while the stream's credit (bytes, `SendCredit`) is positive,
-//! and spends its cost ([`cost`]): by [`Engine::poll_send`], which waits for credit and
-//! sends in one step, or by [`Engine::send`] after [`Engine::poll_credit`] said there is
+//! and spends its cost ([`cost`]): by [`StreamView::poll_send`], which waits for credit and
+//! sends in one step, or by [`StreamView::send`] after [`StreamView::poll_credit`] said there is
 //! some (a permit, or a batch). Only the stream's one sender spends its credit, so credit
 //! seen there stays until it sends. The receiving side grants it back as its user reads.
 //!
 //! A sender may also take a [`Lease`] and encode its small messages itself, outside the
-//! lock ([`Staged`]), then queue them in one step ([`Engine::send_staged`]): the same
+//! lock ([`Staged`]), then queue them in one step ([`StreamView::send_staged`]): the same
 //! messages, numbered and charged the same way, for one lock per batch instead of one per
 //! message (a stream handler's sender does, `send_stage`).
 
@@ -16,7 +16,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 
 use super::out_queue::ENCODE_EARLY;
+use super::state::Stream;
 use super::state::StreamState;
+use super::stream_view::StreamView;
 use super::streams::Ending;
 use super::transmit::MAX_BATCH;
 use super::window::cost;
@@ -25,12 +27,12 @@ use crate::codec::{DataHead, Flags};
 use crate::error::Error;
 
 /// What a sender needs to encode its stream's next messages itself, from
-/// [`Engine::lease`]: how much it may send before it must come back (credit, room in the
+/// [`StreamView::lease`]: how much it may send before it must come back (credit, room in the
 /// send buffer) and how its messages are numbered and addressed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Lease {
     /// Credit (bytes) the stream holds; a message may be staged while what the staged ones
-    /// cost is below it (the last may overrun it, as with [`Engine::poll_send`]).
+    /// cost is below it (the last may overrun it, as with [`StreamView::poll_send`]).
     credit: u64,
     /// Room left in the send buffer for streams' messages (payload bytes), likewise.
     room: usize,
@@ -41,7 +43,7 @@ pub(crate) struct Lease {
 }
 
 /// Messages a stream's sender encoded itself under a [`Lease`], to be queued in one step
-/// by [`Engine::send_staged`]: numbered and charged exactly as [`Engine::poll_send`] would
+/// by [`StreamView::send_staged`]: numbered and charged exactly as [`StreamView::poll_send`] would
 /// have, one at a time, had it been asked at the same moment (only the stream's one sender
 /// spends its credit and numbers its messages, so nothing changes them meanwhile).
 #[derive(Debug, Default)]
@@ -100,7 +102,7 @@ impl Staged {
         self.lens.is_empty()
     }
 
-    /// Stages a message if the lease still allows one (true), as [`Engine::poll_send`]
+    /// Stages a message if the lease still allows one (true), as [`StreamView::poll_send`]
     /// would send it: while the credit and the room are not used up. Only payloads up to
     /// [`ENCODE_EARLY`] are staged (a larger one is queued whole, to be sent in chunks).
     pub(crate) fn push(&mut self, lease: &mut Lease, payload: &[u8]) -> bool {
@@ -115,7 +117,7 @@ impl Staged {
     }
 
     /// The lease still allows a message: neither its credit nor its room is used up (the
-    /// last message may overrun them, as with [`Engine::poll_send`]).
+    /// last message may overrun them, as with [`StreamView::poll_send`]).
     #[inline]
     fn has_room(&self, lease: &Lease) -> bool {
         self.cost < lease.credit && self.payload < lease.room
@@ -189,21 +191,32 @@ impl Staged {
 }
 
 impl Engine {
+    /// A stream that may still send, with the room left in the send buffer (see
+    /// `stream_room`); or why it may not: its sending ended, or it is gone.
+    fn sending(&mut self, side: Side, key: Key) -> Result<(&mut Stream, usize), Error> {
+        let room = self.stream_room(side, key);
+        let s = self.stream_mut(side, key).ok_or(Error::Cancelled)?;
+        match &s.send.end {
+            Some(ended) => Err(ended.clone()),
+            None => Ok((s, room)),
+        }
+    }
+}
+
+impl StreamView<'_> {
+    /// [`Engine::sending`], for this stream.
+    fn sending(&mut self) -> Result<(&mut Stream, usize), Error> {
+        let (e, side, key) = self.parts();
+        e.sending(side, key)
+    }
+
     /// Ready with the credit (bytes, at least one) once there is some, or the stream's
     /// end; Pending with the waker registered while there is none.
-    pub(crate) fn poll_credit(
-        &mut self,
-        side: Side,
-        key: Key,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<u64, Error>> {
-        let room = self.stream_room(side, key);
-        let Some(s) = self.stream_mut(side, key) else {
-            return Poll::Ready(Err(Error::Cancelled));
+    pub(crate) fn poll_credit(&mut self, cx: &mut Context<'_>) -> Poll<Result<u64, Error>> {
+        let (s, room) = match self.sending() {
+            Ok(sending) => sending,
+            Err(ended) => return Poll::Ready(Err(ended)),
         };
-        if let Some(e) = &s.send.end {
-            return Poll::Ready(Err(e.clone()));
-        }
         if s.send.credit.open() && room > 0 && !s.send.leased {
             Poll::Ready(Ok(s.send.credit.available().min(room as u64)))
         } else {
@@ -213,23 +226,19 @@ impl Engine {
     }
 
     /// Sends `payload` once there is credit, or waits for some (with the waker
-    /// registered): [`Engine::poll_credit`] and [`Engine::send`] in one step, the common
+    /// registered): [`StreamView::poll_credit`] and [`StreamView::send`] in one step, the common
     /// path. A small payload is encoded into the stream's queue at once and left in
     /// `payload` for the caller to drop (after the lock); a larger one is taken.
     pub(crate) fn poll_send(
         &mut self,
-        side: Side,
-        key: Key,
         payload: &mut Option<Bytes>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), Error>> {
-        let room = self.stream_room(side, key);
-        let Some(s) = self.stream_mut(side, key) else {
-            return Poll::Ready(Err(Error::Cancelled));
+        let (e, side, key) = self.parts();
+        let (s, room) = match e.sending(side, key) {
+            Ok(sending) => sending,
+            Err(ended) => return Poll::Ready(Err(ended)),
         };
-        if let Some(e) = &s.send.end {
-            return Poll::Ready(Err(e.clone()));
-        }
         if !s.send.credit.open() || room == 0 || s.send.leased {
             s.send.waker = Some(cx.waker().clone());
             return Poll::Pending;
@@ -242,10 +251,10 @@ impl Engine {
             let m = s.next_data_ref(Flags::NONE, payload.as_deref().unwrap_or_default());
             s.out.push_encoded(&m);
             let newly = s.out.mark_ready();
-            self.queued(side, key, len, newly);
+            e.queued(side, key, len, newly);
         } else {
             let m = s.next_data(Flags::NONE, Some(payload.take().unwrap_or_default()));
-            self.push_out(side, key, m);
+            e.push_out(side, key, m);
         }
         Poll::Ready(Ok(()))
     }
@@ -254,10 +263,11 @@ impl Engine {
     /// it may send now: the stream is open for sending, has credit and room in the send
     /// buffer, and nothing of it is queued whole (staged messages are queued behind what
     /// was encoded when queued, so nothing whole may be ahead of them). None otherwise:
-    /// the sender then sends one at a time, waiting as [`Engine::poll_send`] does.
-    pub(crate) fn lease(&mut self, side: Side, key: Key) -> Option<Lease> {
-        let room = self.stream_room(side, key);
-        let s = self.stream_mut(side, key)?;
+    /// the sender then sends one at a time, waiting as [`StreamView::poll_send`] does.
+    pub(crate) fn lease(&mut self) -> Option<Lease> {
+        let (e, side, key) = self.parts();
+        let room = e.stream_room(side, key);
+        let s = e.stream_mut(side, key)?;
         let may = s.send.end.is_none() && s.send.credit.open() && room > 0;
         if !may || s.send.leased || !s.out.takes_staged() {
             return None;
@@ -271,13 +281,14 @@ impl Engine {
         })
     }
 
-    /// Ends the lease [`Engine::lease`] gave, queueing the messages `staged` under it
+    /// Ends the lease [`StreamView::lease`] gave, queueing the messages `staged` under it
     /// (emptying it) in one step: their credit spent, the stream's numbering moved past
     /// them, the writer woken. If the stream's sending ended meanwhile they are dropped, as
     /// its queued messages were. Every lease ends here, staged messages or none.
-    pub(crate) fn send_staged(&mut self, side: Side, key: Key, staged: &mut Staged) {
+    pub(crate) fn send_staged(&mut self, staged: &mut Staged) {
+        let (e, side, key) = self.parts();
         let (count, payload) = (staged.lens.len(), staged.payload);
-        let Some(s) = self.stream_mut(side, key) else {
+        let Some(s) = e.stream_mut(side, key) else {
             return staged.clear();
         };
         // Whoever waited for the lease to end may go on.
@@ -290,17 +301,18 @@ impl Engine {
             s.out
                 .push_staged(&mut staged.bytes, &mut staged.lens, payload);
             let newly = s.out.mark_ready();
-            self.queued_many(side, key, payload, count, newly);
+            e.queued_many(side, key, payload, count, newly);
         }
         staged.clear();
-        self.wake(waiting);
+        e.wake(waiting);
     }
 
     /// Ready once the stream's sender holds no lease (at once, nearly always: a lease
     /// ends when the poll of the task that took it does); Pending with the waker
     /// registered until then. For what must not overtake staged messages.
-    pub(crate) fn poll_unleased(&mut self, side: Side, key: Key, cx: &mut Context<'_>) -> Poll<()> {
-        match self.stream_mut(side, key) {
+    pub(crate) fn poll_unleased(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let (e, side, key) = self.parts();
+        match e.stream_mut(side, key) {
             Some(s) if s.send.leased => {
                 s.send.waker = Some(cx.waker().clone());
                 Poll::Pending
@@ -310,24 +322,27 @@ impl Engine {
     }
 
     /// Why the sending direction ended, if it did.
-    pub(crate) fn send_ended(&mut self, side: Side, key: Key) -> Option<Error> {
-        match self.stream_mut(side, key) {
+    pub(crate) fn send_ended(&mut self) -> Option<Error> {
+        let (e, side, key) = self.parts();
+        match e.stream_mut(side, key) {
             Some(s) => s.send.end.clone(),
             None => Some(Error::Cancelled),
         }
     }
 
     /// Credit (bytes) the sender could use right now.
-    pub(crate) fn credit(&mut self, side: Side, key: Key) -> u64 {
-        self.stream_mut(side, key)
+    pub(crate) fn credit(&mut self) -> u64 {
+        let (e, side, key) = self.parts();
+        e.stream_mut(side, key)
             .filter(|s| s.send.end.is_none())
             .map_or(0, |s| s.send.credit.available())
     }
 
-    /// Sends a message; call only after [`Engine::poll_credit`] found credit (this
+    /// Sends a message; call only after [`StreamView::poll_credit`] found credit (this
     /// sender's own, which nothing else spends).
-    pub(crate) fn send(&mut self, side: Side, key: Key, payload: Bytes) -> Result<(), Error> {
-        let Some(s) = self.stream_mut(side, key) else {
+    pub(crate) fn send(&mut self, payload: Bytes) -> Result<(), Error> {
+        let (e, side, key) = self.parts();
+        let Some(s) = e.stream_mut(side, key) else {
             return Err(Error::Cancelled);
         };
         if let Some(e) = &s.send.end {
@@ -339,14 +354,15 @@ impl Engine {
         }
         s.send.credit.spend(cost(payload.len()));
         let m = s.next_data(Flags::NONE, Some(payload));
-        self.push_out(side, key, m);
+        e.push_out(side, key, m);
         Ok(())
     }
 
     /// The sender ends its direction. A caller's EOF goes to the handler; a handler's
     /// direction ends when it returns, so finishing its sender only releases it.
-    pub(crate) fn finish(&mut self, side: Side, key: Key) {
-        let Some(s) = self.stream_mut(side, key) else {
+    pub(crate) fn finish(&mut self) {
+        let (e, side, key) = self.parts();
+        let Some(s) = e.stream_mut(side, key) else {
             return;
         };
         s.handles = s.handles.saturating_sub(1);
@@ -354,23 +370,24 @@ impl Engine {
             s.send.end = Some(Error::StreamEnded);
             if side == Side::Caller && s.state == StreamState::Open {
                 let eof = s.next_data(Flags::EOF, None);
-                self.push_out(side, key, eof);
+                e.push_out(side, key, eof);
             }
         }
-        self.settle(side, key);
+        e.settle(side, key);
     }
 
     /// The sender was dropped. A caller's sender dropped without `finish` cancels the
     /// stream: a half-sent upload must never look complete.
-    pub(crate) fn drop_sender(&mut self, side: Side, key: Key) {
-        let Some(s) = self.stream_mut(side, key) else {
+    pub(crate) fn drop_sender(&mut self) {
+        let (e, side, key) = self.parts();
+        let Some(s) = e.stream_mut(side, key) else {
             return;
         };
         s.handles = s.handles.saturating_sub(1);
         let abandoned = s.send.end.is_none();
         if side == Side::Caller && abandoned {
-            self.end_stream(side, key, Ending::cancelled());
+            e.end_stream(side, key, Ending::cancelled());
         }
-        self.settle(side, key);
+        e.settle(side, key);
     }
 }

@@ -58,7 +58,7 @@ pub(super) struct Ends {
 /// when it returns, and its sender before anything else it does.
 pub(super) fn end_lease(e: &mut Engine, x: &mut Ends) {
     if let Some((_, mut staged)) = x.lease.take() {
-        e.send_staged(x.side, x.key, &mut staged);
+        e.stream(x.side, x.key).send_staged(&mut staged);
     }
 }
 
@@ -80,9 +80,9 @@ pub(super) fn caller_ends(p: Peer, key: Key, ack: crate::codec::Ack) -> Ends {
 pub(super) fn drop_ends(e: &mut Engine, mut x: Ends) {
     end_lease(e, &mut x);
     if x.sender {
-        e.drop_sender(x.side, x.key);
+        e.stream(x.side, x.key).drop_sender();
     }
     if let Some(mut r) = x.receiver.take() {
-        r.release(e, x.side, x.key);
+        r.release(e.stream(x.side, x.key));
     }
 }

@@ -23,7 +23,7 @@ pub(super) fn read(e: &mut Engine, x: &mut Ends, book: &mut Book, clean: bool, n
     while items < n {
         if let Some(payload) = r.next(true) {
             if let Some(read) = r.report(payload.len()) {
-                e.count_read(x.side, x.key, read);
+                e.stream(x.side, x.key).count_read(read);
             }
             items += 1;
             assert!(x.end.is_none(), "an item after the end");
@@ -44,7 +44,7 @@ pub(super) fn read(e: &mut Engine, x: &mut Ends, book: &mut Book, clean: bool, n
             x.got += 1;
             continue;
         }
-        match r.refill(e, x.side, x.key, &mut cx()) {
+        match r.refill(e.stream(x.side, x.key), &mut cx()) {
             Poll::Pending => break,
             Poll::Ready(Some(Ok(()))) => {}
             Poll::Ready(end) => {

@@ -92,8 +92,8 @@ impl Pair {
         let flow = book.flows.entry(named).or_default();
         let n = flow.sent(side).len();
         let mut payload = Some(tagged(named.1, n as u32 + 1, len));
-        let credit = node.e.credit(side, key);
-        match node.e.poll_send(side, key, &mut payload, &mut cx()) {
+        let credit = node.e.stream(side, key).credit();
+        match node.e.stream(side, key).poll_send(&mut payload, &mut cx()) {
             Poll::Ready(Ok(())) => {
                 assert!(credit > 0, "sent without credit");
                 flow.sent(side).push(len);
@@ -115,7 +115,7 @@ impl Pair {
             return;
         };
         let flow = book.flows.entry(named).or_default();
-        if let Poll::Ready(Ok(credit)) = node.e.poll_credit(side, key, &mut cx()) {
+        if let Poll::Ready(Ok(credit)) = node.e.stream(side, key).poll_credit(&mut cx()) {
             assert!(credit > 0, "ready without credit");
             let mut covered = 0;
             for _ in 0..spend.min(max.max(1)) {
@@ -123,7 +123,7 @@ impl Pair {
                     break;
                 }
                 let seq = flow.sent(side).len() as u32 + 1;
-                let sent = node.e.send(side, key, tagged(named.1, seq, len));
+                let sent = node.e.stream(side, key).send(tagged(named.1, seq, len));
                 assert!(sent.is_ok(), "credit found could not be spent");
                 covered += crate::engine::cost(len);
                 flow.sent(side).push(len);
@@ -153,8 +153,8 @@ impl Pair {
             return self.settle_at(p);
         }
         let flow = book.flows.entry(named).or_default();
-        let credit = node.e.credit(side, key);
-        let Some(mut lease) = node.e.lease(side, key) else {
+        let credit = node.e.stream(side, key).credit();
+        let Some(mut lease) = node.e.stream(side, key).lease() else {
             return self.settle_at(p);
         };
         assert!(credit > 0, "a lease without credit");
@@ -193,8 +193,8 @@ impl Pair {
         // What it staged goes first (a sender queues its stage before it finishes).
         end_lease(&mut node.e, x);
         x.sender = false;
-        let real = node.e.send_ended(x.side, x.key).is_none();
-        node.e.finish(x.side, x.key);
+        let real = node.e.stream(x.side, x.key).send_ended().is_none();
+        node.e.stream(x.side, x.key).finish();
         if x.side == Side::Caller && real {
             book.flows.entry(x.flow).or_default().finished = true;
         }
@@ -210,7 +210,7 @@ impl Pair {
             }
             end_lease(e, x);
             x.sender = false;
-            e.drop_sender(x.side, x.key);
+            e.stream(x.side, x.key).drop_sender();
             true
         });
     }
@@ -248,7 +248,7 @@ impl Pair {
             let Some(mut r) = x.receiver.take() else {
                 return false;
             };
-            r.release(e, x.side, x.key);
+            r.release(e.stream(x.side, x.key));
             true
         });
     }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::{assert_idle, Net, Watch};
 use crate::codec::{encode_error, Ack, ErrorKind, ErrorPayload, Flags, HandlerId, Message, Op};
+use crate::engine::stream_view::StreamView;
 use crate::engine::{Key, Side};
 use crate::error::Error;
 
@@ -138,6 +139,16 @@ impl Fixture {
         f
     }
 
+    /// B's (the handler side's) end of the stream keyed `key`, borrowed.
+    pub(super) fn b_stream(&mut self, key: Key) -> StreamView<'_> {
+        self.net.b.e.stream(Side::Handler, key)
+    }
+
+    /// A's (the caller's) end of the stream keyed `key`, borrowed.
+    pub(super) fn a_stream(&mut self, key: Key) -> StreamView<'_> {
+        self.net.a.e.stream(Side::Caller, key)
+    }
+
     pub(super) fn b_key(&self) -> Key {
         self.b.expect("the handler side has the stream")
     }
@@ -150,7 +161,8 @@ impl Fixture {
             .net
             .a
             .e
-            .poll_send(side, self.a, &mut payload, &mut w.cx())
+            .stream(side, self.a)
+            .poll_send(&mut payload, &mut w.cx())
         {
             Poll::Ready(result) => result,
             Poll::Pending => Err(Error::Protocol("no credit".into())),
@@ -158,7 +170,7 @@ impl Fixture {
     }
 
     pub(super) fn a_finish(&mut self) {
-        self.net.a.e.finish(Side::Caller, self.a);
+        self.net.a.e.stream(Side::Caller, self.a).finish();
         self.a_sender = false;
         self.a_finished = true;
     }
@@ -168,7 +180,13 @@ impl Fixture {
         let key = self.b_key();
         let mut payload = Some(Bytes::from_static(payload));
         let side = Side::Handler;
-        match self.net.b.e.poll_send(side, key, &mut payload, &mut w.cx()) {
+        match self
+            .net
+            .b
+            .e
+            .stream(side, key)
+            .poll_send(&mut payload, &mut w.cx())
+        {
             Poll::Ready(result) => result,
             Poll::Pending => Err(Error::Protocol("no credit".into())),
         }
@@ -178,7 +196,7 @@ impl Fixture {
     pub(super) fn b_return(&mut self, failure: Option<ErrorPayload>) {
         let key = self.b_key();
         if self.b_sender {
-            self.net.b.e.drop_sender(Side::Handler, key);
+            self.net.b.e.stream(Side::Handler, key).drop_sender();
             self.b_sender = false;
         }
         if self.b_receiver {

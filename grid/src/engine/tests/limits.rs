@@ -331,7 +331,10 @@ fn a_stream_released_by_a_cancel_takes_its_queued_pong_along() {
     let start = net.b.last_start();
     assert!(net.b.e.accept_stream(start.key, true, Some(1)));
     net.pump();
-    net.b.e.drop_sender(crate::engine::Side::Handler, start.key);
+    net.b
+        .e
+        .stream(crate::engine::Side::Handler, start.key)
+        .drop_sender();
     let mut input = super::Reader::default();
     input.drop(&mut net.b, crate::engine::Side::Handler, start.key);
     net.b.e.stream_returned(start.key, None);
@@ -375,7 +378,8 @@ fn a_streams_queued_messages_never_keep_calls_from_starting_and_stop_at_the_send
         match net
             .b
             .e
-            .poll_send(Side::Handler, stream, &mut payload, &mut w.cx())
+            .stream(Side::Handler, stream)
+            .poll_send(&mut payload, &mut w.cx())
         {
             Poll::Ready(Ok(())) => queued += 1,
             Poll::Pending => break,
@@ -386,7 +390,7 @@ fn a_streams_queued_messages_never_keep_calls_from_starting_and_stop_at_the_send
     assert_eq!(queued, 11, "the last one that found room overruns it");
     assert!(net.b.e.streams_send_buffer_full());
     assert!(
-        net.b.e.credit(Side::Handler, stream) > 30_000,
+        net.b.e.stream(Side::Handler, stream).credit() > 30_000,
         "credit left"
     );
     let started = net.b.started.len();
@@ -405,7 +409,8 @@ fn a_streams_queued_messages_never_keep_calls_from_starting_and_stop_at_the_send
     assert!(net
         .b
         .e
-        .poll_send(Side::Handler, stream, &mut payload, &mut w.cx())
+        .stream(Side::Handler, stream)
+        .poll_send(&mut payload, &mut w.cx())
         .is_ready());
     assert!(!net.b.e.has_deferred_starts());
 }

@@ -155,7 +155,8 @@ impl Link {
                     .net
                     .b
                     .e
-                    .poll_send(Side::Handler, f.b, &mut payload, &mut w.cx());
+                    .stream(Side::Handler, f.b)
+                    .poll_send(&mut payload, &mut w.cx());
                 if sent.is_pending() || f.every > 1 {
                     break;
                 }

@@ -358,7 +358,7 @@ impl Reader {
                 return Poll::Ready(Some(Ok(payload)));
             }
             let w = Watch::new();
-            let r = self.0.refill(&mut node.e, side, key, &mut w.cx());
+            let r = self.0.refill(node.e.stream(side, key), &mut w.cx());
             node.wake();
             match r {
                 Poll::Pending => return Poll::Pending,
@@ -370,7 +370,7 @@ impl Reader {
 
     /// The receiver is dropped.
     pub(super) fn drop(&mut self, node: &mut Node, side: super::Side, key: Key) {
-        self.0.release(&mut node.e, side, key);
+        self.0.release(node.e.stream(side, key));
         node.wake();
     }
 }

@@ -165,7 +165,8 @@ fn send(net: &mut Net, side: Side, key: Key, payload: Bytes) {
     let mut payload = Some(payload);
     assert!(node
         .e
-        .poll_send(side, key, &mut payload, &mut w.cx())
+        .stream(side, key)
+        .poll_send(&mut payload, &mut w.cx())
         .is_ready());
     node.wake();
 }
@@ -203,15 +204,15 @@ fn a_stream_message_over_the_limit_fails_that_stream_on_both_sides() {
         // The sending side was told, with the numbers: its sends fail with them.
         let w = Watch::new();
         let mut more = Some(Bytes::from_static(b"more"));
-        match sender.e.poll_send(from, key, &mut more, &mut w.cx()) {
+        match sender.e.stream(from, key).poll_send(&mut more, &mut w.cx()) {
             Poll::Ready(Err(Error::MessageTooLarge { size: s, limit })) => {
                 assert_eq!((s, limit), (size, LIMIT), "{ctx}");
             }
             other => panic!("{ctx}: the sender was not told: {other:?}"),
         }
         reader.drop(receiver, to, other);
-        net.a.e.drop_sender(Side::Caller, a);
-        net.b.e.drop_sender(Side::Handler, b);
+        net.a.e.stream(Side::Caller, a).drop_sender();
+        net.b.e.stream(Side::Handler, b).drop_sender();
         net.b.e.stream_returned(b, None);
         let mut a_reader = Reader::default();
         if to_handler {
@@ -278,12 +279,14 @@ fn the_control_messages_fit_the_smallest_maximum_message_size() {
         let _ = net
             .a
             .e
-            .poll_send(Side::Caller, opens[1], &mut p, &mut w.cx());
+            .stream(Side::Caller, opens[1])
+            .poll_send(&mut p, &mut w.cx());
         let mut p = Some(Bytes::from(vec![3u8; min]));
         let _ = net
             .b
             .e
-            .poll_send(Side::Handler, served[1], &mut p, &mut w.cx());
+            .stream(Side::Handler, served[1])
+            .poll_send(&mut p, &mut w.cx());
         net.pump();
         let _ = up.poll(&mut net.b, Side::Handler, served[1]);
         let _ = down.poll(&mut net.a, Side::Caller, opens[1]);

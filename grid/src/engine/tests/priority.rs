@@ -76,7 +76,7 @@ fn credit_goes_ahead_of_the_data_its_stream_has_queued() {
     let _ = f.b_recv();
     let (op, data) = (Op::UnblockClientMux, Op::MuxServerMsg);
     assert_in_the_next_frame(&mut f, Side::Handler, op, data, "credit waits behind data");
-    assert!(f.net.a.e.credit(Side::Caller, f.a) > 0);
+    assert!(f.a_stream(f.a).credit() > 0);
     f.wind_down_and_check("credit beside a backlog");
 }
 

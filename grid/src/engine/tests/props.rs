@@ -158,8 +158,8 @@ fn drop_receiver(net: &mut Net, side: Side, key: Key, m: &mut Model) {
 
 /// A finishes its sending end of stream `m`.
 fn finish_a(net: &mut Net, key: Key, m: &mut Model) {
-    let ended = net.a.e.send_ended(Side::Caller, key);
-    net.a.e.finish(Side::Caller, key);
+    let ended = net.a.e.stream(Side::Caller, key).send_ended();
+    net.a.e.stream(Side::Caller, key).finish();
     net.a.wake();
     m.a_sender = false;
     // A finish after the stream ended some other way is not a clean end.
@@ -184,7 +184,9 @@ fn send(net: &mut Net, side: Side, key: Key, payload: Bytes) -> bool {
     };
     let mut payload = Some(payload);
     let ok = matches!(
-        node.e.poll_send(side, key, &mut payload, &mut w.cx()),
+        node.e
+            .stream(side, key)
+            .poll_send(&mut payload, &mut w.cx()),
         Poll::Ready(Ok(()))
     );
     node.wake();
@@ -307,7 +309,7 @@ impl World {
                 let Some((i, key)) = self.held(i, |m| (m.a, m.a_sender)) else {
                     return;
                 };
-                self.net.a.e.drop_sender(Side::Caller, key);
+                self.net.a.e.stream(Side::Caller, key).drop_sender();
                 self.net.a.wake();
                 self.streams[i].a_sender = false;
             }
@@ -372,7 +374,7 @@ impl World {
     fn b_return(&mut self, i: usize, key: Key, ok: bool) {
         let m = &mut self.streams[i];
         if m.b_sender {
-            self.net.b.e.drop_sender(Side::Handler, key);
+            self.net.b.e.stream(Side::Handler, key).drop_sender();
             m.b_sender = false;
         }
         if m.b_receiver {

@@ -32,7 +32,7 @@ fn send_one_by_one(f: &mut Fixture) -> usize {
     let mut sent = 0;
     loop {
         let mut p = Some(payload(sent));
-        match f.net.b.e.poll_send(Side::Handler, key, &mut p, &mut w.cx()) {
+        match f.b_stream(key).poll_send(&mut p, &mut w.cx()) {
             Poll::Ready(r) => r.expect("the stream is open"),
             Poll::Pending => return sent,
         }
@@ -46,14 +46,14 @@ fn send_staged(f: &mut Fixture) -> usize {
     let key = f.b_key();
     let mut staged = Staged::default();
     let mut sent = 0;
-    while let Some(mut lease) = f.net.b.e.lease(Side::Handler, key) {
+    while let Some(mut lease) = f.b_stream(key).lease() {
         while staged.push(&mut lease, &payload(sent)) {
             sent += 1;
             if staged.full(&lease) {
                 break;
             }
         }
-        f.net.b.e.send_staged(Side::Handler, key, &mut staged);
+        f.b_stream(key).send_staged(&mut staged);
         assert!(staged.is_empty(), "queueing empties the stage");
         f.net.b.wake();
     }
@@ -78,8 +78,8 @@ fn assert_sent_alike(
         assert!(n > 0, "window {window}: something was sent");
         let key = one.b_key();
         assert_eq!(
-            one.net.b.e.credit(Side::Handler, key),
-            other.net.b.e.credit(Side::Handler, key),
+            one.net.b.e.stream(Side::Handler, key).credit(),
+            other.net.b.e.stream(Side::Handler, key).credit(),
             "window {window}: the same credit left"
         );
         let now = one.net.now;
@@ -113,7 +113,7 @@ fn send_in_place(f: &mut Fixture) -> usize {
     let mut staged = Staged::default();
     let mut sent = 0;
     let w = Watch::new();
-    while let Some(mut lease) = f.net.b.e.lease(Side::Handler, key) {
+    while let Some(mut lease) = f.b_stream(key).lease() {
         loop {
             let p = payload(sent);
             let encode = |buf: &mut Vec<u8>| -> Result<(), ()> {
@@ -125,13 +125,9 @@ fn send_in_place(f: &mut Fixture) -> usize {
                 InPlace::NoRoom(_) => break,
                 InPlace::Whole(whole) => {
                     assert!(whole.is_empty(), "only the empty payload is handed back");
-                    f.net.b.e.send_staged(Side::Handler, key, &mut staged);
+                    f.b_stream(key).send_staged(&mut staged);
                     let mut whole = Some(whole);
-                    let sent_whole =
-                        f.net
-                            .b
-                            .e
-                            .poll_send(Side::Handler, key, &mut whole, &mut w.cx());
+                    let sent_whole = f.b_stream(key).poll_send(&mut whole, &mut w.cx());
                     assert!(sent_whole.is_ready(), "the lease left credit for it");
                     sent += 1;
                     break;
@@ -142,7 +138,7 @@ fn send_in_place(f: &mut Fixture) -> usize {
                 break;
             }
         }
-        f.net.b.e.send_staged(Side::Handler, key, &mut staged);
+        f.b_stream(key).send_staged(&mut staged);
         f.net.b.wake();
     }
     sent
@@ -158,7 +154,7 @@ fn an_encoding_that_fails_or_panics_or_grows_large_leaves_no_trace_in_the_stage(
     let sends = |bad: bool| {
         let mut f = Fixture::with_window(At::Open, 64 * 1024);
         let key = f.b_key();
-        let mut lease = f.net.b.e.lease(Side::Handler, key).expect("credit");
+        let mut lease = f.b_stream(key).lease().expect("credit");
         let mut staged = Staged::default();
         assert!(staged.push(&mut lease, b"before"));
         if bad {
@@ -184,7 +180,7 @@ fn an_encoding_that_fails_or_panics_or_grows_large_leaves_no_trace_in_the_stage(
             assert!(panicked.is_err());
         }
         assert!(staged.push(&mut lease, b"after"));
-        f.net.b.e.send_staged(Side::Handler, key, &mut staged);
+        f.b_stream(key).send_staged(&mut staged);
         f.net.b.wake();
         let now = f.net.now;
         let frames = f.net.b.transmit(now);
@@ -205,11 +201,8 @@ fn an_encoding_that_fails_or_panics_or_grows_large_leaves_no_trace_in_the_stage(
 fn a_lease_holds_every_other_send_back_until_it_ends() {
     let mut f = Fixture::with_window(At::Open, 64 * 1024);
     let key = f.b_key();
-    let mut lease = f.net.b.e.lease(Side::Handler, key).expect("credit");
-    assert!(
-        f.net.b.e.lease(Side::Handler, key).is_none(),
-        "one lease at a time"
-    );
+    let mut lease = f.b_stream(key).lease().expect("credit");
+    assert!(f.b_stream(key).lease().is_none(), "one lease at a time");
     let mut staged = Staged::default();
     assert!(staged.push(&mut lease, b"first"));
     // The sender, moved to another task, sends on its own: it waits for the lease.
@@ -217,22 +210,31 @@ fn a_lease_holds_every_other_send_back_until_it_ends() {
     let mut second = Some(Bytes::from_static(b"second"));
     let e = &mut f.net.b.e;
     assert!(e
-        .poll_send(Side::Handler, key, &mut second, &mut w.cx())
+        .stream(Side::Handler, key)
+        .poll_send(&mut second, &mut w.cx())
         .is_pending());
-    assert!(e.poll_credit(Side::Handler, key, &mut w.cx()).is_pending());
     assert!(e
-        .poll_unleased(Side::Handler, key, &mut w.cx())
+        .stream(Side::Handler, key)
+        .poll_credit(&mut w.cx())
         .is_pending());
-    e.send_staged(Side::Handler, key, &mut staged);
+    assert!(e
+        .stream(Side::Handler, key)
+        .poll_unleased(&mut w.cx())
+        .is_pending());
+    e.stream(Side::Handler, key).send_staged(&mut staged);
     f.net.b.wake();
     assert!(
         w.woken() > 0,
         "the waiting sender is woken when the lease ends"
     );
     let e = &mut f.net.b.e;
-    assert!(e.poll_unleased(Side::Handler, key, &mut w.cx()).is_ready());
+    assert!(e
+        .stream(Side::Handler, key)
+        .poll_unleased(&mut w.cx())
+        .is_ready());
     assert!(matches!(
-        e.poll_send(Side::Handler, key, &mut second, &mut w.cx()),
+        e.stream(Side::Handler, key)
+            .poll_send(&mut second, &mut w.cx()),
         Poll::Ready(Ok(()))
     ));
     f.net.pump();
@@ -249,25 +251,23 @@ fn no_lease_without_credit_or_behind_a_message_queued_whole() {
     let w = Watch::new();
     let mut large = Some(Bytes::from(vec![7u8; 100_000]));
     assert!(f
-        .net
-        .b
-        .e
-        .poll_send(Side::Handler, key, &mut large, &mut w.cx())
+        .b_stream(key)
+        .poll_send(&mut large, &mut w.cx())
         .is_ready());
-    assert!(f.net.b.e.lease(Side::Handler, key).is_none());
+    assert!(f.b_stream(key).lease().is_none());
     f.net.pump();
     while let Some(Ok(_)) = f.a_recv() {}
     // Now sent: a lease again, until the credit is spent.
-    let mut lease = f.net.b.e.lease(Side::Handler, key).expect("credit");
+    let mut lease = f.b_stream(key).lease().expect("credit");
     let mut staged = Staged::default();
     assert!(
         !staged.push(&mut lease, &[0u8; 4096]),
         "a payload beyond the staged size goes on its own"
     );
     while staged.push(&mut lease, &[1u8; 1000]) {}
-    f.net.b.e.send_staged(Side::Handler, key, &mut staged);
-    assert_eq!(f.net.b.e.credit(Side::Handler, key), 0);
-    assert!(f.net.b.e.lease(Side::Handler, key).is_none(), "no credit");
+    f.b_stream(key).send_staged(&mut staged);
+    assert_eq!(f.b_stream(key).credit(), 0);
+    assert!(f.b_stream(key).lease().is_none(), "no credit");
     f.wind_down_and_check("no lease");
 }
 
@@ -275,13 +275,13 @@ fn no_lease_without_credit_or_behind_a_message_queued_whole() {
 fn a_stream_that_ends_while_a_lease_is_out_drops_what_was_staged() {
     let mut f = Fixture::with_window(At::Open, 64 * 1024);
     let key = f.b_key();
-    let mut lease = f.net.b.e.lease(Side::Handler, key).expect("credit");
+    let mut lease = f.b_stream(key).lease().expect("credit");
     let mut staged = Staged::default();
     assert!(staged.push(&mut lease, b"late"));
     // The caller gives up: its cancel reaches the handler's side.
     f.a_drop_receiver();
     f.net.pump();
-    f.net.b.e.send_staged(Side::Handler, key, &mut staged);
+    f.b_stream(key).send_staged(&mut staged);
     f.net.b.wake();
     assert!(staged.is_empty());
     let now = f.net.now;

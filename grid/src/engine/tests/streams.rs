@@ -237,7 +237,7 @@ fn caller_drops_its_sender_unfinished() {
         if !f.a_sender {
             return;
         }
-        f.net.a.e.drop_sender(Side::Caller, f.a);
+        f.a_stream(f.a).drop_sender();
         f.a_sender = false;
         f.net.pump();
         if f.at == At::Open {
@@ -511,18 +511,24 @@ fn a_sender_waits_once_its_window_is_spent_and_is_woken_when_credit_returns() {
     let w = Watch::new();
     let e = &mut f.net.a.e;
     assert!(matches!(
-        e.poll_credit(Side::Caller, a, &mut w.cx()),
+        e.stream(Side::Caller, a).poll_credit(&mut w.cx()),
         Poll::Ready(Ok(WINDOW))
     ));
     // Four one-byte messages spend the window (the last overruns it by 4 bytes).
     for p in [b"0", b"1", b"2", b"3"] {
-        e.send(Side::Caller, a, Bytes::from_static(p))
+        e.stream(Side::Caller, a)
+            .send(Bytes::from_static(p))
             .expect("on credit");
     }
-    assert_eq!(e.credit(Side::Caller, a), 0);
-    assert!(e.poll_credit(Side::Caller, a, &mut w.cx()).is_pending());
+    assert_eq!(e.stream(Side::Caller, a).credit(), 0);
+    assert!(e
+        .stream(Side::Caller, a)
+        .poll_credit(&mut w.cx())
+        .is_pending());
     assert!(
-        e.send(Side::Caller, a, Bytes::from_static(b"4")).is_err(),
+        e.stream(Side::Caller, a)
+            .send(Bytes::from_static(b"4"))
+            .is_err(),
         "nothing is sent without credit"
     );
     let before = w.woken();
@@ -540,7 +546,7 @@ fn a_sender_waits_once_its_window_is_spent_and_is_woken_when_credit_returns() {
     f.net.pump();
     f.net.a.wake();
     assert!(w.woken() > before, "the waiting sender is woken");
-    assert_eq!(f.net.a.e.credit(Side::Caller, a), WINDOW, "all of it back");
+    assert_eq!(f.a_stream(a).credit(), WINDOW, "all of it back");
     f.wind_down_and_check("window spent");
 }
 
@@ -575,16 +581,13 @@ fn credit_goes_back_while_the_receiver_works_through_a_batch() {
         f.b_send(p).expect("credit");
     }
     let b = f.b_key();
-    assert_eq!(f.net.b.e.credit(Side::Handler, b), 0, "the window is spent");
+    assert_eq!(f.b_stream(b).credit(), 0, "the window is spent");
     f.net.pump();
     // A takes all four in one step and reads one: with three still in hand, it reports
     // (one message is over an eighth of the window) and the credit goes back at once.
     assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(b"0"))));
     f.net.pump();
-    assert_eq!(
-        f.net.b.e.credit(Side::Handler, b),
-        WINDOW + cost(1) - 4 * cost(1)
-    );
+    assert_eq!(f.b_stream(b).credit(), WINDOW + cost(1) - 4 * cost(1));
     f.wind_down_and_check("credit mid-batch");
 }
 
@@ -648,14 +651,14 @@ fn a_handler_that_drops_its_input_mid_batch_gives_back_the_credit_it_held() {
     for p in [b"0", b"1", b"2", b"3"] {
         f.a_send(p).expect("credit");
     }
-    assert_eq!(f.net.a.e.credit(Side::Caller, a), 0, "the window is spent");
+    assert_eq!(f.a_stream(a).credit(), 0, "the window is spent");
     f.net.pump();
     // B takes all four in one step and reads one: three are in its hand, unread.
     assert_eq!(f.b_recv(), Some(Ok(Bytes::from_static(b"0"))));
     f.b_drop_receiver();
     f.net.pump();
     assert_eq!(
-        f.net.a.e.credit(Side::Caller, a),
+        f.a_stream(a).credit(),
         WINDOW,
         "the one read and the three never read are all credited back"
     );
@@ -665,7 +668,7 @@ fn a_handler_that_drops_its_input_mid_batch_gives_back_the_credit_it_held() {
     }
     f.net.pump();
     f.net.pump();
-    assert_eq!(f.net.a.e.credit(Side::Caller, a), WINDOW);
+    assert_eq!(f.a_stream(a).credit(), WINDOW);
     f.wind_down_and_check("handler input dropped mid-batch");
 }
 

@@ -20,14 +20,14 @@ fn a_message_larger_than_the_window_goes_alone_and_the_next_waits_for_credit() {
     let b = f.b_key();
     f.b_send(&BIG)
         .expect("any credit lets one message go, whatever its size");
-    assert_eq!(f.net.b.e.credit(Side::Handler, b), 0, "overrun: no credit");
+    assert_eq!(f.b_stream(b).credit(), 0, "overrun: no credit");
     assert!(f.b_send(b"x").is_err(), "the next one waits");
     f.net.pump();
     assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(&BIG))));
     // A reports the read on its next poll: the whole cost goes back.
     assert!(matches!(f.a_recv(), Some(Err(Error::Protocol(p))) if p == "pending"));
     f.net.pump();
-    assert_eq!(f.net.b.e.credit(Side::Handler, b), WINDOW);
+    assert_eq!(f.b_stream(b).credit(), WINDOW);
     assert!(f.net.a.violation.is_none() && f.net.b.violation.is_none());
     f.wind_down_and_check("a message larger than the window");
 }
@@ -236,7 +236,7 @@ fn the_budget_is_shared_fairly_never_exceeded_and_freed_when_streams_end() {
     // Ended and released, the windows go back to the budget.
     for mut f in std::mem::take(&mut link.flows) {
         f.reader.drop(&mut link.net.a, Side::Caller, f.a);
-        link.net.b.e.drop_sender(Side::Handler, f.b);
+        link.net.b.e.stream(Side::Handler, f.b).drop_sender();
     }
     link.run(100 * MS);
     assert_eq!(link.net.a.e.stream_windows(), 0, "windows left behind");
