@@ -99,8 +99,9 @@ fn queue_if_full(session: &Session, key: Key, stage: &mut Stage) -> bool {
     }
     lease.take();
     session.with(|e| {
-        e.stream(Side::Handler, key).send_staged(staged);
-        *lease = e.stream(Side::Handler, key).lease();
+        let mut stream = e.stream(Side::Handler, key);
+        stream.send_staged(staged);
+        *lease = stream.lease();
         e.take_frame_waiting()
     })
 }

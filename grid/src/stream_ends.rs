@@ -294,8 +294,9 @@ impl StreamSender {
         poll_fn(|cx| session.with(|e| e.stream(side, key).poll_unleased(cx))).await;
         self.finished = true;
         let ended = self.session.with(|e| {
-            let ended = e.stream(side, key).send_ended();
-            e.stream(side, key).finish();
+            let mut stream = e.stream(side, key);
+            let ended = stream.send_ended();
+            stream.finish();
             ended
         });
         match ended {

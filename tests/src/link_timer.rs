@@ -36,7 +36,8 @@ impl LinkTimer {
                 return;
             }
         }
-        tokio::time::sleep(wait).await;
+        // No timerfd, or it failed: tokio's timer, to the same deadline.
+        tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
     }
 }
 

@@ -92,8 +92,9 @@ impl Pair {
         let flow = book.flows.entry(named).or_default();
         let n = flow.sent(side).len();
         let mut payload = Some(tagged(named.1, n as u32 + 1, len));
-        let credit = node.e.stream(side, key).credit();
-        match node.e.stream(side, key).poll_send(&mut payload, &mut cx()) {
+        let mut stream = node.e.stream(side, key);
+        let credit = stream.credit();
+        match stream.poll_send(&mut payload, &mut cx()) {
             Poll::Ready(Ok(())) => {
                 assert!(credit > 0, "sent without credit");
                 flow.sent(side).push(len);
@@ -153,8 +154,9 @@ impl Pair {
             return self.settle_at(p);
         }
         let flow = book.flows.entry(named).or_default();
-        let credit = node.e.stream(side, key).credit();
-        let Some(mut lease) = node.e.stream(side, key).lease() else {
+        let mut stream = node.e.stream(side, key);
+        let credit = stream.credit();
+        let Some(mut lease) = stream.lease() else {
             return self.settle_at(p);
         };
         assert!(credit > 0, "a lease without credit");
