@@ -29,7 +29,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
-use crate::engine::{InPlace, Key, Lease, Side, Staged, ENCODE_EARLY};
+use crate::engine::{InPlace, Key, Lease, Side, Staged, WriterVisit, ENCODE_EARLY};
 use crate::error::Error;
 use crate::session::Session;
 
@@ -55,8 +55,13 @@ fn id(session: &Arc<Session>, key: Key) -> (usize, Key) {
 /// Stages `payload` if this sender may: it is the output of the stream handler being
 /// polled on this thread, the payload is small, and the stream has credit and room.
 /// Returns None if the message was not staged (send it on its own), else whether the stage
-/// was queued and filled a frame's worth for the writer (the sender then lets it run).
-pub(crate) fn stage(session: &Arc<Session>, key: Key, payload: &[u8]) -> Option<bool> {
+/// was queued and filled a frame's worth for the writer (the sender then waits for the
+/// writer's next visit).
+pub(crate) fn stage(
+    session: &Arc<Session>,
+    key: Key,
+    payload: &[u8],
+) -> Option<Option<WriterVisit>> {
     STAGE
         .try_with(|cell| {
             let mut stage = cell.try_borrow_mut().ok()?;
@@ -92,10 +97,10 @@ fn leased<'a>(lease: &'a mut Option<Lease>, session: &Session, key: Key) -> Opti
 /// After a message was staged: once the stage is full it is queued and the next lease
 /// taken, in one step. Whether a frame's worth now waits for the writer.
 #[inline]
-fn queue_if_full(session: &Session, key: Key, stage: &mut Stage) -> bool {
+fn queue_if_full(session: &Session, key: Key, stage: &mut Stage) -> Option<WriterVisit> {
     let Stage { lease, staged, .. } = stage;
     if !lease.as_ref().is_some_and(|l| staged.full(l)) {
-        return false;
+        return None;
     }
     lease.take();
     session.with(|e| {
@@ -109,7 +114,7 @@ fn queue_if_full(session: &Session, key: Key, stage: &mut Stage) -> bool {
 /// What [`stage_with`] did with a message.
 pub(crate) enum StagedWith<F> {
     /// Staged; whether the stage was queued and filled a frame's worth for the writer.
-    Staged(bool),
+    Staged(Option<WriterVisit>),
     /// Encoded, but to be sent on its own (empty, or too large to stage): its payload.
     Whole(Bytes),
     /// Not encoded (this sender does not stage now, or has no lease left): the encoder,
@@ -185,10 +190,8 @@ pub(crate) fn flush(session: &Arc<Session>, side: Side, key: Key) {
 
 /// Ends the lease, if one was taken, queueing what is staged under it (one step on the
 /// engine); whether a frame's worth now waits for the writer.
-fn queue(session: &Session, key: Key, stage: &mut Stage) -> bool {
-    if stage.lease.take().is_none() {
-        return false;
-    }
+fn queue(session: &Session, key: Key, stage: &mut Stage) -> Option<WriterVisit> {
+    stage.lease.take()?;
     let staged = &mut stage.staged;
     session.with(|e| {
         e.stream(Side::Handler, key).send_staged(staged);

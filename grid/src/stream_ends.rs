@@ -19,11 +19,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::engine::{Key, RecvBatch, Side, ENCODE_EARLY};
+use crate::engine::{Key, RecvBatch, Side, WriterVisit, ENCODE_EARLY};
 use crate::error::{Error, Result};
 use crate::send_stage::{self, StagedWith};
 use crate::session::Session;
-use crate::tasks::requeue;
 
 /// Most messages [`StreamSender::send_all`] queues in one step.
 const SEND_ALL_BATCH: usize = 256;
@@ -41,9 +40,9 @@ pub struct StreamSender {
     max_message: usize,
     /// `finish` consumed the sender: its drop does nothing more.
     finished: bool,
-    /// The last message sent filled a frame's worth: the next send lets the writer run
-    /// first.
-    step_aside: bool,
+    /// The last message sent filled a frame's worth: the next send first waits for the
+    /// writer to come for it (after this visit of the writer's).
+    step_aside: Option<WriterVisit>,
 }
 
 impl std::fmt::Debug for StreamSender {
@@ -63,7 +62,7 @@ impl StreamSender {
             side,
             key,
             finished: false,
-            step_aside: false,
+            step_aside: None,
         }
     }
 
@@ -142,24 +141,37 @@ impl StreamSender {
         self.send_whole(payload).await
     }
 
-    /// When the last message filled a frame for the writer, which may be queued behind
-    /// this task, lets it run first (before the next message, so a send cancelled here
-    /// has sent nothing).
+    /// When the last message filled a frame for the writer, waits until the writer came for
+    /// it (before the next message, so a send cancelled here has sent nothing). Waiting,
+    /// not yielding: a task that wakes itself to yield makes tokio wake an idle worker to
+    /// steal it, and a sender and its writer then pass every frame between two threads.
+    /// Woken by the writer, the sender runs next on the writer's thread. (Measured, one
+    /// stream of 16 KiB messages over a 10 ms path: 0.55-0.68x a raw WebSocket with a
+    /// yield, 0.64-0.91x waiting.)
     async fn step_aside_first(&mut self) {
-        if std::mem::take(&mut self.step_aside) {
-            requeue().await;
+        if let Some(since) = self.step_aside.take() {
+            self.writer_back(since).await;
         }
+    }
+
+    /// Waits until the writer came for a frame after `since`.
+    async fn writer_back(&self, since: WriterVisit) {
+        poll_fn(|cx| self.session.with(|e| e.poll_writer_back(since, cx))).await;
     }
 
     /// Sends one message on its own (not staged), first waiting for credit.
     async fn send_whole(&mut self, payload: Bytes) -> Result<()> {
         let (side, key) = (self.side, self.key);
         let mut payload = Some(payload);
-        let mut step_aside = false;
+        let mut step_aside = None;
         poll_fn(|cx| {
             self.session.with(|e| {
                 let sent = e.stream(side, key).poll_send(&mut payload, cx);
-                step_aside = sent.is_ready() && e.take_frame_waiting();
+                step_aside = if sent.is_ready() {
+                    e.take_frame_waiting()
+                } else {
+                    None
+                };
                 sent
             })
         })
@@ -225,8 +237,8 @@ impl StreamSender {
                     .try_for_each(|p| e.stream(side, key).send(p))
                     .map(|()| e.take_frame_waiting())
             })?;
-            if step_aside {
-                requeue().await;
+            if let Some(since) = step_aside {
+                self.writer_back(since).await;
             }
             if let Some(too_large) = batch.first() {
                 return self.check_size(too_large);
@@ -253,9 +265,9 @@ impl StreamSender {
         let (side, key) = (self.side, self.key);
         let session = self.session.clone();
         send_stage::flush(&session, side, key);
-        if session.with(|e| e.take_frame_waiting()) {
+        if let Some(since) = session.with(|e| e.take_frame_waiting()) {
             // What earlier permits sent fills a frame: let the writer take it first.
-            requeue().await;
+            self.writer_back(since).await;
         }
         poll_fn(|cx| session.with(|e| e.stream(side, key).poll_credit(cx))).await?;
         Ok(Permit { sender: self })

@@ -81,6 +81,7 @@ pub use budget::NodeBudget;
 pub(crate) use budget::MIN_WINDOW;
 pub(crate) use calls::{Answer, Outgoing};
 pub(crate) use out_queue::ENCODE_EARLY;
+pub(crate) use outbox::WriterVisit;
 #[cfg(fuzzing)]
 pub(crate) use outbox::CHUNK;
 pub(crate) use slab::Key;
@@ -281,6 +282,7 @@ impl Engine {
             return;
         }
         self.closed = Some(err.clone());
+        self.wakes.append(&mut self.outbox.visit_waiters);
         for key in self.callers.keys() {
             self.close_caller(key, &err);
         }

@@ -15,7 +15,7 @@
 //! confirmed reading fit the chunk window ([`ChunkWindow`](super::chunk_window::ChunkWindow)).
 
 use std::collections::VecDeque;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -69,7 +69,16 @@ pub(super) struct Outbox {
     /// Another full frame's worth has been queued since the writer last took one, not yet
     /// reported ([`Engine::take_frame_waiting`]).
     frame_waiting: bool,
+    /// How many times the writer came for a frame ([`WriterVisit`]).
+    visits: u64,
+    /// Senders waiting for the writer's next visit ([`Engine::poll_writer_back`]).
+    pub(super) visit_waiters: Vec<Waker>,
 }
+
+/// A count of the writer's visits: a sender that queued a frame's worth waits until the
+/// writer came for it ([`Engine::poll_writer_back`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WriterVisit(u64);
 
 impl Outbox {
     pub(super) fn new(peer_window: u64) -> Self {
@@ -90,6 +99,8 @@ impl Outbox {
             room_waiters: Vec::new(),
             unsent: (0, 0),
             frame_waiting: false,
+            visits: 0,
+            visit_waiters: Vec::new(),
         }
     }
 
@@ -126,6 +137,8 @@ impl Engine {
         self.timers.write_started = None;
         self.outbox.unsent = (0, 0);
         self.outbox.frame_waiting = false;
+        self.outbox.visits += 1;
+        self.wakes.append(&mut self.outbox.visit_waiters);
         if let Some(err) = &self.closed {
             return Poll::Ready(Err(err.clone()));
         }
@@ -153,12 +166,30 @@ impl Engine {
     }
 
     /// Whether another full frame's worth was queued since the writer last took one
-    /// (reported once per frame's worth). A stream sender asks after each send and, when
-    /// it is true, steps aside before its next one, so the writer, which may be queued
-    /// behind it on the same thread, sends frames as they fill rather than after the
-    /// sender has used all its credit.
-    pub(crate) fn take_frame_waiting(&mut self) -> bool {
-        std::mem::take(&mut self.outbox.frame_waiting)
+    /// (reported once per frame's worth), with the writer's visit it was queued after. A
+    /// stream sender asks after each send and, when one waits, waits for the writer's next
+    /// visit ([`Engine::poll_writer_back`]) before its next send, so the writer sends
+    /// frames as they fill rather than after the sender has used all its credit.
+    pub(crate) fn take_frame_waiting(&mut self) -> Option<WriterVisit> {
+        std::mem::take(&mut self.outbox.frame_waiting).then_some(WriterVisit(self.outbox.visits))
+    }
+
+    /// Ready once the writer came for a frame after `since` (or the engine closed): a
+    /// sender that queued a frame's worth waits here before its next message, rather than
+    /// yielding its thread, so the writer runs first when both share one.
+    pub(crate) fn poll_writer_back(
+        &mut self,
+        since: WriterVisit,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        if self.outbox.visits != since.0 || self.closed.is_some() {
+            return Poll::Ready(());
+        }
+        let waiters = &mut self.outbox.visit_waiters;
+        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// Whether at least a full frame's worth waits for the writer: it then writes at once

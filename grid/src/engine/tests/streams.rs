@@ -598,20 +598,20 @@ fn a_sender_learns_once_per_frame_when_a_full_frame_waits_for_the_writer() {
     let mut f = super::fixture::Fixture::with_window(At::Open, 1 << 20);
     f.b_send(b"small").expect("credit");
     assert!(
-        !f.net.b.e.take_frame_waiting(),
+        f.net.b.e.take_frame_waiting().is_none(),
         "one small message is no frame"
     );
     assert!(!f.net.b.e.frame_full());
     f.b_send(&FRAME).expect("credit");
     assert!(
-        f.net.b.e.take_frame_waiting(),
+        f.net.b.e.take_frame_waiting().is_some(),
         "a frame's worth of bytes waits"
     );
-    assert!(!f.net.b.e.take_frame_waiting(), "reported once");
+    assert!(f.net.b.e.take_frame_waiting().is_none(), "reported once");
     assert!(f.net.b.e.frame_full(), "the writer need not wait for more");
     f.b_send(b"small").expect("credit");
     assert!(
-        !f.net.b.e.take_frame_waiting(),
+        f.net.b.e.take_frame_waiting().is_none(),
         "not a second frame's worth yet"
     );
     f.net.pump();
@@ -623,20 +623,81 @@ fn a_sender_learns_once_per_frame_when_a_full_frame_waits_for_the_writer() {
 }
 
 #[test]
+fn a_sender_that_queued_a_frame_waits_for_the_writer_to_come_for_it() {
+    static FRAME: [u8; crate::engine::transmit::MERGE_LIMIT] =
+        [7; crate::engine::transmit::MERGE_LIMIT];
+    let mut f = super::fixture::Fixture::with_window(At::Open, 1 << 20);
+    f.b_send(&FRAME).expect("credit");
+    let since = f
+        .net
+        .b
+        .e
+        .take_frame_waiting()
+        .expect("a frame's worth waits");
+    let sender = super::Watch::new();
+    for _ in 0..2 {
+        // Polled twice (say, by a select loop): one waker kept, woken once.
+        assert!(f
+            .net
+            .b
+            .e
+            .poll_writer_back(since, &mut sender.cx())
+            .is_pending());
+    }
+    f.net.b.wake();
+    assert_eq!(
+        sender.woken(),
+        0,
+        "nothing wakes it before the writer comes"
+    );
+    f.net.pump();
+    assert_eq!(sender.woken(), 1, "the writer's visit wakes it, once");
+    assert!(f
+        .net
+        .b
+        .e
+        .poll_writer_back(since, &mut sender.cx())
+        .is_ready());
+    // Waiting when the connection closes: woken, and ready.
+    f.b_send(&FRAME).expect("credit");
+    let since = f
+        .net
+        .b
+        .e
+        .take_frame_waiting()
+        .expect("a second frame waits");
+    assert!(f
+        .net
+        .b
+        .e
+        .poll_writer_back(since, &mut sender.cx())
+        .is_pending());
+    f.net.b.e.close(Error::Disconnected);
+    f.net.b.wake();
+    assert_eq!(sender.woken(), 2, "closing wakes a waiting sender");
+    assert!(f
+        .net
+        .b
+        .e
+        .poll_writer_back(since, &mut sender.cx())
+        .is_ready());
+}
+
+#[test]
 fn the_writer_taking_a_frame_starts_the_count_of_unsent_bytes_again() {
     static HALF: [u8; crate::engine::transmit::MERGE_LIMIT / 2] =
         [6; crate::engine::transmit::MERGE_LIMIT / 2];
     let mut f = super::fixture::Fixture::with_window(At::Open, 1 << 20);
     f.b_send(&HALF).expect("credit");
-    assert!(!f.net.b.e.take_frame_waiting(), "half a frame");
+    assert!(f.net.b.e.take_frame_waiting().is_none(), "half a frame");
     f.net.pump();
     f.b_send(&HALF).expect("credit");
     assert!(
-        !f.net.b.e.take_frame_waiting(),
+        f.net.b.e.take_frame_waiting().is_none(),
         "the writer took the first half: the count started again"
     );
     f.b_send(&HALF).expect("credit");
-    assert!(f.net.b.e.take_frame_waiting(), "two halves wait");
+    assert!(f.net.b.e.take_frame_waiting().is_some(), "two halves wait");
     f.net.pump();
     for _ in 0..3 {
         assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(&HALF))));
