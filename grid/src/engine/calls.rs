@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::assembly::Payload;
-use super::out_queue::OutQueue;
+use super::header::Header;
 use super::state::Stream;
 use super::violation::Violation;
 use super::window::RecvWindow;
@@ -44,24 +44,16 @@ pub(super) enum CallState {
 pub(super) struct CallerCall {
     pub(super) state: CallState,
     pub(super) waker: Option<Waker>,
-    pub(super) deadline: Instant,
-    pub(super) out: OutQueue,
-    /// While live on the wire: counted against the limits, with its request's bytes.
-    pub(super) counted: Option<usize>,
-    /// The user's future still holds the call.
-    pub(super) held: bool,
+    pub(super) header: Header,
 }
 
 impl CallerCall {
     /// What a pooled box holds once its call ended: nothing alive.
-    pub(super) fn ended(was: &CallerCall) -> CallerCall {
+    pub(super) fn ended(_was: &CallerCall) -> CallerCall {
         CallerCall {
             state: CallState::Waiting,
             waker: None,
-            deadline: was.deadline,
-            out: OutQueue::default(),
-            counted: None,
-            held: false,
+            header: Header::default(),
         }
     }
 }
@@ -79,10 +71,7 @@ pub(super) struct HandlerCall {
     pub(super) mux_id: u64,
     pub(super) handler: HandlerId,
     pub(super) state: HandlerCallState,
-    pub(super) deadline: Option<Instant>,
-    pub(super) out: OutQueue,
-    /// While live on the wire: counted against the limits, with its request's bytes.
-    pub(super) counted: Option<usize>,
+    pub(super) header: Header,
     pub(super) batch: u64,
 }
 
@@ -93,9 +82,7 @@ impl HandlerCall {
             mux_id: 0,
             handler: was.handler,
             state: HandlerCallState::Done,
-            deadline: None,
-            out: OutQueue::default(),
-            counted: None,
+            header: Header::default(),
             batch: 0,
         }
     }
@@ -156,8 +143,7 @@ impl Engine {
     fn activate(&mut self, key: Key, open: Message) {
         let len = open.payload.as_ref().map_or(0, Bytes::len);
         match self.callers.get_mut(key) {
-            Some(CallerEntry::Call(c)) => c.counted = Some(len),
-            Some(CallerEntry::Stream(s)) => s.counted = Some(len),
+            Some(e) => e.header_mut().counted = Some(len),
             None => return,
         }
         self.active_callers += 1;
@@ -220,12 +206,12 @@ impl Engine {
             .insert(CallerEntry::Call(self.caller_boxes.boxed(CallerCall {
                 state: CallState::Waiting,
                 waker: None,
-                deadline,
-                out: OutQueue::default(),
-                counted: None,
-                held: true,
+                header: Header {
+                    holders: 1,
+                    ..Header::default()
+                },
             })));
-        self.timers.add_deadline(deadline, Side::Caller, key);
+        self.arm_timer(Side::Caller, key, deadline);
         self.activate_or_queue(key, Self::open_message(key, Op::Request, o, ms));
         Ok(key)
     }
@@ -254,12 +240,11 @@ impl Engine {
             ))));
         if let Some(CallerEntry::Stream(s)) = self.callers.get_mut(key) {
             s.mux_id = key.mux_id();
-            s.handles = 1;
-            s.deadline = Some(deadline);
+            s.header.holders = 1;
             s.recv.window = RecvWindow::new(window);
             s.recv.tuning = tuning;
         }
-        self.timers.add_deadline(deadline, Side::Caller, key);
+        self.arm_timer(Side::Caller, key, deadline);
         let mut open = Self::open_message(key, Op::ConnectMux, o, ms);
         // The open carries the window granted for the handler's messages (PROTOCOL.md §6).
         open.seq = u32::try_from(window).unwrap_or(u32::MAX);
@@ -278,7 +263,7 @@ impl Engine {
         };
         match std::mem::replace(&mut c.state, CallState::Taken) {
             CallState::Answered(r) => {
-                c.held = false;
+                c.header.holders = 0;
                 self.settle(Side::Caller, key);
                 Poll::Ready(r)
             }
@@ -300,7 +285,7 @@ impl Engine {
         let Some(CallerEntry::Call(c)) = self.callers.get_mut(key) else {
             return;
         };
-        c.held = false;
+        c.header.holders = 0;
         if matches!(c.state, CallState::Waiting) {
             c.state = CallState::Taken;
             self.abandon_call(key);
@@ -311,11 +296,11 @@ impl Engine {
     /// Ends a waiting call on the wire: drops what was not sent, and tells the handler side
     /// if anything was.
     fn abandon_call(&mut self, key: Key) {
-        let Some(CallerEntry::Call(c)) = self.callers.get(key) else {
+        let Some(CallerEntry::Call(c)) = self.callers.get_mut(key) else {
             return;
         };
-        let (transmitted, deadline) = (c.out.transmitted, c.deadline);
-        self.timers.remove_deadline(deadline, Side::Caller, key);
+        let transmitted = c.header.out.transmitted;
+        self.timers.disarm(&mut c.header.timer, Side::Caller, key);
         self.clear_out(Side::Caller, key);
         self.assembler.forget(Op::Response, key.mux_id());
         if transmitted {
@@ -367,9 +352,9 @@ impl Engine {
             return;
         }
         c.state = CallState::Answered(answer);
-        let (waker, deadline) = (c.waker.take(), c.deadline);
+        let waker = c.waker.take();
+        self.timers.disarm(&mut c.header.timer, Side::Caller, key);
         self.wake(waker);
-        self.timers.remove_deadline(deadline, Side::Caller, key);
         self.clear_out(Side::Caller, key);
         self.settle(Side::Caller, key);
     }
@@ -444,8 +429,7 @@ impl Engine {
             if let Err(why) = s.send.credit.grant(u64::from(msg.seq)) {
                 return self.refuse_open(msg, ErrorKind::Protocol, &why);
             }
-            s.deadline = deadline;
-            s.counted = Some(len);
+            s.header.counted = Some(len);
             if let super::state::Role::Handler { batch, .. } = &mut s.role {
                 *batch = self.batch;
             }
@@ -455,9 +439,10 @@ impl Engine {
                 mux_id: msg.mux_id,
                 handler: msg.handler,
                 state: HandlerCallState::Pending,
-                deadline,
-                out: OutQueue::default(),
-                counted: Some(len),
+                header: Header {
+                    counted: Some(len),
+                    ..Header::default()
+                },
                 batch: self.batch,
             }))
         };
@@ -466,7 +451,7 @@ impl Engine {
         self.active_handlers += 1;
         self.request_bytes.1 += len;
         if let Some(d) = deadline {
-            self.timers.add_deadline(d, Side::Handler, key);
+            self.arm_timer(Side::Handler, key, d);
         }
         self.starts.push_back(Start {
             key,
@@ -507,16 +492,13 @@ impl Engine {
         let mut reply = Message::new(Op::Response);
         reply.mux_id = c.mux_id;
         reply.handler = c.handler;
-        let deadline = c.deadline;
+        self.timers.disarm(&mut c.header.timer, Side::Handler, key);
         match answer {
             Ok(payload) => reply.payload = payload,
             Err(failure) => {
                 reply.flags = Flags::PAYLOAD_IS_ERROR;
                 reply.payload = Some(failure.encode());
             }
-        }
-        if let Some(d) = deadline {
-            self.timers.remove_deadline(d, Side::Handler, key);
         }
         self.push_out(Side::Handler, key, reply);
         self.settle(Side::Handler, key);
@@ -536,15 +518,13 @@ impl Engine {
         let Some(HandlerEntry::Call(c)) = self.handlers.get_mut(key) else {
             return Ok(());
         };
-        let (state, batch, deadline) = (c.state, c.batch, c.deadline);
+        let (state, batch) = (c.state, c.batch);
         c.state = HandlerCallState::Done;
+        self.timers.disarm(&mut c.header.timer, Side::Handler, key);
         match state {
             HandlerCallState::Pending => self.early_cancel(batch)?,
             HandlerCallState::Running => self.stops.push(key),
             HandlerCallState::Done => {}
-        }
-        if let Some(d) = deadline {
-            self.timers.remove_deadline(d, Side::Handler, key);
         }
         self.clear_out(Side::Handler, key);
         self.settle(Side::Handler, key);

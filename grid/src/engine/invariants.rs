@@ -2,42 +2,36 @@
 //! every fuzz step ([`Engine::check_invariants`]): what is counted against the limits
 //! matches what is live, windows and budgets add up, and held payloads are accounted for.
 
-use super::life::Life;
-use super::state::Stream;
+use super::calls::{CallState, HandlerCallState};
+use super::state::{Stream, StreamState};
 use super::{assembly, window, CallerEntry, Engine, HandlerEntry, Side};
 
 impl Engine {
     /// Asserts every invariant the engine keeps between steps (for the stepped tests).
     pub(crate) fn check_invariants(&self) {
         let mut counted = (0, 0, 0, 0);
-        for (_, e) in self.callers.iter() {
-            let (c, s) = match e {
-                CallerEntry::Call(c) => (c.counted, None),
-                CallerEntry::Stream(s) => (s.counted, Some(s)),
-            };
-            if let Some(bytes) = c {
-                counted.0 += 1;
-                counted.1 += bytes;
+        for (side, key, h) in self.headers() {
+            let Some(bytes) = h.counted else { continue };
+            match side {
+                Side::Caller => (counted.0, counted.1) = (counted.0 + 1, counted.1 + bytes),
+                Side::Handler => {
+                    (counted.2, counted.3) = (counted.2 + 1, counted.3 + bytes);
+                    let mux = self.handlers.get(key).map(|e| e.mux_id());
+                    assert_eq!(
+                        mux.and_then(|m| self.handler_ids.get(&m)),
+                        Some(&key),
+                        "live mux ids are taken"
+                    );
+                }
             }
-            if let Some(s) = s {
+        }
+        for (_, e) in self.callers.iter() {
+            if let CallerEntry::Stream(s) = e {
                 self.check_stream(s);
             }
         }
-        for (key, e) in self.handlers.iter() {
-            let (c, mux, s) = match e {
-                HandlerEntry::Call(c) => (c.counted, c.mux_id, None),
-                HandlerEntry::Stream(s) => (s.counted, s.mux_id, Some(s)),
-            };
-            if let Some(bytes) = c {
-                counted.2 += 1;
-                counted.3 += bytes;
-                assert_eq!(
-                    self.handler_ids.get(&mux),
-                    Some(&key),
-                    "live mux ids are taken"
-                );
-            }
-            if let Some(s) = s {
+        for (_, e) in self.handlers.iter() {
+            if let HandlerEntry::Stream(s) = e {
                 self.check_stream(s);
             }
         }
@@ -124,23 +118,14 @@ impl Engine {
             self.outbox.refusals() <= c.max_concurrent,
             "refusals waiting"
         );
-        // Every entry is live on the wire, waiting for the peer's room, or held by a user.
-        for (key, e) in self.callers.iter() {
-            let (counted, released) = match e {
-                CallerEntry::Call(c) => (c.counted.is_some(), c.released()),
-                CallerEntry::Stream(s) => (s.counted.is_some(), s.released()),
-            };
+        // Every entry is live on the wire, held by a user, or (made here) waiting for the
+        // peer's room.
+        for (side, key, h) in self.headers() {
+            let waits = side == Side::Caller && self.queued.iter().any(|(k, _)| *k == key);
             assert!(
-                counted || !released || self.queued.iter().any(|(k, _)| *k == key),
-                "a call or stream made here that nothing holds"
+                h.counted.is_some() || h.holders > 0 || waits,
+                "a call or stream on the {side:?} side that nothing holds"
             );
-        }
-        for (_, e) in self.handlers.iter() {
-            let live = match e {
-                HandlerEntry::Call(c) => c.counted.is_some(),
-                HandlerEntry::Stream(s) => s.counted.is_some() || !s.released(),
-            };
-            assert!(live, "a call or stream served here that nothing holds");
         }
         for start in &self.starts {
             assert!(
@@ -148,12 +133,43 @@ impl Engine {
                 "a handler waiting to start for a call that is gone"
             );
         }
-        for (side, key) in self.timers.deadline_keys() {
-            let live = match side {
-                Side::Caller => self.callers.get(key).is_some(),
-                Side::Handler => self.handlers.get(key).is_some(),
-            };
-            assert!(live, "a deadline for a call or stream that is gone");
+        // A deadline is held for an entry exactly when its header says so: none outlives
+        // its call or stream, and none is lost while its header still counts on it.
+        let mut armed = 0;
+        for (side, key, h) in self.headers() {
+            if let Some(at) = h.timer {
+                armed += 1;
+                assert!(
+                    self.timers.holds(at, side, key),
+                    "a header's timer the timers do not hold"
+                );
+            }
         }
+        // And an entry whose phase is over holds none: every ending path lets it go.
+        for (_, e) in self.callers.iter() {
+            let over = match e {
+                CallerEntry::Call(c) => !matches!(c.state, CallState::Waiting),
+                CallerEntry::Stream(s) => s.state == StreamState::Closed,
+            };
+            assert!(
+                !over || e.header().timer.is_none(),
+                "an ended entry's timer"
+            );
+        }
+        for (_, e) in self.handlers.iter() {
+            let over = match e {
+                HandlerEntry::Call(c) => c.state == HandlerCallState::Done,
+                HandlerEntry::Stream(s) => s.state == StreamState::Closed,
+            };
+            assert!(
+                !over || e.header().timer.is_none(),
+                "an ended entry's timer"
+            );
+        }
+        assert_eq!(
+            armed,
+            self.timers.deadline_count(),
+            "a deadline for a call or stream that is gone or no longer waits for it"
+        );
     }
 }

@@ -1,9 +1,10 @@
 //! What every call and stream answers, whatever its side and kind ([`Life`]): where it is
-//! in its life, who still holds it, and what it is counted against. The engine settles
-//! entries through it alone ([`Status`]), so no kind of entry can be left out of the
-//! cleanup.
+//! in its life (its own phase), and its books ([`Header`]: who still holds it, what it is
+//! counted against). The engine settles entries through it alone ([`Status`]), so no kind
+//! of entry can be left out of the cleanup.
 
 use super::calls::{CallState, CallerCall, HandlerCall, HandlerCallState};
+use super::header::Header;
 use super::state::{Stream, StreamState};
 use super::{CallerEntry, HandlerEntry};
 
@@ -11,10 +12,14 @@ use super::{CallerEntry, HandlerEntry};
 pub(super) trait Life {
     /// Over on the wire, with nothing left to send.
     fn wire_done(&self) -> bool;
+    /// Its books: what it is counted against, its timer, its messages to send, its
+    /// holders.
+    fn header(&self) -> &Header;
+    fn header_mut(&mut self) -> &mut Header;
     /// No user object holds it any more.
-    fn released(&self) -> bool;
-    /// While live on the wire: counted against the limits, with its request's bytes.
-    fn counted(&mut self) -> &mut Option<usize>;
+    fn released(&self) -> bool {
+        self.header().holders == 0
+    }
     /// Its mux id on the wire, when the entry holds one (a caller's single call does not:
     /// its key is its mux id).
     fn mux_id(&self) -> Option<u64>;
@@ -22,13 +27,13 @@ pub(super) trait Life {
 
 impl Life for CallerCall {
     fn wire_done(&self) -> bool {
-        !matches!(self.state, CallState::Waiting) && self.out.is_idle()
+        !matches!(self.state, CallState::Waiting) && self.header.out.is_idle()
     }
-    fn released(&self) -> bool {
-        !self.held
+    fn header(&self) -> &Header {
+        &self.header
     }
-    fn counted(&mut self) -> &mut Option<usize> {
-        &mut self.counted
+    fn header_mut(&mut self) -> &mut Header {
+        &mut self.header
     }
     fn mux_id(&self) -> Option<u64> {
         None
@@ -37,14 +42,13 @@ impl Life for CallerCall {
 
 impl Life for HandlerCall {
     fn wire_done(&self) -> bool {
-        self.state == HandlerCallState::Done && self.out.is_idle()
+        self.state == HandlerCallState::Done && self.header.out.is_idle()
     }
-    fn released(&self) -> bool {
-        // The handler's task holds no part of the entry: the answer is given by key.
-        true
+    fn header(&self) -> &Header {
+        &self.header
     }
-    fn counted(&mut self) -> &mut Option<usize> {
-        &mut self.counted
+    fn header_mut(&mut self) -> &mut Header {
+        &mut self.header
     }
     fn mux_id(&self) -> Option<u64> {
         Some(self.mux_id)
@@ -53,13 +57,13 @@ impl Life for HandlerCall {
 
 impl Life for Stream {
     fn wire_done(&self) -> bool {
-        self.state == StreamState::Closed && self.out.is_idle()
+        self.state == StreamState::Closed && self.header.out.is_idle()
     }
-    fn released(&self) -> bool {
-        self.handles == 0
+    fn header(&self) -> &Header {
+        &self.header
     }
-    fn counted(&mut self) -> &mut Option<usize> {
-        &mut self.counted
+    fn header_mut(&mut self) -> &mut Header {
+        &mut self.header
     }
     fn mux_id(&self) -> Option<u64> {
         Some(self.mux_id)
@@ -85,7 +89,11 @@ fn status<L: Life>(entry: &mut L) -> Status {
     Status {
         done,
         released: entry.released(),
-        uncounted: if done { entry.counted().take() } else { None },
+        uncounted: if done {
+            entry.header_mut().counted.take()
+        } else {
+            None
+        },
         mux_id: entry.mux_id(),
     }
 }
@@ -100,6 +108,15 @@ impl CallerEntry {
 }
 
 impl HandlerEntry {
+    /// The peer's id for it on the wire.
+    #[cfg(any(test, fuzzing))]
+    pub(super) fn mux_id(&self) -> u64 {
+        match self {
+            HandlerEntry::Call(c) => c.mux_id,
+            HandlerEntry::Stream(s) => s.mux_id,
+        }
+    }
+
     pub(super) fn settle(&mut self) -> Status {
         match self {
             HandlerEntry::Call(c) => status(&mut **c),

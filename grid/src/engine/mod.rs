@@ -48,6 +48,7 @@ mod budget;
 mod calls;
 mod chunk_window;
 mod control;
+mod header;
 #[cfg(any(test, fuzzing))]
 mod invariants;
 mod life;
@@ -455,8 +456,10 @@ impl Engine {
 
     /// Removes an entry (its mux id was released when it stopped counting).
     fn remove(&mut self, side: Side, key: Key) {
-        // A stream ended here and then released by its caller's cancel before its pong
-        // left: nothing of it stays in the control lanes.
+        // Whatever way it ended, it holds no timer once gone; and a stream ended here and
+        // then released by its caller's cancel before its pong left: nothing of it stays
+        // in the control lanes.
+        self.disarm_timer(side, key);
         self.forget_control(side, key);
         match side {
             Side::Caller => match self.callers.remove(key) {

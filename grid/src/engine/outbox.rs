@@ -350,16 +350,7 @@ impl Engine {
     }
 
     fn out_mut(&mut self, side: Side, key: Key) -> Option<&mut OutQueue> {
-        match side {
-            Side::Caller => match self.callers.get_mut(key)? {
-                CallerEntry::Call(c) => Some(&mut c.out),
-                CallerEntry::Stream(s) => Some(&mut s.out),
-            },
-            Side::Handler => match self.handlers.get_mut(key)? {
-                HandlerEntry::Call(c) => Some(&mut c.out),
-                HandlerEntry::Stream(s) => Some(&mut s.out),
-            },
-        }
+        self.header_mut(side, key).map(|h| &mut h.out)
     }
 
     /// Takes an entry's small messages (up to its turn), or schedules its large head.
@@ -527,24 +518,7 @@ impl Engine {
         let mut stream_bytes = 0;
         let mut in_progress = 0u64;
         let mut scheduled = [0usize; 3];
-        let queues = self
-            .callers
-            .iter()
-            .map(|(k, e)| {
-                let out = match e {
-                    CallerEntry::Call(c) => &c.out,
-                    CallerEntry::Stream(s) => &s.out,
-                };
-                (Side::Caller, k, out)
-            })
-            .chain(self.handlers.iter().map(|(k, e)| {
-                let out = match e {
-                    HandlerEntry::Call(c) => &c.out,
-                    HandlerEntry::Stream(s) => &s.out,
-                };
-                (Side::Handler, k, out)
-            }));
-        for (side, key, out) in queues {
+        for (side, key, out) in self.headers().map(|(side, key, h)| (side, key, &h.out)) {
             let bytes = out.check();
             if self.is_answer(side, key) {
                 answer_bytes += bytes;

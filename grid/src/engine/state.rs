@@ -20,7 +20,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::assembly::Payload;
-use super::out_queue::OutQueue;
+use super::header::Header;
 use super::recv_queue::RecvQueue;
 use super::tuning::Tuning;
 #[cfg(doc)]
@@ -196,14 +196,10 @@ pub(crate) struct Stream {
     pub(crate) role: Role,
     pub(crate) send: SendHalf,
     pub(crate) recv: RecvHalf,
-    /// User objects holding this stream (the opening future, a sender, a receiver).
-    pub(crate) handles: u8,
-    pub(crate) deadline: Option<Instant>,
-    pub(crate) out: OutQueue,
+    /// What it is counted against, its timer, its messages to send.
+    pub(crate) header: Header,
     /// Caller: a ping is queued. Handler: a pong is queued.
     pub(crate) ping_queued: bool,
-    /// While live on the wire: counted against the limits, with its open's payload bytes.
-    pub(crate) counted: Option<usize>,
 }
 
 impl Stream {
@@ -231,11 +227,8 @@ impl Stream {
             },
             send: SendHalf::new(peer_max_window),
             recv: RecvHalf::new(),
-            handles: 0,
-            deadline: None,
-            out: OutQueue::for_stream(),
+            header: Header::for_stream(),
             ping_queued: false,
-            counted: None,
         }
     }
 

@@ -118,7 +118,7 @@ impl Engine {
         let Some(s) = self.stream_mut(side, key) else {
             return;
         };
-        s.handles = s.handles.saturating_sub(1);
+        s.header.holders = s.header.holders.saturating_sub(1);
         let unfinished = !s.recv.done;
         s.recv.done = true;
         match side {

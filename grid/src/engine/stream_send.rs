@@ -245,12 +245,12 @@ impl StreamView<'_> {
         }
         let len = payload.as_ref().map_or(0, Bytes::len);
         s.send.credit.spend(cost(len));
-        if s.out.encodes_early(len) {
+        if s.header.out.encodes_early(len) {
             // Encoded into the stream's queue now; the payload itself stays with the caller,
             // which frees it after the lock.
             let m = s.next_data_ref(Flags::NONE, payload.as_deref().unwrap_or_default());
-            s.out.push_encoded(&m);
-            let newly = s.out.mark_ready();
+            s.header.out.push_encoded(&m);
+            let newly = s.header.out.mark_ready();
             e.queued(side, key, len, newly);
         } else {
             let m = s.next_data(Flags::NONE, Some(payload.take().unwrap_or_default()));
@@ -269,7 +269,7 @@ impl StreamView<'_> {
         let room = e.stream_room(side, key);
         let s = e.stream_mut(side, key)?;
         let may = s.send.end.is_none() && s.send.credit.open() && room > 0;
-        if !may || s.send.leased || !s.out.takes_staged() {
+        if !may || s.send.leased || !s.header.out.takes_staged() {
             return None;
         }
         s.send.leased = true;
@@ -298,9 +298,10 @@ impl StreamView<'_> {
         if s.send.end.is_none() && count > 0 {
             s.send.credit.spend(staged.cost);
             s.send.seq = staged.seq;
-            s.out
+            s.header
+                .out
                 .push_staged(&mut staged.bytes, &mut staged.lens, payload);
-            let newly = s.out.mark_ready();
+            let newly = s.header.out.mark_ready();
             e.queued_many(side, key, payload, count, newly);
         }
         staged.clear();
@@ -365,7 +366,7 @@ impl StreamView<'_> {
         let Some(s) = e.stream_mut(side, key) else {
             return;
         };
-        s.handles = s.handles.saturating_sub(1);
+        s.header.holders = s.header.holders.saturating_sub(1);
         if s.send.end.is_none() {
             s.send.end = Some(Error::StreamEnded);
             if side == Side::Caller && s.state == StreamState::Open {
@@ -383,7 +384,7 @@ impl StreamView<'_> {
         let Some(s) = e.stream_mut(side, key) else {
             return;
         };
-        s.handles = s.handles.saturating_sub(1);
+        s.header.holders = s.header.holders.saturating_sub(1);
         let abandoned = s.send.end.is_none();
         if side == Side::Caller && abandoned {
             e.end_stream(side, key, Ending::cancelled());

@@ -215,15 +215,12 @@ impl Engine {
         s.recv.end_with(how.recv);
         s.send.end.get_or_insert(how.send);
         let (mux_id, handler, seq, transmitted) =
-            (s.mux_id, s.handler, s.send.seq, s.out.transmitted);
-        let (deadline, peer_op, cancel_op, data_op) =
-            (s.deadline, s.peer_data_op(), s.cancel_op(), s.data_op());
+            (s.mux_id, s.handler, s.send.seq, s.header.out.transmitted);
+        let (peer_op, cancel_op, data_op) = (s.peer_data_op(), s.cancel_op(), s.data_op());
         let mut wakers = Vec::new();
         s.take_wakers(&mut wakers);
         self.wakes.append(&mut wakers);
-        if let Some(d) = deadline {
-            self.timers.remove_deadline(d, side, key);
-        }
+        self.disarm_timer(side, key);
         // Its ping (or pong) and credit are not sent: nothing of the stream stays in the
         // control lanes.
         self.forget_control(side, key);
@@ -301,11 +298,11 @@ impl Engine {
         };
         match opened.take() {
             Some(Ok(ack)) => {
-                s.handles = 1 + u8::from(ack.in_window > 0);
+                s.header.holders = 1 + u8::from(ack.in_window > 0);
                 Poll::Ready(Ok(ack))
             }
             Some(Err(e)) => {
-                s.handles = 0;
+                s.header.holders = 0;
                 self.settle(Side::Caller, key);
                 Poll::Ready(Err(e))
             }
@@ -321,7 +318,7 @@ impl Engine {
         let Some(s) = self.stream_mut(Side::Caller, key) else {
             return;
         };
-        s.handles = 0;
+        s.header.holders = 0;
         if let Some((opened, _)) = s.opening() {
             *opened = None;
         }
@@ -380,7 +377,7 @@ impl Engine {
         if !input {
             s.recv.end = Some(Ok(()));
         }
-        s.handles = 1 + u8::from(input);
+        s.header.holders = 1 + u8::from(input);
         let (mux_id, handler) = (s.mux_id, s.handler);
         let mut ack = Message::new(Op::AckMux);
         ack.mux_id = mux_id;

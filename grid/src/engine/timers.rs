@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use super::header::Header;
 use super::state::{Role, StreamState};
 use super::streams::Ending;
 use super::violation::DeadPeer;
@@ -51,25 +52,38 @@ impl Timers {
         }
     }
 
-    pub(super) fn add_deadline(&mut self, at: Instant, side: Side, key: Key) {
+    /// Holds a deadline `at` for the entry `key` on `side`, and says so in the entry's
+    /// `timer` (its header's).
+    pub(super) fn arm(&mut self, timer: &mut Option<Instant>, at: Instant, side: Side, key: Key) {
+        self.disarm(timer, side, key);
         if self.armed.is_some_and(|armed| at < armed) {
             self.moved = true;
         }
         self.deadlines.insert((at, side, key));
+        *timer = Some(at);
     }
 
-    pub(super) fn remove_deadline(&mut self, at: Instant, side: Side, key: Key) {
-        self.deadlines.remove(&(at, side, key));
+    /// Lets go of the entry's deadline, if one is held.
+    pub(super) fn disarm(&mut self, timer: &mut Option<Instant>, side: Side, key: Key) {
+        if let Some(at) = timer.take() {
+            self.deadlines.remove(&(at, side, key));
+        }
     }
 
     pub(super) fn clear_deadlines(&mut self) {
         self.deadlines.clear();
     }
 
-    /// The entries that have a deadline.
+    /// Whether a deadline `at` is held for the entry `key` on `side`.
     #[cfg(any(test, fuzzing))]
-    pub(super) fn deadline_keys(&self) -> impl Iterator<Item = (Side, Key)> + '_ {
-        self.deadlines.iter().map(|&(_, side, key)| (side, key))
+    pub(super) fn holds(&self, at: Instant, side: Side, key: Key) -> bool {
+        self.deadlines.contains(&(at, side, key))
+    }
+
+    /// How many deadlines are held.
+    #[cfg(any(test, fuzzing))]
+    pub(super) fn deadline_count(&self) -> usize {
+        self.deadlines.len()
     }
 
     /// The earliest moment something is due.
@@ -148,6 +162,9 @@ impl Engine {
                 break;
             }
             self.timers.deadlines.pop_first();
+            if let Some(header) = self.header_mut(side, key) {
+                header.timer = None;
+            }
             self.expire(side, key);
         }
         Ok(())
@@ -223,5 +240,31 @@ impl Engine {
             tracing::debug!(?key, "stream cancelled: its caller stopped pinging");
             self.end_stream(Side::Handler, key, Ending::silent_caller());
         }
+    }
+}
+
+/// A call's or stream's timer, kept in its header (see `header.rs`).
+impl Engine {
+    /// Holds the deadline `at` for the entry (see the invariants in `header.rs`).
+    pub(super) fn arm_timer(&mut self, side: Side, key: Key, at: Instant) {
+        if let (Some(header), timers) = self.header_and_timers(side, key) {
+            timers.arm(&mut header.timer, at, side, key);
+        }
+    }
+
+    /// Lets go of the entry's deadline, if one is held.
+    pub(super) fn disarm_timer(&mut self, side: Side, key: Key) {
+        if let (Some(header), timers) = self.header_and_timers(side, key) {
+            timers.disarm(&mut header.timer, side, key);
+        }
+    }
+
+    /// The entry's books and the timers, borrowed together.
+    fn header_and_timers(&mut self, side: Side, key: Key) -> (Option<&mut Header>, &mut Timers) {
+        let header = match side {
+            Side::Caller => self.callers.get_mut(key).map(CallerEntry::header_mut),
+            Side::Handler => self.handlers.get_mut(key).map(HandlerEntry::header_mut),
+        };
+        (header, &mut self.timers)
     }
 }
