@@ -202,7 +202,7 @@ impl Session {
     /// the task was spawned, the task is stopped at once.
     pub(crate) fn attach(&self, key: Key, task: AbortHandle) {
         let mut shared = self.lock();
-        if !shared.engine.handler_running(key) {
+        if !shared.engine.served(key).running() {
             drop(shared);
             task.abort();
             return;

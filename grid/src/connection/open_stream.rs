@@ -99,11 +99,11 @@ impl Open for OpenMux {
     }
 
     fn poll(e: &mut Engine, key: Key, cx: &mut Context<'_>) -> Poll<Result<Ack>> {
-        e.poll_opened(key, cx)
+        e.stream(Side::Caller, key).poll_opened(cx)
     }
 
     fn abandon(e: &mut Engine, key: Key) {
-        e.drop_opening(key);
+        e.stream(Side::Caller, key).abandon_open();
     }
 }
 

@@ -71,7 +71,7 @@ pub(crate) async fn read_loop(
         loop {
             let applied = session.with_deferred_wakes(&mut wakes.0, |e| {
                 for (key, answer) in answers.drain(..) {
-                    e.answer(key, answer);
+                    e.served(key).answer(answer);
                 }
                 let handled = e
                     .handle_from(now, &mut messages, BATCH)
@@ -102,7 +102,7 @@ pub(crate) async fn read_loop(
         if !answers.is_empty() {
             session.with(|e| {
                 for (key, answer) in answers.drain(..) {
-                    e.answer(key, answer);
+                    e.served(key).answer(answer);
                 }
             });
         }

@@ -52,11 +52,11 @@ impl Open for OpenCall {
     }
 
     fn poll(e: &mut Engine, key: Key, cx: &mut Context<'_>) -> Poll<Result<Payload>> {
-        e.poll_call(key, cx)
+        e.call(key).poll_answer(cx)
     }
 
     fn abandon(e: &mut Engine, key: Key) {
-        e.drop_call(key);
+        e.call(key).abandon();
     }
 }
 

@@ -94,7 +94,7 @@ pub(crate) fn start(
         let outcome = call.await;
         let reply = answer(mux_id, handler, outcome, max);
         serving.ended(reply.as_ref().err());
-        s.with_finished(Some(key), |e| e.answer(key, reply));
+        s.with_finished(Some(key), |e| e.served(key).answer(reply));
     });
     session.attach(key, task.abort_handle());
 }

@@ -28,7 +28,7 @@ impl Answers<'_> {
     pub(crate) fn give(&mut self, session: &Session, key: Key, answer: Answer) {
         match self {
             Answers::Collect(v) => v.push((key, answer)),
-            Answers::Apply => session.with(|e| e.answer(key, answer)),
+            Answers::Apply => session.with(|e| e.served(key).answer(answer)),
         }
     }
 }

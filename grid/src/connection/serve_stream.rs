@@ -21,15 +21,20 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
     let core = &conn.core;
     let key = start.key;
     let Some(entry) = core.handlers.stream(start.handler, start.subroute) else {
-        session.with(|e| e.refuse(key, ErrorKind::UnknownHandler, "no such stream handler"));
+        session.with(|e| {
+            e.served(key)
+                .refuse(ErrorKind::UnknownHandler, "no such stream handler")
+        });
         return;
     };
     let (ctx, mut serving) = match admit(conn, &start, entry.subroute.clone(), entry.counters) {
         Ok(admitted) => admitted,
-        Err(refusal) => return session.with(|e| e.refuse(key, refusal.kind, &refusal.message)),
+        Err(refusal) => {
+            return session.with(|e| e.served(key).refuse(refusal.kind, &refusal.message))
+        }
     };
     let (input, max_window) = (entry.handler.input, entry.handler.max_window);
-    if !session.with(|e| e.accept_stream(key, input, max_window)) {
+    if !session.with(|e| e.served(key).accept_stream(input, max_window)) {
         return; // cancelled meanwhile
     }
     let (mux_id, handler) = (start.mux_id, start.handler);
@@ -88,7 +93,7 @@ pub(crate) fn start(conn: &Arc<ConnInner>, session: &Arc<Session>, start: Start)
             let _over = over;
             let failure = outcome(result, handler, mux_id).err();
             serving.ended(failure.as_ref());
-            s.with_finished(Some(key), |e| e.stream_returned(key, failure));
+            s.with_finished(Some(key), |e| e.served(key).returned(failure));
         }),
         span,
     ));

@@ -253,7 +253,7 @@ impl Engine {
     }
 
     /// The answer of a call, once there is one (the response message, or why there is none).
-    pub(crate) fn poll_call(
+    pub(super) fn poll_call(
         &mut self,
         key: Key,
         cx: &mut Context<'_>,
@@ -281,7 +281,7 @@ impl Engine {
 
     /// The user dropped a call's future: if it was still waiting, the handler side is told
     /// to stop (unless the request never left, then it is simply not sent).
-    pub(crate) fn drop_call(&mut self, key: Key) {
+    pub(super) fn drop_call(&mut self, key: Key) {
         let Some(CallerEntry::Call(c)) = self.callers.get_mut(key) else {
             return;
         };
@@ -481,7 +481,7 @@ impl Engine {
 
     /// A handler answered its single call: the answer is queued (dropped if the call ended
     /// meanwhile: cancelled, past its deadline, or the session closed).
-    pub(crate) fn answer(&mut self, key: Key, answer: Answer) {
+    pub(super) fn answer(&mut self, key: Key, answer: Answer) {
         let Some(HandlerEntry::Call(c)) = self.handlers.get_mut(key) else {
             return;
         };
@@ -505,7 +505,7 @@ impl Engine {
     }
 
     /// Refuses an admitted call or stream (no handler under its id): an error answer.
-    pub(crate) fn refuse(&mut self, key: Key, kind: ErrorKind, text: &str) {
+    pub(super) fn refuse(&mut self, key: Key, kind: ErrorKind, text: &str) {
         match self.handlers.get(key) {
             Some(HandlerEntry::Call(_)) => self.answer(key, Err(ErrorPayload::new(kind, text))),
             Some(HandlerEntry::Stream(_)) => self.refuse_stream(key, kind, text),

@@ -45,6 +45,7 @@
 
 mod assembly;
 mod budget;
+mod call_view;
 mod calls;
 mod chunk_window;
 mod control;
@@ -322,7 +323,7 @@ impl Engine {
 
     /// Whether the handler of a call or stream served here is running (started, and its
     /// call not ended): the driver keeps its task only then.
-    pub(crate) fn handler_running(&self, key: Key) -> bool {
+    pub(super) fn handler_running(&self, key: Key) -> bool {
         match self.handlers.get(key) {
             Some(HandlerEntry::Call(c)) => c.state == calls::HandlerCallState::Running,
             Some(HandlerEntry::Stream(s)) => s.state == state::StreamState::Open,

@@ -8,7 +8,11 @@
 //! model. The view holds the engine for as long as it lives, so it lives for one step
 //! under the session's lock.
 
+use std::task::{Context, Poll};
+
 use super::{Engine, Key, Side};
+use crate::codec::Ack;
+use crate::error::Error;
 
 /// A stream's end on `side`, keyed `key`, borrowed with the engine it lives in. A key
 /// whose stream is gone is answered as the methods say (mostly: cancelled, nothing).
@@ -30,6 +34,24 @@ impl Engine {
 }
 
 impl StreamView<'_> {
+    /// The caller's open: its answer (the capacities granted, or why the stream did not
+    /// open). On success the opening future's hold becomes the ends' (a receiver, and a
+    /// sender when the handler takes input). Cancelled on a handler side's view.
+    pub(crate) fn poll_opened(&mut self, cx: &mut Context<'_>) -> Poll<Result<Ack, Error>> {
+        match self.side {
+            Side::Caller => self.engine.poll_opened(self.key, cx),
+            Side::Handler => Poll::Ready(Err(Error::Cancelled)),
+        }
+    }
+
+    /// The caller's opening future was dropped before it took the answer: the stream is
+    /// cancelled. Nothing on a handler side's view.
+    pub(crate) fn abandon_open(self) {
+        if self.side == Side::Caller {
+            self.engine.drop_opening(self.key);
+        }
+    }
+
     /// The engine, and which stream end this is.
     pub(super) fn parts(&mut self) -> (&mut Engine, Side, Key) {
         (self.engine, self.side, self.key)

@@ -285,7 +285,7 @@ impl Engine {
     /// The open's answer: the capacities granted, or why the stream did not open. On
     /// success the opening future's hold becomes the ends' (a receiver, and a sender when
     /// the handler takes input).
-    pub(crate) fn poll_opened(
+    pub(super) fn poll_opened(
         &mut self,
         key: Key,
         cx: &mut Context<'_>,
@@ -314,7 +314,7 @@ impl Engine {
     }
 
     /// The opening future was dropped before it took the answer: the stream is cancelled.
-    pub(crate) fn drop_opening(&mut self, key: Key) {
+    pub(super) fn drop_opening(&mut self, key: Key) {
         let Some(s) = self.stream_mut(Side::Caller, key) else {
             return;
         };
@@ -358,7 +358,7 @@ impl Engine {
     /// caller a window for its messages when the handler takes input (`input`: at most
     /// `max_window` bytes, the handler's cap). False if the stream ended meanwhile (then
     /// nothing is to be started).
-    pub(crate) fn accept_stream(&mut self, key: Key, input: bool, max_window: Option<u64>) -> bool {
+    pub(super) fn accept_stream(&mut self, key: Key, input: bool, max_window: Option<u64>) -> bool {
         match self.stream_mut(Side::Handler, key) {
             Some(s) if s.state == StreamState::Unanswered => {}
             _ => return false,
@@ -414,7 +414,7 @@ impl Engine {
     }
 
     /// The handler returned: its end (with its error, if any) goes after its messages.
-    pub(crate) fn stream_returned(&mut self, key: Key, failure: Option<ErrorPayload>) {
+    pub(super) fn stream_returned(&mut self, key: Key, failure: Option<ErrorPayload>) {
         self.end_stream(Side::Handler, key, Ending::returned(failure));
     }
 

@@ -87,7 +87,7 @@ impl Pair {
         let clean = self.clean();
         let (node, book) = self.node_and_book(p);
         let key = node.calls[i];
-        let Poll::Ready(result) = node.e.poll_call(key, &mut cx()) else {
+        let Poll::Ready(result) = node.e.call(key).poll_answer(&mut cx()) else {
             return self.settle_at(p);
         };
         node.calls.remove(i);
@@ -110,7 +110,7 @@ impl Pair {
 
     /// `p`'s user drops a call's future.
     pub fn drop_call(&mut self, p: Peer, i: u8) {
-        self.drop_future(p, i, |node| &mut node.calls, Engine::drop_call);
+        self.drop_future(p, i, |node| &mut node.calls, |e, key| e.call(key).abandon());
     }
 
     /// `p`'s user drops a call's future or a stream's opening one: the `i`th of the keys
@@ -147,7 +147,7 @@ impl Pair {
             book.answers.insert((p.other(), start.mux_id), len);
             Ok(Some(tagged(start.mux_id, u32::MAX, len)))
         };
-        node.e.answer(start.key, answer);
+        node.e.served(start.key).answer(answer);
         self.settle_at(p);
     }
 
@@ -162,7 +162,8 @@ impl Pair {
         if let Some(i) = pick(list, i) {
             let start = list.remove(i);
             node.e
-                .refuse(start.key, ErrorKind::UnknownHandler, "no such handler");
+                .served(start.key)
+                .refuse(ErrorKind::UnknownHandler, "no such handler");
         }
         self.settle_at(p);
     }

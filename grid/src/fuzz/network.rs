@@ -123,7 +123,7 @@ impl Pair {
         let node = self.node(p);
         for s in starts {
             assert!(
-                node.e.handler_running(s.key) || s.stream,
+                node.e.served(s.key).running() || s.stream,
                 "a start for nothing"
             );
             Node::remember(&mut node.served_ids, s.mux_id);

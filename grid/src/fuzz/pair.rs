@@ -179,12 +179,12 @@ impl Pair {
             // Every caller got its error.
             for key in std::mem::take(&mut node.calls) {
                 assert!(
-                    node.e.poll_call(key, &mut cx()).is_ready(),
+                    node.e.call(key).poll_answer(&mut cx()).is_ready(),
                     "{p:?}: a call still waits on a closed engine"
                 );
             }
             for key in std::mem::take(&mut node.openings) {
-                match node.e.poll_opened(key, &mut cx()) {
+                match node.e.stream(Side::Caller, key).poll_opened(&mut cx()) {
                     Poll::Ready(Ok(ack)) => node.ends.push(caller_ends(p, key, ack)),
                     Poll::Ready(Err(_)) => {}
                     Poll::Pending => panic!("{p:?}: a stream still opens on a closed engine"),

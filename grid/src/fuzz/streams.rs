@@ -37,7 +37,7 @@ impl Pair {
         let clean = self.clean();
         let node = self.node(p);
         let key = node.openings[i];
-        match node.e.poll_opened(key, &mut cx()) {
+        match node.e.stream(Side::Caller, key).poll_opened(&mut cx()) {
             Poll::Pending => {}
             Poll::Ready(Ok(ack)) => {
                 node.openings.remove(i);
@@ -53,7 +53,12 @@ impl Pair {
 
     /// `p`'s user drops a stream's opening future.
     pub fn drop_opening(&mut self, p: Peer, i: u8) {
-        self.drop_future(p, i, |node| &mut node.openings, Engine::drop_opening);
+        self.drop_future(
+            p,
+            i,
+            |node| &mut node.openings,
+            |e, key| e.stream(Side::Caller, key).abandon_open(),
+        );
     }
 
     /// The handler of a stream admitted at `p` accepts it, taking input through a window of
@@ -66,7 +71,11 @@ impl Pair {
         let start = node.accepting.remove(i);
         drop(start.payload.into_bytes());
         let input = in_window > 0;
-        if node.e.accept_stream(start.key, input, Some(in_window)) {
+        if node
+            .e
+            .served(start.key)
+            .accept_stream(input, Some(in_window))
+        {
             let flow = (p.other(), start.mux_id);
             node.ends.push(Ends {
                 side: Side::Handler,
@@ -273,7 +282,7 @@ impl Pair {
         drop_ends(&mut node.e, x);
         let failure = (!ok).then(|| ErrorPayload::new(ErrorKind::Remote, "failed"));
         book.flows.entry(flow).or_default().returned = Some(ok);
-        node.e.stream_returned(key, failure);
+        node.e.served(key).returned(failure);
         self.settle_at(p);
     }
 }

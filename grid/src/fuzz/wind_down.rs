@@ -96,17 +96,19 @@ impl Pair {
         let (node, book) = self.node_and_book(p);
         for start in std::mem::take(&mut node.accepting) {
             node.e
-                .refuse(start.key, ErrorKind::UnknownHandler, "winding down");
+                .served(start.key)
+                .refuse(ErrorKind::UnknownHandler, "winding down");
         }
         for start in std::mem::take(&mut node.serving) {
             node.e
-                .answer(start.key, Err(ErrorPayload::new(ErrorKind::Remote, "done")));
+                .served(start.key)
+                .answer(Err(ErrorPayload::new(ErrorKind::Remote, "done")));
         }
         for key in std::mem::take(&mut node.calls) {
-            node.e.drop_call(key);
+            node.e.call(key).abandon();
         }
         for key in std::mem::take(&mut node.openings) {
-            node.e.drop_opening(key);
+            node.e.stream(Side::Caller, key).abandon_open();
         }
         for mut x in std::mem::take(&mut node.ends) {
             if lost {
