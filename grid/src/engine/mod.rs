@@ -460,20 +460,26 @@ impl Engine {
         // Whatever way it ended, it holds no timer once gone; and a stream ended here and
         // then released by its caller's cancel before its pong left: nothing of it stays
         // in the control lanes.
-        self.disarm_timer(side, key);
         self.forget_control(side, key);
         match side {
-            Side::Caller => match self.callers.remove(key) {
-                Some(CallerEntry::Call(c)) => {
-                    self.caller_boxes.recycle(c, CallerCall::ended);
+            Side::Caller => {
+                let mut removed = self.callers.remove(key);
+                if let Some(e) = removed.as_mut() {
+                    self.timers.disarm(&mut e.header_mut().timer, side, key);
                 }
-                Some(CallerEntry::Stream(s)) => {
-                    self.budget.close(s.recv.window.size());
+                match removed {
+                    Some(CallerEntry::Call(c)) => {
+                        self.caller_boxes.recycle(c, CallerCall::ended);
+                    }
+                    Some(CallerEntry::Stream(s)) => self.budget.close(s.recv.window.size()),
+                    None => {}
                 }
-                None => {}
-            },
+            }
             Side::Handler => {
-                let removed = self.handlers.remove(key);
+                let mut removed = self.handlers.remove(key);
+                if let Some(e) = removed.as_mut() {
+                    self.timers.disarm(&mut e.header_mut().timer, side, key);
+                }
                 // A call that ended before its handler could start (the send buffer was
                 // full) leaves no admission behind, nor its request.
                 if !self.starts.is_empty() {
