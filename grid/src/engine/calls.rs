@@ -559,39 +559,27 @@ impl Engine {
         Ok(())
     }
 
-    /// Ends a caller entry with the session's error.
-    pub(super) fn close_caller(&mut self, key: Key, err: &Error) {
-        match self.callers.get(key) {
-            Some(CallerEntry::Call(_)) => {
-                self.fail_call(key, err.clone());
-                // Nothing more goes out on a closed session.
-                self.clear_out(Side::Caller, key);
-                self.settle(Side::Caller, key);
-            }
-            Some(CallerEntry::Stream(_)) => {
-                self.end_stream(Side::Caller, key, super::streams::Ending::lost(err));
-                // A stream that had ended already may still have had messages queued.
-                self.clear_out(Side::Caller, key);
-                self.settle(Side::Caller, key);
-            }
-            None => {}
+    /// Ends an entry with the session's error. Nothing more goes out on a closed session:
+    /// what it still had queued is dropped (a stream that had ended already may still have
+    /// had messages queued).
+    pub(super) fn close_entry(&mut self, side: Side, key: Key, err: &Error) {
+        let call = match side {
+            Side::Caller => self
+                .callers
+                .get(key)
+                .map(|e| matches!(e, CallerEntry::Call(_))),
+            Side::Handler => self
+                .handlers
+                .get(key)
+                .map(|e| matches!(e, HandlerEntry::Call(_))),
+        };
+        match (call, side) {
+            (None, _) => return,
+            (Some(true), Side::Caller) => self.fail_call(key, err.clone()),
+            (Some(true), Side::Handler) => self.expire_handler_call(key),
+            (Some(false), _) => self.end_stream(side, key, super::streams::Ending::lost(err)),
         }
-    }
-
-    /// Ends a handler entry with the session's error.
-    pub(super) fn close_handler(&mut self, key: Key, err: &Error) {
-        match self.handlers.get(key) {
-            Some(HandlerEntry::Call(_)) => {
-                self.expire_handler_call(key);
-                self.clear_out(Side::Handler, key);
-                self.settle(Side::Handler, key);
-            }
-            Some(HandlerEntry::Stream(_)) => {
-                self.end_stream(Side::Handler, key, super::streams::Ending::lost(err));
-                self.clear_out(Side::Handler, key);
-                self.settle(Side::Handler, key);
-            }
-            None => {}
-        }
+        self.clear_out(side, key);
+        self.settle(side, key);
     }
 }

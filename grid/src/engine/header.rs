@@ -42,39 +42,29 @@ impl Header {
     }
 }
 
-impl CallerEntry {
-    #[cfg(any(test, fuzzing))]
-    pub(super) fn header(&self) -> &Header {
-        match self {
-            CallerEntry::Call(c) => &c.header,
-            CallerEntry::Stream(s) => &s.header,
-        }
-    }
+/// The books of an entry of either side: both kinds keep them in a `header` field.
+macro_rules! entry_books {
+    ($($entry:ident),*) => {$(
+        impl $entry {
+            #[cfg(any(test, fuzzing))]
+            pub(super) fn header(&self) -> &Header {
+                match self {
+                    $entry::Call(c) => &c.header,
+                    $entry::Stream(s) => &s.header,
+                }
+            }
 
-    pub(super) fn header_mut(&mut self) -> &mut Header {
-        match self {
-            CallerEntry::Call(c) => &mut c.header,
-            CallerEntry::Stream(s) => &mut s.header,
+            pub(super) fn header_mut(&mut self) -> &mut Header {
+                match self {
+                    $entry::Call(c) => &mut c.header,
+                    $entry::Stream(s) => &mut s.header,
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl HandlerEntry {
-    #[cfg(any(test, fuzzing))]
-    pub(super) fn header(&self) -> &Header {
-        match self {
-            HandlerEntry::Call(c) => &c.header,
-            HandlerEntry::Stream(s) => &s.header,
-        }
-    }
-
-    pub(super) fn header_mut(&mut self) -> &mut Header {
-        match self {
-            HandlerEntry::Call(c) => &mut c.header,
-            HandlerEntry::Stream(s) => &mut s.header,
-        }
-    }
-}
+entry_books!(CallerEntry, HandlerEntry);
 
 impl Engine {
     /// Every entry's books, with its side and key.

@@ -2,8 +2,7 @@
 //! every fuzz step ([`Engine::check_invariants`]): what is counted against the limits
 //! matches what is live, windows and budgets add up, and held payloads are accounted for.
 
-use super::calls::{CallState, HandlerCallState};
-use super::state::{Stream, StreamState};
+use super::state::Stream;
 use super::{assembly, window, CallerEntry, Engine, HandlerEntry, Side};
 
 impl Engine {
@@ -16,7 +15,7 @@ impl Engine {
                 Side::Caller => (counted.0, counted.1) = (counted.0 + 1, counted.1 + bytes),
                 Side::Handler => {
                     (counted.2, counted.3) = (counted.2 + 1, counted.3 + bytes);
-                    let mux = self.handlers.get(key).map(|e| e.mux_id());
+                    let mux = self.handlers.get(key).and_then(|e| e.mux_id());
                     assert_eq!(
                         mux.and_then(|m| self.handler_ids.get(&m)),
                         Some(&key),
@@ -25,7 +24,11 @@ impl Engine {
                 }
             }
         }
-        for (_, e) in self.callers.iter() {
+        for (key, e) in self.callers.iter() {
+            assert!(
+                e.mux_id().is_none_or(|m| m == key.mux_id()),
+                "a stream opened here is known on the wire by its key"
+            );
             if let CallerEntry::Stream(s) = e {
                 self.check_stream(s);
             }
@@ -146,25 +149,10 @@ impl Engine {
             }
         }
         // And an entry whose phase is over holds none: every ending path lets it go.
-        for (_, e) in self.callers.iter() {
-            let over = match e {
-                CallerEntry::Call(c) => !matches!(c.state, CallState::Waiting),
-                CallerEntry::Stream(s) => s.state == StreamState::Closed,
-            };
-            assert!(
-                !over || e.header().timer.is_none(),
-                "an ended entry's timer"
-            );
-        }
-        for (_, e) in self.handlers.iter() {
-            let over = match e {
-                HandlerEntry::Call(c) => c.state == HandlerCallState::Done,
-                HandlerEntry::Stream(s) => s.state == StreamState::Closed,
-            };
-            assert!(
-                !over || e.header().timer.is_none(),
-                "an ended entry's timer"
-            );
+        let over = self.callers.iter().map(|(_, e)| (e.over(), e.header()));
+        let over = over.chain(self.handlers.iter().map(|(_, e)| (e.over(), e.header())));
+        for (over, h) in over {
+            assert!(!over || h.timer.is_none(), "an ended entry's timer");
         }
         assert_eq!(
             armed,

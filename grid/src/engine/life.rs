@@ -8,10 +8,34 @@ use super::header::Header;
 use super::state::{Stream, StreamState};
 use super::{CallerEntry, HandlerEntry};
 
+/// Every kind of entry keeps its books in a `header` field; `mux_id`: and its mux id in a
+/// field of that name.
+macro_rules! books {
+    () => {
+        fn header(&self) -> &Header {
+            &self.header
+        }
+        fn header_mut(&mut self) -> &mut Header {
+            &mut self.header
+        }
+    };
+    (mux_id) => {
+        books!();
+        fn mux_id(&self) -> Option<u64> {
+            Some(self.mux_id)
+        }
+    };
+}
+
 /// An entry's life, as the engine's cleanup sees it.
 pub(super) trait Life {
+    /// Its phase is over: answered or taken (a call made here), answered or stopped (one
+    /// served here), closed (a stream).
+    fn over(&self) -> bool;
     /// Over on the wire, with nothing left to send.
-    fn wire_done(&self) -> bool;
+    fn wire_done(&self) -> bool {
+        self.over() && self.header().out.is_idle()
+    }
     /// Its books: what it is counted against, its timer, its messages to send, its
     /// holders.
     fn header(&self) -> &Header;
@@ -26,48 +50,27 @@ pub(super) trait Life {
 }
 
 impl Life for CallerCall {
-    fn wire_done(&self) -> bool {
-        !matches!(self.state, CallState::Waiting) && self.header.out.is_idle()
+    fn over(&self) -> bool {
+        !matches!(self.state, CallState::Waiting)
     }
-    fn header(&self) -> &Header {
-        &self.header
-    }
-    fn header_mut(&mut self) -> &mut Header {
-        &mut self.header
-    }
+    books!();
     fn mux_id(&self) -> Option<u64> {
         None
     }
 }
 
 impl Life for HandlerCall {
-    fn wire_done(&self) -> bool {
-        self.state == HandlerCallState::Done && self.header.out.is_idle()
+    fn over(&self) -> bool {
+        self.state == HandlerCallState::Done
     }
-    fn header(&self) -> &Header {
-        &self.header
-    }
-    fn header_mut(&mut self) -> &mut Header {
-        &mut self.header
-    }
-    fn mux_id(&self) -> Option<u64> {
-        Some(self.mux_id)
-    }
+    books!(mux_id);
 }
 
 impl Life for Stream {
-    fn wire_done(&self) -> bool {
-        self.state == StreamState::Closed && self.header.out.is_idle()
+    fn over(&self) -> bool {
+        self.state == StreamState::Closed
     }
-    fn header(&self) -> &Header {
-        &self.header
-    }
-    fn header_mut(&mut self) -> &mut Header {
-        &mut self.header
-    }
-    fn mux_id(&self) -> Option<u64> {
-        Some(self.mux_id)
-    }
+    books!(mux_id);
 }
 
 /// What [`Engine::settle`](super::Engine) needs to know of an entry after a change.
@@ -98,29 +101,36 @@ fn status<L: Life>(entry: &mut L) -> Status {
     }
 }
 
-impl CallerEntry {
-    pub(super) fn settle(&mut self) -> Status {
-        match self {
-            CallerEntry::Call(c) => status(&mut **c),
-            CallerEntry::Stream(s) => status(&mut **s),
+/// What an entry of either side answers, by its kind.
+macro_rules! entry_life {
+    ($($entry:ident),*) => {$(
+        impl $entry {
+            pub(super) fn settle(&mut self) -> Status {
+                match self {
+                    $entry::Call(c) => status(&mut **c),
+                    $entry::Stream(s) => status(&mut **s),
+                }
+            }
+
+            /// Its phase is over ([`Life::over`]).
+            #[cfg(any(test, fuzzing))]
+            pub(super) fn over(&self) -> bool {
+                match self {
+                    $entry::Call(c) => c.over(),
+                    $entry::Stream(s) => s.over(),
+                }
+            }
+
+            /// Its mux id on the wire, when it holds one ([`Life::mux_id`]).
+            #[cfg(any(test, fuzzing))]
+            pub(super) fn mux_id(&self) -> Option<u64> {
+                match self {
+                    $entry::Call(c) => c.mux_id(),
+                    $entry::Stream(s) => s.mux_id(),
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl HandlerEntry {
-    /// The peer's id for it on the wire.
-    #[cfg(any(test, fuzzing))]
-    pub(super) fn mux_id(&self) -> u64 {
-        match self {
-            HandlerEntry::Call(c) => c.mux_id,
-            HandlerEntry::Stream(s) => s.mux_id,
-        }
-    }
-
-    pub(super) fn settle(&mut self) -> Status {
-        match self {
-            HandlerEntry::Call(c) => status(&mut **c),
-            HandlerEntry::Stream(s) => status(&mut **s),
-        }
-    }
-}
+entry_life!(CallerEntry, HandlerEntry);

@@ -286,10 +286,10 @@ impl Engine {
         self.closed = Some(err.clone());
         self.wakes.append(&mut self.outbox.visit_waiters);
         for key in self.callers.keys() {
-            self.close_caller(key, &err);
+            self.close_entry(Side::Caller, key, &err);
         }
         for key in self.handlers.keys() {
-            self.close_handler(key, &err);
+            self.close_entry(Side::Handler, key, &err);
         }
         self.outbox.clear();
         self.queued.clear();
