@@ -52,16 +52,15 @@ fn id(session: &Arc<Session>, key: Key) -> (usize, Key) {
     (Arc::as_ptr(session) as usize, key)
 }
 
+/// After a message was staged: `Some` when the stage was queued and a frame's worth now
+/// waits for the writer, queued after that visit of the writer's (the sender then waits
+/// for its next one, `Engine::poll_writer_back`).
+pub(crate) type FrameWaiting = Option<WriterVisit>;
+
 /// Stages `payload` if this sender may: it is the output of the stream handler being
 /// polled on this thread, the payload is small, and the stream has credit and room.
-/// Returns None if the message was not staged (send it on its own), else whether the stage
-/// was queued and filled a frame's worth for the writer (the sender then waits for the
-/// writer's next visit).
-pub(crate) fn stage(
-    session: &Arc<Session>,
-    key: Key,
-    payload: &[u8],
-) -> Option<Option<WriterVisit>> {
+/// Returns None if the message was not staged (send it on its own).
+pub(crate) fn stage(session: &Arc<Session>, key: Key, payload: &[u8]) -> Option<FrameWaiting> {
     STAGE
         .try_with(|cell| {
             let mut stage = cell.try_borrow_mut().ok()?;
@@ -97,7 +96,7 @@ fn leased<'a>(lease: &'a mut Option<Lease>, session: &Session, key: Key) -> Opti
 /// After a message was staged: once the stage is full it is queued and the next lease
 /// taken, in one step. Whether a frame's worth now waits for the writer.
 #[inline]
-fn queue_if_full(session: &Session, key: Key, stage: &mut Stage) -> Option<WriterVisit> {
+fn queue_if_full(session: &Session, key: Key, stage: &mut Stage) -> FrameWaiting {
     let Stage { lease, staged, .. } = stage;
     if !lease.as_ref().is_some_and(|l| staged.full(l)) {
         return None;
@@ -114,7 +113,7 @@ fn queue_if_full(session: &Session, key: Key, stage: &mut Stage) -> Option<Write
 /// What [`stage_with`] did with a message.
 pub(crate) enum StagedWith<F> {
     /// Staged; whether the stage was queued and filled a frame's worth for the writer.
-    Staged(Option<WriterVisit>),
+    Staged(FrameWaiting),
     /// Encoded, but to be sent on its own (empty, or too large to stage): its payload.
     Whole(Bytes),
     /// Not encoded (this sender does not stage now, or has no lease left): the encoder,
@@ -190,7 +189,7 @@ pub(crate) fn flush(session: &Arc<Session>, side: Side, key: Key) {
 
 /// Ends the lease, if one was taken, queueing what is staged under it (one step on the
 /// engine); whether a frame's worth now waits for the writer.
-fn queue(session: &Session, key: Key, stage: &mut Stage) -> Option<WriterVisit> {
+fn queue(session: &Session, key: Key, stage: &mut Stage) -> FrameWaiting {
     stage.lease.take()?;
     let staged = &mut stage.staged;
     session.with(|e| {
