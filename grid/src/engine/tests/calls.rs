@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::{assert_idle, config, Net, Watch};
 use crate::codec::{ErrorKind, Flags, Message, Op};
 use crate::engine::violation::Violation;
+use crate::engine::Side;
 use crate::error::Error;
 
 /// The call's answer as the caller's future sees it: its joined payload, or its error
@@ -20,7 +21,8 @@ pub(super) fn answer_of(
     let w = Watch::new();
     net.a
         .e
-        .poll_call(key, &mut w.cx())
+        .call(key)
+        .poll_answer(&mut w.cx())
         .map(|r| r.map(|payload| payload.into_bytes()))
 }
 
@@ -29,7 +31,7 @@ fn a_call_is_answered_and_leaves_nothing_behind() {
     let mut net = Net::new();
     let key = net.call(b"hi", 60);
     let w = Watch::new();
-    assert!(net.a.e.poll_call(key, &mut w.cx()).is_pending());
+    assert!(net.a.e.call(key).poll_answer(&mut w.cx()).is_pending());
     net.pump();
     let start = net.b.last_start();
     assert_eq!(start.payload.into_bytes().as_deref(), Some(&b"hi"[..]));
@@ -51,7 +53,7 @@ fn a_call_is_answered_and_leaves_nothing_behind() {
 fn a_call_dropped_before_it_was_written_is_never_sent() {
     let mut net = Net::new();
     let key = net.call(b"hi", 60);
-    net.a.e.drop_call(key);
+    net.a.e.call(key).abandon();
     net.pump();
     assert!(
         net.b.received.is_empty(),
@@ -64,10 +66,10 @@ fn a_call_dropped_before_it_was_written_is_never_sent() {
 fn a_call_dropped_after_it_was_written_stops_the_handler_and_its_late_answer_is_dropped() {
     let mut net = Net::new();
     let (key, start) = net.started_call(b"hi", 60);
-    net.a.e.drop_call(key);
+    net.a.e.call(key).abandon();
     net.pump();
     assert_eq!(net.b.stopped, vec![start.key], "the handler is stopped");
-    net.b.e.answer(start.key, Ok(None));
+    net.b.e.served(start.key).answer(Ok(None));
     net.pump();
     assert!(
         !net.a.received.iter().any(|m| m.op == Op::Response),
@@ -104,7 +106,7 @@ fn the_handler_side_enforces_the_deadline_alone_and_sends_nothing_late() {
     net.b.e.handle_timeout(net.now).expect("timeout");
     net.b.stopped.extend(net.b.e.take_stops());
     assert_eq!(net.b.stopped, vec![start.key], "stopped at its deadline");
-    net.b.e.answer(start.key, Ok(None));
+    net.b.e.served(start.key).answer(Ok(None));
     net.b_to_a();
     assert!(net.a.received.iter().all(|m| m.op != Op::Response));
     assert_eq!(net.b.e.in_flight(), (0, 0));
@@ -187,13 +189,13 @@ fn beyond_the_peers_limit_calls_wait_for_a_slot_within_their_deadline() {
     ));
     // An answer frees a slot: the third call goes.
     let first = net.b.started[0].key;
-    net.b.e.answer(first, Ok(None));
+    net.b.e.served(first).answer(Ok(None));
     net.pump();
     assert_eq!(net.b.started.len(), 3);
     assert!(answer_of(&mut net, keys[0]).is_ready());
     let rest: Vec<_> = net.b.started[1..].iter().map(|s| s.key).collect();
     for key in rest {
-        net.b.e.answer(key, Ok(None));
+        net.b.e.served(key).answer(Ok(None));
     }
     net.pump();
     for key in &keys[1..3] {
@@ -245,7 +247,7 @@ fn large_payloads_are_chunked_and_reassembled_within_the_peers_window() {
         assert!(net.b.violation.is_none(), "{:?}", net.b.violation);
         for start in net.b.started.drain(..) {
             assert_eq!(start.payload.into_bytes(), Some(big.clone()));
-            net.b.e.answer(start.key, Ok(None));
+            net.b.e.served(start.key).answer(Ok(None));
         }
         net.b_to_a();
     }
@@ -276,7 +278,7 @@ fn a_large_request_cancelled_half_way_is_dropped_by_the_peer() {
         net.b.e.handle(net.now, chunk).expect("a valid chunk");
     }
     assert!(net.b.e.assembling() > 0, "partly received");
-    net.a.e.drop_call(key);
+    net.a.e.call(key).abandon();
     net.pump();
     assert!(net.b.started.is_empty());
     assert_idle(&net);
@@ -289,7 +291,7 @@ fn calls_opened_and_cancelled_in_one_frame_never_start_and_a_flood_of_them_is_re
         let k = net.call(b"x", 60);
         // Written, then cancelled before the next frame: the peer sees both in a row.
         let frames = net.a.transmit(net.now);
-        net.a.e.drop_call(k);
+        net.a.e.call(k).abandon();
         let mut frames2 = net.a.transmit(net.now);
         let mut all = frames;
         all.append(&mut frames2);
@@ -349,7 +351,7 @@ fn requests_beyond_the_peers_request_window_wait_and_a_peer_ignoring_it_is_refus
     net.pump();
     assert_eq!(net.b.started.len(), 2, "two requests fit in the window");
     let first = net.b.started[0].key;
-    net.b.e.answer(first, Ok(None));
+    net.b.e.served(first).answer(Ok(None));
     net.pump();
     assert_eq!(net.b.started.len(), 3, "an answer made room for the third");
     assert!(matches!(answer_of(&mut net, keys[0]), Poll::Ready(Ok(_))));
@@ -378,7 +380,7 @@ fn an_open_waiting_for_a_slot_reaches_the_peer_after_the_cancel_that_made_room()
     let call = net.call(b"x", 60);
     net.a_to_b();
     assert_eq!(net.b.started.len(), 1);
-    net.a.e.drop_call(call);
+    net.a.e.call(call).abandon();
     let stream = net.stream(9, b"open", 60);
     net.a.wake();
     // One writer turn takes the cancel, which makes room, and the open.
@@ -387,8 +389,13 @@ fn an_open_waiting_for_a_slot_reaches_the_peer_after_the_cancel_that_made_room()
     assert!(net.b.started[1].stream);
     net.b_to_a();
     let w = Watch::new();
-    assert!(net.a.e.poll_opened(stream, &mut w.cx()).is_pending());
-    net.a.e.drop_opening(stream);
+    assert!(net
+        .a
+        .e
+        .stream(Side::Caller, stream)
+        .poll_opened(&mut w.cx())
+        .is_pending());
+    net.a.e.stream(Side::Caller, stream).abandon_open();
     net.pump();
     assert_idle(&net);
 }

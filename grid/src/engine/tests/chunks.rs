@@ -68,7 +68,7 @@ fn a_large_payload_stops_at_the_window_small_calls_pass_and_a_pong_reopens_it() 
         net.b_to_a();
         net.a_to_b();
         for start in net.b.started.drain(..) {
-            net.b.e.answer(start.key, Ok(None));
+            net.b.e.served(start.key).answer(Ok(None));
         }
     }
     assert_eq!(requests(&net.b).0, big.len() as u64 + 5);
@@ -100,7 +100,7 @@ fn send_over(link: &mut Link, size: usize) -> (u64, u64) {
     }
     let start = link.net.b.last_start();
     link.net.b.started.clear();
-    link.net.b.e.answer(start.key, Ok(None));
+    link.net.b.e.served(start.key).answer(Ok(None));
     while super::calls::answer_of(&mut link.net, key).is_pending() {
         link.tick();
     }
@@ -172,7 +172,7 @@ fn a_large_call_cancelled_while_the_window_is_full_leaves_the_window_to_the_next
     let first = call(&mut net, Bytes::from(vec![3u8; 4 << 20]), 60);
     net.a_to_b();
     assert_eq!(requests(&net.b).0, CHUNK_WINDOW_START, "the window is full");
-    net.a.e.drop_call(first);
+    net.a.e.call(first).abandon();
     // The next large call gets the window back once B's pongs confirm the cancelled bytes.
     let next = Bytes::from(vec![4u8; 1 << 20]);
     let second = call(&mut net, next.clone(), 60);
@@ -185,7 +185,7 @@ fn a_large_call_cancelled_while_the_window_is_full_leaves_the_window_to_the_next
                 Some(next.clone()),
                 "only the second ran"
             );
-            net.b.e.answer(start.key, Ok(None));
+            net.b.e.served(start.key).answer(Ok(None));
         }
     }
     net.pump();

@@ -109,12 +109,12 @@ impl Fixture {
         if at == At::Opening {
             return f;
         }
-        assert!(f.net.b.e.accept_stream(start.key, true, None));
+        assert!(f.net.b.e.served(start.key).accept_stream(true, None));
         f.b_sender = true;
         f.b_receiver = true;
         f.net.pump();
         let w = Watch::new();
-        match f.net.a.e.poll_opened(f.a, &mut w.cx()) {
+        match f.net.a.e.stream(Side::Caller, f.a).poll_opened(&mut w.cx()) {
             Poll::Ready(Ok(ack)) => assert_eq!(ack, Ack { in_window: window }),
             other => panic!("not opened: {other:?}"),
         }
@@ -203,14 +203,20 @@ impl Fixture {
             self.b_reader.drop(&mut self.net.b, Side::Handler, key);
             self.b_receiver = false;
         }
-        self.net.b.e.stream_returned(key, failure);
+        self.net.b.e.served(key).returned(failure);
     }
 
     /// A's opening future takes its answer, which is a failure: the error (the future is
     /// gone then).
     pub(super) fn a_open_failed(&mut self) -> Error {
         let w = Watch::new();
-        match self.net.a.e.poll_opened(self.a, &mut w.cx()) {
+        match self
+            .net
+            .a
+            .e
+            .stream(Side::Caller, self.a)
+            .poll_opened(&mut w.cx())
+        {
             Poll::Ready(Err(e)) => {
                 self.a_opening = false;
                 e
@@ -313,13 +319,19 @@ impl Fixture {
         self.net.pump();
         if self.a_opening {
             let w = Watch::new();
-            if let Poll::Ready(Ok(_)) = self.net.a.e.poll_opened(self.a, &mut w.cx()) {
+            if let Poll::Ready(Ok(_)) = self
+                .net
+                .a
+                .e
+                .stream(Side::Caller, self.a)
+                .poll_opened(&mut w.cx())
+            {
                 self.a_sender = true;
                 self.a_receiver = true;
             }
             self.a_opening = false;
             if !self.a_receiver {
-                self.net.a.e.drop_opening(self.a);
+                self.net.a.e.stream(Side::Caller, self.a).abandon_open();
             }
         }
         if self.a_sender {

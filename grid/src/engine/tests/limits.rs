@@ -129,7 +129,7 @@ fn no_handler_starts_while_the_answers_waiting_exceed_the_send_buffer() {
     // Each answer is 60 KiB; the peer reads none of them.
     let big = Bytes::from(vec![1u8; 60 << 10]);
     for s in net.b.started.clone() {
-        net.b.e.answer(s.key, Ok(Some(big.clone())));
+        net.b.e.served(s.key).answer(Ok(Some(big.clone())));
     }
     let more: Vec<_> = (0..4).map(|_| net.call(b"y", 600)).collect();
     net.a_to_b();
@@ -221,10 +221,10 @@ fn calls_cancelled_after_their_handler_started_are_not_early_cancels() {
         let key = net.call(b"x", 600);
         net.a_to_b();
         let start = net.b.last_start();
-        net.a.e.drop_call(key);
+        net.a.e.call(key).abandon();
         net.a_to_b();
         assert!(net.b.violation.is_none(), "{:?}", net.b.violation);
-        net.b.e.answer(start.key, Ok(None));
+        net.b.e.served(start.key).answer(Ok(None));
         net.pump();
     }
     assert_eq!(net.b.e.in_flight(), (0, 0));
@@ -313,9 +313,14 @@ fn a_cancel_frees_the_slot_of_a_stream_whose_last_message_waits_for_the_socket()
     assert_eq!(net.b.started.len(), 2, "the second stream was admitted");
     net.pump();
     let w = Watch::new();
-    assert!(net.a.e.poll_opened(second, &mut w.cx()).is_pending());
+    assert!(net
+        .a
+        .e
+        .stream(Side::Caller, second)
+        .poll_opened(&mut w.cx())
+        .is_pending());
     for key in [first, second] {
-        net.a.e.drop_opening(key);
+        net.a.e.stream(Side::Caller, key).abandon_open();
     }
     net.pump();
     super::assert_idle(&net);
@@ -329,7 +334,7 @@ fn a_stream_released_by_a_cancel_takes_its_queued_pong_along() {
     let stream = net.stream(7, b"open", 60);
     net.a_to_b();
     let start = net.b.last_start();
-    assert!(net.b.e.accept_stream(start.key, true, Some(1)));
+    assert!(net.b.e.served(start.key).accept_stream(true, Some(1)));
     net.pump();
     net.b
         .e
@@ -337,7 +342,7 @@ fn a_stream_released_by_a_cancel_takes_its_queued_pong_along() {
         .drop_sender();
     let mut input = super::Reader::default();
     input.drop(&mut net.b, crate::engine::Side::Handler, start.key);
-    net.b.e.stream_returned(start.key, None);
+    net.b.e.served(start.key).returned(None);
     net.b.wake();
     // The caller pings the stream, then cancels it, before the handler side writes.
     b_handles(&mut net, Op::Ping, stream.mux_id(), "a stream ping");
@@ -368,7 +373,7 @@ fn a_streams_queued_messages_never_keep_calls_from_starting_and_stop_at_the_send
     let _opened = net.stream(7, b"open", 60);
     net.a_to_b();
     let stream = net.b.last_start().key;
-    assert!(net.b.e.accept_stream(stream, false, None));
+    assert!(net.b.e.served(stream).accept_stream(false, None));
     // The handler queues messages, none written, until they fill the send buffer (10 KiB,
     // well within the 64 KiB window): then its sender waits, credit or not.
     let w = Watch::new();

@@ -103,9 +103,16 @@ impl Link {
             self.tick();
         }
         let b = self.net.b.last_start().key;
-        assert!(self.net.b.e.accept_stream(b, false, None));
+        assert!(self.net.b.e.served(b).accept_stream(false, None));
         let w = Watch::new();
-        while self.net.a.e.poll_opened(a, &mut w.cx()).is_pending() {
+        while self
+            .net
+            .a
+            .e
+            .stream(Side::Caller, a)
+            .poll_opened(&mut w.cx())
+            .is_pending()
+        {
             self.tick();
         }
         self.flows.push(Flow {

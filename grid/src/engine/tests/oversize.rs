@@ -40,7 +40,7 @@ fn outgoing(net: &Net, payload: Bytes) -> Outgoing {
 /// A's call under `key`, answered: its error (sent by the handler side, or found here).
 fn call_failure(net: &mut Net, key: Key) -> Error {
     let w = Watch::new();
-    match net.a.e.poll_call(key, &mut w.cx()) {
+    match net.a.e.call(key).poll_answer(&mut w.cx()) {
         Poll::Ready(Ok(payload)) => panic!("answered: {payload:?}"),
         Poll::Ready(Err(e)) => e,
         Poll::Pending => panic!("the call was not answered"),
@@ -56,7 +56,7 @@ fn still_connected(net: &mut Net) {
     net.pump();
     let w = Watch::new();
     assert!(matches!(
-        net.a.e.poll_call(key, &mut w.cx()),
+        net.a.e.call(key).poll_answer(&mut w.cx()),
         Poll::Ready(Ok(_))
     ));
     net.assert_no_violation("after the oversize payload");
@@ -111,13 +111,13 @@ fn a_stream_open_over_the_limit_is_refused_with_its_size() {
         net.pump();
         assert!(net.b.started.is_empty(), "{size}: no handler started");
         let w = Watch::new();
-        match net.a.e.poll_opened(key, &mut w.cx()) {
+        match net.a.e.stream(Side::Caller, key).poll_opened(&mut w.cx()) {
             Poll::Ready(Err(Error::MessageTooLarge { size: s, limit })) => {
                 assert_eq!((s, limit), (size, LIMIT));
             }
             other => panic!("{size}: expected MessageTooLarge, got {other:?}"),
         }
-        net.a.e.drop_opening(key);
+        net.a.e.stream(Side::Caller, key).abandon_open();
     });
 }
 
@@ -146,11 +146,11 @@ fn open_stream(net: &mut Net) -> (Key, Key) {
         .expect("open");
     net.pump();
     let b = net.b.last_start().key;
-    assert!(net.b.e.accept_stream(b, true, None));
+    assert!(net.b.e.served(b).accept_stream(true, None));
     net.pump();
     let w = Watch::new();
     assert!(matches!(
-        net.a.e.poll_opened(a, &mut w.cx()),
+        net.a.e.stream(Side::Caller, a).poll_opened(&mut w.cx()),
         Poll::Ready(Ok(_))
     ));
     (a, b)
@@ -213,7 +213,7 @@ fn a_stream_message_over_the_limit_fails_that_stream_on_both_sides() {
         reader.drop(receiver, to, other);
         net.a.e.stream(Side::Caller, a).drop_sender();
         net.b.e.stream(Side::Handler, b).drop_sender();
-        net.b.e.stream_returned(b, None);
+        net.b.e.served(b).returned(None);
         let mut a_reader = Reader::default();
         if to_handler {
             while let Poll::Ready(Some(Ok(_))) = a_reader.poll(&mut net.a, Side::Caller, a) {}
@@ -265,12 +265,17 @@ fn the_control_messages_fit_the_smallest_maximum_message_size() {
     net.a_to_b();
     let served: Vec<Key> = net.b.started.iter().map(|s| s.key).collect();
     for &key in &served {
-        assert!(net.b.e.accept_stream(key, true, None));
+        assert!(net.b.e.served(key).accept_stream(true, None));
     }
     net.pump();
     let w = Watch::new();
     for &key in &opens {
-        assert!(net.a.e.poll_opened(key, &mut w.cx()).is_ready());
+        assert!(net
+            .a
+            .e
+            .stream(Side::Caller, key)
+            .poll_opened(&mut w.cx())
+            .is_ready());
     }
     // Messages of the largest size both ways, read as they come (credit goes back).
     let (mut up, mut down) = (Reader::default(), Reader::default());

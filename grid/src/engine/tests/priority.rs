@@ -58,7 +58,7 @@ fn a_single_call_goes_ahead_of_a_streams_backlog() {
     let call = f.net.call(b"small", 60);
     let waits = "the call waits behind stream data";
     assert_in_the_next_frame(&mut f, Side::Caller, Op::Request, Op::MuxClientMsg, waits);
-    f.net.a.e.drop_call(call);
+    f.net.a.e.call(call).abandon();
     f.wind_down_and_check("a call beside a backlog");
 }
 

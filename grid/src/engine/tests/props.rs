@@ -329,7 +329,7 @@ impl World {
                 let Some((i, key)) = self.held(i, |m| (m.a, m.a_opening)) else {
                     return;
                 };
-                self.net.a.e.drop_opening(key);
+                self.net.a.e.stream(Side::Caller, key).abandon_open();
                 self.net.a.wake();
                 self.streams[i].a_opening = false;
             }
@@ -381,7 +381,7 @@ impl World {
             drop_receiver(&mut self.net, Side::Handler, key, m);
         }
         let failure = (!ok).then(|| ErrorPayload::new(ErrorKind::Remote, "failed"));
-        self.net.b.e.stream_returned(key, failure);
+        self.net.b.e.served(key).returned(failure);
         self.net.b.wake();
         m.b_returned = Some(ok);
     }
@@ -393,7 +393,13 @@ impl World {
                 continue;
             };
             let w = Watch::new();
-            match self.net.a.e.poll_opened(key, &mut w.cx()) {
+            match self
+                .net
+                .a
+                .e
+                .stream(Side::Caller, key)
+                .poll_opened(&mut w.cx())
+            {
                 Poll::Ready(Ok(ack)) => {
                     m.a_opening = false;
                     m.a_receiver = true;
@@ -461,7 +467,7 @@ impl World {
                 "stream {i}: B's input never ended"
             );
             if let (Some(key), true) = (m.a, m.a_opening) {
-                self.net.a.e.drop_opening(key);
+                self.net.a.e.stream(Side::Caller, key).abandon_open();
                 m.a_opening = false;
             }
             if let (Some(key), true) = (m.a, m.a_receiver) {

@@ -22,7 +22,9 @@ fn ack() {
         let ack = Ack { in_window: 80 };
         f.inject_a(Op::AckMux, 0, Flags::NONE, Some(ack.encode()));
         let w = Watch::new();
-        let opened = f.a_opening.then(|| f.net.a.e.poll_opened(f.a, &mut w.cx()));
+        let opened = f
+            .a_opening
+            .then(|| f.net.a.e.stream(Side::Caller, f.a).poll_opened(&mut w.cx()));
         match f.at {
             At::OpeningUnsent | At::Opening => {
                 assert!(matches!(opened, Some(Poll::Ready(Ok(a))) if a == ack));
@@ -205,7 +207,7 @@ fn handler_side_disconnect() {
 fn caller_drops_its_receiver() {
     in_every_state("receiver dropped", |f| {
         if f.a_opening {
-            f.net.a.e.drop_opening(f.a);
+            f.net.a.e.stream(Side::Caller, f.a).abandon_open();
             f.a_opening = false;
         } else {
             f.a_drop_receiver();
@@ -485,7 +487,7 @@ fn a_deadline_before_the_ack_left_refuses_the_open() {
     net.a_to_b();
     let b = net.b.last_start().key;
     // B accepts, but its deadline passes before its writer sent the ack.
-    assert!(net.b.e.accept_stream(b, true, None));
+    assert!(net.b.e.served(b).accept_stream(true, None));
     net.now += Duration::from_secs(3);
     let now = net.now;
     net.b.e.handle_timeout(now).expect("timeout");
@@ -498,7 +500,7 @@ fn a_deadline_before_the_ack_left_refuses_the_open() {
         .all(|m| m.op != Op::AckMux && m.op != Op::MuxServerMsg));
     let w = Watch::new();
     assert!(matches!(
-        net.a.e.poll_opened(a, &mut w.cx()),
+        net.a.e.stream(Side::Caller, a).poll_opened(&mut w.cx()),
         Poll::Ready(Err(Error::DeadlineExceeded))
     ));
     assert!(net.a.violation.is_none());
