@@ -10,15 +10,19 @@
 //! through the driver, under one lock per connection. Calls and streams are created only
 //! here.
 //!
-//! Files, one concern each: `calls.rs` (single calls, both sides), `state.rs` and
-//! `streams.rs` (streams: the state enum and its transitions), `stream_view.rs` (one
-//! stream's end, borrowed: all a user's sender and receiver may do to it, in
-//! `stream_send.rs` and `stream_recv.rs`), `receive.rs` (what each incoming op means),
-//! `outbox.rs` (what to send next), `control.rs` (what goes ahead of all data: pings,
-//! pongs, credit, refusals), `tuning.rs` (window sizes), `budget.rs` (the memory budget
-//! of windows), `timers.rs` (deadlines, pings, silence), `window.rs` (credit
+//! Files, one concern each: `header.rs` (what every call and stream has on the books:
+//! admission, timer, messages to send, holders) and `life.rs` (how each kind says its
+//! phase is over: one cleanup for all), `calls.rs` (single calls, both sides),
+//! `call_view.rs` (a call, or an entry served here, borrowed: what the driver does to
+//! it), `state.rs` and `streams.rs` (streams: the state enum and its transitions),
+//! `stream_view.rs` (one stream's end, borrowed: all a user's sender and receiver may do
+//! to it, in `stream_send.rs` and `stream_recv.rs`), `receive.rs` (what each incoming op
+//! means), `outbox.rs` (what to send next), `control.rs` (what goes ahead of all data:
+//! pings, pongs, credit, refusals), `tuning.rs` (window sizes), `budget.rs` (the memory
+//! budget of windows), `timers.rs` (deadlines, pings, silence), `window.rs` (credit
 //! arithmetic), `assembly.rs` (chunked payloads), `oversize.rs` (a payload over the limit
-//! fails its own call or stream), `slab.rs` (entries by key).
+//! fails its own call or stream), `slab.rs` (entries by key), `invariants.rs` (what the
+//! stepped tests and the fuzzer check after every step).
 //!
 //! Invariants:
 //! - every call and stream ends exactly once on each side, and its end reaches the user:
