@@ -593,10 +593,21 @@ fn credit_goes_back_while_the_receiver_works_through_a_batch() {
     f.wind_down_and_check("credit mid-batch");
 }
 
+/// A frame's worth of stream data in one message.
+static FRAME: [u8; crate::engine::transmit::MERGE_LIMIT] =
+    [5; crate::engine::transmit::MERGE_LIMIT];
+
+/// A stream open on a window large enough for several frames, B's sender having queued a
+/// frame's worth, and the writer's visit it was queued after.
+fn frame_queued() -> (super::fixture::Fixture, crate::engine::WriterVisit) {
+    let mut f = super::fixture::Fixture::with_window(At::Open, 1 << 20);
+    f.b_send(&FRAME).expect("credit");
+    let since = f.net.b.e.take_frame_waiting();
+    (f, since.expect("a frame's worth of bytes waits"))
+}
+
 #[test]
 fn a_sender_learns_once_per_frame_when_a_full_frame_waits_for_the_writer() {
-    static FRAME: [u8; crate::engine::transmit::MERGE_LIMIT] =
-        [5; crate::engine::transmit::MERGE_LIMIT];
     let mut f = super::fixture::Fixture::with_window(At::Open, 1 << 20);
     f.b_send(b"small").expect("credit");
     assert!(
@@ -626,26 +637,12 @@ fn a_sender_learns_once_per_frame_when_a_full_frame_waits_for_the_writer() {
 
 #[test]
 fn a_sender_that_queued_a_frame_waits_for_the_writer_to_come_for_it() {
-    static FRAME: [u8; crate::engine::transmit::MERGE_LIMIT] =
-        [7; crate::engine::transmit::MERGE_LIMIT];
-    let mut f = super::fixture::Fixture::with_window(At::Open, 1 << 20);
-    f.b_send(&FRAME).expect("credit");
-    let since = f
-        .net
-        .b
-        .e
-        .take_frame_waiting()
-        .expect("a frame's worth waits");
+    let (mut f, since) = frame_queued();
     let sender = super::Watch::new();
-    for _ in 0..2 {
-        // Polled twice (say, by a select loop): one waker kept, woken once.
-        assert!(f
-            .net
-            .b
-            .e
-            .poll_writer_back(since, &mut sender.cx())
-            .is_pending());
-    }
+    let back =
+        |f: &mut super::fixture::Fixture| f.net.b.e.poll_writer_back(since, &mut sender.cx());
+    // Polled twice (say, by a select loop): one waker kept, woken once.
+    assert!(back(&mut f).is_pending() && back(&mut f).is_pending());
     f.net.b.wake();
     assert_eq!(
         sender.woken(),
@@ -654,20 +651,15 @@ fn a_sender_that_queued_a_frame_waits_for_the_writer_to_come_for_it() {
     );
     f.net.pump();
     assert_eq!(sender.woken(), 1, "the writer's visit wakes it, once");
-    assert!(f
-        .net
-        .b
-        .e
-        .poll_writer_back(since, &mut sender.cx())
-        .is_ready());
-    // Waiting when the connection closes: woken, and ready.
-    f.b_send(&FRAME).expect("credit");
-    let since = f
-        .net
-        .b
-        .e
-        .take_frame_waiting()
-        .expect("a second frame waits");
+    assert!(back(&mut f).is_ready());
+    assert_eq!(f.a_recv(), Some(Ok(Bytes::from_static(&FRAME))));
+    f.wind_down_and_check("writer back");
+}
+
+#[test]
+fn a_sender_waiting_for_the_writer_is_woken_when_the_connection_closes() {
+    let (mut f, since) = frame_queued();
+    let sender = super::Watch::new();
     assert!(f
         .net
         .b
@@ -676,13 +668,17 @@ fn a_sender_that_queued_a_frame_waits_for_the_writer_to_come_for_it() {
         .is_pending());
     f.net.b.e.close(Error::Disconnected);
     f.net.b.wake();
-    assert_eq!(sender.woken(), 2, "closing wakes a waiting sender");
+    assert_eq!(sender.woken(), 1, "closing wakes a waiting sender");
     assert!(f
         .net
         .b
         .e
         .poll_writer_back(since, &mut sender.cx())
         .is_ready());
+    assert!(
+        f.net.b.e.outbox.visit_waiters.is_empty(),
+        "a closed engine keeps no waker"
+    );
 }
 
 #[test]
