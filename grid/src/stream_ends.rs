@@ -21,7 +21,7 @@ use futures::Stream;
 
 use crate::engine::{Key, RecvBatch, Side, WriterVisit, ENCODE_EARLY};
 use crate::error::{Error, Result};
-use crate::send_stage::{self, StagedWith};
+use crate::send_stage::{self, FrameWaiting, StagedWith};
 use crate::session::Session;
 
 /// Most messages [`StreamSender::send_all`] queues in one step.
@@ -42,7 +42,7 @@ pub struct StreamSender {
     finished: bool,
     /// The last message sent filled a frame's worth: the next send first waits for the
     /// writer to come for it (after this visit of the writer's).
-    step_aside: Option<WriterVisit>,
+    step_aside: FrameWaiting,
 }
 
 impl std::fmt::Debug for StreamSender {
