@@ -169,7 +169,7 @@ impl FrameBuilder {
             dst.copy_from_slice(&header[..n]);
         }
         if checksum {
-            let sum = xxhash_rust::xxh3::xxh3_64(self.buf.get(start..).unwrap_or_default());
+            let sum = crate::codec::wire::xxh3_64(self.buf.get(start..).unwrap_or_default());
             self.buf.reserve(CHECKSUM_FIELD);
             super::wire::write_u64_fixed(&mut self.buf, sum);
         }

@@ -144,7 +144,7 @@ impl std::ops::BitOr for Flags {
 
 /// The hash that identifies a subroute on the wire: xxh3-64 of its UTF-8 bytes.
 pub fn subroute_hash(subroute: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(subroute.as_bytes())
+    crate::codec::wire::xxh3_64(subroute.as_bytes())
 }
 
 /// One protocol message.
@@ -375,7 +375,7 @@ impl MessageRef<'_> {
             buf.extend_from_slice(tail.as_slice());
         }
         if checksum {
-            let sum = xxhash_rust::xxh3::xxh3_64(buf.get(start..).unwrap_or_default());
+            let sum = crate::codec::wire::xxh3_64(buf.get(start..).unwrap_or_default());
             wire::write_u64_fixed(buf, sum);
         }
     }

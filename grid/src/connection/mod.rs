@@ -476,6 +476,6 @@ pub fn dials(local: &str, remote: &str) -> bool {
     key.extend_from_slice(lo.as_bytes());
     key.push(0);
     key.extend_from_slice(hi.as_bytes());
-    let smaller_dials = xxhash_rust::xxh3::xxh3_64(&key) & 1 == 0;
+    let smaller_dials = crate::codec::wire::xxh3_64(&key) & 1 == 0;
     (local == lo) == smaller_dials
 }

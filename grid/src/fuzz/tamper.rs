@@ -137,6 +137,6 @@ pub fn fix_checksum(frame: &mut [u8]) {
     }
     let at = frame.len() - 9;
     frame[at] = 0xcf;
-    let sum = xxhash_rust::xxh3::xxh3_64(&frame[..at]);
+    let sum = crate::codec::wire::xxh3_64(&frame[..at]);
     frame[at + 1..].copy_from_slice(&sum.to_be_bytes());
 }
