@@ -4,22 +4,20 @@
 //! `budget.rs`) and, at credit returns, asks [`Tuning::next`] what size it should have. The
 //! round trip is the connection's: the smallest its pings measured (the path's length) and
 //! the latest (the path's length plus whatever queues on it). A decision looks at a span of
-//! a few round trips (and at least [`MIN_SPAN`]): what was read in it, per round trip.
+//! a few round trips: what was read in it, per round trip.
 //! - When half a window or more was read per round trip, the window is what holds the
 //!   sender back: it doubles (up to the stream's cap), as long as the latest round trip
 //!   shows no queue. A window in use is probed with a ping at each decision, so the
 //!   latest round trip is fresh. The span after a growth starts a round trip later, when
 //!   what the growth granted has come back as data.
-//! - On a short path (a round trip under [`QUEUE_SLACK`]: loopback, one rack) a busy
-//!   host's scheduling is as long as the path, so a round trip measured behind the
-//!   stream's own data, or on a cold connection, can be several times the path's, and
-//!   what seems to move per round trip with it. There a window doubles only when three
-//!   quarters of it were read per round trip at two decisions in a row, and on trial: if
-//!   the next decision does not find a quarter more read per second, the window goes back
-//!   and stays there (its ceiling) until the rate rises that much, or for
-//!   [`CEILING_MEMORY`]. (Measured on loopback, 16 KiB messages: windows grew to 512-870 KiB
-//!   and carried no more than a fixed 256 KiB one; now they stay at 256 KiB, but for a
-//!   trial of a millisecond or two in some streams' first milliseconds.)
+//! - On a short path (a round trip under [`QUEUE_SLACK`]: loopback, one rack) the round
+//!   trip a window has to cover is not the path's but the hosts': a busy host's scheduler
+//!   can keep the reader, the writer or the sender off a core for milliseconds, far longer
+//!   than the path, and a window of a few path round trips runs dry at every such stall.
+//!   There windows are sized, and decisions spaced, as if the round trip were the path's
+//!   plus [`HOST_DELAY`]. (Measured on loopback on 2 busy cores: with windows sized on the
+//!   path's 50-250 µs, a stream of 16 KiB messages stayed at its 256 KiB start and carried
+//!   0.60-0.72x a raw WebSocket; sized this way, 0.8-1.3x.)
 //! - When the latest round trip shows a queue (more than an eighth of the path's round
 //!   trip, and at least [`QUEUE_SLACK`]), the window is larger than the path carries: the
 //!   excess would only wait in buffers, ahead of every other message on the connection.
@@ -42,16 +40,15 @@ use std::time::{Duration, Instant};
 /// may replace it (a path that got slower is noticed; queueing behind bulk data is not
 /// taken for distance).
 const RTT_MEMORY: Duration = Duration::from_secs(300);
-/// How long a doubling that did not pay holds the window back (unless the rate rises): the
-/// path or the reader may have changed since.
-const CEILING_MEMORY: Duration = Duration::from_secs(5);
+/// What a short path's round trip counts as longer, for sizing windows: how long a busy
+/// host may keep one of a stream's tasks waiting for a core (a few scheduling slices).
+/// Measured on loopback (16 KiB messages against a raw WebSocket, typed records against
+/// tonic): 1 ms, 1.14x and 0.72x; 2 ms, 0.95-1.27x and 0.76-0.80x; 4 ms, windows of
+/// 8-16 MiB whose backlog no longer stayed in cache, typed records at 0.5-0.8x.
+const HOST_DELAY: Duration = Duration::from_millis(2);
 /// Round trips a measurement spans at least: reads come in bursts (a frame, a batch), and a
 /// burst at either end of a span of one round trip could double what it seems to carry.
 const SPAN: u32 = 4;
-/// And the least time a measurement spans: on a short path four round trips are a few
-/// hundred microseconds, a handful of frames, and one read more or less swung what a span
-/// seemed to carry by half (measured on loopback: 55-300 KB per round trip, at one rate).
-const MIN_SPAN: Duration = Duration::from_millis(1);
 /// The least queueing a round trip may show before it counts as a queue: below this,
 /// scheduling noise on a busy host is taken for a queue on short paths.
 const QUEUE_SLACK: Duration = Duration::from_millis(1);
@@ -113,27 +110,6 @@ pub(crate) struct Tuning {
     /// The last decision found the window in use (not quiet) and free to move: the next
     /// span measures the round trip.
     watch: bool,
-    /// The last decision found the window holding the sender back on a short path and did
-    /// not double it: a second one in a row does.
-    pending: bool,
-    /// Where a doubling on a short path stands.
-    doubling: Doubling,
-}
-
-/// A short path's doubling: on trial, or one that did not pay. Windows in bytes and rates
-/// in KiB per second, in 32 bits: every open stream holds two of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-enum Doubling {
-    /// Neither.
-    #[default]
-    Free,
-    /// The last decision doubled `from`, read at `rate` before: the next one checks that it
-    /// paid.
-    Trial { from: u32, rate: u32 },
-    /// A doubling from `window` did not pay, read at `rate` then, `at`: the window stays at
-    /// most this (every return withholds credit until it is there) until the rate is well
-    /// above that, or [`CEILING_MEMORY`] has passed.
-    Ceiling { window: u32, rate: u32, at: Instant },
 }
 
 /// What [`Tuning::next`] decided.
@@ -157,28 +133,16 @@ impl Tuning {
             suspect: false,
             probed: None,
             watch: true,
-            pending: false,
-            doubling: Doubling::Free,
         }
     }
 
     /// At a credit return at `now`, with messages costing `returned` bytes read since the
     /// last one, through a window of `window` bytes: the size the window should have, once
     /// a round trip was measured and a few of them have passed since the last decision.
-    /// A window held under a ceiling comes down to it at every return, not only at the
-    /// decision (which can withhold only what is owed then). (Other cuts go at decisions
-    /// only: measured over a 10 ms path, cutting to the queue's measure at once took the
-    /// stream from about 0.64x to 0.59x a raw WebSocket.)
+    /// (Cuts go at decisions only: measured over a 10 ms path, cutting to the queue's
+    /// measure at once took the stream from about 0.64x to 0.59x a raw WebSocket.)
     pub(crate) fn next(&mut self, now: Instant, rtt: &Rtt, window: u64, returned: u64) -> Decision {
-        let mut decision = self.decide(now, rtt, window, returned);
-        if let (None, Doubling::Ceiling { window: c, .. }) = (decision.size, self.doubling) {
-            decision.size = (u64::from(c) < window).then_some(u64::from(c));
-        }
-        decision
-    }
-
-    fn decide(&mut self, now: Instant, rtt: &Rtt, window: u64, returned: u64) -> Decision {
-        let Some(min) = rtt.get() else {
+        let Some(path) = rtt.get() else {
             return Decision::default();
         };
         let Some(since) = self.since else {
@@ -191,9 +155,15 @@ impl Tuning {
             // meanwhile was sent through the window as it was.
             return Decision::default();
         }
+        // The round trip a window has to cover: on a short path, the hosts' (module doc).
+        let round = if path < QUEUE_SLACK {
+            path + HOST_DELAY
+        } else {
+            path
+        };
         self.read += returned;
         let elapsed = now.saturating_duration_since(since);
-        let span = (min * SPAN).max(MIN_SPAN);
+        let span = round * SPAN;
         if elapsed < span || elapsed.is_zero() {
             // Halfway through a span, once what the last decision changed is in flight,
             // the round trip is measured for the next decision.
@@ -204,12 +174,9 @@ impl Tuning {
             return Decision { size: None, probe };
         }
         let read = u128::from(std::mem::take(&mut self.read));
-        let per_rtt = u64::try_from(read * min.as_nanos() / elapsed.as_nanos()).unwrap_or(u64::MAX);
-        // KiB per second.
-        let rate =
-            u32::try_from(read * 1_000_000_000 / 1024 / elapsed.as_nanos()).unwrap_or(u32::MAX);
+        let per_rtt =
+            u64::try_from(read * round.as_nanos() / elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.since = Some(now);
-        let pending = std::mem::take(&mut self.pending);
         let (start, cap) = (u64::from(self.start), u64::from(self.cap));
         let queued = self.probed.take().and_then(|at| rtt.queued_since(at, now));
         // What the path carries per round trip, and a quarter again: what is read and not
@@ -219,24 +186,6 @@ impl Tuning {
         // the stream still filled the link.)
         let fitted = per_rtt.saturating_add(per_rtt / 4).max(start).min(window);
         self.watch = per_rtt.saturating_mul(4) >= window && (window < cap || window > start);
-        if let Doubling::Trial { from, rate: before } = self.doubling {
-            self.doubling = Doubling::Free;
-            if rate < raised(before) {
-                // Twice the window did not carry a quarter more: the window was not what
-                // held the sender back (a reader as fast as it goes, or a round trip
-                // measured long behind the stream's own data). It goes back, and stays
-                // there until the rate says otherwise.
-                self.doubling = Doubling::Ceiling {
-                    window: from,
-                    rate,
-                    at: now,
-                };
-                return Decision {
-                    size: Some(u64::from(from).min(window)),
-                    probe: false,
-                };
-            }
-        }
         if per_rtt.saturating_mul(4) < window {
             // Far less than the window moves per round trip: quiet, or a reader behind.
             let size = (window / 2)
@@ -271,81 +220,31 @@ impl Tuning {
                 probe: false,
             };
         }
-        // A short path: its round trip is no longer than a busy host's noise, so one
-        // measured behind the stream's own data, or on a cold connection, can be several
-        // times the path's, and what seems to move per round trip with it.
-        let short = min < QUEUE_SLACK;
-        let holds_back = if short {
-            per_rtt.saturating_mul(4) >= window.saturating_mul(3)
-        } else {
-            per_rtt.saturating_mul(2) >= window
-        };
-        let ceiling = self.ceiling(rate, now);
-        if !holds_back {
+        if per_rtt.saturating_mul(2) < window {
             // The link, not the window, is the limit: keep it.
             return Decision {
-                size: Some(ceiling.map_or(window, |c| window.min(c))),
+                size: Some(window),
                 probe: false,
             };
         }
-        // Half a window or more read per round trip (three quarters on a short path): the
-        // window is what holds the sender back. It grows once a fresh round trip shows no
-        // queue, and the next span starts a round trip later, when what it grants has
-        // reached the sender and come back as data. On a short path, only at a second
-        // decision in a row, and on trial: a doubling that does not pay goes back.
+        // Half a window or more read per round trip: the window is what holds the sender
+        // back. It grows once a fresh round trip shows no queue, and the next span starts a
+        // round trip later, when what it grants has reached the sender and come back as
+        // data.
         let size = match queued {
             None => window,
             Some(_) if self.found_queue => window.saturating_add(window / 16),
-            Some(_) if !short => window.saturating_mul(2),
-            Some(_) if !pending => {
-                self.pending = true;
-                window
-            }
-            Some(_) if ceiling.is_some_and(|c| window >= c) => window,
-            Some(_) => {
-                self.doubling = Doubling::Trial {
-                    from: clamp(window),
-                    rate,
-                };
-                window.saturating_mul(2)
-            }
+            Some(_) => window.saturating_mul(2),
         };
         let size = size.min(cap).max(window);
-        let size = ceiling.map_or(size, |c| size.min(c));
         if size > window {
-            self.since = Some(now + min);
-        } else if matches!(self.doubling, Doubling::Trial { .. }) {
-            self.doubling = Doubling::Free;
+            self.since = Some(now + round);
         }
         Decision {
             size: Some(size),
             probe: false,
         }
     }
-
-    /// The window a doubling did not pay from, while it holds: set lately, and the rate not
-    /// well above what it was then. Forgotten otherwise.
-    fn ceiling(&mut self, rate: u32, now: Instant) -> Option<u64> {
-        match self.doubling {
-            Doubling::Ceiling {
-                window,
-                rate: then,
-                at,
-            } if rate < raised(then) && now.saturating_duration_since(at) < CEILING_MEMORY => {
-                Some(u64::from(window))
-            }
-            Doubling::Ceiling { .. } => {
-                self.doubling = Doubling::Free;
-                None
-            }
-            _ => None,
-        }
-    }
-}
-
-/// A rate well above `rate`: a quarter more, what a doubling that paid brings at least.
-fn raised(rate: u32) -> u32 {
-    rate.saturating_add(rate / 4)
 }
 
 /// `v` in 32 bits, saturated.
