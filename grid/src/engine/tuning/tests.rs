@@ -187,32 +187,27 @@ fn what_was_read_before_a_span_began_is_not_counted_in_it() {
 }
 
 #[test]
-fn on_a_short_path_a_window_covers_the_hosts_delay_and_a_queue_under_a_millisecond_is_none() {
+fn on_a_short_path_a_window_covers_the_hosts_delay_and_grows_without_a_probe() {
     let t0 = Instant::now();
     let mut t = Tuning::new(100, 100_000);
     // A path of 100 µs counts as 100 µs plus the hosts' delay; a span is four of those.
+    // Its latest round trip shows a queue of 10 ms, which a short path does not look at.
     let round = MS / 10 + HOST_DELAY;
-    let rtt = |latest: Option<(Duration, Instant)>| path(MS / 10, t0, latest);
-    t.next(t0, &rtt(None), 800, 0);
-    assert!(!t.next(t0 + 2 * round - MS / 10, &rtt(None), 800, 500).probe);
-    assert!(t.next(t0 + 2 * round, &rtt(None), 800, 500).probe);
+    let rtt = path(MS / 10, t0, Some((10 * MS, t0)));
+    t.next(t0, &rtt, 800, 0);
+    assert_eq!(t.next(t0 + 2 * round, &rtt, 800, 500), Decision::default());
     // 2000 bytes in the span: 500 per (host) round trip, more than half the window of 800
-    // (per path round trip it would be 24, a quiet stream). The probe came back after a
-    // millisecond, ten times the path's round trip but within the slack: no queue. The
-    // window doubles.
-    let answered = rtt(Some((MS, t0 + 2 * round + MS)));
-    let d = t.next(t0 + 4 * round, &answered, 800, 1500);
-    assert_eq!(d.size, Some(1600));
+    // (per path round trip it would be 24, a quiet stream). No probe went: the window
+    // doubles at once.
+    assert_eq!(t.next(t0 + 4 * round - MS / 10, &rtt, 800, 0).size, None);
+    assert_eq!(t.next(t0 + 4 * round, &rtt, 800, 1500).size, Some(1600));
     // What the growth grants comes back as data a round trip later: the next span starts
-    // then. A span at the same rate through twice the window keeps it (the link, not
-    // the window, is the limit).
-    assert_eq!(t.next(t0 + 5 * round, &rtt(None), 1600, 500).size, None);
-    assert!(t.next(t0 + 7 * round, &rtt(None), 1600, 1000).probe);
-    let answered = rtt(Some((MS, t0 + 7 * round + MS)));
-    assert_eq!(
-        t.next(t0 + 9 * round, &answered, 1600, 1000).size,
-        Some(1600)
-    );
+    // then. The same rate through twice the window: the link, not the window, is the
+    // limit, and it stays.
+    assert_eq!(t.next(t0 + 5 * round, &rtt, 1600, 500).size, None);
+    assert_eq!(t.next(t0 + 9 * round, &rtt, 1600, 2000).size, Some(1600));
+    // Twice as fast: it doubles again, up to its cap.
+    assert_eq!(t.next(t0 + 13 * round, &rtt, 1600, 4000).size, Some(3200));
 }
 
 #[test]
