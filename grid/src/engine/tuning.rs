@@ -8,8 +8,8 @@
 //! - When half a window or more was read per round trip, the window is what holds the
 //!   sender back: it doubles (up to the stream's cap), as long as the latest round trip
 //!   shows no queue. A window in use is probed with a ping at each decision (on a path of
-//!   a millisecond or more), so the latest round trip is fresh. The span after a growth starts a round trip later, when
-//!   what the growth granted has come back as data.
+//!   a millisecond or more), so the latest round trip is fresh. The span after a growth
+//!   starts a round trip later, when what the growth granted has come back as data.
 //! - On a short path (a round trip under [`QUEUE_SLACK`]: loopback, one rack) the round
 //!   trip a window has to cover is not the path's but the hosts': a busy host's scheduler
 //!   can keep the reader, the writer or the sender off a core for milliseconds, far longer
@@ -53,8 +53,9 @@ const HOST_DELAY: Duration = Duration::from_millis(2);
 /// Round trips a measurement spans at least: reads come in bursts (a frame, a batch), and a
 /// burst at either end of a span of one round trip could double what it seems to carry.
 const SPAN: u32 = 4;
-/// The least queueing a round trip may show before it counts as a queue: below this,
-/// scheduling noise on a busy host is taken for a queue on short paths.
+/// The least queueing a round trip may show before it counts as a queue (below this,
+/// scheduling noise on a busy host would be taken for one), and the round trip under which
+/// a path is short (module doc).
 const QUEUE_SLACK: Duration = Duration::from_millis(1);
 
 /// The connection's round trip, as its pings measure it: the smallest recent sample (the

@@ -157,7 +157,8 @@ fn a_window_on_a_short_link_covers_the_hosts_delay_and_no_more() {
     // A short link (100 µs, a round trip of about 300 µs in 100 µs steps) at 200 MB/s: a
     // bandwidth-delay product of 60 KB, but a busy host can stall a stream's tasks for
     // longer than that (tuning.rs): the window grows past its start of 256 KiB to cover
-    // the path plus the hosts' delay, and stops within twice what that carries.
+    // the path plus the hosts' delay, and stops within four times what that carries
+    // (it doubles while half its size or more moves per host round trip).
     let mut config = tuned(64 << 20);
     config.stream_window = 256 << 10;
     let mut link = Link::new(config, Duration::from_micros(100), Some(200_000), 1024);

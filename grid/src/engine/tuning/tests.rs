@@ -206,8 +206,12 @@ fn on_a_short_path_a_window_covers_the_hosts_delay_and_grows_without_a_probe() {
     // limit, and it stays.
     assert_eq!(t.next(t0 + 5 * round, &rtt, 1600, 500).size, None);
     assert_eq!(t.next(t0 + 9 * round, &rtt, 1600, 2000).size, Some(1600));
-    // Twice as fast: it doubles again, up to its cap.
+    // Twice as fast: it doubles again.
     assert_eq!(t.next(t0 + 13 * round, &rtt, 1600, 4000).size, Some(3200));
+    // Then nearly quiet: 100 bytes in a span (four host round trips): it halves, back
+    // towards its start.
+    assert_eq!(t.next(t0 + 14 * round, &rtt, 3200, 0).size, None);
+    assert_eq!(t.next(t0 + 18 * round, &rtt, 3200, 100).size, Some(1600));
 }
 
 #[test]
