@@ -61,10 +61,10 @@ fn service_id(args: TokenStream, errors: &mut Errors, krate: &mut syn::Path) -> 
     for pair in pairs {
         if pair.path.is_ident("id") {
             let v = int_value(&pair.value, errors, "service id")?;
-            if v == 0 || v > u64::from(u16::MAX) {
+            if v == 0 || v >= u64::from(u16::MAX) {
                 errors.push(
                     pair.value.span(),
-                    format!("service id {v} is out of range: use 1..=65535 (0 is reserved)"),
+                    format!("service id {v} is out of range: use 1..=65534 (0 is reserved, 65535 is grid's built-in service)"),
                 );
                 return None;
             }
@@ -96,7 +96,7 @@ fn service_id(args: TokenStream, errors: &mut Errors, krate: &mut syn::Path) -> 
     if id.is_none() {
         errors.push(
             Span::call_site(),
-            "a service needs a stable id on the wire: write #[grid::service(id = N)] with N in 1..=65535",
+            "a service needs a stable id on the wire: write #[grid::service(id = N)] with N in 1..=65534",
         );
     }
     id

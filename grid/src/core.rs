@@ -38,6 +38,8 @@ pub(crate) struct Config {
     pub max_stream_window: u64,
     pub stream_budget: u64,
     pub node_stream_budget: u64,
+    /// Serve the built-in `grid.Node` service (`builtin.rs`).
+    pub node_service: bool,
 }
 
 /// The default of [`Config::max_concurrent_calls`], also assumed for a peer that does not
@@ -79,6 +81,7 @@ impl Default for Config {
             max_stream_window: DEFAULT_MAX_STREAM_WINDOW,
             stream_budget: DEFAULT_STREAM_BUDGET,
             node_stream_budget: DEFAULT_NODE_STREAM_BUDGET,
+            node_service: true,
         }
     }
 }

@@ -112,9 +112,11 @@
 #[path = "fuzz/mod.rs"]
 pub mod __fuzz;
 mod arena;
+pub mod builtin;
 pub mod codec;
 mod connection;
 mod core;
+pub mod describe;
 mod engine;
 mod error;
 #[cfg(any(doc, test))]
@@ -139,6 +141,7 @@ pub mod tls {
 pub use bytes::Bytes;
 pub use connection::{dials, Connection, OpenStream, Request, State, Stream, Subroute};
 pub use core::{TokenProvider, TokenValidator};
+pub use describe::{CallShape, HandlerInfo, Listing, MethodInfo};
 pub use error::{Error, RemoteError, Result};
 /// Turns a trait into a grid service. See the [crate documentation](crate#typed-services)
 /// for a complete example.

@@ -2,7 +2,8 @@
 
 use futures::StreamExt;
 use grid::{
-    CallContext, Error, RemoteError, StreamCall, StreamHandler, StreamReceiver, StreamSender,
+    CallContext, Error, Interceptor, RemoteError, StreamCall, StreamHandler, StreamReceiver,
+    StreamSender,
 };
 use tokio::sync::mpsc;
 
@@ -53,4 +54,18 @@ pub fn echo_input() -> StreamHandler {
         echo_back(&mut input, &mut call.output).await
     })
     .with_input()
+}
+
+/// An interceptor that refuses every call it sees, saying who may not call what
+/// ("alpha may not call #9").
+pub struct DenyAll;
+
+impl Interceptor for DenyAll {
+    fn before(&self, call: &CallContext) -> Result<(), RemoteError> {
+        Err(RemoteError::new(format!(
+            "{} may not call {}",
+            call.caller(),
+            call.handler()
+        )))
+    }
 }

@@ -75,6 +75,14 @@ impl Cluster {
         names: &[&str],
         configure: impl Fn(ManagerBuilder) -> ManagerBuilder,
     ) -> Cluster {
+        Self::start_each(names, |_, b| configure(b)).await
+    }
+
+    /// As [`Cluster::start`], with `configure` told which node it builds.
+    pub async fn start_each(
+        names: &[&str],
+        configure: impl Fn(&str, ManagerBuilder) -> ManagerBuilder,
+    ) -> Cluster {
         let mut listeners = Vec::new();
         let mut urls = Vec::new();
         for _ in names {
@@ -89,7 +97,7 @@ impl Cluster {
             for (peer, url) in names.iter().zip(&urls) {
                 b = b.peer(*peer, url.clone());
             }
-            let m = configure(b).build().expect("build manager");
+            let m = configure(name, b).build().expect("build manager");
             serving.push(tokio::spawn(m.clone().serve(listener)));
             managers.push(m);
         }

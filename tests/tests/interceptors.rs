@@ -10,6 +10,7 @@ use futures::StreamExt;
 use grid::{
     CallContext, Error, HandlerId, Interceptor, Outcome, RemoteError, StreamCall, StreamHandler,
 };
+use grid_tests::handlers::DenyAll;
 use grid_tests::{num, within, Cluster};
 use tokio::sync::mpsc;
 
@@ -29,19 +30,6 @@ impl Interceptor for Recorder {
         let _ = self
             .0
             .send((call.handler(), call.caller().to_owned(), outcome.clone()));
-    }
-}
-
-/// Refuses every call.
-struct DenyAll;
-
-impl Interceptor for DenyAll {
-    fn before(&self, call: &CallContext) -> Result<(), RemoteError> {
-        Err(RemoteError::new(format!(
-            "{} may not call {}",
-            call.caller(),
-            call.handler()
-        )))
     }
 }
 
@@ -65,7 +53,11 @@ async fn cluster() -> (
     impl grid::Service for Nine {
         const NAME: &'static str = "Nine";
         const SERVICE_ID: u16 = 9;
-        const METHODS: &'static [(&'static str, HandlerId)] = &[("guarded", GUARDED)];
+        const METHODS: &'static [grid::MethodInfo] = &[grid::MethodInfo::untyped(
+            "guarded",
+            GUARDED,
+            grid::CallShape::Single,
+        )];
     }
     let c = Cluster::start(&["alpha", "beta"], move |b| {
         b.interceptor(Recorder(recorder.0.clone()))

@@ -17,6 +17,7 @@ const ORDER: &[&str] = &[
     "typed_decoder",
     "tasks",
     "stats",
+    "describe",
     "engine",
     "session",
     "send_stage",
@@ -26,6 +27,7 @@ const ORDER: &[&str] = &[
     "connection",
     "metrics",
     "typed",
+    "builtin",
     "manager",
     // Built only by cargo-fuzz: the engine driven for the fuzz targets.
     "fuzz",

@@ -23,6 +23,7 @@ use bytes::Bytes;
 
 use crate::codec::subroute_hash;
 pub use crate::codec::HandlerId;
+use crate::describe::{CallShape, HandlerInfo};
 use crate::error::{Error, RemoteError, Result};
 
 tokio::task_local! {
@@ -89,9 +90,7 @@ impl Handlers {
         subroute: Option<&str>,
         entry: impl FnOnce(Option<Arc<str>>, Arc<HandlerCounters>) -> Entry,
     ) -> Result<()> {
-        if id.get() == 0 {
-            return Err(Error::Config("handler id 0 is reserved".into()));
-        }
+        check_id(id, false)?;
         let key = (id, subroute.map(subroute_hash));
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
         if table.contains_key(&key) {
@@ -107,20 +106,20 @@ impl Handlers {
     }
 
     /// Adds several handlers under one subroute: all of them, or none if any id is taken.
+    /// Only grid's own services (`builtin`) may use the ids reserved for them.
     pub(crate) fn add_all(
         &self,
         subroute: Option<&str>,
         items: Vec<(HandlerId, Handler)>,
         names: impl Fn(HandlerId) -> Names,
+        builtin: bool,
     ) -> Result<()> {
         let hash = subroute.map(subroute_hash);
         let name: Option<Arc<str>> = subroute.map(Arc::from);
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
         let mut seen = std::collections::HashSet::new();
         for (id, _) in &items {
-            if id.get() == 0 {
-                return Err(Error::Config("handler id 0 is reserved".into()));
-            }
+            check_id(*id, builtin)?;
             if table.contains_key(&(*id, hash)) || !seen.insert(*id) {
                 return Err(Error::HandlerAlreadyExists {
                     handler: *id,
@@ -200,6 +199,36 @@ impl Handlers {
         all
     }
 
+    /// Every handler, described, ordered by handler id and subroute.
+    pub(crate) fn describe(&self) -> Vec<HandlerInfo> {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<HandlerInfo> = table
+            .values()
+            .map(|e| {
+                let (counters, subroute, untyped) = match e {
+                    Entry::Single(s) => (&s.counters, &s.subroute, CallShape::Single),
+                    Entry::Stream(s) => (&s.counters, &s.subroute, CallShape::Stream),
+                };
+                let names = counters.names();
+                let info = names.method;
+                let owned = |t: Option<&str>| t.filter(|t| !t.is_empty()).map(str::to_owned);
+                HandlerInfo {
+                    id: counters.handler().get(),
+                    subroute: subroute.as_deref().map(str::to_owned),
+                    service: names.service.map(str::to_owned),
+                    method: info.map(|m| m.name.to_owned()),
+                    shape: info.map_or(untyped, |m| m.shape),
+                    request: owned(info.map(|m| m.request)),
+                    input: owned(info.and_then(|m| m.input)),
+                    output: owned(info.and_then(|m| m.output)),
+                    answer: owned(info.and_then(|m| m.answer)),
+                }
+            })
+            .collect();
+        all.sort_by(|a, b| (a.id, &a.subroute).cmp(&(b.id, &b.subroute)));
+        all
+    }
+
     pub(crate) fn stream(&self, id: HandlerId, subroute: Option<u64>) -> Option<StreamEntry> {
         let table = self.table.read().unwrap_or_else(|e| e.into_inner());
         match table.get(&(id, subroute)) {
@@ -207,4 +236,19 @@ impl Handlers {
             _ => None,
         }
     }
+}
+
+/// Refuses id 0 (never a handler) and, unless `builtin`, the ids of grid's own services
+/// ([`crate::describe::BUILTIN_SERVICE_ID`]).
+fn check_id(id: HandlerId, builtin: bool) -> Result<()> {
+    if id.get() == 0 {
+        return Err(Error::Config("handler id 0 is reserved".into()));
+    }
+    if !builtin && id.get() >> 16 == u32::from(crate::describe::BUILTIN_SERVICE_ID) {
+        return Err(Error::Config(format!(
+            "handler id {id} is reserved: service id {} is grid's built-in service's; pick another service id",
+            crate::describe::BUILTIN_SERVICE_ID
+        )));
+    }
+    Ok(())
 }

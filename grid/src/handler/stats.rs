@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::{Outcome, Watch};
 use crate::codec::{ErrorKind, ErrorPayload, HandlerId};
+use crate::describe::MethodInfo;
 use crate::error::RemoteError;
 
 /// Upper bounds of the latency histogram's buckets, in seconds (the last bucket is
@@ -19,7 +20,7 @@ pub const LATENCY_BOUNDS: [f64; 11] = [
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Names {
     pub(crate) service: Option<&'static str>,
-    pub(crate) method: Option<&'static str>,
+    pub(crate) method: Option<&'static MethodInfo>,
 }
 
 /// One registered handler's counters.
@@ -89,6 +90,16 @@ impl HandlerCounters {
         self.ended.fetch_add(1, Relaxed);
     }
 
+    /// The handler's id.
+    pub(crate) fn handler(&self) -> HandlerId {
+        self.handler
+    }
+
+    /// The handler's names, as registered.
+    pub(crate) fn names(&self) -> &Names {
+        &self.names
+    }
+
     /// The counters now.
     pub(crate) fn snapshot(&self) -> HandlerStats {
         let calls = self.calls.load(Relaxed);
@@ -103,7 +114,7 @@ impl HandlerCounters {
             handler: self.handler,
             subroute: self.subroute.as_deref().map(str::to_owned),
             service: self.names.service,
-            method: self.names.method,
+            method: self.names.method.map(|m| m.name),
             calls,
             in_flight: calls.saturating_sub(ended),
             errors,

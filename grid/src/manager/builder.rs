@@ -278,6 +278,16 @@ impl ManagerBuilder {
         self
     }
 
+    /// Whether this node serves grid's built-in service, `grid.Node` (default: yes): the
+    /// list of what it serves (name, handler id, shape and types of every method) and a
+    /// ping through the call path, for tools such as `grid-cli` and for peers
+    /// ([`NodeClient`](crate::builtin::NodeClient)). Its calls pass the interceptors like
+    /// any other; turn it off to reveal nothing about the handlers.
+    pub fn node_service(mut self, on: bool) -> Self {
+        self.config.node_service = on;
+        self
+    }
+
     /// Builds the manager and starts one connection per peer. Must be called inside a tokio
     /// runtime.
     ///
@@ -370,6 +380,9 @@ impl ManagerBuilder {
             token_validator: validator,
             tls: self.tls,
         });
+        if core.config.node_service {
+            crate::builtin::register(&core)?;
+        }
         let connections = urls
             .into_iter()
             .map(|(name, url)| {

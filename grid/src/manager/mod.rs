@@ -148,12 +148,12 @@ impl Manager {
 
     fn register_all(&self, subroute: Option<&str>, regs: Registrations) -> Result<()> {
         let names = regs.names;
-        self.inner
-            .core
-            .handlers
-            .add_all(subroute, regs.items, |id| {
-                Registrations::names_of(names, id)
-            })
+        self.inner.core.handlers.add_all(
+            subroute,
+            regs.items,
+            |id| Registrations::names_of(names, id),
+            false,
+        )
     }
 
     /// Registers every method of a typed service under a subroute (all or none).

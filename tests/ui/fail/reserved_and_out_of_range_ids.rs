@@ -10,6 +10,11 @@ pub trait TooBig {
     async fn a(&self, req: u32) -> Result<u32, RemoteError>;
 }
 
+#[grid::service(id = 65535)]
+pub trait Builtin {
+    async fn a(&self, req: u32) -> Result<u32, RemoteError>;
+}
+
 #[grid::service(id = 2)]
 pub trait Methods {
     #[grid(id = 0)]
