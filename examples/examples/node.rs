@@ -34,13 +34,14 @@ struct Args {
     name: String,
     listen: String,
     peers: Vec<(String, String)>,
+    clients: Vec<String>,
     token: String,
     rounds: u64,
     every: Duration,
     ping_every: Option<Duration>,
 }
 
-const USAGE: &str = "usage: node --name NAME --listen HOST:PORT [--peer NAME=ws://HOST:PORT/grid/v1]... --token TOKEN [--rounds N] [--every MS] [--ping-every MS]";
+const USAGE: &str = "usage: node --name NAME --listen HOST:PORT [--peer NAME=ws://HOST:PORT/grid/v1]... [--client NAME]... --token TOKEN [--rounds N] [--every MS] [--ping-every MS]";
 
 const HELP: &str = "\
 A grid node: it serves a key-value service to its peers and calls theirs.
@@ -59,12 +60,16 @@ peer's `from/` entries and prints what it found, one line per peer and round:
 
 Calling it: from another node started with --peer pointing here (each side lists the
 other; exactly one of them dials), from Rust with `KvClient::new(manager.connection(\"NAME\")?)`,
+from a tool admitted with --client (`grid-cli --as NAME call NODE=URL Kv.get '\"k\"'`),
 or from any language that speaks PROTOCOL.md (interop/ has a Python peer).
 
 Options:
   --name NAME          this node's name (peers list it under this name)
   --listen HOST:PORT   where it accepts connections
   --peer NAME=URL      a peer and its URL (repeat for each)
+  --client NAME        admit a client that dials in under NAME with the same token, such
+                       as grid-cli (repeat for each); it is served, never dialled or
+                       visited by the rounds
   --token TOKEN        the bearer token every node of the cluster shares
   --rounds N           stop after N rounds (default 0: run until Ctrl-C)
   --every MS           milliseconds between rounds (default 2000)
@@ -82,6 +87,7 @@ fn args() -> Args {
         name: String::new(),
         listen: String::new(),
         peers: Vec::new(),
+        clients: Vec::new(),
         token: String::new(),
         rounds: 0,
         every: Duration::from_secs(2),
@@ -107,6 +113,7 @@ fn args() -> Args {
             }
             "--every" => a.every = millis(&flag, &value),
             "--ping-every" => a.ping_every = Some(millis(&flag, &value)),
+            "--client" => a.clients.push(value),
             "--peer" => match value.split_once('=') {
                 Some((n, u)) => a.peers.push((n.to_owned(), u.to_owned())),
                 None => usage("--peer takes NAME=URL"),
@@ -143,9 +150,12 @@ fn now() -> String {
 
 /// Calls every peer at once, so that one slow or lost peer does not hold up the others,
 /// and prints a line for each as its calls end.
-async fn round(manager: &Manager, n: u64) {
+async fn round(manager: &Manager, clients: &[String], n: u64) {
     let me = manager.local();
-    let visits = manager.connections().map(|conn| async move {
+    let peers = manager
+        .connections()
+        .filter(|c| !clients.iter().any(|n| n == c.remote()));
+    let visits = peers.map(|conn| async move {
         let peer = conn.remote();
         match visit(conn, me, n).await {
             Ok(report) => println!("{} [{me}] round {n}: {peer} ok: {report}", now()),
@@ -200,6 +210,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (peer, url) in &a.peers {
         builder = builder.peer(peer.clone(), url.clone());
     }
+    for client in &a.clients {
+        builder = builder.client(client.clone());
+    }
     let manager = builder.build()?;
     manager.register(KvServer::new(Store::new(&a.name)))?;
     let listener = tokio::net::TcpListener::bind(&a.listen).await?;
@@ -217,7 +230,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ = tokio::signal::ctrl_c() => break,
         }
         n += 1;
-        round(&manager, n).await;
+        round(&manager, &a.clients, n).await;
         if a.rounds > 0 && n >= a.rounds {
             break;
         }

@@ -199,9 +199,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Connection {
-    /// Creates the connection and starts its runner task.
-    pub(crate) fn start(core: Arc<Core>, remote: &str, url: String) -> Connection {
-        let dialer = dials(&core.local, remote);
+    /// Creates the connection and starts its runner task: it dials `url` when `dialer`,
+    /// else it takes the sockets the listener accepts from `remote`.
+    pub(crate) fn start(core: Arc<Core>, remote: &str, url: String, dialer: bool) -> Connection {
         let (incoming, incoming_rx) = mpsc::channel(1);
         let inner = Arc::new(ConnInner {
             remote: Arc::from(remote),

@@ -1,6 +1,6 @@
 //! Configuring a [`Manager`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,8 @@ use crate::typed::Service;
 pub struct ManagerBuilder {
     local: Option<String>,
     peers: Vec<(String, String)>,
+    clients: Vec<String>,
+    as_client: bool,
     config: Config,
     provider: Option<TokenProvider>,
     validator: Option<TokenValidator>,
@@ -34,6 +36,8 @@ impl std::fmt::Debug for ManagerBuilder {
         f.debug_struct("ManagerBuilder")
             .field("local", &self.local)
             .field("peers", &self.peers)
+            .field("clients", &self.clients)
+            .field("as_client", &self.as_client)
             .field("config", &self.config)
             .finish()
     }
@@ -50,6 +54,25 @@ impl ManagerBuilder {
     /// (every node can share one list) and ignored.
     pub fn peer(mut self, name: impl Into<String>, url: impl Into<String>) -> Self {
         self.peers.push((name.into(), url.into()));
+        self
+    }
+
+    /// Admits a client: a process that is not a node of the cluster (a tool such as
+    /// `grid-cli`, built with [`ManagerBuilder::as_client`]) and that dials this node under
+    /// `name`. It must present a token this node accepts, like any peer; this node never
+    /// dials it, serves its calls as any peer's, and may call it back while it is
+    /// connected ([`Manager::connection`](crate::Manager::connection)`(name)`).
+    pub fn client(mut self, name: impl Into<String>) -> Self {
+        self.clients.push(name.into());
+        self
+    }
+
+    /// Makes this manager a client: it dials every peer itself, whatever their names
+    /// would decide ([`dials`](crate::dials)), and is meant to serve no listener. Each
+    /// peer must admit it by its local name ([`ManagerBuilder::client`]), or it refuses
+    /// the connection ("unknown host").
+    pub fn as_client(mut self) -> Self {
+        self.as_client = true;
         self
     }
 
@@ -367,6 +390,19 @@ impl ManagerBuilder {
                 return Err(Error::Config(format!("peer {name:?} is listed twice")));
             }
         }
+        let mut clients = BTreeSet::new();
+        for name in self.clients {
+            if name.is_empty() || name == local {
+                return Err(Error::Config(format!(
+                    "client {name:?} must have a name of its own, not empty or this node's"
+                )));
+            }
+            if urls.contains_key(&name) || !clients.insert(name.clone()) {
+                return Err(Error::Config(format!(
+                    "{name:?} is listed twice (as a peer or a client)"
+                )));
+            }
+        }
         let core = Arc::new(Core {
             local: Arc::from(local),
             instance: Uuid::new_v4(),
@@ -383,10 +419,16 @@ impl ManagerBuilder {
         if core.config.node_service {
             crate::builtin::register(&core)?;
         }
-        let connections = urls
-            .into_iter()
-            .map(|(name, url)| {
-                let conn = Connection::start(core.clone(), &name, url);
+        let as_client = self.as_client;
+        let dialed = urls.into_iter().map(|(name, url)| {
+            let dialer = as_client || crate::dials(&core.local, &name);
+            (name, url, dialer)
+        });
+        let admitted = clients.into_iter().map(|name| (name, String::new(), false));
+        let connections = dialed
+            .chain(admitted)
+            .map(|(name, url, dialer)| {
+                let conn = Connection::start(core.clone(), &name, url, dialer);
                 (name, conn)
             })
             .collect();

@@ -235,7 +235,7 @@ fn check_connect(state: &Listening, req: &ConnectRequest) -> Result<(Connection,
     let core = &state.core;
     let conn = state.connections.get(&req.host).ok_or_else(|| {
         format!(
-            "unknown host {:?}: it is not in {}'s peer list",
+            "unknown host {:?}: it is not in {}'s peer list, nor admitted as a client (ManagerBuilder::client)",
             req.host, core.local
         )
     })?;
