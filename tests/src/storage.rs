@@ -55,3 +55,18 @@ pub trait Storage {
         out: Sender<u64>,
     ) -> Result<(), RemoteError>;
 }
+
+/// Answers the running total of what the caller sends, starting at `start`, after each
+/// number: a two-way stream's handler, shared by the tests' services.
+pub async fn running_sum(
+    start: u64,
+    mut input: Receiver<u64>,
+    mut out: Sender<u64>,
+) -> Result<(), RemoteError> {
+    let mut total = start;
+    while let Some(n) = input.recv().await {
+        total += n?;
+        out.send(&total).await?;
+    }
+    Ok(())
+}

@@ -65,15 +65,10 @@ impl Storage for Disks {
     async fn running_sum(
         &self,
         start: u64,
-        mut input: Receiver<u64>,
-        mut out: Sender<u64>,
+        input: Receiver<u64>,
+        out: Sender<u64>,
     ) -> Result<(), RemoteError> {
-        let mut total = start;
-        while let Some(n) = input.recv().await {
-            total += n?;
-            out.send(&total).await?;
-        }
-        Ok(())
+        grid_tests::storage::running_sum(start, input, out).await
     }
 }
 

@@ -421,7 +421,7 @@ impl ManagerBuilder {
         }
         let as_client = self.as_client;
         let dialed = urls.into_iter().map(|(name, url)| {
-            let dialer = as_client || crate::dials(&core.local, &name);
+            let dialer = as_client || crate::connection::dials(&core.local, &name);
             (name, url, dialer)
         });
         let admitted = clients.into_iter().map(|name| (name, String::new(), false));
