@@ -6,11 +6,12 @@ pub const USAGE: &str = "\
 usage: grid-cli [OPTIONS] list   NODE
        grid-cli [OPTIONS] call   NODE METHOD [JSON]
        grid-cli [OPTIONS] stream NODE METHOD [JSON]   (input items, if any: JSON lines on stdin)
-       grid-cli [OPTIONS] ping   NODE [COUNT]";
+       grid-cli [OPTIONS] ping   NODE [COUNT]
+       grid-cli [OPTIONS] status NODE";
 
 pub const HELP: &str = "\
 grid-cli talks to a running grid node from a shell: it lists what the node serves, calls
-its methods and streams with JSON in and JSON out, and pings it.
+its methods and streams with JSON in and JSON out, pings it, and prints its status.
 
 NODE is the node's name and URL, as its peers list it: NAME=ws://HOST:PORT/grid/v1 (or
 wss://...). The node must admit this tool as a client under the name given with --as
@@ -35,6 +36,8 @@ Subcommands:
           that take input (two-way, upload) reads items as JSON lines from stdin and ends
           the input at end of file
   ping    COUNT round trips (default 3) through the node's call path; prints each
+  status  the node's peers (state, round trip, reconnects, last error) and handlers
+          (calls, errors, latency percentiles)
 
 Options:
   --as NAME          the client name this tool connects under (default grid-cli; or
@@ -57,6 +60,7 @@ pub enum Command {
     Call { method: String, json: String },
     Stream { method: String, json: String },
     Ping { count: u32 },
+    Status,
 }
 
 /// The parsed command line.
@@ -132,6 +136,7 @@ pub fn parse(
     };
     let command = match sub.as_str() {
         "list" => Command::List,
+        "status" => Command::Status,
         "call" => Command::Call {
             method: method()?,
             json: words.next().unwrap_or_else(|| "null".into()),
@@ -150,7 +155,7 @@ pub fn parse(
         },
         other => {
             return Err(Stop::Usage(format!(
-                "unknown subcommand {other:?}: list, call, stream or ping"
+                "unknown subcommand {other:?}: list, call, stream, ping or status"
             )))
         }
     };

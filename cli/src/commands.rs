@@ -305,6 +305,45 @@ pub async fn ping(node: &Node, count: u32) -> Result<(), String> {
     Ok(())
 }
 
+pub async fn status(node: &Node) -> Result<(), String> {
+    let s = node
+        .builtin()
+        .status()
+        .await
+        .map_err(|e| format!("reading the node's status failed: {e}"))?;
+    let up = Duration::from_millis(s.uptime_ms).as_secs();
+    println!("{} (instance {}), up {up} s", s.node, s.instance);
+    println!("peers:");
+    for p in &s.peers {
+        let rtt = p
+            .rtt_ms
+            .map_or_else(|| "-".into(), |ms| format!("{ms:.3} ms"));
+        let error = match (&p.last_error, p.last_error_ago_ms) {
+            (Some(e), Some(ago)) => format!("; last error {:.1} s ago: {e}", ago as f64 / 1e3),
+            _ => String::new(),
+        };
+        println!(
+            "  {:<16} {:<16} rtt {rtt:<12} reconnects {}{error}",
+            p.peer, p.state, p.reconnects
+        );
+    }
+    println!("handlers:");
+    for h in &s.handlers {
+        let at = |ms: Option<f64>| ms.map_or_else(|| "-".into(), |ms| format!("<={ms}ms"));
+        println!(
+            "  {:<28} calls {:<6} errors {:<4} running {:<3} p50 {} p90 {} p99 {}",
+            h.name,
+            h.calls,
+            h.errors,
+            h.in_flight,
+            at(h.p50_ms),
+            at(h.p90_ms),
+            at(h.p99_ms)
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //!
 //! The path of a command: `args.rs` reads the command line, `connect.rs` dials the node
 //! as an admitted client, `commands.rs` runs the subcommand (through the node's built-in
-//! service for `list` and `ping`), and `json.rs` turns JSON into MessagePack
+//! service for `list`, `ping` and `status`), and `json.rs` turns JSON into MessagePack
 //! and back.
 
 mod args;
@@ -49,6 +49,7 @@ async fn main() -> ExitCode {
         Command::Call { method, json } => commands::call(&node, method, json).await,
         Command::Stream { method, json } => commands::stream(&node, method, json).await,
         Command::Ping { count } => commands::ping(&node, *count).await,
+        Command::Status => commands::status(&node).await,
     };
     manager.shutdown().await;
     match done {

@@ -205,6 +205,11 @@ async fn list_call_and_ping_work_with_nested_types_none_and_enums() {
         let found = ok(&["call", &node, "Inventory.lookup", "\"item-1\""], "").await;
         assert_eq!(json(&found[0])["kind"], json(r#"{"Blob":1}"#));
 
+        let status = ok(&["status", &node], "").await.join("\n");
+        assert!(status.starts_with("shelf (instance "), "{status}");
+        assert!(status.contains("  grid-cli         connected"), "{status}");
+        assert!(status.contains("Inventory.echo               calls 3 "), "{status}");
+
         let pings = ok(&["ping", &node, "2"], "").await;
         assert_eq!(pings.len(), 3, "{pings:?}");
         assert!(pings[0].starts_with("ping 1: ") && pings[2].starts_with("2 round trips to shelf"));

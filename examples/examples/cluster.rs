@@ -2,7 +2,11 @@
 //! They make single calls, a handler stream and a two-way stream; then one node goes down
 //! and comes back while the others see `Disconnected` and the reconnect.
 //!
-//! Run with `cargo run -p grid-examples --example cluster`.
+//! node-1 serves its status page (`Manager::status_router`) and prints its address; with
+//! `--stay` the cluster stays up after the demo until Ctrl-C, to look at the page or to
+//! call the nodes with `grid-cli` (each admits the client `grid-cli`).
+//!
+//! Run with `cargo run -p grid-examples --example cluster [-- --stay]`.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -20,7 +24,9 @@ use tokio::net::TcpListener;
 const NAMES: [&str; 3] = ["node-1", "node-2", "node-3"];
 
 async fn start(name: &str, listener: TcpListener, urls: &[String]) -> Result<Manager, Error> {
-    let m = common::builder(name, &NAMES, urls).build()?;
+    let m = common::builder(name, &NAMES, urls)
+        .client("grid-cli")
+        .build()?;
     m.register(KvServer::new(Store::new(name)))?;
     tokio::spawn(m.clone().serve(listener));
     Ok(m)
@@ -40,12 +46,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     step("three nodes start; every pair shares one WebSocket");
     for n in &nodes {
-        for c in n.connections() {
+        for c in n.connections().filter(|c| !c.is_client()) {
             tokio::time::timeout(Duration::from_secs(10), c.wait_for_connect()).await??;
             let who = if c.is_dialer() { "dialed" } else { "accepted" };
             println!("{} {who} {}", n.local(), c.remote());
         }
     }
+
+    let page = TcpListener::bind("127.0.0.1:0").await?;
+    let page_at = page.local_addr()?;
+    let router = nodes[0].status_router("/status");
+    tokio::spawn(async move { axum::serve(page, router).await });
+    println!(
+        "node-1's status page: http://{page_at}/status (as JSON: http://{page_at}/status/json)"
+    );
 
     step("single calls, both directions on the same connection");
     let kv_2_from_1 = KvClient::new(nodes[0].connection("node-2")?);
@@ -141,6 +155,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "messages out {} (in {} frames), messages in {}; bytes out {}, bytes in {}; last ping rtt {:?}",
         s.messages_out, s.frames_out, s.messages_in, s.bytes_out, s.bytes_in, s.last_ping_rtt
     );
+    if std::env::args().any(|a| a == "--stay") {
+        step("the cluster stays up until Ctrl-C");
+        println!("status page: http://{page_at}/status");
+        for (name, url) in NAMES.iter().zip(&urls) {
+            println!("  grid-cli --token {} status {name}={url}", common::TOKEN);
+        }
+        tokio::signal::ctrl_c().await?;
+    }
     for n in &nodes {
         n.shutdown().await;
     }

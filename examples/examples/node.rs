@@ -150,11 +150,9 @@ fn now() -> String {
 
 /// Calls every peer at once, so that one slow or lost peer does not hold up the others,
 /// and prints a line for each as its calls end.
-async fn round(manager: &Manager, clients: &[String], n: u64) {
+async fn round(manager: &Manager, n: u64) {
     let me = manager.local();
-    let peers = manager
-        .connections()
-        .filter(|c| !clients.iter().any(|n| n == c.remote()));
+    let peers = manager.connections().filter(|c| !c.is_client());
     let visits = peers.map(|conn| async move {
         let peer = conn.remote();
         match visit(conn, me, n).await {
@@ -230,7 +228,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ = tokio::signal::ctrl_c() => break,
         }
         n += 1;
-        round(&manager, &a.clients, n).await;
+        round(&manager, n).await;
         if a.rounds > 0 && n >= a.rounds {
             break;
         }

@@ -1,7 +1,7 @@
 //! grid's own service, `grid.Node`, registered on every node unless turned off
 //! ([`ManagerBuilder::node_service`](crate::ManagerBuilder::node_service)): what the node
-//! serves ([`NodeClient::services`]) and a round trip through the whole call path
-//! ([`NodeClient::ping`]). It is served like any other service: through the same handler
+//! serves ([`NodeClient::services`]), a round trip through the whole call path
+//! ([`NodeClient::ping`]), and its status ([`NodeClient::status`]). It is served like any other service: through the same handler
 //! table, the interceptors see its calls (a [`ManagerBuilder::service_interceptor`]
 //! for [`NodeService`] guards it alone), and its counters are in the stats. Its handler
 //! ids (service id [`SERVICE_ID`]) are reserved.
@@ -15,6 +15,7 @@ use crate::core::Core;
 use crate::describe::{CallShape, Listing, MethodInfo, BUILTIN_SERVICE_ID};
 use crate::error::{RemoteError, Result};
 use crate::handler::HandlerId;
+use crate::status::NodeStatus;
 use crate::typed::__private::encode_response;
 use crate::typed::{decode, encode, Registrations, Service, Target};
 
@@ -24,6 +25,8 @@ pub const SERVICE_ID: u16 = BUILTIN_SERVICE_ID;
 pub const SERVICES: HandlerId = HandlerId::new(0xFFFF_0001);
 /// `ping`: answers at once (a round trip through the caller's and the handler's paths).
 pub const PING: HandlerId = HandlerId::new(0xFFFF_0002);
+/// `status`: the node's peers and handlers, as a [`NodeStatus`].
+pub const STATUS: HandlerId = HandlerId::new(0xFFFF_0003);
 
 /// The built-in service's description (its name and methods, as a typed service's).
 #[derive(Clone, Copy, Debug)]
@@ -51,12 +54,24 @@ impl Service for NodeService {
             output: None,
             answer: Some("()"),
         },
+        MethodInfo {
+            name: "status",
+            id: STATUS,
+            shape: CallShape::Single,
+            request: "()",
+            input: None,
+            output: None,
+            answer: Some("grid::status::NodeStatus"),
+        },
     ];
 }
 
-/// Registers the built-in service on `core`'s handler table. Its handlers hold the core
-/// weakly: the table lives in the core.
-pub(crate) fn register(core: &Arc<Core>) -> Result<()> {
+/// What the node's status is now (`None` once the manager is gone).
+pub(crate) type StatusFn = Arc<dyn Fn() -> Option<NodeStatus> + Send + Sync>;
+
+/// Registers the built-in service on `core`'s handler table, answering `status` with
+/// `status`. Its handlers hold the core weakly: the table lives in the core.
+pub(crate) fn register(core: &Arc<Core>, status: StatusFn) -> Result<()> {
     let weak: Weak<Core> = Arc::downgrade(core);
     let regs = Registrations::of::<NodeService>()
         .single(SERVICES, move |_, _| {
@@ -69,7 +84,14 @@ pub(crate) fn register(core: &Arc<Core>) -> Result<()> {
                 })
             }
         })
-        .single(PING, |_, _| async { encode_response(&()) });
+        .single(PING, |_, _| async { encode_response(&()) })
+        .single(STATUS, move |_, _| {
+            let now = status();
+            async move {
+                let now = now.ok_or_else(|| RemoteError::new("the node is shutting down"))?;
+                encode_response(&now)
+            }
+        });
     let names = regs.names;
     core.handlers.add_all(
         None,
@@ -118,6 +140,15 @@ impl NodeClient {
     /// built-in service off.
     pub async fn services(&self) -> Result<Listing> {
         let answer = self.call(SERVICES).await?;
+        decode(answer.as_deref())
+    }
+
+    /// The node's peers and handlers, as it sees them now (without round-trip history).
+    ///
+    /// # Errors
+    /// As [`NodeClient::services`].
+    pub async fn status(&self) -> Result<NodeStatus> {
+        let answer = self.call(STATUS).await?;
         decode(answer.as_deref())
     }
 

@@ -171,6 +171,8 @@ impl Tls {
 
 pub(crate) struct Core {
     pub local: Arc<str>,
+    /// When the manager was built.
+    pub started: std::time::Instant,
     pub instance: Uuid,
     pub config: Config,
     /// What the stream windows of all connections take of the node's memory budget.

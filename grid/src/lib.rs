@@ -127,6 +127,7 @@ mod metrics;
 mod send_stage;
 mod session;
 mod stats;
+pub mod status;
 mod stream_ends;
 mod tasks;
 pub mod typed;

@@ -26,6 +26,7 @@ const ORDER: &[&str] = &[
     "core",
     "connection",
     "metrics",
+    "status",
     "typed",
     "builtin",
     "manager",

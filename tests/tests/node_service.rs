@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use grid::builtin::{NodeClient, NodeService, PING, SERVICES};
+use grid::builtin::{NodeClient, NodeService, PING, SERVICES, STATUS};
 use grid::{
     CallShape, Error, HandlerId, HandlerInfo, Receiver, RemoteError, Sender, Service, StreamCall,
     StreamHandler,
@@ -164,6 +164,7 @@ async fn a_node_lists_what_it_serves_with_shapes_and_type_names() {
         for (id, method, answer) in [
             (SERVICES, "services", "grid::describe::Listing"),
             (PING, "ping", "()"),
+            (STATUS, "status", "grid::status::NodeStatus"),
         ] {
             expected.push(HandlerInfo {
                 id: id.get(),
@@ -207,7 +208,10 @@ async fn a_node_lists_what_it_serves_with_shapes_and_type_names() {
             .filter(|h| h.service == Some("grid.Node"))
             .map(|h| (h.method.expect("named"), h.calls))
             .collect();
-        assert_eq!(counted, HashMap::from([("services", 1), ("ping", 1)]));
+        assert_eq!(
+            counted,
+            HashMap::from([("services", 1), ("ping", 1), ("status", 0)])
+        );
         c.finish().await;
     })
     .await

@@ -182,6 +182,8 @@ pub(crate) struct ConnInner {
     pub(crate) remote: Arc<str>,
     pub(crate) url: String,
     pub(crate) dialer: bool,
+    /// An admitted client (`ManagerBuilder::client`), not a node of the cluster.
+    client: bool,
     pub(crate) counters: Arc<Counters>,
     state: watch::Sender<State>,
     session: RwLock<Option<Arc<Session>>>,
@@ -200,13 +202,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Connection {
     /// Creates the connection and starts its runner task: it dials `url` when `dialer`,
-    /// else it takes the sockets the listener accepts from `remote`.
-    pub(crate) fn start(core: Arc<Core>, remote: &str, url: String, dialer: bool) -> Connection {
+    /// else it takes the sockets the listener accepts from `remote` (an admitted client
+    /// when `url` is `None`).
+    pub(crate) fn start(
+        core: Arc<Core>,
+        remote: &str,
+        url: Option<String>,
+        dialer: bool,
+    ) -> Connection {
+        let client = url.is_none();
+        let url = url.unwrap_or_default();
         let (incoming, incoming_rx) = mpsc::channel(1);
         let inner = Arc::new(ConnInner {
             remote: Arc::from(remote),
             url,
             dialer,
+            client,
             counters: Arc::default(),
             state: watch::Sender::new(State::Unconnected),
             session: RwLock::new(None),
@@ -222,6 +233,12 @@ impl Connection {
     /// The remote peer's name.
     pub fn remote(&self) -> &str {
         &self.inner.remote
+    }
+
+    /// True if the remote is an admitted client (`ManagerBuilder::client`), such as a
+    /// tool, rather than a node of the cluster.
+    pub fn is_client(&self) -> bool {
+        self.inner.client
     }
 
     /// True if this side dials the peer (decided from the two names; see [`dials`]).

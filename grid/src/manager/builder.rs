@@ -1,7 +1,7 @@
 //! Configuring a [`Manager`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -405,6 +405,7 @@ impl ManagerBuilder {
         }
         let core = Arc::new(Core {
             local: Arc::from(local),
+            started: std::time::Instant::now(),
             instance: Uuid::new_v4(),
             node_budget: crate::engine::NodeBudget::new(self.config.node_stream_budget),
             config: self.config,
@@ -416,15 +417,24 @@ impl ManagerBuilder {
             token_validator: validator,
             tls: self.tls,
         });
+        // The built-in service answers `status` from the manager, made below.
+        let made: Arc<OnceLock<Weak<ManagerInner>>> = Arc::default();
         if core.config.node_service {
-            crate::builtin::register(&core)?;
+            let made = made.clone();
+            crate::builtin::register(
+                &core,
+                Arc::new(move || {
+                    let inner = made.get()?.upgrade()?;
+                    Some(Manager { inner }.status())
+                }),
+            )?;
         }
         let as_client = self.as_client;
         let dialed = urls.into_iter().map(|(name, url)| {
             let dialer = as_client || crate::connection::dials(&core.local, &name);
-            (name, url, dialer)
+            (name, Some(url), dialer)
         });
-        let admitted = clients.into_iter().map(|name| (name, String::new(), false));
+        let admitted = clients.into_iter().map(|name| (name, None, false));
         let connections = dialed
             .chain(admitted)
             .map(|(name, url, dialer)| {
@@ -435,6 +445,7 @@ impl ManagerBuilder {
         let manager = Manager {
             inner: Arc::new(ManagerInner { core, connections }),
         };
+        let _ = made.set(Arc::downgrade(&manager.inner));
         #[cfg(feature = "metrics")]
         if let Some(every) = self.publish_every {
             manager.publish_metrics_every(every);

@@ -5,6 +5,8 @@ mod builder;
 mod listener;
 #[cfg(feature = "axum")]
 mod mount;
+#[cfg(feature = "axum")]
+mod status_page;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -22,6 +24,7 @@ use crate::core::Core;
 use crate::error::{Error, RemoteError, Result};
 use crate::handler::{single_fn, CallContext, StreamHandler};
 use crate::metrics::{ManagerStats, PeerStats};
+use crate::status::NodeStatus;
 use crate::typed::{Registrations, ServiceServer};
 
 /// A node's handle on the grid: owns one [`Connection`] per peer, the handler table and the
@@ -249,6 +252,20 @@ impl Manager {
             running_tasks: self.running_tasks(),
             stream_window_bytes: self.inner.core.node_budget.granted(),
         }
+    }
+
+    /// This node's status: every peer with its state, round trip, reconnects and last
+    /// error, every handler with its calls, errors and latency percentiles (what
+    /// `grid-cli status` prints and the status page shows).
+    pub fn status(&self) -> NodeStatus {
+        let core = &self.inner.core;
+        crate::status::node_status(
+            &core.local,
+            core.instance.to_string(),
+            core.started.elapsed(),
+            self.connections(),
+            core.handlers.stats(),
+        )
     }
 
     /// A counted task publishing the counters every `interval` until shutdown; it holds the
