@@ -282,3 +282,54 @@ async fn mistakes_get_errors_a_person_can_act_on() {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_wss_node_is_reached_with_its_ca_file_and_refused_without_it() {
+    within(async {
+        let pki = grid_tests::tls::pki();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let m = grid_tests::builder("shelf")
+            .client("grid-cli")
+            .tls_server(pki.server.clone())
+            .build()
+            .expect("node");
+        m.register(InventoryServer::new(Shelf)).expect("register");
+        tokio::spawn(m.clone().serve(l));
+        let node = format!("shelf=wss://localhost:{port}/grid/v1");
+        let ca = std::env::temp_dir().join(format!("grid-cli-ca-{}.pem", std::process::id()));
+        std::fs::write(&ca, &pki.cert_pem).expect("write the CA file");
+        let ca_arg = ca.display().to_string();
+
+        let got = ok(
+            &[
+                "--ca",
+                &ca_arg,
+                "call",
+                &node,
+                "Inventory.lookup",
+                "\"item-1\"",
+            ],
+            "",
+        )
+        .await;
+        assert_eq!(json(&got[0])["name"], "item-1");
+
+        // The system's roots do not know this certificate.
+        let err = fails(&["--connect", "2", "ping", &node], 1).await;
+        let refused = err.contains("could not connect to shelf");
+        assert!(
+            refused || err.contains("no usable root certificates"),
+            "{err}"
+        );
+        assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+        let err = fails(&["--ca", "/nonexistent.pem", "ping", &node], 1).await;
+        assert!(err.contains("--ca /nonexistent.pem"), "{err}");
+        let _ = std::fs::remove_file(&ca);
+        finish(m).await;
+    })
+    .await
+}

@@ -12,6 +12,8 @@ pub struct Pki {
     pub server: Arc<ServerConfig>,
     /// Trusts only that certificate.
     pub client: Arc<ClientConfig>,
+    /// The certificate, PEM-encoded (for tools that read a CA file).
+    pub cert_pem: String,
 }
 
 /// A self-signed certificate for `localhost`, and client settings that trust only it.
@@ -37,6 +39,7 @@ pub fn pki() -> Pki {
     Pki {
         server: Arc::new(server),
         client: Arc::new(client),
+        cert_pem: certified.cert.pem(),
     }
 }
 
