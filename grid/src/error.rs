@@ -74,8 +74,14 @@ impl From<Error> for RemoteError {
 pub enum Error {
     /// The peer is not connected, or the connection was lost while the call was in flight.
     /// The connection redials on its own; retry once `wait_for_connect` resolves.
-    #[error("peer is not connected (the call was not delivered or its connection was lost)")]
-    Disconnected,
+    /// `execution` says whether the handler can have run: [`Execution::NotExecuted`] when
+    /// nothing of the call was written to the lost connection (or there was none),
+    /// [`Execution::MayHaveExecuted`] when it had left this node.
+    #[error("{}", disconnected(*.execution))]
+    Disconnected {
+        /// Whether the call's handler can have run.
+        execution: Execution,
+    },
     /// The call's deadline passed before a response arrived.
     #[error("deadline exceeded before the remote answered")]
     DeadlineExceeded,
@@ -150,7 +156,67 @@ pub enum Error {
     Config(String),
 }
 
+/// Whether a failed call's handler can have run ([`Error::execution`]): what decides if
+/// retrying it is safe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Execution {
+    /// It did not run: the call never reached the peer (it was not written to a connection
+    /// before that was lost, or there was none), or the peer refused it before starting
+    /// its handler (busy, no such handler). Retrying cannot run it twice.
+    NotExecuted,
+    /// It may have run: the call had left this node when it failed, or its handler ran and
+    /// failed. Retry only what is safe to run twice (idempotent).
+    MayHaveExecuted,
+}
+
+fn disconnected(execution: Execution) -> &'static str {
+    match execution {
+        Execution::NotExecuted => {
+            "peer is not connected: the call was not sent (not executed); retry once it is back"
+        }
+        Execution::MayHaveExecuted => {
+            "the connection was lost after the call was sent: its handler may have run"
+        }
+    }
+}
+
 impl Error {
+    /// The connection was lost with the call on it (sent, as far as this side knows).
+    pub(crate) const LOST: Error = Error::Disconnected {
+        execution: Execution::MayHaveExecuted,
+    };
+    /// The peer is not connected: the call was not sent.
+    pub(crate) const NOT_SENT: Error = Error::Disconnected {
+        execution: Execution::NotExecuted,
+    };
+
+    /// Whether the failed call's handler can have run. [`Execution::NotExecuted`] for a
+    /// call that never reached the peer ([`Error::Disconnected`] before it was written,
+    /// [`Error::UnknownPeer`]) or that the peer refused before starting a handler
+    /// ([`Error::Busy`], [`Error::UnknownHandler`]); [`Execution::MayHaveExecuted`] for
+    /// every other failure of a call (its handler failed, the deadline passed or it was
+    /// cancelled while it was out, the connection was lost after it was sent), and for
+    /// errors whose origin cannot tell (a codec error may be this side's encoding or the
+    /// peer's answer).
+    pub fn execution(&self) -> Execution {
+        match self {
+            Error::Disconnected { execution } => *execution,
+            Error::Busy(_) | Error::UnknownHandler { .. } | Error::UnknownPeer(_) => {
+                Execution::NotExecuted
+            }
+            _ => Execution::MayHaveExecuted,
+        }
+    }
+
+    /// This error for a call or stream nothing of which was written to the connection: a
+    /// lost connection did not execute it.
+    pub(crate) fn unsent(self) -> Error {
+        match self {
+            Error::Disconnected { .. } => Error::NOT_SENT,
+            other => other,
+        }
+    }
+
     /// This error of a call to `handler` on the subroute named `subroute`: an unknown
     /// handler names the call as its caller made it (the wire carries the subroute's hash
     /// only, and the peer's echo of the handler id is not trusted for it).

@@ -14,7 +14,9 @@
 //!   `conn.request(id, payload).deadline(d).await`. The deadline travels to the handler;
 //!   dropping the future cancels the handler on the remote.
 //! - When a socket dies every call on it fails at once with [`Error::Disconnected`] and the
-//!   connection redials in the background ([`Connection::wait_for_connect`]).
+//!   connection redials in the background ([`Connection::wait_for_connect`]). Every
+//!   failure says whether the handler can have run ([`Error::execution`]): a call never
+//!   written to the socket was [`Execution::NotExecuted`] and is safe to retry.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), grid::Error> {
@@ -143,7 +145,7 @@ pub use bytes::Bytes;
 pub use connection::{dials, Connection, OpenStream, Request, State, Stream, Subroute};
 pub use core::{TokenProvider, TokenValidator};
 pub use describe::{CallShape, HandlerInfo, Listing, MethodInfo};
-pub use error::{Error, RemoteError, Result};
+pub use error::{Error, Execution, RemoteError, Result};
 /// Turns a trait into a grid service. See the [crate documentation](crate#typed-services)
 /// for a complete example.
 ///

@@ -34,6 +34,15 @@ pub async fn within_secs<F: Future>(secs: u64, fut: F) -> F::Output {
 }
 
 /// The shared secret the test clusters use.
+/// A call or stream lost with its connection after it was sent.
+pub const LOST: grid::Error = grid::Error::Disconnected {
+    execution: grid::Execution::MayHaveExecuted,
+};
+/// A call that was not sent: there was no connection, or it was lost first.
+pub const NOT_SENT: grid::Error = grid::Error::Disconnected {
+    execution: grid::Execution::NotExecuted,
+};
+
 pub const TOKEN: &str = "test-secret";
 
 /// A listener on an ephemeral loopback port, and the URL peers use to reach it.

@@ -61,7 +61,11 @@ async fn call_before_connect_fails_at_once_with_disconnected() {
         drop(l);
         let m = builder("alpha").peer("beta", url).build().expect("build");
         let conn = m.connection("beta").expect("conn");
-        assert_eq!(conn.request(ECHO, None).await, Err(Error::Disconnected));
+        assert_eq!(conn.request(ECHO, None).await, Err(grid_tests::NOT_SENT));
+        assert_eq!(
+            grid_tests::NOT_SENT.execution(),
+            grid::Execution::NotExecuted
+        );
         assert!(matches!(m.connection("nobody"), Err(Error::UnknownPeer(_))));
         assert_idle(&m).await;
         shut_down(&m).await;
@@ -89,7 +93,7 @@ async fn socket_killed_mid_call_fails_every_call_then_reconnects() {
 
         pair.proxy.cut();
         for call in calls {
-            assert_eq!(call.await.expect("task"), Err(Error::Disconnected));
+            assert_eq!(call.await.expect("task"), Err(grid_tests::LOST));
         }
         // Every handler was dropped on both sides.
         assert_idle(&pair.dialer).await;
@@ -138,7 +142,7 @@ async fn a_link_reset_mid_call_fails_every_call_then_reconnects() {
         // Both sockets get a RST instead of an orderly close.
         pair.proxy.reset();
         for call in calls {
-            assert_eq!(call.await.expect("task"), Err(Error::Disconnected));
+            assert_eq!(call.await.expect("task"), Err(grid_tests::LOST));
         }
         // Both sides say the socket failed (not that the peer broke the protocol).
         for c in [&d_conn, &a_conn] {
@@ -196,7 +200,7 @@ async fn silent_peer_is_declared_dead_after_two_ping_intervals() {
 
         // The proxy keeps both sockets open but forwards nothing.
         pair.proxy.freeze();
-        assert_eq!(call.await.expect("task"), Err(Error::Disconnected));
+        assert_eq!(call.await.expect("task"), Err(grid_tests::LOST));
         within(watch.wait_for(|s| *s != State::Connected))
             .await
             .expect("watch");
@@ -217,7 +221,7 @@ async fn silent_peer_is_declared_dead_after_two_ping_intervals() {
                 match d_conn.request(ECHO, Bytes::from("alive")).await {
                     Ok(p) => break assert_eq!(p, Some(Bytes::from("alive"))),
                     // The acceptor may still be replacing a stale socket; wait for the next state.
-                    Err(Error::Disconnected) => {
+                    Err(Error::Disconnected { .. }) => {
                         let _ = watch.changed().await;
                     }
                     Err(e) => panic!("unexpected {e}"),

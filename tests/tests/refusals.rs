@@ -48,7 +48,7 @@ async fn a_dialer_with_a_bad_token_sees_the_refusal() {
         }
         assert_eq!(
             conn.request(grid::HandlerId::new(1), None).await,
-            Err(Error::Disconnected)
+            Err(grid_tests::NOT_SENT)
         );
         shut_down(&dialer).await;
         shut_down(&acc).await;

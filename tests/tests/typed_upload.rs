@@ -135,7 +135,7 @@ async fn an_upload_whose_connection_is_lost_is_answered_with_disconnected() {
         let (mut items, answer) = client.put_many("b4".into()).await.expect("open");
         items.send(&entry(0)).await.expect("send");
         pair.proxy.cut();
-        assert_eq!(answer.await, Err(Error::Disconnected));
+        assert_eq!(answer.await, Err(grid_tests::LOST));
         assert!(items.send(&entry(1)).await.is_err());
         drop(items);
         pair.finish().await;

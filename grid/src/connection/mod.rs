@@ -446,12 +446,12 @@ impl ConnInner {
         self.current_session().ok_or_else(|| self.lost_error())
     }
 
-    /// The error for a call that finds no live socket.
+    /// The error for a call that finds no live socket (it was not sent).
     pub(crate) fn lost_error(&self) -> Error {
         if self.core.is_shut_down() {
             Error::Closed
         } else {
-            Error::Disconnected
+            Error::NOT_SENT
         }
     }
 

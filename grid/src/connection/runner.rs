@@ -219,14 +219,14 @@ async fn run_session(
             ),
         ),
         End::Replaced(_) => (
-            Error::Disconnected,
+            Error::LOST,
             Close::new(
                 Close::NORMAL,
                 "replaced by a newer connection from the same peer",
             ),
         ),
-        End::Lost(Lost::Violation(close)) => (Error::Disconnected, close.clone()),
-        End::Lost(_) => (Error::Disconnected, Close::new(Close::NORMAL, "closing")),
+        End::Lost(Lost::Violation(close)) => (Error::LOST, close.clone()),
+        End::Lost(_) => (Error::LOST, Close::new(Close::NORMAL, "closing")),
     };
     session.close(err, goodbye);
     reader.abort();

@@ -563,6 +563,17 @@ impl Engine {
     /// what it still had queued is dropped (a stream that had ended already may still have
     /// had messages queued).
     pub(super) fn close_entry(&mut self, side: Side, key: Key, err: &Error) {
+        // A call or stream of ours nothing of which was written: the peer never saw it.
+        let unsent = side == Side::Caller
+            && self
+                .callers
+                .get(key)
+                .is_some_and(|e| !e.header().out.transmitted);
+        let err = &if unsent {
+            err.clone().unsent()
+        } else {
+            err.clone()
+        };
         let call = match side {
             Side::Caller => self
                 .callers

@@ -413,7 +413,8 @@ impl Engine {
 
     /// The error a new call gets on a closed engine.
     fn refuse_new(&self) -> Option<Error> {
-        self.closed.clone()
+        // Nothing of a call opened now is sent: a lost connection did not execute it.
+        self.closed.clone().map(Error::unsent)
     }
 
     /// Settles an entry after a change: once it ended on the wire and has nothing left to

@@ -164,7 +164,7 @@ impl Pair {
             let err = if closed_by_shutdown == Some(p) {
                 Error::Closed
             } else {
-                Error::Disconnected
+                Error::LOST
             };
             let node = self.node(p);
             node.e.close(err);

@@ -58,7 +58,7 @@ async fn final_check(w: &World, from: usize, to: usize) -> usize {
             .into_future();
         match timeout(Duration::from_secs(5) + SLACK, call).await {
             Ok(Ok(Some(answer))) if answer == body => break ok += 1,
-            Ok(Err(Error::Disconnected)) if Instant::now() < give_up => {
+            Ok(Err(Error::Disconnected { .. })) if Instant::now() < give_up => {
                 sleep(Duration::from_millis(50)).await;
             }
             Ok(other) => {
@@ -78,7 +78,7 @@ async fn final_check(w: &World, from: usize, to: usize) -> usize {
         let run = run_stream(&conn, 7, 50, Duration::from_secs(5), None, &w.tally);
         match timeout(Duration::from_secs(5) + SLACK, run).await {
             Ok(Ended::Complete) => break ok += 1,
-            Ok(Ended::Failed(Error::Disconnected, _)) if Instant::now() < give_up => {
+            Ok(Ended::Failed(Error::Disconnected { .. }, _)) if Instant::now() < give_up => {
                 sleep(Duration::from_millis(50)).await;
             }
             Ok(Ended::Failed(e, _)) => {

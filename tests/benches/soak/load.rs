@@ -75,7 +75,7 @@ pub(crate) async fn caller(w: Arc<World>, mut r: Rng) {
             Err(e) if expected(&e) => {
                 w.tally.calls_failed.add(kind(&e));
                 w.log_unusual(&e, (from, to), || what.clone());
-                if e == Error::Disconnected {
+                if matches!(e, Error::Disconnected { .. }) {
                     // A caller would wait a moment before trying again.
                     sleep(r.millis(10, 50)).await;
                 }
@@ -205,7 +205,7 @@ pub(crate) async fn streamer(w: Arc<World>, mut r: Rng) {
                         started.elapsed().as_millis()
                     )
                 });
-                if e == Error::Disconnected {
+                if matches!(e, Error::Disconnected { .. }) {
                     sleep(r.millis(10, 50)).await;
                 }
             }
@@ -249,7 +249,7 @@ async fn within_slack<T>(
 /// An error's kind, by which failures are counted.
 fn kind(e: &Error) -> &'static str {
     match e {
-        Error::Disconnected => "Disconnected",
+        Error::Disconnected { .. } => "Disconnected",
         Error::DeadlineExceeded => "DeadlineExceeded",
         Error::Cancelled => "Cancelled",
         Error::Unreachable(_) => "Unreachable",
@@ -266,7 +266,10 @@ fn kind(e: &Error) -> &'static str {
 fn expected(e: &Error) -> bool {
     matches!(
         e,
-        Error::Disconnected | Error::DeadlineExceeded | Error::Cancelled | Error::Unreachable(_)
+        Error::Disconnected { .. }
+            | Error::DeadlineExceeded
+            | Error::Cancelled
+            | Error::Unreachable(_)
     )
 }
 

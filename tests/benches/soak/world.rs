@@ -69,7 +69,7 @@ impl World {
         (from, to): (usize, usize),
         what: impl FnOnce() -> String,
     ) {
-        if matches!(e, Error::Disconnected | Error::DeadlineExceeded) {
+        if matches!(e, Error::Disconnected { .. } | Error::DeadlineExceeded) {
             return;
         }
         let link = self

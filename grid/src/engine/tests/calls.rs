@@ -144,20 +144,25 @@ fn a_lost_session_fails_every_call_and_stops_every_handler() {
     let keys: Vec<_> = (0..3).map(|_| net.call(b"x", 60)).collect();
     net.pump();
     assert_eq!(net.b.started.len(), 3);
-    net.a.e.close(Error::Disconnected);
-    net.b.e.close(Error::Disconnected);
+    // One more call, queued but not yet written when the session is lost.
+    let unsent = net.call(b"y", 60);
+    net.a.e.close(Error::LOST);
+    net.b.e.close(Error::LOST);
     net.b.stopped.extend(net.b.e.take_stops());
     assert_eq!(net.b.stopped.len(), 3);
     for key in keys {
-        assert!(matches!(
-            answer_of(&mut net, key),
-            Poll::Ready(Err(Error::Disconnected))
-        ));
+        // They were sent: their handlers may have run.
+        assert_eq!(answer_of(&mut net, key), Poll::Ready(Err(Error::LOST)));
     }
-    assert!(matches!(
-        net.a.e.open_call(net.now, net.outgoing(7, b"x", 60)),
-        Err(Error::Disconnected)
-    ));
+    assert_eq!(
+        answer_of(&mut net, unsent),
+        Poll::Ready(Err(Error::NOT_SENT))
+    );
+    assert_eq!(
+        net.a.e.open_call(net.now, net.outgoing(7, b"x", 60)).err(),
+        Some(Error::NOT_SENT),
+        "a call made after the loss is not sent"
+    );
     assert_idle(&net);
 }
 
