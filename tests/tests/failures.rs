@@ -74,6 +74,43 @@ async fn call_before_connect_fails_at_once_with_disconnected() {
 }
 
 #[tokio::test]
+async fn calls_waiting_for_the_peers_room_when_the_link_dies_were_not_executed() {
+    within(async {
+        // The acceptor serves two calls at once; the dialer's next two wait on its side,
+        // never written, until one of those ends.
+        let (pair, mut started, _) = observed_pair(|b| b.max_concurrent_calls(2)).await;
+        let (d_conn, _) = pair.connections();
+        let mut calls = Vec::new();
+        for _ in 0..4 {
+            calls.push(tokio::spawn(d_conn.request(STUCK, None).into_future()));
+        }
+        for _ in 0..2 {
+            started.recv().await.expect("handler started");
+        }
+        assert_eq!(d_conn.stats().in_flight_calls, 4);
+
+        pair.proxy.cut();
+        let mut outcomes = Vec::new();
+        for call in calls {
+            outcomes.push(call.await.expect("task").expect_err("the link died"));
+        }
+        let executed = |e: &Error| e.execution() == grid::Execution::MayHaveExecuted;
+        assert_eq!(
+            outcomes.iter().filter(|e| executed(e)).count(),
+            2,
+            "the two that were sent: {outcomes:?}"
+        );
+        let waiting: Vec<_> = outcomes.iter().filter(|e| !executed(e)).collect();
+        assert_eq!(waiting, [&grid_tests::NOT_SENT, &grid_tests::NOT_SENT]);
+        assert!(started.try_recv().is_err(), "no other handler started");
+        assert_idle(&pair.dialer).await;
+        assert_idle(&pair.acceptor).await;
+        pair.finish().await;
+    })
+    .await
+}
+
+#[tokio::test]
 async fn socket_killed_mid_call_fails_every_call_then_reconnects() {
     within(async {
         let (pair, mut started, dropped) = observed_pair(|b| b).await;
