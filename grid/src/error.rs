@@ -175,7 +175,7 @@ fn disconnected(execution: Execution) -> &'static str {
             "peer is not connected: the call was not sent (not executed); retry once it is back"
         }
         Execution::MayHaveExecuted => {
-            "the connection was lost after the call was sent: its handler may have run"
+            "peer is not connected: the connection was lost after the call was sent, so its handler may have run"
         }
     }
 }
