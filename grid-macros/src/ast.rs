@@ -95,6 +95,8 @@ pub struct Method {
     /// The full return type as written (kept in the rewritten trait).
     pub ret: Type,
     pub deadline_ms: u64,
+    /// `#[grid(idempotent)]`: safe to run twice, so its client retries it.
+    pub idempotent: bool,
 }
 
 impl Method {

@@ -287,6 +287,12 @@ fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
     let params = params(&sig, errors);
     let (ret, ok) = return_type(&sig, errors);
     let (req, shape) = shape(&sig, &options, &params, &ret, ok, errors)?;
+    if let (Some(at), false) = (options.idempotent, matches!(shape, Shape::Single { .. })) {
+        errors.push(
+            at,
+            "idempotent applies to single calls: a stream that fails midway cannot be run again without repeating what its caller already received",
+        );
+    }
     if errors.count() != before {
         return None;
     }
@@ -301,6 +307,7 @@ fn check_method(f: &mut TraitItemFn, errors: &mut Errors) -> Option<Method> {
         shape,
         ret,
         deadline_ms: options.deadline_ms.unwrap_or(0),
+        idempotent: options.idempotent.is_some(),
     })
 }
 

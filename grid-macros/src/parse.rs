@@ -106,6 +106,8 @@ fn service_id(args: TokenStream, errors: &mut Errors, krate: &mut syn::Path) -> 
 #[derive(Default)]
 pub struct MethodOptions {
     pub stream: bool,
+    /// `idempotent`: where it was written.
+    pub idempotent: Option<Span>,
     pub id: Option<(u16, Span)>,
     pub max_window: Option<u64>,
     pub deadline_ms: Option<u64>,
@@ -124,6 +126,7 @@ pub fn method_options(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> Method
             let name = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
             match name.as_str() {
                 "stream" => o.stream = true,
+                "idempotent" => o.idempotent = Some(meta.path.span()),
                 "max_window" => {
                     let expr: Expr = meta.value()?.parse()?;
                     o.max_window = crate::size::size_value(&expr, errors, "max_window");
@@ -150,7 +153,7 @@ pub fn method_options(attrs: &mut Vec<Attribute>, errors: &mut Errors) -> Method
                 _ => {
                     errors.push(
                         meta.path.span(),
-                        "unknown grid option; expected one of: stream, id, max_window, deadline_ms",
+                        "unknown grid option; expected one of: stream, idempotent, id, max_window, deadline_ms",
                     );
                     if meta.input.peek(syn::Token![=]) {
                         let _: Expr = meta.value()?.parse()?;

@@ -61,6 +61,18 @@ fn method(s: &Service, m: &Method) -> TokenStream {
             )
         }
     };
+    if m.idempotent {
+        // Safe to run twice: retried on a lost connection or a busy peer, within its deadline.
+        return quote! {
+            #(#attrs)*
+            pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<#answer, #krate::Error> {
+                let payload = #krate::typed::encode(&#req_name)?;
+                let deadline = #krate::typed::__private::deadline(self.deadline, #deadline_ms);
+                let answer = #krate::typed::__private::call_idempotent(&self.target, #service::#c, payload, deadline).await?;
+                #body
+            }
+        };
+    }
     quote! {
         #(#attrs)*
         pub async fn #name(&self, #req_name: #req) -> ::core::result::Result<#answer, #krate::Error> {

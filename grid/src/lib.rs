@@ -126,6 +126,7 @@ pub mod example;
 mod handler;
 mod manager;
 mod metrics;
+mod retry;
 mod send_stage;
 mod session;
 mod stats;
@@ -178,7 +179,11 @@ pub use error::{Error, Execution, RemoteError, Result};
 /// the name, see PROTOCOL.md), `max_window = "1MiB"` (a stream's cap on the window of
 /// each of its directions, in bytes: an integer or a string with `KiB`, `MiB`, `GiB`;
 /// default: the node's `max_stream_window`), `deadline_ms = N` (the method's default
-/// deadline). Requests, responses and items are any serde types,
+/// deadline), `idempotent` (a single call safe to run twice: its client makes it again
+/// when it is lost with its connection or answered busy, after a jittered pause and once
+/// the peer is back, within its deadline; counted in
+/// [`ConnectionStats::retries`](crate::ConnectionStats); a method without it is never
+/// retried, and on a stream it is a compile error). Requests, responses and items are any serde types,
 /// encoded as MessagePack maps (adding an `Option` or `#[serde(default)]` field stays
 /// compatible both ways). Handlers reach the caller, deadline and subroute through
 /// [`CallContext::current`]. Mistakes (two methods with one id, reserved ids, a method that

@@ -141,6 +141,12 @@ const METRICS: &[Metric] = &[
         help: "Round trip of the last answered ping (NaN before the first).",
         value: |p| p.stats.last_ping_rtt.map_or(f64::NAN, |d| d.as_secs_f64()),
     },
+    Metric {
+        name: "grid_retries_total",
+        kind: "counter",
+        help: "Calls to the peer's idempotent methods made again after a lost connection or a busy answer.",
+        value: |p| p.stats.retries.iter().map(|(_, n)| *n as f64).sum(),
+    },
 ];
 
 /// The labels of a handler's series: `local`, `handler`, and where known `service`,

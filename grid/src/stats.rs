@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::codec::HandlerId;
+
 /// A snapshot of one connection's counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -32,6 +34,9 @@ pub struct ConnectionStats {
     /// found here, or reported by the peer's close frame (`Connection::last_error` says
     /// what was wrong).
     pub protocol_errors: u64,
+    /// Calls to the remote's `#[grid(idempotent)]` methods made again after a lost
+    /// connection or a busy answer, by handler id (ordered by id).
+    pub retries: Vec<(HandlerId, u64)>,
     /// Round-trip time of the last answered ping.
     pub last_ping_rtt: Option<Duration>,
     /// Bytes of chunked payloads received so far whose last chunk has not arrived.
@@ -63,6 +68,8 @@ pub(crate) struct Counters {
     pub reconnects: AtomicU64,
     pub remote_restarts: AtomicU64,
     pub protocol_errors: AtomicU64,
+    /// Retries by handler (few, and counted off the call path: a lock is fine).
+    pub retries: std::sync::Mutex<std::collections::BTreeMap<HandlerId, u64>>,
 }
 
 impl Counters {
@@ -91,6 +98,16 @@ impl Counters {
         }
     }
 
+    /// One more retry of a call to `handler`.
+    pub(crate) fn retried(&self, handler: HandlerId) {
+        *self
+            .retries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(handler)
+            .or_default() += 1;
+    }
+
     /// The counters, with what the live session reports (zeros without one).
     pub(crate) fn snapshot(&self, live: Live) -> ConnectionStats {
         let Live {
@@ -113,6 +130,13 @@ impl Counters {
             reconnects: self.reconnects.load(Relaxed),
             remote_restarts: self.remote_restarts.load(Relaxed),
             protocol_errors: self.protocol_errors.load(Relaxed),
+            retries: self
+                .retries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(h, n)| (*h, *n))
+                .collect(),
             last_ping_rtt,
             assembling_bytes,
             in_flight_calls,

@@ -501,6 +501,24 @@ pub mod __private {
         client.or((method_ms > 0).then(|| std::time::Duration::from_millis(method_ms)))
     }
 
+    /// A call to an idempotent method (`#[grid(idempotent)]`): retried when lost with its
+    /// connection or answered busy, within `deadline` (see `retry.rs`).
+    pub async fn call_idempotent(
+        target: &Target,
+        id: HandlerId,
+        payload: Bytes,
+        deadline: Option<std::time::Duration>,
+    ) -> Result<Option<Bytes>> {
+        let conn = match target {
+            Target::Connection(c) => c,
+            Target::Subroute(s) => s.connection(),
+        };
+        crate::retry::call(conn, id, deadline, |left| {
+            target.request(id, payload.clone()).deadline(left)
+        })
+        .await
+    }
+
     /// Compiles only for types that can travel on the wire (generated next to each
     /// method's types, so a missing `Serialize`/`Deserialize` is reported at the type).
     pub fn assert_wire_type<T: Serialize + DeserializeOwned>() {}

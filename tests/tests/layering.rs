@@ -27,6 +27,7 @@ const ORDER: &[&str] = &[
     "connection",
     "metrics",
     "status",
+    "retry",
     "typed",
     "builtin",
     "manager",
