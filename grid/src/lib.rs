@@ -126,7 +126,6 @@ pub mod example;
 mod handler;
 mod manager;
 mod metrics;
-mod retry;
 mod send_stage;
 mod session;
 mod stats;
@@ -182,8 +181,9 @@ pub use error::{Error, Execution, RemoteError, Result};
 /// deadline), `idempotent` (a single call safe to run twice: its client makes it again
 /// when it is lost with its connection or answered busy, after a jittered pause and once
 /// the peer is back, within its deadline; counted in
-/// [`ConnectionStats::retries`](crate::ConnectionStats); a method without it is never
-/// retried, and on a stream it is a compile error). Requests, responses and items are any serde types,
+/// [`ConnectionStats::retries`](crate::ConnectionStats), as
+/// [`Request::idempotent`](crate::Request::idempotent) does a byte-level call; a method
+/// without it is never retried, and on a stream it is a compile error). Requests, responses and items are any serde types,
 /// encoded as MessagePack maps (adding an `Option` or `#[serde(default)]` field stays
 /// compatible both ways). Handlers reach the caller, deadline and subroute through
 /// [`CallContext::current`]. Mistakes (two methods with one id, reserved ids, a method that

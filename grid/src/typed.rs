@@ -509,14 +509,11 @@ pub mod __private {
         payload: Bytes,
         deadline: Option<std::time::Duration>,
     ) -> Result<Option<Bytes>> {
-        let conn = match target {
-            Target::Connection(c) => c,
-            Target::Subroute(s) => s.connection(),
-        };
-        crate::retry::call(conn, id, deadline, |left| {
-            target.request(id, payload.clone()).deadline(left)
-        })
-        .await
+        let mut call = target.request(id, payload).idempotent();
+        if let Some(d) = deadline {
+            call = call.deadline(d);
+        }
+        call.await
     }
 
     /// Compiles only for types that can travel on the wire (generated next to each

@@ -27,7 +27,6 @@ const ORDER: &[&str] = &[
     "connection",
     "metrics",
     "status",
-    "retry",
     "typed",
     "builtin",
     "manager",

@@ -3,6 +3,7 @@
 //! counted); a method without the attribute is never retried; a retry never outlives the
 //! call's deadline.
 
+use std::future::IntoFuture;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,6 +146,43 @@ async fn retries_stop_at_the_calls_deadline_while_the_peer_stays_away() {
             "never back: nothing retried"
         );
         pair.proxy.thaw();
+        pair.finish().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_byte_level_call_marked_idempotent_is_made_again_too() {
+    within(async {
+        let pair = ProxiedPair::start(|b| b).await;
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let runs = Arc::new(AtomicU64::new(0));
+        let counted = runs.clone();
+        let id = grid::HandlerId::new(9);
+        pair.acceptor
+            .register_single(id, move |_, _| {
+                let (runs, tx) = (counted.clone(), tx.clone());
+                async move {
+                    if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                        let _ = tx.send(());
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(bytes::Bytes::from_static(b"done"))
+                }
+            })
+            .expect("register");
+        pair.connected().await;
+        let (to_acceptor, _) = pair.connections();
+        let call = tokio::spawn(to_acceptor.request(id, None).idempotent().into_future());
+        started.recv().await.expect("first run");
+        pair.proxy.cut();
+        let answer = call
+            .await
+            .expect("task")
+            .expect("answered by the second run");
+        assert_eq!(answer.as_deref(), Some(&b"done"[..]));
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(to_acceptor.stats().retries, [(id, 1)]);
         pair.finish().await;
     })
     .await

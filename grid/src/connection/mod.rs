@@ -47,6 +47,7 @@ mod opening;
 mod read_buffer;
 mod reader;
 mod request;
+mod retry;
 mod runner;
 mod serve;
 mod serve_call;
@@ -280,6 +281,7 @@ impl Connection {
     pub fn request(&self, id: HandlerId, payload: impl Into<Option<Bytes>>) -> Request {
         Request {
             call: Call::new(self, id, payload.into(), None),
+            idempotent: false,
         }
     }
 
@@ -408,6 +410,7 @@ impl Subroute {
                 payload.into(),
                 Some((self.name.clone(), self.hash)),
             ),
+            idempotent: false,
         }
     }
 }

@@ -22,6 +22,8 @@ use crate::error::Result;
 #[must_use = "a request does nothing until it is awaited"]
 pub struct Request {
     pub(crate) call: Call,
+    /// Made again when lost with its connection or answered busy (see `retry.rs`).
+    pub(crate) idempotent: bool,
 }
 
 impl Request {
@@ -33,8 +35,43 @@ impl Request {
         self
     }
 
+    /// Marks the call safe to run twice, as `#[grid(idempotent)]` does a typed method's:
+    /// when it is lost with its connection or answered busy, it is made again once the
+    /// peer is back, after a jittered pause, within its deadline (counted in
+    /// [`ConnectionStats::retries`](crate::ConnectionStats)). Without it a call is never
+    /// made twice; its error's [`execution`](crate::Error::execution) says whether it may
+    /// have run.
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
     async fn run(self) -> Result<Option<Bytes>> {
-        let (_, _, payload) = open(self.call, OpenCall).await?;
+        if self.idempotent {
+            let Call {
+                conn,
+                handler,
+                subroute,
+                payload,
+                deadline,
+            } = self.call;
+            let attempt = |left| {
+                let call = Call {
+                    conn: conn.clone(),
+                    handler,
+                    subroute: subroute.clone(),
+                    payload: payload.clone(),
+                    deadline: Some(left),
+                };
+                Self::once(call)
+            };
+            return super::retry::call(&conn, handler, deadline, attempt).await;
+        }
+        Self::once(self.call).await
+    }
+
+    async fn once(call: Call) -> Result<Option<Bytes>> {
+        let (_, _, payload) = open(call, OpenCall).await?;
         // A chunked answer's parts are joined here, by the caller's task; a small answer
         // is copied out of the read buffer.
         Ok(payload.into_owned())

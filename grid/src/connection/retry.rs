@@ -1,15 +1,17 @@
-//! Calling a method that is safe to run twice (`#[grid(idempotent)]`): a call lost with its
-//! connection, or answered busy, is made again once the peer is back, after a jittered
-//! pause, as long as its deadline allows. A call that failed any other way (its handler's
-//! error, its deadline) is not retried, and a method without the attribute never is.
+//! Calling a method that is safe to run twice (`#[grid(idempotent)]`,
+//! [`Request::idempotent`](super::Request::idempotent)): a call lost with its connection,
+//! or answered busy, is made again once the peer is back, after a jittered pause, as long
+//! as its deadline allows. A call that failed any other way (its handler's error, its
+//! deadline) is not retried, and one not marked so never is.
 
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::Connection;
 use crate::codec::HandlerId;
-use crate::connection::{Connection, Request};
 use crate::error::{Error, Result};
 
 /// The first pause before a retry; it doubles up to [`MAX_PAUSE`], each one jittered.
@@ -26,14 +28,15 @@ pub(crate) fn retryable(e: &Error) -> bool {
 /// a way not worth retrying, or `deadline` (default: the manager's) has passed; between
 /// attempts it waits a jittered pause and for the connection to be back. Each retry is
 /// counted in the connection's stats.
-pub(crate) async fn call<F>(
+pub(crate) async fn call<F, Fut>(
     conn: &Connection,
     handler: HandlerId,
     deadline: Option<Duration>,
     mut attempt: F,
 ) -> Result<Option<Bytes>>
 where
-    F: FnMut(Duration) -> Request,
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Result<Option<Bytes>>>,
 {
     let end = Instant::now() + deadline.unwrap_or(conn.inner.core.config.default_deadline);
     let mut pause = FIRST_PAUSE;
