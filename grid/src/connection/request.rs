@@ -46,28 +46,26 @@ impl Request {
         self
     }
 
-    async fn run(self) -> Result<Option<Bytes>> {
-        if self.idempotent {
-            let Call {
-                conn,
+    /// The call made again while it is lost or refused busy (see `retry.rs`).
+    async fn retrying(call: Call) -> Result<Option<Bytes>> {
+        let Call {
+            conn,
+            handler,
+            subroute,
+            payload,
+            deadline,
+        } = call;
+        let attempt = |left| {
+            let call = Call {
+                conn: conn.clone(),
                 handler,
-                subroute,
-                payload,
-                deadline,
-            } = self.call;
-            let attempt = |left| {
-                let call = Call {
-                    conn: conn.clone(),
-                    handler,
-                    subroute: subroute.clone(),
-                    payload: payload.clone(),
-                    deadline: Some(left),
-                };
-                Self::once(call)
+                subroute: subroute.clone(),
+                payload: payload.clone(),
+                deadline: Some(left),
             };
-            return super::retry::call(&conn, handler, deadline, attempt).await;
-        }
-        Self::once(self.call).await
+            Self::once(call)
+        };
+        super::retry::call(&conn, handler, deadline, attempt).await
     }
 
     async fn once(call: Call) -> Result<Option<Bytes>> {
@@ -102,6 +100,11 @@ impl IntoFuture for Request {
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        traced!("grid.call", self.call, self.run())
+        // Each kind boxes its own future: a plain call's stays as small as it was.
+        if self.idempotent {
+            traced!("grid.call", self.call, Self::retrying(self.call))
+        } else {
+            traced!("grid.call", self.call, Self::once(self.call))
+        }
     }
 }
