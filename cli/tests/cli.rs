@@ -333,3 +333,32 @@ async fn a_wss_node_is_reached_with_its_ca_file_and_refused_without_it() {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_node_without_its_builtin_service_says_so() {
+    within(async {
+        let (l, url) = listener().await;
+        let m = grid_tests::builder("shelf")
+            .client("grid-cli")
+            .node_service(false)
+            .build()
+            .expect("node");
+        m.register(InventoryServer::new(Shelf)).expect("register");
+        tokio::spawn(m.clone().serve(l));
+        let node = format!("shelf={url}");
+        for sub in [
+            &["list", &node][..],
+            &["call", &node, "Inventory.echo", "null"],
+        ] {
+            let err = fails(sub, 1).await;
+            assert!(
+                err.contains("does not serve grid's built-in service"),
+                "{err}"
+            );
+        }
+        let err = fails(&["ping", &node], 1).await;
+        assert!(err.contains("no handler"), "{err}");
+        finish(m).await;
+    })
+    .await
+}

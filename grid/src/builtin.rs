@@ -92,13 +92,7 @@ pub(crate) fn register(core: &Arc<Core>, status: StatusFn) -> Result<()> {
                 encode_response(&now)
             }
         });
-    let names = regs.names;
-    core.handlers.add_all(
-        None,
-        regs.items,
-        |id| Registrations::names_of(names, id),
-        true,
-    )
+    regs.add_to(&core.handlers, None, true)
 }
 
 /// Calls a node's built-in service, on a connection or a subroute of one. Cheap to clone.

@@ -115,14 +115,30 @@ impl HandlerInfo {
     /// `Service.method` when both are known, else the handler id (`#65537`) with its
     /// subroute (`#65537@disk-1`).
     pub fn display_name(&self) -> String {
-        let base = match (&self.service, &self.method) {
-            (Some(s), Some(m)) => format!("{s}.{m}"),
-            _ => format!("#{}", self.id),
-        };
-        match &self.subroute {
-            Some(r) => format!("{base}@{r}"),
-            None => base,
-        }
+        handler_name(
+            self.service.as_deref(),
+            self.method.as_deref(),
+            self.id,
+            self.subroute.as_deref(),
+        )
+    }
+}
+
+/// A handler's name for people, in listings and on the status page: `Service.method` when
+/// both are known, else its id (`#65537`), with `@subroute` when it has one.
+pub(crate) fn handler_name(
+    service: Option<&str>,
+    method: Option<&str>,
+    id: u32,
+    subroute: Option<&str>,
+) -> String {
+    let base = match (service, method) {
+        (Some(s), Some(m)) => format!("{s}.{m}"),
+        _ => format!("#{id}"),
+    };
+    match subroute {
+        Some(r) => format!("{base}@{r}"),
+        None => base,
     }
 }
 

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::connection::{Connection, OpenStream, Request, Subroute};
 use crate::describe::MethodInfo;
 use crate::error::{Error, RemoteError, Result};
-use crate::handler::{single_fn, CallContext, Handler, HandlerId, StreamHandler};
+use crate::handler::{single_fn, CallContext, Handler, HandlerId, Handlers, StreamHandler};
 use crate::stream_ends::{StreamReceiver, StreamSender};
 
 /// Encodes a payload.
@@ -359,8 +359,25 @@ impl Registrations {
         }
     }
 
+    /// Adds these handlers to `handlers` under `subroute`: all of them, or none if any id
+    /// is taken. Only grid's own service (`builtin`) may use the ids reserved for it.
+    pub(crate) fn add_to(
+        self,
+        handlers: &Handlers,
+        subroute: Option<&str>,
+        builtin: bool,
+    ) -> Result<()> {
+        let names = self.names;
+        handlers.add_all(
+            subroute,
+            self.items,
+            |id| Self::names_of(names, id),
+            builtin,
+        )
+    }
+
     /// The names of handler `id`, if this is a typed service's.
-    pub(crate) fn names_of(
+    fn names_of(
         names: Option<(&'static str, &'static [MethodInfo])>,
         id: HandlerId,
     ) -> crate::handler::Names {

@@ -20,7 +20,7 @@ const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// Whether a failure of an idempotent call is worth another attempt: the call was lost
 /// with its connection (executed or not: running it twice is safe), or the peer was busy.
-pub(crate) fn retryable(e: &Error) -> bool {
+fn retryable(e: &Error) -> bool {
     matches!(e, Error::Disconnected { .. } | Error::Busy(_))
 }
 

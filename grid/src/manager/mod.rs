@@ -150,13 +150,7 @@ impl Manager {
     }
 
     fn register_all(&self, subroute: Option<&str>, regs: Registrations) -> Result<()> {
-        let names = regs.names;
-        self.inner.core.handlers.add_all(
-            subroute,
-            regs.items,
-            |id| Registrations::names_of(names, id),
-            false,
-        )
+        regs.add_to(&self.inner.core.handlers, subroute, false)
     }
 
     /// Registers every method of a typed service under a subroute (all or none).

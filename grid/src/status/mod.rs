@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::{Connection, State};
+use crate::describe::handler_name;
 use crate::handler::{HandlerStats, LATENCY_BOUNDS};
 
 /// A node's status (see the module doc).
@@ -147,17 +148,11 @@ pub(crate) fn node_status<'a>(
 }
 
 fn handler_status(h: &HandlerStats) -> HandlerStatus {
-    let base = match (h.service, h.method) {
-        (Some(s), Some(m)) => format!("{s}.{m}"),
-        _ => h.handler.to_string(),
-    };
+    let id = h.handler.get();
     let at = |q| percentile(&h.latency_buckets, q);
     HandlerStatus {
-        name: match &h.subroute {
-            Some(r) => format!("{base}@{r}"),
-            None => base,
-        },
-        id: h.handler.get(),
+        name: handler_name(h.service, h.method, id, h.subroute.as_deref()),
+        id,
         calls: h.calls,
         in_flight: h.in_flight,
         errors: h.errors.iter().map(|(_, n)| n).sum(),
