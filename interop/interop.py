@@ -2,13 +2,18 @@
 first failure. Also checks the encoder and decoder against PROTOCOL.md §9, byte for byte.
 
     python interop.py --pick-name NODE          # a name for this peer that dials NODE
-    python interop.py --node NAME --url ws://HOST:PORT/grid/v1 --token TOKEN --name PY
+    python interop.py --node NAME --url ws://HOST:PORT/grid/v1 --token TOKEN --name PY \
+        [--node-pid PID]
+
+With --node-pid, the last step stops the node (SIGINT) and checks its graceful drain.
 """
 
 import argparse
 import asyncio
+import os
 import pathlib
 import re
+import signal
 import sys
 
 import xxhash
@@ -62,7 +67,7 @@ def check_vectors(protocol):
 # ---- against the node ----------------------------------------------------------------------
 
 
-async def against(node, url, token, name):
+async def against(node, url, token, name, node_pid=None):
     # §1: a field this version does not define is ignored.
     p = await grid_peer.dial(url, name, node, token, extra={"x_later": [1, "two"]})
     assert p.checksum, "a plain ws:// connection uses checksums"
@@ -143,6 +148,8 @@ async def against(node, url, token, name):
     step("closed with a close frame")
 
     await refusals(node, url, token, name)
+    if node_pid:
+        await drained(node, url, token, name, node_pid)
 
 
 async def protocol_details(p):
@@ -212,6 +219,49 @@ async def refusals(node, url, token, name):
     step("65 chunked payloads in progress: closed with 1008")
 
 
+async def drained(node, url, token, name, pid):
+    """§1 "Draining": the node, told to stop, says it is leaving; a call that crossed that
+    message is refused with kind 9 (not executed); this peer starts nothing new there; a
+    stream in flight runs to its end; then the node closes with 1001."""
+    p = await grid_peer.dial(url, name, node, token)
+    put = wire.handler_id(KV, "put")
+    # A stream in flight holds the node's drain open until it ends.
+    s = await p.open_stream(wire.handler_id(KV, "bulk_put"), wire.typed(name), window=64 << 10)
+    os.kill(pid, signal.SIGINT)
+    reason = await asyncio.wait_for(p.drained, 10)
+    assert reason == f"{node} is shutting down", reason
+    step(f"the node, stopped, said it is leaving: Drain \"{reason}\"")
+
+    try:
+        await p.call(put, wire.typed({"key": "py/late", "value": "x"}))
+        raise AssertionError("a call was started on a leaving node")
+    except wire.RemoteError as e:
+        assert e.kind == wire.DRAINING, e
+    # As a call that crossed the Drain on the way: sent anyway, refused by the node.
+    mux = p.mux()
+    fut = asyncio.get_running_loop().create_future()
+    p.calls[mux] = fut
+    await p.send(Message(wire.REQUEST, mux, deadline=10_000, handler=put,
+                         payload=wire.typed({"key": "py/crossed", "value": "x"})))
+    answer = await asyncio.wait_for(fut, 10)
+    assert answer.flags & wire.PAYLOAD_IS_ERROR, answer
+    err = wire.decode_error(answer.payload)
+    assert err.kind == wire.DRAINING and node in err.message, err
+    step("a call that crossed the Drain: refused with kind 9 (Draining), not executed")
+
+    await s.send(wire.typed({"key": "py/drain", "value": "1"}))
+    await s.finish()
+    counts = []
+    while (item := await asyncio.wait_for(s.recv(), 10)) is not None:
+        counts.append(wire.untyped(item))
+    assert counts == [1], counts
+    await asyncio.wait_for(p.reader, 10)
+    code = p.ws.close_code
+    assert code == 1001, (code, p.ws.close_reason)
+    step(f"the stream in flight ran to its end, then the node closed: {code} "
+         f"\"{p.ws.close_reason}\"")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pick-name")
@@ -219,13 +269,14 @@ def main():
     ap.add_argument("--url")
     ap.add_argument("--token")
     ap.add_argument("--name")
+    ap.add_argument("--node-pid", type=int)
     args = ap.parse_args()
     if args.pick_name:
         # §1: this peer has no listener, so it takes a name with which it dials.
         print(next(f"py-{i}" for i in range(1000) if wire.dials(f"py-{i}", args.pick_name)))
         return
     check_vectors(pathlib.Path(__file__).resolve().parent.parent / "PROTOCOL.md")
-    asyncio.run(against(args.node, args.url, args.token, args.name))
+    asyncio.run(against(args.node, args.url, args.token, args.name, args.node_pid))
     print("interop: all steps passed")
 
 

@@ -96,6 +96,8 @@ class Peer:
         self.store = {}
         self.served_calls = {"put": 0, "scan": 0}
         self.pings = {}
+        # §1 "Draining": the node's reason once it said it is leaving.
+        self.drained = asyncio.get_running_loop().create_future()
         self.send_lock = asyncio.Lock()
         # §1, §6.2: the node's credit to us stays within the largest window it announced.
         self.max_credit = terms.get("max_stream_window", 16 << 20)
@@ -124,8 +126,14 @@ class Peer:
         mux, self.next_mux = self.next_mux, self.next_mux + 1
         return mux
 
+    def refuse_if_leaving(self):
+        """§1 "Draining": nothing new starts on a peer that said it is leaving."""
+        if self.drained.done():
+            raise wire.RemoteError(wire.DRAINING, self.drained.result())
+
     async def call(self, handler, payload, deadline_ms=10_000):
         """§5: a single call; its answer's payload, or RemoteError."""
+        self.refuse_if_leaving()
         mux = self.mux()
         fut = asyncio.get_running_loop().create_future()
         self.calls[mux] = fut
@@ -139,6 +147,7 @@ class Peer:
     async def open_stream(self, handler, payload, window, deadline_ms=30_000):
         """§6.1: opens a stream granting `window` bytes for the handler's messages (in the
         open's sequence field) and waits for its ack."""
+        self.refuse_if_leaving()
         s = Stream(self, self.mux(), window)
         self.streams[s.mux] = s
         await self.send(Message(wire.CONNECT_MUX, s.mux, seq=window, deadline=deadline_ms,
@@ -256,6 +265,16 @@ class Peer:
                 credit[1].set()
         elif op == wire.DISCONNECT_SERVER_MUX:
             self.served.pop(m.mux, None)
+        elif op == wire.DRAIN:
+            reason = m.payload or b""
+            if m.mux != 0 or len(reason) > wire.MAX_DRAIN_REASON:
+                raise ProtocolError(f"Drain on mux {m.mux} with {len(reason)} bytes of reason")
+            try:
+                text = reason.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ProtocolError("Drain with a reason that is not UTF-8") from None
+            if not self.drained.done():  # a second Drain is ignored
+                self.drained.set_result(text)
         else:
             raise ProtocolError(f"unexpected op {op}")
 

@@ -12,7 +12,8 @@
 //!
 //! Every two seconds each node writes a key on every connected peer and reads back what the
 //! peer stored from the others; stop one and watch the others report it and reconnect.
-//! `--rounds N` stops after N rounds (0: run until Ctrl-C).
+//! `--rounds N` stops after N rounds (0: run until Ctrl-C or SIGTERM, which shut the node
+//! down gracefully: its connections drain first).
 //!
 //! Each round prints one line per peer, `TIME [me] round N: PEER ok: ...` or `TIME [me]
 //! round N: PEER failed: WHY` (TIME is the UTC time of day, to the millisecond), in the
@@ -221,11 +222,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         listener.local_addr()?
     );
     tokio::spawn(manager.clone().serve(listener));
+    // Ctrl-C or SIGTERM (how process managers and Kubernetes stop a node): a graceful
+    // shutdown, which drains the connections first.
+    let stop = stop_signal();
+    tokio::pin!(stop);
     let mut n = 0;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(a.every) => {}
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut stop => break,
         }
         n += 1;
         round(&manager, n).await;
@@ -233,7 +238,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             break;
         }
     }
+    println!("{} [{}] draining", now(), a.name);
     manager.shutdown().await;
     println!("{} [{}] shut down", now(), a.name);
     Ok(())
+}
+
+/// Resolves at Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

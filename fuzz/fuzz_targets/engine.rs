@@ -248,6 +248,9 @@ enum Step {
         from: Side,
         frame: u8,
     },
+    Drain {
+        at: Side,
+    },
 }
 
 /// A message injected into an engine as if its peer had sent it.
@@ -299,7 +302,7 @@ impl Injected {
             MuxPick::Made(i) => Mux::Made(i),
             MuxPick::Served(i) => Mux::Served(i),
         };
-        let op = Op::from_u8(1 + self.op % 16).unwrap_or(Op::Ping);
+        let op = Op::from_u8(1 + self.op % 17).unwrap_or(Op::Ping);
         let mut m = Message::new(op);
         m.seq = match self.seq {
             Seq::Small(n) => u32::from(n),
@@ -429,6 +432,7 @@ fn apply(pair: &mut Pair, step: &Step) {
         Step::Advance { ms } => pair.advance(u32::from(ms)),
         Step::Tick => pair.tick(),
         Step::Shutdown { at } => pair.shutdown(at.into()),
+        Step::Drain { at } => pair.drain(at.into()),
         Step::TransportPing { at, len } => pair.transport_ping(at.into(), usize::from(len)),
         Step::Inject {
             to,

@@ -25,6 +25,8 @@ pub(crate) struct Config {
     pub ping_interval: Duration,
     pub stream_ping_interval: Duration,
     pub default_deadline: Duration,
+    /// How long a shutdown lets the calls and streams in flight finish.
+    pub drain_timeout: Duration,
     pub max_message_size: usize,
     pub max_clock_skew: Duration,
     pub reconnect_min: Duration,
@@ -45,6 +47,10 @@ pub(crate) struct Config {
 /// The default of [`Config::max_concurrent_calls`], also assumed for a peer that does not
 /// announce its own.
 pub(crate) const DEFAULT_MAX_CONCURRENT: usize = 1024;
+/// The default of [`Config::drain_timeout`]: most calls of a storage cluster end in
+/// milliseconds, and 10 s leaves a node stopped by Kubernetes (30 s grace by default) the
+/// time to drain and still exit on its own.
+pub(crate) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default maximum message size.
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
 /// The default of [`Config::stream_window`]: the window a stream direction starts with.
@@ -68,6 +74,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(10),
             stream_ping_interval: Duration::from_secs(15),
             default_deadline: Duration::from_secs(60),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             max_message_size: DEFAULT_MAX_MESSAGE,
             max_clock_skew: Duration::from_secs(5 * 60),
             reconnect_min: Duration::from_millis(50),
@@ -181,6 +188,10 @@ pub(crate) struct Core {
     /// Run around every call and stream served (none: nothing runs).
     pub interceptors: Interceptors,
     pub tasks: Arc<Tasks>,
+    /// Set when the node starts leaving (a graceful shutdown drains first): no new
+    /// sockets, and every live one drains.
+    pub leaving: watch::Sender<bool>,
+    /// Set when the node stops: everything ends now.
     pub shutdown: watch::Sender<bool>,
     pub token_provider: TokenProvider,
     pub token_validator: TokenValidator,
@@ -191,6 +202,16 @@ pub(crate) struct Core {
 impl Core {
     pub(crate) fn is_shut_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    pub(crate) fn is_leaving(&self) -> bool {
+        *self.leaving.borrow()
+    }
+
+    /// Resolves once the node starts leaving (a shutdown's drain, or the shutdown itself).
+    pub(crate) async fn starts_leaving(&self) {
+        let mut rx = self.leaving.subscribe();
+        let _ = rx.wait_for(|leaving| *leaving).await;
     }
 
     /// Resolves once shutdown starts.

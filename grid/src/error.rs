@@ -101,6 +101,13 @@ pub enum Error {
     /// told. The text is the remote's.
     #[error("the remote is busy, nothing was started: {0}")]
     Busy(String),
+    /// The peer is draining: it is leaving (shutting down, or being removed from the
+    /// cluster) and admits no new calls or streams, so this one was not started. It was
+    /// refused by the peer, or here, before anything was sent, because the peer had said it
+    /// was leaving. Retry on another peer, or on this one once it is back (an idempotent
+    /// call does so on its own). The text is the peer's reason.
+    #[error("the peer is draining ({0}), so the call was not executed; retry once it is back, or on another peer")]
+    Draining(String),
     /// The remote has no handler registered under this id (and subroute).
     #[error("the remote has no handler {handler}{}; is it running an older build, or was the handler registered?", fmt_subroute(.subroute))]
     UnknownHandler {
@@ -162,7 +169,7 @@ pub enum Error {
 pub enum Execution {
     /// It did not run: the call never reached the peer (it was not written to a connection
     /// before that was lost, or there was none), or the peer refused it before starting
-    /// its handler (busy, no such handler). Retrying cannot run it twice.
+    /// its handler (busy, draining, no such handler). Retrying cannot run it twice.
     NotExecuted,
     /// It may have run: the call had left this node when it failed, or its handler ran and
     /// failed. Retry only what is safe to run twice (idempotent).
@@ -193,7 +200,8 @@ impl Error {
     /// Whether the failed call's handler can have run. [`Execution::NotExecuted`] for a
     /// call that never reached the peer ([`Error::Disconnected`] before it was written,
     /// [`Error::UnknownPeer`]) or that the peer refused before starting a handler
-    /// ([`Error::Busy`], [`Error::UnknownHandler`]); [`Execution::MayHaveExecuted`] for
+    /// ([`Error::Busy`], [`Error::Draining`], [`Error::UnknownHandler`]);
+    /// [`Execution::MayHaveExecuted`] for
     /// every other failure of a call (its handler failed, the deadline passed or it was
     /// cancelled while it was out, the connection was lost after it was sent), and for
     /// errors whose origin cannot tell (a codec error may be this side's encoding or the
@@ -201,9 +209,10 @@ impl Error {
     pub fn execution(&self) -> Execution {
         match self {
             Error::Disconnected { execution } => *execution,
-            Error::Busy(_) | Error::UnknownHandler { .. } | Error::UnknownPeer(_) => {
-                Execution::NotExecuted
-            }
+            Error::Busy(_)
+            | Error::Draining(_)
+            | Error::UnknownHandler { .. }
+            | Error::UnknownPeer(_) => Execution::NotExecuted,
             _ => Execution::MayHaveExecuted,
         }
     }
@@ -257,6 +266,7 @@ impl Error {
             ErrorKind::Codec => Error::Codec(message),
             ErrorKind::Protocol => Error::Protocol(message),
             ErrorKind::Busy => Error::Busy(message),
+            ErrorKind::Draining => Error::Draining(message),
             ErrorKind::TooLarge => match sizes {
                 Some((size, limit)) => Error::MessageTooLarge {
                     size: usize::try_from(size).unwrap_or(usize::MAX),

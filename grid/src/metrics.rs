@@ -48,8 +48,8 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "grid_connected",
         kind: "gauge",
-        help: "1 if the connection to the peer is up.",
-        value: |p| f64::from(u8::from(p.state == State::Connected)),
+        help: "1 if the connection to the peer is up (draining included).",
+        value: |p| f64::from(u8::from(matches!(p.state, State::Connected | State::Draining))),
     },
     Metric {
         name: "grid_messages_in_total",

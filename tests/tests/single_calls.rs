@@ -426,9 +426,16 @@ async fn many_concurrent_calls_are_merged_into_frames() {
 }
 
 #[tokio::test]
-async fn shutdown_fails_pending_calls_with_closed() {
+async fn a_call_still_pending_at_the_drain_deadline_fails_with_closed() {
     within(async {
-        let c = pair().await;
+        let c = Cluster::start(&["alpha", "beta"], |b| {
+            b.drain_timeout(Duration::from_millis(100))
+        })
+        .await;
+        for m in &c.managers {
+            m.register_single(ECHO, echo).expect("register echo");
+        }
+        c.connected().await;
         let mut slow = Observed::register(&c.managers[1], SLOW);
         let conn = c.managers[0].connection("beta").expect("conn");
         let call = tokio::spawn(conn.request(SLOW, None).into_future());

@@ -26,6 +26,9 @@ pub enum ErrorKind {
     /// A payload was larger than the receiver accepts (the size and the limit travel with
     /// it); only this call or stream failed.
     TooLarge = 8,
+    /// The handler side is draining (it is leaving and admits no new calls); nothing was
+    /// started. The call may go to another peer, or to this one once it is back.
+    Draining = 9,
 }
 
 impl ErrorKind {
@@ -39,6 +42,7 @@ impl ErrorKind {
             6 => Self::Protocol,
             7 => Self::Busy,
             8 => Self::TooLarge,
+            9 => Self::Draining,
             _ => return None,
         })
     }
@@ -155,7 +159,7 @@ mod tests {
 
     #[test]
     fn every_kind_round_trips_and_too_large_carries_its_numbers() {
-        for kind in (1..=8).filter_map(ErrorKind::from_u8) {
+        for kind in (1..=9).filter_map(ErrorKind::from_u8) {
             let e = match kind {
                 ErrorKind::TooLarge => ErrorPayload::too_large(70_000, 65_536),
                 kind => ErrorPayload::new(kind, "why"),
@@ -174,9 +178,9 @@ mod tests {
     #[test]
     fn what_a_newer_or_sloppier_peer_sends_still_reads() {
         let mut buf = Vec::new();
-        // [9, "later", "extra"]: an unknown kind with an element after the message.
+        // [10, "later", "extra"]: an unknown kind with an element after the message.
         rmp::encode::write_array_len(&mut buf, 3).expect("write to a Vec");
-        rmp::encode::write_uint(&mut buf, 9).expect("write to a Vec");
+        rmp::encode::write_uint(&mut buf, 10).expect("write to a Vec");
         rmp::encode::write_str(&mut buf, "later").expect("write to a Vec");
         rmp::encode::write_str(&mut buf, "extra").expect("write to a Vec");
         assert_eq!(

@@ -65,11 +65,15 @@ pub enum Op {
     DisconnectServerMux = 15,
     /// Several messages in one frame; the payload is their concatenated encodings.
     Merged = 16,
+    /// The sender is leaving (shutting down, or leaving the cluster): it admits no new
+    /// calls or streams from the receiver, and lets those in flight finish before it
+    /// closes. Mux id 0; the payload is the reason, UTF-8.
+    Drain = 17,
 }
 
 impl Op {
     /// Every op, in wire order.
-    pub const ALL: [Op; 16] = [
+    pub const ALL: [Op; 17] = [
         Op::Connect,
         Op::ConnectResponse,
         Op::Ping,
@@ -86,6 +90,7 @@ impl Op {
         Op::DisconnectClientMux,
         Op::DisconnectServerMux,
         Op::Merged,
+        Op::Drain,
     ];
 
     /// The op for a wire value, if it is one.

@@ -88,6 +88,10 @@ pub enum State {
     Connecting,
     /// A socket is up and calls flow.
     Connected,
+    /// A socket is up and one side said it is leaving (a graceful shutdown): what is in
+    /// flight finishes, new calls to a leaving peer fail at once with
+    /// [`Error::Draining`] (not executed), and the socket closes once nothing is left.
+    Draining,
     /// The last attempt or socket failed; a new attempt follows (see [`Connection::last_error`]).
     ConnectionError,
     /// The manager was shut down; the connection is over for good.
@@ -352,6 +356,12 @@ impl Connection {
         lock(&self.inner.last_error)
             .as_ref()
             .map(|(e, at)| (e.clone(), at.elapsed()))
+    }
+
+    /// Waits until the connection is over for good (its manager shut down, or drained).
+    pub(crate) async fn wait_shut(&self) {
+        let mut rx = self.inner.state.subscribe();
+        let _ = rx.wait_for(|s| *s == State::Shutdown).await;
     }
 
     /// Waits until no call or handler is in flight on this connection, and no chunked

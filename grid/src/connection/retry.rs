@@ -1,6 +1,6 @@
 //! Calling a method that is safe to run twice (`#[grid(idempotent)]`,
 //! [`Request::idempotent`](super::Request::idempotent)): a call lost with its connection,
-//! or answered busy, is made again once the peer is back, after a jittered pause, as long
+//! or answered busy or draining, is made again once the peer is back, after a jittered pause, as long
 //! as its deadline allows. A call that failed any other way (its handler's error, its
 //! deadline) is not retried, and one not marked so never is.
 
@@ -19,9 +19,13 @@ const FIRST_PAUSE: Duration = Duration::from_millis(10);
 const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// Whether a failure of an idempotent call is worth another attempt: the call was lost
-/// with its connection (executed or not: running it twice is safe), or the peer was busy.
+/// with its connection (executed or not: running it twice is safe), or the peer was busy
+/// or draining (leaving: the call waits for it to be back).
 fn retryable(e: &Error) -> bool {
-    matches!(e, Error::Disconnected { .. } | Error::Busy(_))
+    matches!(
+        e,
+        Error::Disconnected { .. } | Error::Busy(_) | Error::Draining(_)
+    )
 }
 
 /// Makes the call `attempt(time left)` to `handler` on `conn` until it succeeds, fails in

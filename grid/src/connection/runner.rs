@@ -1,7 +1,14 @@
 //! The task behind every connection: get a socket (dial, or wait for the peer to dial in),
 //! run a session on it until it dies, and start over, until the manager shuts down.
+//!
+//! A graceful shutdown drains first (`engine/drain.rs`): once the node starts leaving, no
+//! new socket is made or taken, and the live session tells the peer, admits nothing new
+//! from it and closes as soon as nothing is in flight and the peer has read that (or when
+//! the shutdown's drain deadline passes). A peer that says it is leaving shows as [`State::Draining`] here.
 
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -38,7 +45,7 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<
     let mut next: Option<Accepted> = None;
     let mut connected_before = false;
     loop {
-        if core.is_shut_down() {
+        if core.is_leaving() {
             break;
         }
         let accepted = if let Some(a) = next.take() {
@@ -50,7 +57,7 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<
                 // state, and a connection spends its life elsewhere (12 KB → 2 KB per
                 // connection task).
                 r = Box::pin(dial(&inner)) => r,
-                _ = core.shutting_down() => break,
+                _ = core.starts_leaving() => break,
             };
             match dialed {
                 Ok(a) => a,
@@ -64,14 +71,14 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<
                     attempt = attempt.saturating_add(1);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => continue,
-                        _ = core.shutting_down() => break,
+                        _ = core.starts_leaving() => break,
                     }
                 }
             }
         } else {
             tokio::select! {
                 a = incoming.recv() => match a { Some(a) => *a, None => break },
-                _ = core.shutting_down() => break,
+                _ = core.starts_leaving() => break,
             }
         };
         attempt = 0;
@@ -97,7 +104,7 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<
                     let delay = backoff(&core.config, 0);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = core.shutting_down() => break,
+                        _ = core.starts_leaving() => break,
                     }
                 } else {
                     inner.set_state(State::Connecting);
@@ -180,6 +187,7 @@ async fn run_session(
         |what: &str, e: tokio::task::JoinError| Lost::Failed(format!("{what} task ended: {e}"));
     let mut writer_running = true;
     let mut quiet = QuietWatch::new(inner, core.config.ping_interval, started);
+    let (mut leaving, mut peer_leaving) = (false, false);
     let end = loop {
         let due = Instant::from_std(session.with(|e| e.poll_timeout()));
         tokio::select! {
@@ -202,6 +210,19 @@ async fn run_session(
                 Some(a) => break End::Replaced(a),
                 None => break End::Shutdown,
             },
+            () = core.starts_leaving(), if !leaving => {
+                leaving = true;
+                let now = Instant::now().into_std();
+                session.with(|e| e.drain(now, &format!("{} is shutting down", core.local)));
+                inner.set_state(State::Draining);
+                tracing::info!(local = %core.local, remote = %inner.remote, "draining: the peer's new calls are refused; those in flight finish");
+            }
+            () = drained(&session), if leaving => break End::Shutdown,
+            reason = peer_drain(&session), if !peer_leaving => {
+                peer_leaving = true;
+                inner.set_state(State::Draining);
+                tracing::info!(local = %core.local, remote = %inner.remote, %reason, "the peer is leaving: no new calls to it; those in flight finish");
+            }
             () = core.shutting_down() => break End::Shutdown,
         }
     };
@@ -241,6 +262,28 @@ async fn run_session(
         });
     }
     end
+}
+
+/// Resolves once the session's drain is over: nothing in flight, and the peer read the
+/// Drain (`Engine::poll_drained`).
+async fn drained(session: &Session) {
+    poll_fn(|cx| {
+        if session.with(|e| e.poll_drained(cx.waker())) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
+/// Resolves with the peer's reason once it said it is leaving.
+async fn peer_drain(session: &Session) -> Arc<str> {
+    poll_fn(|cx| match session.with(|e| e.poll_peer_drain(cx.waker())) {
+        Some(reason) => Poll::Ready(reason),
+        None => Poll::Pending,
+    })
+    .await
 }
 
 /// Frames in both directions over a ping interval at or below which a connection counts

@@ -94,7 +94,7 @@ pub(crate) type Answer = Result<Option<Bytes>, ErrorPayload>;
 impl Engine {
     /// Checks what every new call or stream needs; returns its deadline in ms.
     fn admit_outgoing(&self, now: Instant, o: &Outgoing) -> Result<u32, Error> {
-        if let Some(err) = self.refuse_new() {
+        if let Some(err) = self.refuse_new().or_else(|| self.peer_left()) {
             return Err(err);
         }
         let limit = self.config.send_limit;
@@ -379,7 +379,8 @@ impl Engine {
     }
 
     /// A Request or ConnectMux arrived: admit it (its handler starts after this batch of
-    /// messages), refuse it with Busy beyond the concurrency limit, or report the peer.
+    /// messages), refuse it with Busy beyond the concurrency limit or with Draining once this
+    /// side is leaving, or report the peer.
     pub(super) fn admit(
         &mut self,
         now: Instant,
@@ -395,6 +396,9 @@ impl Engine {
                 "mux id {} reused while in flight",
                 msg.mux_id
             )));
+        }
+        if let Some(reason) = self.leaving() {
+            return self.refuse_open(msg, ErrorKind::Draining, &reason);
         }
         // (The id is taken below only if the call is admitted.)
         let len = payload.len();

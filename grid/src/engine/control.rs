@@ -2,7 +2,7 @@
 //! of queued data delays a keepalive into a false dead-peer verdict, or holds a sender back
 //! on credit it is owed.
 //!
-//! Each kind has a slot of its own, bounded: the connection's pong (the latest ping's) and
+//! Each kind has a slot of its own, bounded: this side's Drain (once), the connection's pong (the latest ping's) and
 //! ping, a WebSocket pong, one stream ping or pong per stream, refusals up to the
 //! concurrency limit, and credit: one pending grant per stream direction, coalesced (grants
 //! made while one waits add to it), so a busy stream's credit costs one message per frame at
@@ -26,6 +26,11 @@ impl Engine {
     /// Puts the waiting control messages first in the frame being built.
     pub(super) fn take_control(&mut self, tx: &mut Transmit) {
         tx.transport_pong = self.outbox.transport_pong.take();
+        if let Some(reason) = self.outbox.drain.take() {
+            let mut m = Message::new(Op::Drain);
+            m.payload = Some(reason);
+            tx.push(m);
+        }
         if let Some(p) = self.outbox.pong.take() {
             let mut m = Message::new(Op::Pong);
             m.payload = Some(p);
@@ -59,11 +64,15 @@ impl Engine {
                 })
             },
         );
+        let refused = !self.outbox.refusals.is_empty();
         while !tx.is_full() {
             match self.outbox.refusals.pop_front() {
                 Some(m) => tx.push(m),
                 None => break,
             }
+        }
+        if refused && self.outbox.refusals.is_empty() {
+            self.check_idle();
         }
     }
 

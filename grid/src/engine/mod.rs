@@ -18,7 +18,7 @@
 //! `stream_view.rs` (one stream's end, borrowed: all a user's sender and receiver may do
 //! to it, in `stream_send.rs` and `stream_recv.rs`), `receive.rs` (what each incoming op
 //! means), `outbox.rs` (what to send next), `control.rs` (what goes ahead of all data:
-//! pings, pongs, credit, refusals), `tuning.rs` (window sizes), `budget.rs` (the memory
+//! pings, pongs, credit, refusals), `drain.rs` (a side leaving gracefully), `tuning.rs` (window sizes), `budget.rs` (the memory
 //! budget of windows), `timers.rs` (deadlines, pings, silence), `window.rs` (credit
 //! arithmetic), `assembly.rs` (chunked payloads), `oversize.rs` (a payload over the limit
 //! fails its own call or stream), `slab.rs` (entries by key), `invariants.rs` (what the
@@ -53,6 +53,7 @@ mod call_view;
 mod calls;
 mod chunk_window;
 mod control;
+mod drain;
 mod header;
 #[cfg(any(test, fuzzing))]
 mod invariants;
@@ -239,6 +240,8 @@ pub(crate) struct Engine {
     chunk_window: chunk_window::ChunkWindow,
     /// What the stream windows granted here take of the memory budgets.
     budget: budget::Budget,
+    /// Whether either side said it is leaving (`drain.rs`).
+    drain: drain::Drain,
 }
 
 impl Engine {
@@ -278,6 +281,7 @@ impl Engine {
             epoch: now,
             last_rtt: None,
             rtt: tuning::Rtt::default(),
+            drain: drain::Drain::default(),
         }
     }
 
@@ -390,7 +394,8 @@ impl Engine {
         self.last_rtt
     }
 
-    /// Ready once nothing is in flight and nothing half received; else registers `waker`.
+    /// Ready once nothing is in flight, nothing half received and no refusal waits for the
+    /// socket; else registers `waker`.
     pub(crate) fn poll_idle(&mut self, waker: &Waker) -> bool {
         if self.is_idle() {
             return true;
@@ -401,8 +406,12 @@ impl Engine {
         false
     }
 
+    /// Nothing in flight, nothing half received, and no refusal waiting for the socket.
     fn is_idle(&self) -> bool {
-        self.callers.is_empty() && self.handlers.is_empty() && self.assembler.held() == 0
+        self.callers.is_empty()
+            && self.handlers.is_empty()
+            && self.assembler.held() == 0
+            && self.outbox.refusals.is_empty()
     }
 
     fn check_idle(&mut self) {

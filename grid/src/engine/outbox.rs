@@ -44,6 +44,8 @@ pub(super) struct Outbox {
     waiting: VecDeque<(Side, Key)>,
     budget: ChunkBudget,
     pub(super) transport_pong: Option<Bytes>,
+    /// This side's Drain (its reason), once it is leaving: ahead of everything.
+    pub(super) drain: Option<Bytes>,
     pub(super) pong: Option<Bytes>,
     pub(super) ping: Option<Bytes>,
     /// Streams with a ping (caller side) or a pong (handler side) to send: these go first,
@@ -89,6 +91,7 @@ impl Outbox {
             waiting: VecDeque::new(),
             budget: ChunkBudget::new(peer_window),
             transport_pong: None,
+            drain: None,
             pong: None,
             ping: None,
             stream_pings: VecDeque::new(),
@@ -113,6 +116,7 @@ impl Outbox {
         self.room_waiters.clear();
         self.stream_pings.clear();
         self.credits.clear();
+        self.drain = None;
         self.pong = None;
         self.ping = None;
         self.transport_pong = None;

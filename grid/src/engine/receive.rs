@@ -225,6 +225,7 @@ impl Engine {
                 Ok(())
             }
             Op::Pong => Ok(()),
+            Op::Drain => self.on_drain(msg, payload),
             Op::Connect | Op::ConnectResponse | Op::Merged => Err(Violation::Broken(format!(
                 "unexpected {:?} on a live connection",
                 msg.op
@@ -370,6 +371,15 @@ impl Engine {
             self.assembler.forget(op, mux_id);
         }
         let Some(&key) = self.handler_ids.get(&mux_id) else {
+            // Refused and not yet told so: the refusal is no use to the caller any more.
+            // (A correct caller that opens and cancels calls fast while this side refuses
+            // them all, as it does while draining, would otherwise pile refusals up.)
+            if !self.outbox.refusals.is_empty() {
+                self.outbox.refusals.retain(|m| {
+                    m.mux_id != mux_id || !matches!(m.op, Op::Response | Op::MuxConnectError)
+                });
+                self.check_idle();
+            }
             return Ok(());
         };
         match self.handlers.get(key) {

@@ -69,6 +69,14 @@ impl Pair {
                 assert_eq!(deadline_ms, 0);
                 None
             }
+            Err(Error::Draining(_)) => {
+                let told = node.e.poll_peer_drain(cx().waker()).is_some();
+                assert!(
+                    told,
+                    "{what} refused as draining, but the peer never said so"
+                );
+                None
+            }
             Err(e) => {
                 assert!(lost, "{what} refused on a live engine: {e}");
                 None

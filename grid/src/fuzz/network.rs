@@ -189,4 +189,11 @@ impl Pair {
             .transport_ping(Bytes::from(vec![0x70; len.min(MAX_PING)]));
         self.settle_at(p);
     }
+
+    /// `p` starts leaving gracefully: it tells its peer and refuses the peer's new calls.
+    pub fn drain(&mut self, p: Peer) {
+        let now = self.now;
+        self.node(p).e.drain(now, "leaving (fuzz)");
+        self.settle_at(p);
+    }
 }

@@ -161,6 +161,16 @@ impl ManagerBuilder {
         self
     }
 
+    /// How long [`Manager::shutdown`](crate::Manager::shutdown) lets the calls and streams
+    /// in flight finish, both ways, after telling every peer it is leaving (default 10 s:
+    /// most calls of a storage cluster end in milliseconds, and a node stopped by
+    /// Kubernetes, 30 s grace by default, still exits on its own). What has not ended by
+    /// then fails with [`Error::Closed`] here, and as lost on the peers. Zero: no drain.
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.config.drain_timeout = d;
+        self
+    }
+
     /// The largest payload one message from a peer may carry (default 16 MiB, at least 512
     /// bytes: grid's control messages must fit). It is announced in the handshake: two
     /// nodes send each other at most the smaller of their two values, and a larger payload
@@ -412,6 +422,7 @@ impl ManagerBuilder {
             handlers: Handlers::default(),
             interceptors: self.interceptors,
             tasks: Arc::default(),
+            leaving: watch::Sender::new(false),
             shutdown: watch::Sender::new(false),
             token_provider: provider,
             token_validator: validator,

@@ -36,7 +36,7 @@ pub(super) async fn serve(
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = core.shutting_down() => return Ok(()),
+            _ = core.starts_leaving() => return Ok(()),
         };
         match accepted {
             Ok((tcp, addr)) => {
@@ -150,6 +150,12 @@ pub(crate) fn check_upgrade(
     path: &str,
     authorization: Option<&str>,
 ) -> Result<(), (StatusCode, String)> {
+    if core.is_leaving() {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} is shutting down", core.local),
+        ));
+    }
     let route = core.config.route.as_str();
     if path != route {
         return Err((

@@ -219,14 +219,29 @@ impl Manager {
         }
     }
 
-    /// Shuts the manager down: stops the listener and every connection, fails every pending
-    /// call with [`Error::Closed`], and waits until every task it started has ended.
+    /// Shuts the manager down gracefully. It stops accepting connections and tells every
+    /// peer it is leaving: peers start no new call here, and a new call that crossed the
+    /// message on the way is refused with [`Error::Draining`] (not executed). The calls and
+    /// streams in flight, both ways, finish (each connection closes as soon as it has
+    /// none), for at most the drain timeout ([`ManagerBuilder::drain_timeout`], default
+    /// 10 s). Then every connection closes, what is left fails with [`Error::Closed`], and
+    /// this waits until every task it started has ended.
     ///
     /// # Cancel safety
-    /// Shutdown starts at the first poll; awaiting again waits for the tasks again.
+    /// Shutdown starts at the first poll. Dropped during the drain, the drain goes on (each
+    /// connection closes once it has nothing in flight) but nothing is forced at the drain
+    /// timeout; awaiting again drains and waits for the tasks again.
     pub async fn shutdown(&self) {
-        self.inner.core.shutdown.send_replace(true);
-        self.inner.core.tasks.drained().await;
+        let core = &self.inner.core;
+        core.leaving.send_replace(true);
+        let drained = async {
+            for conn in self.connections() {
+                conn.wait_shut().await;
+            }
+        };
+        let _ = tokio::time::timeout(core.config.drain_timeout, drained).await;
+        core.shutdown.send_replace(true);
+        core.tasks.drained().await;
     }
 
     /// Every peer's state and counters, for dashboards

@@ -105,6 +105,7 @@ pub(crate) fn state_name(s: State) -> &'static str {
         State::Unconnected => "unconnected",
         State::Connecting => "connecting",
         State::Connected => "connected",
+        State::Draining => "draining",
         State::ConnectionError => "connection_error",
         State::Shutdown => "shutdown",
     }

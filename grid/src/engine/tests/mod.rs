@@ -4,6 +4,7 @@
 
 mod calls;
 mod chunks;
+mod drain;
 mod fixture;
 mod limits;
 mod link;
