@@ -23,6 +23,8 @@
 
 #[path = "common/kv.rs"]
 mod kv;
+#[path = "common/load.rs"]
+mod load;
 #[path = "common/logging.rs"]
 mod logging;
 
@@ -40,9 +42,10 @@ struct Args {
     rounds: u64,
     every: Duration,
     ping_every: Option<Duration>,
+    load: bool,
 }
 
-const USAGE: &str = "usage: node --name NAME --listen HOST:PORT [--peer NAME=ws://HOST:PORT/grid/v1]... [--client NAME]... --token TOKEN [--rounds N] [--every MS] [--ping-every MS]";
+const USAGE: &str = "usage: node --name NAME --listen HOST:PORT [--peer NAME=ws://HOST:PORT/grid/v1]... [--client NAME]... --token TOKEN [--rounds N] [--every MS] [--ping-every MS] [--load]";
 
 const HELP: &str = "\
 A grid node: it serves a key-value service to its peers and calls theirs.
@@ -76,6 +79,9 @@ Options:
   --every MS           milliseconds between rounds (default 2000)
   --ping-every MS      the ping interval; a peer silent for two of them is declared dead
                        and redialled (default: the library's, 10 s)
+  --load               also keep every peer busy (get, put, a bulk_put stream now and
+                       then), and print the outcomes, counted, when stopping:
+                       HH:MM:SS.mmm [NAME] load: ok=N not_executed=N ... (common/load.rs)
 Logging: RUST_LOG=grid=info shows connects and losses (default: warnings only).";
 
 fn usage(problem: &str) -> ! {
@@ -93,12 +99,17 @@ fn args() -> Args {
         rounds: 0,
         every: Duration::from_secs(2),
         ping_every: None,
+        load: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
             println!("{HELP}\n\n{USAGE}");
             std::process::exit(0);
+        }
+        if flag == "--load" {
+            a.load = true;
+            continue;
         }
         let value = it
             .next()
@@ -222,6 +233,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         listener.local_addr()?
     );
     tokio::spawn(manager.clone().serve(listener));
+    tokio::spawn(report_connected(manager.clone()));
+    let (stop_load, stopping) = tokio::sync::watch::channel(false);
+    let counts = std::sync::Arc::new(load::Counts::default());
+    let loading = a.load.then(|| {
+        let (name, shown, retried) = (a.name.clone(), counts.clone(), manager.clone());
+        let mut every_second = stopping.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = every_second.changed() => return,
+                }
+                println!("{} [{name}] load: {}", now(), shown.line(&retried));
+            }
+        });
+        tokio::spawn(load::run(manager.clone(), counts.clone(), stopping))
+    });
     // Ctrl-C or SIGTERM (how process managers and Kubernetes stop a node): a graceful
     // shutdown, which drains the connections first.
     let stop = stop_signal();
@@ -238,10 +266,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             break;
         }
     }
+    if let Some(loading) = loading {
+        // No new calls from here; those under way end first.
+        stop_load.send_replace(true);
+        let _ = loading.await;
+        println!("{} [{}] load: {}", now(), a.name, counts.line(&manager));
+    }
     println!("{} [{}] draining", now(), a.name);
     manager.shutdown().await;
     println!("{} [{}] shut down", now(), a.name);
     Ok(())
+}
+
+/// Prints one line once every peer (not clients) is connected.
+async fn report_connected(manager: Manager) {
+    let peers: Vec<Connection> = manager
+        .connections()
+        .filter(|c| !c.is_client())
+        .cloned()
+        .collect();
+    for c in &peers {
+        if c.wait_for_connect().await.is_err() {
+            return;
+        }
+    }
+    println!(
+        "{} [{}] connected to all {} peers",
+        now(),
+        manager.local(),
+        peers.len()
+    );
 }
 
 /// Resolves at Ctrl-C (SIGINT) or, on Unix, SIGTERM.

@@ -18,7 +18,9 @@ pub struct Entry {
 /// A node's key-value map, served to its peers.
 #[grid::service(id = 10)]
 pub trait Kv {
-    /// The value of a key, if any.
+    /// The value of a key, if any. Safe to run twice: retried through a lost connection
+    /// or a peer's restart.
+    #[grid(idempotent)]
     async fn get(&self, key: String) -> Result<Option<String>, RemoteError>;
 
     /// Sets a key; answers who stored it.
