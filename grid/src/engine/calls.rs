@@ -94,8 +94,8 @@ pub(crate) type Answer = Result<Option<Bytes>, ErrorPayload>;
 impl Engine {
     /// Checks what every new call or stream needs; returns its deadline in ms.
     fn admit_outgoing(&self, now: Instant, o: &Outgoing) -> Result<u32, Error> {
-        if let Some(err) = self.refuse_new().or_else(|| self.peer_left()) {
-            return Err(err);
+        if self.refuses_new() {
+            return Err(self.refusal());
         }
         let limit = self.config.send_limit;
         if let Some(p) = o.payload.as_ref().filter(|p| p.len() > limit) {

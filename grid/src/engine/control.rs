@@ -26,10 +26,8 @@ impl Engine {
     /// Puts the waiting control messages first in the frame being built.
     pub(super) fn take_control(&mut self, tx: &mut Transmit) {
         tx.transport_pong = self.outbox.transport_pong.take();
-        if let Some(reason) = self.outbox.drain.take() {
-            let mut m = Message::new(Op::Drain);
-            m.payload = Some(reason);
-            tx.push(m);
+        if self.outbox.drain.is_some() {
+            self.take_drain(tx);
         }
         if let Some(p) = self.outbox.pong.take() {
             let mut m = Message::new(Op::Pong);
@@ -64,14 +62,30 @@ impl Engine {
                 })
             },
         );
-        let refused = !self.outbox.refusals.is_empty();
+        if !self.outbox.refusals.is_empty() {
+            self.take_refusals(tx);
+        }
+    }
+
+    /// This side's Drain, once (ahead of the ping that goes behind it).
+    #[cold]
+    fn take_drain(&mut self, tx: &mut Transmit) {
+        if let Some(reason) = self.outbox.drain.take() {
+            let mut m = Message::new(Op::Drain);
+            m.payload = Some(reason);
+            tx.push(m);
+        }
+    }
+
+    /// Refusals, while the frame has room; once they are all out, the engine may be idle.
+    fn take_refusals(&mut self, tx: &mut Transmit) {
         while !tx.is_full() {
             match self.outbox.refusals.pop_front() {
                 Some(m) => tx.push(m),
                 None => break,
             }
         }
-        if refused && self.outbox.refusals.is_empty() {
+        if self.outbox.refusals.is_empty() {
             self.check_idle();
         }
     }

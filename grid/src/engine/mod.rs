@@ -420,10 +420,20 @@ impl Engine {
         }
     }
 
-    /// The error a new call gets on a closed engine.
-    fn refuse_new(&self) -> Option<Error> {
-        // Nothing of a call opened now is sent: a lost connection did not execute it.
-        self.closed.clone().map(Error::unsent)
+    /// Whether a new call or stream is refused at once: the engine is closed, or the peer
+    /// said it is leaving ([`Engine::refusal`] says why).
+    fn refuses_new(&self) -> bool {
+        self.closed.is_some() || self.drain.received.is_some()
+    }
+
+    /// Why a new call or stream is refused ([`Engine::refuses_new`]). Nothing of it is
+    /// sent: a lost connection did not execute it.
+    #[cold]
+    fn refusal(&self) -> Error {
+        match &self.closed {
+            Some(err) => err.clone().unsent(),
+            None => self.peer_left().unwrap_or(Error::NOT_SENT),
+        }
     }
 
     /// Settles an entry after a change: once it ended on the wire and has nothing left to
