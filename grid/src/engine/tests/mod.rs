@@ -13,6 +13,7 @@ mod priority;
 mod props;
 mod staging;
 mod streams;
+mod verdicts;
 mod windows;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
