@@ -304,3 +304,64 @@ async fn stream_of(conn: &grid::Connection, n: u32) -> Result<(), Error> {
     assert_eq!(got, n, "every message back");
     Ok(())
 }
+
+const FEED: HandlerId = HandlerId::new(4);
+
+/// A stream that would run forever, until its node starts leaving: then it ends cleanly.
+fn feed(m: &Manager, started: mpsc::UnboundedSender<bool>) {
+    m.register_stream(
+        FEED,
+        grid::StreamHandler::new(move |mut call: grid::StreamCall| {
+            let started = started.clone();
+            async move {
+                let _ = started.send(call.ctx.is_draining());
+                let mut i = 0;
+                loop {
+                    tokio::select! {
+                        r = call.output.send(num(i)) => r?,
+                        () = call.ctx.draining() => return Ok(()),
+                    }
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }),
+    )
+    .expect("register");
+}
+
+#[tokio::test]
+async fn a_handler_that_would_run_forever_ends_cleanly_when_its_node_starts_leaving() {
+    within(async {
+        // A drain timeout far beyond the test's own: only the handler's end lets the
+        // shutdown finish in time.
+        let p = pair(|b| b.drain_timeout(Duration::from_secs(600))).await;
+        let (tx, mut started) = mpsc::unbounded_channel();
+        feed(&p.beta, tx);
+        let to_beta = p.alpha.connection("beta").expect("conn");
+        let mut stream = to_beta.open_stream(FEED, None).await.expect("open");
+        assert_eq!(started.recv().await, Some(false), "not draining at first");
+        assert_eq!(
+            stream
+                .responses
+                .next()
+                .await
+                .map(|r| unnum(&r.expect("ok"))),
+            Some(0)
+        );
+        let shutdown = tokio::spawn({
+            let beta = p.beta.clone();
+            async move { beta.shutdown().await }
+        });
+        // The feed ends cleanly: every message in order, then the end.
+        let mut next = 1;
+        while let Some(item) = stream.responses.next().await {
+            assert_eq!(unnum(&item.expect("no error: a clean end")), next);
+            next += 1;
+        }
+        shutdown.await.expect("shutdown");
+        assert_eq!(p.beta.running_tasks(), 0);
+        finish_all(&[&p.alpha]).await;
+    })
+    .await
+}

@@ -76,7 +76,7 @@ use crate::codec::{subroute_hash, HandlerId};
 use crate::core::Core;
 use crate::engine::Outgoing;
 use crate::error::{Error, Result};
-use crate::handler::CURRENT_CALL;
+use crate::handler::{Caller, CURRENT_CALL};
 use crate::stats::{ConnectionStats, Counters};
 
 /// Where a connection stands.
@@ -185,6 +185,8 @@ pub(crate) struct Prepared {
 pub(crate) struct ConnInner {
     pub(crate) core: Arc<Core>,
     pub(crate) remote: Arc<str>,
+    /// The peer as the calls it makes here see it (`CallContext::caller`).
+    pub(crate) caller: Arc<Caller>,
     pub(crate) url: String,
     pub(crate) dialer: bool,
     /// An admitted client (`ManagerBuilder::client`), not a node of the cluster.
@@ -218,8 +220,13 @@ impl Connection {
         let client = url.is_none();
         let url = url.unwrap_or_default();
         let (incoming, incoming_rx) = mpsc::channel(1);
+        let remote: Arc<str> = Arc::from(remote);
         let inner = Arc::new(ConnInner {
-            remote: Arc::from(remote),
+            caller: Arc::new(Caller {
+                name: remote.clone(),
+                leaving: core.leaving.subscribe(),
+            }),
+            remote,
             url,
             dialer,
             client,

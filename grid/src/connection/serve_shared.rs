@@ -80,7 +80,7 @@ pub(crate) fn outcome<T>(
 /// The context of the call `start` admitted, for the handler registered under `subroute`.
 fn context(conn: &ConnInner, start: &Start, subroute: Option<Arc<str>>) -> CallContext {
     CallContext::incoming(
-        conn.remote.clone(),
+        conn.caller.clone(),
         start.handler,
         start.mux_id,
         start.deadline,

@@ -12,7 +12,7 @@ use crate::codec::HandlerId;
 /// What a call's handler knows about the call.
 #[derive(Clone, Debug)]
 pub struct CallContext {
-    pub(crate) caller: Arc<str>,
+    pub(crate) caller: Arc<Caller>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) subroute: Option<Arc<str>>,
     pub(crate) handler: HandlerId,
@@ -20,12 +20,21 @@ pub struct CallContext {
     pub(crate) cancel: Cancel,
 }
 
+/// The peer calls come from, as its connection knows it: one per connection, shared by
+/// every call it serves (so a call's context costs one reference count for both).
+#[derive(Debug)]
+pub(crate) struct Caller {
+    pub(crate) name: Arc<str>,
+    /// Turns true when this node starts leaving (a graceful shutdown).
+    pub(crate) leaving: tokio::sync::watch::Receiver<bool>,
+}
+
 impl CallContext {
     /// The context of a call the peer `caller` made to `handler` under its mux id, with the
     /// deadline the engine computed when the call arrived, served by the handler registered
     /// under `subroute`.
     pub(crate) fn incoming(
-        caller: Arc<str>,
+        caller: Arc<Caller>,
         handler: HandlerId,
         mux_id: u64,
         deadline: Option<std::time::Instant>,
@@ -49,7 +58,7 @@ impl CallContext {
 
     /// The name of the node that made the call.
     pub fn caller(&self) -> &str {
-        &self.caller
+        &self.caller.name
     }
 
     /// When the caller stops waiting. Calls made from inside the handler inherit it.
@@ -89,6 +98,38 @@ impl CallContext {
     /// Cancel safe.
     pub async fn cancelled(&self) {
         self.cancel.wait().await
+    }
+
+    /// Resolves when the node serving the call starts leaving: its manager is shutting down
+    /// gracefully ([`Manager::shutdown`](crate::Manager::shutdown)) and waits, up to its
+    /// drain timeout, for the calls and streams in flight to end. A handler that would run
+    /// on and on (a watch, a feed, a long poll) should end its call then, cleanly, so that
+    /// the shutdown need not wait for the timeout and its caller gets a proper end rather
+    /// than a lost connection:
+    ///
+    /// ```no_run
+    /// # use grid::{Bytes, StreamCall};
+    /// # async fn feed(mut call: StreamCall) -> Result<(), grid::RemoteError> {
+    /// let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    /// loop {
+    ///     tokio::select! {
+    ///         _ = tick.tick() => call.output.send(Bytes::from_static(b"tick")).await?,
+    ///         () = call.ctx.draining() => return Ok(()), // the node is leaving: end here
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn draining(&self) {
+        let mut leaving = self.caller.leaving.clone();
+        let _ = leaving.wait_for(|leaving| *leaving).await;
+    }
+
+    /// True once the node serving the call started leaving (see [`CallContext::draining`]).
+    pub fn is_draining(&self) -> bool {
+        *self.caller.leaving.borrow()
     }
 
     /// True once the call is over (see [`CallContext::cancelled`]).

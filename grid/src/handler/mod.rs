@@ -7,7 +7,7 @@ mod stats;
 mod stream;
 
 pub use context::CallContext;
-pub(crate) use context::FireOnDrop;
+pub(crate) use context::{Caller, FireOnDrop};
 pub use intercept::{Interceptor, Outcome};
 pub(crate) use intercept::{Interceptors, Watch};
 pub(crate) use stats::{HandlerCounters, Names, Serving};
