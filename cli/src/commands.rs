@@ -312,7 +312,8 @@ pub async fn status(node: &Node) -> Result<(), String> {
         .await
         .map_err(|e| format!("reading the node's status failed: {e}"))?;
     let up = Duration::from_millis(s.uptime_ms).as_secs();
-    println!("{} (instance {}), up {up} s", s.node, s.instance);
+    let leaving = if s.draining { ", draining" } else { "" };
+    println!("{} (instance {}), up {up} s{leaving}", s.node, s.instance);
     println!("peers:");
     for p in &s.peers {
         let rtt = p

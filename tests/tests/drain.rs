@@ -82,6 +82,7 @@ async fn a_shutdown_finishes_calls_in_flight_and_refuses_new_ones_as_not_execute
         let to_beta = p.alpha.connection("beta").expect("conn");
         let in_flight = tokio::spawn(to_beta.request(GATED, None).into_future());
         started.recv().await.expect("started");
+        assert!(!p.beta.status().draining);
         let shutdown = tokio::spawn({
             let beta = p.beta.clone();
             async move { beta.shutdown().await }
@@ -90,6 +91,12 @@ async fn a_shutdown_finishes_calls_in_flight_and_refuses_new_ones_as_not_execute
         wait_state(&to_beta, |s| s == State::Draining).await;
         let to_alpha = p.beta.connection("alpha").expect("conn");
         assert_eq!(to_alpha.state(), State::Draining);
+        assert!(
+            p.beta.status().draining,
+            "the node's status says it is leaving"
+        );
+        let seen = p.alpha.status();
+        assert_eq!(seen.peers[0].state, "draining", "{seen:?}");
         // A call made now is not started, and says so.
         let refused = to_beta.request(ECHO, Bytes::from_static(b"x")).await;
         let Err(err @ Error::Draining(_)) = refused else {

@@ -263,8 +263,8 @@ impl Manager {
         }
     }
 
-    /// This node's status: every peer with its state, round trip, reconnects and last
-    /// error, every handler with its calls, errors and latency percentiles (what
+    /// This node's status: whether it is draining, every peer with its state, round trip,
+    /// reconnects and last error, every handler with its calls, errors and latency percentiles (what
     /// `grid-cli status` prints and the status page shows).
     pub fn status(&self) -> NodeStatus {
         let core = &self.inner.core;
@@ -272,6 +272,7 @@ impl Manager {
             &core.local,
             core.instance.to_string(),
             core.started.elapsed(),
+            core.is_leaving(),
             self.connections(),
             core.handlers.stats(),
         )

@@ -72,6 +72,7 @@ mod tests {
             node: "n".into(),
             instance: String::new(),
             uptime_ms: 0,
+            draining: false,
             peers: peers
                 .iter()
                 .map(|p| PeerStatus {

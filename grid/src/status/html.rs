@@ -29,13 +29,13 @@ th, td {{ padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: left; }}
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 td.name {{ white-space: nowrap; }}
 .connected {{ color: #176f2c; }} .connection_error {{ color: #b3261e; }}
-.connecting, .unconnected {{ color: #8a6100; }} .shutdown {{ color: #666; }}
+.connecting, .unconnected, .draining {{ color: #8a6100; }} .shutdown {{ color: #666; }}
 svg {{ background: #f6f6f6; }} polyline {{ fill: none; stroke: #1f5fbf; stroke-width: 1.5; }}
 small {{ color: #666; }}
 </style></head>
 <body data-node="{node}">
 <h1>{node}</h1>
-<p><small>instance {instance} · up {up} · refreshes every {refresh_secs} s ·
+<p><small>instance {instance} · up {up}{leaving} · refreshes every {refresh_secs} s ·
 <a href="{json}">JSON</a></small></p>
 <h2>Peers</h2>
 <table id="peers"><tr><th>peer</th><th>state</th><th>round trip</th><th>last minutes</th>
@@ -43,6 +43,11 @@ small {{ color: #666; }}
 "#,
         instance = escape(&status.instance),
         up = duration(status.uptime_ms),
+        leaving = if status.draining {
+            " · <span class=\"draining\">draining: shutting down</span>"
+        } else {
+            ""
+        },
         json = escape(json),
     );
     for p in &status.peers {
@@ -211,6 +216,7 @@ mod tests {
             node: "a&b".into(),
             instance: "i".into(),
             uptime_ms: 3_600_000,
+            draining: false,
             peers: vec![
                 peer("p1", "connected", samples),
                 peer("p2", "connection_error", vec![]),

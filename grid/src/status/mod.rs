@@ -30,6 +30,10 @@ pub struct NodeStatus {
     pub instance: String,
     /// How long its manager has run, in milliseconds.
     pub uptime_ms: u64,
+    /// Whether it is leaving: its manager is shutting down and drains its connections (a
+    /// health check may take it out of rotation). Absent from an older node's status: false.
+    #[serde(default)]
+    pub draining: bool,
     /// Every peer and admitted client, ordered by name.
     pub peers: Vec<PeerStatus>,
     /// Every registered handler, ordered by handler id and subroute.
@@ -41,7 +45,8 @@ pub struct NodeStatus {
 pub struct PeerStatus {
     /// The peer's name.
     pub peer: String,
-    /// `unconnected`, `connecting`, `connected`, `connection_error` or `shutdown`.
+    /// `unconnected`, `connecting`, `connected`, `draining`, `connection_error` or
+    /// `shutdown`.
     pub state: String,
     /// Whether this node dials it (else it dials in).
     pub dialer: bool,
@@ -116,6 +121,7 @@ pub(crate) fn node_status<'a>(
     node: &str,
     instance: String,
     uptime: Duration,
+    draining: bool,
     connections: impl Iterator<Item = &'a Connection>,
     handlers: Vec<HandlerStats>,
 ) -> NodeStatus {
@@ -143,6 +149,7 @@ pub(crate) fn node_status<'a>(
         node: node.to_owned(),
         instance,
         uptime_ms: whole_millis(uptime),
+        draining,
         peers,
         handlers: handlers.iter().map(handler_status).collect(),
     }
