@@ -59,13 +59,16 @@ pub fn url_of(addr: SocketAddr) -> String {
     format!("ws://{addr}/grid/v1")
 }
 
-/// A builder with the test defaults: fast reconnects, the shared token.
+/// A builder with the test defaults: fast reconnects, the shared token, and a drain of at
+/// most a second at shutdown (the raw test peers never answer the ping behind a Drain, so a
+/// drain would wait for its pong until the timeout).
 pub fn builder(local: &str) -> ManagerBuilder {
     Manager::builder()
         .local(local)
         .token(TOKEN)
         .reconnect_backoff(Duration::from_millis(10), Duration::from_millis(200))
         .dial_timeout(Duration::from_secs(2))
+        .drain_timeout(Duration::from_secs(1))
 }
 
 /// Several managers on loopback, each listing all the others.
