@@ -302,7 +302,7 @@ impl Injected {
             MuxPick::Made(i) => Mux::Made(i),
             MuxPick::Served(i) => Mux::Served(i),
         };
-        let op = Op::from_u8(1 + self.op % 17).unwrap_or(Op::Ping);
+        let op = Op::from_u8(1 + self.op % 18).unwrap_or(Op::Ping);
         let mut m = Message::new(op);
         m.seq = match self.seq {
             Seq::Small(n) => u32::from(n),

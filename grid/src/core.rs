@@ -27,6 +27,8 @@ pub(crate) struct Config {
     pub default_deadline: Duration,
     /// How long a shutdown lets the calls and streams in flight finish.
     pub drain_timeout: Duration,
+    /// How long the open streams of a lost socket are kept for the peer to come back.
+    pub resume_grace: Duration,
     pub max_message_size: usize,
     pub max_clock_skew: Duration,
     pub reconnect_min: Duration,
@@ -51,6 +53,9 @@ pub(crate) const DEFAULT_MAX_CONCURRENT: usize = 1024;
 /// milliseconds, and 10 s leaves a node stopped by Kubernetes (30 s grace by default) the
 /// time to drain and still exit on its own.
 pub(crate) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default of [`Config::resume_grace`]: a blip of the link (a switch failing over, a
+/// peer's socket reset) is over in a few seconds; a peer away longer has likely restarted.
+pub(crate) const DEFAULT_RESUME_GRACE: Duration = Duration::from_secs(5);
 /// The default maximum message size.
 pub(crate) const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
 /// The default of [`Config::stream_window`]: the window a stream direction starts with.
@@ -75,6 +80,7 @@ impl Default for Config {
             stream_ping_interval: Duration::from_secs(15),
             default_deadline: Duration::from_secs(60),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            resume_grace: DEFAULT_RESUME_GRACE,
             max_message_size: DEFAULT_MAX_MESSAGE,
             max_clock_skew: Duration::from_secs(5 * 60),
             reconnect_min: Duration::from_millis(50),
@@ -133,6 +139,7 @@ impl Config {
             peer_reassembly_window: or_default(peer.reassembly_window, 4 * DEFAULT_MAX_MESSAGE),
             max_send_buffer: self.max_send_buffer,
             max_early_cancels: self.max_early_cancels,
+            resume: !self.resume_grace.is_zero() && peer.resume_grace_ms.unwrap_or(0) > 0,
             stream_window: self.stream_window,
             max_stream_window: self.max_stream_window,
             peer_max_stream_window: peer.max_stream_window.unwrap_or(ASSUMED_MAX_STREAM_WINDOW),
@@ -154,6 +161,7 @@ impl Config {
             max_message_size: u64::try_from(self.max_message_size).ok(),
             checksums: Some(checksums),
             max_stream_window: Some(self.max_stream_window),
+            resume_grace_ms: Some(self.resume_grace.as_millis() as u64),
         }
     }
 }

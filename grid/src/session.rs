@@ -1,13 +1,15 @@
-//! One live socket of a connection: its protocol engine behind one lock, and the handler
-//! tasks it runs. Everything that acts on the engine (the socket reader and writer, the
+//! A connection's protocol engine behind one lock, and the handler tasks it runs: one
+//! live socket's, or (held for a resume) a lost socket's open streams waiting for the next. Everything that acts on the engine (the socket reader and writer, the
 //! timers, the users' calls and stream ends, the handler tasks) goes through here.
 //!
-//! A session exists from a successful handshake until its socket dies. Everything that
+//! A session exists from a successful handshake until its socket dies, or, when its open
+//! streams are kept for the same peer to come back (`engine/resume.rs`), until the next
+//! socket takes over or the grace period passes. Everything that
 //! touches the engine goes through [`Session::with`], which afterwards does what the engine
 //! asked for: stops the handler tasks whose call ended, wakes the tasks waiting on the
 //! engine (after the lock is released), and tells the runner when the next timer moved.
-//! Nothing survives a session: when it ends the engine is closed (every caller gets its
-//! error, every handler is stopped) and whoever still holds it gets the session's error.
+//! When it ends the engine is closed (every caller gets its error, every handler is
+//! stopped) and whoever still holds it gets the session's error.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};

@@ -296,8 +296,8 @@ fn one_checksum_covers_a_merged_frame() {
 
 #[test]
 fn unknown_op_and_flags_are_errors() {
-    let frame = Bytes::from_static(&[0x97, 0, 0, 0, 0, 18, 0, 0xc0]);
-    assert_eq!(decode_frame(&frame, LIMITS), Err(FrameError::UnknownOp(18)));
+    let frame = Bytes::from_static(&[0x97, 0, 0, 0, 0, 19, 0, 0xc0]);
+    assert_eq!(decode_frame(&frame, LIMITS), Err(FrameError::UnknownOp(19)));
     let frame = Bytes::from_static(&[0x97, 0, 0, 0, 0, 0, 0, 0xc0]);
     assert_eq!(decode_frame(&frame, LIMITS), Err(FrameError::UnknownOp(0)));
     let frame = Bytes::from_static(&[0x97, 0, 0, 0, 0, 3, 0x40, 0xc0]);

@@ -50,7 +50,8 @@ fn watched(dropped: mpsc::UnboundedSender<()>, input: bool) -> StreamHandler {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_killed_mid_stream_ends_both_sides_then_new_streams_work() {
     within(async {
-        let pair = ProxiedPair::start(|b| b).await;
+        // Streams kept for the peer would resume (tests/tests/resume.rs): not kept here.
+        let pair = ProxiedPair::start(|b| b.resume_grace(Duration::ZERO)).await;
         let (dropped_tx, mut dropped) = mpsc::unbounded_channel();
         for m in [&pair.dialer, &pair.acceptor] {
             m.register_stream(HandlerId::new(1), watched(dropped_tx.clone(), false))

@@ -125,7 +125,9 @@ async fn an_upload_abandoned_without_finish_is_never_answered_as_complete() {
 #[tokio::test]
 async fn an_upload_whose_connection_is_lost_is_answered_with_disconnected() {
     within(async {
-        let pair = grid_tests::ProxiedPair::start(|b| b).await;
+        // Streams kept for the peer would resume (tests/tests/resume.rs): not kept here.
+        let pair =
+            grid_tests::ProxiedPair::start(|b| b.resume_grace(std::time::Duration::ZERO)).await;
         pair.acceptor
             .register(IngestServer::new(Store))
             .expect("register");

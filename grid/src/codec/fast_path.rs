@@ -159,7 +159,7 @@ mod tests {
     }
 
     fn any_message() -> impl Strategy<Value = Message> {
-        let op = (1u8..=17).prop_map(|v| Op::from_u8(v).unwrap_or(Op::Request));
+        let op = (1u8..=18).prop_map(|v| Op::from_u8(v).unwrap_or(Op::Request));
         let uint = prop_oneof![0u64..200, 0u64..70_000, any::<u64>()];
         let payload = prop::option::of(prop::collection::vec(any::<u8>(), 0..300));
         (

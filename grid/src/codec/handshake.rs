@@ -78,6 +78,11 @@ pub struct Terms {
     /// 16 MiB). More credit from it is its violation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_stream_window: Option<u64>,
+    /// How long, in milliseconds, this side keeps the open streams of a lost socket for
+    /// the same peer instance to come back (absent or 0: it does not). Streams resume only
+    /// when both sides keep them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_grace_ms: Option<u64>,
 }
 
 impl Terms {

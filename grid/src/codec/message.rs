@@ -69,11 +69,14 @@ pub enum Op {
     /// calls or streams from the receiver, and lets those in flight finish before it
     /// closes. Mux id 0; the payload is the reason, UTF-8.
     Drain = 17,
+    /// The first message on a resumed connection: the streams the sender kept (mux id 0;
+    /// the payload is a [`crate::codec::ResumedStream`] list).
+    Resume = 18,
 }
 
 impl Op {
     /// Every op, in wire order.
-    pub const ALL: [Op; 17] = [
+    pub const ALL: [Op; 18] = [
         Op::Connect,
         Op::ConnectResponse,
         Op::Ping,
@@ -91,6 +94,7 @@ impl Op {
         Op::DisconnectServerMux,
         Op::Merged,
         Op::Drain,
+        Op::Resume,
     ];
 
     /// The op for a wire value, if it is one.

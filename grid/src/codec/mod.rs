@@ -18,6 +18,7 @@ mod fast_path;
 mod frame;
 pub mod handshake;
 mod message;
+mod resume;
 mod stream;
 pub(crate) mod wire;
 
@@ -29,4 +30,5 @@ pub use frame::{
 };
 pub use message::{subroute_hash, Flags, HandlerId, Message, Op};
 pub(crate) use message::{DataHead, MessageRef};
+pub use resume::{decode_resume, encode_resume, ResumedStream};
 pub use stream::{decode_credit, encode_credit, Ack};

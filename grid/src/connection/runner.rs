@@ -39,11 +39,55 @@ enum End {
     Shutdown,
 }
 
+/// A session whose socket was lost, its open streams kept for the same peer instance to
+/// come back before `until` (`engine/resume.rs`).
+struct Held {
+    session: Arc<Session>,
+    instance: Uuid,
+    until: Instant,
+}
+
+/// Runs a held session's timers (its streams' deadlines) until its grace period is over;
+/// never resolves without one.
+async fn hold(held: Option<&Held>) {
+    let Some(held) = held else {
+        return std::future::pending().await;
+    };
+    loop {
+        let due = Instant::from_std(held.session.with(|e| e.poll_timeout()));
+        if due >= held.until {
+            tokio::time::sleep_until(held.until).await;
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(due) => {
+                let now = Instant::now().into_std();
+                let _ = held.session.with(|e| e.handle_timeout(now));
+            }
+            () = held.session.timer.notified() => {}
+        }
+    }
+}
+
+/// Ends a held session: its streams fail as lost.
+fn let_go(inner: &ConnInner, held: Held, why: &str) {
+    tracing::info!(local = %inner.core.local, remote = %inner.remote, why, "streams kept for the peer fail");
+    if inner
+        .current_session()
+        .is_some_and(|s| Arc::ptr_eq(&s, &held.session))
+    {
+        inner.set_session(None);
+    }
+    held.session
+        .close(Error::LOST, Close::new(Close::NORMAL, "closing"));
+}
+
 pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<Accepted>>) {
     let core = inner.core.clone();
     let mut attempt: u32 = 0;
     let mut next: Option<Accepted> = None;
     let mut connected_before = false;
+    let mut held: Option<Held> = None;
     loop {
         if core.is_leaving() {
             break;
@@ -58,6 +102,10 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<
                 // connection task).
                 r = Box::pin(dial(&inner)) => r,
                 _ = core.starts_leaving() => break,
+                () = hold(held.as_ref()) => {
+                    if let Some(h) = held.take() { let_go(&inner, h, "the grace period passed"); }
+                    continue;
+                }
             };
             match dialed {
                 Ok(a) => a,
@@ -72,6 +120,10 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => continue,
                         _ = core.starts_leaving() => break,
+                        () = hold(held.as_ref()) => {
+                            if let Some(h) = held.take() { let_go(&inner, h, "the grace period passed"); }
+                            continue;
+                        }
                     }
                 }
             }
@@ -79,6 +131,10 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<
             tokio::select! {
                 a = incoming.recv() => match a { Some(a) => *a, None => break },
                 _ = core.starts_leaving() => break,
+                () = hold(held.as_ref()) => {
+                    if let Some(h) = held.take() { let_go(&inner, h, "the grace period passed"); }
+                    continue;
+                }
             }
         };
         attempt = 0;
@@ -91,7 +147,24 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<
         connected_before = true;
         note_instance(&inner, accepted.instance);
         tracing::info!(local = %core.local, remote = %inner.remote, "connected");
-        match run_session(&inner, accepted, &mut incoming).await {
+        let resumed = match held.take() {
+            Some(h) if h.instance == accepted.instance => Some(h.session),
+            Some(h) => {
+                let_go(&inner, h, "the peer restarted");
+                None
+            }
+            None => None,
+        };
+        let (end, kept) = run_session(&inner, accepted, &mut incoming, resumed).await;
+        if let Some(session) = kept {
+            let instance = inner.remote_instance.borrow().unwrap_or_default();
+            held = Some(Held {
+                session,
+                instance,
+                until: Instant::now() + core.config.resume_grace,
+            });
+        }
+        match end {
             End::Shutdown => break,
             End::Replaced(a) => {
                 tracing::info!(local = %core.local, remote = %inner.remote, "peer dialed in again; replacing the old socket");
@@ -111,6 +184,9 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<
                 }
             }
         }
+    }
+    if let Some(h) = held.take() {
+        let_go(&inner, h, "the node is shutting down");
     }
     inner.set_state(State::Shutdown);
 }
@@ -161,18 +237,25 @@ async fn run_session(
     inner: &Arc<ConnInner>,
     accepted: Accepted,
     incoming: &mut mpsc::Receiver<Box<Accepted>>,
-) -> End {
+    resumed: Option<Arc<Session>>,
+) -> (End, Option<Arc<Session>>) {
     let core = &inner.core;
     let started = Instant::now().into_std();
-    let engine = Engine::new(
-        core.config.engine(accepted.peer, &core.node_budget),
-        started,
-    );
-    let session = Arc::new(Session::new(
-        engine,
-        accepted.checksum,
-        core.config.limits().requiring_checksums(accepted.checksum),
-    ));
+    let session = match resumed {
+        Some(session) => {
+            tracing::info!(local = %core.local, remote = %inner.remote, "the same peer is back: streams resume");
+            session.with(|e| e.begin_resume(started));
+            session
+        }
+        None => Arc::new(Session::new(
+            Engine::new(
+                core.config.engine(accepted.peer, &core.node_budget),
+                started,
+            ),
+            accepted.checksum,
+            core.config.limits().requiring_checksums(accepted.checksum),
+        )),
+    };
     inner.set_session(Some(session.clone()));
     let mut writer = core
         .tasks
@@ -226,11 +309,24 @@ async fn run_session(
             () = core.shutting_down() => break End::Shutdown,
         }
     };
-    inner.set_session(None);
+    // A socket lost by accident (not closed on purpose, nor for a broken rule), or replaced
+    // by the same peer: open streams are kept for it to come back, if both sides keep them.
+    let may_resume = match &end {
+        End::Lost(Lost::Failed(_) | Lost::PeerClosed(None)) | End::Replaced(_) => true,
+        End::Lost(_) | End::Shutdown => false,
+    };
     if let End::Lost(lost) = &end {
         // Before the calls on the session fail: whoever sees one fail sees the state too.
         report_loss(inner, lost);
     }
+    if may_resume && session.with(|e| e.suspend(&Error::LOST)) > 0 {
+        reader.abort();
+        if writer_running {
+            writer.abort();
+        }
+        return (end, Some(session));
+    }
+    inner.set_session(None);
     let (err, goodbye) = match &end {
         End::Shutdown => (
             Error::Closed,
@@ -261,7 +357,7 @@ async fn run_session(
             }
         });
     }
-    end
+    (end, None)
 }
 
 /// Resolves once the session's drain is over: nothing in flight, and the peer read the

@@ -243,6 +243,7 @@ impl Engine {
             s.header.holders = 1;
             s.recv.window = RecvWindow::new(window);
             s.recv.tuning = tuning;
+            s.header.out.resumable = self.config.resume;
         }
         self.arm_timer(Side::Caller, key, deadline);
         let mut open = Self::open_message(key, Op::ConnectMux, o, ms);
@@ -437,6 +438,7 @@ impl Engine {
             if let super::state::Role::Handler { batch, .. } = &mut s.role {
                 *batch = self.batch;
             }
+            s.header.out.resumable = self.config.resume;
             HandlerEntry::Stream(Box::new(s))
         } else {
             HandlerEntry::Call(self.handler_boxes.boxed(HandlerCall {

@@ -26,6 +26,11 @@ impl Engine {
     /// Puts the waiting control messages first in the frame being built.
     pub(super) fn take_control(&mut self, tx: &mut Transmit) {
         tx.transport_pong = self.outbox.transport_pong.take();
+        if let Some(list) = self.outbox.resume.take() {
+            let mut m = Message::new(Op::Resume);
+            m.payload = Some(list);
+            tx.push(m);
+        }
         if self.outbox.drain.is_some() {
             self.take_drain(tx);
         }
@@ -57,6 +62,8 @@ impl Engine {
                 let n = std::mem::take(&mut s.recv.credit_pending);
                 (n > 0).then(|| {
                     let mut m = Message::new(s.unblock_op());
+                    // The acknowledgment: how many messages arrived on this direction.
+                    m.seq = s.recv.next_seq.wrapping_sub(1);
                     m.payload = Some(encode_credit(n));
                     m
                 })

@@ -18,7 +18,9 @@
 //! `stream_view.rs` (one stream's end, borrowed: all a user's sender and receiver may do
 //! to it, in `stream_send.rs` and `stream_recv.rs`), `receive.rs` (what each incoming op
 //! means), `outbox.rs` (what to send next), `control.rs` (what goes ahead of all data:
-//! pings, pongs, credit, refusals), `drain.rs` (a side leaving gracefully), `tuning.rs` (window sizes), `budget.rs` (the memory
+//! pings, pongs, credit, refusals), `drain.rs` (a side leaving gracefully), `replay.rs`
+//! (what a stream's sender keeps until acknowledged) and `resume.rs` (streams that outlive
+//! a socket), `tuning.rs` (window sizes), `budget.rs` (the memory
 //! budget of windows), `timers.rs` (deadlines, pings, silence), `window.rs` (credit
 //! arithmetic), `assembly.rs` (chunked payloads), `oversize.rs` (a payload over the limit
 //! fails its own call or stream), `slab.rs` (entries by key), `invariants.rs` (what the
@@ -45,7 +47,10 @@
 //! - this side keeps the peer's limits in turn (its `max_concurrent` and window, from the
 //!   handshake), so two correct nodes never violate each other's limits;
 //! - once closed (socket lost, manager shut down) nothing can be added and nothing waits:
-//!   every caller got its error and every handler was told to stop.
+//!   every caller got its error and every handler was told to stop;
+//! - suspended (socket lost, streams kept for a resume) only open streams remain, nothing
+//!   is sent and no new call starts; a resumed stream delivers every message once, in
+//!   order: what the peer did not count as received is sent again, the rest never.
 
 mod assembly;
 mod budget;
@@ -64,6 +69,8 @@ mod outbox;
 mod oversize;
 mod receive;
 mod recv_queue;
+mod replay;
+mod resume;
 mod slab;
 mod state;
 mod stream_recv;
@@ -169,6 +176,9 @@ pub(crate) struct Config {
     /// Calls and streams the peer may cancel before their handler started, per ping
     /// interval, before it is disconnected as a flooder ("rapid reset").
     pub(crate) max_early_cancels: usize,
+    /// Streams keep what they sent until the peer acknowledges it, to send it again on a
+    /// resumed connection (`replay.rs`, `resume.rs`): both sides keep streams.
+    pub(crate) resume: bool,
     /// A random seed for hashing the peer's mux ids (the engine reads no random source).
     pub(crate) hash_seed: u64,
 }
@@ -242,6 +252,8 @@ pub(crate) struct Engine {
     budget: budget::Budget,
     /// Whether either side said it is leaving (`drain.rs`).
     drain: drain::Drain,
+    /// Streams kept through a lost socket (`resume.rs`).
+    resume: resume::Resuming,
 }
 
 impl Engine {
@@ -282,6 +294,7 @@ impl Engine {
             last_rtt: None,
             rtt: tuning::Rtt::default(),
             drain: drain::Drain::default(),
+            resume: resume::Resuming::default(),
         }
     }
 
@@ -423,7 +436,7 @@ impl Engine {
     /// Whether a new call or stream is refused at once: the engine is closed, or the peer
     /// said it is leaving ([`Engine::refusal`] says why).
     fn refuses_new(&self) -> bool {
-        self.closed.is_some() || self.drain.received.is_some()
+        self.closed.is_some() || self.drain.received.is_some() || self.resume.busy()
     }
 
     /// Why a new call or stream is refused ([`Engine::refuses_new`]). Nothing of it is

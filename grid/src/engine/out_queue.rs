@@ -65,6 +65,14 @@ impl EarlyLane {
         self.first == self.lens.len()
     }
 
+    /// The encoding of the message pushed last.
+    fn last_encoded(&self) -> &[u8] {
+        let len = self.lens.last().map_or(0, |&(e, _)| e as usize);
+        self.bytes
+            .get(self.bytes.len().saturating_sub(len)..)
+            .unwrap_or_default()
+    }
+
     /// Messages queued and not yet taken.
     fn messages(&self) -> usize {
         self.lens.len() - self.first
@@ -155,6 +163,11 @@ pub(crate) struct OutQueue {
     pub(super) sched: Sched,
     /// Something of this entry was taken by the writer: the peer may know of it.
     pub(crate) transmitted: bool,
+    /// A resumable stream's: its data messages are kept until the peer acknowledges them.
+    pub(super) resumable: bool,
+    /// What is kept (made by the first message, freed once all is acknowledged, so an
+    /// idle stream keeps nothing).
+    pub(super) replay: Option<Box<super::replay::Replay>>,
 }
 
 impl OutQueue {
@@ -163,6 +176,17 @@ impl OutQueue {
         Self {
             is_stream: true,
             ..Self::default()
+        }
+    }
+
+    /// The peer received this stream's messages up to `received`: they are not kept any
+    /// more (nor, once all are, the replay itself).
+    pub(super) fn acknowledge(&mut self, received: u32) {
+        if let Some(replay) = &mut self.replay {
+            replay.acknowledge(received);
+            if replay.len() == 0 {
+                self.replay = None;
+            }
         }
     }
 
@@ -175,8 +199,14 @@ impl OutQueue {
     /// [`OutQueue::encodes_early`] said so.
     pub(super) fn push_encoded(&mut self, m: &MessageRef<'_>) {
         if self.is_stream {
-            self.early.get_or_insert_with(Box::default).push(m);
-            self.bytes += m.payload.map_or(0, <[u8]>::len);
+            let lane = self.early.get_or_insert_with(Box::default);
+            lane.push(m);
+            let payload = m.payload.map_or(0, <[u8]>::len);
+            self.bytes += payload;
+            if self.resumable && is_data(m.op) {
+                let replay = self.replay.get_or_insert_with(Box::default);
+                replay.keep_encoded(m.seq, lane.last_encoded());
+            }
         }
     }
 
@@ -184,10 +214,15 @@ impl OutQueue {
     /// [`OutQueue::takes_staged`]. Leaves `bytes` and `lens` empty.
     pub(super) fn push_staged(
         &mut self,
+        first_seq: u32,
         bytes: &mut Vec<u8>,
         lens: &mut Vec<(u32, u32)>,
         payload: usize,
     ) {
+        if self.resumable {
+            let replay = self.replay.get_or_insert_with(Box::default);
+            replay.keep_run(first_seq, bytes, lens);
+        }
         self.early
             .get_or_insert_with(Box::default)
             .append(bytes, lens);
@@ -224,6 +259,10 @@ impl OutQueue {
     /// messages encoded early (of every entry the writer took), in the order the writer
     /// took the whole ones.
     pub(super) fn push_whole(&mut self, m: Message) {
+        if self.resumable && is_data(m.op) {
+            let replay = self.replay.get_or_insert_with(Box::default);
+            replay.keep_whole(&m);
+        }
         let len = payload_len(&m);
         self.bytes += len;
         if self.rest.is_empty() {
@@ -306,6 +345,15 @@ impl OutQueue {
         );
         self.bytes
     }
+}
+
+/// Whether a stream message is numbered data (or its end), which a resumed stream sends
+/// again.
+fn is_data(op: crate::codec::Op) -> bool {
+    matches!(
+        op,
+        crate::codec::Op::MuxClientMsg | crate::codec::Op::MuxServerMsg
+    )
 }
 
 pub(super) fn payload_len(m: &Message) -> usize {

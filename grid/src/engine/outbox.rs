@@ -46,6 +46,8 @@ pub(super) struct Outbox {
     pub(super) transport_pong: Option<Bytes>,
     /// This side's Drain (its reason), once it is leaving: ahead of everything.
     pub(super) drain: Option<Bytes>,
+    /// This side's Resume (its kept streams), first on a resumed connection.
+    pub(super) resume: Option<Bytes>,
     pub(super) pong: Option<Bytes>,
     pub(super) ping: Option<Bytes>,
     /// Streams with a ping (caller side) or a pong (handler side) to send: these go first,
@@ -92,6 +94,7 @@ impl Outbox {
             budget: ChunkBudget::new(peer_window),
             transport_pong: None,
             drain: None,
+            resume: None,
             pong: None,
             ping: None,
             stream_pings: VecDeque::new(),
@@ -117,6 +120,7 @@ impl Outbox {
         self.stream_pings.clear();
         self.credits.clear();
         self.drain = None;
+        self.resume = None;
         self.pong = None;
         self.ping = None;
         self.transport_pong = None;
@@ -147,6 +151,14 @@ impl Engine {
             return Poll::Ready(Err(err.clone()));
         }
         self.take_control(tx);
+        if self.resume.awaiting {
+            // Nothing but control until the peer said what it kept (`resume.rs`).
+            if tx.is_empty() {
+                self.writer = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            return Poll::Ready(Ok(()));
+        }
         // Single calls' messages (small and latency-sensitive) before streams' data.
         while !tx.is_full() {
             let Some((side, key)) = self.outbox.urgent.pop_front() else {

@@ -190,13 +190,13 @@ impl Engine {
             }
             Op::UnblockClientMux => {
                 if let Some(key) = self.caller_stream(msg.mux_id) {
-                    self.on_credit(Side::Caller, key, payload.into_bytes().as_deref());
+                    self.on_credit(Side::Caller, key, msg.seq, payload.into_bytes().as_deref());
                 }
                 Ok(())
             }
             Op::UnblockServerMux => {
                 if let Some(key) = self.handler_stream(msg.mux_id, now) {
-                    self.on_credit(Side::Handler, key, payload.into_bytes().as_deref());
+                    self.on_credit(Side::Handler, key, msg.seq, payload.into_bytes().as_deref());
                 }
                 Ok(())
             }
@@ -226,6 +226,7 @@ impl Engine {
             }
             Op::Pong => Ok(()),
             Op::Drain => self.on_drain(msg, payload),
+            Op::Resume => self.on_resume(now, msg, payload),
             Op::Connect | Op::ConnectResponse | Op::Merged => Err(Violation::Broken(format!(
                 "unexpected {:?} on a live connection",
                 msg.op
@@ -348,13 +349,14 @@ impl Engine {
     }
 
     /// Credit returned by the peer for this side's messages.
-    fn on_credit(&mut self, side: Side, key: Key, payload: Option<&[u8]>) {
+    fn on_credit(&mut self, side: Side, key: Key, received: u32, payload: Option<&[u8]>) {
         let Some(s) = self.stream_mut(side, key) else {
             return;
         };
         if s.state != StreamState::Open {
             return;
         }
+        s.header.out.acknowledge(received);
         match decode_credit(payload).and_then(|n| s.send.credit.grant(n)) {
             Ok(()) => {
                 let waker = s.send.waker.take();

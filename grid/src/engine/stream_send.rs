@@ -297,10 +297,11 @@ impl StreamView<'_> {
             .flatten();
         if s.send.end.is_none() && count > 0 {
             s.send.credit.spend(staged.cost);
+            let first_seq = s.send.seq.wrapping_add(1);
             s.send.seq = staged.seq;
             s.header
                 .out
-                .push_staged(&mut staged.bytes, &mut staged.lens, payload);
+                .push_staged(first_seq, &mut staged.bytes, &mut staged.lens, payload);
             let newly = s.header.out.mark_ready();
             e.queued_many(side, key, payload, count, newly);
         }

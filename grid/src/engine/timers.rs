@@ -30,6 +30,8 @@ pub(super) struct Timers {
     ping: Duration,
     /// What the driver was last told to sleep until.
     armed: Option<Instant>,
+    /// No socket (streams kept through a lost one, `resume.rs`): no pings, no silence.
+    pub(super) suspended: bool,
     /// A deadline earlier than `armed` was added since (nothing else moves earlier: pings
     /// and the silence check only move later, and a write starts after `armed` was set).
     moved: bool,
@@ -49,6 +51,7 @@ impl Timers {
             ping: config.ping_interval,
             armed: None,
             moved: false,
+            suspended: false,
         }
     }
 
@@ -88,6 +91,11 @@ impl Timers {
 
     /// The earliest moment something is due.
     fn next(&self) -> Instant {
+        if self.suspended {
+            // No socket: only deadlines run (far off when there are none).
+            let later = self.last_heard + self.ping * 1000;
+            return self.deadlines.first().map_or(later, |&(at, _, _)| at);
+        }
         let mut next = self.next_ping.min(self.next_stream_tick);
         next = next.min(self.last_heard + self.ping * 2);
         if let Some(&(at, _, _)) = self.deadlines.first() {
@@ -138,6 +146,10 @@ impl Engine {
         }
         let ping = self.config.ping_interval;
         let silent = now.saturating_duration_since(self.timers.last_heard);
+        if self.timers.suspended {
+            self.expire_due(now);
+            return Ok(());
+        }
         if silent >= ping * 2 {
             return Err(DeadPeer::Silent { silent, ping });
         }
@@ -157,6 +169,12 @@ impl Engine {
             self.timers.next_stream_tick = now + self.config.stream_ping_interval;
             self.stream_tick(now);
         }
+        self.expire_due(now);
+        Ok(())
+    }
+
+    /// Ends what is past its deadline at `now`.
+    fn expire_due(&mut self, now: Instant) {
         while let Some(&(at, side, key)) = self.timers.deadlines.first() {
             if at > now {
                 break;
@@ -167,7 +185,6 @@ impl Engine {
             }
             self.expire(side, key);
         }
-        Ok(())
     }
 
     fn expire(&mut self, side: Side, key: Key) {

@@ -50,6 +50,12 @@ impl SendCredit {
         self.available > 0
     }
 
+    /// Sets the credit, as a resumed connection agrees it (`resume.rs`): what the receiver
+    /// has left open, less the cost of what will be sent again.
+    pub(crate) fn reset(&mut self, available: i64) {
+        self.available = available.min(self.max);
+    }
+
     /// Credit that may be used now, in bytes (zero when overrun).
     pub(crate) fn available(&self) -> u64 {
         self.available.max(0) as u64
@@ -100,6 +106,11 @@ pub(crate) struct RecvWindow {
 }
 
 impl RecvWindow {
+    /// Credit granted that the sender has not used yet, as this side has seen it.
+    pub(crate) fn unused(&self) -> i64 {
+        self.unused
+    }
+
     /// A direction whose sender was granted `window` bytes.
     pub(crate) fn new(window: u64) -> Self {
         Self {

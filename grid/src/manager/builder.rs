@@ -171,6 +171,16 @@ impl ManagerBuilder {
         self
     }
 
+    /// How long the open streams of a lost connection are kept for the same peer process
+    /// to come back (default 5 s; zero: streams fail with the connection, as single calls
+    /// always do). When it is back in time, each stream carries on where it was: what the
+    /// other side did not receive is sent again, nothing twice, in order. A peer that
+    /// restarted (a new instance), or that does not keep streams itself, fails them.
+    pub fn resume_grace(mut self, d: Duration) -> Self {
+        self.config.resume_grace = d;
+        self
+    }
+
     /// The largest payload one message from a peer may carry (default 16 MiB, at least 512
     /// bytes: grid's control messages must fit). It is announced in the handshake: two
     /// nodes send each other at most the smaller of their two values, and a larger payload

@@ -78,6 +78,14 @@ impl Fixture {
         Self::with_config(at, window, config)
     }
 
+    /// As [`Fixture::with_window`], with streams that keep what they send for a resume.
+    pub(super) fn with_replay(at: At, window: u64) -> Self {
+        let mut config = super::config();
+        config.ping_interval = Duration::from_secs(5000);
+        config.resume = true;
+        Self::with_config(at, window, config)
+    }
+
     fn with_config(at: At, window: u64, mut config: crate::engine::Config) -> Self {
         config.stream_window = window;
         let mut net = Net::with(config.clone(), config);

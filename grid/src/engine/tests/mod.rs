@@ -11,6 +11,7 @@ mod link;
 mod oversize;
 mod priority;
 mod props;
+mod replay;
 mod staging;
 mod streams;
 mod verdicts;
@@ -74,6 +75,7 @@ pub(super) fn config() -> Config {
         peer_reassembly_window: 4 << 20,
         max_send_buffer: 4 << 20,
         max_early_cancels: 100,
+        resume: false,
         // Four messages of up to 10 bytes (each costs 64 bytes more).
         stream_window: WINDOW,
         max_stream_window: 1 << 20,
