@@ -87,6 +87,14 @@ impl Engine {
         };
         self.timers.suspended = false;
         self.timers.last_heard = now;
+        // The callers could not be heard while there was no socket: their silence counts
+        // from now (a grace longer than three stream-ping intervals would otherwise cancel
+        // the streams they kept).
+        for key in self.handlers.keys() {
+            if let Some(s) = self.stream_mut(Side::Handler, key) {
+                s.heard(now);
+            }
+        }
         self.outbox.resume = Some(encode_resume(&list));
         self.wake_writer();
     }

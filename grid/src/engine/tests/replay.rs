@@ -148,6 +148,27 @@ fn a_stream_cut_anywhere_and_resumed_delivers_every_message_once_in_order() {
     }
 }
 
+#[test]
+fn a_resumed_stream_counts_its_callers_silence_from_the_resume() {
+    let mut f = Fixture::with_replay(At::Open, 64 * 1024);
+    let lost = crate::error::Error::LOST;
+    assert_eq!(f.net.a.e.suspend(&lost), 1);
+    assert_eq!(f.net.b.e.suspend(&lost), 1);
+    // Away for a long while: the handler side heard nothing from the caller meanwhile.
+    f.net.advance(std::time::Duration::from_secs(3600));
+    let now = f.net.now;
+    f.net.b.e.begin_resume(now);
+    let b = f.b_key();
+    let s = f.net.b.e.stream_mut(Side::Handler, b).expect("kept");
+    match s.role {
+        crate::engine::state::Role::Handler { last_heard, .. } => assert_eq!(
+            last_heard, now,
+            "the time without a socket does not count as the caller's silence"
+        ),
+        _ => panic!("a handler stream"),
+    }
+}
+
 mod interleaved {
     //! Random interleavings of both sides' sends and reads, writer turns, deliveries and
     //! cuts (frames on their way lost, both sides suspended, then resumed on a new socket,
