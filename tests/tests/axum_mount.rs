@@ -72,6 +72,8 @@ async fn grid_mounted_on_axum_beside_other_routes() {
         assert_eq!(to_acceptor.uses_checksums(), Some(true));
 
         grid_tests::finish_all(&[&dialer, &acceptor]).await;
+        // The application's server runs on; the shut-down node refuses before the upgrade.
+        assert_eq!(http_status(upgrade(&url, None).await), 503);
         server.abort();
     })
     .await
