@@ -12,26 +12,11 @@ const ECHO: HandlerId = HandlerId::new(1);
 #[tokio::test]
 async fn a_stream_cut_mid_way_carries_on_when_the_peer_is_back() {
     within(async {
-        let pair = ProxiedPair::start(|b| b).await;
-        pair.acceptor
-            .register_stream(ECHO, echo_input())
-            .expect("register");
-        pair.connected().await;
-        let (to_acceptor, _) = pair.connections();
+        let (pair, to_acceptor) = echo_pair(|b| b).await;
         let stream = to_acceptor.open_stream(ECHO, None).await.expect("open");
-        let (mut requests, mut responses) = stream.split().expect("input");
+        let (mut requests, responses) = stream.split().expect("input");
         let total = 2000u32;
-        let reader = tokio::spawn(async move {
-            let mut next = 0;
-            while let Some(item) = responses.next().await {
-                let got = unnum(&item.map_err(|e| format!("after {next}: {e}"))?);
-                if got != next {
-                    return Err(format!("got {got} where {next} was expected"));
-                }
-                next += 1;
-            }
-            Ok(next)
-        });
+        let reader = tokio::spawn(read_in_order(responses));
         for i in 0..total {
             requests.send(num(i)).await.expect("send");
             if i == total / 2 {
@@ -48,6 +33,33 @@ async fn a_stream_cut_mid_way_carries_on_when_the_peer_is_back() {
         pair.finish().await;
     })
     .await
+}
+
+/// A pair through the proxy, `configure`d, whose acceptor serves the stream echo; and the
+/// dialer's connection to it.
+async fn echo_pair(
+    configure: impl Fn(grid::ManagerBuilder) -> grid::ManagerBuilder,
+) -> (ProxiedPair, grid::Connection) {
+    let pair = ProxiedPair::start(configure).await;
+    pair.acceptor
+        .register_stream(ECHO, echo_input())
+        .expect("register");
+    pair.connected().await;
+    let (to_acceptor, _) = pair.connections();
+    (pair, to_acceptor)
+}
+
+/// Reads numbered messages to the end: how many, or where one was missing or out of order.
+async fn read_in_order(mut responses: grid::StreamReceiver) -> Result<u32, String> {
+    let mut next = 0u32;
+    while let Some(item) = responses.next().await {
+        let got = unnum(&item.map_err(|e| format!("after {next}: {e}"))?);
+        if got != next {
+            return Err(format!("got {got} where {next} was expected"));
+        }
+        next += 1;
+    }
+    Ok(next)
 }
 
 /// A stream to the echo, through which a first message went and came back.
@@ -73,26 +85,11 @@ async fn reconnected(conn: &grid::Connection, n: u64) {
 #[tokio::test]
 async fn a_stream_through_a_hundred_cuts_delivers_every_message_once_in_order() {
     grid_tests::within_secs(60, async {
-        let pair = ProxiedPair::start(|b| b).await;
-        pair.acceptor
-            .register_stream(ECHO, echo_input())
-            .expect("register");
-        pair.connected().await;
-        let (to_acceptor, _) = pair.connections();
+        let (pair, to_acceptor) = echo_pair(|b| b).await;
         let stream = to_acceptor.open_stream(ECHO, None).await.expect("open");
-        let (mut requests, mut responses) = stream.split().expect("input");
+        let (mut requests, responses) = stream.split().expect("input");
         let cuts = 100u64;
-        let reader = tokio::spawn(async move {
-            let mut next = 0u32;
-            while let Some(item) = responses.next().await {
-                let got = unnum(&item.map_err(|e| format!("after {next}: {e}"))?);
-                if got != next {
-                    return Err(format!("got {got} where {next} was expected"));
-                }
-                next += 1;
-            }
-            Ok(next)
-        });
+        let reader = tokio::spawn(read_in_order(responses));
         let mut sent = 0u32;
         for cut in 1..=cuts {
             // A few hundred messages (some on their way when the link dies), then a cut.
@@ -113,13 +110,8 @@ async fn a_stream_through_a_hundred_cuts_delivers_every_message_once_in_order() 
 #[tokio::test]
 async fn streams_fail_as_lost_when_the_peer_stays_away_past_the_grace_period() {
     within(async {
-        let pair =
-            ProxiedPair::start(|b| b.resume_grace(std::time::Duration::from_millis(200))).await;
-        pair.acceptor
-            .register_stream(ECHO, echo_input())
-            .expect("register");
-        pair.connected().await;
-        let (to_acceptor, _) = pair.connections();
+        let (pair, to_acceptor) =
+            echo_pair(|b| b.resume_grace(std::time::Duration::from_millis(200))).await;
         let (_requests, mut responses) = echoing(&to_acceptor).await;
         // The peer goes away for good: its node stops while the link is down.
         pair.proxy.freeze();
@@ -139,12 +131,7 @@ async fn streams_fail_as_lost_when_the_peer_stays_away_past_the_grace_period() {
 #[tokio::test]
 async fn sixty_four_mib_through_a_three_second_cut_arrive_whole() {
     grid_tests::within_secs(60, async {
-        let pair = ProxiedPair::start(|b| b).await;
-        pair.acceptor
-            .register_stream(ECHO, echo_input())
-            .expect("register");
-        pair.connected().await;
-        let (to_acceptor, _) = pair.connections();
+        let (pair, to_acceptor) = echo_pair(|b| b).await;
         let stream = to_acceptor.open_stream(ECHO, None).await.expect("open");
         let (mut requests, mut responses) = stream.split().expect("input");
         let chunk = 64 * 1024;

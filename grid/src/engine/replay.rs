@@ -38,7 +38,6 @@ pub(super) struct Replay {
     start: usize,
 }
 
-#[cfg_attr(not(test), allow(dead_code))] // (some are read by tests only)
 impl Replay {
     /// Keeps an encoded message numbered `seq`.
     #[inline]
@@ -125,6 +124,7 @@ impl Replay {
     }
 
     /// Bytes kept: the encodings, and the whole messages' payloads.
+    #[cfg(test)]
     pub(super) fn held(&self) -> usize {
         self.bytes.len() - self.start
             + self
@@ -135,6 +135,7 @@ impl Replay {
     }
 
     /// The sequence number of the first kept message, if any.
+    #[cfg(test)]
     pub(super) fn first(&self) -> Option<u32> {
         (!self.lens.is_empty()).then_some(self.first)
     }

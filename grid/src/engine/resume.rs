@@ -123,6 +123,12 @@ impl Engine {
         Ok(())
     }
 
+    /// The stream under `key` on `side`, if it is still open.
+    fn open_stream_mut(&mut self, side: Side, key: Key) -> Option<&mut super::state::Stream> {
+        self.stream_mut(side, key)
+            .filter(|s| s.state == StreamState::Open)
+    }
+
     fn keys(&self, side: Side) -> Vec<Key> {
         match side {
             Side::Caller => self.callers.keys(),
@@ -130,12 +136,13 @@ impl Engine {
         }
     }
 
-    /// Every kept stream, as this side tells the peer on the new socket.
-    pub(crate) fn resume_list(&mut self) -> Vec<ResumedStream> {
+    /// Every kept stream still open, as this side tells the peer on the new socket (one
+    /// that ended meanwhile, at its deadline say, is not listed: the peer fails it).
+    fn resume_list(&mut self) -> Vec<ResumedStream> {
         let mut list = Vec::new();
         for side in [Side::Caller, Side::Handler] {
             for key in self.keys(side) {
-                if let Some(s) = self.stream_mut(side, key) {
+                if let Some(s) = self.open_stream_mut(side, key) {
                     list.push(ResumedStream {
                         caller: side == Side::Caller,
                         mux_id: s.mux_id,
@@ -150,19 +157,19 @@ impl Engine {
 
     /// The new socket is up at `now` and the peer told its list: kept streams it also kept
     /// carry on, what it did not receive is sent again; the others fail as lost.
-    pub(crate) fn resume(&mut self, now: Instant, peer: &[ResumedStream]) {
+    fn resume(&mut self, now: Instant, peer: &[ResumedStream]) {
         self.timers.last_heard = now;
+        // The peer's entries by (mux id, whether the peer opened the stream).
+        let theirs: std::collections::HashMap<(u64, bool), ResumedStream> =
+            peer.iter().map(|e| ((e.mux_id, e.caller), *e)).collect();
         for side in [Side::Caller, Side::Handler] {
             for key in self.keys(side) {
-                let Some(s) = self.stream_mut(side, key) else {
+                // (A stream that ended meanwhile keeps its ending, queued, as it was.)
+                let Some(s) = self.open_stream_mut(side, key) else {
                     continue;
                 };
-                let mux_id = s.mux_id;
                 // The peer's entry for this stream names the other end.
-                let theirs = peer
-                    .iter()
-                    .find(|e| e.mux_id == mux_id && e.caller != (side == Side::Caller))
-                    .copied();
+                let theirs = theirs.get(&(s.mux_id, side == Side::Handler)).copied();
                 match theirs {
                     Some(e) => self.send_again(side, key, e),
                     None => self.close_entry(side, key, &Error::LOST),

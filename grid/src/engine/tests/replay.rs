@@ -169,6 +169,62 @@ fn a_resumed_stream_counts_its_callers_silence_from_the_resume() {
     }
 }
 
+/// A Resume message from the peer carrying `payload`.
+fn resume_frame(payload: &[u8]) -> bytes::Bytes {
+    let mut m = crate::codec::Message::new(crate::codec::Op::Resume);
+    m.payload = Some(bytes::Bytes::copy_from_slice(payload));
+    super::merged_frame(&m)
+}
+
+#[test]
+fn a_resume_out_of_place_or_malformed_breaks_the_protocol() {
+    // On a live connection that is not resuming.
+    let mut f = Fixture::with_replay(At::Open, 64 * 1024);
+    let now = f.net.now;
+    f.net.a.receive(now, vec![resume_frame(&[0x90])]);
+    f.net
+        .a
+        .assert_violation("Resume out of place", "a Resume on a live connection");
+    // On a resumed connection, a payload that is not a list of streams.
+    for bad in [&[0x91, 0x01][..], &[0xc0], &[0x91, 0x94, 0xc3]] {
+        let mut f = Fixture::with_replay(At::Open, 64 * 1024);
+        let now = f.net.now;
+        f.net.a.e.suspend(&crate::error::Error::LOST);
+        f.net.a.e.begin_resume(now);
+        f.net.a.receive(now, vec![resume_frame(bad)]);
+        f.net.a.assert_violation("bad Resume", "a malformed Resume");
+    }
+}
+
+#[test]
+fn a_kept_stream_whose_deadline_passes_without_a_socket_ends_and_the_peer_fails_it() {
+    let mut f = Fixture::with_replay(At::Open, 64 * 1024);
+    let lost = crate::error::Error::LOST;
+    assert_eq!(f.net.a.e.suspend(&lost), 1);
+    assert_eq!(f.net.b.e.suspend(&lost), 1);
+    // The stream's deadline (600 s, the fixture's) passes while there is no socket: only
+    // the caller's side keeps deadlines running here (B's driver was not told the time).
+    f.net.now += std::time::Duration::from_secs(601);
+    let now = f.net.now;
+    f.net
+        .a
+        .e
+        .handle_timeout(now)
+        .expect("no silence check while suspended");
+    f.net.a.wake();
+    assert_eq!(
+        f.a_recv(),
+        Some(Err(crate::error::Error::DeadlineExceeded)),
+        "the caller's stream ended at its deadline"
+    );
+    f.net.a.e.begin_resume(now);
+    f.net.b.e.begin_resume(now);
+    f.net.pump();
+    // A no longer lists it: B's end fails as lost.
+    assert_eq!(f.b_recv(), Some(Err(lost)));
+    f.net.assert_no_violation("a deadline without a socket");
+}
+
 mod interleaved {
     //! Random interleavings of both sides' sends and reads, writer turns, deliveries and
     //! cuts (frames on their way lost, both sides suspended, then resumed on a new socket,
