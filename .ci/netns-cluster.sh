@@ -14,7 +14,12 @@
 #      plus one round and generous slack for a noisy machine;
 #   3. while it is cut, the others keep calling each other without a single failure;
 #   4. when the link is back, the cut node and every other call each other again (the
-#      connections redial: dial timeout 5 s, backoff up to 5 s, hence a bound of 20 s).
+#      connections redial: dial timeout 5 s, backoff up to 5 s, hence a bound of 20 s);
+#   5. a join: the nodes follow a peer file (`--peers-file`, re-read every 200 ms); a sixth
+#      node is added to it and started, and every node calls it and it calls every node;
+#   6. a leave: one node is taken out of the file; every other node drains its connection
+#      to it and forgets it (grid logs "peer removed"), stops calling it, and no call of
+#      theirs fails on the way; then the node that left is stopped.
 # The nodes run with a 500 ms ping interval and a round every 500 ms, so the whole run
 # takes about ten seconds; every wait is bounded (a minute at worst, then it fails).
 #
@@ -31,7 +36,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-nodes=5           # n1 .. n5 at 10.77.0.1 .. 10.77.0.5
+nodes=5           # n1 .. n5 at 10.77.0.1 .. 10.77.0.5, started at once
+joiner=6          # n6 at 10.77.0.6, started later (the join)
+leaver=2          # the node taken out of the peer file (the leave)
 victim=3          # the node whose link is cut
 ping_ms=500       # --ping-every: a peer silent for 2 x 500 ms is declared dead
 every_ms=500      # --every: one round of calls per 500 ms
@@ -114,7 +121,8 @@ fail() {
   local i
   keep_logs=1
   echo "netns-cluster: FAILED: $*" >&2
-  for i in $(seq "$nodes"); do
+  for i in $(seq "$joiner"); do
+    [ -f "$logdir/n$i.log" ] || continue
     echo "---- n$i (last 60 lines of $logdir/n$i.log)" >&2
     tail -n 60 "$logdir/n$i.log" >&2
   done
@@ -131,12 +139,12 @@ fi
 made+=("$bridge_ns")
 
 # Every name first, so that cleanup finds whatever a failed setup left.
-for i in $(seq "$nodes"); do made+=("$prefix-n$i"); done
+for i in $(seq "$joiner"); do made+=("$prefix-n$i"); done
 setup() {
   local i ns
   ip -n "$bridge_ns" link add br0 type bridge || return
   ip -n "$bridge_ns" link set br0 up || return
-  for i in $(seq "$nodes"); do
+  for i in $(seq "$joiner"); do
     ns="$prefix-n$i"
     ip netns add "$ns" || return
     # v$i in the bridge's namespace, eth0 in the node's: both names are private.
@@ -151,19 +159,32 @@ if ! err=$(setup 2>&1); then
   skip "cannot build the virtual network (veth pairs, a bridge): $err"
 fi
 logdir=$(mktemp -d "${TMPDIR:-/tmp}/$prefix.XXXXXX")
-say "namespaces $bridge_ns and $prefix-n1..n$nodes, bridge br0, 10.77.0.1-$nodes/24"
+say "namespaces $bridge_ns and $prefix-n1..n$joiner, bridge br0, 10.77.0.1-$joiner/24"
 
 # --- the nodes ----------------------------------------------------------------------------
 
-for i in $(seq "$nodes"); do
-  peers=()
-  for j in $(seq "$nodes"); do
-    [ "$j" = "$i" ] || peers+=(--peer "n$j=ws://10.77.0.$j:$port/grid/v1")
-  done
-  RUST_LOG=grid=info ip netns exec "$prefix-n$i" \
-    timeout 110 "$node_bin" --name "n$i" --listen "10.77.0.$i:$port" "${peers[@]}" \
+# The peer file every node follows (nodes share the file system, not the network): one
+# `NAME URL` line for each of nodes 1..$1 except $2, written whole and renamed into place.
+peers_file="$logdir/peers"
+write_peers() {
+  local j
+  for j in $(seq "$1"); do
+    [ "$j" = "${2:-0}" ] || echo "n$j ws://10.77.0.$j:$port/grid/v1"
+  done > "$peers_file.tmp"
+  mv "$peers_file.tmp" "$peers_file"
+}
+
+start_node() {
+  RUST_LOG=grid=info ip netns exec "$prefix-n$1" \
+    timeout 110 "$node_bin" --name "n$1" --listen "10.77.0.$1:$port" \
+    --peers-file "$peers_file" --peers-every 200 \
     --token netns --every "$every_ms" --ping-every "$ping_ms" \
-    > "$logdir/n$i.log" 2>&1 &
+    > "$logdir/n$1.log" 2>&1 &
+}
+
+write_peers "$nodes"
+for i in $(seq "$nodes"); do
+  start_node "$i"
 done
 
 # --- reading the logs ---------------------------------------------------------------------
@@ -328,4 +349,69 @@ say "(4) n$victim and all the others called each other again within $worst ms of
   "returning (bound: $resume_bound_ms ms)"
 # shellcheck disable=SC2086
 wait_all 10000 "the full mesh again" pairs_ok_since "$up_at" $all
-say "passed: full mesh, cut noticed, others unaffected, mesh restored"
+say "(4) the full mesh again"
+
+# --- the join -----------------------------------------------------------------------------
+
+join_at=$(now_ms)
+write_peers "$joiner"
+start_node "$joiner"
+# shellcheck disable=SC2046
+wait_all "$mesh_bound_ms" "(5) n$joiner joins: it and every node call each other" \
+  pairs_ok_since "$join_at" $(seq "$joiner")
+say "(5) n$joiner was added to the peer file and started; it and all $nodes nodes called" \
+  "each other within $(( ($(now_ms) - join_at + 86400000) % 86400000 )) ms"
+
+# --- the leave ----------------------------------------------------------------------------
+
+stayers() {
+  local i
+  for i in $(seq "$joiner"); do [ "$i" = "$leaver" ] || echo "$i"; done
+}
+
+# removed_at I: when node I logged that it removed the leaver (ms since midnight), if it has.
+removed_at() {
+  awk -v what="peer removed: its connection drains local=n$1 peer=n$leaver" '
+    index($0, what) {
+      split(substr($1, 12, 12), t, /[:.]/)
+      print ((t[1] * 60 + t[2]) * 60 + t[3]) * 1000 + t[4]
+      exit
+    }' "$logdir/n$1.log"
+}
+
+all_removed() {
+  local i
+  for i in $(stayers); do [ -n "$(removed_at "$i")" ] || return 1; done
+}
+
+leave_at=$(now_ms)
+write_peers "$joiner" "$leaver"
+wait_all 10000 "(6) every node removes n$leaver" all_removed
+last_removal=$leave_at
+for i in $(stayers); do
+  at=$(removed_at "$i")
+  if [ $(( (at - last_removal + 86400000) % 86400000 )) -lt 43200000 ]; then last_removal=$at; fi
+done
+# A round under way at the removal may still end on n$leaver; two rounds later none does.
+sleep $(( (3 * every_ms + slack_ms) / 1000 ))
+quiet_from=$(( (last_removal + 2 * every_ms) % 86400000 ))
+# shellcheck disable=SC2046
+wait_all 10000 "(6) the others keep calling each other" \
+  pairs_ok_since "$quiet_from" $(stayers)
+for i in $(stayers); do
+  bad=$(awk -v from="$leave_at" -v quiet="$quiet_from" -v leaver="n$leaver" '
+    $3 == "round" {
+      split($1, t, /[:.]/)
+      ms = ((t[1] * 60 + t[2]) * 60 + t[3]) * 1000 + t[4]
+      if ((ms - from + 86400000) % 86400000 >= 43200000) next
+      if ($6 == "failed:") print
+      else if ($5 == leaver && (ms - quiet + 86400000) % 86400000 < 43200000) print
+    }' "$logdir/n$i.log")
+  [ -z "$bad" ] || fail "(6) n$i failed a call, or still called n$leaver after removing it: $bad"
+done
+pids=$(ip netns pids "$prefix-n$leaver")
+kill -INT $pids 2>/dev/null || true
+say "(6) n$leaver left the peer file: all $((joiner - 1)) others drained and forgot it" \
+  "within $(( (last_removal - leave_at + 86400000) % 86400000 )) ms, stopped calling it," \
+  "and failed no call; n$leaver was stopped"
+say "passed: full mesh, cut noticed, others unaffected, mesh restored, a join, a leave"

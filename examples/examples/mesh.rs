@@ -250,11 +250,7 @@ async fn grid_mesh(n: usize, secs: f64) -> Figures {
         tokio::spawn(m.clone().serve(listener));
         managers.push(m);
     }
-    let conns: Vec<Connection> = managers
-        .iter()
-        .flat_map(Manager::connections)
-        .cloned()
-        .collect();
+    let conns: Vec<Connection> = managers.iter().flat_map(Manager::connections).collect();
     for c in &conns {
         c.wait_for_connect().await.expect("connect");
     }

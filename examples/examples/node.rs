@@ -43,9 +43,11 @@ struct Args {
     every: Duration,
     ping_every: Option<Duration>,
     load: bool,
+    peers_file: Option<String>,
+    peers_every: Duration,
 }
 
-const USAGE: &str = "usage: node --name NAME --listen HOST:PORT [--peer NAME=ws://HOST:PORT/grid/v1]... [--client NAME]... --token TOKEN [--rounds N] [--every MS] [--ping-every MS] [--load]";
+const USAGE: &str = "usage: node --name NAME --listen HOST:PORT [--peer NAME=ws://HOST:PORT/grid/v1]... [--peers-file PATH [--peers-every MS]] [--client NAME]... --token TOKEN [--rounds N] [--every MS] [--ping-every MS] [--load]";
 
 const HELP: &str = "\
 A grid node: it serves a key-value service to its peers and calls theirs.
@@ -61,6 +63,7 @@ What it does: every two seconds it puts `from/NAME` on every connected peer, sca
 peer's `from/` entries and prints what it found, one line per peer and round:
   HH:MM:SS.mmm [NAME] round N: PEER ok: PEER stored it for NAME; it holds from/...
   HH:MM:SS.mmm [NAME] round N: PEER failed: why (the call's error, or the connection's)
+  HH:MM:SS.mmm [NAME] round N: PEER removed (taken out of the peer file during the round)
 
 Calling it: from another node started with --peer pointing here (each side lists the
 other; exactly one of them dials), from Rust with `KvClient::new(manager.connection(\"NAME\")?)`,
@@ -71,6 +74,10 @@ Options:
   --name NAME          this node's name (peers list it under this name)
   --listen HOST:PORT   where it accepts connections
   --peer NAME=URL      a peer and its URL (repeat for each)
+  --peers-file PATH    follow a file listing the peers, one `NAME URL` per line (# starts
+                       a comment); peers added to it are connected, peers taken out are
+                       drained and forgotten, while the node runs (grid::FilePeers)
+  --peers-every MS     how often the file is checked for a change (default 1000)
   --client NAME        admit a client that dials in under NAME with the same token, such
                        as grid-cli (repeat for each); it is served, never dialled or
                        visited by the rounds
@@ -100,6 +107,8 @@ fn args() -> Args {
         every: Duration::from_secs(2),
         ping_every: None,
         load: false,
+        peers_file: None,
+        peers_every: Duration::from_secs(1),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -126,6 +135,8 @@ fn args() -> Args {
             "--every" => a.every = millis(&flag, &value),
             "--ping-every" => a.ping_every = Some(millis(&flag, &value)),
             "--client" => a.clients.push(value),
+            "--peers-file" => a.peers_file = Some(value),
+            "--peers-every" => a.peers_every = millis(&flag, &value),
             "--peer" => match value.split_once('=') {
                 Some((n, u)) => a.peers.push((n.to_owned(), u.to_owned())),
                 None => usage("--peer takes NAME=URL"),
@@ -167,8 +178,12 @@ async fn round(manager: &Manager, n: u64) {
     let peers = manager.connections().filter(|c| !c.is_client());
     let visits = peers.map(|conn| async move {
         let peer = conn.remote();
-        match visit(conn, me, n).await {
+        match visit(&conn, me, n).await {
             Ok(report) => println!("{} [{me}] round {n}: {peer} ok: {report}", now()),
+            // Removed from the peers during the round: not a failure, it left.
+            Err(_) if manager.connection(peer).is_err() => {
+                println!("{} [{me}] round {n}: {peer} removed", now());
+            }
             Err(why) => println!("{} [{me}] round {n}: {peer} failed: {why}", now()),
         }
     });
@@ -225,6 +240,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let manager = builder.build()?;
     manager.register(KvServer::new(Store::new(&a.name)))?;
+    if let Some(path) = &a.peers_file {
+        manager.follow_peers(grid::FilePeers::new(path).every(a.peers_every));
+    }
     let listener = tokio::net::TcpListener::bind(&a.listen).await?;
     println!(
         "{} [{}] listening on ws://{}/grid/v1",
@@ -280,11 +298,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Prints one line once every peer (not clients) is connected.
 async fn report_connected(manager: Manager) {
-    let peers: Vec<Connection> = manager
-        .connections()
-        .filter(|c| !c.is_client())
-        .cloned()
-        .collect();
+    let peers: Vec<Connection> = manager.connections().filter(|c| !c.is_client()).collect();
     for c in &peers {
         if c.wait_for_connect().await.is_err() {
             return;

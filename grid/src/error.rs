@@ -146,8 +146,9 @@ pub enum Error {
         /// The limit it exceeds.
         limit: usize,
     },
-    /// The peer name is not one the manager was configured with.
-    #[error("unknown peer {0:?}: add it to the manager with ManagerBuilder::peer")]
+    /// The peer name is not one the manager lists: it was never added, or it was removed
+    /// ([`Manager::remove_peer`](crate::Manager::remove_peer)). Nothing was sent.
+    #[error("unknown peer {0:?}: it is not in this node's peer list (ManagerBuilder::peer, Manager::add_peer), or it was removed")]
     UnknownPeer(String),
     /// The peer could not be reached (connection refused, timeout, DNS, upgrade failure),
     /// or its connection was lost (the socket failed, the peer fell silent or closed it):

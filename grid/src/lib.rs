@@ -199,7 +199,10 @@ pub use handler::{
     CallContext, HandlerId, HandlerStats, Interceptor, Outcome, SingleFuture, StreamCall,
     StreamFuture, StreamHandler, LATENCY_BOUNDS,
 };
-pub use manager::{Manager, ManagerBuilder};
+pub use manager::{
+    DnsPeers, FilePeers, Manager, ManagerBuilder, Member, MembershipChange, PeerSource, Resolve,
+    StaticPeers, SystemResolver,
+};
 pub use metrics::{ManagerStats, PeerStats};
 pub use stats::ConnectionStats;
 pub use stream_ends::{Permit, StreamReceiver, StreamSender};

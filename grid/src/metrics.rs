@@ -35,7 +35,47 @@ pub struct ManagerStats {
     /// Bytes of stream windows this node grants, across its connections (within
     /// `ManagerBuilder::node_stream_budget`, beyond 4 KiB a stream).
     pub stream_window_bytes: u64,
+    /// Peers added at runtime ([`Manager::add_peer`](crate::Manager::add_peer), a peer
+    /// source), since the manager was built.
+    pub peers_added: u64,
+    /// Peers removed at runtime, since the manager was built.
+    pub peers_removed: u64,
 }
+
+/// A figure of the whole node (one sample, labelled by `local` only).
+struct NodeMetric {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: fn(&ManagerStats) -> f64,
+}
+
+const NODE_METRICS: &[NodeMetric] = &[
+    NodeMetric {
+        name: "grid_running_tasks",
+        kind: "gauge",
+        help: "Tasks the manager has running.",
+        value: |s| s.running_tasks as f64,
+    },
+    NodeMetric {
+        name: "grid_peers",
+        kind: "gauge",
+        help: "Peers (and admitted clients) listed now.",
+        value: |s| s.peers.len() as f64,
+    },
+    NodeMetric {
+        name: "grid_peers_added_total",
+        kind: "counter",
+        help: "Peers added at runtime.",
+        value: |s| s.peers_added as f64,
+    },
+    NodeMetric {
+        name: "grid_peers_removed_total",
+        kind: "counter",
+        help: "Peers removed at runtime (each drained first).",
+        value: |s| s.peers_removed as f64,
+    },
+];
 
 struct Metric {
     name: &'static str,
@@ -50,6 +90,12 @@ const METRICS: &[Metric] = &[
         kind: "gauge",
         help: "1 if the connection to the peer is up (draining included).",
         value: |p| f64::from(u8::from(matches!(p.state, State::Connected | State::Draining))),
+    },
+    Metric {
+        name: "grid_draining",
+        kind: "gauge",
+        help: "1 while the connection drains (one side is leaving, or removed the other).",
+        value: |p| f64::from(u8::from(p.state == State::Draining)),
     },
     Metric {
         name: "grid_messages_in_total",
@@ -284,16 +330,11 @@ impl ManagerStats {
             }
         }
         self.handlers_to_prometheus(&mut out, &local);
-        let _ = writeln!(
-            out,
-            "# HELP grid_running_tasks Tasks the manager has running."
-        );
-        let _ = writeln!(out, "# TYPE grid_running_tasks gauge");
-        let _ = writeln!(
-            out,
-            "grid_running_tasks{{local=\"{local}\"}} {}",
-            self.running_tasks
-        );
+        for m in NODE_METRICS {
+            let _ = writeln!(out, "# HELP {} {}", m.name, m.help);
+            let _ = writeln!(out, "# TYPE {} {}", m.name, m.kind);
+            let _ = writeln!(out, "{}{{local=\"{local}\"}} {}", m.name, (m.value)(self));
+        }
         out
     }
 }
@@ -341,6 +382,13 @@ impl ManagerStats {
                 .set(h.latency_sum.as_secs_f64());
             metrics::counter!("grid_handler_duration_seconds_count", &labels).absolute(cumulative);
         }
-        metrics::gauge!("grid_running_tasks", "local" => local).set(self.running_tasks as f64);
+        for m in NODE_METRICS {
+            let v = (m.value)(self);
+            if m.kind == "counter" {
+                metrics::counter!(m.name, "local" => local.clone()).absolute(v as u64);
+            } else {
+                metrics::gauge!(m.name, "local" => local.clone()).set(v);
+            }
+        }
     }
 }

@@ -73,11 +73,7 @@ impl Counts {
 /// Runs the load on every peer (not clients) until `stop` turns true; returns once every
 /// call it started has ended.
 pub async fn run(manager: Manager, counts: Arc<Counts>, stop: watch::Receiver<bool>) {
-    let peers: Vec<Connection> = manager
-        .connections()
-        .filter(|c| !c.is_client())
-        .cloned()
-        .collect();
+    let peers: Vec<Connection> = manager.connections().filter(|c| !c.is_client()).collect();
     let tasks: Vec<_> = peers
         .into_iter()
         .map(|conn| tokio::spawn(on_peer(conn, counts.clone(), stop.clone())))

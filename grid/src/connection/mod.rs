@@ -41,6 +41,7 @@ pub(crate) fn record_mux(mux_id: u64) {
 
 mod dial;
 pub(crate) mod handshake;
+mod leaving;
 mod lost;
 mod open_stream;
 mod opening;
@@ -197,6 +198,14 @@ pub(crate) struct ConnInner {
     /// The last failure, and when it happened.
     last_error: Mutex<Option<(Error, Instant)>>,
     remote_instance: watch::Sender<Option<Uuid>>,
+    /// Set, with the reason the peer is told, when this connection starts leaving: its node
+    /// shuts down, or removed the peer (`leaving.rs`). Handlers see it as
+    /// `CallContext::draining`.
+    leaving: watch::Sender<Option<Arc<str>>>,
+    /// Set when the connection must end now: a removal's drain timed out.
+    stop: watch::Sender<bool>,
+    /// The peer was removed from the manager: calls find it unknown.
+    forgotten: std::sync::atomic::AtomicBool,
     /// Sockets the listener accepted for this peer, to the connection's task. Boxed: the
     /// channel allocates a block of 32 slots up front, which is 9 KB per connection for
     /// unboxed sockets and 256 bytes for boxes.
@@ -221,11 +230,15 @@ impl Connection {
         let url = url.unwrap_or_default();
         let (incoming, incoming_rx) = mpsc::channel(1);
         let remote: Arc<str> = Arc::from(remote);
+        let leaving = watch::Sender::new(None);
         let inner = Arc::new(ConnInner {
             caller: Arc::new(Caller {
                 name: remote.clone(),
-                leaving: core.leaving.subscribe(),
+                leaving: leaving.subscribe(),
             }),
+            leaving,
+            stop: watch::Sender::new(false),
+            forgotten: std::sync::atomic::AtomicBool::new(false),
             remote,
             url,
             dialer,
@@ -468,7 +481,9 @@ impl ConnInner {
 
     /// The error for a call that finds no live socket (it was not sent).
     pub(crate) fn lost_error(&self) -> Error {
-        if self.core.is_shut_down() {
+        if self.is_forgotten() {
+            Error::UnknownPeer(self.remote.to_string())
+        } else if self.core.is_shut_down() {
             Error::Closed
         } else {
             Error::NOT_SENT

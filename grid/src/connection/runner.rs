@@ -89,7 +89,7 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<
     let mut connected_before = false;
     let mut held: Option<Held> = None;
     loop {
-        if core.is_leaving() {
+        if inner.is_leaving() {
             break;
         }
         let accepted = if let Some(a) = next.take() {
@@ -101,7 +101,7 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<
                 // state, and a connection spends its life elsewhere (12 KB → 2 KB per
                 // connection task).
                 r = Box::pin(dial(&inner)) => r,
-                _ = core.starts_leaving() => break,
+                _ = inner.starts_leaving() => break,
                 () = hold(held.as_ref()) => {
                     if let Some(h) = held.take() { let_go(&inner, h, "the grace period passed"); }
                     continue;
@@ -119,7 +119,7 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<
                     attempt = attempt.saturating_add(1);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => continue,
-                        _ = core.starts_leaving() => break,
+                        _ = inner.starts_leaving() => break,
                         () = hold(held.as_ref()) => {
                             if let Some(h) = held.take() { let_go(&inner, h, "the grace period passed"); }
                             continue;
@@ -130,7 +130,7 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<
         } else {
             tokio::select! {
                 a = incoming.recv() => match a { Some(a) => *a, None => break },
-                _ = core.starts_leaving() => break,
+                _ = inner.starts_leaving() => break,
                 () = hold(held.as_ref()) => {
                     if let Some(h) = held.take() { let_go(&inner, h, "the grace period passed"); }
                     continue;
@@ -177,7 +177,7 @@ pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<
                     let delay = backoff(&core.config, 0);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = core.starts_leaving() => break,
+                        _ = inner.starts_leaving() => break,
                     }
                 } else {
                     inner.set_state(State::Connecting);
@@ -293,12 +293,12 @@ async fn run_session(
                 Some(a) => break End::Replaced(a),
                 None => break End::Shutdown,
             },
-            () = core.starts_leaving(), if !leaving => {
+            reason = inner.starts_leaving(), if !leaving => {
                 leaving = true;
                 let now = Instant::now().into_std();
-                session.with(|e| e.drain(now, &format!("{} is shutting down", core.local)));
+                session.with(|e| e.drain(now, &reason));
                 inner.set_state(State::Draining);
-                tracing::info!(local = %core.local, remote = %inner.remote, "draining: the peer's new calls are refused; those in flight finish");
+                tracing::info!(local = %core.local, remote = %inner.remote, %reason, "draining: the peer's new calls are refused; those in flight finish");
             }
             () = drained(&session), if leaving => break End::Shutdown,
             reason = peer_drain(&session), if !peer_leaving => {
@@ -306,7 +306,7 @@ async fn run_session(
                 inner.set_state(State::Draining);
                 tracing::info!(local = %core.local, remote = %inner.remote, %reason, "the peer is leaving: no new calls to it; those in flight finish");
             }
-            () = core.shutting_down() => break End::Shutdown,
+            () = inner.stopping() => break End::Shutdown,
         }
     };
     // A socket lost by accident (not closed on purpose, nor for a broken rule), or replaced
@@ -329,11 +329,8 @@ async fn run_session(
     inner.set_session(None);
     let (err, goodbye) = match &end {
         End::Shutdown => (
-            Error::Closed,
-            Close::new(
-                Close::GOING_AWAY,
-                format!("{} is shutting down", core.local),
-            ),
+            inner.lost_error_at_end(),
+            Close::new(Close::GOING_AWAY, inner.leaving_reason()),
         ),
         End::Replaced(_) => (
             Error::LOST,

@@ -25,8 +25,9 @@ pub struct CallContext {
 #[derive(Debug)]
 pub(crate) struct Caller {
     pub(crate) name: Arc<str>,
-    /// Turns true when this node starts leaving (a graceful shutdown).
-    pub(crate) leaving: tokio::sync::watch::Receiver<bool>,
+    /// Set, with the reason, when the connection starts leaving: its node shuts down
+    /// gracefully, or removed the peer.
+    pub(crate) leaving: tokio::sync::watch::Receiver<Option<Arc<str>>>,
 }
 
 impl CallContext {
@@ -100,9 +101,11 @@ impl CallContext {
         self.cancel.wait().await
     }
 
-    /// Resolves when the node serving the call starts leaving: its manager is shutting down
-    /// gracefully ([`Manager::shutdown`](crate::Manager::shutdown)) and waits, up to its
-    /// drain timeout, for the calls and streams in flight to end. A handler that would run
+    /// Resolves when the node serving the call starts leaving, or stops serving the caller:
+    /// its manager is shutting down gracefully ([`Manager::shutdown`](crate::Manager::shutdown)),
+    /// or removed the caller from its peers
+    /// ([`Manager::remove_peer`](crate::Manager::remove_peer)), and waits, up to its drain
+    /// timeout, for the calls and streams in flight to end. A handler that would run
     /// on and on (a watch, a feed, a long poll) should end its call then, cleanly, so that
     /// the shutdown need not wait for the timeout and its caller gets a proper end rather
     /// than a lost connection:
@@ -124,12 +127,13 @@ impl CallContext {
     /// Cancel safe.
     pub async fn draining(&self) {
         let mut leaving = self.caller.leaving.clone();
-        let _ = leaving.wait_for(|leaving| *leaving).await;
+        let _ = leaving.wait_for(Option::is_some).await;
     }
 
-    /// True once the node serving the call started leaving (see [`CallContext::draining`]).
+    /// True once the node serving the call started leaving, or stopped serving the caller
+    /// (see [`CallContext::draining`]).
     pub fn is_draining(&self) -> bool {
-        *self.caller.leaving.borrow()
+        self.caller.leaving.borrow().is_some()
     }
 
     /// True once the call is over (see [`CallContext::cancelled`]).

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::peers::Peers;
 use super::{Manager, ManagerInner};
-use crate::connection::Connection;
 use crate::core::{Config, Core, Tls, TokenProvider, TokenValidator};
 use crate::error::{Error, Result};
 use crate::handler::{Handlers, Interceptor, Interceptors};
@@ -396,16 +396,6 @@ impl ManagerBuilder {
             if name == local {
                 continue;
             }
-            if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-                return Err(Error::Config(format!(
-                    "peer {name:?}: url {url:?} must start with ws:// or wss://"
-                )));
-            }
-            if url.starts_with("wss://") && !self.tls.has_client() {
-                return Err(Error::Config(format!(
-                    "peer {name:?}: wss:// needs TLS client settings: ManagerBuilder::tls_client (feature `tls`)"
-                )));
-            }
             if urls.insert(name.clone(), url).is_some() {
                 return Err(Error::Config(format!("peer {name:?} is listed twice")));
             }
@@ -450,21 +440,13 @@ impl ManagerBuilder {
                 }),
             )?;
         }
-        let as_client = self.as_client;
-        let dialed = urls.into_iter().map(|(name, url)| {
-            let dialer = as_client || crate::connection::dials(&core.local, &name);
-            (name, Some(url), dialer)
-        });
-        let admitted = clients.into_iter().map(|name| (name, None, false));
-        let connections = dialed
-            .chain(admitted)
-            .map(|(name, url, dialer)| {
-                let conn = Connection::start(core.clone(), &name, url, dialer);
-                (name, conn)
-            })
-            .collect();
+        for (name, url) in &urls {
+            Peers::check(&core, name, url)?;
+        }
+        let peers = Arc::new(Peers::new(core.clone(), self.as_client));
+        peers.start_initial(urls, clients.into_iter().collect());
         let manager = Manager {
-            inner: Arc::new(ManagerInner { core, connections }),
+            inner: Arc::new(ManagerInner { core, peers }),
         };
         let _ = made.set(Arc::downgrade(&manager.inner));
         #[cfg(feature = "metrics")]

@@ -1,7 +1,6 @@
 //! The accepting side: HTTP checks before the upgrade, then the handshake, then the socket
 //! goes to the peer's connection.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -18,21 +17,19 @@ use crate::codec::{Message, Op};
 use crate::connection::handshake::{close_after, framed, recv_message, send_message};
 use crate::connection::Role;
 use crate::connection::{Accepted, Connection, FrameReader, FrameWriter};
+
+use super::peers::Peers;
 use crate::core::{wall_clock_ms, Core};
 use crate::error::{Error, Result};
 
 pub(crate) struct Listening {
     pub(crate) core: Arc<Core>,
-    connections: BTreeMap<String, Connection>,
+    peers: Arc<Peers>,
     last_refusal: Mutex<String>,
 }
 
-pub(super) async fn serve(
-    core: Arc<Core>,
-    connections: BTreeMap<String, Connection>,
-    listener: TcpListener,
-) -> Result<()> {
-    let state = Arc::new(Listening::new(core.clone(), connections));
+pub(super) async fn serve(core: Arc<Core>, peers: Arc<Peers>, listener: TcpListener) -> Result<()> {
+    let state = Arc::new(Listening::new(core.clone(), peers));
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -70,10 +67,10 @@ async fn accept_one(state: Arc<Listening>, tcp: TcpStream, addr: SocketAddr) {
 }
 
 impl Listening {
-    pub(crate) fn new(core: Arc<Core>, connections: BTreeMap<String, Connection>) -> Self {
+    pub(crate) fn new(core: Arc<Core>, peers: Arc<Peers>) -> Self {
         Self {
             core,
-            connections,
+            peers,
             last_refusal: Mutex::new(String::new()),
         }
     }
@@ -239,9 +236,9 @@ async fn answer_connect(
 
 fn check_connect(state: &Listening, req: &ConnectRequest) -> Result<(Connection, Uuid), String> {
     let core = &state.core;
-    let conn = state.connections.get(&req.host).ok_or_else(|| {
+    let conn = state.peers.get(&req.host).ok_or_else(|| {
         format!(
-            "unknown host {:?}: it is not in {}'s peer list, nor admitted as a client (ManagerBuilder::client)",
+            "unknown host {:?}: it is not in {}'s peer list (ManagerBuilder::peer, Manager::add_peer), nor admitted as a client (ManagerBuilder::client)",
             req.host, core.local
         )
     })?;
@@ -253,5 +250,5 @@ fn check_connect(state: &Listening, req: &ConnectRequest) -> Result<(Connection,
     }
     (core.token_validator)(&req.token).map_err(|r| format!("token refused: {r}"))?;
     let instance = judge_connect(req, wall_clock_ms(), core.config.max_clock_skew)?;
-    Ok((conn.clone(), instance))
+    Ok((conn, instance))
 }

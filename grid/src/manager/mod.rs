@@ -3,12 +3,14 @@
 
 mod builder;
 mod listener;
+mod membership;
 #[cfg(feature = "axum")]
 mod mount;
+mod peers;
+mod sources;
 #[cfg(feature = "axum")]
 mod status_page;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -17,6 +19,8 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 pub use builder::ManagerBuilder;
+pub use peers::{Member, MembershipChange};
+pub use sources::{DnsPeers, FilePeers, PeerSource, Resolve, StaticPeers, SystemResolver};
 
 use crate::codec::HandlerId;
 use crate::connection::Connection;
@@ -56,14 +60,14 @@ pub struct Manager {
 
 struct ManagerInner {
     core: Arc<Core>,
-    connections: BTreeMap<String, Connection>,
+    peers: Arc<peers::Peers>,
 }
 
 impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Manager")
             .field("local", &self.inner.core.local)
-            .field("peers", &self.inner.connections.keys().collect::<Vec<_>>())
+            .field("peers", &self.inner.peers.names())
             .finish()
     }
 }
@@ -87,18 +91,17 @@ impl Manager {
     /// The connection to a peer.
     ///
     /// # Errors
-    /// [`Error::UnknownPeer`] if the manager was not configured with that peer.
+    /// [`Error::UnknownPeer`] if the manager does not list that peer (or admitted client).
     pub fn connection(&self, peer: &str) -> Result<Connection> {
         self.inner
-            .connections
+            .peers
             .get(peer)
-            .cloned()
             .ok_or_else(|| Error::UnknownPeer(peer.to_owned()))
     }
 
-    /// Every peer connection, ordered by peer name.
-    pub fn connections(&self) -> impl Iterator<Item = &Connection> + '_ {
-        self.inner.connections.values()
+    /// Every peer connection (and admitted client's) listed now, ordered by name.
+    pub fn connections(&self) -> impl Iterator<Item = Connection> {
+        self.inner.peers.all().into_iter()
     }
 
     /// Registers a single-call handler under `id`. The handler gets the call's context and
@@ -200,7 +203,7 @@ impl Manager {
         let core = self.inner.core.clone();
         let accepting = core.tasks.spawn(listener::serve(
             core.clone(),
-            self.inner.connections.clone(),
+            self.inner.peers.clone(),
             listener,
         ));
         // Stops the accepting task if this future is dropped first.
@@ -234,6 +237,7 @@ impl Manager {
     pub async fn shutdown(&self) {
         let core = &self.inner.core;
         core.leaving.send_replace(true);
+        self.inner.peers.leave_all();
         let drained = async {
             for conn in self.connections() {
                 conn.wait_shut().await;
@@ -260,6 +264,8 @@ impl Manager {
             handlers: self.inner.core.handlers.stats(),
             running_tasks: self.running_tasks(),
             stream_window_bytes: self.inner.core.node_budget.granted(),
+            peers_added: self.inner.peers.changes().0,
+            peers_removed: self.inner.peers.changes().1,
         }
     }
 

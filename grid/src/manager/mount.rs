@@ -40,7 +40,7 @@ impl Manager {
     pub fn axum_router(&self) -> axum::Router {
         let state = Arc::new(Listening::new(
             self.inner.core.clone(),
-            self.inner.connections.clone(),
+            self.inner.peers.clone(),
         ));
         let route = self.inner.core.config.route.clone();
         axum::Router::new()

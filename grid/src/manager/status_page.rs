@@ -97,7 +97,8 @@ fn sample(weak: Weak<ManagerInner>, history: Arc<History>) {
 }
 
 fn record(inner: &ManagerInner, history: &History) {
-    let rtts = inner.connections.values().map(|c| {
+    let connections = inner.peers.all();
+    let rtts = connections.iter().map(|c| {
         let up = matches!(c.state(), State::Connected | State::Draining);
         let rtt = up.then(|| c.stats().last_ping_rtt).flatten();
         (c.remote(), rtt.map(millis))

@@ -117,12 +117,12 @@ pub(crate) fn state_name(s: State) -> &'static str {
 }
 
 /// The status of a node named `node` with `connections` and `handlers`.
-pub(crate) fn node_status<'a>(
+pub(crate) fn node_status(
     node: &str,
     instance: String,
     uptime: Duration,
     draining: bool,
-    connections: impl Iterator<Item = &'a Connection>,
+    connections: impl Iterator<Item = Connection>,
     handlers: Vec<HandlerStats>,
 ) -> NodeStatus {
     let peers = connections
