@@ -193,6 +193,8 @@ pub(crate) struct Core {
     /// What the stream windows of all connections take of the node's memory budget.
     pub node_budget: Arc<NodeBudget>,
     pub handlers: Handlers,
+    /// What the calls to many peers (`crate::many`) came to.
+    pub fanout: crate::stats::FanoutCounters,
     /// Run around every call and stream served (none: nothing runs).
     pub interceptors: Interceptors,
     pub tasks: Arc<Tasks>,

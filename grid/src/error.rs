@@ -162,6 +162,40 @@ pub enum Error {
     /// The manager's configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A [`quorum`](crate::many::quorum) call could not get the answers it needed: too many
+    /// peers failed (each failure is listed with its peer), or fewer peers than needed were
+    /// given. The calls still running were cancelled.
+    #[error("{0}")]
+    NoQuorum(Box<QuorumFailure>),
+}
+
+/// Why a quorum was not reached ([`Error::NoQuorum`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumFailure {
+    /// The answers the quorum needed.
+    pub needed: usize,
+    /// The peers called.
+    pub given: usize,
+    /// The peers that answered.
+    pub answered: Vec<String>,
+    /// The peers that failed, with their errors.
+    pub failures: Vec<(String, Error)>,
+}
+
+impl std::fmt::Display for QuorumFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "quorum not reached: {} of {} peers answered, {} needed",
+            self.answered.len(),
+            self.given,
+            self.needed
+        )?;
+        for (i, (peer, e)) in self.failures.iter().enumerate() {
+            write!(f, "{} {peer}: {e}", if i == 0 { ";" } else { "," })?;
+        }
+        Ok(())
+    }
 }
 
 /// Whether a failed call's handler can have run ([`Error::execution`]): what decides if
@@ -214,6 +248,14 @@ impl Error {
             | Error::Draining(_)
             | Error::UnknownHandler { .. }
             | Error::UnknownPeer(_) => Execution::NotExecuted,
+            Error::NoQuorum(q)
+                if q.answered.is_empty()
+                    && q.failures
+                        .iter()
+                        .all(|(_, e)| e.execution() == Execution::NotExecuted) =>
+            {
+                Execution::NotExecuted
+            }
             _ => Execution::MayHaveExecuted,
         }
     }

@@ -125,6 +125,7 @@ mod error;
 pub mod example;
 mod handler;
 mod manager;
+pub mod many;
 mod metrics;
 mod send_stage;
 mod session;
@@ -145,7 +146,7 @@ pub use bytes::Bytes;
 pub use connection::{dials, Connection, OpenStream, Request, State, Stream, Subroute};
 pub use core::{TokenProvider, TokenValidator};
 pub use describe::{CallShape, HandlerInfo, Listing, MethodInfo};
-pub use error::{Error, Execution, RemoteError, Result};
+pub use error::{Error, Execution, QuorumFailure, RemoteError, Result};
 /// Turns a trait into a grid service. See the [crate documentation](crate#typed-services)
 /// for a complete example.
 ///

@@ -40,6 +40,16 @@ pub struct ManagerStats {
     pub peers_added: u64,
     /// Peers removed at runtime, since the manager was built.
     pub peers_removed: u64,
+    /// Quorum calls ([`many::quorum`](crate::many::quorum)) that got their answers.
+    pub quorums_met: u64,
+    /// Quorum calls that failed ([`Error::NoQuorum`](crate::Error::NoQuorum)).
+    pub quorums_failed: u64,
+    /// Hedged calls made ([`many::Hedge`](crate::many::Hedge)).
+    pub hedged_calls: u64,
+    /// Calls hedged calls sent beyond their first (the extra requests).
+    pub hedges_sent: u64,
+    /// Hedged calls answered by a call beyond their first.
+    pub hedges_won: u64,
 }
 
 /// A figure of the whole node (one sample, labelled by `local` only).
@@ -74,6 +84,36 @@ const NODE_METRICS: &[NodeMetric] = &[
         kind: "counter",
         help: "Peers removed at runtime (each drained first).",
         value: |s| s.peers_removed as f64,
+    },
+    NodeMetric {
+        name: "grid_quorums_met_total",
+        kind: "counter",
+        help: "Quorum calls that got the answers they needed.",
+        value: |s| s.quorums_met as f64,
+    },
+    NodeMetric {
+        name: "grid_quorums_failed_total",
+        kind: "counter",
+        help: "Quorum calls that could not get the answers they needed.",
+        value: |s| s.quorums_failed as f64,
+    },
+    NodeMetric {
+        name: "grid_hedged_calls_total",
+        kind: "counter",
+        help: "Hedged calls made.",
+        value: |s| s.hedged_calls as f64,
+    },
+    NodeMetric {
+        name: "grid_hedges_sent_total",
+        kind: "counter",
+        help: "Extra calls hedged calls sent beyond their first.",
+        value: |s| s.hedges_sent as f64,
+    },
+    NodeMetric {
+        name: "grid_hedges_won_total",
+        kind: "counter",
+        help: "Hedged calls answered by a call beyond their first.",
+        value: |s| s.hedges_won as f64,
     },
 ];
 

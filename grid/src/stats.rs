@@ -157,3 +157,55 @@ pub(crate) struct Live {
     pub(crate) stream_window_bytes: u64,
     pub(crate) chunk_window_bytes: u64,
 }
+
+/// What the calls to many peers (`crate::many`) of one manager came to.
+#[derive(Debug, Default)]
+pub(crate) struct FanoutCounters {
+    quorums_met: AtomicU64,
+    quorums_failed: AtomicU64,
+    hedged_calls: AtomicU64,
+    hedges_sent: AtomicU64,
+    hedges_won: AtomicU64,
+}
+
+/// A snapshot of [`FanoutCounters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fanout {
+    pub quorums_met: u64,
+    pub quorums_failed: u64,
+    pub hedged_calls: u64,
+    pub hedges_sent: u64,
+    pub hedges_won: u64,
+}
+
+impl FanoutCounters {
+    pub(crate) fn quorum(&self, met: bool) {
+        let c = if met {
+            &self.quorums_met
+        } else {
+            &self.quorums_failed
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
+    /// A hedged call that sent `extra` calls beyond the first, answered by one of them or
+    /// not.
+    pub(crate) fn hedged(&self, extra: usize, won_by_extra: bool) {
+        self.hedged_calls.fetch_add(1, Relaxed);
+        self.hedges_sent.fetch_add(extra as u64, Relaxed);
+        if won_by_extra {
+            self.hedges_won.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Fanout {
+        let n = |c: &AtomicU64| c.load(Relaxed);
+        Fanout {
+            quorums_met: n(&self.quorums_met),
+            quorums_failed: n(&self.quorums_failed),
+            hedged_calls: n(&self.hedged_calls),
+            hedges_sent: n(&self.hedges_sent),
+            hedges_won: n(&self.hedges_won),
+        }
+    }
+}

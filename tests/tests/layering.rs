@@ -29,6 +29,7 @@ const ORDER: &[&str] = &[
     "status",
     "typed",
     "builtin",
+    "many",
     "manager",
     // Built only by cargo-fuzz: the engine driven for the fuzz targets.
     "fuzz",

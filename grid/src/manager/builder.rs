@@ -420,6 +420,7 @@ impl ManagerBuilder {
             node_budget: crate::engine::NodeBudget::new(self.config.node_stream_budget),
             config: self.config,
             handlers: Handlers::default(),
+            fanout: Default::default(),
             interceptors: self.interceptors,
             tasks: Arc::default(),
             leaving: watch::Sender::new(false),

@@ -251,6 +251,8 @@ impl Manager {
     /// Every peer's state and counters, for dashboards
     /// ([`ManagerStats::to_prometheus`]) and health checks.
     pub fn stats(&self) -> ManagerStats {
+        let (peers_added, peers_removed) = self.inner.peers.changes();
+        let fanout = self.inner.core.fanout.snapshot();
         ManagerStats {
             local: self.local().to_owned(),
             peers: self
@@ -264,8 +266,13 @@ impl Manager {
             handlers: self.inner.core.handlers.stats(),
             running_tasks: self.running_tasks(),
             stream_window_bytes: self.inner.core.node_budget.granted(),
-            peers_added: self.inner.peers.changes().0,
-            peers_removed: self.inner.peers.changes().1,
+            peers_added,
+            peers_removed,
+            quorums_met: fanout.quorums_met,
+            quorums_failed: fanout.quorums_failed,
+            hedged_calls: fanout.hedged_calls,
+            hedges_sent: fanout.hedges_sent,
+            hedges_won: fanout.hedges_won,
         }
     }
 

@@ -176,18 +176,26 @@ impl Peers {
                 )))
             };
         }
+        Ok(self.insert(&mut table, name, url))
+    }
+
+    /// Lists a new peer and starts connecting to it.
+    fn insert(&self, table: &mut Table, name: &str, url: &str) -> Connection {
         let conn = self.connect(name, Some(url.to_owned()));
         table.by_name.insert(name.to_owned(), conn.clone());
-        drop(table);
         self.added.fetch_add(1, Ordering::Relaxed);
         tracing::info!(local = %self.core.local, peer = %name, %url, "peer added");
-        Ok(conn)
+        conn
     }
 
     /// Takes a peer (or admitted client) out of the table and starts its drain; the
     /// connection is returned so that its end can be awaited.
     pub(crate) fn remove(&self, name: &str) -> Option<Connection> {
-        let conn = self.write().by_name.remove(name)?;
+        self.take(&mut self.write(), name)
+    }
+
+    fn take(&self, table: &mut Table, name: &str) -> Option<Connection> {
+        let conn = table.by_name.remove(name)?;
         conn.inner.forget(&format!(
             "{} removed {name} from its peers",
             self.core.local
@@ -198,7 +206,8 @@ impl Peers {
     }
 
     /// Makes the peers (admitted clients aside) match `members`: all of it, or, if an entry
-    /// is invalid, nothing. Removed peers start draining.
+    /// is invalid, nothing (checked, then applied under the table's lock). Removed peers
+    /// start draining; their connections are returned.
     pub(crate) fn set(&self, members: &[Member]) -> Result<(MembershipChange, Vec<Connection>)> {
         let mut wanted = BTreeMap::new();
         for m in members {
@@ -210,35 +219,30 @@ impl Peers {
                 return Err(Error::Config(format!("peer {:?} is listed twice", m.name)));
             }
         }
+        let mut table = self.write();
+        if table.closed {
+            return Err(Error::Closed);
+        }
         let mut change = MembershipChange::default();
-        let mut leaving = Vec::new();
-        {
-            let table = self.read();
-            if table.closed {
-                return Err(Error::Closed);
-            }
-            for (name, conn) in &table.by_name {
-                if conn.is_client() {
-                    if wanted.contains_key(name.as_str()) {
-                        return Err(Error::Config(format!(
-                            "{name:?} is an admitted client, not a peer"
-                        )));
-                    }
-                    continue;
+        for (name, conn) in &table.by_name {
+            if conn.is_client() {
+                if wanted.contains_key(name.as_str()) {
+                    return Err(Error::Config(format!(
+                        "{name:?} is an admitted client, not a peer"
+                    )));
                 }
-                if wanted.get(name.as_str()) != Some(&conn.inner.url.as_str()) {
-                    change.removed.push(name.clone());
-                }
+            } else if wanted.get(name.as_str()) != Some(&conn.inner.url.as_str()) {
+                change.removed.push(name.clone());
             }
         }
-        for name in &change.removed {
-            if let Some(conn) = self.remove(name) {
-                leaving.push(conn);
-            }
-        }
+        let leaving = change
+            .removed
+            .iter()
+            .filter_map(|name| self.take(&mut table, name))
+            .collect();
         for (name, url) in wanted {
-            if self.get(name).is_none() {
-                self.add(name, url)?;
+            if !table.by_name.contains_key(name) {
+                self.insert(&mut table, name, url);
                 change.added.push(name.to_owned());
             }
         }

@@ -138,7 +138,7 @@ impl PeerSource for FilePeers {
                 tokio::time::sleep(self.every).await;
             }
             let path = self.path.clone();
-            let read = tokio::task::spawn_blocking(move || std::fs::read(path))
+            let read = tokio::task::spawn_blocking(move || read_bounded(&path))
                 .await
                 .unwrap_or_else(|e| Err(io::Error::other(e)));
             let bytes = match read {
@@ -158,6 +158,25 @@ impl PeerSource for FilePeers {
             return parsed;
         }
     }
+}
+
+/// The largest peer file read (a list of thousands of peers is well below it).
+const MAX_FILE: u64 = 4 << 20;
+
+/// Reads a file of at most [`MAX_FILE`] bytes.
+fn read_bounded(path: &std::path::Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(io::Error::other(format!(
+            "larger than {} MiB: is it the right file?",
+            MAX_FILE >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Resolves a host name to socket addresses (the [`DnsPeers`] lookup; tests substitute
