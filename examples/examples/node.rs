@@ -251,7 +251,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         listener.local_addr()?
     );
     tokio::spawn(manager.clone().serve(listener));
-    tokio::spawn(report_connected(manager.clone()));
+    if a.peers_file.is_none() {
+        // (With a peer file, the peers come and go: there is no "all" to wait for.)
+        tokio::spawn(report_connected(manager.clone()));
+    }
     let (stop_load, stopping) = tokio::sync::watch::channel(false);
     let counts = std::sync::Arc::new(load::Counts::default());
     let loading = a.load.then(|| {

@@ -343,3 +343,25 @@ async fn a_node_that_shuts_down_while_peers_are_added_drains_them_all() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_peer_is_authenticated_as_every_peer_is() {
+    within(async {
+        let (a, ua) = lone("alpha", |b| b).await;
+        // Beta presents another secret.
+        let (b, ub) = lone("beta", |b| b.token("another-secret")).await;
+        let to_b = a.add_peer("beta", &ub).expect("add");
+        let to_a = b.add_peer("alpha", &ua).expect("add");
+        // Whichever side dials is refused by the other's token check.
+        let dialer = if to_b.is_dialer() { &to_b } else { &to_a };
+        wait_state(dialer, |s| s == State::ConnectionError).await;
+        match dialer.last_error() {
+            Some(Error::Rejected(why)) => assert!(why.contains("token"), "{why}"),
+            other => panic!("expected a refused token, got {other:?}"),
+        }
+        assert_ne!(to_b.state(), State::Connected);
+        assert_ne!(to_a.state(), State::Connected);
+        finish_all(&[&a, &b]).await;
+    })
+    .await
+}
