@@ -219,12 +219,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Connection {
     /// Creates the connection and starts its runner task: it dials `url` when `dialer`,
     /// else it takes the sockets the listener accepts from `remote` (an admitted client
-    /// when `url` is `None`).
+    /// when `url` is `None`). With `after`, the connection this one replaces (the same
+    /// peer, removed and added again while it drained), it starts once that one has ended.
     pub(crate) fn start(
         core: Arc<Core>,
         remote: &str,
         url: Option<String>,
         dialer: bool,
+        after: Option<Connection>,
     ) -> Connection {
         let client = url.is_none();
         let url = url.unwrap_or_default();
@@ -251,7 +253,8 @@ impl Connection {
             incoming,
             core: core.clone(),
         });
-        core.tasks.spawn(runner::run(inner.clone(), incoming_rx));
+        core.tasks
+            .spawn(runner::run(inner.clone(), incoming_rx, after));
         Connection { inner }
     }
 

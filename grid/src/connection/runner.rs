@@ -82,8 +82,20 @@ fn let_go(inner: &ConnInner, held: Held, why: &str) {
         .close(Error::LOST, Close::new(Close::NORMAL, "closing"));
 }
 
-pub(crate) async fn run(inner: Arc<ConnInner>, mut incoming: mpsc::Receiver<Box<Accepted>>) {
+pub(crate) async fn run(
+    inner: Arc<ConnInner>,
+    mut incoming: mpsc::Receiver<Box<Accepted>>,
+    after: Option<super::Connection>,
+) {
     let core = inner.core.clone();
+    if let Some(before) = after {
+        // The same peer's previous connection still drains: a socket dialed now would
+        // replace its socket at the peer, and fail the calls finishing there. (It ends at
+        // its drain timeout at the latest, or at once when the node shuts down; waited for
+        // even if this one is removed meanwhile, so that a chain of removals and additions
+        // starts one connection at a time.)
+        before.wait_shut().await;
+    }
     let mut attempt: u32 = 0;
     let mut next: Option<Accepted> = None;
     let mut connected_before = false;

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::connection::Connection;
+use crate::connection::{Connection, State};
 use crate::core::Core;
 use crate::error::{Error, Result};
 
@@ -59,6 +59,9 @@ impl MembershipChange {
 #[derive(Default)]
 struct Table {
     by_name: BTreeMap<String, Connection>,
+    /// Removed peers whose connections may still drain: a peer added again starts after
+    /// its old connection ended.
+    removed: BTreeMap<String, Connection>,
     /// The node is leaving: nothing more is added.
     closed: bool,
 }
@@ -136,18 +139,18 @@ impl Peers {
     pub(crate) fn start_initial(&self, peers: BTreeMap<String, String>, clients: Vec<String>) {
         let mut table = self.write();
         for (name, url) in peers {
-            let conn = self.connect(&name, Some(url));
+            let conn = self.connect(&name, Some(url), None);
             table.by_name.insert(name, conn);
         }
         for name in clients {
-            let conn = Connection::start(self.core.clone(), &name, None, false);
+            let conn = Connection::start(self.core.clone(), &name, None, false, None);
             table.by_name.insert(name, conn);
         }
     }
 
-    fn connect(&self, name: &str, url: Option<String>) -> Connection {
+    fn connect(&self, name: &str, url: Option<String>, after: Option<Connection>) -> Connection {
         let dialer = self.as_client || crate::connection::dials(&self.core.local, name);
-        Connection::start(self.core.clone(), name, url, dialer)
+        Connection::start(self.core.clone(), name, url, dialer, after)
     }
 
     /// Adds a peer, or returns the one listed under that name with the same URL.
@@ -181,7 +184,9 @@ impl Peers {
 
     /// Lists a new peer and starts connecting to it.
     fn insert(&self, table: &mut Table, name: &str, url: &str) -> Connection {
-        let conn = self.connect(name, Some(url.to_owned()));
+        table.removed.retain(|_, c| c.state() != State::Shutdown);
+        let before = table.removed.remove(name);
+        let conn = self.connect(name, Some(url.to_owned()), before);
         table.by_name.insert(name.to_owned(), conn.clone());
         self.added.fetch_add(1, Ordering::Relaxed);
         tracing::info!(local = %self.core.local, peer = %name, %url, "peer added");
@@ -200,6 +205,8 @@ impl Peers {
             "{} removed {name} from its peers",
             self.core.local
         ));
+        table.removed.retain(|_, c| c.state() != State::Shutdown);
+        table.removed.insert(name.to_owned(), conn.clone());
         self.removed.fetch_add(1, Ordering::Relaxed);
         tracing::info!(local = %self.core.local, peer = %name, "peer removed: its connection drains");
         Some(conn)
