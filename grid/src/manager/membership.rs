@@ -27,9 +27,12 @@ impl Manager {
         self.inner.peers.add(name, url)
     }
 
-    /// Removes a peer (or an admitted client) at runtime. It is forgotten at once: new
-    /// calls find it unknown ([`Error::UnknownPeer`], not executed) and a socket it dials
-    /// is refused as from an unknown host. Its connection then drains, as at a shutdown:
+    /// Removes a peer (or an admitted client) at runtime. It is forgotten at once:
+    /// [`Manager::connection`] no longer finds it ([`Error::UnknownPeer`]) and a socket it
+    /// dials is refused as from an unknown host; a [`Connection`] kept from before may still
+    /// call it while its connection drains (as a leaving node may), and its calls fail with
+    /// [`Error::UnknownPeer`] (not executed) once it has ended. The connection drains as at
+    /// a shutdown:
     /// the peer is told ("n1 removed n2 from its peers"), starts nothing new here, and the
     /// calls and streams in flight both ways finish, for at most the drain timeout
     /// ([`ManagerBuilder::drain_timeout`](super::ManagerBuilder::drain_timeout)), after which what is left fails as on a lost
