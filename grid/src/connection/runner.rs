@@ -123,11 +123,12 @@ pub(crate) async fn run(
                 Ok(a) => a,
                 Err(e) => {
                     let why = e.to_string();
+                    let refused = matches!(e, Error::Rejected(_));
                     if inner.set_error(e) {
                         tracing::warn!(local = %core.local, remote = %inner.remote, error = %why, "connection failed");
                     }
                     inner.set_state(State::ConnectionError);
-                    let delay = backoff(&core.config, attempt);
+                    let delay = retry_delay(&core.config, attempt, refused);
                     attempt = attempt.saturating_add(1);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => continue,
@@ -427,6 +428,23 @@ impl QuietWatch {
 
 /// Jittered exponential backoff: `min * 2^attempt`, capped at `max`, scaled by a random
 /// factor in [0.5, 1].
+/// The longest wait before dialing again a peer that answered and refused the connection.
+const REFUSED_RETRY: Duration = Duration::from_secs(1);
+
+/// How long to wait before the next dial after `attempt` failed ones: the backoff, but at
+/// most [`REFUSED_RETRY`] (or the minimum backoff, if larger) when the peer answered and
+/// refused (`refused`). A peer that refuses is up: it is likely to accept soon (it has not
+/// added this node to its peers yet, or it is restarting), and a refusal costs it little;
+/// one that does not answer backs off fully.
+fn retry_delay(config: &crate::core::Config, attempt: u32, refused: bool) -> Duration {
+    let delay = backoff(config, attempt);
+    if refused {
+        delay.min(REFUSED_RETRY.max(config.reconnect_min))
+    } else {
+        delay
+    }
+}
+
 fn backoff(config: &crate::core::Config, attempt: u32) -> Duration {
     let base = config
         .reconnect_min
@@ -438,6 +456,31 @@ fn backoff(config: &crate::core::Config, attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_that_refuses_is_dialed_again_within_a_second_one_that_does_not_answer_backs_off() {
+        let config = crate::core::Config {
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_secs(30),
+            ..crate::core::Config::default()
+        };
+        for attempt in [0u32, 3, 8, 40] {
+            for _ in 0..100 {
+                assert!(retry_delay(&config, attempt, true) <= REFUSED_RETRY);
+            }
+        }
+        let late: Duration = (0..100)
+            .map(|_| retry_delay(&config, 40, false))
+            .max()
+            .unwrap_or_default();
+        assert!(late > REFUSED_RETRY * 10, "{late:?}");
+        // A minimum backoff above a second is kept.
+        let slow = crate::core::Config {
+            reconnect_min: Duration::from_secs(3),
+            ..config
+        };
+        assert!(retry_delay(&slow, 0, true) >= Duration::from_millis(1500));
+    }
 
     #[test]
     fn the_backoff_doubles_up_to_its_cap_and_is_jittered_down_to_half() {

@@ -219,7 +219,10 @@ impl ManagerBuilder {
         self
     }
 
-    /// Reconnect backoff bounds (default 50 ms doubling up to 5 s, jittered).
+    /// Reconnect backoff bounds (default 50 ms doubling up to 5 s, jittered). A peer that
+    /// answers and refuses the connection (it has not added this node yet, refuses its
+    /// token, or is restarting) is dialed again at most a second apart (or `min` apart, if
+    /// larger): it is up, and likely to accept soon.
     pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.config.reconnect_min = min;
         self.config.reconnect_max = max;

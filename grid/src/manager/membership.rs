@@ -13,7 +13,7 @@ impl Manager {
     /// it to dial in, as the two names decide: [`dials`](crate::dials)). Safe while calls
     /// run. Two nodes that add each other at the same moment end with one connection: one
     /// side dials, and if it dials before the other added it, it is refused as an unknown
-    /// host and tries again after its reconnect backoff. The peer is authenticated as
+    /// host and tries again, at most a second later. The peer is authenticated as
     /// every peer is (the token, the known-host check).
     ///
     /// Adding a peer listed already under the same URL returns its connection.
