@@ -218,6 +218,11 @@ impl Core {
         *self.leaving.borrow()
     }
 
+    /// Why the node is leaving, as its peers are told (the Drain, the close frame, a 503).
+    pub(crate) fn shutdown_reason(&self) -> String {
+        format!("{} is shutting down", self.local)
+    }
+
     /// Resolves once the node starts leaving (a shutdown's drain, or the shutdown itself).
     pub(crate) async fn starts_leaving(&self) {
         let mut rx = self.leaving.subscribe();

@@ -200,3 +200,32 @@ async fn a_static_source_lists_its_peers_once() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_file_that_is_missing_at_first_is_followed_once_it_appears() {
+    within(async {
+        let dir = std::env::temp_dir().join(format!("grid-missing-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("peers");
+        let _ = std::fs::remove_file(&path);
+        let (la, ua) = listener().await;
+        let (lb, ub) = listener().await;
+        let a = builder("a").build().expect("a");
+        let b = builder("b").peer("a", ua).build().expect("b");
+        tokio::spawn(a.clone().serve(la));
+        tokio::spawn(b.clone().serve(lb));
+        a.follow_peers(FilePeers::new(&path).every(EVERY));
+        // Missing: an error each time it is read, and nothing listed.
+        tokio::time::sleep(EVERY * 5).await;
+        assert_eq!(a.connections().count(), 0);
+        write_list(&path, &format!("b {ub}\n"));
+        lists_connected(&a, &["b"]).await;
+        // Taken away again: the list is kept.
+        std::fs::remove_file(&path).expect("remove");
+        tokio::time::sleep(EVERY * 5).await;
+        lists_connected(&a, &["b"]).await;
+        finish_all(&[&a, &b]).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+}

@@ -70,7 +70,7 @@ impl ConnInner {
     pub(crate) fn leaving_reason(&self) -> String {
         match &*self.leaving.borrow() {
             Some(reason) => reason.to_string(),
-            None => format!("{} is shutting down", self.core.local),
+            None => self.core.shutdown_reason(),
         }
     }
 

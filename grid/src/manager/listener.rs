@@ -148,10 +148,7 @@ pub(crate) fn check_upgrade(
     authorization: Option<&str>,
 ) -> Result<(), (StatusCode, String)> {
     if core.is_leaving() {
-        return Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{} is shutting down", core.local),
-        ));
+        return Err((StatusCode::SERVICE_UNAVAILABLE, core.shutdown_reason()));
     }
     let route = core.config.route.as_str();
     if path != route {

@@ -260,7 +260,7 @@ impl Peers {
     pub(crate) fn leave_all(&self) {
         let mut table = self.write();
         table.closed = true;
-        let reason = format!("{} is shutting down", self.core.local);
+        let reason = self.core.shutdown_reason();
         for conn in table.by_name.values() {
             conn.inner.leave(&reason);
         }

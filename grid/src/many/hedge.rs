@@ -83,6 +83,31 @@ struct Learned {
 }
 
 impl Learned {
+    /// Keeps an answer time among the latest, and computes the delay again every
+    /// [`RECOMPUTE_EVERY`] of them: `percentile` of the times kept.
+    fn sample(&mut self, took: Duration, percentile: f64) {
+        let micros = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+        if self.times.len() < SAMPLES {
+            self.times.push(micros);
+        } else if let Some(slot) = self.times.get_mut(self.next) {
+            *slot = micros;
+        }
+        self.next = (self.next + 1) % SAMPLES;
+        self.since_computed += 1;
+        if self.times.len() >= MIN_SAMPLES
+            && (self.delay.is_none() || self.since_computed >= RECOMPUTE_EVERY)
+        {
+            self.since_computed = 0;
+            let mut sorted = self.times.clone();
+            sorted.sort_unstable();
+            let rank = ((sorted.len() as f64) * percentile).ceil() as usize;
+            let at = rank.saturating_sub(1).min(sorted.len().saturating_sub(1));
+            self.delay = sorted
+                .get(at)
+                .map(|&us| Duration::from_micros(u64::from(us)));
+        }
+    }
+
     /// Folds an answer time of `peer` into its average.
     fn answered(&mut self, peer: &str, took: Duration, now: Instant) {
         let avg = match self.peers.get(peer) {
@@ -171,40 +196,23 @@ impl Hedge {
 
     /// The delay after which the next peer is asked, as it stands now.
     pub fn delay(&self) -> Duration {
+        self.delay_with(&self.learned())
+    }
+
+    /// [`Hedge::delay`], with the learned times at hand.
+    fn delay_with(&self, l: &Learned) -> Duration {
         match self.delay {
             Delay::Fixed(d) => d,
-            Delay::Percentile { initial, .. } => self.learned().delay.unwrap_or(initial),
+            Delay::Percentile { initial, .. } => l.delay.unwrap_or(initial),
         }
     }
 
-    /// Records an answer time (a learning hedge only).
+    /// Records an answer time (a learning hedge only), as a call answered in that time
+    /// does.
+    #[cfg(test)]
     pub(crate) fn observe(&self, took: Duration) {
-        let Delay::Percentile { percentile, .. } = self.delay else {
-            return;
-        };
-        let mut l = self.learned();
-        let micros = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
-        if l.times.len() < SAMPLES {
-            l.times.push(micros);
-        } else {
-            let at = l.next;
-            if let Some(slot) = l.times.get_mut(at) {
-                *slot = micros;
-            }
-        }
-        l.next = (l.next + 1) % SAMPLES;
-        l.since_computed += 1;
-        if l.times.len() >= MIN_SAMPLES
-            && (l.delay.is_none() || l.since_computed >= RECOMPUTE_EVERY)
-        {
-            l.since_computed = 0;
-            let mut sorted = l.times.clone();
-            sorted.sort_unstable();
-            let rank = ((sorted.len() as f64) * percentile).ceil() as usize;
-            let at = rank.saturating_sub(1).min(sorted.len() - 1);
-            l.delay = sorted
-                .get(at)
-                .map(|&us| Duration::from_micros(u64::from(us)));
+        if let Delay::Percentile { percentile, .. } = self.delay {
+            self.learned().sample(took, percentile);
         }
     }
 
@@ -302,14 +310,15 @@ impl Hedge {
     /// still running lose and count as at least as slow as they were.
     fn settle(&self, started: &[(String, Instant)], i: usize, answered: bool) {
         let now = Instant::now();
-        let delay = self.delay();
         let Some((peer, began)) = started.get(i) else {
             return;
         };
         let took = now.duration_since(*began);
+        let mut l = self.learned();
         if answered {
-            self.observe(took);
-            let mut l = self.learned();
+            if let Delay::Percentile { percentile, .. } = self.delay {
+                l.sample(took, percentile);
+            }
             l.answered(peer, took, now);
             for (j, (loser, began)) in started.iter().enumerate() {
                 if j != i {
@@ -318,7 +327,8 @@ impl Hedge {
             }
         } else {
             // A failing peer goes after those that answer within the delay.
-            self.learned().at_least(peer, took.max(delay * 2), now);
+            let delay = self.delay_with(&l);
+            l.at_least(peer, took.max(delay * 2), now);
         }
     }
 }
