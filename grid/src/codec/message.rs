@@ -363,18 +363,18 @@ impl MessageRef<'_> {
     pub(crate) fn encode_into(&self, buf: &mut Vec<u8>, checksum: bool) {
         let flags = self.wire_flags(checksum);
         let payload = self.payload;
-        let mut head = wire::Head::new();
-        head.byte(0x90 | (7 + u8::from(self.subroute.is_some()) + u8::from(checksum)));
-        head.uint(self.mux_id);
-        head.uint(u64::from(self.seq));
-        head.uint(u64::from(self.deadline_ms));
-        head.uint(u64::from(self.handler.0));
-        head.uint(self.op as u64);
-        head.uint(u64::from(flags.0));
-        head.nil_or_bin(payload.map(<[u8]>::len));
         let start = buf.len();
         buf.reserve(wire::HEAD_MAX + payload.map_or(0, <[u8]>::len) + 18);
-        head.append_to(buf);
+        wire::write_head(buf, |head| {
+            head.byte(0x90 | (7 + u8::from(self.subroute.is_some()) + u8::from(checksum)));
+            head.uint(self.mux_id);
+            head.uint(u64::from(self.seq));
+            head.uint(u64::from(self.deadline_ms));
+            head.uint(u64::from(self.handler.0));
+            head.uint(self.op as u64);
+            head.uint(u64::from(flags.0));
+            head.nil_or_bin(payload.map(<[u8]>::len));
+        });
         if let Some(p) = payload {
             buf.extend_from_slice(p);
         }
@@ -427,17 +427,17 @@ impl DataHead {
     /// [`MessageRef::encode_into`] writes for it, without a checksum.
     #[inline]
     pub(crate) fn encode_into(&self, buf: &mut Vec<u8>, seq: u32, payload: &[u8]) {
-        let mut head = wire::Head::new();
-        head.put(&self.before);
-        head.uint(u64::from(seq));
-        head.put(if payload.is_empty() {
-            &self.after_empty
-        } else {
-            &self.after
-        });
-        head.nil_or_bin(Some(payload.len()));
         buf.reserve(wire::HEAD_MAX + payload.len());
-        head.append_to(buf);
+        wire::write_head(buf, |head| {
+            head.put(&self.before);
+            head.uint(u64::from(seq));
+            head.put(if payload.is_empty() {
+                &self.after_empty
+            } else {
+                &self.after
+            });
+            head.nil_or_bin(Some(payload.len()));
+        });
         buf.extend_from_slice(payload);
     }
 
@@ -447,11 +447,11 @@ impl DataHead {
     /// for a payload of 1 to [`DataHead::MAX_IN_PLACE`] bytes.
     #[inline]
     pub(crate) fn begin(&self, buf: &mut Vec<u8>, seq: u32) -> usize {
-        let mut head = wire::Head::new();
-        head.put(&self.before);
-        head.uint(u64::from(seq));
-        head.put(&self.after);
-        head.append_to(buf);
+        wire::write_head(buf, |head| {
+            head.put(&self.before);
+            head.uint(u64::from(seq));
+            head.put(&self.after);
+        });
         // A bin 8 marker, its length written by `end` (which widens it to bin 16 for a
         // payload over 255 bytes: the shortest form, as `encode_into` writes). Most staged
         // payloads are short, so the payload is moved only for the longer ones.
