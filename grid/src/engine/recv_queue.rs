@@ -138,6 +138,7 @@ impl RecvQueue {
     /// Takes the next slot: a range of the taker's frame (read where it lies), or a
     /// message kept whole. `None` when the queue is empty (or, which cannot happen, its
     /// slots and objects disagree).
+    #[inline(always)]
     fn next(&mut self, taking: &mut Taking) -> Option<Next> {
         loop {
             let slot = self.slots.pop_front()?;
@@ -155,6 +156,7 @@ impl RecvQueue {
     /// [`COPY_BELOW`] bytes is copied out of its frame into a buffer of its own (a chunked
     /// one's parts are joined), else it is a slice of its frame. `taking` is the taker's
     /// [`Taking`], kept from one call to the next.
+    #[inline(always)]
     pub(crate) fn pop(&mut self, taking: &mut Taking, copy: bool) -> Option<Bytes> {
         let payload = match self.next(taking)? {
             Next::In(range) => {
@@ -199,6 +201,7 @@ impl RecvQueue {
     /// (so the read buffer it is can be reused), and a queue emptied starts over, at the
     /// start of its rings (where the last messages were, in cache; not on through rings a
     /// backlog once grew).
+    #[inline(always)]
     fn taken(&mut self, taking: &mut Taking) {
         match self.slots.front() {
             Some(slot) if !slot.is_object() => {}
