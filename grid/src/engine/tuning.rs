@@ -8,23 +8,25 @@
 //! - When half a window or more was read per round trip, the window is what holds the
 //!   sender back: it doubles (up to the stream's cap), as long as the latest round trip
 //!   shows no queue. A window in use is probed with a ping at each decision (on a path of
-//!   two milliseconds or more), so the latest round trip is fresh. The span after a growth
+//!   a millisecond or more), so the latest round trip is fresh. The span after a growth
 //!   starts a round trip later, when what the growth granted has come back as data.
-//! - On a short path (a round trip under [`HOST_DELAY`]: loopback, one rack, a metro link)
-//!   the round trip a window has to cover is not the path's but the hosts': a busy host's
-//!   scheduler can keep the reader, the writer or the sender off a core for milliseconds,
-//!   as long as the path or longer, and a window of a few path round trips runs dry at
-//!   every such stall. There windows are sized, and decisions spaced, as if the round trip
-//!   were the path's plus [`HOST_DELAY`]. (Measured on loopback on 2 busy cores: with
-//!   windows sized on the path's 50-250 µs, a stream of 16 KiB messages stayed at its 256
-//!   KiB start and carried 0.60-0.72x a raw WebSocket; sized this way, 0.8-1.3x. Short
-//!   meant under 1 ms before: typed records over a 1 ms emulated link then went at
-//!   0.60-0.88x tonic, their window cut at every other decision by queues that were the
-//!   hosts' delays; as short, 1.05-1.07x.) Nor is a short path probed for a queue: one
-//!   shorter than the hosts' delay is not worth a ping per span there (measured: probing
-//!   took a stream of typed records on loopback from 0.96-1.07x tonic to 0.78-0.83x), so a
-//!   window grows there as soon as it holds the sender back, and a stream may keep up to
-//!   about two hosts' delays of its data queued on the path.
+//! - On a path shorter than [`HOST_DELAY`] (loopback, one rack, one region) the round trip
+//!   a window has to cover is not only the path's but the hosts': a busy host's scheduler
+//!   can keep the reader, the writer or the sender off a core for milliseconds, as long as
+//!   the path or longer, and a window of a few path round trips runs dry at every such
+//!   stall. There windows are sized, and decisions spaced, as if the round trip were the
+//!   path's plus [`HOST_DELAY`]. (Measured on loopback on 2 busy cores: with windows sized
+//!   on the path's 50-250 µs, a stream of 16 KiB messages stayed at its 256 KiB start and
+//!   carried 0.60-0.72x a raw WebSocket; sized this way, 0.8-1.3x. Over a 1 ms emulated
+//!   link, typed records went at 0.60-0.88x tonic sized on the path alone, 0.89-1.00x
+//!   sized this way.)
+//! - A short path (under [`QUEUE_SLACK`]) is not probed for a queue either: there the
+//!   hosts' delay is longer than any queue worth a ping per span (measured: probing took a
+//!   stream of typed records on loopback from 0.96-1.07x tonic to 0.78-0.83x), so a window
+//!   grows there as soon as it holds the sender back, and a stream may keep up to about
+//!   two hosts' delays of its data queued on the path. A longer path is probed, however
+//!   short: one of 1.5 ms not probed let a stream fill a 1 Gbit/s link with 9 ms of queue
+//!   (calls beside it p99 10.3 ms; probed, 4.3 ms; `beside_stream` bench).
 //! - When the latest round trip shows a queue (more than an eighth of the path's round
 //!   trip, and at least [`QUEUE_SLACK`]), the window is larger than the path carries: the
 //!   excess would only wait in buffers, ahead of every other message on the connection.
@@ -48,8 +50,8 @@ use std::time::{Duration, Instant};
 /// taken for distance).
 const RTT_MEMORY: Duration = Duration::from_secs(300);
 /// What a short path's round trip counts as longer, for sizing windows: how long a busy
-/// host may keep one of a stream's tasks waiting for a core (a few scheduling slices). A
-/// path shorter than this is short (module doc).
+/// host may keep one of a stream's tasks waiting for a core (a few scheduling slices): a
+/// path shorter than this counts that much longer (module doc).
 /// Measured on loopback (16 KiB messages against a raw WebSocket, typed records against
 /// tonic): 1 ms, 1.14x and 0.72x; 2 ms, 0.95-1.27x and 0.76-0.80x; 4 ms, windows of
 /// 8-16 MiB whose backlog no longer stayed in cache, typed records at 0.5-0.8x.
@@ -58,7 +60,8 @@ const HOST_DELAY: Duration = Duration::from_millis(2);
 /// burst at either end of a span of one round trip could double what it seems to carry.
 const SPAN: u32 = 4;
 /// The least queueing a round trip may show before it counts as a queue (below this,
-/// scheduling noise on a busy host would be taken for one).
+/// scheduling noise on a busy host would be taken for one), and the round trip under which
+/// a path is short, not probed for a queue (module doc).
 const QUEUE_SLACK: Duration = Duration::from_millis(1);
 
 /// The connection's round trip, as its pings measure it: the smallest recent sample (the
@@ -163,9 +166,14 @@ impl Tuning {
             // meanwhile was sent through the window as it was.
             return Decision::default();
         }
-        // The round trip a window has to cover: on a short path, the hosts' (module doc).
-        let short = path < HOST_DELAY;
-        let round = if short { path + HOST_DELAY } else { path };
+        // The round trip a window has to cover: on a path shorter than the hosts' delay, the
+        // hosts' too; a short path is not probed for a queue (module doc).
+        let short = path < QUEUE_SLACK;
+        let round = if path < HOST_DELAY {
+            path + HOST_DELAY
+        } else {
+            path
+        };
         self.read += returned;
         let elapsed = now.saturating_duration_since(since);
         let span = round * SPAN;
