@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use grid::{HandlerId, ManagerBuilder, StreamCall, StreamHandler};
-use grid_tests::ProxiedPair;
+use grid_tests::{percentile, ProxiedPair};
 
 const PUSH: HandlerId = HandlerId::new(1);
 const ECHO: HandlerId = HandlerId::new(2);
@@ -64,11 +64,6 @@ async fn calls(conn: &grid::Connection, time: Duration) -> Vec<Duration> {
     }
     took.sort();
     took
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
-    sorted.get(i).copied().unwrap_or_default()
 }
 
 struct Row {
@@ -193,16 +188,16 @@ fn main() {
     println!("| round trip ms | setting | idle p50 ms | idle p99 ms | beside p50 ms | beside p90 ms | beside p99 ms | p99 / (RTT + 5 ms) | stream MB/s | of link | to 90 % | window at end |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
-        let p99 = pct(&r.beside, 0.99);
+        let p99 = percentile(&r.beside, 0.99);
         let target = r.one_way * 2 + Duration::from_millis(5);
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.0} % | {} | {} KiB |",
             ms(r.one_way * 2),
             r.setting,
-            ms(pct(&r.idle, 0.5)),
-            ms(pct(&r.idle, 0.99)),
-            ms(pct(&r.beside, 0.5)),
-            ms(pct(&r.beside, 0.9)),
+            ms(percentile(&r.idle, 0.5)),
+            ms(percentile(&r.idle, 0.99)),
+            ms(percentile(&r.beside, 0.5)),
+            ms(percentile(&r.beside, 0.9)),
             ms(p99),
             p99.as_secs_f64() / target.as_secs_f64(),
             r.rate / 1e6,

@@ -90,8 +90,10 @@ async fn world() -> World {
 /// The p50 and p99 of `took`.
 fn percentiles(took: &mut [Duration]) -> (Duration, Duration) {
     took.sort();
-    let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
-    (at(0.50), at(0.99))
+    (
+        grid_tests::percentile(took, 0.50),
+        grid_tests::percentile(took, 0.99),
+    )
 }
 
 fn ms(d: Duration) -> String {

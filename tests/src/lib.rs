@@ -18,6 +18,16 @@ use std::time::Duration;
 use grid::{Manager, ManagerBuilder, State};
 use tokio::net::TcpListener;
 
+/// The `p` quantile (0 to 1) of `sorted` latencies, by nearest rank (the benches' p50 and
+/// p99); zero for none.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = (sorted.len() as f64 * p).ceil() as usize;
+    sorted
+        .get(rank.clamp(1, sorted.len().max(1)) - 1)
+        .copied()
+        .unwrap_or_default()
+}
+
 /// Fails the test if `fut` does not finish within 20 seconds (a hang fails fast, instead of
 /// running into CI's limit).
 pub async fn within<F: Future>(fut: F) -> F::Output {

@@ -379,9 +379,7 @@ impl MessageRef<'_> {
             buf.extend_from_slice(p);
         }
         if let Some(h) = self.subroute {
-            let mut tail = wire::Head::new();
-            tail.uint(h);
-            buf.extend_from_slice(tail.as_slice());
+            wire::write_head(buf, |tail| tail.uint(h));
         }
         if checksum {
             let sum = crate::codec::wire::xxh3_64(buf.get(start..).unwrap_or_default());

@@ -219,10 +219,6 @@ impl<B: AsMut<[u8]>> Head<B> {
 }
 
 impl Head {
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or_default()
-    }
-
     /// What is written, as a [`Piece`] to write into other headers (at most 16 bytes of it:
     /// callers write a few fields).
     pub(crate) fn piece(&self) -> Piece {
