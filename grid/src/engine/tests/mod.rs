@@ -13,6 +13,7 @@ mod priority;
 mod props;
 mod replay;
 mod staging;
+mod stream_flow;
 mod streams;
 mod verdicts;
 mod windows;
