@@ -36,7 +36,9 @@ for ((i = 1; i <= rounds; i++)); do
     order="A B"; ((i % 2)) || order="B A"
     for side in $order; do
         bin=$a; [[ $side == B ]] && bin=$b
-        r=$("$bin" "$@" 2>/dev/null | awk -F'|' -v s=" $stack " '$4 == s { gsub(/ /, "", $6); print $6; exit }')
+        # A failed run (or awk leaving before peerbench finished) is a "nan" round, not
+        # the end of the comparison.
+        r=$("$bin" "$@" 2>/dev/null | awk -F'|' -v s=" $stack " '$4 == s { gsub(/ /, "", $6); r = $6 } END { print r }') || true
         echo "$i $side ${r:-nan}" | tee -a "$out"
     done
 done

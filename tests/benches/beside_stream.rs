@@ -3,8 +3,8 @@
 //! Two managers in one process, the dialer's link to the acceptor through the tests
 //! crate's proxy (`grid_tests::proxy`), delayed 5 ms each way (a round trip of 10 ms), then
 //! 0.75 ms each way (1.5 ms: a path shorter than the hosts' delay, whose windows are sized
-//! for that delay too, `engine/tuning.rs`), and throttled to 125 MB/s each way (1 Gbit/s). The proxy runs on a thread of its own and
-//! times its delays to the microsecond, so the idle calls' median is the link's round trip
+//! for that delay too, `engine/tuning.rs`), and throttled to 125 MB/s each way
+//! (1 Gbit/s). The proxy runs on a thread of its own and times its delays to the microsecond, so the idle calls' median is the link's round trip
 //! plus grid's own cost (before, on the managers' runtime and tokio's millisecond timer,
 //! it measured 12.3 ms). For each setting:
 //!

@@ -106,16 +106,16 @@ impl<'a> Reader<'a> {
 /// `bin 32` marker with its length (1 + 54 + 5), rounded up.
 pub(crate) const HEAD_MAX: usize = 64;
 
-/// A message header being written: the fields in their shortest MessagePack forms, into a
-/// small array on the stack, then copied into the frame in one go. Every field is stored
-/// with one fixed-size write (its unused tail is overwritten by the next field), so
-/// writing a header takes no per-byte bounds checks or loops.
+/// A message header being written: the fields in their shortest MessagePack forms. Every
+/// field is stored with one fixed-size write (its unused tail is overwritten by the next
+/// field), so writing a header takes no per-byte bounds checks or loops.
 ///
-/// A header written for a message goes straight into the buffer the message is encoded in
-/// ([`write_head`]): copied out of an array it has just been stored into, its bytes would be
-/// read back while the stores are still in flight, and a read spanning several of them
-/// waits until all have completed (measured, perf: the copy was half of what a staged record
-/// of a typed stream cost its sender's task).
+/// A message's header is written straight into the buffer the message is encoded in
+/// ([`write_head`], over `&mut [u8]`): copied out of an array it has just been stored into,
+/// its bytes would be read back while the stores are still in flight, and a read spanning
+/// several of them waits until all have completed (measured, perf: the copy was half of
+/// what a staged record of a typed stream cost its sender's task). The array form
+/// ([`Head::new`]) only makes the [`Piece`]s a stream's headers are put together from.
 pub(crate) struct Head<B = [u8; HEAD_MAX]> {
     bytes: B,
     len: usize,

@@ -188,7 +188,31 @@ fn what_was_read_before_a_span_began_is_not_counted_in_it() {
 
 #[test]
 fn on_a_short_path_a_window_covers_the_hosts_delay_and_grows_without_a_probe() {
-    short_path(MS / 10);
+    let t0 = Instant::now();
+    let mut t = Tuning::new(100, 100_000);
+    // A path of 100 µs counts as 100 µs plus the hosts' delay; a span is four of those.
+    // Its latest round trip shows a queue of 10 ms, which a short path does not look at.
+    let p = MS / 10;
+    let round = p + HOST_DELAY;
+    let rtt = path(p, t0, Some((10 * MS, t0)));
+    t.next(t0, &rtt, 800, 0);
+    assert_eq!(t.next(t0 + 2 * round, &rtt, 800, 500), Decision::default());
+    // 2000 bytes in the span: 500 per (host) round trip, more than half the window of 800
+    // (per path round trip it would be 24, a quiet stream). No probe went: the
+    // window doubles at once.
+    assert_eq!(t.next(t0 + 4 * round - MS / 10, &rtt, 800, 0).size, None);
+    assert_eq!(t.next(t0 + 4 * round, &rtt, 800, 1500).size, Some(1600));
+    // What the growth grants comes back as data a round trip later: the next span starts
+    // then. The same rate through twice the window: the link, not the window, is the
+    // limit, and it stays.
+    assert_eq!(t.next(t0 + 5 * round, &rtt, 1600, 500).size, None);
+    assert_eq!(t.next(t0 + 9 * round, &rtt, 1600, 2000).size, Some(1600));
+    // Twice as fast: it doubles again.
+    assert_eq!(t.next(t0 + 13 * round, &rtt, 1600, 4000).size, Some(3200));
+    // Then nearly quiet: 100 bytes in a span (four host round trips): it halves, back
+    // towards its start.
+    assert_eq!(t.next(t0 + 14 * round, &rtt, 3200, 0).size, None);
+    assert_eq!(t.next(t0 + 18 * round, &rtt, 3200, 100).size, Some(1600));
 }
 
 #[test]
@@ -222,33 +246,6 @@ fn a_path_as_long_as_the_hosts_delay_is_probed_for_a_queue() {
     // Halfway through a span of four round trips of the path (not of path and hosts).
     let d = t.next(t0 + 2 * HOST_DELAY, &rtt, 800, 500);
     assert!(d.probe && d.size.is_none(), "{d:?}");
-}
-
-/// A short path of `p` counts as `p` plus the hosts' delay; a span is four of those.
-fn short_path(p: Duration) {
-    let t0 = Instant::now();
-    let mut t = Tuning::new(100, 100_000);
-    // Its latest round trip shows a queue of 10 ms, which a short path does not look at.
-    let round = p + HOST_DELAY;
-    let rtt = path(p, t0, Some((10 * MS, t0)));
-    t.next(t0, &rtt, 800, 0);
-    assert_eq!(t.next(t0 + 2 * round, &rtt, 800, 500), Decision::default());
-    // 2000 bytes in the span: 500 per (host) round trip, more than half the window of 800
-    // (per path round trip of 100 µs it would be 24, a quiet stream). No probe went: the
-    // window doubles at once.
-    assert_eq!(t.next(t0 + 4 * round - MS / 10, &rtt, 800, 0).size, None);
-    assert_eq!(t.next(t0 + 4 * round, &rtt, 800, 1500).size, Some(1600));
-    // What the growth grants comes back as data a round trip later: the next span starts
-    // then. The same rate through twice the window: the link, not the window, is the
-    // limit, and it stays.
-    assert_eq!(t.next(t0 + 5 * round, &rtt, 1600, 500).size, None);
-    assert_eq!(t.next(t0 + 9 * round, &rtt, 1600, 2000).size, Some(1600));
-    // Twice as fast: it doubles again.
-    assert_eq!(t.next(t0 + 13 * round, &rtt, 1600, 4000).size, Some(3200));
-    // Then nearly quiet: 100 bytes in a span (four host round trips): it halves, back
-    // towards its start.
-    assert_eq!(t.next(t0 + 14 * round, &rtt, 3200, 0).size, None);
-    assert_eq!(t.next(t0 + 18 * round, &rtt, 3200, 100).size, Some(1600));
 }
 
 #[test]
